@@ -1,0 +1,505 @@
+//! Parse, don't validate: the value types every rule past the edge takes.
+//!
+//! Each constructor checks one field's rules and returns a [`ValidationError`]
+//! naming the field and the rule; a value of these types is valid by
+//! construction.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+use zeroize::Zeroize;
+
+/// A value that broke a rule: which field, and what the rule is.
+///
+/// `Display` reads `"<field>: <rule>"`, e.g. `username: must be 3–32 characters`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {rule}")]
+pub struct ValidationError {
+    /// The request field at fault (`username`, `email`, `password`, `track_id`, …).
+    pub field: &'static str,
+    /// What the rule is, in words a client can show.
+    pub rule: String,
+}
+
+impl ValidationError {
+    /// A broken `rule` on `field`.
+    pub fn new(field: &'static str, rule: impl Into<String>) -> Self {
+        Self { field, rule: rule.into() }
+    }
+}
+
+/// A user's id: a UUID v7, so ids sort by creation time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct UserId(Uuid);
+
+impl UserId {
+    /// A fresh, time-ordered id.
+    pub fn new() -> Self {
+        Self(Uuid::now_v7())
+    }
+
+    /// Wraps an id read from storage or a token.
+    pub fn from_uuid(id: Uuid) -> Self {
+        Self(id)
+    }
+
+    /// The underlying UUID.
+    pub fn as_uuid(&self) -> Uuid {
+        self.0
+    }
+}
+
+impl Default for UserId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Display for UserId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl FromStr for UserId {
+    type Err = ValidationError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Uuid::parse_str(s).map(Self).map_err(|_| ValidationError::new("id", "must be a UUID"))
+    }
+}
+
+/// A session's id (one per login), a UUID v7.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct SessionId(Uuid);
+
+impl SessionId {
+    /// A fresh, time-ordered id.
+    pub fn new() -> Self {
+        Self(Uuid::now_v7())
+    }
+
+    /// Wraps an id read from storage or a token.
+    pub fn from_uuid(id: Uuid) -> Self {
+        Self(id)
+    }
+
+    /// The underlying UUID.
+    pub fn as_uuid(&self) -> Uuid {
+        self.0
+    }
+}
+
+impl Default for SessionId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Display for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// Implements the string newtype plumbing shared by the text value types.
+macro_rules! text_value {
+    ($name:ident) => {
+        impl $name {
+            /// The value as text.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl AsRef<str> for $name {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = ValidationError;
+
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                Self::parse(s)
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = ValidationError;
+
+            fn try_from(s: String) -> Result<Self, Self::Error> {
+                Self::parse(&s)
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(v: $name) -> String {
+                v.0
+            }
+        }
+    };
+}
+
+/// A username: 3–32 characters of `A-Z a-z 0-9 _ . -`.
+///
+/// Kept as typed; uniqueness is case-insensitive (`Alice` and `alice` are the
+/// same account), which the store enforces with a unique index on the
+/// lower-cased name. It can never contain `@`, so a login name with `@` is
+/// always an email.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Username(String);
+
+impl Username {
+    /// Checks the rules and wraps the name.
+    ///
+    /// # Errors
+    /// A [`ValidationError`] on field `username` naming the broken rule.
+    pub fn parse(s: &str) -> Result<Self, ValidationError> {
+        let len = s.chars().count();
+        if !(3..=32).contains(&len) {
+            return Err(ValidationError::new("username", "must be 3–32 characters"));
+        }
+        if !s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')) {
+            return Err(ValidationError::new("username", "may contain only letters A-Z a-z, digits and _ . -"));
+        }
+        Ok(Self(s.to_owned()))
+    }
+
+    /// The lower-cased form uniqueness is decided on.
+    pub fn folded(&self) -> String {
+        self.0.to_ascii_lowercase()
+    }
+}
+text_value!(Username);
+
+/// An email address, checked by an RFC 5321/5322 parser and stored lower-cased.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Email(String);
+
+impl Email {
+    /// Checks the address and lower-cases it.
+    ///
+    /// # Errors
+    /// A [`ValidationError`] on field `email` if it is not a valid address or is
+    /// longer than 254 characters.
+    pub fn parse(s: &str) -> Result<Self, ValidationError> {
+        // 254 is the longest address that fits SMTP's forward path (RFC 5321 §4.5.3.1.3).
+        if s.len() > 254 {
+            return Err(ValidationError::new("email", "must be at most 254 characters"));
+        }
+        let parsed = email_address::EmailAddress::parse_with_options(
+            s,
+            email_address::Options::default().without_display_text().without_domain_literal(),
+        )
+        .map_err(|_| ValidationError::new("email", "must be a valid email address"))?;
+        // A bare host (`a@localhost`) is legal but never a deliverable account address.
+        if !parsed.domain().contains('.') {
+            return Err(ValidationError::new("email", "must be a valid email address"));
+        }
+        Ok(Self(s.to_lowercase()))
+    }
+}
+text_value!(Email);
+
+/// A password: 8–128 characters (Unicode scalar values), any characters.
+///
+/// Never printed: `Debug` shows `Password(***)` and there is no `Display`.
+/// The memory is overwritten when the value is dropped.
+#[derive(Clone, Deserialize)]
+#[serde(try_from = "String")]
+pub struct Password(String);
+
+impl Password {
+    /// The longest accepted password, in characters.
+    pub const MAX_CHARS: usize = 128;
+    /// The shortest password accepted for a new account or a password change.
+    pub const MIN_CHARS: usize = 8;
+
+    /// Checks a new password against the policy (8–128 characters).
+    ///
+    /// # Errors
+    /// A [`ValidationError`] on field `password`.
+    pub fn parse(s: &str) -> Result<Self, ValidationError> {
+        let len = s.chars().count();
+        if len < Self::MIN_CHARS {
+            return Err(ValidationError::new("password", "must be at least 8 characters"));
+        }
+        if len > Self::MAX_CHARS {
+            return Err(ValidationError::new("password", "must be at most 128 characters"));
+        }
+        Ok(Self(s.to_owned()))
+    }
+
+    /// Wraps a password presented to log in or to confirm a change: only
+    /// non-empty and at most 128 characters, so a tightened policy never locks
+    /// out an account whose password predates it.
+    ///
+    /// # Errors
+    /// A [`ValidationError`] on `field` if empty or too long.
+    pub fn presented(field: &'static str, s: &str) -> Result<Self, ValidationError> {
+        if s.is_empty() {
+            return Err(ValidationError::new(field, "must not be empty"));
+        }
+        if s.chars().count() > Self::MAX_CHARS {
+            return Err(ValidationError::new(field, "must be at most 128 characters"));
+        }
+        Ok(Self(s.to_owned()))
+    }
+
+    /// The secret itself, for hashing and verifying only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for Password {
+    type Error = ValidationError;
+
+    fn try_from(mut s: String) -> Result<Self, Self::Error> {
+        let parsed = Self::parse(&s);
+        s.zeroize();
+        parsed
+    }
+}
+
+impl fmt::Debug for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Password(***)")
+    }
+}
+
+impl Drop for Password {
+    fn drop(&mut self) {
+        self.0.zeroize();
+    }
+}
+
+/// A catalogue track id: 1–64 characters of `A-Z a-z 0-9 _ : . -`, which covers
+/// integers, UUIDs and base-62 catalogue ids; never a comma, so batches can be
+/// comma-separated.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct TrackId(String);
+
+impl TrackId {
+    /// Checks the rules and wraps the id.
+    ///
+    /// # Errors
+    /// A [`ValidationError`] on field `track_id`.
+    pub fn parse(s: &str) -> Result<Self, ValidationError> {
+        if s.is_empty() || s.len() > 64 {
+            return Err(ValidationError::new("track_id", "must be 1–64 characters"));
+        }
+        if !s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | ':' | '.' | '-')) {
+            return Err(ValidationError::new("track_id", "may contain only letters A-Z a-z, digits and _ : . -"));
+        }
+        Ok(Self(s.to_owned()))
+    }
+
+    /// Parses a comma-separated batch of 1–50 ids; duplicates count once and
+    /// the first occurrence's order is kept.
+    ///
+    /// # Errors
+    /// A [`ValidationError`] on `track_id` for an empty item (`a,,b`), an invalid
+    /// id, or more than 50 ids.
+    pub fn parse_batch(s: &str) -> Result<Vec<Self>, ValidationError> {
+        let mut ids: Vec<Self> = Vec::new();
+        for (n, part) in s.split(',').enumerate() {
+            if n >= MAX_BATCH {
+                return Err(ValidationError::new("track_id", "at most 50 ids at once"));
+            }
+            let id = Self::parse(part)?;
+            if !ids.contains(&id) {
+                ids.push(id);
+            }
+        }
+        Ok(ids)
+    }
+}
+text_value!(TrackId);
+
+/// The most track ids one favorites call takes.
+pub const MAX_BATCH: usize = 50;
+
+/// What an account may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// An ordinary account.
+    #[default]
+    User,
+    /// May list every user (`GET /user/all`).
+    Admin,
+}
+
+impl Role {
+    /// `"user"` or `"admin"`, as stored and as put in tokens.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Role::User => "user",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Role {
+    type Err = ValidationError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "user" => Ok(Role::User),
+            "admin" => Ok(Role::Admin),
+            _ => Err(ValidationError::new("role", "must be user or admin")),
+        }
+    }
+}
+
+/// How a user is named at login or by an operator: a username, or an email
+/// (anything with `@`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Login {
+    /// Look the account up by username (case-insensitively).
+    Username(Username),
+    /// Look the account up by email.
+    Email(Email),
+}
+
+impl Login {
+    /// Parses a login name: with `@` it must be a valid email, otherwise a
+    /// valid username.
+    ///
+    /// # Errors
+    /// A [`ValidationError`] on field `username`.
+    pub fn parse(s: &str) -> Result<Self, ValidationError> {
+        if s.contains('@') {
+            Email::parse(s).map(Login::Email).map_err(|e| {
+                ValidationError::new("username", format!("is neither a username nor a valid email ({})", e.rule))
+            })
+        } else {
+            Username::parse(s).map(Login::Username)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn username_accepts_the_allowed_alphabet_at_both_length_bounds() {
+        assert!(Username::parse("abc").is_ok());
+        assert!(Username::parse(&"a".repeat(32)).is_ok());
+        assert!(Username::parse("A_b.c-9").is_ok());
+    }
+
+    #[test]
+    fn username_rejects_wrong_lengths_and_characters_naming_the_field() {
+        for bad in ["", "ab", &"a".repeat(33), "al ice", "al@ice", "alïce", "a/b"] {
+            let err = Username::parse(bad).unwrap_err();
+            assert_eq!(err.field, "username", "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn username_folds_case_for_uniqueness() {
+        assert_eq!(Username::parse("AlIce").unwrap().folded(), "alice");
+        assert_eq!(Username::parse("AlIce").unwrap().as_str(), "AlIce");
+    }
+
+    #[test]
+    fn email_is_lower_cased_and_checked() {
+        assert_eq!(Email::parse("Bob@Example.COM").unwrap().as_str(), "bob@example.com");
+        for bad in ["", "bob", "bob@", "@example.com", "bob@@example.com", "bob@localhost", "Bob <bob@example.com>"] {
+            assert_eq!(Email::parse(bad).unwrap_err().field, "email", "{bad:?}");
+        }
+        let long = format!("{}@example.com", "a".repeat(250));
+        assert_eq!(Email::parse(&long).unwrap_err().field, "email");
+    }
+
+    #[test]
+    fn password_counts_unicode_characters_not_bytes() {
+        assert!(Password::parse("пароль12").is_ok());
+        assert!(Password::parse(&"é".repeat(128)).is_ok());
+        assert_eq!(Password::parse("short").unwrap_err().field, "password");
+        assert_eq!(Password::parse(&"é".repeat(129)).unwrap_err().field, "password");
+    }
+
+    #[test]
+    fn password_is_never_shown_by_debug() {
+        let p = Password::parse("hunter2hunter2").unwrap();
+        assert_eq!(format!("{p:?}"), "Password(***)");
+        assert!(!format!("{:?}", Some(&p)).contains("hunter2"));
+    }
+
+    #[test]
+    fn presented_password_skips_the_length_minimum_but_not_emptiness() {
+        assert!(Password::presented("password", "short").is_ok());
+        assert_eq!(Password::presented("current_password", "").unwrap_err().field, "current_password");
+    }
+
+    #[test]
+    fn track_id_accepts_integers_uuids_and_catalogue_ids() {
+        for ok in ["1", "42", "0190a6c4-8f1e-7c3a-9d2b-1a2b3c4d5e6f", "spotify:track:6rqhFgbbKwnb9MLmUQDhG6", "a.b_c-d"]
+        {
+            assert!(TrackId::parse(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "a,b", "a b", &"x".repeat(65), "трек"] {
+            assert_eq!(TrackId::parse(bad).unwrap_err().field, "track_id", "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn track_batches_dedupe_keep_order_and_cap_at_fifty() {
+        let ids = TrackId::parse_batch("b,a,b").unwrap();
+        assert_eq!(ids.iter().map(TrackId::as_str).collect::<Vec<_>>(), ["b", "a"]);
+        assert!(TrackId::parse_batch("a,,b").is_err());
+        assert!(TrackId::parse_batch("").is_err());
+        let fifty = (0..50).map(|n| n.to_string()).collect::<Vec<_>>().join(",");
+        assert_eq!(TrackId::parse_batch(&fifty).unwrap().len(), 50);
+        let fifty_one = (0..51).map(|n| n.to_string()).collect::<Vec<_>>().join(",");
+        assert!(TrackId::parse_batch(&fifty_one).is_err());
+    }
+
+    #[test]
+    fn role_round_trips_through_text() {
+        for role in [Role::User, Role::Admin] {
+            assert_eq!(role.as_str().parse::<Role>().unwrap(), role);
+        }
+        assert!("root".parse::<Role>().is_err());
+    }
+
+    #[test]
+    fn login_with_at_sign_is_an_email() {
+        assert!(matches!(Login::parse("Bob@Example.com").unwrap(), Login::Email(e) if e.as_str() == "bob@example.com"));
+        assert!(matches!(Login::parse("bob").unwrap(), Login::Username(_)));
+        assert_eq!(Login::parse("bob@").unwrap_err().field, "username");
+    }
+
+    #[test]
+    fn user_ids_are_time_ordered() {
+        let a = UserId::new();
+        let b = UserId::new();
+        assert!(a < b);
+        assert_eq!(a.to_string().parse::<UserId>().unwrap(), a);
+    }
+}

@@ -1,0 +1,152 @@
+//! The one error type of the library: each variant is one outcome a caller must
+//! tell apart, and maps to exactly one HTTP status in `user-server`.
+
+use std::fmt;
+
+use crate::domain::ValidationError;
+
+/// The result type of every fallible `user-core` operation.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in `user-core`.
+///
+/// Variants split "the caller's fault" (validation, credentials, conflicts, …)
+/// from "ours" ([`Error::Internal`]). The `Display` text of caller-facing
+/// variants is safe to show to the caller; an internal error's cause is for the
+/// log only.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A value broke a rule; the error names the field and the rule (HTTP 400).
+    #[error(transparent)]
+    Validation(#[from] ValidationError),
+    /// The password did not match (HTTP 401).
+    #[error("wrong password")]
+    InvalidCredentials,
+    /// No user has that name, email or id (HTTP 404).
+    #[error("user not found")]
+    UserNotFound,
+    /// A unique value is already taken by another account (HTTP 409).
+    #[error("{0} is already taken")]
+    Conflict(ConflictField),
+    /// The token is missing, malformed, expired, revoked or of the wrong type
+    /// (HTTP 401). The reason is for logs; callers should show one generic text.
+    #[error("unauthorized: {0}")]
+    Unauthorized(UnauthorizedReason),
+    /// The caller is known but not allowed to do this (HTTP 403).
+    #[error("{0}")]
+    Forbidden(ForbiddenReason),
+    /// Too many password hashes are already queued; try again shortly (HTTP 503).
+    #[error("the service is overloaded, try again shortly")]
+    Overloaded,
+    /// Something failed on our side (HTTP 500). The cause is logged, never shown.
+    #[error("internal error: {0}")]
+    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl Error {
+    /// Wraps any unexpected failure (database, I/O, crypto) as [`Error::Internal`].
+    pub fn internal(cause: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self::Internal(cause.into())
+    }
+
+    /// The HTTP status code this error maps to; the single source of that mapping.
+    pub fn http_status(&self) -> u16 {
+        match self {
+            Error::Validation(_) => 400,
+            Error::InvalidCredentials | Error::Unauthorized(_) => 401,
+            Error::Forbidden(_) => 403,
+            Error::UserNotFound => 404,
+            Error::Conflict(_) => 409,
+            Error::Overloaded => 503,
+            Error::Internal(_) => 500,
+        }
+    }
+
+    /// The text to show to a client: never a cause of an internal error, never
+    /// the reason a token was refused (that goes to the log).
+    pub fn public_message(&self) -> String {
+        match self {
+            Error::Unauthorized(UnauthorizedReason::WrongCurrentPassword) => "current_password is wrong".to_owned(),
+            Error::Unauthorized(_) => "unauthorized".to_owned(),
+            Error::Internal(_) => "internal server error".to_owned(),
+            other => other.to_string(),
+        }
+    }
+}
+
+/// The unique field a [`Error::Conflict`] is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConflictField {
+    /// The username (compared case-insensitively).
+    Username,
+    /// The email address (stored lower-cased).
+    Email,
+}
+
+impl fmt::Display for ConflictField {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ConflictField::Username => "username",
+            ConflictField::Email => "email",
+        })
+    }
+}
+
+/// Why a token or session was refused; for logs and tests, not for clients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum UnauthorizedReason {
+    /// No token was presented.
+    Missing,
+    /// Not a JWT we signed (bad format, signature, algorithm, issuer or audience).
+    Malformed,
+    /// The token's `exp` has passed.
+    Expired,
+    /// An access token where a refresh token was expected, or the reverse.
+    WrongType,
+    /// The session was revoked, has expired, or no longer exists.
+    SessionRevoked,
+    /// A refresh token that was already rotated; the session has been revoked.
+    RefreshReused,
+    /// A refresh token rotated moments ago (within the grace period); the
+    /// session stays valid with its newer token.
+    RefreshRecentlyRotated,
+    /// The current password given for a sensitive change is wrong.
+    WrongCurrentPassword,
+}
+
+impl fmt::Display for UnauthorizedReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            UnauthorizedReason::Missing => "no token",
+            UnauthorizedReason::Malformed => "malformed or foreign token",
+            UnauthorizedReason::Expired => "token expired",
+            UnauthorizedReason::WrongType => "wrong token type",
+            UnauthorizedReason::SessionRevoked => "session revoked or expired",
+            UnauthorizedReason::RefreshReused => "refresh token reused; session revoked",
+            UnauthorizedReason::RefreshRecentlyRotated => "refresh token already rotated",
+            UnauthorizedReason::WrongCurrentPassword => "wrong current password",
+        })
+    }
+}
+
+/// Why an authenticated caller was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ForbiddenReason {
+    /// The operation needs the `admin` role.
+    AdminOnly,
+    /// An operator disabled this account.
+    AccountDisabled,
+}
+
+impl fmt::Display for ForbiddenReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ForbiddenReason::AdminOnly => "admin role required",
+            ForbiddenReason::AccountDisabled => "account disabled",
+        })
+    }
+}

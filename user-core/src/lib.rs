@@ -1,0 +1,31 @@
+//! `user-core`: every rule of the user service — accounts, argon2id passwords,
+//! JWT access/refresh tokens with server-side sessions, favorites, and the
+//! deferred-task outbox — as an embeddable library.
+//!
+//! Frontends (`user-server`, `user-client`, `user-cli`) only translate to and
+//! from [`UserService`], which takes the validated types of [`domain`] and
+//! returns domain types or an [`Error`].
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), user_core::Error> {
+//! use user_core::{store, ServiceConfig, UserService};
+//!
+//! let store = store::open("sqlite::memory:").await?; // or "sqlite://users.db", "memory:"
+//! store.migrate().await?;
+//! let service = UserService::new(store, ServiceConfig::default()).await?;
+//! # let _ = service;
+//! # Ok(())
+//! # }
+//! ```
+
+pub mod auth;
+pub mod clock;
+pub mod domain;
+mod error;
+pub mod page;
+pub mod service;
+pub mod store;
+
+pub use error::{ConflictField, Error, ForbiddenReason, Result, UnauthorizedReason};
+pub use service::{ServiceConfig, UserService};

@@ -1,0 +1,373 @@
+//! Storage: the traits every backend implements, and the backends.
+//!
+//! Each trait method that writes more than one row is one atomic unit: the
+//! backend runs it in one transaction (a favorite and its deferred task, a
+//! deleted user and its `user.deleted` task, a password change and the
+//! revocation of other sessions). That keeps the transaction inside the
+//! backend, so a new backend fits these traits without changing them.
+//! Uniqueness is decided by the backend's unique indexes and reported as
+//! [`Error::Conflict`](crate::Error::Conflict), never by a check-then-insert.
+
+#[cfg(test)]
+pub(crate) mod conformance;
+#[cfg(feature = "memory")]
+mod memory;
+#[cfg(feature = "sqlite")]
+mod sqlite;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use crate::domain::{Email, Role, SessionId, TrackId, UserId, Username};
+use crate::error::{Error, Result};
+#[cfg(feature = "memory")]
+pub use memory::MemoryStore;
+#[cfg(feature = "sqlite")]
+pub use sqlite::SqliteStore;
+
+/// A user account as callers see it (no password hash).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    /// Time-ordered id.
+    pub id: UserId,
+    /// The name as the user typed it.
+    pub username: Username,
+    /// The lower-cased email.
+    pub email: Email,
+    /// What the account may do.
+    pub role: Role,
+    /// Set when an operator disabled the account; it can then neither log in
+    /// nor refresh.
+    pub disabled_at: Option<DateTime<Utc>>,
+    /// When the account was created (millisecond precision).
+    pub created_at: DateTime<Utc>,
+    /// When the account last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A stored user with its password hash.
+#[derive(Clone, PartialEq, Eq)]
+pub struct UserRecord {
+    /// The account.
+    pub user: User,
+    /// The argon2 PHC string.
+    pub password_hash: String,
+}
+
+impl std::fmt::Debug for UserRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserRecord").field("user", &self.user).finish_non_exhaustive()
+    }
+}
+
+/// How to find one user.
+#[derive(Debug, Clone, Copy)]
+pub enum UserKey<'a> {
+    /// By id.
+    Id(UserId),
+    /// By username, case-insensitively.
+    Username(&'a Username),
+    /// By (lower-cased) email.
+    Email(&'a Email),
+}
+
+/// A change to an account; `None` fields stay as they are.
+#[derive(Debug, Clone, Default)]
+pub struct UserChanges {
+    /// A new username.
+    pub username: Option<Username>,
+    /// A new email.
+    pub email: Option<Email>,
+    /// A new password hash; when set, every session but `keep_session` is revoked
+    /// in the same transaction.
+    pub password_hash: Option<String>,
+    /// The session that made the change and survives a password change.
+    pub keep_session: Option<SessionId>,
+}
+
+/// One login: the server-side state of a refresh token family.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRecord {
+    /// The session id (the `sid` claim).
+    pub id: SessionId,
+    /// The user who logged in.
+    pub user_id: UserId,
+    /// The `jti` of the only refresh token that may be used next.
+    pub refresh_jti: Uuid,
+    /// The `jti` the last rotation replaced, tolerated for a grace period.
+    pub previous_jti: Option<Uuid>,
+    /// When the last rotation happened.
+    pub rotated_at: Option<DateTime<Utc>>,
+    /// When the user logged in.
+    pub created_at: DateTime<Utc>,
+    /// The last login or refresh.
+    pub last_used_at: DateTime<Utc>,
+    /// When the session ends unless refreshed.
+    pub expires_at: DateTime<Utc>,
+    /// When it was revoked (logout, reuse, password change, disable).
+    pub revoked_at: Option<DateTime<Utc>>,
+    /// The client's `User-Agent`, if given.
+    pub user_agent: Option<String>,
+    /// The client's IP, if known.
+    pub ip: Option<String>,
+}
+
+impl SessionRecord {
+    /// Whether tokens of this session may still be used at `now`.
+    pub fn is_active(&self, now: DateTime<Utc>) -> bool {
+        self.revoked_at.is_none() && self.expires_at > now
+    }
+}
+
+/// A compare-and-swap of a session's refresh `jti`.
+#[derive(Debug, Clone)]
+pub struct Rotation {
+    /// The session.
+    pub session: SessionId,
+    /// The `jti` presented; the swap happens only if it is still current.
+    pub expected_jti: Uuid,
+    /// The `jti` of the newly issued refresh token.
+    pub new_jti: Uuid,
+    /// When it happens.
+    pub now: DateTime<Utc>,
+    /// The session's new end.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// A favorite track of a user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Favorite {
+    /// The track.
+    pub track_id: TrackId,
+    /// When it was added (the first time: adding again changes nothing).
+    pub added_at: DateTime<Utc>,
+    /// Insertion order within the store, for keyset pagination.
+    pub seq: i64,
+}
+
+/// What happened, as named in a deferred task's `kind`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum TaskKind {
+    /// `favorite.added`
+    FavoriteAdded,
+    /// `favorite.removed`
+    FavoriteRemoved,
+    /// `user.deleted`
+    UserDeleted,
+}
+
+impl TaskKind {
+    /// The wire name, e.g. `favorite.added`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            TaskKind::FavoriteAdded => "favorite.added",
+            TaskKind::FavoriteRemoved => "favorite.removed",
+            TaskKind::UserDeleted => "user.deleted",
+        }
+    }
+
+    /// Parses a wire name.
+    ///
+    /// # Errors
+    /// [`Error::Internal`] for an unknown kind (only a corrupt store has one).
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "favorite.added" => Ok(TaskKind::FavoriteAdded),
+            "favorite.removed" => Ok(TaskKind::FavoriteRemoved),
+            "user.deleted" => Ok(TaskKind::UserDeleted),
+            other => Err(Error::internal(format!("unknown task kind {other:?}"))),
+        }
+    }
+}
+
+/// Where a deferred task is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum TaskStatus {
+    /// Waiting for delivery (or for a retry, or leased to a relay).
+    Pending,
+    /// Delivered.
+    Done,
+    /// Gave up after the maximum number of attempts.
+    Dead,
+}
+
+impl TaskStatus {
+    /// `pending`, `done` or `dead`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            TaskStatus::Pending => "pending",
+            TaskStatus::Done => "done",
+            TaskStatus::Dead => "dead",
+        }
+    }
+
+    /// Parses a stored status.
+    ///
+    /// # Errors
+    /// [`Error::Internal`] for an unknown status.
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "pending" => Ok(TaskStatus::Pending),
+            "done" => Ok(TaskStatus::Done),
+            "dead" => Ok(TaskStatus::Dead),
+            other => Err(Error::internal(format!("unknown task status {other:?}"))),
+        }
+    }
+}
+
+/// A row of the `deferred_tasks` outbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeferredTask {
+    /// Increases with time; consumers can deduplicate and order on it.
+    pub id: i64,
+    /// What happened.
+    pub kind: TaskKind,
+    /// To whom.
+    pub user_id: UserId,
+    /// Which track, for favorite tasks.
+    pub track_id: Option<TrackId>,
+    /// When it happened.
+    pub occurred_at: DateTime<Utc>,
+    /// Delivery state.
+    pub status: TaskStatus,
+    /// Delivery attempts so far.
+    pub attempts: u32,
+    /// Not to be tried before this time.
+    pub available_at: DateTime<Utc>,
+    /// The last delivery error, if any.
+    pub last_error: Option<String>,
+}
+
+/// Accounts.
+#[async_trait]
+pub trait UserStore: Send + Sync {
+    /// Inserts a new account.
+    ///
+    /// # Errors
+    /// [`Error::Conflict`] naming the field when the username or email is taken.
+    async fn insert_user(&self, record: &UserRecord) -> Result<()>;
+
+    /// Finds one account.
+    async fn find_user(&self, key: UserKey<'_>) -> Result<Option<UserRecord>>;
+
+    /// Applies `changes` atomically; `None` if the user does not exist.
+    ///
+    /// # Errors
+    /// [`Error::Conflict`] when the new username or email is taken.
+    async fn update_user(&self, id: UserId, changes: &UserChanges, now: DateTime<Utc>) -> Result<Option<UserRecord>>;
+
+    /// Replaces the password hash without touching sessions (a rehash at login).
+    async fn set_password_hash(&self, id: UserId, hash: &str) -> Result<()>;
+
+    /// Sets the role; `false` if the user does not exist.
+    async fn set_role(&self, id: UserId, role: Role, now: DateTime<Utc>) -> Result<bool>;
+
+    /// Disables (revoking every session in the same transaction) or enables
+    /// the account; `false` if the user does not exist.
+    async fn set_disabled(&self, id: UserId, disabled: bool, now: DateTime<Utc>) -> Result<bool>;
+
+    /// Deletes the account with its sessions and favorites, and enqueues a
+    /// `user.deleted` task, in one transaction; `false` if it did not exist.
+    async fn delete_user(&self, id: UserId, now: DateTime<Utc>) -> Result<bool>;
+
+    /// Up to `limit` accounts with ids greater than `after`, oldest first.
+    async fn list_users(&self, after: Option<UserId>, limit: u32) -> Result<Vec<User>>;
+}
+
+/// Login sessions.
+#[async_trait]
+pub trait SessionStore: Send + Sync {
+    /// Records a new session.
+    ///
+    /// # Errors
+    /// [`Error::UserNotFound`] if the user was deleted meanwhile.
+    async fn insert_session(&self, session: &SessionRecord) -> Result<()>;
+
+    /// Reads a session.
+    async fn session(&self, id: SessionId) -> Result<Option<SessionRecord>>;
+
+    /// Swaps the refresh `jti` if it still equals `expected_jti` and the session
+    /// is not revoked; `true` if this call won.
+    async fn rotate_session(&self, rotation: &Rotation) -> Result<bool>;
+
+    /// Revokes one session; `false` if it was unknown or already revoked.
+    async fn revoke_session(&self, id: SessionId, now: DateTime<Utc>) -> Result<bool>;
+
+    /// Revokes every active session of `user` except `except`; returns how many.
+    async fn revoke_user_sessions(&self, user: UserId, except: Option<SessionId>, now: DateTime<Utc>) -> Result<u64>;
+}
+
+/// Favorite tracks, written together with their deferred tasks.
+#[async_trait]
+pub trait FavoriteStore: Send + Sync {
+    /// Adds the tracks not yet favorite, each with a `favorite.added` task, in
+    /// one transaction; returns how many were new.
+    ///
+    /// # Errors
+    /// [`Error::UserNotFound`] if the user does not exist.
+    async fn add_favorites(&self, user: UserId, tracks: &[TrackId], now: DateTime<Utc>) -> Result<u64>;
+
+    /// Removes the tracks that are favorite, each with a `favorite.removed`
+    /// task, in one transaction; returns how many were removed.
+    async fn remove_favorites(&self, user: UserId, tracks: &[TrackId], now: DateTime<Utc>) -> Result<u64>;
+
+    /// For each track, in order, whether it is a favorite.
+    async fn favorites_contain(&self, user: UserId, tracks: &[TrackId]) -> Result<Vec<bool>>;
+
+    /// Up to `limit` favorites with `seq` below `before`, newest first.
+    async fn list_favorites(&self, user: UserId, before: Option<i64>, limit: u32) -> Result<Vec<Favorite>>;
+}
+
+/// The deferred-task outbox.
+#[async_trait]
+pub trait TaskStore: Send + Sync {
+    /// Up to `limit` tasks with ids above `after`, optionally of one status, in id order.
+    async fn list_tasks(&self, status: Option<TaskStatus>, after: Option<i64>, limit: u32)
+    -> Result<Vec<DeferredTask>>;
+}
+
+/// Service secrets (generated signing keys).
+#[async_trait]
+pub trait SecretStore: Send + Sync {
+    /// Returns the secret stored under `name`, storing `candidate` first if
+    /// there is none. Race-free: concurrent callers all get the same value.
+    async fn get_or_insert_secret(&self, name: &str, candidate: &[u8], now: DateTime<Utc>) -> Result<Vec<u8>>;
+}
+
+/// A complete backend.
+#[async_trait]
+pub trait Store: UserStore + SessionStore + FavoriteStore + TaskStore + SecretStore + std::fmt::Debug {
+    /// Brings the schema up to date (idempotent).
+    async fn migrate(&self) -> Result<()>;
+
+    /// Checks the backend is reachable.
+    async fn ping(&self) -> Result<()>;
+}
+
+/// Opens the backend a URL names, without migrating:
+/// `memory:` (feature `memory`) or `sqlite://path` / `sqlite::memory:`
+/// (feature `sqlite`; the file is created if missing).
+///
+/// # Errors
+/// [`Error::Validation`] on field `database` for an unknown scheme;
+/// [`Error::Internal`] if the database cannot be opened.
+pub async fn open(url: &str) -> Result<Arc<dyn Store>> {
+    #[cfg(feature = "memory")]
+    if url == "memory:" {
+        return Ok(Arc::new(MemoryStore::new()));
+    }
+    #[cfg(feature = "sqlite")]
+    if url.starts_with("sqlite:") {
+        return Ok(Arc::new(SqliteStore::connect(url).await?));
+    }
+    Err(crate::domain::ValidationError::new(
+        "database",
+        format!("unsupported database URL {url:?} (expected memory: or sqlite://…)"),
+    )
+    .into())
+}

@@ -1,0 +1,328 @@
+//! The store conformance suite: written once, run against every backend by
+//! `suite!(async { make a fresh, migrated store })` in the backend's tests.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::{Rotation, SessionRecord, Store, TaskKind, TaskStatus, User, UserChanges, UserKey, UserRecord};
+use crate::domain::{Email, Role, SessionId, TrackId, UserId, Username};
+use crate::error::{ConflictField, Error};
+
+/// Generates one `#[tokio::test]` per conformance case, each on a fresh store.
+macro_rules! suite {
+    ($make:expr) => {
+        $crate::store::conformance::suite!(@cases $make;
+            usernames_are_unique_case_insensitively_under_concurrent_inserts,
+            emails_are_unique,
+            users_are_found_by_id_username_in_any_case_and_email,
+            updates_report_conflicts_and_keep_the_row_intact,
+            a_password_change_revokes_every_other_session_atomically,
+            concurrent_rotations_with_one_token_have_exactly_one_winner,
+            rotation_of_a_revoked_session_fails,
+            revoking_is_idempotent_and_per_session,
+            deleting_a_user_cascades_and_enqueues_user_deleted,
+            disabling_revokes_every_session,
+            favorites_are_idempotent_and_write_exactly_one_task_per_change,
+            favorites_list_newest_first_with_keyset_pages,
+            favorites_of_an_unknown_user_write_nothing,
+            users_list_oldest_first_with_keyset_pages,
+            secrets_are_created_once_under_concurrency,
+            roles_change_and_sessions_of_unknown_users_are_refused
+        );
+    };
+    (@cases $make:expr; $($name:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let store: std::sync::Arc<dyn $crate::store::Store> = $make.await;
+                $crate::store::conformance::$name(store).await;
+            }
+        )*
+    };
+}
+pub(crate) use suite;
+
+fn t0() -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(1_800_000_000_123).unwrap()
+}
+
+fn record(name: &str) -> UserRecord {
+    let now = t0();
+    UserRecord {
+        user: User {
+            id: UserId::new(),
+            username: Username::parse(name).unwrap(),
+            email: Email::parse(&format!("{name}@example.com")).unwrap(),
+            role: Role::User,
+            disabled_at: None,
+            created_at: now,
+            updated_at: now,
+        },
+        password_hash: "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaA".to_owned(),
+    }
+}
+
+async fn user(store: &Arc<dyn Store>, name: &str) -> UserId {
+    let r = record(name);
+    store.insert_user(&r).await.unwrap();
+    r.user.id
+}
+
+async fn session(store: &Arc<dyn Store>, user: UserId) -> SessionRecord {
+    let s = SessionRecord {
+        id: SessionId::new(),
+        user_id: user,
+        refresh_jti: Uuid::now_v7(),
+        previous_jti: None,
+        rotated_at: None,
+        created_at: t0(),
+        last_used_at: t0(),
+        expires_at: t0() + Duration::from_secs(3600),
+        revoked_at: None,
+        user_agent: Some("test".into()),
+        ip: Some("127.0.0.1".into()),
+    };
+    store.insert_session(&s).await.unwrap();
+    s
+}
+
+fn tracks(ids: &str) -> Vec<TrackId> {
+    TrackId::parse_batch(ids).unwrap()
+}
+
+pub(crate) async fn usernames_are_unique_case_insensitively_under_concurrent_inserts(store: Arc<dyn Store>) {
+    let handles: Vec<_> = (0..16)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut r = record(if i % 2 == 0 { "Racer" } else { "rACER" });
+                r.user.email = Email::parse(&format!("racer{i}@example.com")).unwrap();
+                store.insert_user(&r).await
+            })
+        })
+        .collect();
+    let mut ok = 0;
+    for h in handles {
+        match h.await.unwrap() {
+            Ok(()) => ok += 1,
+            Err(Error::Conflict(ConflictField::Username)) => {}
+            Err(other) => panic!("expected a username conflict, got {other:?}"),
+        }
+    }
+    assert_eq!(ok, 1);
+    assert_eq!(store.list_users(None, 100).await.unwrap().len(), 1);
+}
+
+pub(crate) async fn emails_are_unique(store: Arc<dyn Store>) {
+    user(&store, "alice").await;
+    let mut other = record("bob");
+    other.user.email = Email::parse("ALICE@example.com").unwrap();
+    assert!(matches!(store.insert_user(&other).await, Err(Error::Conflict(ConflictField::Email))));
+}
+
+pub(crate) async fn users_are_found_by_id_username_in_any_case_and_email(store: Arc<dyn Store>) {
+    let r = record("Alice");
+    store.insert_user(&r).await.unwrap();
+    let by_id = store.find_user(UserKey::Id(r.user.id)).await.unwrap().unwrap();
+    assert_eq!(by_id, r, "the stored record reads back unchanged");
+    let lower = Username::parse("alice").unwrap();
+    assert_eq!(store.find_user(UserKey::Username(&lower)).await.unwrap().unwrap().user.id, r.user.id);
+    assert_eq!(store.find_user(UserKey::Email(&r.user.email)).await.unwrap().unwrap().user.id, r.user.id);
+    assert!(store.find_user(UserKey::Id(UserId::new())).await.unwrap().is_none());
+}
+
+pub(crate) async fn updates_report_conflicts_and_keep_the_row_intact(store: Arc<dyn Store>) {
+    let alice = user(&store, "alice").await;
+    user(&store, "bob").await;
+    let rename = UserChanges { username: Some(Username::parse("BOB").unwrap()), ..Default::default() };
+    assert!(matches!(store.update_user(alice, &rename, t0()).await, Err(Error::Conflict(ConflictField::Username))));
+    let reemail = UserChanges { email: Some(Email::parse("bob@example.com").unwrap()), ..Default::default() };
+    assert!(matches!(store.update_user(alice, &reemail, t0()).await, Err(Error::Conflict(ConflictField::Email))));
+    let own_case = UserChanges { username: Some(Username::parse("ALICE").unwrap()), ..Default::default() };
+    let later = t0() + Duration::from_secs(1);
+    let updated = store.update_user(alice, &own_case, later).await.unwrap().unwrap();
+    assert_eq!((updated.user.username.as_str(), updated.user.email.as_str()), ("ALICE", "alice@example.com"));
+    assert_eq!(updated.user.updated_at, later);
+    assert!(store.update_user(UserId::new(), &own_case, later).await.unwrap().is_none());
+}
+
+pub(crate) async fn a_password_change_revokes_every_other_session_atomically(store: Arc<dyn Store>) {
+    let alice = user(&store, "alice").await;
+    let keep = session(&store, alice).await;
+    let other = session(&store, alice).await;
+    let changes =
+        UserChanges { password_hash: Some("new-hash".into()), keep_session: Some(keep.id), ..Default::default() };
+    let updated = store.update_user(alice, &changes, t0()).await.unwrap().unwrap();
+    assert_eq!(updated.password_hash, "new-hash");
+    assert!(store.session(keep.id).await.unwrap().unwrap().revoked_at.is_none());
+    assert_eq!(store.session(other.id).await.unwrap().unwrap().revoked_at, Some(t0()));
+}
+
+pub(crate) async fn concurrent_rotations_with_one_token_have_exactly_one_winner(store: Arc<dyn Store>) {
+    let alice = user(&store, "alice").await;
+    let s = session(&store, alice).await;
+    let handles: Vec<_> = (0..8)
+        .map(|_| {
+            let store = store.clone();
+            let r = Rotation {
+                session: s.id,
+                expected_jti: s.refresh_jti,
+                new_jti: Uuid::now_v7(),
+                now: t0(),
+                expires_at: t0(),
+            };
+            tokio::spawn(async move { store.rotate_session(&r).await.unwrap() })
+        })
+        .collect();
+    let mut wins = 0;
+    for h in handles {
+        wins += usize::from(h.await.unwrap());
+    }
+    assert_eq!(wins, 1);
+    let after = store.session(s.id).await.unwrap().unwrap();
+    assert_eq!(after.previous_jti, Some(s.refresh_jti));
+    assert_eq!(after.rotated_at, Some(t0()));
+    assert_ne!(after.refresh_jti, s.refresh_jti);
+}
+
+pub(crate) async fn rotation_of_a_revoked_session_fails(store: Arc<dyn Store>) {
+    let alice = user(&store, "alice").await;
+    let s = session(&store, alice).await;
+    assert!(store.revoke_session(s.id, t0()).await.unwrap());
+    let r =
+        Rotation { session: s.id, expected_jti: s.refresh_jti, new_jti: Uuid::now_v7(), now: t0(), expires_at: t0() };
+    assert!(!store.rotate_session(&r).await.unwrap());
+}
+
+pub(crate) async fn revoking_is_idempotent_and_per_session(store: Arc<dyn Store>) {
+    let alice = user(&store, "alice").await;
+    let a = session(&store, alice).await;
+    let b = session(&store, alice).await;
+    assert!(store.revoke_session(a.id, t0()).await.unwrap());
+    assert!(!store.revoke_session(a.id, t0()).await.unwrap());
+    assert!(!store.revoke_session(SessionId::new(), t0()).await.unwrap());
+    assert!(store.session(b.id).await.unwrap().unwrap().revoked_at.is_none());
+    assert_eq!(store.revoke_user_sessions(alice, None, t0()).await.unwrap(), 1);
+}
+
+pub(crate) async fn deleting_a_user_cascades_and_enqueues_user_deleted(store: Arc<dyn Store>) {
+    let alice = user(&store, "alice").await;
+    let bob = user(&store, "bob").await;
+    let s = session(&store, alice).await;
+    store.add_favorites(alice, &tracks("1,2"), t0()).await.unwrap();
+    store.add_favorites(bob, &tracks("1"), t0()).await.unwrap();
+    assert!(store.delete_user(alice, t0()).await.unwrap());
+    assert!(!store.delete_user(alice, t0()).await.unwrap());
+    assert!(store.find_user(UserKey::Id(alice)).await.unwrap().is_none());
+    assert!(store.session(s.id).await.unwrap().is_none());
+    assert!(store.list_favorites(alice, None, 10).await.unwrap().is_empty());
+    assert_eq!(store.list_favorites(bob, None, 10).await.unwrap().len(), 1);
+    let tasks = store.list_tasks(None, None, 100).await.unwrap();
+    let last = tasks.last().unwrap();
+    assert_eq!((last.kind, last.user_id, last.track_id.clone()), (TaskKind::UserDeleted, alice, None));
+    // The name and email are free again.
+    user(&store, "alice").await;
+}
+
+pub(crate) async fn disabling_revokes_every_session(store: Arc<dyn Store>) {
+    let alice = user(&store, "alice").await;
+    let s = session(&store, alice).await;
+    assert!(store.set_disabled(alice, true, t0()).await.unwrap());
+    assert_eq!(store.find_user(UserKey::Id(alice)).await.unwrap().unwrap().user.disabled_at, Some(t0()));
+    assert!(store.session(s.id).await.unwrap().unwrap().revoked_at.is_some());
+    assert!(store.set_disabled(alice, false, t0()).await.unwrap());
+    assert_eq!(store.find_user(UserKey::Id(alice)).await.unwrap().unwrap().user.disabled_at, None);
+    assert!(!store.set_disabled(UserId::new(), true, t0()).await.unwrap());
+}
+
+pub(crate) async fn favorites_are_idempotent_and_write_exactly_one_task_per_change(store: Arc<dyn Store>) {
+    let alice = user(&store, "alice").await;
+    assert_eq!(store.add_favorites(alice, &tracks("a,b"), t0()).await.unwrap(), 2);
+    let later = t0() + Duration::from_secs(60);
+    assert_eq!(store.add_favorites(alice, &tracks("a"), later).await.unwrap(), 0);
+    let listed = store.list_favorites(alice, None, 10).await.unwrap();
+    assert!(listed.iter().all(|f| f.added_at == t0()), "adding again keeps the first added_at");
+    assert_eq!(store.remove_favorites(alice, &tracks("a,zzz"), later).await.unwrap(), 1);
+    assert_eq!(store.remove_favorites(alice, &tracks("a"), later).await.unwrap(), 0);
+    assert_eq!(store.favorites_contain(alice, &tracks("a,b,c")).await.unwrap(), [false, true, false]);
+    let tasks = store.list_tasks(Some(TaskStatus::Pending), None, 100).await.unwrap();
+    let summary: Vec<_> = tasks.iter().map(|t| (t.kind, t.track_id.as_ref().unwrap().as_str(), t.user_id)).collect();
+    assert_eq!(
+        summary,
+        [
+            (TaskKind::FavoriteAdded, "a", alice),
+            (TaskKind::FavoriteAdded, "b", alice),
+            (TaskKind::FavoriteRemoved, "a", alice)
+        ]
+    );
+    assert!(tasks.windows(2).all(|w| w[0].id < w[1].id), "task ids increase");
+    assert_eq!(tasks[2].occurred_at, later);
+    assert!(tasks.iter().all(|t| t.attempts == 0 && t.last_error.is_none() && t.available_at == t.occurred_at));
+    let after_first = store.list_tasks(None, Some(tasks[0].id), 100).await.unwrap();
+    assert_eq!(after_first.len(), 2);
+}
+
+pub(crate) async fn favorites_list_newest_first_with_keyset_pages(store: Arc<dyn Store>) {
+    let alice = user(&store, "alice").await;
+    let bob = user(&store, "bob").await;
+    // Same timestamp for all: insertion order alone must decide.
+    for id in ["t1", "t2", "t3", "t4", "t5"] {
+        store.add_favorites(alice, &tracks(id), t0()).await.unwrap();
+    }
+    store.add_favorites(bob, &tracks("b1"), t0()).await.unwrap();
+    let first = store.list_favorites(alice, None, 2).await.unwrap();
+    assert_eq!(first.iter().map(|f| f.track_id.as_str()).collect::<Vec<_>>(), ["t5", "t4"]);
+    let second = store.list_favorites(alice, Some(first[1].seq), 2).await.unwrap();
+    assert_eq!(second.iter().map(|f| f.track_id.as_str()).collect::<Vec<_>>(), ["t3", "t2"]);
+    let last = store.list_favorites(alice, Some(second[1].seq), 2).await.unwrap();
+    assert_eq!(last.iter().map(|f| f.track_id.as_str()).collect::<Vec<_>>(), ["t1"]);
+    // Re-adding does not move a favorite to the front.
+    store.add_favorites(alice, &tracks("t1"), t0()).await.unwrap();
+    assert_eq!(store.list_favorites(alice, None, 1).await.unwrap()[0].track_id.as_str(), "t5");
+}
+
+pub(crate) async fn favorites_of_an_unknown_user_write_nothing(store: Arc<dyn Store>) {
+    let ghost = UserId::new();
+    assert!(matches!(store.add_favorites(ghost, &tracks("1,2"), t0()).await, Err(Error::UserNotFound)));
+    assert!(store.list_tasks(None, None, 10).await.unwrap().is_empty());
+}
+
+pub(crate) async fn users_list_oldest_first_with_keyset_pages(store: Arc<dyn Store>) {
+    let mut ids = Vec::new();
+    for name in ["user1", "user2", "user3", "user4", "user5"] {
+        ids.push(user(&store, name).await);
+    }
+    let first = store.list_users(None, 2).await.unwrap();
+    assert_eq!(first.iter().map(|u| u.id).collect::<Vec<_>>(), ids[..2]);
+    let rest = store.list_users(Some(first[1].id), 10).await.unwrap();
+    assert_eq!(rest.iter().map(|u| u.id).collect::<Vec<_>>(), ids[2..]);
+}
+
+pub(crate) async fn secrets_are_created_once_under_concurrency(store: Arc<dyn Store>) {
+    let handles: Vec<_> = (0..8u8)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move { store.get_or_insert_secret("jwt.test", &[i; 32], t0()).await.unwrap() })
+        })
+        .collect();
+    let mut seen = Vec::new();
+    for h in handles {
+        seen.push(h.await.unwrap());
+    }
+    assert!(seen.windows(2).all(|w| w[0] == w[1]), "every caller got the same secret");
+    assert_eq!(store.get_or_insert_secret("jwt.test", &[99; 32], t0()).await.unwrap(), seen[0]);
+}
+
+pub(crate) async fn roles_change_and_sessions_of_unknown_users_are_refused(store: Arc<dyn Store>) {
+    let alice = user(&store, "alice").await;
+    assert!(store.set_role(alice, Role::Admin, t0()).await.unwrap());
+    assert_eq!(store.find_user(UserKey::Id(alice)).await.unwrap().unwrap().user.role, Role::Admin);
+    assert!(!store.set_role(UserId::new(), Role::Admin, t0()).await.unwrap());
+    let mut ghost = SessionRecord { user_id: UserId::new(), ..session(&store, alice).await };
+    ghost.id = SessionId::new();
+    assert!(matches!(store.insert_session(&ghost).await, Err(Error::UserNotFound)));
+    store.ping().await.unwrap();
+}

@@ -1,0 +1,339 @@
+//! An in-memory backend: one lock over plain maps, so every trait method is
+//! trivially atomic. For tests and for embedding where persistence is not wanted.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Mutex, MutexGuard};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use super::{
+    DeferredTask, Favorite, FavoriteStore, Rotation, SecretStore, SessionRecord, SessionStore, Store, TaskKind,
+    TaskStatus, TaskStore, User, UserChanges, UserKey, UserRecord, UserStore,
+};
+use crate::domain::{Role, SessionId, TrackId, UserId};
+use crate::error::{ConflictField, Error, Result};
+
+/// Keeps everything in process memory; nothing survives a restart.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    users: BTreeMap<UserId, UserRecord>,
+    by_username: HashMap<String, UserId>,
+    by_email: HashMap<String, UserId>,
+    sessions: HashMap<SessionId, SessionRecord>,
+    favorites: BTreeMap<(UserId, i64), Favorite>,
+    favorite_seq: HashMap<(UserId, TrackId), i64>,
+    next_seq: i64,
+    tasks: BTreeMap<i64, DeferredTask>,
+    next_task: i64,
+    secrets: HashMap<String, Vec<u8>>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock cannot leave a half-applied change:
+        // every method checks before it mutates.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Inner {
+    fn enqueue(&mut self, kind: TaskKind, user: UserId, track: Option<TrackId>, now: DateTime<Utc>) {
+        self.next_task += 1;
+        let id = self.next_task;
+        self.tasks.insert(
+            id,
+            DeferredTask {
+                id,
+                kind,
+                user_id: user,
+                track_id: track,
+                occurred_at: now,
+                status: TaskStatus::Pending,
+                attempts: 0,
+                available_at: now,
+                last_error: None,
+            },
+        );
+    }
+
+    fn revoke_sessions(&mut self, user: UserId, except: Option<SessionId>, now: DateTime<Utc>) -> u64 {
+        let mut n = 0;
+        for s in self.sessions.values_mut() {
+            if s.user_id == user && Some(s.id) != except && s.revoked_at.is_none() {
+                s.revoked_at = Some(now);
+                n += 1;
+            }
+        }
+        n
+    }
+}
+
+#[async_trait]
+impl UserStore for MemoryStore {
+    async fn insert_user(&self, record: &UserRecord) -> Result<()> {
+        let mut inner = self.lock();
+        let user = &record.user;
+        if inner.by_username.contains_key(&user.username.folded()) {
+            return Err(Error::Conflict(ConflictField::Username));
+        }
+        if inner.by_email.contains_key(user.email.as_str()) {
+            return Err(Error::Conflict(ConflictField::Email));
+        }
+        inner.by_username.insert(user.username.folded(), user.id);
+        inner.by_email.insert(user.email.as_str().to_owned(), user.id);
+        inner.users.insert(user.id, record.clone());
+        Ok(())
+    }
+
+    async fn find_user(&self, key: UserKey<'_>) -> Result<Option<UserRecord>> {
+        let inner = self.lock();
+        let id = match key {
+            UserKey::Id(id) => Some(id),
+            UserKey::Username(name) => inner.by_username.get(&name.folded()).copied(),
+            UserKey::Email(email) => inner.by_email.get(email.as_str()).copied(),
+        };
+        Ok(id.and_then(|id| inner.users.get(&id).cloned()))
+    }
+
+    async fn update_user(&self, id: UserId, changes: &UserChanges, now: DateTime<Utc>) -> Result<Option<UserRecord>> {
+        let mut inner = self.lock();
+        let Some(current) = inner.users.get(&id).cloned() else { return Ok(None) };
+        if let Some(name) = &changes.username {
+            if inner.by_username.get(&name.folded()).is_some_and(|owner| *owner != id) {
+                return Err(Error::Conflict(ConflictField::Username));
+            }
+        }
+        if let Some(email) = &changes.email {
+            if inner.by_email.get(email.as_str()).is_some_and(|owner| *owner != id) {
+                return Err(Error::Conflict(ConflictField::Email));
+            }
+        }
+        let mut updated = current.clone();
+        if let Some(name) = &changes.username {
+            inner.by_username.remove(&current.user.username.folded());
+            inner.by_username.insert(name.folded(), id);
+            updated.user.username = name.clone();
+        }
+        if let Some(email) = &changes.email {
+            inner.by_email.remove(current.user.email.as_str());
+            inner.by_email.insert(email.as_str().to_owned(), id);
+            updated.user.email = email.clone();
+        }
+        if let Some(hash) = &changes.password_hash {
+            updated.password_hash = hash.clone();
+            inner.revoke_sessions(id, changes.keep_session, now);
+        }
+        updated.user.updated_at = now;
+        inner.users.insert(id, updated.clone());
+        Ok(Some(updated))
+    }
+
+    async fn set_password_hash(&self, id: UserId, hash: &str) -> Result<()> {
+        if let Some(record) = self.lock().users.get_mut(&id) {
+            record.password_hash = hash.to_owned();
+        }
+        Ok(())
+    }
+
+    async fn set_role(&self, id: UserId, role: Role, now: DateTime<Utc>) -> Result<bool> {
+        Ok(self
+            .lock()
+            .users
+            .get_mut(&id)
+            .map(|r| {
+                r.user.role = role;
+                r.user.updated_at = now;
+            })
+            .is_some())
+    }
+
+    async fn set_disabled(&self, id: UserId, disabled: bool, now: DateTime<Utc>) -> Result<bool> {
+        let mut inner = self.lock();
+        let Some(record) = inner.users.get_mut(&id) else { return Ok(false) };
+        if disabled {
+            record.user.disabled_at.get_or_insert(now);
+        } else {
+            record.user.disabled_at = None;
+        }
+        record.user.updated_at = now;
+        if disabled {
+            inner.revoke_sessions(id, None, now);
+        }
+        Ok(true)
+    }
+
+    async fn delete_user(&self, id: UserId, now: DateTime<Utc>) -> Result<bool> {
+        let mut inner = self.lock();
+        let Some(record) = inner.users.remove(&id) else { return Ok(false) };
+        inner.by_username.remove(&record.user.username.folded());
+        inner.by_email.remove(record.user.email.as_str());
+        inner.sessions.retain(|_, s| s.user_id != id);
+        inner.favorites.retain(|(user, _), _| *user != id);
+        inner.favorite_seq.retain(|(user, _), _| *user != id);
+        inner.enqueue(TaskKind::UserDeleted, id, None, now);
+        Ok(true)
+    }
+
+    async fn list_users(&self, after: Option<UserId>, limit: u32) -> Result<Vec<User>> {
+        let inner = self.lock();
+        let range = match after {
+            Some(after) => inner.users.range((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded)),
+            None => inner.users.range(..),
+        };
+        Ok(range.take(limit as usize).map(|(_, r)| r.user.clone()).collect())
+    }
+}
+
+#[async_trait]
+impl SessionStore for MemoryStore {
+    async fn insert_session(&self, session: &SessionRecord) -> Result<()> {
+        let mut inner = self.lock();
+        if !inner.users.contains_key(&session.user_id) {
+            return Err(Error::UserNotFound);
+        }
+        inner.sessions.insert(session.id, session.clone());
+        Ok(())
+    }
+
+    async fn session(&self, id: SessionId) -> Result<Option<SessionRecord>> {
+        Ok(self.lock().sessions.get(&id).cloned())
+    }
+
+    async fn rotate_session(&self, r: &Rotation) -> Result<bool> {
+        let mut inner = self.lock();
+        let Some(s) = inner.sessions.get_mut(&r.session) else { return Ok(false) };
+        if s.refresh_jti != r.expected_jti || s.revoked_at.is_some() {
+            return Ok(false);
+        }
+        s.previous_jti = Some(s.refresh_jti);
+        s.refresh_jti = r.new_jti;
+        s.rotated_at = Some(r.now);
+        s.last_used_at = r.now;
+        s.expires_at = r.expires_at;
+        Ok(true)
+    }
+
+    async fn revoke_session(&self, id: SessionId, now: DateTime<Utc>) -> Result<bool> {
+        let mut inner = self.lock();
+        match inner.sessions.get_mut(&id) {
+            Some(s) if s.revoked_at.is_none() => {
+                s.revoked_at = Some(now);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn revoke_user_sessions(&self, user: UserId, except: Option<SessionId>, now: DateTime<Utc>) -> Result<u64> {
+        Ok(self.lock().revoke_sessions(user, except, now))
+    }
+}
+
+#[async_trait]
+impl FavoriteStore for MemoryStore {
+    async fn add_favorites(&self, user: UserId, tracks: &[TrackId], now: DateTime<Utc>) -> Result<u64> {
+        let mut inner = self.lock();
+        if !inner.users.contains_key(&user) {
+            return Err(Error::UserNotFound);
+        }
+        let mut added = 0;
+        for track in tracks {
+            if inner.favorite_seq.contains_key(&(user, track.clone())) {
+                continue;
+            }
+            inner.next_seq += 1;
+            let seq = inner.next_seq;
+            inner.favorite_seq.insert((user, track.clone()), seq);
+            inner.favorites.insert((user, seq), Favorite { track_id: track.clone(), added_at: now, seq });
+            inner.enqueue(TaskKind::FavoriteAdded, user, Some(track.clone()), now);
+            added += 1;
+        }
+        Ok(added)
+    }
+
+    async fn remove_favorites(&self, user: UserId, tracks: &[TrackId], now: DateTime<Utc>) -> Result<u64> {
+        let mut inner = self.lock();
+        let mut removed = 0;
+        for track in tracks {
+            if let Some(seq) = inner.favorite_seq.remove(&(user, track.clone())) {
+                inner.favorites.remove(&(user, seq));
+                inner.enqueue(TaskKind::FavoriteRemoved, user, Some(track.clone()), now);
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
+    async fn favorites_contain(&self, user: UserId, tracks: &[TrackId]) -> Result<Vec<bool>> {
+        let inner = self.lock();
+        Ok(tracks.iter().map(|t| inner.favorite_seq.contains_key(&(user, t.clone()))).collect())
+    }
+
+    async fn list_favorites(&self, user: UserId, before: Option<i64>, limit: u32) -> Result<Vec<Favorite>> {
+        let inner = self.lock();
+        let upper = before.unwrap_or(i64::MAX);
+        Ok(inner
+            .favorites
+            .range((user, i64::MIN)..(user, upper))
+            .rev()
+            .take(limit as usize)
+            .map(|(_, f)| f.clone())
+            .collect())
+    }
+}
+
+#[async_trait]
+impl TaskStore for MemoryStore {
+    async fn list_tasks(
+        &self,
+        status: Option<TaskStatus>,
+        after: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<DeferredTask>> {
+        let inner = self.lock();
+        Ok(inner
+            .tasks
+            .range(after.map_or(i64::MIN, |a| a.saturating_add(1))..)
+            .map(|(_, t)| t)
+            .filter(|t| status.is_none_or(|s| t.status == s))
+            .take(limit as usize)
+            .cloned()
+            .collect())
+    }
+}
+
+#[async_trait]
+impl SecretStore for MemoryStore {
+    async fn get_or_insert_secret(&self, name: &str, candidate: &[u8], _now: DateTime<Utc>) -> Result<Vec<u8>> {
+        Ok(self.lock().secrets.entry(name.to_owned()).or_insert_with(|| candidate.to_vec()).clone())
+    }
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    async fn migrate(&self) -> Result<()> {
+        Ok(())
+    }
+
+    async fn ping(&self) -> Result<()> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    crate::store::conformance::suite!(async {
+        std::sync::Arc::new(super::MemoryStore::new()) as std::sync::Arc<dyn crate::store::Store>
+    });
+}
