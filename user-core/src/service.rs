@@ -172,6 +172,11 @@ impl UserService {
         &self.tokens
     }
 
+    /// The password hasher (for its counters).
+    pub fn password_hasher(&self) -> &PasswordHasher {
+        &self.hasher
+    }
+
     /// The store, for operator tooling and health checks.
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store

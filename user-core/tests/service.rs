@@ -1,0 +1,524 @@
+//! `UserService` through its public API, as an embedder uses it: every rule of
+//! registration, login, sessions, profile, admin operations and favorites.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use user_core::auth::{HashingConfig, SigningConfig};
+use user_core::clock::ManualClock;
+use user_core::domain::{Email, Login, Password, Role, TrackId, Username};
+use user_core::page::PageRequest;
+use user_core::service::{ClientInfo, ProfileUpdate, Registration};
+use user_core::store::{self, Store, TaskKind, UserKey};
+use user_core::{ConflictField, Error, ForbiddenReason, ServiceConfig, UnauthorizedReason, UserService};
+
+struct TestApp {
+    service: UserService,
+    clock: Arc<ManualClock>,
+    store: Arc<dyn Store>,
+}
+
+fn config() -> ServiceConfig {
+    ServiceConfig { hashing: HashingConfig::insecure_for_tests(), ..ServiceConfig::default() }
+}
+
+async fn app() -> TestApp {
+    app_with(config()).await
+}
+
+async fn app_with(config: ServiceConfig) -> TestApp {
+    let store = store::open("memory:").await.unwrap();
+    let clock = Arc::new(ManualClock::default());
+    let service = UserService::with_clock(store.clone(), config, clock.clone()).await.unwrap();
+    TestApp { service, clock, store }
+}
+
+fn pw(s: &str) -> Password {
+    Password::parse(s).unwrap()
+}
+
+fn registration(name: &str) -> Registration {
+    Registration {
+        username: Username::parse(name).unwrap(),
+        email: Email::parse(&format!("{name}@example.com")).unwrap(),
+        password: pw("correct horse"),
+    }
+}
+
+fn login_name(s: &str) -> Login {
+    Login::parse(s).unwrap()
+}
+
+fn unauthorized(result: Result<impl std::fmt::Debug, Error>) -> UnauthorizedReason {
+    match result {
+        Err(Error::Unauthorized(reason)) => reason,
+        other => panic!("expected unauthorized, got {other:?}"),
+    }
+}
+
+impl TestApp {
+    async fn register(&self, name: &str) -> user_core::store::User {
+        self.service.register(registration(name)).await.unwrap()
+    }
+
+    async fn login(&self, name: &str) -> user_core::auth::IssuedTokens {
+        self.service.login(&login_name(name), &pw("correct horse"), &ClientInfo::default()).await.unwrap().tokens
+    }
+}
+
+#[tokio::test]
+async fn register_creates_a_user_with_the_user_role() {
+    let app = app().await;
+    let user = app.register("Alice").await;
+    assert_eq!((user.username.as_str(), user.email.as_str(), user.role), ("Alice", "alice@example.com", Role::User));
+    assert_eq!(app.service.get(user.id).await.unwrap(), user);
+}
+
+#[tokio::test]
+async fn register_reports_a_taken_username_in_any_case_or_a_taken_email() {
+    let app = app().await;
+    app.register("alice").await;
+    let same_name = Registration { email: Email::parse("other@example.com").unwrap(), ..registration("ALICE") };
+    assert!(matches!(app.service.register(same_name).await, Err(Error::Conflict(ConflictField::Username))));
+    let same_email = Registration { email: Email::parse("Alice@Example.com").unwrap(), ..registration("bob") };
+    assert!(matches!(app.service.register(same_email).await, Err(Error::Conflict(ConflictField::Email))));
+}
+
+#[tokio::test]
+async fn login_works_by_username_in_any_case_and_by_email() {
+    let app = app().await;
+    let user = app.register("alice").await;
+    for name in ["alice", "ALICE", "alice@example.com", "Alice@Example.COM"] {
+        let outcome = app.service.login(&login_name(name), &pw("correct horse"), &ClientInfo::default()).await.unwrap();
+        assert_eq!(outcome.user.id, user.id, "{name}");
+        assert_eq!(app.service.authenticate(&outcome.tokens.access).await.unwrap().sub, user.id);
+    }
+}
+
+#[tokio::test]
+async fn login_tells_a_wrong_password_from_an_unknown_user() {
+    let app = app().await;
+    app.register("alice").await;
+    let wrong = app.service.login(&login_name("alice"), &pw("wrong horse"), &ClientInfo::default()).await;
+    assert!(matches!(wrong, Err(Error::InvalidCredentials)));
+    let unknown = app.service.login(&login_name("nobody"), &pw("correct horse"), &ClientInfo::default()).await;
+    assert!(matches!(unknown, Err(Error::UserNotFound)));
+}
+
+#[tokio::test]
+async fn a_disabled_account_is_refused_only_after_its_password_verifies() {
+    let app = app().await;
+    let user = app.register("alice").await;
+    app.service.disable(user.id).await.unwrap();
+    let wrong = app.service.login(&login_name("alice"), &pw("wrong horse"), &ClientInfo::default()).await;
+    assert!(matches!(wrong, Err(Error::InvalidCredentials)));
+    let right = app.service.login(&login_name("alice"), &pw("correct horse"), &ClientInfo::default()).await;
+    assert!(matches!(right, Err(Error::Forbidden(ForbiddenReason::AccountDisabled))));
+    app.service.enable(user.id).await.unwrap();
+    app.login("alice").await;
+}
+
+#[tokio::test]
+async fn disabling_ends_every_session_at_once() {
+    let app = app().await;
+    let user = app.register("alice").await;
+    let tokens = app.login("alice").await;
+    app.service.disable(user.id).await.unwrap();
+    assert_eq!(unauthorized(app.service.authenticate(&tokens.access).await), UnauthorizedReason::SessionRevoked);
+    assert_eq!(unauthorized(app.service.refresh(&tokens.refresh).await), UnauthorizedReason::SessionRevoked);
+}
+
+#[tokio::test]
+async fn login_records_the_client_on_the_session() {
+    let app = app().await;
+    app.register("alice").await;
+    let client = ClientInfo { user_agent: Some("x".repeat(300)), ip: Some("10.1.2.3".parse().unwrap()) };
+    let tokens = app.service.login(&login_name("alice"), &pw("correct horse"), &client).await.unwrap().tokens;
+    let session = app.store.session(tokens.session_id).await.unwrap().unwrap();
+    assert_eq!(session.ip.as_deref(), Some("10.1.2.3"));
+    assert_eq!(session.user_agent.unwrap().len(), 256, "user agents are truncated");
+    assert_eq!(session.expires_at, tokens.refresh_expires_at);
+}
+
+#[tokio::test]
+async fn login_rehashes_a_password_hashed_with_old_parameters() {
+    let old =
+        ServiceConfig { hashing: HashingConfig { memory_kib: 16, ..HashingConfig::insecure_for_tests() }, ..config() };
+    let app = app_with(old).await;
+    let user = app.register("alice").await;
+    let stored = |store: Arc<dyn Store>| async move {
+        store.find_user(UserKey::Id(user.id)).await.unwrap().unwrap().password_hash
+    };
+    assert!(stored(app.store.clone()).await.contains("m=16"));
+    let upgraded = UserService::with_clock(app.store.clone(), config(), app.clock.clone()).await.unwrap();
+    upgraded.login(&login_name("alice"), &pw("correct horse"), &ClientInfo::default()).await.unwrap();
+    assert!(stored(app.store.clone()).await.contains("m=8,"));
+}
+
+#[tokio::test]
+async fn refresh_rotates_and_the_new_pair_works() {
+    let app = app().await;
+    app.register("alice").await;
+    let first = app.login("alice").await;
+    app.clock.advance(Duration::from_secs(60));
+    let second = app.service.refresh(&first.refresh).await.unwrap();
+    assert_eq!(second.session_id, first.session_id);
+    assert_ne!(second.refresh, first.refresh);
+    app.service.authenticate(&second.access).await.unwrap();
+    let third = app.service.refresh(&second.refresh).await.unwrap();
+    app.service.authenticate(&third.access).await.unwrap();
+}
+
+#[tokio::test]
+async fn the_replaced_refresh_token_within_the_grace_period_is_refused_without_revoking() {
+    let app = app().await;
+    app.register("alice").await;
+    let first = app.login("alice").await;
+    let second = app.service.refresh(&first.refresh).await.unwrap();
+    app.clock.advance(Duration::from_secs(10));
+    assert_eq!(unauthorized(app.service.refresh(&first.refresh).await), UnauthorizedReason::RefreshRecentlyRotated);
+    // The session and its newest refresh token stay valid.
+    app.service.authenticate(&second.access).await.unwrap();
+    app.service.refresh(&second.refresh).await.unwrap();
+}
+
+#[tokio::test]
+async fn reuse_of_a_rotated_refresh_token_after_the_grace_period_revokes_the_session() {
+    let app = app().await;
+    app.register("alice").await;
+    let first = app.login("alice").await;
+    let second = app.service.refresh(&first.refresh).await.unwrap();
+    app.clock.advance(Duration::from_secs(11));
+    assert_eq!(unauthorized(app.service.refresh(&first.refresh).await), UnauthorizedReason::RefreshReused);
+    assert_eq!(unauthorized(app.service.authenticate(&second.access).await), UnauthorizedReason::SessionRevoked);
+    assert_eq!(unauthorized(app.service.refresh(&second.refresh).await), UnauthorizedReason::SessionRevoked);
+}
+
+#[tokio::test]
+async fn reuse_of_an_older_refresh_token_revokes_even_within_the_grace_period() {
+    let app = app().await;
+    app.register("alice").await;
+    let first = app.login("alice").await;
+    let second = app.service.refresh(&first.refresh).await.unwrap();
+    let third = app.service.refresh(&second.refresh).await.unwrap();
+    // `first` is two rotations old: only the immediately previous token has grace.
+    assert_eq!(unauthorized(app.service.refresh(&first.refresh).await), UnauthorizedReason::RefreshReused);
+    assert_eq!(unauthorized(app.service.authenticate(&third.access).await), UnauthorizedReason::SessionRevoked);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_refreshes_with_one_token_have_exactly_one_winner_and_the_session_survives() {
+    let app = app().await;
+    app.register("alice").await;
+    let first = app.login("alice").await;
+    let handles: Vec<_> = (0..8)
+        .map(|_| {
+            let service = app.service.clone();
+            let token = first.refresh.clone();
+            tokio::spawn(async move { service.refresh(&token).await })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    for h in handles {
+        match h.await.unwrap() {
+            Ok(tokens) => winners.push(tokens),
+            Err(Error::Unauthorized(UnauthorizedReason::RefreshRecentlyRotated)) => {}
+            Err(other) => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(winners.len(), 1);
+    app.service.refresh(&winners[0].refresh).await.unwrap();
+}
+
+#[tokio::test]
+async fn an_access_token_is_not_a_refresh_token_nor_the_reverse() {
+    let app = app().await;
+    app.register("alice").await;
+    let tokens = app.login("alice").await;
+    assert_eq!(unauthorized(app.service.authenticate(&tokens.refresh).await), UnauthorizedReason::WrongType);
+    assert_eq!(unauthorized(app.service.refresh(&tokens.access).await), UnauthorizedReason::WrongType);
+}
+
+#[tokio::test]
+async fn access_tokens_expire_after_fifteen_minutes_and_refresh_tokens_after_thirty_days() {
+    let app = app().await;
+    app.register("alice").await;
+    let tokens = app.login("alice").await;
+    app.clock.advance(Duration::from_secs(15 * 60 + 6));
+    assert_eq!(unauthorized(app.service.authenticate(&tokens.access).await), UnauthorizedReason::Expired);
+    let renewed = app.service.refresh(&tokens.refresh).await.unwrap();
+    app.clock.advance(Duration::from_secs(30 * 24 * 3600 + 6));
+    assert_eq!(unauthorized(app.service.refresh(&renewed.refresh).await), UnauthorizedReason::Expired);
+}
+
+#[tokio::test]
+async fn logout_ends_the_session_and_only_that_session() {
+    let app = app().await;
+    app.register("alice").await;
+    let phone = app.login("alice").await;
+    let laptop = app.login("alice").await;
+    let claims = app.service.authenticate_refresh(&phone.refresh).await.unwrap();
+    app.service.logout(claims.sid).await.unwrap();
+    assert_eq!(unauthorized(app.service.authenticate(&phone.access).await), UnauthorizedReason::SessionRevoked);
+    assert_eq!(unauthorized(app.service.refresh(&phone.refresh).await), UnauthorizedReason::SessionRevoked);
+    app.service.authenticate(&laptop.access).await.unwrap();
+    app.service.logout(claims.sid).await.unwrap();
+}
+
+#[tokio::test]
+async fn an_empty_update_is_a_validation_error() {
+    let app = app().await;
+    let user = app.register("alice").await;
+    match app.service.update(user.id, None, ProfileUpdate::default()).await {
+        Err(Error::Validation(e)) => assert_eq!(e.field, "body"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn update_changes_any_subset_and_reports_conflicts_per_field() {
+    let app = app().await;
+    let alice = app.register("alice").await;
+    app.register("bob").await;
+    let renamed = app
+        .service
+        .update(
+            alice.id,
+            None,
+            ProfileUpdate { username: Some(Username::parse("alicia").unwrap()), ..Default::default() },
+        )
+        .await
+        .unwrap();
+    assert_eq!((renamed.username.as_str(), renamed.email.as_str()), ("alicia", "alice@example.com"));
+    let taken = ProfileUpdate { email: Some(Email::parse("BOB@example.com").unwrap()), ..Default::default() };
+    assert!(matches!(app.service.update(alice.id, None, taken).await, Err(Error::Conflict(ConflictField::Email))));
+    let taken = ProfileUpdate { username: Some(Username::parse("Bob").unwrap()), ..Default::default() };
+    assert!(matches!(app.service.update(alice.id, None, taken).await, Err(Error::Conflict(ConflictField::Username))));
+}
+
+#[tokio::test]
+async fn a_password_change_revokes_every_other_session_and_keeps_the_callers() {
+    let app = app().await;
+    let user = app.register("alice").await;
+    let mine = app.login("alice").await;
+    let other = app.login("alice").await;
+    let change = ProfileUpdate { password: Some(pw("new password!")), ..Default::default() };
+    app.service.update(user.id, Some(mine.session_id), change).await.unwrap();
+    app.service.authenticate(&mine.access).await.unwrap();
+    assert_eq!(unauthorized(app.service.authenticate(&other.access).await), UnauthorizedReason::SessionRevoked);
+    let old = app.service.login(&login_name("alice"), &pw("correct horse"), &ClientInfo::default()).await;
+    assert!(matches!(old, Err(Error::InvalidCredentials)));
+    app.service.login(&login_name("alice"), &pw("new password!"), &ClientInfo::default()).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_wrong_current_password_is_unauthorized_and_changes_nothing() {
+    let app = app().await;
+    let user = app.register("alice").await;
+    let change = ProfileUpdate {
+        username: Some(Username::parse("mallory").unwrap()),
+        current_password: Some(pw("not my password")),
+        ..Default::default()
+    };
+    let result = app.service.update(user.id, None, change).await;
+    assert_eq!(unauthorized(result), UnauthorizedReason::WrongCurrentPassword);
+    assert_eq!(app.service.get(user.id).await.unwrap().username.as_str(), "alice");
+    let change = ProfileUpdate {
+        username: Some(Username::parse("alicia").unwrap()),
+        current_password: Some(pw("correct horse")),
+        ..Default::default()
+    };
+    app.service.update(user.id, None, change).await.unwrap();
+}
+
+#[tokio::test]
+async fn current_password_can_be_made_mandatory_for_password_and_email_changes() {
+    let app = app_with(ServiceConfig { require_current_password: true, ..config() }).await;
+    let user = app.register("alice").await;
+    let email = ProfileUpdate { email: Some(Email::parse("new@example.com").unwrap()), ..Default::default() };
+    match app.service.update(user.id, None, email).await {
+        Err(Error::Validation(e)) => assert_eq!(e.field, "current_password"),
+        other => panic!("{other:?}"),
+    }
+    let rename = ProfileUpdate { username: Some(Username::parse("alicia").unwrap()), ..Default::default() };
+    app.service.update(user.id, None, rename).await.unwrap();
+}
+
+#[tokio::test]
+async fn delete_removes_the_user_sessions_and_favorites_and_enqueues_user_deleted() {
+    let app = app().await;
+    let user = app.register("alice").await;
+    let tokens = app.login("alice").await;
+    app.service.add_favorites(user.id, &TrackId::parse_batch("1,2").unwrap()).await.unwrap();
+    app.service.delete(user.id).await.unwrap();
+    assert!(matches!(app.service.get(user.id).await, Err(Error::UserNotFound)));
+    assert_eq!(unauthorized(app.service.authenticate(&tokens.access).await), UnauthorizedReason::SessionRevoked);
+    let tasks = app.store.list_tasks(None, None, 10).await.unwrap();
+    assert_eq!(tasks.last().unwrap().kind, TaskKind::UserDeleted);
+    assert!(matches!(app.service.delete(user.id).await, Err(Error::UserNotFound)));
+}
+
+#[tokio::test]
+async fn users_are_listed_oldest_first_page_by_page() {
+    let app = app().await;
+    let mut ids = Vec::new();
+    for n in 0..5 {
+        ids.push(app.register(&format!("user{n}")).await.id);
+    }
+    let mut seen = Vec::new();
+    let mut page = PageRequest::first(2).unwrap();
+    loop {
+        let result = app.service.list_users(&page).await.unwrap();
+        seen.extend(result.items.iter().map(|u| u.id));
+        match result.next_cursor {
+            Some(c) => page = PageRequest::first(2).unwrap().after(c),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ids);
+    let exact = app.service.list_users(&PageRequest::first(5).unwrap()).await.unwrap();
+    assert_eq!((exact.items.len(), exact.next_cursor), (5, None));
+}
+
+#[tokio::test]
+async fn a_foreign_cursor_is_a_validation_error() {
+    let app = app().await;
+    let user = app.register("alice").await;
+    app.service.add_favorites(user.id, &TrackId::parse_batch("1,2").unwrap()).await.unwrap();
+    let favs = app.service.list_favorites(user.id, &PageRequest::first(1).unwrap()).await.unwrap();
+    let foreign = PageRequest::first(1).unwrap().after(favs.next_cursor.unwrap());
+    assert!(matches!(app.service.list_users(&foreign).await, Err(Error::Validation(e)) if e.field == "cursor"));
+}
+
+#[tokio::test]
+async fn only_admin_claims_pass_the_admin_check_and_a_role_change_shows_after_refresh() {
+    let app = app().await;
+    let user = app.register("alice").await;
+    let tokens = app.login("alice").await;
+    let claims = app.service.authenticate(&tokens.access).await.unwrap();
+    assert!(matches!(claims.require_admin(), Err(Error::Forbidden(ForbiddenReason::AdminOnly))));
+    assert_eq!(app.service.set_role(user.id, Role::Admin).await.unwrap().role, Role::Admin);
+    let refreshed = app.service.refresh(&tokens.refresh).await.unwrap();
+    app.service.authenticate(&refreshed.access).await.unwrap().require_admin().unwrap();
+}
+
+#[tokio::test]
+async fn an_operator_can_create_an_admin_and_revoke_sessions() {
+    let app = app().await;
+    let admin = app.service.create_user(registration("root"), Role::Admin).await.unwrap();
+    assert_eq!(admin.role, Role::Admin);
+    let tokens = app.login("root").await;
+    assert_eq!(app.service.revoke_sessions(admin.id).await.unwrap(), 1);
+    assert_eq!(unauthorized(app.service.authenticate(&tokens.access).await), UnauthorizedReason::SessionRevoked);
+    assert!(matches!(app.service.revoke_sessions(user_core::domain::UserId::new()).await, Err(Error::UserNotFound)));
+}
+
+#[tokio::test]
+async fn favorites_are_idempotent_listed_newest_first_and_checked_in_request_order() {
+    let app = app().await;
+    let user = app.register("alice").await;
+    let ids = |s: &str| TrackId::parse_batch(s).unwrap();
+    app.service.add_favorites(user.id, &ids("a,b,c")).await.unwrap();
+    app.service.add_favorites(user.id, &ids("d")).await.unwrap();
+    app.service.add_favorites(user.id, &ids("a")).await.unwrap();
+    app.service.remove_favorites(user.id, &ids("b,zz")).await.unwrap();
+    let page = app.service.list_favorites(user.id, &PageRequest::default()).await.unwrap();
+    let listed: Vec<_> = page.items.iter().map(|f| f.track_id.as_str()).collect();
+    assert_eq!(listed, ["d", "c", "a"]);
+    assert_eq!(app.service.contains(user.id, &ids("zz,d,a,b")).await.unwrap(), [false, true, true, false]);
+    let kinds: Vec<_> = app.store.list_tasks(None, None, 100).await.unwrap().iter().map(|t| t.kind).collect();
+    assert_eq!(kinds.iter().filter(|k| **k == TaskKind::FavoriteAdded).count(), 4);
+    assert_eq!(kinds.iter().filter(|k| **k == TaskKind::FavoriteRemoved).count(), 1);
+}
+
+#[tokio::test]
+async fn favorite_batches_must_hold_one_to_fifty_ids() {
+    let app = app().await;
+    let user = app.register("alice").await;
+    let fifty_one: Vec<_> = (0..51).map(|n| TrackId::parse(&n.to_string()).unwrap()).collect();
+    for batch in [&fifty_one[..], &[]] {
+        assert!(
+            matches!(app.service.add_favorites(user.id, batch).await, Err(Error::Validation(e)) if e.field == "track_id")
+        );
+        assert!(matches!(app.service.remove_favorites(user.id, batch).await, Err(Error::Validation(_))));
+        assert!(matches!(app.service.contains(user.id, batch).await, Err(Error::Validation(_))));
+    }
+    assert!(app.store.list_tasks(None, None, 10).await.unwrap().is_empty());
+    app.service.add_favorites(user.id, &fifty_one[..50]).await.unwrap();
+}
+
+#[tokio::test]
+async fn generated_signing_keys_are_kept_in_the_store_so_restarts_keep_sessions() {
+    for signing in [SigningConfig::GeneratedHs256, SigningConfig::GeneratedEd25519] {
+        let app = app_with(ServiceConfig { signing: signing.clone(), ..config() }).await;
+        app.register("alice").await;
+        let tokens = app.login("alice").await;
+        let restarted =
+            UserService::with_clock(app.store.clone(), ServiceConfig { signing, ..config() }, app.clock.clone())
+                .await
+                .unwrap();
+        restarted.authenticate(&tokens.access).await.unwrap();
+        assert_eq!(restarted.tokens().keys().signing_kid(), app.service.tokens().keys().signing_kid());
+    }
+}
+
+#[tokio::test]
+async fn configured_secrets_sign_and_a_foreign_secret_is_refused() {
+    let mine = app_with(ServiceConfig { signing: SigningConfig::Hs256(vec![vec![1; 32]]), ..config() }).await;
+    mine.register("alice").await;
+    let tokens = mine.login("alice").await;
+    let other = UserService::with_clock(
+        mine.store.clone(),
+        ServiceConfig { signing: SigningConfig::Hs256(vec![vec![2; 32]]), ..config() },
+        mine.clock.clone(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(unauthorized(other.authenticate(&tokens.access).await), UnauthorizedReason::Malformed);
+    let short = UserService::new(
+        mine.store.clone(),
+        ServiceConfig { signing: SigningConfig::Hs256(vec![vec![1; 8]]), ..config() },
+    );
+    assert!(matches!(short.await, Err(Error::Validation(_))));
+}
+
+#[tokio::test]
+async fn the_service_works_the_same_over_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store::open(&format!("sqlite://{}", dir.path().join("u.db").display())).await.unwrap();
+    store.migrate().await.unwrap();
+    let service = UserService::new(store, config()).await.unwrap();
+    service.register(registration("alice")).await.unwrap();
+    let tokens =
+        service.login(&login_name("alice"), &pw("correct horse"), &ClientInfo::default()).await.unwrap().tokens;
+    let rotated = service.refresh(&tokens.refresh).await.unwrap();
+    let claims = service.authenticate(&rotated.access).await.unwrap();
+    service.add_favorites(claims.sub, &TrackId::parse_batch("1,2").unwrap()).await.unwrap();
+    assert_eq!(service.contains(claims.sub, &TrackId::parse_batch("2,3").unwrap()).await.unwrap(), [true, false]);
+}
+
+#[tokio::test]
+async fn an_unknown_database_scheme_is_a_validation_error_naming_the_database() {
+    match store::open("mysql://localhost/x").await {
+        Err(Error::Validation(e)) => assert_eq!(e.field, "database"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn an_unknown_user_costs_one_verification_like_a_wrong_password() {
+    let app = app().await;
+    app.register("alice").await;
+    let hasher = app.service.password_hasher();
+    let attempt = |name: &'static str| {
+        let service = app.service.clone();
+        async move { service.login(&login_name(name), &pw("wrong horse"), &ClientInfo::default()).await }
+    };
+    attempt("nobody").await.unwrap_err(); // the first one also makes the dummy hash
+    let before = hasher.completed();
+    attempt("nobody").await.unwrap_err();
+    let unknown_cost = hasher.completed() - before;
+    let before = hasher.completed();
+    attempt("alice").await.unwrap_err();
+    assert_eq!((unknown_cost, hasher.completed() - before), (1, 1));
+}
