@@ -68,7 +68,7 @@ impl Error {
     pub fn public_message(&self) -> String {
         match self {
             Error::Unauthorized(UnauthorizedReason::WrongCurrentPassword) => "current_password is wrong".to_owned(),
-            Error::Unauthorized(_) => "unauthorized".to_owned(),
+            Error::Unauthorized(_) => "unauthorized: the token is missing, invalid, expired or revoked".to_owned(),
             Error::Internal(_) => "internal server error".to_owned(),
             other => other.to_string(),
         }

@@ -1,0 +1,199 @@
+//! The wire types of the REST contract (`shared/API.md`), defined once and
+//! used by both the server (to render) and the client (to parse), so the two
+//! cannot drift. Field names and shapes are the contract's, to the letter.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::domain::Role;
+
+/// The envelope of every error and of several successes: `{"message", "status"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct MainResponse {
+    /// Human-readable outcome; for errors, what went wrong.
+    pub message: String,
+    /// The HTTP status code, as an integer.
+    pub status: u16,
+}
+
+impl MainResponse {
+    /// `{"message": "success", "status": 200}`.
+    pub fn success() -> Self {
+        Self::new("success", 200)
+    }
+
+    /// Any message and status.
+    pub fn new(message: impl Into<String>, status: u16) -> Self {
+        Self { message: message.into(), status }
+    }
+}
+
+/// `POST /user/register` request.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RegisterRequest {
+    /// 3–32 characters of `A-Z a-z 0-9 _ . -`.
+    pub username: String,
+    /// 8–128 characters.
+    pub password: String,
+    /// A valid email address.
+    pub email: String,
+}
+
+/// `POST /user/register` success, and `PUT /user/update` success.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AccountResponse {
+    /// `{"message": "success", "status": 200}`.
+    pub response: MainResponse,
+    /// The username.
+    pub username: String,
+    /// The email, lower-cased.
+    pub email: String,
+    /// The user id.
+    pub id: Uuid,
+}
+
+/// `POST /user/login` request.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct LoginRequest {
+    /// The username, or (extension) the email.
+    pub username: String,
+    /// The password.
+    pub password: String,
+}
+
+/// `POST /user/login` success.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct LoginResponse {
+    /// `{"message": "success login", "status": 200}`.
+    pub response: MainResponse,
+    /// The access JWT (also set in the `access_token` cookie).
+    pub token: String,
+    /// The user id.
+    pub id: Uuid,
+}
+
+/// `POST /user/refresh` success.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RefreshResponse {
+    /// `"success"`.
+    pub message: String,
+    /// 200.
+    pub status: u16,
+    /// (extension) The new access JWT (also set in the cookie).
+    pub token: String,
+}
+
+/// `GET /user/get` success.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct UserResponse {
+    /// `{"message": "success", "status": 200}`.
+    pub response: MainResponse,
+    /// The username.
+    pub username: String,
+    /// The user id.
+    pub id: Uuid,
+    /// (extension) The email.
+    pub email: String,
+    /// (extension) The role.
+    pub role: Role,
+    /// (extension) When the account was created, RFC 3339 UTC.
+    pub created_at: DateTime<Utc>,
+}
+
+/// `PUT /user/update` request: any non-empty subset of the first three fields.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct UpdateRequest {
+    /// A new username.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// A new email.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    /// A new password; other sessions are revoked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+    /// (extension) The current password, verified when present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_password: Option<String>,
+}
+
+/// One account in `GET /user/all`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct UserSummary {
+    /// The user id.
+    pub id: Uuid,
+    /// The username.
+    pub username: String,
+    /// The email.
+    pub email: String,
+    /// The role.
+    pub role: Role,
+    /// When the account was created, RFC 3339 UTC.
+    pub created_at: DateTime<Utc>,
+}
+
+/// `GET /user/all` success.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct UserListResponse {
+    /// `{"message": "success", "status": 200}`.
+    pub response: MainResponse,
+    /// Oldest account first.
+    pub users: Vec<UserSummary>,
+    /// The cursor of the next page, `null` on the last.
+    pub next_cursor: Option<String>,
+}
+
+/// One favorite in `GET /user/track/favorite`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct FavoriteTrack {
+    /// The track id.
+    pub track_id: String,
+    /// When it was added, RFC 3339 UTC.
+    pub added_at: DateTime<Utc>,
+}
+
+/// `GET /user/track/favorite` success.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct FavoriteListResponse {
+    /// `{"message": "success", "status": 200}`.
+    pub response: MainResponse,
+    /// Newest first.
+    pub tracks: Vec<FavoriteTrack>,
+    /// The cursor of the next page, `null` on the last.
+    pub next_cursor: Option<String>,
+}
+
+/// `GET /user/track/favorite/contains` success.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ContainsResponse {
+    /// `{"message": "success", "status": 200}`.
+    pub response: MainResponse,
+    /// Whether each requested track is a favorite, in request order.
+    pub contains: Vec<bool>,
+}
+
+impl From<&crate::store::User> for UserSummary {
+    fn from(u: &crate::store::User) -> Self {
+        Self {
+            id: u.id.as_uuid(),
+            username: u.username.to_string(),
+            email: u.email.to_string(),
+            role: u.role,
+            created_at: u.created_at,
+        }
+    }
+}

@@ -1,0 +1,243 @@
+//! Settings: every one a flag and a `USER_*` environment variable, each with a
+//! working default, so `user-server` alone serves on 127.0.0.1:8080 over SQLite.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+use user_core::ServiceConfig;
+use user_core::auth::{HashingConfig, SigningConfig, TokenConfig};
+
+/// The user service's REST server.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "user-server", version, about, long_about = None)]
+pub struct Config {
+    /// Address to listen on.
+    #[arg(long, env = "USER_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// Database URL: `sqlite://path.db` (created if missing), `sqlite::memory:` or `memory:`.
+    #[arg(long, env = "USER_DATABASE_URL", default_value = "sqlite://user-service.db")]
+    pub database: String,
+
+    /// Access token lifetime (e.g. `15m`, `900s`).
+    #[arg(long, env = "USER_ACCESS_TTL", default_value = "15m", value_parser = humantime::parse_duration)]
+    pub access_ttl: Duration,
+
+    /// Refresh token and session lifetime.
+    #[arg(long, env = "USER_REFRESH_TTL", default_value = "30d", value_parser = humantime::parse_duration)]
+    pub refresh_ttl: Duration,
+
+    /// How long the just-replaced refresh token is refused without revoking the session.
+    #[arg(long, env = "USER_REFRESH_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub refresh_grace: Duration,
+
+    /// Token signing algorithm; keys are generated and kept in the database unless given below.
+    #[arg(long, env = "USER_JWT_ALGORITHM", value_enum, default_value = "hs256")]
+    pub jwt_algorithm: JwtAlgorithm,
+
+    /// HS256 secrets, comma-separated, each at least 32 bytes; the last signs, all verify.
+    #[arg(long, env = "USER_JWT_SECRETS", hide_env_values = true)]
+    pub jwt_secrets: Option<String>,
+
+    /// A PEM file of Ed25519 private keys (PKCS#8) for EdDSA; the last signs, all verify.
+    #[arg(long, env = "USER_JWT_ED25519_KEYS_FILE")]
+    pub jwt_ed25519_keys_file: Option<PathBuf>,
+
+    /// The `iss` claim written and required.
+    #[arg(long, env = "USER_JWT_ISSUER", default_value = "user-service")]
+    pub jwt_issuer: String,
+
+    /// The `aud` claim written and required.
+    #[arg(long, env = "USER_JWT_AUDIENCE", default_value = "user-service")]
+    pub jwt_audience: String,
+
+    /// argon2id memory cost in KiB (OWASP: 19456).
+    #[arg(long, env = "USER_ARGON2_MEMORY_KIB", default_value_t = 19_456)]
+    pub argon2_memory_kib: u32,
+
+    /// argon2id iterations (OWASP: 2).
+    #[arg(long, env = "USER_ARGON2_ITERATIONS", default_value_t = 2)]
+    pub argon2_iterations: u32,
+
+    /// argon2id lanes (OWASP: 1).
+    #[arg(long, env = "USER_ARGON2_PARALLELISM", default_value_t = 1)]
+    pub argon2_parallelism: u32,
+
+    /// Password hashes computed at once [default: the number of cores].
+    #[arg(long, env = "USER_HASH_CONCURRENCY")]
+    pub hash_concurrency: Option<usize>,
+
+    /// Password hashes allowed to wait; past this, login and register answer 503 [default: 64 per core].
+    #[arg(long, env = "USER_HASH_QUEUE")]
+    pub hash_queue: Option<usize>,
+
+    /// Require `current_password` for password and email changes.
+    #[arg(long, env = "USER_REQUIRE_CURRENT_PASSWORD", default_value_t = false, action = clap::ArgAction::Set)]
+    pub require_current_password: bool,
+
+    /// Mark cookies `Secure` [default: off when listening on loopback, on otherwise].
+    #[arg(long, env = "USER_COOKIE_SECURE", action = clap::ArgAction::Set)]
+    pub cookie_secure: Option<bool>,
+
+    /// Throttling of register, login and refresh: `off` disables it (for load tests).
+    #[arg(long, env = "USER_RATE_LIMIT", default_value = "on")]
+    pub rate_limit: RateLimitSetting,
+
+    /// Log format.
+    #[arg(long, env = "USER_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+
+    /// Log filter (tracing `EnvFilter` syntax).
+    #[arg(long, env = "USER_LOG", default_value = "info,warp::server=off")]
+    pub log: String,
+
+    /// How long graceful shutdown waits for in-flight requests.
+    #[arg(long, env = "USER_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub shutdown_timeout: Duration,
+}
+
+/// Token signing algorithms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum JwtAlgorithm {
+    /// HMAC-SHA256 with a shared secret.
+    Hs256,
+    /// Ed25519 signatures; public keys at `/.well-known/jwks.json`.
+    Eddsa,
+}
+
+/// Log output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Whether throttling is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RateLimitSetting {
+    /// Throttle with the built-in limits.
+    On,
+    /// No throttling at all.
+    Off,
+}
+
+impl Config {
+    /// Parses a command line (for tests); `user-server` itself uses `Config::parse()`.
+    pub fn for_tests(database: &str) -> Self {
+        let mut config = Self::parse_from(["user-server", "--database", database, "--listen", "127.0.0.1:0"]);
+        config.argon2_memory_kib = 8;
+        config.argon2_iterations = 1;
+        config
+    }
+
+    /// The library configuration these settings describe.
+    ///
+    /// # Errors
+    /// A message naming the setting that is wrong.
+    pub fn service_config(&self) -> Result<ServiceConfig, String> {
+        let signing = match (self.jwt_algorithm, &self.jwt_secrets, &self.jwt_ed25519_keys_file) {
+            (_, Some(_), Some(_)) => return Err("give USER_JWT_SECRETS or USER_JWT_ED25519_KEYS_FILE, not both".into()),
+            (_, Some(secrets), None) => {
+                SigningConfig::Hs256(secrets.split(',').map(|s| s.trim().as_bytes().to_vec()).collect())
+            }
+            (_, None, Some(path)) => {
+                let pem = std::fs::read_to_string(path)
+                    .map_err(|e| format!("USER_JWT_ED25519_KEYS_FILE {}: {e}", path.display()))?;
+                SigningConfig::Ed25519Pem(split_pem_blocks(&pem))
+            }
+            (JwtAlgorithm::Hs256, None, None) => SigningConfig::GeneratedHs256,
+            (JwtAlgorithm::Eddsa, None, None) => SigningConfig::GeneratedEd25519,
+        };
+        let defaults = HashingConfig::default();
+        Ok(ServiceConfig {
+            tokens: TokenConfig {
+                access_ttl: self.access_ttl,
+                refresh_ttl: self.refresh_ttl,
+                issuer: self.jwt_issuer.clone(),
+                audience: self.jwt_audience.clone(),
+                ..TokenConfig::default()
+            },
+            signing,
+            hashing: HashingConfig {
+                memory_kib: self.argon2_memory_kib,
+                iterations: self.argon2_iterations,
+                parallelism: self.argon2_parallelism,
+                max_concurrent: self.hash_concurrency.unwrap_or(defaults.max_concurrent),
+                max_queue: self.hash_queue.unwrap_or(defaults.max_queue),
+            },
+            refresh_grace: self.refresh_grace,
+            require_current_password: self.require_current_password,
+        })
+    }
+
+    /// Whether cookies get `Secure` when serving on `addr`.
+    pub fn cookie_secure_for(&self, addr: SocketAddr) -> bool {
+        self.cookie_secure.unwrap_or(!addr.ip().is_loopback())
+    }
+}
+
+/// Splits a file of several PEM blocks into one string per block.
+fn split_pem_blocks(pem: &str) -> Vec<String> {
+    let mut blocks = Vec::new();
+    let mut current = String::new();
+    for line in pem.lines() {
+        current.push_str(line);
+        current.push('\n');
+        if line.starts_with("-----END ") {
+            blocks.push(std::mem::take(&mut current));
+        }
+    }
+    blocks
+}
+
+/// The database URL with any password replaced by `***`, for logs.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
+    match rest.split_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split(':').next().unwrap_or_default();
+            if userinfo.contains(':') {
+                format!("{scheme}://{user}:***@{host}")
+            } else {
+                format!("{scheme}://{userinfo}@{host}")
+            }
+        }
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_setting_has_a_working_default() {
+        let config = Config::parse_from(["user-server"]);
+        assert_eq!(config.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(config.database, "sqlite://user-service.db");
+        assert_eq!(config.access_ttl, Duration::from_secs(900));
+        assert_eq!(config.refresh_ttl, Duration::from_secs(30 * 86_400));
+        assert!(!config.cookie_secure_for(config.listen), "plain http on loopback by default");
+        assert!(config.cookie_secure_for("0.0.0.0:8080".parse().unwrap()));
+        assert!(matches!(config.service_config().unwrap().signing, SigningConfig::GeneratedHs256));
+    }
+
+    #[test]
+    fn secrets_are_comma_separated_and_keys_are_read_from_pem_blocks() {
+        let config = Config::parse_from(["user-server", "--jwt-secrets", "a,b"]);
+        assert!(matches!(config.service_config().unwrap().signing, SigningConfig::Hs256(s) if s.len() == 2));
+        let pem = "-----BEGIN PRIVATE KEY-----\nAAA\n-----END PRIVATE KEY-----\n-----BEGIN PRIVATE KEY-----\nBBB\n-----END PRIVATE KEY-----\n";
+        assert_eq!(split_pem_blocks(pem).len(), 2);
+    }
+
+    #[test]
+    fn passwords_in_database_urls_are_redacted() {
+        assert_eq!(redact_url("postgres://app:hunter2@db:5432/users"), "postgres://app:***@db:5432/users");
+        assert_eq!(redact_url("postgres://app@db/users"), "postgres://app@db/users");
+        assert_eq!(redact_url("sqlite://user-service.db"), "sqlite://user-service.db");
+    }
+}

@@ -1,0 +1,134 @@
+//! Every failure becomes `{"message", "status"}` here: business outcomes via
+//! [`ApiError`], routing failures via [`recover`]. The one place that maps
+//! errors to HTTP statuses (by way of `user_core::Error::http_status`).
+
+use std::convert::Infallible;
+
+use user_core::api::MainResponse;
+use warp::http::{HeaderValue, StatusCode, header};
+use warp::reply::Response;
+use warp::{Rejection, Reply};
+
+/// A request that failed; renders as the contract's error body.
+#[derive(Debug)]
+pub enum ApiError {
+    /// An outcome decided by the library.
+    Core(user_core::Error),
+    /// The request itself is malformed (400) — bad JSON, a bad query.
+    BadRequest(String),
+    /// The body exceeds the limit (413).
+    PayloadTooLarge,
+    /// The body is not JSON (415).
+    UnsupportedMediaType,
+    /// Nothing here (404), e.g. JWKS under HS256.
+    NotFound(String),
+    /// A dependency is down (503), e.g. the database for `/readyz`.
+    Unavailable(String),
+    /// A handler panicked (500).
+    Panic,
+}
+
+impl From<user_core::Error> for ApiError {
+    fn from(e: user_core::Error) -> Self {
+        ApiError::Core(e)
+    }
+}
+
+impl From<user_core::domain::ValidationError> for ApiError {
+    fn from(e: user_core::domain::ValidationError) -> Self {
+        ApiError::Core(e.into())
+    }
+}
+
+impl ApiError {
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::Core(e) => StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Panic => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn message(&self) -> String {
+        match self {
+            ApiError::Core(e) => e.public_message(),
+            ApiError::BadRequest(m) | ApiError::NotFound(m) | ApiError::Unavailable(m) => m.clone(),
+            ApiError::PayloadTooLarge => "request body is larger than 64 KiB".to_owned(),
+            ApiError::UnsupportedMediaType => "Content-Type must be application/json".to_owned(),
+            ApiError::Panic => "internal server error".to_owned(),
+        }
+    }
+
+    /// Logs what the client is not told: the cause of a 500, the reason of a 401.
+    pub fn log(&self) {
+        match self {
+            ApiError::Core(user_core::Error::Internal(cause)) => {
+                tracing::error!(error = %error_chain(cause.as_ref()), "internal error");
+            }
+            ApiError::Core(user_core::Error::Unauthorized(reason)) => tracing::info!(%reason, "unauthorized"),
+            ApiError::Core(user_core::Error::Overloaded) => tracing::warn!("password hashing overloaded"),
+            ApiError::Panic => tracing::error!("handler panicked"),
+            _ => {}
+        }
+    }
+}
+
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+impl Reply for ApiError {
+    fn into_response(self) -> Response {
+        self.log();
+        error_response(self.status(), self.message())
+    }
+}
+
+/// The contract's error body with `status`, plus `WWW-Authenticate` on a 401
+/// and `Retry-After` on a 503.
+pub fn error_response(status: StatusCode, message: String) -> Response {
+    let body = MainResponse::new(message, status.as_u16());
+    let mut response = warp::reply::with_status(warp::reply::json(&body), status).into_response();
+    let headers = response.headers_mut();
+    if status == StatusCode::UNAUTHORIZED {
+        headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    }
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    response
+}
+
+/// Turns every rejection left after routing into the contract's error body.
+/// Business errors never get here: handlers reply with [`ApiError`] directly.
+pub async fn recover(rejection: Rejection) -> Result<Response, Infallible> {
+    let (status, message) = if rejection.is_not_found() {
+        (StatusCode::NOT_FOUND, "no such route".to_owned())
+    } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
+        (StatusCode::METHOD_NOT_ALLOWED, "method not allowed on this route".to_owned())
+    } else if let Some(e) = rejection.find::<warp::reject::InvalidQuery>() {
+        (StatusCode::BAD_REQUEST, format!("invalid query string: {e}"))
+    } else if rejection.find::<warp::reject::PayloadTooLarge>().is_some() {
+        (StatusCode::PAYLOAD_TOO_LARGE, ApiError::PayloadTooLarge.message())
+    } else if rejection.find::<warp::reject::UnsupportedMediaType>().is_some() {
+        (StatusCode::UNSUPPORTED_MEDIA_TYPE, ApiError::UnsupportedMediaType.message())
+    } else if let Some(e) = rejection.find::<warp::reject::InvalidHeader>() {
+        (StatusCode::BAD_REQUEST, e.to_string())
+    } else {
+        tracing::error!(?rejection, "unhandled rejection");
+        (StatusCode::INTERNAL_SERVER_ERROR, "internal server error".to_owned())
+    };
+    Ok(error_response(status, message))
+}

@@ -1,0 +1,316 @@
+//! Request plumbing shared by every route: the request context, bounded JSON
+//! bodies, credentials, cookies, and the final touches every response gets
+//! (request id, hardening headers, access log, metrics).
+
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::panic::AssertUnwindSafe;
+use std::time::Instant;
+
+use bytes::{Buf, Bytes, BytesMut};
+use futures_util::{FutureExt, Stream, TryStreamExt};
+use serde::de::DeserializeOwned;
+use tracing::Instrument;
+use user_core::UnauthorizedReason;
+use warp::http::{HeaderValue, Method, header};
+use warp::reply::Response;
+use warp::{Filter, Rejection, Reply};
+
+use crate::error::ApiError;
+
+/// The largest request body accepted (API.md: 64 KiB).
+pub const MAX_BODY_BYTES: u64 = 64 * 1024;
+
+/// Who is asking, and how to find their request in the logs.
+#[derive(Debug, Clone)]
+pub struct RequestCtx {
+    /// The request id: the client's `X-Request-Id` when sane, else a new one.
+    pub id: String,
+    /// The peer address.
+    pub ip: Option<IpAddr>,
+    /// The `User-Agent` header.
+    pub user_agent: Option<String>,
+}
+
+/// The route template a response came from, for logs and metrics.
+#[derive(Debug, Clone, Copy)]
+pub struct RouteLabel(pub &'static str);
+
+/// Extracts the [`RequestCtx`]; never rejects.
+pub fn ctx() -> impl Filter<Extract = (RequestCtx,), Error = std::convert::Infallible> + Clone {
+    warp::header::headers_cloned().and(warp::addr::remote()).map(|headers: warp::http::HeaderMap, peer: Option<SocketAddr>| {
+        let given = headers.get("x-request-id").and_then(|v| v.to_str().ok()).filter(|id| is_sane_request_id(id));
+        RequestCtx {
+            id: given.map_or_else(|| uuid::Uuid::now_v7().simple().to_string(), str::to_owned),
+            ip: peer.map(|p| p.ip()),
+            user_agent: headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(str::to_owned),
+        }
+    })
+}
+
+fn is_sane_request_id(id: &str) -> bool {
+    (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+/// Runs a handler inside a span carrying the request id, turns its error or
+/// panic into the contract's error body, and labels the response.
+pub async fn respond<F>(route: &'static str, ctx: RequestCtx, handler: F) -> Response
+where
+    F: Future<Output = Result<Response, ApiError>>,
+{
+    let span = tracing::info_span!("request", request_id = %ctx.id, route);
+    let outcome = AssertUnwindSafe(handler).catch_unwind().instrument(span.clone()).await;
+    let mut response = span.in_scope(|| match outcome {
+        Ok(Ok(response)) => response,
+        Ok(Err(e)) => e.into_response(),
+        Err(_) => ApiError::Panic.into_response(),
+    });
+    if let Ok(id) = HeaderValue::from_str(&ctx.id) {
+        response.headers_mut().insert("x-request-id", id);
+    }
+    response.extensions_mut().insert(RouteLabel(route));
+    response
+}
+
+/// Reads a JSON request body of at most [`MAX_BODY_BYTES`]; the outcome is
+/// left to the handler, so a bad body is answered by its route.
+pub fn json_body() -> impl Filter<Extract = (Result<Bytes, ApiError>,), Error = Rejection> + Clone {
+    warp::header::optional::<String>("content-type")
+        .and(warp::header::optional::<u64>("content-length"))
+        .and(warp::body::stream())
+        .then(|content_type: Option<String>, length: Option<u64>, body| read_body(content_type, length, body))
+}
+
+async fn read_body<S, B>(content_type: Option<String>, length: Option<u64>, body: S) -> Result<Bytes, ApiError>
+where
+    S: Stream<Item = Result<B, warp::Error>>,
+    B: Buf,
+{
+    if length.is_some_and(|n| n > MAX_BODY_BYTES) {
+        return Err(ApiError::PayloadTooLarge);
+    }
+    if !content_type.as_deref().is_some_and(is_json) {
+        return Err(ApiError::UnsupportedMediaType);
+    }
+    let mut buf = BytesMut::new();
+    let mut body = std::pin::pin!(body);
+    while let Some(mut chunk) = body.try_next().await.map_err(|_| ApiError::BadRequest("could not read the request body".into()))? {
+        if buf.len() as u64 + chunk.remaining() as u64 > MAX_BODY_BYTES {
+            return Err(ApiError::PayloadTooLarge);
+        }
+        while chunk.has_remaining() {
+            let piece = chunk.chunk();
+            buf.extend_from_slice(piece);
+            let n = piece.len();
+            chunk.advance(n);
+        }
+    }
+    Ok(buf.freeze())
+}
+
+fn is_json(content_type: &str) -> bool {
+    let essence = content_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+/// Parses a JSON object into `T`; errors name the field at fault.
+///
+/// # Errors
+/// [`ApiError::BadRequest`] for malformed JSON, a non-object, or a missing or
+/// mistyped field.
+pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let value: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("malformed JSON: {e}")))?;
+    if !value.is_object() {
+        return Err(ApiError::BadRequest("the request body must be a JSON object".into()));
+    }
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path == "." {
+            ApiError::BadRequest(inner.to_string())
+        } else {
+            ApiError::BadRequest(format!("{path}: {inner}"))
+        }
+    })
+}
+
+/// The tokens a request carries.
+#[derive(Debug, Clone, Default)]
+pub struct Credentials {
+    /// From `Authorization: Bearer`, else the `access_token` cookie.
+    pub access: Option<String>,
+    /// From the `refresh_token` cookie.
+    pub refresh: Option<String>,
+}
+
+impl Credentials {
+    /// The access token, or 401.
+    ///
+    /// # Errors
+    /// `Unauthorized(Missing)` when there is none.
+    pub fn access(&self) -> Result<&str, ApiError> {
+        self.access.as_deref().ok_or(ApiError::Core(user_core::Error::Unauthorized(UnauthorizedReason::Missing)))
+    }
+
+    /// The refresh token, or 401.
+    ///
+    /// # Errors
+    /// `Unauthorized(Missing)` when there is none.
+    pub fn refresh(&self) -> Result<&str, ApiError> {
+        self.refresh.as_deref().ok_or(ApiError::Core(user_core::Error::Unauthorized(UnauthorizedReason::Missing)))
+    }
+}
+
+/// Extracts [`Credentials`]; never rejects.
+pub fn credentials() -> impl Filter<Extract = (Credentials,), Error = std::convert::Infallible> + Clone {
+    warp::header::headers_cloned().map(|headers: warp::http::HeaderMap| {
+        let bearer = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim().to_owned());
+        let cookie = |name: &str| {
+            headers.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(';')).find_map(
+                |pair| {
+                    let (k, v) = pair.trim().split_once('=')?;
+                    (k == name).then(|| v.to_owned())
+                },
+            )
+        };
+        Credentials { access: bearer.or_else(|| cookie("access_token")), refresh: cookie("refresh_token") }
+    })
+}
+
+/// Cookie policy: `HttpOnly; SameSite=Strict; Path=/`, `Secure` by setting.
+#[derive(Debug, Clone, Copy)]
+pub struct CookiePolicy {
+    /// Add `Secure`.
+    pub secure: bool,
+}
+
+impl CookiePolicy {
+    /// Appends a `Set-Cookie` for `name=value` living `max_age` seconds (0 clears it).
+    pub fn set(&self, response: &mut Response, name: &str, value: &str, max_age: u64) {
+        let secure = if self.secure { "; Secure" } else { "" };
+        let cookie = format!("{name}={value}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age}{secure}");
+        if let Ok(v) = HeaderValue::from_str(&cookie) {
+            response.headers_mut().append(header::SET_COOKIE, v);
+        }
+    }
+
+    /// Clears both token cookies.
+    pub fn clear(&self, response: &mut Response) {
+        self.set(response, "access_token", "", 0);
+        self.set(response, "refresh_token", "", 0);
+    }
+}
+
+/// The query string as name/value pairs.
+#[derive(Debug, Clone, Default)]
+pub struct Query(pub Vec<(String, String)>);
+
+impl Query {
+    /// A parameter given at most once.
+    ///
+    /// # Errors
+    /// 400 when given more than once.
+    pub fn single(&self, name: &str) -> Result<Option<&str>, ApiError> {
+        let mut values = self.0.iter().filter(|(k, _)| k == name).map(|(_, v)| v.as_str());
+        let first = values.next();
+        if values.next().is_some() {
+            return Err(ApiError::BadRequest(format!("{name}: give it once")));
+        }
+        Ok(first)
+    }
+
+    /// Every value of a repeatable, comma-separated parameter, joined by commas.
+    pub fn joined(&self, name: &str) -> Option<String> {
+        let values: Vec<&str> = self.0.iter().filter(|(k, _)| k == name).map(|(_, v)| v.as_str()).collect();
+        (!values.is_empty()).then(|| values.join(","))
+    }
+}
+
+/// Extracts the [`Query`]; a malformed query string rejects with 400.
+pub fn query() -> impl Filter<Extract = (Query,), Error = Rejection> + Clone {
+    warp::query::<Vec<(String, String)>>().map(Query)
+}
+
+/// Serialises `body` as the JSON reply.
+pub fn json<T: serde::Serialize>(body: &T) -> Response {
+    warp::reply::json(body).into_response()
+}
+
+/// Adds what every response carries, then writes the access log line and metrics.
+pub fn finish(started: Instant, method: Method, reply: impl Reply) -> Response {
+    let mut response = reply.into_response();
+    let headers = response.headers_mut();
+    if !headers.contains_key("x-request-id") {
+        if let Ok(id) = HeaderValue::from_str(&uuid::Uuid::now_v7().simple().to_string()) {
+            headers.insert("x-request-id", id);
+        }
+    }
+    // Every answer may carry a token or user data: nothing is cacheable.
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    headers
+        .insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"));
+    let route = response.extensions().get::<RouteLabel>().map_or("unmatched", |r| r.0);
+    let status = response.status().as_u16();
+    let elapsed = started.elapsed();
+    let request_id = response.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    tracing::info!(
+        target: "access",
+        request_id,
+        method = %method,
+        route,
+        status,
+        latency_ms = elapsed.as_secs_f64() * 1000.0,
+        "request"
+    );
+    crate::telemetry::record_request(route, status, elapsed);
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_content_types_are_recognised_with_parameters_and_suffixes() {
+        for ok in ["application/json", "Application/JSON; charset=utf-8", "application/problem+json"] {
+            assert!(is_json(ok), "{ok}");
+        }
+        for bad in ["text/plain", "application/x-www-form-urlencoded", "", "json"] {
+            assert!(!is_json(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn request_ids_from_clients_are_accepted_only_when_sane() {
+        assert!(is_sane_request_id("abc-123_x.y"));
+        assert!(!is_sane_request_id(""));
+        assert!(!is_sane_request_id("a b"));
+        assert!(!is_sane_request_id(&"a".repeat(65)));
+    }
+
+    #[test]
+    fn json_errors_name_the_field() {
+        #[derive(serde::Deserialize, Debug)]
+        #[allow(dead_code)]
+        struct T {
+            username: String,
+        }
+        let msg = |body: &str| match parse_json::<T>(body.as_bytes()) {
+            Err(ApiError::BadRequest(m)) => m,
+            other => panic!("{other:?}"),
+        };
+        assert!(msg("{}").contains("missing field `username`"));
+        assert!(msg(r#"{"username": 5}"#).starts_with("username: invalid type"));
+        assert!(msg("[]").contains("JSON object"));
+        assert!(msg("{").starts_with("malformed JSON"));
+    }
+}

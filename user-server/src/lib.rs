@@ -1,0 +1,125 @@
+//! `user-server`: the REST contract of `shared/API.md` over warp, as thin as
+//! it can be — parse, call `user_core::UserService`, render.
+//!
+//! The binary only parses [`Config`] and calls [`run`]; tests build the same
+//! filters with [`routes`] or start a real server with [`start`].
+
+pub mod config;
+mod error;
+mod http;
+mod openapi;
+mod routes;
+pub mod telemetry;
+
+use std::future::Future;
+use std::net::SocketAddr;
+
+use tokio::net::TcpListener;
+use user_core::UserService;
+use warp::Filter;
+use warp::reply::Response;
+
+pub use config::Config;
+pub use http::CookiePolicy;
+
+/// What every handler shares.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    /// The library facade.
+    pub service: UserService,
+    /// How token cookies are written.
+    pub cookies: CookiePolicy,
+}
+
+/// Every route of the contract, ready for `warp::serve` or `warp::test`.
+pub fn routes(state: AppState) -> impl Filter<Extract = (Response,), Error = std::convert::Infallible> + Clone {
+    routes::all(state)
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A setting is wrong.
+    #[error("configuration: {0}")]
+    Config(String),
+    /// The database or keys could not be set up.
+    #[error("{0}")]
+    Core(#[from] user_core::Error),
+    /// The address could not be bound.
+    #[error("cannot listen: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A server that is listening; [`RunningServer::run`] serves until shutdown.
+pub struct RunningServer {
+    /// The bound address (useful with port 0).
+    pub addr: SocketAddr,
+    /// The state the routes share.
+    pub state: AppState,
+    listener: TcpListener,
+    shutdown_timeout: std::time::Duration,
+}
+
+/// Opens the database, applies migrations, loads keys and binds the address.
+///
+/// # Errors
+/// [`StartError`] naming what failed.
+pub async fn start(config: &Config) -> Result<RunningServer, StartError> {
+    let service_config = config.service_config().map_err(StartError::Config)?;
+    let store = user_core::store::open(&config.database).await?;
+    store.migrate().await?;
+    let service = UserService::new(store, service_config).await?;
+    let listener = TcpListener::bind(config.listen).await?;
+    let addr = listener.local_addr()?;
+    let state = AppState { service, cookies: CookiePolicy { secure: config.cookie_secure_for(addr) } };
+    Ok(RunningServer { addr, state, listener, shutdown_timeout: config.shutdown_timeout })
+}
+
+impl RunningServer {
+    /// Serves until `shutdown` completes, then stops accepting and lets
+    /// in-flight requests finish for at most the configured timeout.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) {
+        let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+        let signal = async move {
+            shutdown.await;
+            let _ = stopping_tx.send(());
+        };
+        let server = warp::serve(routes(self.state)).incoming(self.listener).graceful(signal).run();
+        let deadline = async move {
+            if stopping_rx.await.is_ok() {
+                tracing::info!("shutting down: finishing in-flight requests");
+                tokio::time::sleep(self.shutdown_timeout).await;
+                tracing::warn!("shutdown timeout reached; dropping remaining connections");
+            } else {
+                std::future::pending::<()>().await;
+            }
+        };
+        tokio::select! {
+            () = server => {}
+            () = deadline => {}
+        }
+        tracing::info!("stopped");
+    }
+}
+
+/// Completes on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}

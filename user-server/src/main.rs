@@ -1,0 +1,29 @@
+//! `user-server`: parse settings, set up logging, serve until SIGINT/SIGTERM.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use user_server::{Config, config::redact_url, shutdown_signal, start, telemetry};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let config = Config::parse();
+    telemetry::init_logging(config.log_format, &config.log);
+    let server = match start(&config).await {
+        Ok(server) => server,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start");
+            eprintln!("user-server: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    tracing::info!(
+        address = %server.addr,
+        database = %redact_url(&config.database),
+        cookie_secure = server.state.cookies.secure,
+        "user-server listening on http://{}",
+        server.addr
+    );
+    server.run(shutdown_signal()).await;
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,446 @@
+//! The routes of API.md, each a small filter with its handler. Handlers parse
+//! the request into domain types, call `UserService`, and render the reply;
+//! every rule lives in `user-core`.
+
+use std::time::Instant;
+
+use bytes::Bytes;
+use user_core::api::{
+    AccountResponse, ContainsResponse, FavoriteListResponse, FavoriteTrack, LoginRequest, LoginResponse,
+    MainResponse, RefreshResponse, RegisterRequest, UpdateRequest, UserListResponse, UserResponse, UserSummary,
+};
+use user_core::auth::{AccessClaims, IssuedTokens};
+use user_core::domain::{Email, Login, Password, TrackId, Username};
+use user_core::page::PageRequest;
+use user_core::service::{ClientInfo, ProfileUpdate, Registration};
+use user_core::store::User;
+use warp::filters::BoxedFilter;
+use warp::http::{HeaderValue, header};
+use warp::reply::Response;
+use warp::{Filter, Reply};
+
+use crate::AppState;
+use crate::error::ApiError;
+use crate::http::{Credentials, Query, RequestCtx, credentials, ctx, finish, json, json_body, parse_json, query, respond};
+
+type Route = BoxedFilter<(Response,)>;
+
+/// Every route, with rejections rendered as `{message, status}` and the
+/// common headers, access log and metrics applied.
+pub fn all(state: AppState) -> impl Filter<Extract = (Response,), Error = std::convert::Infallible> + Clone {
+    let routes = register(&state)
+        .or(login(&state))
+        .unify()
+        .or(logout(&state))
+        .unify()
+        .or(refresh(&state))
+        .unify()
+        .or(get_user(&state))
+        .unify()
+        .or(update(&state))
+        .unify()
+        .or(delete(&state))
+        .unify()
+        .or(all_users(&state))
+        .unify()
+        .or(favorites(&state))
+        .unify()
+        .or(ops(&state))
+        .unify();
+    warp::any()
+        .map(Instant::now)
+        .and(warp::method())
+        .and(routes.recover(crate::error::recover).unify())
+        .map(finish)
+}
+
+fn with_state(state: &AppState) -> impl Filter<Extract = (AppState,), Error = std::convert::Infallible> + Clone + use<> {
+    let state = state.clone();
+    warp::any().map(move || state.clone())
+}
+
+fn success() -> Response {
+    json(&MainResponse::success())
+}
+
+fn account_response(user: &User) -> Response {
+    json(&AccountResponse {
+        response: MainResponse::success(),
+        username: user.username.to_string(),
+        email: user.email.to_string(),
+        id: user.id.as_uuid(),
+    })
+}
+
+/// `POST /user/register`
+fn register(state: &AppState) -> Route {
+    warp::path!("user" / "register")
+        .and(warp::post())
+        .and(ctx())
+        .and(with_state(state))
+        .and(json_body())
+        .then(|ctx: RequestCtx, state: AppState, body: Result<Bytes, ApiError>| {
+            respond("POST /user/register", ctx, async move {
+                let req: RegisterRequest = parse_json(&body?)?;
+                let registration = Registration {
+                    username: Username::parse(&req.username)?,
+                    password: Password::parse(&req.password)?,
+                    email: Email::parse(&req.email)?,
+                };
+                let user = state.service.register(registration).await?;
+                Ok(account_response(&user))
+            })
+        })
+        .boxed()
+}
+
+/// `POST /user/login`
+fn login(state: &AppState) -> Route {
+    warp::path!("user" / "login")
+        .and(warp::post())
+        .and(ctx())
+        .and(with_state(state))
+        .and(json_body())
+        .then(|ctx: RequestCtx, state: AppState, body: Result<Bytes, ApiError>| {
+            let client = ClientInfo { user_agent: ctx.user_agent.clone(), ip: ctx.ip };
+            respond("POST /user/login", ctx, async move {
+                let req: LoginRequest = parse_json(&body?)?;
+                let login = Login::parse(&req.username)?;
+                let password = Password::presented("password", &req.password)?;
+                let outcome = match state.service.login(&login, &password, &client).await {
+                    Ok(outcome) => outcome,
+                    Err(e) => {
+                        crate::telemetry::record_login(match &e {
+                            user_core::Error::InvalidCredentials => "wrong_password",
+                            user_core::Error::UserNotFound => "unknown_user",
+                            user_core::Error::Forbidden(_) => "disabled",
+                            _ => "error",
+                        });
+                        return Err(e.into());
+                    }
+                };
+                crate::telemetry::record_login("success");
+                let mut response = json(&LoginResponse {
+                    response: MainResponse::new("success login", 200),
+                    token: outcome.tokens.access.clone(),
+                    id: outcome.user.id.as_uuid(),
+                });
+                state.set_token_cookies(&mut response, &outcome.tokens);
+                Ok(response)
+            })
+        })
+        .boxed()
+}
+
+/// `POST /user/logout`: the access token, or (extension) the refresh cookie alone.
+fn logout(state: &AppState) -> Route {
+    warp::path!("user" / "logout")
+        .and(warp::post())
+        .and(ctx())
+        .and(with_state(state))
+        .and(credentials())
+        .then(|ctx: RequestCtx, state: AppState, creds: Credentials| {
+            respond("POST /user/logout", ctx, async move {
+                let access = match creds.access.as_deref() {
+                    Some(token) => state.service.authenticate(token).await.map(|c| c.sid),
+                    None => Err(user_core::Error::Unauthorized(user_core::UnauthorizedReason::Missing)),
+                };
+                let sid = match (access, creds.refresh.as_deref()) {
+                    (Ok(sid), _) => sid,
+                    (Err(_), Some(refresh)) => state.service.authenticate_refresh(refresh).await?.sid,
+                    (Err(e), None) => return Err(e.into()),
+                };
+                state.service.logout(sid).await?;
+                let mut response = success();
+                state.cookies.clear(&mut response);
+                Ok(response)
+            })
+        })
+        .boxed()
+}
+
+/// `POST /user/refresh`
+fn refresh(state: &AppState) -> Route {
+    warp::path!("user" / "refresh")
+        .and(warp::post())
+        .and(ctx())
+        .and(with_state(state))
+        .and(credentials())
+        .then(|ctx: RequestCtx, state: AppState, creds: Credentials| {
+            respond("POST /user/refresh", ctx, async move {
+                let tokens = state.service.refresh(creds.refresh()?).await?;
+                let mut response = json(&RefreshResponse {
+                    message: "success".into(),
+                    status: 200,
+                    token: tokens.access.clone(),
+                });
+                state.set_token_cookies(&mut response, &tokens);
+                Ok(response)
+            })
+        })
+        .boxed()
+}
+
+async fn authenticate(state: &AppState, creds: &Credentials) -> Result<AccessClaims, ApiError> {
+    Ok(state.service.authenticate(creds.access()?).await?)
+}
+
+/// `GET /user/get`
+fn get_user(state: &AppState) -> Route {
+    warp::path!("user" / "get")
+        .and(warp::get())
+        .and(ctx())
+        .and(with_state(state))
+        .and(credentials())
+        .then(|ctx: RequestCtx, state: AppState, creds: Credentials| {
+            respond("GET /user/get", ctx, async move {
+                let claims = authenticate(&state, &creds).await?;
+                let user = state.service.get(claims.sub).await?;
+                Ok(json(&UserResponse {
+                    response: MainResponse::success(),
+                    username: user.username.to_string(),
+                    id: user.id.as_uuid(),
+                    email: user.email.to_string(),
+                    role: user.role,
+                    created_at: user.created_at,
+                }))
+            })
+        })
+        .boxed()
+}
+
+/// `PUT /user/update`
+fn update(state: &AppState) -> Route {
+    warp::path!("user" / "update")
+        .and(warp::put())
+        .and(ctx())
+        .and(with_state(state))
+        .and(credentials())
+        .and(json_body())
+        .then(|ctx: RequestCtx, state: AppState, creds: Credentials, body: Result<Bytes, ApiError>| {
+            respond("PUT /user/update", ctx, async move {
+                let claims = authenticate(&state, &creds).await?;
+                let req: UpdateRequest = parse_json(&body?)?;
+                let update = ProfileUpdate {
+                    username: req.username.as_deref().map(Username::parse).transpose()?,
+                    email: req.email.as_deref().map(Email::parse).transpose()?,
+                    password: req.password.as_deref().map(Password::parse).transpose()?,
+                    current_password: req
+                        .current_password
+                        .as_deref()
+                        .map(|p| Password::presented("current_password", p))
+                        .transpose()?,
+                };
+                let user = state.service.update(claims.sub, Some(claims.sid), update).await?;
+                Ok(account_response(&user))
+            })
+        })
+        .boxed()
+}
+
+/// `DELETE /user/delete`
+fn delete(state: &AppState) -> Route {
+    warp::path!("user" / "delete")
+        .and(warp::delete())
+        .and(ctx())
+        .and(with_state(state))
+        .and(credentials())
+        .then(|ctx: RequestCtx, state: AppState, creds: Credentials| {
+            respond("DELETE /user/delete", ctx, async move {
+                let claims = authenticate(&state, &creds).await?;
+                state.service.delete(claims.sub).await?;
+                let mut response = success();
+                state.cookies.clear(&mut response);
+                Ok(response)
+            })
+        })
+        .boxed()
+}
+
+/// `GET /user/all` (admin)
+fn all_users(state: &AppState) -> Route {
+    warp::path!("user" / "all")
+        .and(warp::get())
+        .and(ctx())
+        .and(with_state(state))
+        .and(credentials())
+        .and(query())
+        .then(|ctx: RequestCtx, state: AppState, creds: Credentials, query: Query| {
+            respond("GET /user/all", ctx, async move {
+                let claims = authenticate(&state, &creds).await?;
+                claims.require_admin()?;
+                let page = PageRequest::parse(query.single("limit")?, query.single("cursor")?)?;
+                let users = state.service.list_users(&page).await?;
+                Ok(json(&UserListResponse {
+                    response: MainResponse::success(),
+                    users: users.items.iter().map(UserSummary::from).collect(),
+                    next_cursor: users.next_cursor,
+                }))
+            })
+        })
+        .boxed()
+}
+
+/// Which tracks a favorites call is about: the query's `track_id` (a
+/// comma-separated batch) or the single id in the path, never both.
+fn track_ids(path_id: Option<String>, query: &Query) -> Result<Vec<TrackId>, ApiError> {
+    match (path_id, query.joined("track_id")) {
+        (Some(_), Some(_)) => {
+            Err(ApiError::BadRequest("track_id: give it in the path or in the query, not both".into()))
+        }
+        (Some(id), None) => Ok(vec![TrackId::parse(&id)?]),
+        (None, Some(ids)) => Ok(TrackId::parse_batch(&ids)?),
+        (None, None) => Err(ApiError::BadRequest("track_id: is required (?track_id=...)".into())),
+    }
+}
+
+#[derive(Clone, Copy)]
+enum FavoriteChange {
+    Add,
+    Remove,
+}
+
+async fn change_favorites(
+    state: AppState,
+    creds: Credentials,
+    query: Query,
+    path_id: Option<String>,
+    change: FavoriteChange,
+) -> Result<Response, ApiError> {
+    let claims = authenticate(&state, &creds).await?;
+    let ids = track_ids(path_id, &query)?;
+    match change {
+        FavoriteChange::Add => state.service.add_favorites(claims.sub, &ids).await?,
+        FavoriteChange::Remove => state.service.remove_favorites(claims.sub, &ids).await?,
+    }
+    Ok(success())
+}
+
+/// The favorites routes: add and remove (query or path form), list, contains.
+fn favorites(state: &AppState) -> Route {
+    let base = || {
+        warp::path!("user" / "track" / "favorite").and(ctx()).and(with_state(state)).and(credentials()).and(query())
+    };
+    let by_path = || {
+        warp::path!("user" / "track" / "favorite" / String)
+            .and(ctx())
+            .and(with_state(state))
+            .and(credentials())
+            .and(query())
+    };
+    let add = base().and(warp::post()).then(|ctx, state, creds, query| {
+        respond("POST /user/track/favorite", ctx, change_favorites(state, creds, query, None, FavoriteChange::Add))
+    });
+    let remove = base().and(warp::delete()).then(|ctx, state, creds, query| {
+        respond("DELETE /user/track/favorite", ctx, change_favorites(state, creds, query, None, FavoriteChange::Remove))
+    });
+    let list = base().and(warp::get()).then(|ctx, state: AppState, creds: Credentials, query: Query| {
+        respond("GET /user/track/favorite", ctx, async move {
+            let claims = authenticate(&state, &creds).await?;
+            let page = PageRequest::parse(query.single("limit")?, query.single("cursor")?)?;
+            let favorites = state.service.list_favorites(claims.sub, &page).await?;
+            Ok(json(&FavoriteListResponse {
+                response: MainResponse::success(),
+                tracks: favorites
+                    .items
+                    .into_iter()
+                    .map(|f| FavoriteTrack { track_id: f.track_id.into(), added_at: f.added_at })
+                    .collect(),
+                next_cursor: favorites.next_cursor,
+            }))
+        })
+    });
+    let contains = warp::path!("user" / "track" / "favorite" / "contains")
+        .and(warp::get())
+        .and(ctx())
+        .and(with_state(state))
+        .and(credentials())
+        .and(query())
+        .then(|ctx, state: AppState, creds: Credentials, query: Query| {
+            respond("GET /user/track/favorite/contains", ctx, async move {
+                let claims = authenticate(&state, &creds).await?;
+                let ids = track_ids(None, &query)?;
+                let contains = state.service.contains(claims.sub, &ids).await?;
+                Ok(json(&ContainsResponse { response: MainResponse::success(), contains }))
+            })
+        });
+    let add_path = by_path().and(warp::post()).then(|id, ctx, state, creds, query| {
+        respond(
+            "POST /user/track/favorite/{track_id}",
+            ctx,
+            change_favorites(state, creds, query, Some(id), FavoriteChange::Add),
+        )
+    });
+    let remove_path = by_path().and(warp::delete()).then(|id, ctx, state, creds, query| {
+        respond(
+            "DELETE /user/track/favorite/{track_id}",
+            ctx,
+            change_favorites(state, creds, query, Some(id), FavoriteChange::Remove),
+        )
+    });
+    add.or(remove)
+        .unify()
+        .or(list)
+        .unify()
+        .or(contains)
+        .unify()
+        .or(add_path)
+        .unify()
+        .or(remove_path)
+        .unify()
+        .boxed()
+}
+
+/// `/healthz`, `/readyz`, `/metrics`, `/openapi.json`, `/.well-known/jwks.json`.
+fn ops(state: &AppState) -> Route {
+    let healthz = warp::path!("healthz")
+        .and(warp::get())
+        .and(ctx())
+        .then(|ctx| respond("GET /healthz", ctx, async { Ok(json(&MainResponse::new("alive", 200))) }));
+    let readyz = warp::path!("readyz").and(warp::get()).and(ctx()).and(with_state(state)).then(
+        |ctx, state: AppState| {
+            respond("GET /readyz", ctx, async move {
+                match state.service.store().ping().await {
+                    Ok(()) => Ok(json(&MainResponse::new("ready", 200))),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "readiness check failed");
+                        Err(ApiError::Unavailable("database unreachable".into()))
+                    }
+                }
+            })
+        },
+    );
+    let metrics = warp::path!("metrics").and(warp::get()).and(ctx()).then(|ctx| {
+        respond("GET /metrics", ctx, async {
+            let mut response = crate::telemetry::metrics().render().into_response();
+            response
+                .headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
+            Ok(response)
+        })
+    });
+    let openapi = warp::path!("openapi.json")
+        .and(warp::get())
+        .and(ctx())
+        .then(|ctx| respond("GET /openapi.json", ctx, async { Ok(json(&crate::openapi::document())) }));
+    let jwks = warp::path!(".well-known" / "jwks.json").and(warp::get()).and(ctx()).and(with_state(state)).then(
+        |ctx, state: AppState| {
+            respond("GET /.well-known/jwks.json", ctx, async move {
+                match state.service.tokens().keys().jwks() {
+                    Some(jwks) => Ok(json(&jwks)),
+                    None => Err(ApiError::NotFound("no public keys: tokens are signed with HS256".into())),
+                }
+            })
+        },
+    );
+    healthz.or(readyz).unify().or(metrics).unify().or(openapi).unify().or(jwks).unify().boxed()
+}
+
+impl AppState {
+    fn set_token_cookies(&self, response: &mut Response, tokens: &IssuedTokens) {
+        let ttl = self.service.tokens().config();
+        self.cookies.set(response, "access_token", &tokens.access, ttl.access_ttl.as_secs());
+        self.cookies.set(response, "refresh_token", &tokens.refresh, ttl.refresh_ttl.as_secs());
+    }
+}
+
