@@ -38,14 +38,16 @@ pub struct RouteLabel(pub &'static str);
 
 /// Extracts the [`RequestCtx`]; never rejects.
 pub fn ctx() -> impl Filter<Extract = (RequestCtx,), Error = std::convert::Infallible> + Clone {
-    warp::header::headers_cloned().and(warp::addr::remote()).map(|headers: warp::http::HeaderMap, peer: Option<SocketAddr>| {
-        let given = headers.get("x-request-id").and_then(|v| v.to_str().ok()).filter(|id| is_sane_request_id(id));
-        RequestCtx {
-            id: given.map_or_else(|| uuid::Uuid::now_v7().simple().to_string(), str::to_owned),
-            ip: peer.map(|p| p.ip()),
-            user_agent: headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(str::to_owned),
-        }
-    })
+    warp::header::headers_cloned().and(warp::addr::remote()).map(
+        |headers: warp::http::HeaderMap, peer: Option<SocketAddr>| {
+            let given = headers.get("x-request-id").and_then(|v| v.to_str().ok()).filter(|id| is_sane_request_id(id));
+            RequestCtx {
+                id: given.map_or_else(|| uuid::Uuid::now_v7().simple().to_string(), str::to_owned),
+                ip: peer.map(|p| p.ip()),
+                user_agent: headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(str::to_owned),
+            }
+        },
+    )
 }
 
 fn is_sane_request_id(id: &str) -> bool {
@@ -94,7 +96,9 @@ where
     }
     let mut buf = BytesMut::new();
     let mut body = std::pin::pin!(body);
-    while let Some(mut chunk) = body.try_next().await.map_err(|_| ApiError::BadRequest("could not read the request body".into()))? {
+    while let Some(mut chunk) =
+        body.try_next().await.map_err(|_| ApiError::BadRequest("could not read the request body".into()))?
+    {
         if buf.len() as u64 + chunk.remaining() as u64 > MAX_BODY_BYTES {
             return Err(ApiError::PayloadTooLarge);
         }
@@ -256,8 +260,10 @@ pub fn finish(started: Instant, method: Method, reply: impl Reply) -> Response {
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
-    headers
-        .insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"));
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
+    );
     let route = response.extensions().get::<RouteLabel>().map_or("unmatched", |r| r.0);
     let status = response.status().as_u16();
     let elapsed = started.elapsed();

@@ -6,8 +6,8 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use user_core::api::{
-    AccountResponse, ContainsResponse, FavoriteListResponse, FavoriteTrack, LoginRequest, LoginResponse,
-    MainResponse, RefreshResponse, RegisterRequest, UpdateRequest, UserListResponse, UserResponse, UserSummary,
+    AccountResponse, ContainsResponse, FavoriteListResponse, FavoriteTrack, LoginRequest, LoginResponse, MainResponse,
+    RefreshResponse, RegisterRequest, UpdateRequest, UserListResponse, UserResponse, UserSummary,
 };
 use user_core::auth::{AccessClaims, IssuedTokens};
 use user_core::domain::{Email, Login, Password, TrackId, Username};
@@ -21,13 +21,17 @@ use warp::{Filter, Reply};
 
 use crate::AppState;
 use crate::error::ApiError;
-use crate::http::{Credentials, Query, RequestCtx, credentials, ctx, finish, json, json_body, parse_json, query, respond};
+use crate::http::{
+    Credentials, Query, RequestCtx, credentials, ctx, finish, json, json_body, parse_json, query, respond,
+};
 
 type Route = BoxedFilter<(Response,)>;
 
 /// Every route, with rejections rendered as `{message, status}` and the
 /// common headers, access log and metrics applied.
 pub fn all(state: AppState) -> impl Filter<Extract = (Response,), Error = std::convert::Infallible> + Clone {
+    // Install the recorder before the first request is counted.
+    crate::telemetry::metrics();
     let routes = register(&state)
         .or(login(&state))
         .unify()
@@ -47,14 +51,12 @@ pub fn all(state: AppState) -> impl Filter<Extract = (Response,), Error = std::c
         .unify()
         .or(ops(&state))
         .unify();
-    warp::any()
-        .map(Instant::now)
-        .and(warp::method())
-        .and(routes.recover(crate::error::recover).unify())
-        .map(finish)
+    warp::any().map(Instant::now).and(warp::method()).and(routes.recover(crate::error::recover).unify()).map(finish)
 }
 
-fn with_state(state: &AppState) -> impl Filter<Extract = (AppState,), Error = std::convert::Infallible> + Clone + use<> {
+fn with_state(
+    state: &AppState,
+) -> impl Filter<Extract = (AppState,), Error = std::convert::Infallible> + Clone + use<> {
     let state = state.clone();
     warp::any().map(move || state.clone())
 }
@@ -169,11 +171,8 @@ fn refresh(state: &AppState) -> Route {
         .then(|ctx: RequestCtx, state: AppState, creds: Credentials| {
             respond("POST /user/refresh", ctx, async move {
                 let tokens = state.service.refresh(creds.refresh()?).await?;
-                let mut response = json(&RefreshResponse {
-                    message: "success".into(),
-                    status: 200,
-                    token: tokens.access.clone(),
-                });
+                let mut response =
+                    json(&RefreshResponse { message: "success".into(), status: 200, token: tokens.access.clone() });
                 state.set_token_cookies(&mut response, &tokens);
                 Ok(response)
             })
@@ -318,9 +317,8 @@ async fn change_favorites(
 
 /// The favorites routes: add and remove (query or path form), list, contains.
 fn favorites(state: &AppState) -> Route {
-    let base = || {
-        warp::path!("user" / "track" / "favorite").and(ctx()).and(with_state(state)).and(credentials()).and(query())
-    };
+    let base =
+        || warp::path!("user" / "track" / "favorite").and(ctx()).and(with_state(state)).and(credentials()).and(query());
     let by_path = || {
         warp::path!("user" / "track" / "favorite" / String)
             .and(ctx())
@@ -378,17 +376,7 @@ fn favorites(state: &AppState) -> Route {
             change_favorites(state, creds, query, Some(id), FavoriteChange::Remove),
         )
     });
-    add.or(remove)
-        .unify()
-        .or(list)
-        .unify()
-        .or(contains)
-        .unify()
-        .or(add_path)
-        .unify()
-        .or(remove_path)
-        .unify()
-        .boxed()
+    add.or(remove).unify().or(list).unify().or(contains).unify().or(add_path).unify().or(remove_path).unify().boxed()
 }
 
 /// `/healthz`, `/readyz`, `/metrics`, `/openapi.json`, `/.well-known/jwks.json`.
@@ -397,8 +385,8 @@ fn ops(state: &AppState) -> Route {
         .and(warp::get())
         .and(ctx())
         .then(|ctx| respond("GET /healthz", ctx, async { Ok(json(&MainResponse::new("alive", 200))) }));
-    let readyz = warp::path!("readyz").and(warp::get()).and(ctx()).and(with_state(state)).then(
-        |ctx, state: AppState| {
+    let readyz =
+        warp::path!("readyz").and(warp::get()).and(ctx()).and(with_state(state)).then(|ctx, state: AppState| {
             respond("GET /readyz", ctx, async move {
                 match state.service.store().ping().await {
                     Ok(()) => Ok(json(&MainResponse::new("ready", 200))),
@@ -408,8 +396,7 @@ fn ops(state: &AppState) -> Route {
                     }
                 }
             })
-        },
-    );
+        });
     let metrics = warp::path!("metrics").and(warp::get()).and(ctx()).then(|ctx| {
         respond("GET /metrics", ctx, async {
             let mut response = crate::telemetry::metrics().render().into_response();
@@ -443,4 +430,3 @@ impl AppState {
         self.cookies.set(response, "refresh_token", &tokens.refresh, ttl.refresh_ttl.as_secs());
     }
 }
-
