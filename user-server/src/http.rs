@@ -285,6 +285,15 @@ pub fn finish(started: Instant, method: Method, reply: impl Reply) -> Response {
 mod tests {
     use super::*;
 
+    #[tokio::test]
+    async fn a_handler_panic_becomes_a_500_in_the_contract_shape() {
+        let boom = ctx().then(|ctx| respond("GET /boom", ctx, async { panic!("boom") }));
+        let response = warp::test::request().header("x-request-id", "req-1").reply(&boom).await;
+        assert_eq!(response.status(), 500);
+        assert_eq!(response.headers()["x-request-id"], "req-1");
+        assert_eq!(response.body().as_ref(), br#"{"message":"internal server error","status":500}"#);
+    }
+
     #[test]
     fn json_content_types_are_recognised_with_parameters_and_suffixes() {
         for ok in ["application/json", "Application/JSON; charset=utf-8", "application/problem+json"] {
