@@ -71,8 +71,11 @@ create table deferred_tasks (
     -- Not to be tried before this time (backoff after a failure).
     available_at integer not null,
     -- While set in the future, a relay holds the task; after it, the task is
-    -- claimable again (a relay that died loses nothing).
+    -- claimable again (a relay that died loses nothing). lease_id names the
+    -- claim, so a relay whose lease ran out cannot settle a task re-claimed
+    -- by another.
     leased_until integer,
+    lease_id     blob,
     last_error   text,
     created_at   integer not null,
     updated_at   integer not null
@@ -80,6 +83,8 @@ create table deferred_tasks (
 
 -- The relay's claim query: due pending tasks in id order.
 create index deferred_tasks_pending_idx on deferred_tasks (id) where status = 'pending';
+-- Per-user order: a task waits while an earlier task of its user is pending.
+create index deferred_tasks_user_pending_idx on deferred_tasks (user_id, id) where status = 'pending';
 -- Operators list tasks by status (dead letters).
 create index deferred_tasks_status_idx on deferred_tasks (status, id);
 

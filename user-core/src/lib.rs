@@ -27,6 +27,7 @@ mod error;
 pub mod page;
 pub mod service;
 pub mod store;
+pub mod tasks;
 
 pub use error::{ConflictField, Error, ForbiddenReason, Result, UnauthorizedReason};
 pub use service::{ServiceConfig, UserService};

@@ -15,6 +15,7 @@ use crate::domain::{Email, Login, MAX_BATCH, Password, Role, SessionId, TrackId,
 use crate::error::{Error, ForbiddenReason, Result, UnauthorizedReason};
 use crate::page::{self, Page, PageRequest};
 use crate::store::{Favorite, Rotation, SessionRecord, Store, User, UserChanges, UserKey, UserRecord};
+use crate::tasks::TaskWaker;
 
 /// Everything that tunes the service; `Default` is production-ready.
 #[derive(Debug, Clone)]
@@ -124,6 +125,7 @@ pub struct UserService {
     clock: Arc<dyn Clock>,
     refresh_grace: chrono::Duration,
     require_current_password: bool,
+    task_waker: TaskWaker,
 }
 
 impl UserService {
@@ -164,12 +166,19 @@ impl UserService {
             clock,
             refresh_grace: chrono::Duration::from_std(config.refresh_grace).map_err(Error::internal)?,
             require_current_password: config.require_current_password,
+            task_waker: TaskWaker::default(),
         })
     }
 
     /// The token issuer (its key set publishes the JWKS).
     pub fn tokens(&self) -> &Tokens {
         &self.tokens
+    }
+
+    /// Woken whenever this service writes a deferred task; give it to the
+    /// [`Relay`](crate::tasks::Relay) so it delivers at once.
+    pub fn task_waker(&self) -> TaskWaker {
+        self.task_waker.clone()
     }
 
     /// The password hasher (for its counters).
@@ -432,6 +441,7 @@ impl UserService {
         if !self.store.delete_user(id, self.clock.now()).await? {
             return Err(Error::UserNotFound);
         }
+        self.task_waker.wake();
         tracing::info!(user_id = %id, "user deleted");
         Ok(())
     }
@@ -501,7 +511,9 @@ impl UserService {
     /// [`Error::Validation`] on `track_id` for 0 or more than 50 ids.
     pub async fn add_favorites(&self, user: UserId, tracks: &[TrackId]) -> Result<()> {
         check_batch(tracks)?;
-        self.store.add_favorites(user, tracks, self.clock.now()).await?;
+        if self.store.add_favorites(user, tracks, self.clock.now()).await? > 0 {
+            self.task_waker.wake();
+        }
         Ok(())
     }
 
@@ -513,7 +525,9 @@ impl UserService {
     /// [`Error::Validation`] on `track_id` for 0 or more than 50 ids.
     pub async fn remove_favorites(&self, user: UserId, tracks: &[TrackId]) -> Result<()> {
         check_batch(tracks)?;
-        self.store.remove_favorites(user, tracks, self.clock.now()).await?;
+        if self.store.remove_favorites(user, tracks, self.clock.now()).await? > 0 {
+            self.task_waker.wake();
+        }
         Ok(())
     }
 

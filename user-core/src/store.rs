@@ -241,6 +241,8 @@ pub struct DeferredTask {
     pub available_at: DateTime<Utc>,
     /// The last delivery error, if any.
     pub last_error: Option<String>,
+    /// While in the future, a relay holds the task (it is in flight).
+    pub leased_until: Option<DateTime<Utc>>,
 }
 
 /// Accounts.
@@ -323,12 +325,67 @@ pub trait FavoriteStore: Send + Sync {
     async fn list_favorites(&self, user: UserId, before: Option<i64>, limit: u32) -> Result<Vec<Favorite>>;
 }
 
+/// A batch of tasks leased to one relay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    /// Names this lease; only it can settle these tasks.
+    pub lease_id: Uuid,
+    /// The tasks, in id order; a user's tasks appear in their order.
+    pub tasks: Vec<DeferredTask>,
+}
+
+/// How many tasks are in each state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TaskCounts {
+    /// Waiting (including leased and backing off).
+    pub pending: u64,
+    /// Delivered.
+    pub done: u64,
+    /// Given up on.
+    pub dead: u64,
+}
+
 /// The deferred-task outbox.
 #[async_trait]
 pub trait TaskStore: Send + Sync {
     /// Up to `limit` tasks with ids above `after`, optionally of one status, in id order.
     async fn list_tasks(&self, status: Option<TaskStatus>, after: Option<i64>, limit: u32)
     -> Result<Vec<DeferredTask>>;
+
+    /// Leases up to `limit` due tasks in id order until `lease_until`.
+    ///
+    /// A task is claimable when it is pending, due (`available_at <= now`),
+    /// not leased (or its lease ran out), and no earlier pending task of the
+    /// same user is leased or not yet due: so a user's tasks are delivered in
+    /// order, while different users' tasks flow in parallel. Concurrent
+    /// claimers never receive the same task.
+    async fn claim_tasks(&self, now: DateTime<Utc>, lease_until: DateTime<Utc>, limit: u32) -> Result<Claim>;
+
+    /// Marks leased tasks delivered; returns how many were still held by `lease_id`.
+    async fn complete_tasks(&self, lease_id: Uuid, ids: &[i64], now: DateTime<Utc>) -> Result<u64>;
+
+    /// Records a failed attempt: back to pending with `attempts + 1` until
+    /// `retry_at`, or `dead` when `retry_at` is `None`; keeps `error`.
+    /// `false` if the lease was lost.
+    async fn fail_task(
+        &self,
+        lease_id: Uuid,
+        id: i64,
+        error: &str,
+        retry_at: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> Result<bool>;
+
+    /// Gives leased tasks back untouched (no attempt counted), e.g. at shutdown
+    /// or when an earlier task of the same user failed.
+    async fn release_tasks(&self, lease_id: Uuid, ids: &[i64], now: DateTime<Utc>) -> Result<u64>;
+
+    /// Puts dead tasks back to pending with zero attempts: one (`Some(id)`) or
+    /// all; returns how many.
+    async fn retry_dead_tasks(&self, id: Option<i64>, now: DateTime<Utc>) -> Result<u64>;
+
+    /// How many tasks are in each state.
+    async fn count_tasks(&self) -> Result<TaskCounts>;
 }
 
 /// Service secrets (generated signing keys).

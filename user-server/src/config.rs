@@ -3,11 +3,13 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 use user_core::ServiceConfig;
 use user_core::auth::{HashingConfig, SigningConfig, TokenConfig};
+use user_core::tasks::{LogSink, RelayConfig, TaskSink, WebhookSink};
 
 /// The user service's REST server.
 #[derive(Debug, Clone, Parser)]
@@ -84,6 +86,46 @@ pub struct Config {
     /// Throttling of register, login and refresh: `off` disables it (for load tests).
     #[arg(long, env = "USER_RATE_LIMIT", default_value = "on")]
     pub rate_limit: RateLimitSetting,
+
+    /// Run the deferred-task relay in this process.
+    #[arg(long, env = "USER_TASKS_RELAY", default_value_t = true, action = clap::ArgAction::Set)]
+    pub tasks_relay: bool,
+
+    /// Deliver tasks by POSTing them here (signed); unset, tasks go to the log (target `tasks`).
+    #[arg(long, env = "USER_TASKS_WEBHOOK_URL")]
+    pub tasks_webhook_url: Option<String>,
+
+    /// HMAC-SHA256 key for the webhook's `X-Signature-256` header (required with the URL).
+    #[arg(long, env = "USER_TASKS_WEBHOOK_SECRET", hide_env_values = true)]
+    pub tasks_webhook_secret: Option<String>,
+
+    /// Webhook request timeout.
+    #[arg(long, env = "USER_TASKS_WEBHOOK_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub tasks_webhook_timeout: Duration,
+
+    /// Tasks claimed per relay pass.
+    #[arg(long, env = "USER_TASKS_BATCH_SIZE", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub tasks_batch_size: u32,
+
+    /// How often the relay looks for due tasks when not woken by a write.
+    #[arg(long, env = "USER_TASKS_POLL_INTERVAL", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub tasks_poll_interval: Duration,
+
+    /// How long a relay holds claimed tasks; a crashed relay's tasks return after this.
+    #[arg(long, env = "USER_TASKS_LEASE", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub tasks_lease: Duration,
+
+    /// Delivery attempts before a task is dead.
+    #[arg(long, env = "USER_TASKS_MAX_ATTEMPTS", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    pub tasks_max_attempts: u32,
+
+    /// First retry delay; doubles per attempt, with jitter.
+    #[arg(long, env = "USER_TASKS_BACKOFF_BASE", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub tasks_backoff_base: Duration,
+
+    /// Longest delay between attempts.
+    #[arg(long, env = "USER_TASKS_BACKOFF_CAP", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub tasks_backoff_cap: Duration,
 
     /// Log format.
     #[arg(long, env = "USER_LOG_FORMAT", value_enum, default_value = "text")]
@@ -174,6 +216,37 @@ impl Config {
         })
     }
 
+    /// The relay settings.
+    pub fn relay_config(&self) -> RelayConfig {
+        RelayConfig {
+            batch_size: self.tasks_batch_size,
+            poll_interval: self.tasks_poll_interval,
+            lease: self.tasks_lease,
+            max_attempts: self.tasks_max_attempts,
+            backoff_base: self.tasks_backoff_base,
+            backoff_cap: self.tasks_backoff_cap,
+        }
+    }
+
+    /// The sink the settings select: the webhook when a URL is set, else the log.
+    ///
+    /// # Errors
+    /// A message when the webhook URL comes without a secret or is not http(s).
+    pub fn task_sink(&self) -> Result<Arc<dyn TaskSink>, String> {
+        let Some(url) = &self.tasks_webhook_url else { return Ok(Arc::new(LogSink)) };
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err("USER_TASKS_WEBHOOK_URL must be an http:// or https:// URL".into());
+        }
+        let secret = self
+            .tasks_webhook_secret
+            .as_deref()
+            .filter(|s| !s.is_empty())
+            .ok_or("USER_TASKS_WEBHOOK_SECRET is required with USER_TASKS_WEBHOOK_URL")?;
+        let sink = WebhookSink::new(url.clone(), secret.as_bytes().to_vec(), self.tasks_webhook_timeout)
+            .map_err(|e| e.to_string())?;
+        Ok(Arc::new(sink))
+    }
+
     /// Whether cookies get `Secure` when serving on `addr`.
     pub fn cookie_secure_for(&self, addr: SocketAddr) -> bool {
         self.cookie_secure.unwrap_or(!addr.ip().is_loopback())
@@ -232,6 +305,25 @@ mod tests {
         assert!(matches!(config.service_config().unwrap().signing, SigningConfig::Hs256(s) if s.len() == 2));
         let pem = "-----BEGIN PRIVATE KEY-----\nAAA\n-----END PRIVATE KEY-----\n-----BEGIN PRIVATE KEY-----\nBBB\n-----END PRIVATE KEY-----\n";
         assert_eq!(split_pem_blocks(pem).len(), 2);
+    }
+
+    #[test]
+    fn the_webhook_needs_a_secret_and_an_http_url() {
+        let log = Config::parse_from(["user-server"]);
+        assert!(format!("{:?}", log.task_sink().unwrap()).contains("LogSink"));
+        let no_secret = Config::parse_from(["user-server", "--tasks-webhook-url", "http://127.0.0.1:9/hook"]);
+        assert!(no_secret.task_sink().unwrap_err().contains("SECRET"));
+        let bad_url =
+            Config::parse_from(["user-server", "--tasks-webhook-url", "ftp://x", "--tasks-webhook-secret", "k"]);
+        assert!(bad_url.task_sink().is_err());
+        let ok = Config::parse_from([
+            "user-server",
+            "--tasks-webhook-url",
+            "http://127.0.0.1:9/",
+            "--tasks-webhook-secret",
+            "k",
+        ]);
+        assert!(format!("{:?}", ok.task_sink().unwrap()).contains("WebhookSink"));
     }
 
     #[test]

@@ -16,6 +16,7 @@ use std::net::SocketAddr;
 
 use tokio::net::TcpListener;
 use user_core::UserService;
+use user_core::tasks::Relay;
 use warp::Filter;
 use warp::reply::Response;
 
@@ -58,6 +59,7 @@ pub struct RunningServer {
     pub state: AppState,
     listener: TcpListener,
     shutdown_timeout: std::time::Duration,
+    relay: Option<Relay>,
 }
 
 /// Opens the database, applies migrations, loads keys and binds the address.
@@ -68,22 +70,38 @@ pub async fn start(config: &Config) -> Result<RunningServer, StartError> {
     let service_config = config.service_config().map_err(StartError::Config)?;
     let store = user_core::store::open(&config.database).await?;
     store.migrate().await?;
-    let service = UserService::new(store, service_config).await?;
+    let service = UserService::new(store.clone(), service_config).await?;
+    let relay = if config.tasks_relay {
+        let sink = config.task_sink().map_err(StartError::Config)?;
+        Some(Relay::new(store, sink, config.relay_config()).with_waker(service.task_waker()))
+    } else {
+        None
+    };
     let listener = TcpListener::bind(config.listen).await?;
     let addr = listener.local_addr()?;
     let state = AppState { service, cookies: CookiePolicy { secure: config.cookie_secure_for(addr) } };
-    Ok(RunningServer { addr, state, listener, shutdown_timeout: config.shutdown_timeout })
+    Ok(RunningServer { addr, state, listener, shutdown_timeout: config.shutdown_timeout, relay })
 }
 
 impl RunningServer {
-    /// Serves until `shutdown` completes, then stops accepting and lets
-    /// in-flight requests finish for at most the configured timeout.
+    /// Serves (and relays tasks) until `shutdown` completes, then stops
+    /// accepting and lets in-flight requests and the relay's current batch
+    /// finish for at most the configured timeout. Tasks still leased after
+    /// that return to pending when their lease runs out.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) {
         let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+        let (relay_stop_tx, relay_stop_rx) = tokio::sync::watch::channel(false);
         let signal = async move {
             shutdown.await;
+            let _ = relay_stop_tx.send(true);
             let _ = stopping_tx.send(());
         };
+        let relay = self.relay.map(|relay| {
+            tokio::spawn(async move {
+                let mut stop = relay_stop_rx;
+                relay.run(async move { while stop.changed().await.is_ok() && !*stop.borrow() {} }).await;
+            })
+        });
         let server = warp::serve(routes(self.state)).incoming(self.listener).graceful(signal).run();
         let deadline = async move {
             if stopping_rx.await.is_ok() {
@@ -94,9 +112,17 @@ impl RunningServer {
                 std::future::pending::<()>().await;
             }
         };
+        let timeout = self.shutdown_timeout;
         tokio::select! {
             () = server => {}
             () = deadline => {}
+        }
+        if let Some(relay) = relay {
+            let abort = relay.abort_handle();
+            if tokio::time::timeout(timeout, relay).await.is_err() {
+                tracing::warn!("relay did not finish its batch in time; its leased tasks will be retried");
+                abort.abort();
+            }
         }
         tracing::info!("stopped");
     }

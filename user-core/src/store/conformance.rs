@@ -7,7 +7,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::{Rotation, SessionRecord, Store, TaskKind, TaskStatus, User, UserChanges, UserKey, UserRecord};
+use super::{Rotation, SessionRecord, Store, TaskCounts, TaskKind, TaskStatus, User, UserChanges, UserKey, UserRecord};
 use crate::domain::{Email, Role, SessionId, TrackId, UserId, Username};
 use crate::error::{ConflictField, Error};
 
@@ -30,7 +30,11 @@ macro_rules! suite {
             favorites_of_an_unknown_user_write_nothing,
             users_list_oldest_first_with_keyset_pages,
             secrets_are_created_once_under_concurrency,
-            roles_change_and_sessions_of_unknown_users_are_refused
+            roles_change_and_sessions_of_unknown_users_are_refused,
+            claims_follow_id_order_and_keep_each_users_tasks_in_sequence,
+            concurrent_claimers_never_share_a_task,
+            an_expired_lease_is_claimable_again_and_the_old_lease_cannot_settle,
+            failures_back_off_then_die_and_dead_tasks_can_be_retried
         );
     };
     (@cases $make:expr; $($name:ident),* $(,)?) => {
@@ -325,4 +329,92 @@ pub(crate) async fn roles_change_and_sessions_of_unknown_users_are_refused(store
     ghost.id = SessionId::new();
     assert!(matches!(store.insert_session(&ghost).await, Err(Error::UserNotFound)));
     store.ping().await.unwrap();
+}
+
+fn ids(claim: &super::Claim) -> Vec<i64> {
+    claim.tasks.iter().map(|t| t.id).collect()
+}
+
+fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+pub(crate) async fn claims_follow_id_order_and_keep_each_users_tasks_in_sequence(store: Arc<dyn Store>) {
+    let alice = user(&store, "alice").await;
+    let bob = user(&store, "bob").await;
+    store.add_favorites(alice, &tracks("a1"), t0()).await.unwrap();
+    store.add_favorites(bob, &tracks("b1"), t0()).await.unwrap();
+    store.add_favorites(alice, &tracks("a2"), t0()).await.unwrap();
+    let all = store.list_tasks(None, None, 10).await.unwrap();
+    let (a1, b1, a2) = (all[0].id, all[1].id, all[2].id);
+
+    let claim = store.claim_tasks(t0(), t0() + secs(30), 10).await.unwrap();
+    assert_eq!(ids(&claim), [a1, b1, a2]);
+    assert!(claim.tasks.iter().all(|t| t.leased_until == Some(t0() + secs(30))));
+    assert!(store.claim_tasks(t0(), t0() + secs(30), 10).await.unwrap().tasks.is_empty(), "leased tasks are held");
+
+    // a1 fails and backs off: a2 must wait for it, b1 is unaffected.
+    assert!(store.fail_task(claim.lease_id, a1, "boom", Some(t0() + secs(60)), t0()).await.unwrap());
+    assert_eq!(store.release_tasks(claim.lease_id, &[a2, b1], t0()).await.unwrap(), 2);
+    let next = store.claim_tasks(t0(), t0() + secs(30), 10).await.unwrap();
+    assert_eq!(ids(&next), [b1], "a2 waits behind a1");
+    assert_eq!(store.complete_tasks(next.lease_id, &[b1], t0()).await.unwrap(), 1);
+
+    let later = store.claim_tasks(t0() + secs(60), t0() + secs(90), 10).await.unwrap();
+    assert_eq!(ids(&later), [a1, a2]);
+    assert_eq!(later.tasks[0].attempts, 1);
+    assert_eq!(later.tasks[0].last_error.as_deref(), Some("boom"));
+}
+
+pub(crate) async fn concurrent_claimers_never_share_a_task(store: Arc<dyn Store>) {
+    for n in 0..20 {
+        let u = user(&store, &format!("user{n}")).await;
+        store.add_favorites(u, &tracks("t"), t0()).await.unwrap();
+    }
+    let handles: Vec<_> = (0..4)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move { store.claim_tasks(t0(), t0() + secs(30), 5).await.unwrap() })
+        })
+        .collect();
+    let mut seen = Vec::new();
+    for h in handles {
+        seen.extend(ids(&h.await.unwrap()));
+    }
+    seen.sort();
+    let before = seen.len();
+    seen.dedup();
+    assert_eq!((before, seen.len()), (20, 20));
+}
+
+pub(crate) async fn an_expired_lease_is_claimable_again_and_the_old_lease_cannot_settle(store: Arc<dyn Store>) {
+    let alice = user(&store, "alice").await;
+    store.add_favorites(alice, &tracks("a,b"), t0()).await.unwrap();
+    let first = store.claim_tasks(t0(), t0() + secs(30), 10).await.unwrap();
+    assert_eq!(first.tasks.len(), 2);
+    let second = store.claim_tasks(t0() + secs(31), t0() + secs(61), 10).await.unwrap();
+    assert_eq!(ids(&second), ids(&first), "a dead relay's tasks come back");
+    assert_eq!(store.complete_tasks(first.lease_id, &ids(&first), t0()).await.unwrap(), 0);
+    assert!(!store.fail_task(first.lease_id, first.tasks[0].id, "late", None, t0()).await.unwrap());
+    assert_eq!(store.complete_tasks(second.lease_id, &ids(&second), t0()).await.unwrap(), 2);
+    assert_eq!(store.count_tasks().await.unwrap(), TaskCounts { pending: 0, done: 2, dead: 0 });
+}
+
+pub(crate) async fn failures_back_off_then_die_and_dead_tasks_can_be_retried(store: Arc<dyn Store>) {
+    let alice = user(&store, "alice").await;
+    store.add_favorites(alice, &tracks("a,b"), t0()).await.unwrap();
+    let claim = store.claim_tasks(t0(), t0() + secs(30), 1).await.unwrap();
+    let id = claim.tasks[0].id;
+    assert!(store.fail_task(claim.lease_id, id, "gone", None, t0()).await.unwrap());
+    let dead = store.list_tasks(Some(TaskStatus::Dead), None, 10).await.unwrap();
+    assert_eq!((dead.len(), dead[0].attempts, dead[0].last_error.as_deref()), (1, 1, Some("gone")));
+    assert_eq!(store.count_tasks().await.unwrap(), TaskCounts { pending: 1, done: 0, dead: 1 });
+    // A dead task does not block its user's later tasks.
+    let next = store.claim_tasks(t0(), t0() + secs(30), 10).await.unwrap();
+    assert_eq!(next.tasks.len(), 1);
+    assert_ne!(next.tasks[0].id, id);
+    assert_eq!(store.retry_dead_tasks(Some(id + 1000), t0()).await.unwrap(), 0);
+    assert_eq!(store.retry_dead_tasks(None, t0() + secs(5)).await.unwrap(), 1);
+    let retried = store.list_tasks(None, None, 10).await.unwrap().into_iter().find(|t| t.id == id).unwrap();
+    assert_eq!((retried.status, retried.attempts, retried.available_at), (TaskStatus::Pending, 0, t0() + secs(5)));
 }

@@ -1,15 +1,16 @@
 //! An in-memory backend: one lock over plain maps, so every trait method is
 //! trivially atomic. For tests and for embedding where persistence is not wanted.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use uuid::Uuid;
 
 use super::{
-    DeferredTask, Favorite, FavoriteStore, Rotation, SecretStore, SessionRecord, SessionStore, Store, TaskKind,
-    TaskStatus, TaskStore, User, UserChanges, UserKey, UserRecord, UserStore,
+    Claim, DeferredTask, Favorite, FavoriteStore, Rotation, SecretStore, SessionRecord, SessionStore, Store,
+    TaskCounts, TaskKind, TaskStatus, TaskStore, User, UserChanges, UserKey, UserRecord, UserStore,
 };
 use crate::domain::{Role, SessionId, TrackId, UserId};
 use crate::error::{ConflictField, Error, Result};
@@ -30,6 +31,7 @@ struct Inner {
     favorite_seq: HashMap<(UserId, TrackId), i64>,
     next_seq: i64,
     tasks: BTreeMap<i64, DeferredTask>,
+    leases: HashMap<i64, Uuid>,
     next_task: i64,
     secrets: HashMap<String, Vec<u8>>,
 }
@@ -63,6 +65,7 @@ impl Inner {
                 attempts: 0,
                 available_at: now,
                 last_error: None,
+                leased_until: None,
             },
         );
     }
@@ -310,6 +313,112 @@ impl TaskStore for MemoryStore {
             .take(limit as usize)
             .cloned()
             .collect())
+    }
+
+    async fn claim_tasks(&self, now: DateTime<Utc>, lease_until: DateTime<Utc>, limit: u32) -> Result<Claim> {
+        let mut inner = self.lock();
+        let lease_id = Uuid::now_v7();
+        let mut blocked = HashSet::new();
+        let mut claimed = Vec::new();
+        for task in inner.tasks.values() {
+            if claimed.len() >= limit as usize {
+                break;
+            }
+            if task.status != TaskStatus::Pending || blocked.contains(&task.user_id) {
+                continue;
+            }
+            let leased = task.leased_until.is_some_and(|until| until > now);
+            if leased || task.available_at > now {
+                blocked.insert(task.user_id);
+                continue;
+            }
+            claimed.push(task.id);
+        }
+        let mut tasks = Vec::with_capacity(claimed.len());
+        for id in claimed {
+            inner.leases.insert(id, lease_id);
+            if let Some(task) = inner.tasks.get_mut(&id) {
+                task.leased_until = Some(lease_until);
+                tasks.push(task.clone());
+            }
+        }
+        Ok(Claim { lease_id, tasks })
+    }
+
+    async fn complete_tasks(&self, lease_id: Uuid, ids: &[i64], _now: DateTime<Utc>) -> Result<u64> {
+        Ok(self.settle(lease_id, ids, |task| task.status = TaskStatus::Done))
+    }
+
+    async fn fail_task(
+        &self,
+        lease_id: Uuid,
+        id: i64,
+        error: &str,
+        retry_at: Option<DateTime<Utc>>,
+        _now: DateTime<Utc>,
+    ) -> Result<bool> {
+        Ok(self.settle(lease_id, &[id], |task| {
+            task.attempts += 1;
+            task.last_error = Some(error.to_owned());
+            match retry_at {
+                Some(at) => task.available_at = at,
+                None => task.status = TaskStatus::Dead,
+            }
+        }) == 1)
+    }
+
+    async fn release_tasks(&self, lease_id: Uuid, ids: &[i64], _now: DateTime<Utc>) -> Result<u64> {
+        Ok(self.settle(lease_id, ids, |_| {}))
+    }
+
+    async fn retry_dead_tasks(&self, id: Option<i64>, now: DateTime<Utc>) -> Result<u64> {
+        let mut inner = self.lock();
+        let mut n = 0;
+        for task in inner.tasks.values_mut() {
+            if task.status == TaskStatus::Dead && id.is_none_or(|id| id == task.id) {
+                task.status = TaskStatus::Pending;
+                task.attempts = 0;
+                task.available_at = now;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    async fn count_tasks(&self) -> Result<TaskCounts> {
+        let inner = self.lock();
+        let mut counts = TaskCounts::default();
+        for task in inner.tasks.values() {
+            match task.status {
+                TaskStatus::Pending => counts.pending += 1,
+                TaskStatus::Done => counts.done += 1,
+                TaskStatus::Dead => counts.dead += 1,
+            }
+        }
+        Ok(counts)
+    }
+}
+
+impl MemoryStore {
+    /// Applies `change` to each pending task still held by `lease_id` and ends
+    /// the lease; returns how many were held.
+    fn settle(&self, lease_id: Uuid, ids: &[i64], change: impl Fn(&mut DeferredTask)) -> u64 {
+        let mut inner = self.lock();
+        let mut n = 0;
+        for id in ids {
+            if inner.leases.get(id) != Some(&lease_id) {
+                continue;
+            }
+            inner.leases.remove(id);
+            if let Some(task) = inner.tasks.get_mut(id) {
+                if task.status == TaskStatus::Pending {
+                    task.leased_until = None;
+                    change(task);
+                    n += 1;
+                }
+            }
+        }
+        n
     }
 }
 

@@ -15,8 +15,8 @@ use sqlx::sqlite::{
 use sqlx::{Row, Sqlite, Transaction};
 
 use super::{
-    DeferredTask, Favorite, FavoriteStore, Rotation, SecretStore, SessionRecord, SessionStore, Store, TaskKind,
-    TaskStatus, TaskStore, User, UserChanges, UserKey, UserRecord, UserStore,
+    Claim, DeferredTask, Favorite, FavoriteStore, Rotation, SecretStore, SessionRecord, SessionStore, Store,
+    TaskCounts, TaskKind, TaskStatus, TaskStore, User, UserChanges, UserKey, UserRecord, UserStore,
 };
 use crate::domain::{Role, SessionId, TrackId, UserId, ValidationError};
 use crate::error::{ConflictField, Error, Result};
@@ -154,6 +154,7 @@ fn task_record(row: &SqliteRow) -> Result<DeferredTask> {
         attempts: row.try_get::<i64, _>("attempts").map_err(Error::internal)? as u32,
         available_at: time(row.try_get("available_at").map_err(Error::internal)?)?,
         last_error: row.try_get("last_error").map_err(Error::internal)?,
+        leased_until: opt_time(row.try_get("leased_until").map_err(Error::internal)?)?,
     })
 }
 
@@ -514,6 +515,123 @@ impl TaskStore for SqliteStore {
         .map_err(map_err)?;
         rows.iter().map(task_record).collect()
     }
+
+    async fn claim_tasks(&self, now: DateTime<Utc>, lease_until: DateTime<Utc>, limit: u32) -> Result<Claim> {
+        let lease_id = uuid::Uuid::now_v7();
+        // One statement: the single writer connection makes it atomic against
+        // other in-process claimers, and SQLite's write lock against other processes.
+        let rows = sqlx::query(
+            "update deferred_tasks set leased_until = ?2, lease_id = ?3, updated_at = ?1 \
+             where id in ( \
+               select t.id from deferred_tasks t \
+               where t.status = 'pending' and t.available_at <= ?1 \
+                 and (t.leased_until is null or t.leased_until <= ?1) \
+                 and not exists ( \
+                   select 1 from deferred_tasks e \
+                   where e.user_id = t.user_id and e.status = 'pending' and e.id < t.id \
+                     and (e.available_at > ?1 or (e.leased_until is not null and e.leased_until > ?1))) \
+               order by t.id limit ?4) \
+             returning *",
+        )
+        .bind(millis(now))
+        .bind(millis(lease_until))
+        .bind(lease_id)
+        .bind(i64::from(limit))
+        .fetch_all(&self.writer)
+        .await
+        .map_err(map_err)?;
+        let mut tasks = rows.iter().map(task_record).collect::<Result<Vec<_>>>()?;
+        tasks.sort_by_key(|t| t.id);
+        Ok(Claim { lease_id, tasks })
+    }
+
+    async fn complete_tasks(&self, lease_id: uuid::Uuid, ids: &[i64], now: DateTime<Utc>) -> Result<u64> {
+        let done = sqlx::query(
+            "update deferred_tasks set status = 'done', leased_until = null, lease_id = null, updated_at = ?3 \
+             where lease_id = ?1 and status = 'pending' and id in (select value from json_each(?2))",
+        )
+        .bind(lease_id)
+        .bind(json_ids(ids))
+        .bind(millis(now))
+        .execute(&self.writer)
+        .await
+        .map_err(map_err)?;
+        Ok(done.rows_affected())
+    }
+
+    async fn fail_task(
+        &self,
+        lease_id: uuid::Uuid,
+        id: i64,
+        error: &str,
+        retry_at: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "update deferred_tasks set attempts = attempts + 1, last_error = ?3, leased_until = null, lease_id = null, \
+               status = case when ?4 is null then 'dead' else 'pending' end, \
+               available_at = coalesce(?4, available_at), updated_at = ?5 \
+             where id = ?2 and lease_id = ?1 and status = 'pending'",
+        )
+        .bind(lease_id)
+        .bind(id)
+        .bind(error)
+        .bind(retry_at.map(millis))
+        .bind(millis(now))
+        .execute(&self.writer)
+        .await
+        .map_err(map_err)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn release_tasks(&self, lease_id: uuid::Uuid, ids: &[i64], now: DateTime<Utc>) -> Result<u64> {
+        let done = sqlx::query(
+            "update deferred_tasks set leased_until = null, lease_id = null, updated_at = ?3 \
+             where lease_id = ?1 and status = 'pending' and id in (select value from json_each(?2))",
+        )
+        .bind(lease_id)
+        .bind(json_ids(ids))
+        .bind(millis(now))
+        .execute(&self.writer)
+        .await
+        .map_err(map_err)?;
+        Ok(done.rows_affected())
+    }
+
+    async fn retry_dead_tasks(&self, id: Option<i64>, now: DateTime<Utc>) -> Result<u64> {
+        let done = sqlx::query(
+            "update deferred_tasks set status = 'pending', attempts = 0, available_at = ?2, updated_at = ?2 \
+             where status = 'dead' and (?1 is null or id = ?1)",
+        )
+        .bind(id)
+        .bind(millis(now))
+        .execute(&self.writer)
+        .await
+        .map_err(map_err)?;
+        Ok(done.rows_affected())
+    }
+
+    async fn count_tasks(&self) -> Result<TaskCounts> {
+        let rows: Vec<(String, i64)> = sqlx::query_as("select status, count(*) from deferred_tasks group by status")
+            .fetch_all(&self.reader)
+            .await
+            .map_err(map_err)?;
+        let mut counts = TaskCounts::default();
+        for (status, n) in rows {
+            let n = n as u64;
+            match TaskStatus::parse(&status)? {
+                TaskStatus::Pending => counts.pending = n,
+                TaskStatus::Done => counts.done = n,
+                TaskStatus::Dead => counts.dead = n,
+            }
+        }
+        Ok(counts)
+    }
+}
+
+/// Ids as a JSON array, for `id in (select value from json_each(?))`.
+fn json_ids(ids: &[i64]) -> String {
+    serde_json::to_string(ids).unwrap_or_else(|_| "[]".to_owned())
 }
 
 #[async_trait]

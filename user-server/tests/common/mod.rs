@@ -13,11 +13,12 @@ use user_core::auth::HashingConfig;
 use user_core::clock::ManualClock;
 use user_core::domain::{Role, SessionId, TrackId, UserId};
 use user_core::store::{
-    DeferredTask, Favorite, FavoriteStore, MemoryStore, Rotation, SecretStore, SessionRecord, SessionStore, Store,
-    TaskStatus, TaskStore, User, UserChanges, UserKey, UserRecord, UserStore,
+    Claim, DeferredTask, Favorite, FavoriteStore, MemoryStore, Rotation, SecretStore, SessionRecord, SessionStore,
+    Store, TaskCounts, TaskStatus, TaskStore, User, UserChanges, UserKey, UserRecord, UserStore,
 };
 use user_core::{Error, ServiceConfig, UserService};
 use user_server::{AppState, CookiePolicy};
+use uuid::Uuid;
 use warp::http::HeaderMap;
 
 pub struct TestApp {
@@ -261,6 +262,31 @@ impl TaskStore for FlakyStore {
         limit: u32,
     ) -> Result<Vec<DeferredTask>, Error> {
         self.inner.list_tasks(s, after, limit).await
+    }
+    async fn claim_tasks(&self, now: DateTime<Utc>, until: DateTime<Utc>, limit: u32) -> Result<Claim, Error> {
+        self.inner.claim_tasks(now, until, limit).await
+    }
+    async fn complete_tasks(&self, lease: Uuid, ids: &[i64], now: DateTime<Utc>) -> Result<u64, Error> {
+        self.inner.complete_tasks(lease, ids, now).await
+    }
+    async fn fail_task(
+        &self,
+        lease: Uuid,
+        id: i64,
+        error: &str,
+        retry_at: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, Error> {
+        self.inner.fail_task(lease, id, error, retry_at, now).await
+    }
+    async fn release_tasks(&self, lease: Uuid, ids: &[i64], now: DateTime<Utc>) -> Result<u64, Error> {
+        self.inner.release_tasks(lease, ids, now).await
+    }
+    async fn retry_dead_tasks(&self, id: Option<i64>, now: DateTime<Utc>) -> Result<u64, Error> {
+        self.inner.retry_dead_tasks(id, now).await
+    }
+    async fn count_tasks(&self) -> Result<TaskCounts, Error> {
+        self.inner.count_tasks().await
     }
 }
 

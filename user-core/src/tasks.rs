@@ -1,0 +1,313 @@
+//! Deferred tasks: the relay that delivers the `deferred_tasks` outbox
+//! downstream, at least once, in order per user, surviving crashes.
+//!
+//! A task's life: `pending` → leased by a relay → `done`; or, on a transient
+//! failure, back to `pending` with `attempts + 1` and `available_at` pushed out
+//! by exponential backoff with jitter; or `dead` after `max_attempts` (or at
+//! once on a permanent failure), keeping the last error. A relay that dies
+//! mid-delivery loses nothing: its lease runs out and another relay claims
+//! the tasks again. Consumers deduplicate on the task id, which only grows.
+
+mod sink;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
+use uuid::Uuid;
+
+#[cfg(feature = "webhook")]
+pub use sink::WebhookSink;
+pub use sink::{DeliveryError, LogSink, TaskSink};
+
+use crate::clock::{Clock, SystemClock};
+use crate::error::Result;
+use crate::store::{DeferredTask, Store};
+
+/// What a sink receives: the task as delivered downstream (the webhook body).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskEvent {
+    /// The task id: increases with time; deduplicate and order on it.
+    pub id: i64,
+    /// `favorite.added`, `favorite.removed` or `user.deleted`.
+    pub kind: String,
+    /// The user.
+    pub user_id: Uuid,
+    /// The track, for favorite events.
+    pub track_id: Option<String>,
+    /// When it happened, RFC 3339 UTC.
+    pub occurred_at: DateTime<Utc>,
+    /// Which delivery attempt this is, from 1.
+    pub attempt: u32,
+}
+
+impl From<&DeferredTask> for TaskEvent {
+    fn from(t: &DeferredTask) -> Self {
+        Self {
+            id: t.id,
+            kind: t.kind.as_str().to_owned(),
+            user_id: t.user_id.as_uuid(),
+            track_id: t.track_id.as_ref().map(ToString::to_string),
+            occurred_at: t.occurred_at,
+            attempt: t.attempts + 1,
+        }
+    }
+}
+
+/// Wakes the relay as soon as a task is written in this process, instead of
+/// waiting for its next poll.
+#[derive(Debug, Clone, Default)]
+pub struct TaskWaker(Arc<Notify>);
+
+impl TaskWaker {
+    /// Says new tasks exist.
+    pub fn wake(&self) {
+        self.0.notify_one();
+    }
+
+    async fn woken(&self) {
+        self.0.notified().await;
+    }
+}
+
+/// How the relay works.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelayConfig {
+    /// Tasks claimed at once (default 100).
+    pub batch_size: u32,
+    /// How often to look for due tasks when not woken (default 1 s).
+    pub poll_interval: Duration,
+    /// How long a claim holds its tasks; a relay that dies releases them after
+    /// this (default 5 min). Longer than the slowest batch, or tasks may be
+    /// delivered twice.
+    pub lease: Duration,
+    /// Attempts before a task is dead (default 10).
+    pub max_attempts: u32,
+    /// The first retry's delay (default 1 s); it doubles with each attempt.
+    pub backoff_base: Duration,
+    /// The longest delay between attempts (default 5 min).
+    pub backoff_cap: Duration,
+}
+
+impl Default for RelayConfig {
+    fn default() -> Self {
+        Self {
+            batch_size: 100,
+            poll_interval: Duration::from_secs(1),
+            lease: Duration::from_secs(300),
+            max_attempts: 10,
+            backoff_base: Duration::from_secs(1),
+            backoff_cap: Duration::from_secs(300),
+        }
+    }
+}
+
+impl RelayConfig {
+    /// The delay before attempt `failures + 1`: `base · 2^(failures-1)`
+    /// capped, of which a random half is kept ("equal jitter"), so retries of
+    /// many tasks do not arrive in lockstep yet still grow.
+    pub fn backoff(&self, failures: u32) -> Duration {
+        let exp = failures.saturating_sub(1).min(31);
+        let full = self.backoff_base.saturating_mul(1u32 << exp).min(self.backoff_cap);
+        let half = full / 2;
+        half + half.mul_f64(rand::random::<f64>())
+    }
+}
+
+/// What one pass of the relay did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RelayStats {
+    /// Tasks claimed.
+    pub claimed: usize,
+    /// Delivered and marked done.
+    pub delivered: usize,
+    /// Failed and scheduled for a retry.
+    pub retried: usize,
+    /// Failed for good.
+    pub dead: usize,
+    /// Given back untouched (behind a failed task of the same user).
+    pub released: usize,
+}
+
+/// Delivers deferred tasks to a [`TaskSink`].
+///
+/// ```no_run
+/// # async fn run(service: user_core::UserService) {
+/// use std::sync::Arc;
+/// use user_core::tasks::{LogSink, Relay, RelayConfig};
+///
+/// let relay = Relay::new(service.store().clone(), Arc::new(LogSink), RelayConfig::default())
+///     .with_waker(service.task_waker());
+/// relay.run(async { tokio::signal::ctrl_c().await.ok(); }).await;
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Relay {
+    store: Arc<dyn Store>,
+    sink: Arc<dyn TaskSink>,
+    clock: Arc<dyn Clock>,
+    config: RelayConfig,
+    waker: TaskWaker,
+}
+
+impl Relay {
+    /// A relay over `store` delivering to `sink`.
+    pub fn new(store: Arc<dyn Store>, sink: Arc<dyn TaskSink>, config: RelayConfig) -> Self {
+        Self { store, sink, clock: Arc::new(SystemClock), config, waker: TaskWaker::default() }
+    }
+
+    /// Wakes on this waker (take it from `UserService::task_waker`).
+    #[must_use]
+    pub fn with_waker(mut self, waker: TaskWaker) -> Self {
+        self.waker = waker;
+        self
+    }
+
+    /// Uses `clock` for leases and backoff (for tests).
+    #[must_use]
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Claims one batch and delivers it: each user's tasks in order, different
+    /// users concurrently. A task that fails transiently is retried later and
+    /// the rest of its user's batch is given back, so order holds.
+    ///
+    /// # Errors
+    /// [`crate::Error::Internal`] if the store fails; deliveries made before
+    /// that are delivered again later (at-least-once).
+    pub async fn run_once(&self) -> Result<RelayStats> {
+        let now = self.clock.now();
+        let claim = self.store.claim_tasks(now, now + self.config.lease, self.config.batch_size).await?;
+        let mut stats = RelayStats { claimed: claim.tasks.len(), ..RelayStats::default() };
+        if claim.tasks.is_empty() {
+            return Ok(stats);
+        }
+        let mut by_user: HashMap<_, Vec<DeferredTask>> = HashMap::new();
+        for task in claim.tasks {
+            by_user.entry(task.user_id).or_default().push(task);
+        }
+        let outcomes = futures_util::future::join_all(
+            by_user.into_values().map(|tasks| self.deliver_in_order(claim.lease_id, tasks)),
+        )
+        .await;
+        let mut done = Vec::new();
+        for outcome in outcomes {
+            let outcome = outcome?;
+            done.extend(outcome.delivered);
+            stats.retried += outcome.retried;
+            stats.dead += outcome.dead;
+            stats.released += outcome.released;
+        }
+        stats.delivered = self.store.complete_tasks(claim.lease_id, &done, self.clock.now()).await? as usize;
+        if stats.delivered < done.len() {
+            tracing::warn!(
+                lost = done.len() - stats.delivered,
+                "lease ran out during delivery; tasks may be delivered again"
+            );
+        }
+        Ok(stats)
+    }
+
+    async fn deliver_in_order(&self, lease_id: Uuid, tasks: Vec<DeferredTask>) -> Result<UserOutcome> {
+        let mut outcome = UserOutcome::default();
+        let mut pending = tasks.into_iter();
+        while let Some(task) = pending.next() {
+            let event = TaskEvent::from(&task);
+            let started = Instant::now();
+            let result = self.sink.deliver(&event).await;
+            metrics::histogram!("task_delivery_seconds").record(started.elapsed().as_secs_f64());
+            let now = self.clock.now();
+            match result {
+                Ok(()) => {
+                    metrics::counter!("task_deliveries_total", "outcome" => "delivered").increment(1);
+                    outcome.delivered.push(task.id);
+                }
+                Err(DeliveryError::Permanent(error)) => {
+                    metrics::counter!("task_deliveries_total", "outcome" => "dead").increment(1);
+                    tracing::error!(task_id = task.id, kind = %event.kind, %error, "task rejected downstream; dead");
+                    self.store.fail_task(lease_id, task.id, &error, None, now).await?;
+                    outcome.dead += 1;
+                }
+                Err(DeliveryError::Transient(error)) => {
+                    let failures = task.attempts + 1;
+                    if failures >= self.config.max_attempts {
+                        metrics::counter!("task_deliveries_total", "outcome" => "dead").increment(1);
+                        tracing::error!(task_id = task.id, attempts = failures, %error, "task failed too often; dead");
+                        self.store.fail_task(lease_id, task.id, &error, None, now).await?;
+                        outcome.dead += 1;
+                        continue;
+                    }
+                    let retry_at = now + self.config.backoff(failures);
+                    metrics::counter!("task_deliveries_total", "outcome" => "retry").increment(1);
+                    tracing::warn!(task_id = task.id, attempts = failures, %error, %retry_at, "task delivery failed; will retry");
+                    self.store.fail_task(lease_id, task.id, &error, Some(retry_at), now).await?;
+                    outcome.retried += 1;
+                    let rest: Vec<i64> = pending.by_ref().map(|t| t.id).collect();
+                    outcome.released += self.store.release_tasks(lease_id, &rest, now).await? as usize;
+                }
+            }
+        }
+        Ok(outcome)
+    }
+
+    /// Delivers until `shutdown` completes: a full batch is followed at once
+    /// by the next, otherwise the relay sleeps until woken or the poll
+    /// interval passes. A batch in flight at shutdown is finished (its
+    /// deliveries are bounded by the sink's timeout); nothing is lost if the
+    /// process dies instead, as leases run out.
+    pub async fn run(&self, shutdown: impl Future<Output = ()>) {
+        let mut shutdown = std::pin::pin!(shutdown);
+        let mut last_gauge = None::<Instant>;
+        loop {
+            let full = match self.run_once().await {
+                Ok(stats) => stats.claimed as u32 >= self.config.batch_size,
+                Err(e) => {
+                    tracing::error!(error = %e, "relay pass failed");
+                    false
+                }
+            };
+            if last_gauge.is_none_or(|at| at.elapsed() >= Duration::from_secs(5)) {
+                self.publish_queue_depth().await;
+                last_gauge = Some(Instant::now());
+            }
+            if full {
+                tokio::select! {
+                    biased;
+                    () = &mut shutdown => break,
+                    () = std::future::ready(()) => continue,
+                }
+            }
+            tokio::select! {
+                () = &mut shutdown => break,
+                () = self.waker.woken() => {}
+                () = tokio::time::sleep(self.config.poll_interval) => {}
+            }
+        }
+        tracing::info!("relay stopped");
+    }
+
+    async fn publish_queue_depth(&self) {
+        match self.store.count_tasks().await {
+            Ok(counts) => {
+                metrics::gauge!("tasks_queue_depth", "status" => "pending").set(counts.pending as f64);
+                metrics::gauge!("tasks_queue_depth", "status" => "done").set(counts.done as f64);
+                metrics::gauge!("tasks_queue_depth", "status" => "dead").set(counts.dead as f64);
+            }
+            Err(e) => tracing::warn!(error = %e, "could not count tasks"),
+        }
+    }
+}
+
+#[derive(Default)]
+struct UserOutcome {
+    delivered: Vec<i64>,
+    retried: usize,
+    dead: usize,
+    released: usize,
+}
