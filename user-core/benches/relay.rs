@@ -1,0 +1,92 @@
+//! Relay throughput on SQLite: tasks delivered per second to the log sink and
+//! to a webhook receiver on 127.0.0.1. Prints figures; asserts nothing.
+//!
+//! `cargo bench -p user-core --bench relay` (add `-- 50000` for another task count).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use user_core::auth::HashingConfig;
+use user_core::domain::{Email, Password, TrackId, Username};
+use user_core::service::Registration;
+use user_core::store::{self, Store};
+use user_core::tasks::{LogSink, Relay, RelayConfig, TaskSink, WebhookSink};
+use user_core::{ServiceConfig, UserService};
+
+const TRACKS_PER_USER: usize = 20;
+
+async fn seeded(tasks: usize) -> (tempfile::TempDir, Arc<dyn Store>) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store::open(&format!("sqlite://{}", dir.path().join("bench.db").display())).await.unwrap();
+    store.migrate().await.unwrap();
+    let config = ServiceConfig { hashing: HashingConfig::insecure_for_tests(), ..ServiceConfig::default() };
+    let service = UserService::new(store.clone(), config).await.unwrap();
+    let tracks: Vec<TrackId> = (0..TRACKS_PER_USER).map(|n| TrackId::parse(&format!("track{n}")).unwrap()).collect();
+    for n in 0..tasks.div_ceil(TRACKS_PER_USER) {
+        let user = service
+            .register(Registration {
+                username: Username::parse(&format!("user{n}")).unwrap(),
+                email: Email::parse(&format!("user{n}@example.com")).unwrap(),
+                password: Password::parse("correct horse").unwrap(),
+            })
+            .await
+            .unwrap();
+        service.add_favorites(user.id, &tracks).await.unwrap();
+    }
+    (dir, store)
+}
+
+async fn drain(store: Arc<dyn Store>, sink: Arc<dyn TaskSink>, batch_size: u32) -> (usize, Duration) {
+    let relay = Relay::new(store, sink, RelayConfig { batch_size, ..RelayConfig::default() });
+    let started = Instant::now();
+    let mut delivered = 0;
+    loop {
+        let stats = relay.run_once().await.unwrap();
+        if stats.claimed == 0 {
+            break;
+        }
+        delivered += stats.delivered;
+    }
+    (delivered, started.elapsed())
+}
+
+async fn receiver() -> String {
+    use warp::Filter;
+    let route = warp::post().and(warp::body::bytes()).map(|_: bytes::Bytes| warp::http::StatusCode::NO_CONTENT);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(warp::serve(route).incoming(listener).run());
+    format!("http://{addr}/tasks")
+}
+
+fn report(sink: &str, batch: u32, delivered: usize, elapsed: Duration) {
+    println!(
+        "{sink:<8} batch {batch:>4}  {delivered:>6} tasks in {:>7.1} ms  = {:>8.0} tasks/s",
+        elapsed.as_secs_f64() * 1000.0,
+        delivered as f64 / elapsed.as_secs_f64()
+    );
+}
+
+#[tokio::main]
+async fn main() {
+    let tasks: usize = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(20_000);
+    // A real subscriber, so the log sink pays for formatting its lines.
+    tracing_subscriber::fmt().with_writer(std::io::sink).with_max_level(tracing::Level::INFO).init();
+    println!("relay throughput on SQLite, {tasks} tasks ({TRACKS_PER_USER} per user), {} cores", num_cpus());
+    for batch in [100, 500] {
+        let (_dir, store) = seeded(tasks).await;
+        let (n, t) = drain(store, Arc::new(LogSink), batch).await;
+        report("log", batch, n, t);
+    }
+    let url = receiver().await;
+    for batch in [100, 500] {
+        let (_dir, store) = seeded(tasks).await;
+        let sink = Arc::new(WebhookSink::new(url.clone(), b"bench".to_vec(), Duration::from_secs(10)).unwrap());
+        let (n, t) = drain(store, sink, batch).await;
+        report("webhook", batch, n, t);
+    }
+}
+
+fn num_cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
