@@ -28,6 +28,8 @@ pub mod page;
 pub mod service;
 pub mod store;
 pub mod tasks;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use error::{ConflictField, Error, ForbiddenReason, Result, UnauthorizedReason};
 pub use service::{ServiceConfig, UserService};

@@ -12,6 +12,8 @@
 pub(crate) mod conformance;
 #[cfg(feature = "memory")]
 mod memory;
+#[cfg(feature = "postgres")]
+mod postgres;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 
@@ -25,6 +27,8 @@ use crate::domain::{Email, Role, SessionId, TrackId, UserId, Username};
 use crate::error::{Error, Result};
 #[cfg(feature = "memory")]
 pub use memory::MemoryStore;
+#[cfg(feature = "postgres")]
+pub use postgres::PostgresStore;
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
 
@@ -406,14 +410,42 @@ pub trait Store: UserStore + SessionStore + FavoriteStore + TaskStore + SecretSt
     async fn ping(&self) -> Result<()>;
 }
 
-/// Opens the backend a URL names, without migrating:
-/// `memory:` (feature `memory`) or `sqlite://path` / `sqlite::memory:`
-/// (feature `sqlite`; the file is created if missing).
+/// How to open a store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OpenOptions {
+    /// The most database connections to hold (PostgreSQL; default 10).
+    pub max_connections: u32,
+}
+
+impl Default for OpenOptions {
+    fn default() -> Self {
+        Self { max_connections: 10 }
+    }
+}
+
+/// Opens the backend a URL names, without migrating, with default options;
+/// see [`open_with`].
+///
+/// # Errors
+/// As [`open_with`].
+pub async fn open(url: &str) -> Result<Arc<dyn Store>> {
+    open_with(url, OpenOptions::default()).await
+}
+
+/// Opens the backend a URL names, without migrating: `memory:` (feature
+/// `memory`), `sqlite://path` / `sqlite::memory:` (feature `sqlite`; the file
+/// is created if missing), or `postgres://…` / `postgresql://…` (feature
+/// `postgres`).
 ///
 /// # Errors
 /// [`Error::Validation`] on field `database` for an unknown scheme;
 /// [`Error::Internal`] if the database cannot be opened.
-pub async fn open(url: &str) -> Result<Arc<dyn Store>> {
+pub async fn open_with(url: &str, options: OpenOptions) -> Result<Arc<dyn Store>> {
+    #[cfg(feature = "postgres")]
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Ok(Arc::new(PostgresStore::connect(url, options.max_connections).await?));
+    }
+    let _ = options;
     #[cfg(feature = "memory")]
     if url == "memory:" {
         return Ok(Arc::new(MemoryStore::new()));
@@ -424,7 +456,7 @@ pub async fn open(url: &str) -> Result<Arc<dyn Store>> {
     }
     Err(crate::domain::ValidationError::new(
         "database",
-        format!("unsupported database URL {url:?} (expected memory: or sqlite://…)"),
+        format!("unsupported database URL {url:?} (expected memory:, sqlite://… or postgres://…)"),
     )
     .into())
 }

@@ -19,9 +19,13 @@ pub struct Config {
     #[arg(long, env = "USER_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
 
-    /// Database URL: `sqlite://path.db` (created if missing), `sqlite::memory:` or `memory:`.
+    /// Database URL: `sqlite://path.db` (created if missing), `postgres://user:pass@host/db`, `sqlite::memory:` or `memory:`.
     #[arg(long, env = "USER_DATABASE_URL", default_value = "sqlite://user-service.db")]
     pub database: String,
+
+    /// Most database connections per process (PostgreSQL).
+    #[arg(long, env = "USER_DATABASE_MAX_CONNECTIONS", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub database_max_connections: u32,
 
     /// Access token lifetime (e.g. `15m`, `900s`).
     #[arg(long, env = "USER_ACCESS_TTL", default_value = "15m", value_parser = humantime::parse_duration)]

@@ -68,7 +68,8 @@ pub struct RunningServer {
 /// [`StartError`] naming what failed.
 pub async fn start(config: &Config) -> Result<RunningServer, StartError> {
     let service_config = config.service_config().map_err(StartError::Config)?;
-    let store = user_core::store::open(&config.database).await?;
+    let options = user_core::store::OpenOptions { max_connections: config.database_max_connections };
+    let store = user_core::store::open_with(&config.database, options).await?;
     store.migrate().await?;
     let service = UserService::new(store.clone(), service_config).await?;
     let relay = if config.tasks_relay {

@@ -443,6 +443,6 @@ impl Store for MemoryStore {
 #[cfg(test)]
 mod tests {
     crate::store::conformance::suite!(async {
-        std::sync::Arc::new(super::MemoryStore::new()) as std::sync::Arc<dyn crate::store::Store>
+        Some(std::sync::Arc::new(super::MemoryStore::new()) as std::sync::Arc<dyn crate::store::Store>)
     });
 }

@@ -676,6 +676,6 @@ mod tests {
         std::mem::forget(dir);
         let store = super::SqliteStore::connect(&url).await.unwrap();
         crate::store::Store::migrate(&store).await.unwrap();
-        std::sync::Arc::new(store) as std::sync::Arc<dyn crate::store::Store>
+        Some(std::sync::Arc::new(store) as std::sync::Arc<dyn crate::store::Store>)
     });
 }

@@ -2,6 +2,8 @@
 //! `warp::test` (no socket) or served on an ephemeral loopback port.
 #![allow(dead_code)]
 
+pub mod process;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 

@@ -1,0 +1,644 @@
+//! The PostgreSQL backend: for deployments where several stateless server
+//! replicas share one database (or a PostgreSQL-compatible distributed one).
+//!
+//! Races between replicas are decided by the database: unique indexes for
+//! registrations, compare-and-swap updates for refresh rotation, a row lock
+//! on the user for the order of their outbox rows, and `FOR UPDATE SKIP
+//! LOCKED` claims (serialised by a transaction-scoped advisory lock, so two
+//! relays never split one user's sequence) for the relay.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::{Postgres, Row, Transaction};
+use uuid::Uuid;
+
+use super::{
+    Claim, DeferredTask, Favorite, FavoriteStore, Rotation, SecretStore, SessionRecord, SessionStore, Store,
+    TaskCounts, TaskKind, TaskStatus, TaskStore, User, UserChanges, UserKey, UserRecord, UserStore,
+};
+use crate::domain::{Role, SessionId, TrackId, UserId, ValidationError};
+use crate::error::{ConflictField, Error, Result};
+
+/// Serialises relay claims across replicas (any constant unique to this use).
+const CLAIM_LOCK: i64 = 0x7573_6572_7461_736b; // "usertask"
+
+/// A PostgreSQL database.
+#[derive(Debug, Clone)]
+pub struct PostgresStore {
+    pool: PgPool,
+}
+
+impl PostgresStore {
+    /// Connects to `url` (`postgres://user:pass@host:port/db`, any libpq-style
+    /// parameters such as `?sslmode=` or `?options=-c search_path=…`) with a
+    /// pool of at most `max_connections`. Call [`Store::migrate`] before first use.
+    ///
+    /// # Errors
+    /// [`Error::Validation`] for a malformed URL; [`Error::Internal`] if the
+    /// database cannot be reached.
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Self> {
+        let options = PgConnectOptions::from_str(url)
+            .map_err(|e| ValidationError::new("database", format!("invalid PostgreSQL URL: {e}")))?;
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections.max(1))
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options)
+            .await
+            .map_err(Error::internal)?;
+        Ok(Self { pool })
+    }
+
+    async fn begin(&self) -> Result<Transaction<'_, Postgres>> {
+        self.pool.begin().await.map_err(Error::internal)
+    }
+}
+
+/// Turns a constraint violation into the caller's error; anything else is ours.
+fn map_err(e: sqlx::Error) -> Error {
+    if let sqlx::Error::Database(db) = &e {
+        match db.constraint() {
+            Some("users_username_key") => return Error::Conflict(ConflictField::Username),
+            Some("users_email_key") => return Error::Conflict(ConflictField::Email),
+            _ => {}
+        }
+        if db.is_foreign_key_violation() {
+            return Error::UserNotFound;
+        }
+    }
+    Error::internal(e)
+}
+
+fn get<'r, T: sqlx::Decode<'r, Postgres> + sqlx::Type<Postgres>>(row: &'r PgRow, col: &str) -> Result<T> {
+    row.try_get(col).map_err(Error::internal)
+}
+
+fn user_record(row: &PgRow) -> Result<UserRecord> {
+    Ok(UserRecord {
+        user: User {
+            id: UserId::from_uuid(get(row, "id")?),
+            username: get::<String>(row, "username")?.try_into().map_err(Error::internal)?,
+            email: get::<String>(row, "email")?.try_into().map_err(Error::internal)?,
+            role: get::<String>(row, "role")?.parse::<Role>().map_err(Error::internal)?,
+            disabled_at: get(row, "disabled_at")?,
+            created_at: get(row, "created_at")?,
+            updated_at: get(row, "updated_at")?,
+        },
+        password_hash: get(row, "password_hash")?,
+    })
+}
+
+fn session_record(row: &PgRow) -> Result<SessionRecord> {
+    Ok(SessionRecord {
+        id: SessionId::from_uuid(get(row, "id")?),
+        user_id: UserId::from_uuid(get(row, "user_id")?),
+        refresh_jti: get(row, "refresh_jti")?,
+        previous_jti: get(row, "previous_jti")?,
+        rotated_at: get(row, "rotated_at")?,
+        created_at: get(row, "created_at")?,
+        last_used_at: get(row, "last_used_at")?,
+        expires_at: get(row, "expires_at")?,
+        revoked_at: get(row, "revoked_at")?,
+        user_agent: get(row, "user_agent")?,
+        ip: get(row, "ip")?,
+    })
+}
+
+fn task_record(row: &PgRow) -> Result<DeferredTask> {
+    let track: Option<String> = get(row, "track_id")?;
+    Ok(DeferredTask {
+        id: get(row, "id")?,
+        kind: TaskKind::parse(&get::<String>(row, "kind")?)?,
+        user_id: UserId::from_uuid(get(row, "user_id")?),
+        track_id: track.map(TrackId::try_from).transpose().map_err(Error::internal)?,
+        occurred_at: get(row, "occurred_at")?,
+        status: TaskStatus::parse(&get::<String>(row, "status")?)?,
+        attempts: get::<i32>(row, "attempts")? as u32,
+        available_at: get(row, "available_at")?,
+        last_error: get(row, "last_error")?,
+        leased_until: get(row, "leased_until")?,
+    })
+}
+
+/// Locks the user row for the rest of the transaction, so one user's outbox
+/// rows get ids in commit order; `UserNotFound` if there is no such user.
+async fn lock_user(tx: &mut Transaction<'_, Postgres>, user: UserId) -> Result<()> {
+    sqlx::query("select 1 from users where id = $1 for no key update")
+        .bind(user.as_uuid())
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(map_err)?
+        .map(|_| ())
+        .ok_or(Error::UserNotFound)
+}
+
+async fn enqueue(
+    tx: &mut Transaction<'_, Postgres>,
+    kind: TaskKind,
+    user: UserId,
+    track: Option<&TrackId>,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    sqlx::query(
+        "insert into deferred_tasks (kind, user_id, track_id, occurred_at, available_at, created_at, updated_at) \
+         values ($1, $2, $3, $4, $4, $4, $4)",
+    )
+    .bind(kind.as_str())
+    .bind(user.as_uuid())
+    .bind(track.map(TrackId::as_str))
+    .bind(now)
+    .execute(&mut **tx)
+    .await
+    .map_err(map_err)?;
+    Ok(())
+}
+
+async fn revoke_sessions(
+    tx: &mut Transaction<'_, Postgres>,
+    user: UserId,
+    except: Option<SessionId>,
+    now: DateTime<Utc>,
+) -> Result<u64> {
+    let done = sqlx::query(
+        "update sessions set revoked_at = $1 \
+         where user_id = $2 and revoked_at is null and ($3::uuid is null or id <> $3)",
+    )
+    .bind(now)
+    .bind(user.as_uuid())
+    .bind(except.map(|s| s.as_uuid()))
+    .execute(&mut **tx)
+    .await
+    .map_err(map_err)?;
+    Ok(done.rows_affected())
+}
+
+#[async_trait]
+impl UserStore for PostgresStore {
+    async fn insert_user(&self, record: &UserRecord) -> Result<()> {
+        let u = &record.user;
+        sqlx::query(
+            "insert into users (id, username, email, password_hash, role, disabled_at, created_at, updated_at) \
+             values ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(u.id.as_uuid())
+        .bind(u.username.as_str())
+        .bind(u.email.as_str())
+        .bind(&record.password_hash)
+        .bind(u.role.as_str())
+        .bind(u.disabled_at)
+        .bind(u.created_at)
+        .bind(u.updated_at)
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn find_user(&self, key: UserKey<'_>) -> Result<Option<UserRecord>> {
+        let query = match key {
+            UserKey::Id(id) => sqlx::query("select * from users where id = $1").bind(id.as_uuid()),
+            UserKey::Username(name) => {
+                sqlx::query("select * from users where lower(username) = $1").bind(name.folded())
+            }
+            UserKey::Email(email) => {
+                sqlx::query("select * from users where email = $1").bind(email.as_str().to_owned())
+            }
+        };
+        let row = query.fetch_optional(&self.pool).await.map_err(map_err)?;
+        row.as_ref().map(user_record).transpose()
+    }
+
+    async fn update_user(&self, id: UserId, changes: &UserChanges, now: DateTime<Utc>) -> Result<Option<UserRecord>> {
+        let mut tx = self.begin().await?;
+        let row = sqlx::query(
+            "update users set \
+               username = coalesce($2, username), \
+               email = coalesce($3, email), \
+               password_hash = coalesce($4, password_hash), \
+               updated_at = $5 \
+             where id = $1 returning *",
+        )
+        .bind(id.as_uuid())
+        .bind(changes.username.as_ref().map(|u| u.as_str()))
+        .bind(changes.email.as_ref().map(|e| e.as_str()))
+        .bind(changes.password_hash.as_deref())
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        let Some(row) = row else { return Ok(None) };
+        let record = user_record(&row)?;
+        if changes.password_hash.is_some() {
+            revoke_sessions(&mut tx, id, changes.keep_session, now).await?;
+        }
+        tx.commit().await.map_err(map_err)?;
+        Ok(Some(record))
+    }
+
+    async fn set_password_hash(&self, id: UserId, hash: &str) -> Result<()> {
+        sqlx::query("update users set password_hash = $2 where id = $1")
+            .bind(id.as_uuid())
+            .bind(hash)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn set_role(&self, id: UserId, role: Role, now: DateTime<Utc>) -> Result<bool> {
+        let done = sqlx::query("update users set role = $2, updated_at = $3 where id = $1")
+            .bind(id.as_uuid())
+            .bind(role.as_str())
+            .bind(now)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn set_disabled(&self, id: UserId, disabled: bool, now: DateTime<Utc>) -> Result<bool> {
+        let mut tx = self.begin().await?;
+        let done = sqlx::query(
+            "update users set disabled_at = case when $2 then coalesce(disabled_at, $3) end, updated_at = $3 \
+             where id = $1",
+        )
+        .bind(id.as_uuid())
+        .bind(disabled)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        if disabled {
+            revoke_sessions(&mut tx, id, None, now).await?;
+        }
+        tx.commit().await.map_err(map_err)?;
+        Ok(true)
+    }
+
+    async fn delete_user(&self, id: UserId, now: DateTime<Utc>) -> Result<bool> {
+        let mut tx = self.begin().await?;
+        let done = sqlx::query("delete from users where id = $1")
+            .bind(id.as_uuid())
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        enqueue(&mut tx, TaskKind::UserDeleted, id, None, now).await?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(true)
+    }
+
+    async fn list_users(&self, after: Option<UserId>, limit: u32) -> Result<Vec<User>> {
+        let rows = sqlx::query("select * from users where ($1::uuid is null or id > $1) order by id limit $2")
+            .bind(after.map(|a| a.as_uuid()))
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
+        rows.iter().map(|r| user_record(r).map(|r| r.user)).collect()
+    }
+}
+
+#[async_trait]
+impl SessionStore for PostgresStore {
+    async fn insert_session(&self, s: &SessionRecord) -> Result<()> {
+        sqlx::query(
+            "insert into sessions (id, user_id, refresh_jti, previous_jti, rotated_at, created_at, last_used_at, \
+             expires_at, revoked_at, user_agent, ip) values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        )
+        .bind(s.id.as_uuid())
+        .bind(s.user_id.as_uuid())
+        .bind(s.refresh_jti)
+        .bind(s.previous_jti)
+        .bind(s.rotated_at)
+        .bind(s.created_at)
+        .bind(s.last_used_at)
+        .bind(s.expires_at)
+        .bind(s.revoked_at)
+        .bind(s.user_agent.as_deref())
+        .bind(s.ip.as_deref())
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn session(&self, id: SessionId) -> Result<Option<SessionRecord>> {
+        let row = sqlx::query("select * from sessions where id = $1")
+            .bind(id.as_uuid())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+        row.as_ref().map(session_record).transpose()
+    }
+
+    async fn rotate_session(&self, r: &Rotation) -> Result<bool> {
+        let done = sqlx::query(
+            "update sessions set previous_jti = refresh_jti, refresh_jti = $3, rotated_at = $4, last_used_at = $4, \
+             expires_at = $5 where id = $1 and refresh_jti = $2 and revoked_at is null",
+        )
+        .bind(r.session.as_uuid())
+        .bind(r.expected_jti)
+        .bind(r.new_jti)
+        .bind(r.now)
+        .bind(r.expires_at)
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn revoke_session(&self, id: SessionId, now: DateTime<Utc>) -> Result<bool> {
+        let done = sqlx::query("update sessions set revoked_at = $2 where id = $1 and revoked_at is null")
+            .bind(id.as_uuid())
+            .bind(now)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn revoke_user_sessions(&self, user: UserId, except: Option<SessionId>, now: DateTime<Utc>) -> Result<u64> {
+        let mut tx = self.begin().await?;
+        let n = revoke_sessions(&mut tx, user, except, now).await?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(n)
+    }
+}
+
+#[async_trait]
+impl FavoriteStore for PostgresStore {
+    async fn add_favorites(&self, user: UserId, tracks: &[TrackId], now: DateTime<Utc>) -> Result<u64> {
+        let mut tx = self.begin().await?;
+        lock_user(&mut tx, user).await?;
+        let mut added = 0;
+        for track in tracks {
+            let inserted = sqlx::query(
+                "insert into favorites (user_id, track_id, created_at) values ($1, $2, $3) \
+                 on conflict (user_id, track_id) do nothing",
+            )
+            .bind(user.as_uuid())
+            .bind(track.as_str())
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+            if inserted.rows_affected() == 1 {
+                enqueue(&mut tx, TaskKind::FavoriteAdded, user, Some(track), now).await?;
+                added += 1;
+            }
+        }
+        tx.commit().await.map_err(map_err)?;
+        Ok(added)
+    }
+
+    async fn remove_favorites(&self, user: UserId, tracks: &[TrackId], now: DateTime<Utc>) -> Result<u64> {
+        let mut tx = self.begin().await?;
+        match lock_user(&mut tx, user).await {
+            Err(Error::UserNotFound) => return Ok(0),
+            other => other?,
+        }
+        let mut removed = 0;
+        for track in tracks {
+            let deleted = sqlx::query("delete from favorites where user_id = $1 and track_id = $2")
+                .bind(user.as_uuid())
+                .bind(track.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+            if deleted.rows_affected() == 1 {
+                enqueue(&mut tx, TaskKind::FavoriteRemoved, user, Some(track), now).await?;
+                removed += 1;
+            }
+        }
+        tx.commit().await.map_err(map_err)?;
+        Ok(removed)
+    }
+
+    async fn favorites_contain(&self, user: UserId, tracks: &[TrackId]) -> Result<Vec<bool>> {
+        let ids: Vec<&str> = tracks.iter().map(TrackId::as_str).collect();
+        let found: Vec<String> =
+            sqlx::query_scalar("select track_id from favorites where user_id = $1 and track_id = any($2)")
+                .bind(user.as_uuid())
+                .bind(&ids)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(map_err)?;
+        Ok(tracks.iter().map(|t| found.iter().any(|f| f == t.as_str())).collect())
+    }
+
+    async fn list_favorites(&self, user: UserId, before: Option<i64>, limit: u32) -> Result<Vec<Favorite>> {
+        let rows = sqlx::query(
+            "select id, track_id, created_at from favorites where user_id = $1 and ($2::bigint is null or id < $2) \
+             order by id desc limit $3",
+        )
+        .bind(user.as_uuid())
+        .bind(before)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        rows.iter()
+            .map(|row| {
+                Ok(Favorite {
+                    seq: get(row, "id")?,
+                    track_id: get::<String>(row, "track_id")?.try_into().map_err(Error::internal)?,
+                    added_at: get(row, "created_at")?,
+                })
+            })
+            .collect()
+    }
+}
+
+#[async_trait]
+impl TaskStore for PostgresStore {
+    async fn list_tasks(
+        &self,
+        status: Option<TaskStatus>,
+        after: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<DeferredTask>> {
+        let rows = sqlx::query(
+            "select * from deferred_tasks where ($1::text is null or status = $1) and ($2::bigint is null or id > $2) \
+             order by id limit $3",
+        )
+        .bind(status.map(|s| s.as_str()))
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        rows.iter().map(task_record).collect()
+    }
+
+    async fn claim_tasks(&self, now: DateTime<Utc>, lease_until: DateTime<Utc>, limit: u32) -> Result<Claim> {
+        let lease_id = Uuid::now_v7();
+        let mut tx = self.begin().await?;
+        // Without this, two relays could each see the other's claim as not yet
+        // committed and split one user's sequence. Claims are one short statement.
+        sqlx::query("select pg_advisory_xact_lock($1)").bind(CLAIM_LOCK).execute(&mut *tx).await.map_err(map_err)?;
+        let rows = sqlx::query(
+            "update deferred_tasks set leased_until = $2, lease_id = $3, updated_at = $1 \
+             where id in ( \
+               select t.id from deferred_tasks t \
+               where t.status = 'pending' and t.available_at <= $1 \
+                 and (t.leased_until is null or t.leased_until <= $1) \
+                 and not exists ( \
+                   select 1 from deferred_tasks e \
+                   where e.user_id = t.user_id and e.status = 'pending' and e.id < t.id \
+                     and (e.available_at > $1 or (e.leased_until is not null and e.leased_until > $1))) \
+               order by t.id limit $4 \
+               for update skip locked) \
+             returning *",
+        )
+        .bind(now)
+        .bind(lease_until)
+        .bind(lease_id)
+        .bind(i64::from(limit))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)?;
+        let mut tasks = rows.iter().map(task_record).collect::<Result<Vec<_>>>()?;
+        tasks.sort_by_key(|t| t.id);
+        Ok(Claim { lease_id, tasks })
+    }
+
+    async fn complete_tasks(&self, lease_id: Uuid, ids: &[i64], now: DateTime<Utc>) -> Result<u64> {
+        let done = sqlx::query(
+            "update deferred_tasks set status = 'done', leased_until = null, lease_id = null, updated_at = $3 \
+             where lease_id = $1 and status = 'pending' and id = any($2)",
+        )
+        .bind(lease_id)
+        .bind(ids)
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(done.rows_affected())
+    }
+
+    async fn fail_task(
+        &self,
+        lease_id: Uuid,
+        id: i64,
+        error: &str,
+        retry_at: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "update deferred_tasks set attempts = attempts + 1, last_error = $3, leased_until = null, lease_id = null, \
+               status = case when $4::timestamptz is null then 'dead' else 'pending' end, \
+               available_at = coalesce($4, available_at), updated_at = $5 \
+             where id = $2 and lease_id = $1 and status = 'pending'",
+        )
+        .bind(lease_id)
+        .bind(id)
+        .bind(error)
+        .bind(retry_at)
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn release_tasks(&self, lease_id: Uuid, ids: &[i64], now: DateTime<Utc>) -> Result<u64> {
+        let done = sqlx::query(
+            "update deferred_tasks set leased_until = null, lease_id = null, updated_at = $3 \
+             where lease_id = $1 and status = 'pending' and id = any($2)",
+        )
+        .bind(lease_id)
+        .bind(ids)
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(done.rows_affected())
+    }
+
+    async fn retry_dead_tasks(&self, id: Option<i64>, now: DateTime<Utc>) -> Result<u64> {
+        let done = sqlx::query(
+            "update deferred_tasks set status = 'pending', attempts = 0, available_at = $2, updated_at = $2 \
+             where status = 'dead' and ($1::bigint is null or id = $1)",
+        )
+        .bind(id)
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(done.rows_affected())
+    }
+
+    async fn count_tasks(&self) -> Result<TaskCounts> {
+        let rows: Vec<(String, i64)> = sqlx::query_as("select status, count(*) from deferred_tasks group by status")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
+        let mut counts = TaskCounts::default();
+        for (status, n) in rows {
+            let n = n as u64;
+            match TaskStatus::parse(&status)? {
+                TaskStatus::Pending => counts.pending = n,
+                TaskStatus::Done => counts.done = n,
+                TaskStatus::Dead => counts.dead = n,
+            }
+        }
+        Ok(counts)
+    }
+}
+
+#[async_trait]
+impl SecretStore for PostgresStore {
+    async fn get_or_insert_secret(&self, name: &str, candidate: &[u8], now: DateTime<Utc>) -> Result<Vec<u8>> {
+        // Insert-if-absent then read: the first replica wins, all read the winner.
+        sqlx::query(
+            "insert into service_secrets (name, value, created_at) values ($1, $2, $3) on conflict (name) do nothing",
+        )
+        .bind(name)
+        .bind(candidate)
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        sqlx::query_scalar("select value from service_secrets where name = $1")
+            .bind(name)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(map_err)
+    }
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn migrate(&self) -> Result<()> {
+        sqlx::migrate!("../migrations/postgres").run(&self.pool).await.map_err(Error::internal)
+    }
+
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("select 1").execute(&self.pool).await.map_err(map_err)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    crate::store::conformance::suite!(async {
+        match crate::testing::postgres_schema_url().await {
+            Some(url) => {
+                let store = super::PostgresStore::connect(&url, 4).await.unwrap();
+                crate::store::Store::migrate(&store).await.unwrap();
+                Some(std::sync::Arc::new(store) as std::sync::Arc<dyn crate::store::Store>)
+            }
+            None => None,
+        }
+    });
+}

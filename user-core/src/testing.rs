@@ -1,0 +1,109 @@
+//! Test helpers (feature `testing`): a fresh PostgreSQL schema per test, so
+//! PostgreSQL tests run in parallel without seeing each other.
+//!
+//! The server comes from `USER_TEST_POSTGRES_URL`; without it, from a
+//! testcontainers PostgreSQL when a Docker engine is reachable; otherwise the
+//! tests are skipped with a printed reason — unless
+//! `USER_TEST_REQUIRE_POSTGRES=1`, which turns the skip into a failure.
+
+use std::sync::OnceLock;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use sqlx::Connection;
+
+/// Schemas this helper made are named `ut_<unix seconds>_<random>`; ones
+/// older than this are dropped by later runs.
+const STALE_AFTER_SECS: u64 = 3600;
+
+/// The URL of a PostgreSQL server for tests, or `None` (with the reason
+/// printed) when there is none and none is required.
+///
+/// # Panics
+/// When `USER_TEST_REQUIRE_POSTGRES=1` and no server is available.
+pub fn postgres_server_url() -> Option<String> {
+    static URL: OnceLock<Result<String, String>> = OnceLock::new();
+    let found = URL.get_or_init(|| match std::env::var("USER_TEST_POSTGRES_URL") {
+        Ok(url) if !url.is_empty() => Ok(url),
+        _ => start_container(),
+    });
+    match found {
+        Ok(url) => Some(url.clone()),
+        Err(reason) => {
+            let required = std::env::var("USER_TEST_REQUIRE_POSTGRES").is_ok_and(|v| v == "1" || v == "true");
+            assert!(!required, "USER_TEST_REQUIRE_POSTGRES=1 but no PostgreSQL: {reason}");
+            eprintln!("skipping PostgreSQL test: {reason}");
+            None
+        }
+    }
+}
+
+/// Starts PostgreSQL in a container on a thread of its own that keeps it
+/// alive for the rest of the process.
+fn start_container() -> Result<String, String> {
+    let docker = std::env::var("DOCKER_HOST").is_ok() || std::path::Path::new("/var/run/docker.sock").exists();
+    if !docker {
+        return Err("USER_TEST_POSTGRES_URL is not set and no Docker engine is reachable".into());
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            Ok(rt) => rt,
+            Err(e) => {
+                let _ = tx.send(Err(e.to_string()));
+                return;
+            }
+        };
+        runtime.block_on(async move {
+            use testcontainers_modules::postgres::Postgres;
+            use testcontainers_modules::testcontainers::runners::AsyncRunner;
+            match Postgres::default().start().await {
+                Ok(container) => {
+                    let url = match container.get_host_port_ipv4(5432).await {
+                        Ok(port) => Ok(format!("postgres://postgres:postgres@127.0.0.1:{port}/postgres")),
+                        Err(e) => Err(format!("container port: {e}")),
+                    };
+                    let _ = tx.send(url);
+                    // Keep the container for the life of the test process.
+                    std::future::pending::<()>().await;
+                    drop(container);
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(format!("could not start a PostgreSQL container: {e}")));
+                }
+            }
+        });
+    });
+    rx.recv().unwrap_or_else(|_| Err("the container thread died".into()))
+}
+
+/// A URL to a new, empty schema on the test server (its `search_path`), or
+/// `None` when PostgreSQL tests are skipped.
+///
+/// # Panics
+/// When the server cannot be reached or the schema cannot be created.
+pub async fn postgres_schema_url() -> Option<String> {
+    let base = postgres_server_url()?;
+    let mut conn = sqlx::PgConnection::connect(&base).await.expect("connect to the test PostgreSQL");
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    static SWEPT: OnceLock<()> = OnceLock::new();
+    if SWEPT.set(()).is_ok() {
+        drop_stale_schemas(&mut conn, now).await;
+    }
+    let schema = format!("ut_{now}_{}", uuid::Uuid::now_v7().simple());
+    sqlx::query(&format!("create schema {schema}")).execute(&mut conn).await.expect("create a test schema");
+    let separator = if base.contains('?') { '&' } else { '?' };
+    Some(format!("{base}{separator}options[search_path]={schema}"))
+}
+
+async fn drop_stale_schemas(conn: &mut sqlx::PgConnection, now: u64) {
+    let schemas: Vec<String> = sqlx::query_scalar("select nspname::text from pg_namespace where nspname like 'ut\\_%'")
+        .fetch_all(&mut *conn)
+        .await
+        .unwrap_or_default();
+    for schema in schemas {
+        let created = schema.split('_').nth(1).and_then(|s| s.parse::<u64>().ok()).unwrap_or(now);
+        if now.saturating_sub(created) > STALE_AFTER_SECS {
+            let _ = sqlx::query(&format!("drop schema if exists {schema} cascade")).execute(&mut *conn).await;
+        }
+    }
+}

@@ -1,0 +1,187 @@
+//! Horizontal scale: three `user-server` processes on one PostgreSQL database,
+//! a client round-robining over them. Needs PostgreSQL (see
+//! `user_core::testing`); skipped with a printed reason when there is none
+//! and `USER_TEST_REQUIRE_POSTGRES` is not set.
+
+mod common;
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use common::process::{SECRET, Server, eventually, start_receiver};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+struct Cluster {
+    replicas: Vec<Server>,
+    next: AtomicUsize,
+    client: reqwest::Client,
+}
+
+impl Cluster {
+    fn start(database: &str, webhook: &str) -> Cluster {
+        let env = [
+            ("USER_DATABASE_URL", database.to_owned()),
+            ("USER_DATABASE_MAX_CONNECTIONS", "5".to_owned()),
+            ("USER_TASKS_WEBHOOK_URL", webhook.to_owned()),
+            ("USER_TASKS_WEBHOOK_SECRET", SECRET.to_owned()),
+            ("USER_TASKS_LEASE", "2s".to_owned()),
+            ("USER_TASKS_BACKOFF_BASE", "50ms".to_owned()),
+            ("USER_REFRESH_GRACE", "0s".to_owned()),
+        ];
+        // Started together, so they race to create the schema and the signing key.
+        let handles: Vec<_> = (0..3)
+            .map(|_| {
+                let env = env.clone();
+                std::thread::spawn(move || Server::start(&env))
+            })
+            .collect();
+        let replicas = handles.into_iter().map(|h| h.join().unwrap()).collect();
+        Cluster { replicas, next: AtomicUsize::new(0), client: reqwest::Client::new() }
+    }
+
+    /// The next live replica's base URL, round robin.
+    fn base(&self) -> String {
+        loop {
+            let n = self.next.fetch_add(1, Ordering::Relaxed) % self.replicas.len();
+            if !self.replicas[n].base.is_empty() {
+                return self.replicas[n].base.clone();
+            }
+        }
+    }
+
+    async fn register(&self, name: &str) -> StatusCode {
+        let body = json!({"username": name, "password": "correct horse", "email": format!("{}@example.com", name.to_lowercase())});
+        self.client.post(format!("{}/user/register", self.base())).json(&body).send().await.unwrap().status()
+    }
+
+    /// Logs in on one replica; returns the access token and refresh cookie.
+    async fn login(&self, base: &str, name: &str) -> (String, String) {
+        let body = json!({"username": name, "password": "correct horse"});
+        let reply = self.client.post(format!("{base}/user/login")).json(&body).send().await.unwrap();
+        let refresh = cookie(&reply, "refresh_token");
+        let body: Value = reply.json().await.unwrap();
+        (body["token"].as_str().unwrap().to_owned(), refresh)
+    }
+
+    /// A favorite change, retried on the next replica when one is down;
+    /// returns once it is acknowledged.
+    async fn change(&self, token: &str, method: Method, track: String) {
+        for _ in 0..10 {
+            let url = format!("{}/user/track/favorite?track_id={track}", self.base());
+            match self.client.request(method.clone(), url).bearer_auth(token).send().await {
+                Ok(r) if r.status() == 200 => return,
+                Ok(r) => panic!("{method} {track}: {}", r.status()),
+                Err(_) => continue, // that replica is dead: try the next
+            }
+        }
+        panic!("no replica acknowledged {method} {track}");
+    }
+}
+
+fn cookie(reply: &reqwest::Response, name: &str) -> String {
+    reply
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|c| c.strip_prefix(&format!("{name}=")).map(|rest| rest.split(';').next().unwrap().to_owned()))
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_replicas_on_one_postgresql_behave_as_one_service() {
+    let Some(database) = user_core::testing::postgres_schema_url().await else { return };
+    let (webhook, received) = start_receiver().await;
+    let mut cluster = Cluster::start(&database, &webhook);
+
+    // Registrations racing on one name across replicas produce exactly one user.
+    let races: Vec<_> = (0..12).map(|i| if i % 2 == 0 { "Racer" } else { "racer" }).collect();
+    let mut statuses = Vec::new();
+    for chunk in races.chunks(6) {
+        let results = futures_util::future::join_all(chunk.iter().map(|name| cluster.register(name))).await;
+        statuses.extend(results);
+    }
+    assert_eq!(statuses.iter().filter(|s| **s == StatusCode::OK).count(), 1, "{statuses:?}");
+    assert!(statuses.iter().all(|s| *s == StatusCode::OK || *s == StatusCode::CONFLICT));
+
+    // A token issued by one replica is accepted by the others.
+    let (token, refresh) = cluster.login(&cluster.replicas[0].base.clone(), "racer").await;
+    for replica in &cluster.replicas {
+        let status =
+            cluster.client.get(format!("{}/user/get", replica.base)).bearer_auth(&token).send().await.unwrap().status();
+        assert_eq!(status, 200, "{}", replica.base);
+    }
+
+    // A refresh rotated on one replica is detected as reused on another.
+    let rotate = |base: String, refresh: String| {
+        let client = cluster.client.clone();
+        async move {
+            client
+                .post(format!("{base}/user/refresh"))
+                .header("cookie", format!("refresh_token={refresh}"))
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let rotated = rotate(cluster.replicas[0].base.clone(), refresh.clone()).await;
+    assert_eq!(rotated.status(), 200);
+    let newest = cookie(&rotated, "refresh_token");
+    assert_eq!(rotate(cluster.replicas[1].base.clone(), refresh).await.status(), 401, "reuse detected");
+    assert_eq!(rotate(cluster.replicas[2].base.clone(), newest).await.status(), 401, "the session was revoked");
+
+    // 1,000 favorite changes spread over the replicas each arrive exactly once.
+    let mut tokens = Vec::new();
+    for n in 0..10 {
+        let name = format!("fan{n}");
+        assert_eq!(cluster.register(&name).await, 200);
+        let base = cluster.base();
+        tokens.push(cluster.login(&base, &name).await.0);
+    }
+    for track in 0..50 {
+        let adds = tokens.iter().map(|t| cluster.change(t, Method::POST, format!("t{track}")));
+        futures_util::future::join_all(adds).await;
+    }
+    for track in 0..50 {
+        let removes = tokens.iter().map(|t| cluster.change(t, Method::DELETE, format!("t{track}")));
+        futures_util::future::join_all(removes).await;
+    }
+    eventually("1000 tasks at the receiver", Duration::from_secs(120), || received.lock().unwrap().ids.len() >= 1000)
+        .await;
+    {
+        let r = received.lock().unwrap();
+        assert_eq!(r.bad_signatures, 0);
+        assert_eq!(r.ids.len(), 1000);
+        let duplicates: usize = r.ids.values().map(|n| n - 1).sum();
+        assert_eq!(duplicates, 0, "no replica crashed, so no task arrives twice");
+    }
+
+    // Killing one replica with SIGKILL mid-load loses no acknowledged write and no task.
+    let store = user_core::store::open(&database).await.unwrap();
+    let users: Vec<_> = (0..10).map(|n| format!("fan{n}")).collect();
+    for round in 0..40 {
+        if round == 20 {
+            cluster.replicas[1].kill();
+            cluster.replicas[1].base.clear();
+        }
+        let adds = tokens.iter().map(|t| cluster.change(t, Method::POST, format!("k{round}")));
+        futures_util::future::join_all(adds).await;
+    }
+    for name in &users {
+        let user = store.find_user(user_core::store::UserKey::Username(&name.parse().unwrap())).await.unwrap().unwrap();
+        let ids: Vec<_> = (0..40).map(|r| format!("k{r}").parse().unwrap()).collect();
+        let present = store.favorites_contain(user.user.id, &ids).await.unwrap();
+        assert!(present.iter().all(|p| *p), "{name}: every acknowledged favorite is stored");
+    }
+    let expected: HashSet<i64> = store.list_tasks(None, None, 10_000).await.unwrap().iter().map(|t| t.id).collect();
+    assert!(expected.len() >= 1400);
+    eventually("every task delivered after the crash", Duration::from_secs(120), || {
+        let r = received.lock().unwrap();
+        expected.iter().all(|id| r.ids.contains_key(id))
+    })
+    .await;
+    let counts = store.count_tasks().await.unwrap();
+    assert_eq!(counts.dead, 0);
+}
