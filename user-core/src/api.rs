@@ -186,6 +186,7 @@ pub struct ContainsResponse {
     pub contains: Vec<bool>,
 }
 
+#[cfg(feature = "service")]
 impl From<&crate::store::User> for UserSummary {
     fn from(u: &crate::store::User) -> Self {
         Self {

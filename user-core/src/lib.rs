@@ -3,8 +3,14 @@
 //! deferred-task outbox — as an embeddable library.
 //!
 //! Frontends (`user-server`, `user-client`, `user-cli`) only translate to and
-//! from [`UserService`], which takes the validated types of [`domain`] and
+//! from `UserService`, which takes the validated types of [`domain`] and
 //! returns domain types or an [`Error`].
+//!
+//! Features: `service` (the service itself; implied by each backend),
+//! `memory`, `sqlite`, `postgres` (backends), `webhook` (the webhook task
+//! sink), `openapi` (schemas for the wire types), `testing` (PostgreSQL test
+//! helpers). With no features the crate is just [`domain`] and [`api`], which
+//! is what `user-client` uses.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
@@ -20,16 +26,22 @@
 //! ```
 
 pub mod api;
+#[cfg(feature = "service")]
 pub mod auth;
 pub mod clock;
 pub mod domain;
 mod error;
+#[cfg(feature = "service")]
 pub mod page;
+#[cfg(feature = "service")]
 pub mod service;
+#[cfg(feature = "service")]
 pub mod store;
+#[cfg(feature = "service")]
 pub mod tasks;
 #[cfg(feature = "testing")]
 pub mod testing;
 
 pub use error::{ConflictField, Error, ForbiddenReason, Result, UnauthorizedReason};
+#[cfg(feature = "service")]
 pub use service::{ServiceConfig, UserService};

@@ -1,0 +1,1 @@
+//! Nothing here: see `sdk.rs` and `embed.rs`.

@@ -1,0 +1,88 @@
+//! The one error type of the SDK.
+
+use user_core::domain::ValidationError;
+
+/// The result type of every client call.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything a call can fail with.
+///
+/// Match on [`Error::Api`] for the server's answer, or use the helpers
+/// ([`Error::is_not_found`], [`Error::is_conflict`], …), which also cover
+/// input the client refused before sending.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The server answered with an error: its status and message.
+    #[error("{status}: {message}")]
+    Api {
+        /// The HTTP status.
+        status: u16,
+        /// The server's `message`.
+        message: String,
+    },
+    /// The input broke a rule of the contract; nothing was sent.
+    #[error("invalid input: {0}")]
+    Invalid(#[from] ValidationError),
+    /// The request could not be made or its answer not read (connection,
+    /// timeout, TLS).
+    #[error("transport: {0}")]
+    Transport(#[from] reqwest::Error),
+    /// The server answered something that is not the documented body.
+    #[error("unexpected response ({status}): {source}; body: {body}")]
+    Decode {
+        /// The HTTP status.
+        status: u16,
+        /// What came back (truncated to 1 KiB).
+        body: String,
+        /// Why it did not parse.
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+impl Error {
+    /// The HTTP status: the server's, or 400 for input refused locally.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Error::Api { status, .. } | Error::Decode { status, .. } => Some(*status),
+            Error::Invalid(_) => Some(400),
+            Error::Transport(e) => e.status().map(|s| s.as_u16()),
+        }
+    }
+
+    /// 400: the request was malformed or a field broke a rule.
+    pub fn is_bad_request(&self) -> bool {
+        self.status() == Some(400)
+    }
+
+    /// 401: no valid session (missing, expired or revoked token, wrong password).
+    pub fn is_unauthorized(&self) -> bool {
+        self.status() == Some(401)
+    }
+
+    /// 403: not allowed (not an admin, account disabled).
+    pub fn is_forbidden(&self) -> bool {
+        self.status() == Some(403)
+    }
+
+    /// 404: no such user.
+    pub fn is_not_found(&self) -> bool {
+        self.status() == Some(404)
+    }
+
+    /// 409: the username or email is taken.
+    pub fn is_conflict(&self) -> bool {
+        self.status() == Some(409)
+    }
+
+    /// 429: throttled; retry later.
+    pub fn is_throttled(&self) -> bool {
+        self.status() == Some(429)
+    }
+
+    /// 503: the server is overloaded or its database unreachable; retry later.
+    pub fn is_unavailable(&self) -> bool {
+        self.status() == Some(503)
+    }
+}

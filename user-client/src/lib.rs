@@ -1,0 +1,438 @@
+//! `user-client`: a typed async SDK for the user service's REST API
+//! (`shared/API.md`). Request and response types are `user_core::api`'s, the
+//! same ones the server renders, so the two cannot drift.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), user_client::Error> {
+//! use user_client::Client;
+//!
+//! let client = Client::new("http://127.0.0.1:8080")?;
+//! client.register("alice", "alice@example.com", "correct horse").await?;
+//! client.login("alice", "correct horse").await?;        // keeps the session
+//! client.add_favorites(&["42", "43"]).await?;
+//! let page = client.list_favorites(None, None).await?;
+//! assert_eq!(page.tracks[0].track_id, "43");             // newest first
+//! match client.register("ALICE", "other@example.com", "correct horse").await {
+//!     Err(e) if e.is_conflict() => {}                      // the name is taken
+//!     other => panic!("{other:?}"),
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! The client keeps the session itself: the access token in memory, the
+//! refresh token in a cookie store. When an authenticated call answers 401,
+//! it refreshes once and retries; concurrent calls that all hit 401 share that
+//! one refresh.
+
+mod error;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::Stream;
+use reqwest::{Method, RequestBuilder, Response, StatusCode};
+use serde::de::DeserializeOwned;
+use tokio::sync::{Mutex, RwLock};
+use user_core::api::{
+    AccountResponse, ContainsResponse, FavoriteListResponse, FavoriteTrack, LoginRequest, LoginResponse, MainResponse,
+    RefreshResponse, RegisterRequest, UpdateRequest, UserListResponse, UserResponse, UserSummary,
+};
+use user_core::domain::{Email, Login, Password, TrackId, Username, ValidationError};
+
+pub use error::{Error, Result};
+pub use user_core::api;
+
+/// A connection to one user service.
+///
+/// Cheap to clone; clones share the connection pool and the session.
+#[derive(Clone, Debug)]
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+    session: Arc<Session>,
+}
+
+#[derive(Debug, Default)]
+struct Session {
+    /// The access token and how many times it was replaced.
+    access: RwLock<(Option<String>, u64)>,
+    /// Held while refreshing, so concurrent 401s share one refresh.
+    refreshing: Mutex<()>,
+}
+
+/// Builds a [`Client`] with non-default settings.
+#[derive(Debug)]
+pub struct ClientBuilder {
+    base: String,
+    timeout: Duration,
+    user_agent: String,
+    http: Option<reqwest::Client>,
+}
+
+impl ClientBuilder {
+    /// Per-request timeout (default 30 s).
+    #[must_use]
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The `User-Agent` header (default `user-client/<version>`).
+    #[must_use]
+    pub fn user_agent(mut self, user_agent: impl Into<String>) -> Self {
+        self.user_agent = user_agent.into();
+        self
+    }
+
+    /// Uses this `reqwest::Client` as is (its own timeout and user agent).
+    /// Give it a cookie store (`cookie_store(true)`) or refresh cannot work.
+    #[must_use]
+    pub fn http_client(mut self, http: reqwest::Client) -> Self {
+        self.http = Some(http);
+        self
+    }
+
+    /// The client.
+    ///
+    /// # Errors
+    /// [`Error::Transport`] if the HTTP client cannot be built.
+    pub fn build(self) -> Result<Client> {
+        let http = match self.http {
+            Some(http) => http,
+            None => reqwest::Client::builder()
+                .cookie_store(true)
+                .timeout(self.timeout)
+                .user_agent(self.user_agent)
+                .build()?,
+        };
+        Ok(Client { http, base: self.base.trim_end_matches('/').to_owned(), session: Arc::default() })
+    }
+}
+
+impl Client {
+    /// A client for the service at `base_url` (e.g. `http://127.0.0.1:8080`)
+    /// with default settings.
+    ///
+    /// # Errors
+    /// [`Error::Transport`] if the HTTP client cannot be built.
+    pub fn new(base_url: impl Into<String>) -> Result<Self> {
+        Self::builder(base_url).build()
+    }
+
+    /// A builder for a client of the service at `base_url`.
+    pub fn builder(base_url: impl Into<String>) -> ClientBuilder {
+        ClientBuilder {
+            base: base_url.into(),
+            timeout: Duration::from_secs(30),
+            user_agent: concat!("user-client/", env!("CARGO_PKG_VERSION")).to_owned(),
+            http: None,
+        }
+    }
+
+    /// The access token of the current session, if logged in.
+    pub async fn access_token(&self) -> Option<String> {
+        self.session.access.read().await.0.clone()
+    }
+
+    /// Uses `token` as the access token (e.g. one saved from an earlier run).
+    pub async fn set_access_token(&self, token: Option<String>) {
+        let mut access = self.session.access.write().await;
+        access.0 = token;
+        access.1 += 1;
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// `POST /user/register`. The fields are checked against the contract's
+    /// rules before anything is sent.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] or 400 naming the field; 409 when the username or
+    /// email is taken ([`Error::is_conflict`]).
+    pub async fn register(&self, username: &str, email: &str, password: &str) -> Result<AccountResponse> {
+        Username::parse(username)?;
+        Email::parse(email)?;
+        Password::parse(password)?;
+        let body = RegisterRequest { username: username.into(), password: password.into(), email: email.into() };
+        self.send(self.http.post(self.url("/user/register")).json(&body)).await
+    }
+
+    /// `POST /user/login` by username or email; keeps the session for the
+    /// calls that follow.
+    ///
+    /// # Errors
+    /// 401 wrong password, 403 account disabled, 404 no such user.
+    pub async fn login(&self, username_or_email: &str, password: &str) -> Result<LoginResponse> {
+        Login::parse(username_or_email)?;
+        Password::presented("password", password)?;
+        let body = LoginRequest { username: username_or_email.into(), password: password.into() };
+        let reply: LoginResponse = self.send(self.http.post(self.url("/user/login")).json(&body)).await?;
+        self.set_access_token(Some(reply.token.clone())).await;
+        Ok(reply)
+    }
+
+    /// `POST /user/logout`: ends the session on the server and here.
+    ///
+    /// # Errors
+    /// 401 when there is no valid session.
+    pub async fn logout(&self) -> Result<MainResponse> {
+        let reply = self.authed(Method::POST, "/user/logout", |r| r).await;
+        self.set_access_token(None).await;
+        reply
+    }
+
+    /// `POST /user/refresh`: rotates the tokens (done automatically on a 401).
+    ///
+    /// # Errors
+    /// 401 when the refresh token is missing, expired, revoked or reused.
+    pub async fn refresh(&self) -> Result<RefreshResponse> {
+        let reply: RefreshResponse = self.send(self.http.post(self.url("/user/refresh"))).await?;
+        self.set_access_token(Some(reply.token.clone())).await;
+        Ok(reply)
+    }
+
+    /// `GET /user/get`: the logged-in account.
+    ///
+    /// # Errors
+    /// 401 without a session.
+    pub async fn me(&self) -> Result<UserResponse> {
+        self.authed(Method::GET, "/user/get", |r| r).await
+    }
+
+    /// `PUT /user/update` with any non-empty subset of the fields.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] for an empty update or a broken rule; 401 (also for a
+    /// wrong `current_password`); 409 when the new name or email is taken.
+    pub async fn update(&self, update: &UpdateRequest) -> Result<AccountResponse> {
+        if update.username.is_none() && update.email.is_none() && update.password.is_none() {
+            return Err(ValidationError::new("body", "give at least one of username, email, password").into());
+        }
+        update.username.as_deref().map(Username::parse).transpose()?;
+        update.email.as_deref().map(Email::parse).transpose()?;
+        update.password.as_deref().map(Password::parse).transpose()?;
+        self.authed(Method::PUT, "/user/update", |r| r.json(update)).await
+    }
+
+    /// `DELETE /user/delete`: deletes the logged-in account.
+    ///
+    /// # Errors
+    /// 401 without a session.
+    pub async fn delete_account(&self) -> Result<MainResponse> {
+        let reply = self.authed(Method::DELETE, "/user/delete", |r| r).await;
+        if reply.is_ok() {
+            self.set_access_token(None).await;
+        }
+        reply
+    }
+
+    /// `GET /user/all` (admin): one page, oldest account first.
+    ///
+    /// # Errors
+    /// 403 for a non-admin; 400 for a bad limit or cursor.
+    pub async fn list_users(&self, limit: Option<u32>, cursor: Option<&str>) -> Result<UserListResponse> {
+        let query = page_query(limit, cursor);
+        self.authed(Method::GET, "/user/all", move |r| r.query(&query)).await
+    }
+
+    /// Every account, following cursors page by page (`page_size` per request).
+    pub fn users(&self, page_size: u32) -> impl Stream<Item = Result<UserSummary>> + '_ {
+        self.paged(page_size, |client, limit, cursor| async move {
+            let page = client.list_users(Some(limit), cursor.as_deref()).await?;
+            Ok((page.users, page.next_cursor))
+        })
+    }
+
+    /// `POST /user/track/favorite?track_id=…`: adds 1–50 favorites at once
+    /// (idempotent; all or nothing).
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] for a bad id or batch size; 401.
+    pub async fn add_favorites<S: AsRef<str>>(&self, track_ids: &[S]) -> Result<MainResponse> {
+        let ids = batch(track_ids)?;
+        self.authed(Method::POST, "/user/track/favorite", move |r| r.query(&[("track_id", &ids)])).await
+    }
+
+    /// `DELETE /user/track/favorite?track_id=…`: removes 1–50 favorites
+    /// (idempotent; all or nothing).
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] for a bad id or batch size; 401.
+    pub async fn remove_favorites<S: AsRef<str>>(&self, track_ids: &[S]) -> Result<MainResponse> {
+        let ids = batch(track_ids)?;
+        self.authed(Method::DELETE, "/user/track/favorite", move |r| r.query(&[("track_id", &ids)])).await
+    }
+
+    /// `GET /user/track/favorite`: one page of favorites, newest first.
+    ///
+    /// # Errors
+    /// 401; 400 for a bad limit or cursor.
+    pub async fn list_favorites(&self, limit: Option<u32>, cursor: Option<&str>) -> Result<FavoriteListResponse> {
+        let query = page_query(limit, cursor);
+        self.authed(Method::GET, "/user/track/favorite", move |r| r.query(&query)).await
+    }
+
+    /// Every favorite, newest first, following cursors.
+    pub fn favorites(&self, page_size: u32) -> impl Stream<Item = Result<FavoriteTrack>> + '_ {
+        self.paged(page_size, |client, limit, cursor| async move {
+            let page = client.list_favorites(Some(limit), cursor.as_deref()).await?;
+            Ok((page.tracks, page.next_cursor))
+        })
+    }
+
+    /// `GET /user/track/favorite/contains`: for each of 1–50 tracks, in order,
+    /// whether it is a favorite.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] for a bad id or batch size; 401.
+    pub async fn contains<S: AsRef<str>>(&self, track_ids: &[S]) -> Result<Vec<bool>> {
+        let ids = batch(track_ids)?;
+        let reply: ContainsResponse =
+            self.authed(Method::GET, "/user/track/favorite/contains", move |r| r.query(&[("track_id", &ids)])).await?;
+        Ok(reply.contains)
+    }
+
+    /// `GET /healthz`.
+    ///
+    /// # Errors
+    /// A transport error when the server is down.
+    pub async fn health(&self) -> Result<MainResponse> {
+        self.send(self.http.get(self.url("/healthz"))).await
+    }
+
+    /// `GET /readyz`.
+    ///
+    /// # Errors
+    /// 503 when the server cannot reach its database.
+    pub async fn ready(&self) -> Result<MainResponse> {
+        self.send(self.http.get(self.url("/readyz"))).await
+    }
+
+    /// `GET /.well-known/jwks.json`: the public keys that verify tokens
+    /// (EdDSA deployments).
+    ///
+    /// # Errors
+    /// 404 when tokens are signed with HS256.
+    pub async fn jwks(&self) -> Result<serde_json::Value> {
+        self.send(self.http.get(self.url("/.well-known/jwks.json"))).await
+    }
+
+    /// `GET /openapi.json`.
+    ///
+    /// # Errors
+    /// A transport error when the server is down.
+    pub async fn openapi(&self) -> Result<serde_json::Value> {
+        self.send(self.http.get(self.url("/openapi.json"))).await
+    }
+
+    /// Sends an authenticated request; on a 401, refreshes once (shared with
+    /// concurrent callers) and retries.
+    async fn authed<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        build: impl Fn(RequestBuilder) -> RequestBuilder,
+    ) -> Result<T> {
+        let (token, generation) = self.session.access.read().await.clone();
+        let request = |token: Option<&str>| {
+            let r = build(self.http.request(method.clone(), self.url(path)));
+            match token {
+                Some(t) => r.bearer_auth(t),
+                None => r,
+            }
+        };
+        let response = request(token.as_deref()).send().await?;
+        if response.status() != StatusCode::UNAUTHORIZED {
+            return decode(response).await;
+        }
+        let first = decode::<T>(response).await;
+        match self.refresh_after(generation).await {
+            Some(token) => decode(request(Some(&token)).send().await?).await,
+            None => first,
+        }
+    }
+
+    /// Refreshes unless another caller already did since `seen_generation`;
+    /// returns the token to retry with, or `None` when refreshing failed.
+    async fn refresh_after(&self, seen_generation: u64) -> Option<String> {
+        let _turn = self.session.refreshing.lock().await;
+        let (token, generation) = self.session.access.read().await.clone();
+        if generation != seen_generation {
+            return token;
+        }
+        self.refresh().await.ok().map(|r| r.token)
+    }
+
+    async fn send<T: DeserializeOwned>(&self, request: RequestBuilder) -> Result<T> {
+        decode(request.send().await?).await
+    }
+
+    fn paged<'a, T, F, Fut>(&'a self, page_size: u32, fetch: F) -> impl Stream<Item = Result<T>> + 'a
+    where
+        T: 'a,
+        F: Fn(&'a Client, u32, Option<String>) -> Fut + Clone + 'a,
+        Fut: std::future::Future<Output = Result<(Vec<T>, Option<String>)>> + 'a,
+    {
+        use futures_util::StreamExt as _;
+        // State: the cursor to fetch next, or `None` once the last page came.
+        let pages = futures_util::stream::try_unfold(Some(None), move |cursor: Option<Option<String>>| {
+            let fetch = fetch.clone();
+            async move {
+                let Some(cursor) = cursor else { return Ok(None) };
+                let (items, next) = fetch(self, page_size, cursor).await?;
+                Ok(Some((items, next.map(Some))))
+            }
+        });
+        pages
+            .map(|page: Result<Vec<T>>| match page {
+                Ok(items) => futures_util::stream::iter(items.into_iter().map(Ok).collect::<Vec<_>>()),
+                Err(e) => futures_util::stream::iter(vec![Err(e)]),
+            })
+            .flatten()
+    }
+}
+
+/// Turns every response into the typed body or one [`Error`].
+async fn decode<T: DeserializeOwned>(response: Response) -> Result<T> {
+    let status = response.status().as_u16();
+    let bytes = response.bytes().await?;
+    if (200..300).contains(&status) {
+        return serde_json::from_slice(&bytes).map_err(|source| Error::Decode {
+            status,
+            body: excerpt(&bytes),
+            source,
+        });
+    }
+    match serde_json::from_slice::<MainResponse>(&bytes) {
+        Ok(body) => Err(Error::Api { status, message: body.message }),
+        Err(source) => Err(Error::Decode { status, body: excerpt(&bytes), source }),
+    }
+}
+
+fn excerpt(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(&bytes[..bytes.len().min(1024)]).into_owned()
+}
+
+fn page_query(limit: Option<u32>, cursor: Option<&str>) -> Vec<(&'static str, String)> {
+    let mut query = Vec::new();
+    if let Some(limit) = limit {
+        query.push(("limit", limit.to_string()));
+    }
+    if let Some(cursor) = cursor {
+        query.push(("cursor", cursor.to_owned()));
+    }
+    query
+}
+
+/// Checks each id and the batch size, and joins them for `?track_id=`.
+fn batch<S: AsRef<str>>(track_ids: &[S]) -> Result<String> {
+    if track_ids.is_empty() || track_ids.len() > user_core::domain::MAX_BATCH {
+        return Err(ValidationError::new("track_id", "give 1 to 50 ids").into());
+    }
+    for id in track_ids {
+        TrackId::parse(id.as_ref())?;
+    }
+    Ok(track_ids.iter().map(AsRef::as_ref).collect::<Vec<_>>().join(","))
+}

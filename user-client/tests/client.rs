@@ -1,0 +1,168 @@
+//! Every SDK method against a real server, success and documented errors.
+
+mod common;
+
+use common::{server, server_with};
+use futures_util::TryStreamExt;
+use user_client::api::UpdateRequest;
+use user_client::{Client, Error};
+
+#[tokio::test]
+async fn register_login_me_update_logout_round_trip() {
+    let srv = server().await;
+    let client = srv.client();
+    let account = client.register("alice", "Alice@Example.com", "correct horse").await.unwrap();
+    assert_eq!((account.username.as_str(), account.email.as_str()), ("alice", "alice@example.com"));
+    let login = client.login("alice@example.com", "correct horse").await.unwrap();
+    assert_eq!(login.id, account.id);
+    assert_eq!(client.access_token().await.as_deref(), Some(login.token.as_str()));
+    let me = client.me().await.unwrap();
+    assert_eq!((me.id, me.role), (account.id, user_core::domain::Role::User));
+    let updated =
+        client.update(&UpdateRequest { username: Some("alicia".into()), ..Default::default() }).await.unwrap();
+    assert_eq!(updated.username, "alicia");
+    client.logout().await.unwrap();
+    assert!(client.access_token().await.is_none());
+    assert!(client.me().await.unwrap_err().is_unauthorized());
+}
+
+#[tokio::test]
+async fn register_errors_are_typed() {
+    let srv = server().await;
+    let client = srv.client();
+    client.register("alice", "alice@example.com", "correct horse").await.unwrap();
+    let taken = client.register("ALICE", "other@example.com", "correct horse").await.unwrap_err();
+    assert!(taken.is_conflict(), "{taken}");
+    assert!(matches!(&taken, Error::Api { status: 409, message } if message.contains("username")));
+    let local = client.register("al", "alice@example.com", "correct horse").await.unwrap_err();
+    assert!(local.is_bad_request());
+    assert!(matches!(local, Error::Invalid(ref e) if e.field == "username"));
+}
+
+#[tokio::test]
+async fn login_errors_are_typed() {
+    let srv = server().await;
+    let client = srv.client();
+    let account = client.register("alice", "alice@example.com", "correct horse").await.unwrap();
+    assert!(client.login("alice", "wrong horse").await.unwrap_err().is_unauthorized());
+    assert!(client.login("nobody", "correct horse").await.unwrap_err().is_not_found());
+    srv.state.service.disable(user_core::domain::UserId::from_uuid(account.id)).await.unwrap();
+    assert!(client.login("alice", "correct horse").await.unwrap_err().is_forbidden());
+}
+
+#[tokio::test]
+async fn update_errors_are_typed() {
+    let srv = server().await;
+    srv.user("bob").await;
+    let client = srv.user("alice").await;
+    assert!(client.update(&UpdateRequest::default()).await.unwrap_err().is_bad_request());
+    let taken = UpdateRequest { email: Some("bob@example.com".into()), ..Default::default() };
+    assert!(client.update(&taken).await.unwrap_err().is_conflict());
+    let wrong = UpdateRequest {
+        username: Some("alicia".into()),
+        current_password: Some("wrong horse".into()),
+        ..Default::default()
+    };
+    assert!(client.update(&wrong).await.unwrap_err().is_unauthorized());
+}
+
+#[tokio::test]
+async fn delete_account_ends_the_session() {
+    let srv = server().await;
+    let client = srv.user("alice").await;
+    client.delete_account().await.unwrap();
+    assert!(client.me().await.unwrap_err().is_unauthorized());
+    assert!(client.login("alice", "correct horse").await.unwrap_err().is_not_found());
+}
+
+#[tokio::test]
+async fn favorites_add_remove_list_stream_and_contains() {
+    let srv = server().await;
+    let client = srv.user("alice").await;
+    let ids: Vec<String> = (0..7).map(|n| format!("track{n}")).collect();
+    client.add_favorites(&ids).await.unwrap();
+    client.add_favorites(&["track0"]).await.unwrap();
+    client.remove_favorites(&["track3"]).await.unwrap();
+    let page = client.list_favorites(Some(2), None).await.unwrap();
+    assert_eq!(page.tracks.iter().map(|t| t.track_id.as_str()).collect::<Vec<_>>(), ["track6", "track5"]);
+    let all: Vec<_> = client.favorites(2).try_collect().await.unwrap();
+    let names: Vec<_> = all.iter().map(|t| t.track_id.as_str()).collect();
+    assert_eq!(names, ["track6", "track5", "track4", "track2", "track1", "track0"]);
+    assert_eq!(client.contains(&["track3", "track4", "nope"]).await.unwrap(), [false, true, false]);
+    assert!(matches!(client.add_favorites(&["a,b"]).await.unwrap_err(), Error::Invalid(e) if e.field == "track_id"));
+    let too_many: Vec<String> = (0..51).map(|n| n.to_string()).collect();
+    assert!(client.add_favorites(&too_many).await.unwrap_err().is_bad_request());
+    assert!(srv.client().add_favorites(&["1"]).await.unwrap_err().is_unauthorized());
+}
+
+#[tokio::test]
+async fn admins_list_users_by_page_and_as_a_stream() {
+    let srv = server().await;
+    let admin = srv.admin("root").await;
+    let user = srv.user("alice").await;
+    for n in 0..4 {
+        srv.user(&format!("user{n}")).await;
+    }
+    let first = admin.list_users(Some(2), None).await.unwrap();
+    assert_eq!(first.users.len(), 2);
+    assert!(first.next_cursor.is_some());
+    let everyone: Vec<_> = admin.users(2).try_collect().await.unwrap();
+    assert_eq!(everyone.len(), 6);
+    assert_eq!(everyone[0].username, "root");
+    assert!(user.list_users(None, None).await.unwrap_err().is_forbidden());
+    assert!(admin.list_users(Some(0), None).await.unwrap_err().is_bad_request());
+    assert!(admin.list_users(None, Some("bogus")).await.unwrap_err().is_bad_request());
+}
+
+#[tokio::test]
+async fn health_readiness_openapi_and_jwks() {
+    let srv = server().await;
+    let client = srv.client();
+    assert_eq!(client.health().await.unwrap().status, 200);
+    assert_eq!(client.ready().await.unwrap().status, 200);
+    assert!(client.openapi().await.unwrap()["paths"]["/user/register"].is_object());
+    assert!(client.jwks().await.unwrap_err().is_not_found());
+    let mut config = user_server::Config::for_tests("memory:");
+    config.jwt_algorithm = user_server::config::JwtAlgorithm::Eddsa;
+    let ed = server_with(config).await;
+    assert_eq!(ed.client().jwks().await.unwrap()["keys"][0]["crv"], "Ed25519");
+}
+
+#[tokio::test]
+async fn an_expired_or_bad_access_token_is_refreshed_once_and_the_call_retried() {
+    let srv = server().await;
+    let client = srv.user("alice").await;
+    let before = client.access_token().await.unwrap();
+    client.set_access_token(Some("garbage".into())).await;
+    let me = client.me().await.unwrap();
+    assert_eq!(me.username, "alice");
+    let after = client.access_token().await.unwrap();
+    assert_ne!(after, before);
+    assert_ne!(after, "garbage");
+}
+
+#[tokio::test]
+async fn when_refresh_fails_the_original_401_is_returned() {
+    let srv = server().await;
+    let client = srv.client();
+    let err = client.me().await.unwrap_err();
+    assert!(matches!(err, Error::Api { status: 401, .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn transport_and_decode_errors_show_what_happened() {
+    let port = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap().port();
+    let down =
+        Client::builder(format!("http://127.0.0.1:{port}")).timeout(std::time::Duration::from_secs(2)).build().unwrap();
+    assert!(matches!(down.health().await.unwrap_err(), Error::Transport(_)));
+    let srv = server().await;
+    // A base URL that lands every call on `/metrics`: Prometheus text, not JSON.
+    let misconfigured = Client::new(format!("{}/metrics?from=", srv.base)).unwrap();
+    match misconfigured.health().await.unwrap_err() {
+        Error::Decode { status, body, .. } => {
+            assert_eq!(status, 200);
+            assert!(body.contains("http_requests_total"), "{body}");
+        }
+        other => panic!("{other:?}"),
+    }
+}

@@ -1,0 +1,49 @@
+//! A real `user-server` on an ephemeral loopback port, in this process.
+#![allow(dead_code)]
+
+use user_core::domain::Role;
+use user_server::{Config, start};
+
+pub struct TestServer {
+    pub base: String,
+    pub state: user_server::AppState,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+pub async fn server() -> TestServer {
+    server_with(Config::for_tests("memory:")).await
+}
+
+pub async fn server_with(config: Config) -> TestServer {
+    let server = start(&config).await.unwrap();
+    let base = format!("http://{}", server.addr);
+    let state = server.state.clone();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(server.run(async move {
+        let _ = stopped.await;
+    }));
+    TestServer { base, state, _stop: stop }
+}
+
+impl TestServer {
+    pub fn client(&self) -> user_client::Client {
+        user_client::Client::new(&self.base).unwrap()
+    }
+
+    /// A client logged in as a new user `name` (password `correct horse`).
+    pub async fn user(&self, name: &str) -> user_client::Client {
+        let client = self.client();
+        client.register(name, &format!("{name}@example.com"), "correct horse").await.unwrap();
+        client.login(name, "correct horse").await.unwrap();
+        client
+    }
+
+    /// A client logged in as a new admin `name`.
+    pub async fn admin(&self, name: &str) -> user_client::Client {
+        let client = self.client();
+        let account = client.register(name, &format!("{name}@example.com"), "correct horse").await.unwrap();
+        self.state.service.set_role(user_core::domain::UserId::from_uuid(account.id), Role::Admin).await.unwrap();
+        client.login(name, "correct horse").await.unwrap();
+        client
+    }
+}
