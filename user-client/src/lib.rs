@@ -30,6 +30,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::Stream;
+use reqwest::cookie::{CookieStore as _, Jar};
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde::de::DeserializeOwned;
 use tokio::sync::{Mutex, RwLock};
@@ -50,6 +51,27 @@ pub struct Client {
     http: reqwest::Client,
     base: String,
     session: Arc<Session>,
+    /// The cookie store, when the client built its own HTTP client.
+    jar: Option<Arc<Jar>>,
+}
+
+/// A session to keep between runs (e.g. in a credentials file), from
+/// [`Client::save_session`] to [`Client::restore_session`]. Holds secrets.
+#[derive(Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SavedSession {
+    /// The access token.
+    pub access_token: Option<String>,
+    /// The refresh token (from the `refresh_token` cookie).
+    pub refresh_token: Option<String>,
+}
+
+impl std::fmt::Debug for SavedSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SavedSession")
+            .field("access_token", &self.access_token.as_ref().map(|_| "***"))
+            .field("refresh_token", &self.refresh_token.as_ref().map(|_| "***"))
+            .finish()
+    }
 }
 
 #[derive(Debug, Default)]
@@ -97,15 +119,19 @@ impl ClientBuilder {
     /// # Errors
     /// [`Error::Transport`] if the HTTP client cannot be built.
     pub fn build(self) -> Result<Client> {
-        let http = match self.http {
-            Some(http) => http,
-            None => reqwest::Client::builder()
-                .cookie_store(true)
-                .timeout(self.timeout)
-                .user_agent(self.user_agent)
-                .build()?,
+        let (http, jar) = match self.http {
+            Some(http) => (http, None),
+            None => {
+                let jar = Arc::new(Jar::default());
+                let http = reqwest::Client::builder()
+                    .cookie_provider(jar.clone())
+                    .timeout(self.timeout)
+                    .user_agent(self.user_agent)
+                    .build()?;
+                (http, Some(jar))
+            }
         };
-        Ok(Client { http, base: self.base.trim_end_matches('/').to_owned(), session: Arc::default() })
+        Ok(Client { http, base: self.base.trim_end_matches('/').to_owned(), session: Arc::default(), jar })
     }
 }
 
@@ -139,6 +165,29 @@ impl Client {
         let mut access = self.session.access.write().await;
         access.0 = token;
         access.1 += 1;
+    }
+
+    /// The current session, to save between runs. The refresh token is only
+    /// known when the client built its own HTTP client (its cookie store).
+    pub async fn save_session(&self) -> SavedSession {
+        let refresh_token = self.jar.as_ref().and_then(|jar| {
+            let url = reqwest::Url::parse(&self.base).ok()?;
+            let header = jar.cookies(&url)?;
+            header.to_str().ok()?.split(';').find_map(|pair| {
+                let (name, value) = pair.trim().split_once('=')?;
+                (name == "refresh_token" && !value.is_empty()).then(|| value.to_owned())
+            })
+        });
+        SavedSession { access_token: self.access_token().await, refresh_token }
+    }
+
+    /// Continues a session saved by [`Client::save_session`].
+    pub async fn restore_session(&self, saved: &SavedSession) {
+        self.set_access_token(saved.access_token.clone()).await;
+        if let (Some(jar), Some(refresh), Ok(url)) = (&self.jar, &saved.refresh_token, reqwest::Url::parse(&self.base))
+        {
+            jar.add_cookie_str(&format!("refresh_token={refresh}; Path=/; HttpOnly; SameSite=Strict"), &url);
+        }
     }
 
     fn url(&self, path: &str) -> String {

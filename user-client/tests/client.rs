@@ -166,3 +166,17 @@ async fn transport_and_decode_errors_show_what_happened() {
         other => panic!("{other:?}"),
     }
 }
+
+#[tokio::test]
+async fn a_saved_session_continues_in_a_new_client_and_refreshes_there() {
+    let srv = server().await;
+    let first = srv.user("alice").await;
+    let saved = first.save_session().await;
+    assert!(saved.access_token.is_some() && saved.refresh_token.is_some());
+    assert!(!format!("{saved:?}").contains(saved.access_token.as_deref().unwrap()), "Debug hides the tokens");
+    let second = srv.client();
+    second.restore_session(&saved).await;
+    assert_eq!(second.me().await.unwrap().username, "alice");
+    second.refresh().await.unwrap();
+    assert_ne!(second.save_session().await.refresh_token, saved.refresh_token, "rotated");
+}

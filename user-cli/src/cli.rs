@@ -1,0 +1,235 @@
+//! Every clap type of the command line; doc comments are the `--help` text.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// The user service from the shell: users work against a server (`--server`),
+/// operators also directly against its database (`--database`).
+#[derive(Debug, Parser)]
+#[command(name = "user-cli", version, about, long_about = None)]
+pub struct Cli {
+    #[command(flatten)]
+    pub target: Target,
+
+    /// Print machine-readable JSON instead of tables.
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Where commands go: exactly one of the two.
+#[derive(Debug, Args)]
+pub struct Target {
+    /// Remote mode: the server's base URL, e.g. http://127.0.0.1:8080.
+    #[arg(long, env = "USER_SERVER", global = true)]
+    pub server: Option<String>,
+
+    /// Local mode: the database URL (sqlite://path.db or postgres://…).
+    #[arg(long, env = "USER_DATABASE_URL", global = true, hide_env_values = true)]
+    pub database: Option<String>,
+}
+
+/// Where a password comes from: a prompt with no echo, or one line of stdin.
+#[derive(Debug, Args)]
+pub struct PasswordSource {
+    /// Read the password from the first line of standard input (for scripts).
+    #[arg(long)]
+    pub password_stdin: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create an account on the server (remote).
+    Register {
+        /// 3–32 characters of A-Z a-z 0-9 _ . -
+        username: String,
+        /// The account's email address.
+        #[arg(long)]
+        email: String,
+        #[command(flatten)]
+        password: PasswordSource,
+    },
+    /// Log in and keep the session in the credentials file (remote).
+    Login {
+        /// Username or email.
+        username: String,
+        #[command(flatten)]
+        password: PasswordSource,
+    },
+    /// End the session on the server and remove the credentials file (remote).
+    Logout,
+    /// Show the logged-in account (remote).
+    Whoami,
+    /// Change the logged-in account's username, email or password (remote).
+    Update {
+        /// A new username.
+        #[arg(long)]
+        username: Option<String>,
+        /// A new email.
+        #[arg(long)]
+        email: Option<String>,
+        /// Change the password (asked for; with --password-stdin, the last line of stdin).
+        #[arg(long)]
+        new_password: bool,
+        /// Confirm with the current password (asked for; with --password-stdin, the first line).
+        #[arg(long)]
+        current_password: bool,
+        #[command(flatten)]
+        password: PasswordSource,
+    },
+    /// Delete the logged-in account (remote); asks first unless --yes.
+    DeleteAccount {
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Favorite tracks of the logged-in account (remote).
+    #[command(subcommand)]
+    Favorite(FavoriteCommand),
+    /// Accounts (operators; local, and `list` also remote as an admin).
+    #[command(subcommand)]
+    User(UserCommand),
+    /// The deferred-task outbox (local).
+    #[command(subcommand)]
+    Tasks(TasksCommand),
+    /// Apply database migrations (local).
+    Migrate,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FavoriteCommand {
+    /// Add up to 50 tracks.
+    Add {
+        /// Track ids.
+        #[arg(required = true)]
+        track_ids: Vec<String>,
+    },
+    /// Remove up to 50 tracks.
+    Remove {
+        /// Track ids.
+        #[arg(required = true)]
+        track_ids: Vec<String>,
+    },
+    /// List favorites, newest first.
+    List {
+        #[command(flatten)]
+        page: Page,
+    },
+}
+
+/// Paging flags.
+#[derive(Debug, Args)]
+pub struct Page {
+    /// Items per page (1–100).
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub limit: u32,
+    /// Continue after this cursor (from the previous page).
+    #[arg(long, conflicts_with = "all")]
+    pub cursor: Option<String>,
+    /// Follow cursors to the end.
+    #[arg(long)]
+    pub all: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// List accounts, oldest first.
+    List {
+        #[command(flatten)]
+        page: Page,
+    },
+    /// Show one account.
+    Show {
+        /// Username, email or id.
+        user: String,
+    },
+    /// Create an account (the way to bootstrap the first admin).
+    Create {
+        /// The username.
+        username: String,
+        /// The email.
+        #[arg(long)]
+        email: String,
+        /// Give it the admin role.
+        #[arg(long)]
+        admin: bool,
+        #[command(flatten)]
+        password: PasswordSource,
+    },
+    /// Change an account's role.
+    SetRole {
+        /// Username, email or id.
+        user: String,
+        /// The new role.
+        role: RoleArg,
+    },
+    /// Disable an account: it cannot log in, and its sessions end now.
+    Disable {
+        /// Username, email or id.
+        user: String,
+    },
+    /// Enable a disabled account.
+    Enable {
+        /// Username, email or id.
+        user: String,
+    },
+    /// End every session of an account.
+    RevokeSessions {
+        /// Username, email or id.
+        user: String,
+    },
+    /// Delete an account with its sessions and favorites; asks first unless --yes.
+    Delete {
+        /// Username, email or id.
+        user: String,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+/// Roles as command-line values.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum RoleArg {
+    /// An ordinary account.
+    User,
+    /// May list every account.
+    Admin,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TasksCommand {
+    /// List tasks in id order.
+    List {
+        /// Only tasks in this state.
+        #[arg(long)]
+        status: Option<StatusArg>,
+        /// At most this many.
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        /// Only tasks with a greater id.
+        #[arg(long)]
+        after: Option<i64>,
+    },
+    /// Put dead tasks back in the queue.
+    Retry {
+        /// The dead task to retry.
+        #[arg(required_unless_present = "all_dead", conflicts_with = "all_dead")]
+        id: Option<i64>,
+        /// Retry every dead task.
+        #[arg(long)]
+        all_dead: bool,
+    },
+}
+
+/// Task states as command-line values.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum StatusArg {
+    /// Waiting, in flight or backing off.
+    Pending,
+    /// Delivered.
+    Done,
+    /// Given up on.
+    Dead,
+}

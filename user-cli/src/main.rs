@@ -1,0 +1,38 @@
+//! `user-cli`: parse the command line, run it remotely or locally, print the
+//! outcome, exit with a code scripts can rely on.
+
+mod cli;
+mod credentials;
+mod failure;
+mod input;
+mod local;
+mod output;
+mod remote;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::cli::Cli;
+use crate::failure::Failure;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let out = output::Output { json: cli.json };
+    let result = match (&cli.target.server, &cli.target.database) {
+        (Some(_), Some(_)) => Err(Failure::Usage("give --server (remote) or --database (local), not both".into())),
+        (None, None) => Err(Failure::Usage(
+            "give --server URL (remote) or --database URL (local), or set USER_SERVER / USER_DATABASE_URL".into(),
+        )),
+        (Some(server), None) => remote::run(server, cli.command, &out).await,
+        (None, Some(database)) => local::run(database, cli.command, &out).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            eprintln!("user-cli: {failure}");
+            ExitCode::from(failure.exit_code())
+        }
+    }
+}

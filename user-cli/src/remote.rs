@@ -1,0 +1,129 @@
+//! Remote mode: every command through `user-client` against a running server.
+
+use futures_util::TryStreamExt;
+use serde_json::json;
+use user_client::Client;
+use user_client::api::{UpdateRequest, UserSummary};
+
+use crate::cli::{Command, FavoriteCommand, Page, UserCommand};
+use crate::failure::Failure;
+use crate::input::{confirm, secrets};
+use crate::output::Output;
+use crate::{credentials, local};
+
+pub async fn run(server: &str, command: Command, out: &Output) -> Result<(), Failure> {
+    let client = Client::new(server)?;
+    if let Some(saved) = credentials::load(server) {
+        client.restore_session(&saved).await;
+    }
+    let result = execute(&client, command, out).await;
+    // Tokens may have been refreshed on the way: keep the newest.
+    if client.access_token().await.is_some() {
+        credentials::save(server, client.save_session().await)?;
+    }
+    result
+}
+
+async fn execute(client: &Client, command: Command, out: &Output) -> Result<(), Failure> {
+    match command {
+        Command::Register { username, email, password } => {
+            let pw = secrets(&password, &["Password"])?.remove(0);
+            let account = client.register(&username, &email, &pw).await?;
+            out.done(&json!(account), &format!("registered {} ({})", account.username, account.id));
+        }
+        Command::Login { username, password } => {
+            let pw = secrets(&password, &["Password"])?.remove(0);
+            let login = client.login(&username, &pw).await?;
+            out.done(&json!({"id": login.id, "status": "logged in"}), &format!("logged in as {username}"));
+        }
+        Command::Logout => {
+            let result = client.logout().await;
+            credentials::remove()?;
+            match result {
+                Ok(_) => out.done(&json!({"status": "logged out"}), "logged out"),
+                // The session was already gone on the server: locally it is now too.
+                Err(e) if e.is_unauthorized() => out.done(&json!({"status": "logged out"}), "logged out"),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Command::Whoami => {
+            let me = client.me().await?;
+            out.table(
+                &json!(me),
+                &["id", "username", "email", "role", "created_at"],
+                vec![vec![me.id.to_string(), me.username, me.email, me.role.to_string(), me.created_at.to_rfc3339()]],
+            );
+        }
+        Command::Update { username, email, new_password, current_password, password } => {
+            let mut prompts = Vec::new();
+            if current_password {
+                prompts.push("Current password");
+            }
+            if new_password {
+                prompts.push("New password");
+            }
+            let mut given = if prompts.is_empty() { Vec::new() } else { secrets(&password, &prompts)? }.into_iter();
+            let update = UpdateRequest {
+                username,
+                email,
+                current_password: if current_password { given.next() } else { None },
+                password: if new_password { given.next() } else { None },
+            };
+            let account = client.update(&update).await?;
+            out.done(&json!(account), &format!("updated {} ({})", account.username, account.id));
+        }
+        Command::DeleteAccount { yes } => {
+            let me = client.me().await?;
+            confirm(&format!("Delete the account {} and all its favorites?", me.username), yes)?;
+            client.delete_account().await?;
+            credentials::remove()?;
+            out.done(&json!({"status": "deleted", "id": me.id}), &format!("deleted {}", me.username));
+        }
+        Command::Favorite(FavoriteCommand::Add { track_ids }) => {
+            client.add_favorites(&track_ids).await?;
+            out.done(&json!({"status": "added", "track_ids": track_ids}), &format!("added {}", track_ids.join(", ")));
+        }
+        Command::Favorite(FavoriteCommand::Remove { track_ids }) => {
+            client.remove_favorites(&track_ids).await?;
+            let message = format!("removed {}", track_ids.join(", "));
+            out.done(&json!({"status": "removed", "track_ids": track_ids}), &message);
+        }
+        Command::Favorite(FavoriteCommand::List { page }) => {
+            let (tracks, next) = if page.all {
+                (client.favorites(page.limit).try_collect::<Vec<_>>().await?, None)
+            } else {
+                let p = client.list_favorites(Some(page.limit), page.cursor.as_deref()).await?;
+                (p.tracks, p.next_cursor)
+            };
+            let rows = tracks.iter().map(|t| vec![t.track_id.clone(), t.added_at.to_rfc3339()]).collect();
+            out.table(&json!({"tracks": tracks, "next_cursor": next}), &["track_id", "added_at"], rows);
+            print_next(out, next.as_deref());
+        }
+        Command::User(UserCommand::List { page }) => list_users(client, page, out).await?,
+        Command::User(_) | Command::Tasks(_) | Command::Migrate => {
+            return Err(Failure::Usage(
+                "this operator command works on the database: use --database (over the API only `user list` exists)"
+                    .into(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+async fn list_users(client: &Client, page: Page, out: &Output) -> Result<(), Failure> {
+    let (users, next): (Vec<UserSummary>, _) = if page.all {
+        (client.users(page.limit).try_collect().await?, None)
+    } else {
+        let p = client.list_users(Some(page.limit), page.cursor.as_deref()).await?;
+        (p.users, p.next_cursor)
+    };
+    local::print_users(out, &users, next.as_deref());
+    Ok(())
+}
+
+/// Tells a person how to get the next page.
+pub fn print_next(out: &Output, next: Option<&str>) {
+    if let (false, Some(cursor)) = (out.json, next) {
+        eprintln!("more: --cursor {cursor}  (or --all)");
+    }
+}

@@ -1,0 +1,268 @@
+//! The built binary in both modes, against a temporary SQLite database and a
+//! real server on an ephemeral port.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use assert_cmd::Command;
+use serde_json::Value;
+
+struct Env {
+    dir: tempfile::TempDir,
+    database: String,
+}
+
+impl Env {
+    fn new() -> Env {
+        let dir = tempfile::tempdir().unwrap();
+        let database = format!("sqlite://{}", dir.path().join("users.db").display());
+        Env { dir, database }
+    }
+
+    fn credentials(&self) -> PathBuf {
+        self.dir.path().join("config").join("credentials.json")
+    }
+
+    /// `user-cli` with a private credentials file and no ambient settings.
+    fn cli(&self) -> Command {
+        let mut cmd = Command::cargo_bin("user-cli").unwrap();
+        cmd.env("USER_CLI_CREDENTIALS", self.credentials())
+            .env_remove("USER_SERVER")
+            .env_remove("USER_DATABASE_URL")
+            .timeout(Duration::from_secs(60));
+        cmd
+    }
+
+    fn local(&self, args: &[&str]) -> Command {
+        let mut cmd = self.cli();
+        cmd.arg("--database").arg(&self.database).args(args);
+        cmd
+    }
+
+    fn remote(&self, server: &str, args: &[&str]) -> Command {
+        let mut cmd = self.cli();
+        cmd.arg("--server").arg(server).args(args);
+        cmd
+    }
+}
+
+fn json(cmd: &mut Command) -> Value {
+    let out = cmd.arg("--json").assert().success().get_output().stdout.clone();
+    serde_json::from_slice(&out).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out)))
+}
+
+fn stderr(cmd: &mut Command, code: i32) -> String {
+    let out = cmd.assert().code(code).get_output().stderr.clone();
+    String::from_utf8(out).unwrap()
+}
+
+/// Starts a server on the environment's database; returns its URL.
+async fn serve(database: &str) -> (String, tokio::sync::oneshot::Sender<()>) {
+    let server = user_server::start(&user_server::Config::for_tests(database)).await.unwrap();
+    let url = format!("http://{}", server.addr);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(server.run(async move {
+        let _ = stopped.await;
+    }));
+    (url, stop)
+}
+
+/// Runs blocking `assert_cmd` work off the runtime that serves the server.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(f).await.unwrap()
+}
+
+#[test]
+fn exactly_one_mode_is_required_and_misuse_exits_2() {
+    let env = Env::new();
+    let msg = stderr(env.cli().args(["user", "list"]), 2);
+    assert!(msg.contains("--server") && msg.contains("--database"), "{msg}");
+    stderr(env.cli().args(["--server", "http://x", "--database", "sqlite://x", "whoami"]), 2);
+    stderr(env.cli().args(["--database", &env.database, "bogus-command"]), 2);
+}
+
+#[test]
+fn passwords_are_never_flags() {
+    let env = Env::new();
+    let help = env.cli().args(["login", "--help"]).assert().success().get_output().stdout.clone();
+    let help = String::from_utf8(help).unwrap();
+    assert!(help.contains("--password-stdin"));
+    assert!(!help.contains("--password <"), "{help}");
+    stderr(env.cli().args(["--server", "http://127.0.0.1:1", "login", "alice", "--password", "x"]), 2);
+}
+
+#[test]
+fn operators_bootstrap_and_manage_accounts_locally() {
+    let env = Env::new();
+    env.local(&["migrate"]).assert().success();
+    let root = json(
+        env.local(&["user", "create", "root", "--email", "root@example.com", "--admin", "--password-stdin"])
+            .write_stdin("correct horse\n"),
+    );
+    assert_eq!(root["role"], "admin");
+    env.local(&["user", "create", "alice", "--email", "alice@example.com", "--password-stdin"])
+        .write_stdin("correct horse\n")
+        .assert()
+        .success();
+    let listed = json(&mut env.local(&["user", "list", "--limit", "1", "--all"]));
+    let names: Vec<_> = listed["users"].as_array().unwrap().iter().map(|u| u["username"].as_str().unwrap()).collect();
+    assert_eq!(names, ["root", "alice"]);
+    let table = env.local(&["user", "list"]).assert().success().get_output().stdout.clone();
+    let table = String::from_utf8(table).unwrap();
+    assert!(table.starts_with("id") && table.contains("alice@example.com"), "{table}");
+    let shown = json(&mut env.local(&["user", "show", "alice@example.com"]));
+    assert_eq!(shown["users"][0]["username"], "alice");
+    assert_eq!(json(&mut env.local(&["user", "set-role", "alice", "admin"]))["role"], "admin");
+    env.local(&["user", "disable", "alice"]).assert().success();
+    env.local(&["user", "enable", "alice"]).assert().success();
+    assert_eq!(json(&mut env.local(&["user", "revoke-sessions", "alice"]))["revoked"], 0);
+    stderr(&mut env.local(&["user", "show", "nobody"]), 1);
+    stderr(
+        env.local(&["user", "create", "alice", "--email", "x@example.com", "--password-stdin"])
+            .write_stdin("correct horse\n"),
+        1,
+    );
+    stderr(
+        env.local(&["user", "create", "bob", "--email", "bob@example.com", "--password-stdin"]).write_stdin("short\n"),
+        2,
+    );
+    // Destructive commands need --yes when no one can answer.
+    stderr(&mut env.local(&["user", "delete", "alice"]), 2);
+    env.local(&["user", "delete", "alice", "--yes"]).assert().success();
+    stderr(&mut env.local(&["user", "show", "alice"]), 1);
+}
+
+#[test]
+fn unreachable_servers_and_databases_exit_3() {
+    let env = Env::new();
+    let msg = stderr(&mut env.remote("http://127.0.0.1:1", &["whoami"]), 3);
+    assert!(msg.contains("cannot reach the server"), "{msg}");
+    stderr(env.cli().args(["--database", "postgres://nobody@127.0.0.1:1/none", "user", "list"]), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_bootstrapped_locally_logs_in_remotely_and_lists_users() {
+    let env = std::sync::Arc::new(Env::new());
+    let e = env.clone();
+    blocking(move || {
+        e.local(&["migrate"]).assert().success();
+        e.local(&["user", "create", "root", "--email", "root@example.com", "--admin", "--password-stdin"])
+            .write_stdin("correct horse\n")
+            .assert()
+            .success();
+    })
+    .await;
+    let (url, _stop) = serve(&env.database).await;
+    blocking(move || {
+        let r = |args: &[&str]| env.remote(&url, args);
+        r(&["login", "root", "--password-stdin"]).write_stdin("correct horse\n").assert().success();
+        assert_credentials_private(&env.credentials());
+        let me = json(&mut r(&["whoami"]));
+        assert_eq!((me["username"].as_str(), me["role"].as_str()), (Some("root"), Some("admin")));
+        r(&["register", "alice", "--email", "alice@example.com", "--password-stdin"])
+            .write_stdin("correct horse\n")
+            .assert()
+            .success();
+        let users = json(&mut r(&["user", "list", "--all"]));
+        assert_eq!(users["users"].as_array().unwrap().len(), 2);
+        let msg = stderr(&mut r(&["user", "show", "alice"]), 2);
+        assert!(msg.contains("--database"), "{msg}");
+    })
+    .await;
+}
+
+fn assert_credentials_private(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "credentials must be private");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_does_everything_the_api_allows_from_the_shell() {
+    let env = std::sync::Arc::new(Env::new());
+    let e = env.clone();
+    blocking(move || e.local(&["migrate"]).assert().success()).await;
+    let (url, _stop) = serve(&env.database).await;
+    let e = env.clone();
+    blocking(move || {
+        let r = |args: &[&str]| e.remote(&url, args);
+        r(&["register", "alice", "--email", "alice@example.com", "--password-stdin"])
+            .write_stdin("correct horse\n")
+            .assert()
+            .success();
+        stderr(
+            r(&["register", "ALICE", "--email", "x@example.com", "--password-stdin"]).write_stdin("correct horse\n"),
+            1,
+        );
+        stderr(r(&["login", "alice", "--password-stdin"]).write_stdin("wrong horse\n"), 1);
+        r(&["login", "alice@example.com", "--password-stdin"]).write_stdin("correct horse\n").assert().success();
+        r(&["favorite", "add", "1", "2", "spotify:track:3"]).assert().success();
+        r(&["favorite", "remove", "2"]).assert().success();
+        let listed = json(&mut r(&["favorite", "list", "--limit", "1", "--all"]));
+        let ids: Vec<_> =
+            listed["tracks"].as_array().unwrap().iter().map(|t| t["track_id"].as_str().unwrap()).collect();
+        assert_eq!(ids, ["spotify:track:3", "1"]);
+        stderr(&mut r(&["favorite", "add", "a b"]), 2);
+        let updated = json(
+            r(&["update", "--username", "alicia", "--new-password", "--current-password", "--password-stdin"])
+                .write_stdin("correct horse\nnew password!\n"),
+        );
+        assert_eq!(updated["username"], "alicia");
+        stderr(&mut r(&["user", "list"]), 1); // not an admin: 403
+        stderr(&mut r(&["delete-account"]), 2); // needs --yes without a terminal
+        r(&["delete-account", "--yes"]).assert().success();
+        assert!(!e.credentials().exists(), "the session is gone with the account");
+        let msg = stderr(&mut r(&["whoami"]), 1);
+        assert!(msg.contains("log in"), "{msg}");
+        r(&["register", "bob", "--email", "bob@example.com", "--password-stdin"])
+            .write_stdin("correct horse\n")
+            .assert()
+            .success();
+        r(&["login", "bob", "--password-stdin"]).write_stdin("correct horse\n").assert().success();
+        assert!(e.credentials().exists());
+        r(&["logout"]).assert().success();
+        assert!(!e.credentials().exists(), "logout removes the credentials file");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_lists_and_retries_dead_tasks() {
+    let env = Env::new();
+    let store = user_core::store::open(&env.database).await.unwrap();
+    store.migrate().await.unwrap();
+    let config = user_core::ServiceConfig {
+        hashing: user_core::auth::HashingConfig::insecure_for_tests(),
+        ..Default::default()
+    };
+    let service = user_core::UserService::new(store.clone(), config).await.unwrap();
+    let user = service
+        .register(user_core::service::Registration {
+            username: "alice".parse().unwrap(),
+            email: "alice@example.com".parse().unwrap(),
+            password: user_core::domain::Password::parse("correct horse").unwrap(),
+        })
+        .await
+        .unwrap();
+    service.add_favorites(user.id, &user_core::domain::TrackId::parse_batch("1,2").unwrap()).await.unwrap();
+    let now = chrono::Utc::now();
+    let claim = store.claim_tasks(now, now + Duration::from_secs(60), 1).await.unwrap();
+    store.fail_task(claim.lease_id, claim.tasks[0].id, "HTTP 400 from the catalogue", None, now).await.unwrap();
+    let dead_id = claim.tasks[0].id.to_string();
+
+    let env = std::sync::Arc::new(env);
+    blocking(move || {
+        let dead = json(&mut env.local(&["tasks", "list", "--status", "dead"]));
+        assert_eq!(dead["tasks"].as_array().unwrap().len(), 1);
+        assert_eq!(dead["tasks"][0]["last_error"], "HTTP 400 from the catalogue");
+        let table =
+            String::from_utf8(env.local(&["tasks", "list"]).assert().success().get_output().stdout.clone()).unwrap();
+        assert!(table.contains("favorite.added") && table.contains("dead"), "{table}");
+        stderr(&mut env.local(&["tasks", "retry", "999"]), 1);
+        assert_eq!(json(&mut env.local(&["tasks", "retry", &dead_id]))["retried"], 1);
+        assert!(json(&mut env.local(&["tasks", "list", "--status", "dead"]))["tasks"].as_array().unwrap().is_empty());
+        stderr(&mut env.local(&["tasks", "retry"]), 2);
+        env.local(&["tasks", "retry", "--all-dead"]).assert().success();
+    })
+    .await;
+}
