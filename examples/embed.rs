@@ -34,11 +34,14 @@ async fn sign_up_and_like(service: UserService, form: SignUp) -> Result<impl war
     let result = async {
         let password = Password::parse(&form.password)?;
         let user = service
-            .register(Registration {
-                username: Username::parse(&form.username)?,
-                email: Email::parse(&form.email)?,
-                password: password.clone(),
-            })
+            .register(
+                Registration {
+                    username: Username::parse(&form.username)?,
+                    email: Email::parse(&form.email)?,
+                    password: password.clone(),
+                },
+                &ClientInfo::default(),
+            )
             .await?;
         let login = service.login(&Login::parse(&form.username)?, &password, &ClientInfo::default()).await?;
         let claims = service.authenticate(&login.tokens.access).await?;

@@ -93,6 +93,9 @@ pub enum Command {
     /// The deferred-task outbox (local).
     #[command(subcommand)]
     Tasks(TasksCommand),
+    /// The audit trail of security events (local).
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// Apply database migrations (local).
     Migrate,
 }
@@ -232,4 +235,20 @@ pub enum StatusArg {
     Done,
     /// Given up on.
     Dead,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// List security events, newest first.
+    List {
+        /// At most this many.
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        /// Only events of this account (username, email or id).
+        #[arg(long)]
+        user: Option<String>,
+        /// Only events older than this event id (to page back).
+        #[arg(long)]
+        before: Option<i64>,
+    },
 }

@@ -10,7 +10,7 @@ use user_core::service::Registration;
 use user_core::store::{self, Store, TaskStatus, User, UserKey};
 use user_core::{ServiceConfig, UserService};
 
-use crate::cli::{Command, Page, RoleArg, StatusArg, TasksCommand, UserCommand};
+use crate::cli::{AuditCommand, Command, Page, RoleArg, StatusArg, TasksCommand, UserCommand};
 use crate::failure::Failure;
 use crate::input::{confirm, secrets};
 use crate::output::Output;
@@ -30,6 +30,35 @@ pub async fn run(database: &str, command: Command, out: &Output) -> Result<(), F
     match command {
         Command::User(user) => run_user(&service, user, out).await,
         Command::Tasks(tasks) => run_tasks(&store, tasks, out).await,
+        Command::Audit(AuditCommand::List { limit, user, before }) => {
+            let user = match user {
+                Some(who) => Some(resolve(&service, &who).await?.id),
+                None => None,
+            };
+            let events = store.list_audit(user, before, limit).await?;
+            let value: Vec<_> = events
+                .iter()
+                .map(|e| {
+                    json!({"id": e.id, "created_at": e.created_at, "event": e.event, "user_id": e.user_id,
+                           "ip": e.ip, "user_agent": e.user_agent, "detail": e.detail})
+                })
+                .collect();
+            let rows = events
+                .iter()
+                .map(|e| {
+                    vec![
+                        e.id.to_string(),
+                        e.created_at.to_rfc3339(),
+                        e.event.clone(),
+                        e.user_id.map(|u| u.to_string()).unwrap_or_default(),
+                        e.ip.clone().unwrap_or_default(),
+                        e.detail.clone().unwrap_or_default(),
+                    ]
+                })
+                .collect();
+            out.table(&json!({ "events": value }), &["id", "time", "event", "user_id", "ip", "detail"], rows);
+            Ok(())
+        }
         _ => Err(Failure::Usage(
             "this is a user command: it works against a server, use --server URL (remote mode)".into(),
         )),
@@ -98,7 +127,7 @@ async fn run_user(service: &UserService, command: UserCommand, out: &Output) -> 
         UserCommand::Delete { user, yes } => {
             let target = resolve(service, &user).await?;
             confirm(&format!("Delete the account {} and all its favorites?", target.username), yes)?;
-            service.delete(target.id).await?;
+            service.delete(target.id, &Default::default()).await?;
             out.done(&json!({"id": target.id, "status": "deleted"}), &format!("deleted {}", target.username));
         }
     }

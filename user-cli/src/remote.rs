@@ -100,7 +100,7 @@ async fn execute(client: &Client, command: Command, out: &Output) -> Result<(), 
             print_next(out, next.as_deref());
         }
         Command::User(UserCommand::List { page }) => list_users(client, page, out).await?,
-        Command::User(_) | Command::Tasks(_) | Command::Migrate => {
+        Command::User(_) | Command::Tasks(_) | Command::Audit(_) | Command::Migrate => {
             return Err(Failure::Usage(
                 "this operator command works on the database: use --database (over the API only `user list` exists)"
                     .into(),

@@ -237,11 +237,14 @@ async fn an_operator_lists_and_retries_dead_tasks() {
     };
     let service = user_core::UserService::new(store.clone(), config).await.unwrap();
     let user = service
-        .register(user_core::service::Registration {
-            username: "alice".parse().unwrap(),
-            email: "alice@example.com".parse().unwrap(),
-            password: user_core::domain::Password::parse("correct horse").unwrap(),
-        })
+        .register(
+            user_core::service::Registration {
+                username: "alice".parse().unwrap(),
+                email: "alice@example.com".parse().unwrap(),
+                password: user_core::domain::Password::parse("correct horse").unwrap(),
+            },
+            &Default::default(),
+        )
         .await
         .unwrap();
     service.add_favorites(user.id, &user_core::domain::TrackId::parse_batch("1,2").unwrap()).await.unwrap();

@@ -24,11 +24,14 @@ async fn seeded(tasks: usize) -> (tempfile::TempDir, Arc<dyn Store>) {
     let tracks: Vec<TrackId> = (0..TRACKS_PER_USER).map(|n| TrackId::parse(&format!("track{n}")).unwrap()).collect();
     for n in 0..tasks.div_ceil(TRACKS_PER_USER) {
         let user = service
-            .register(Registration {
-                username: Username::parse(&format!("user{n}")).unwrap(),
-                email: Email::parse(&format!("user{n}@example.com")).unwrap(),
-                password: Password::parse("correct horse").unwrap(),
-            })
+            .register(
+                Registration {
+                    username: Username::parse(&format!("user{n}")).unwrap(),
+                    email: Email::parse(&format!("user{n}@example.com")).unwrap(),
+                    password: Password::parse("correct horse").unwrap(),
+                },
+                &Default::default(),
+            )
             .await
             .unwrap();
         service.add_favorites(user.id, &tracks).await.unwrap();

@@ -36,6 +36,12 @@ pub enum Error {
     /// The caller is known but not allowed to do this (HTTP 403).
     #[error("{0}")]
     Forbidden(ForbiddenReason),
+    /// Too many attempts: wait `retry_after` before trying again (HTTP 429).
+    #[error("too many attempts; retry in {} s", retry_after.as_secs().max(1))]
+    Throttled {
+        /// How long to wait.
+        retry_after: std::time::Duration,
+    },
     /// Too many password hashes are already queued; try again shortly (HTTP 503).
     #[error("the service is overloaded, try again shortly")]
     Overloaded,
@@ -58,6 +64,7 @@ impl Error {
             Error::Forbidden(_) => 403,
             Error::UserNotFound => 404,
             Error::Conflict(_) => 409,
+            Error::Throttled { .. } => 429,
             Error::Overloaded => 503,
             Error::Internal(_) => 500,
         }

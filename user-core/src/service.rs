@@ -14,7 +14,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::domain::{Email, Login, MAX_BATCH, Password, Role, SessionId, TrackId, UserId, Username, ValidationError};
 use crate::error::{Error, ForbiddenReason, Result, UnauthorizedReason};
 use crate::page::{self, Page, PageRequest};
-use crate::store::{Favorite, Rotation, SessionRecord, Store, User, UserChanges, UserKey, UserRecord};
+use crate::store::{AuditRecord, Favorite, Rotation, SessionRecord, Store, User, UserChanges, UserKey, UserRecord};
 use crate::tasks::TaskWaker;
 
 /// Everything that tunes the service; `Default` is production-ready.
@@ -32,6 +32,91 @@ pub struct ServiceConfig {
     pub refresh_grace: Duration,
     /// Require `current_password` for password and email changes.
     pub require_current_password: bool,
+    /// How repeated failed logins of one account are slowed down.
+    pub lockout: LockoutPolicy,
+}
+
+/// Account protection: after `threshold` consecutive failed logins, further
+/// attempts are refused for a wait that doubles with each further failure,
+/// from `base` up to `cap`. It slows guessing down without letting anyone
+/// lock a victim out for good; a successful login resets it. The state lives
+/// in the store, so every replica enforces it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LockoutPolicy {
+    /// Failures before the first wait (default 5).
+    pub threshold: u32,
+    /// The first wait (default 2 s).
+    pub base: Duration,
+    /// The longest wait (default 15 min).
+    pub cap: Duration,
+}
+
+impl Default for LockoutPolicy {
+    fn default() -> Self {
+        Self { threshold: 5, base: Duration::from_secs(2), cap: Duration::from_secs(15 * 60) }
+    }
+}
+
+impl LockoutPolicy {
+    /// The wait imposed after `failures` consecutive failures, if any.
+    pub fn wait_after(&self, failures: u32) -> Option<Duration> {
+        let over = failures.checked_sub(self.threshold)?;
+        Some(self.base.saturating_mul(1u32 << over.min(31)).min(self.cap))
+    }
+}
+
+/// Security events written to the audit trail (tracing target `audit`, and
+/// the store's `audit_events`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AuditEvent {
+    /// An account was created.
+    Registered,
+    /// A login succeeded.
+    LoginSucceeded,
+    /// A login failed (unknown user, wrong password, disabled account).
+    LoginFailed,
+    /// A login was refused by account protection.
+    LoginThrottled,
+    /// A rotated refresh token was presented again; the session was revoked.
+    RefreshReuseDetected,
+    /// A session ended by logout.
+    LoggedOut,
+    /// A password was changed.
+    PasswordChanged,
+    /// An email address was changed.
+    EmailChanged,
+    /// An operator changed a role.
+    RoleChanged,
+    /// An operator disabled an account.
+    AccountDisabled,
+    /// An operator enabled an account.
+    AccountEnabled,
+    /// An account was deleted.
+    AccountDeleted,
+    /// An operator ended every session of an account.
+    SessionsRevoked,
+}
+
+impl AuditEvent {
+    /// The stored name, e.g. `login.failure`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            AuditEvent::Registered => "register",
+            AuditEvent::LoginSucceeded => "login.success",
+            AuditEvent::LoginFailed => "login.failure",
+            AuditEvent::LoginThrottled => "login.throttled",
+            AuditEvent::RefreshReuseDetected => "refresh.reuse",
+            AuditEvent::LoggedOut => "logout",
+            AuditEvent::PasswordChanged => "password.change",
+            AuditEvent::EmailChanged => "email.change",
+            AuditEvent::RoleChanged => "role.change",
+            AuditEvent::AccountDisabled => "account.disable",
+            AuditEvent::AccountEnabled => "account.enable",
+            AuditEvent::AccountDeleted => "account.delete",
+            AuditEvent::SessionsRevoked => "sessions.revoke",
+        }
+    }
 }
 
 impl Default for ServiceConfig {
@@ -42,6 +127,7 @@ impl Default for ServiceConfig {
             hashing: HashingConfig::default(),
             refresh_grace: Duration::from_secs(10),
             require_current_password: false,
+            lockout: LockoutPolicy::default(),
         }
     }
 }
@@ -107,7 +193,7 @@ pub struct LoginOutcome {
 ///     username: Username::parse("alice")?,
 ///     email: Email::parse("alice@example.com")?,
 ///     password: Password::parse("correct horse battery")?,
-/// }).await?;
+/// }, &ClientInfo::default()).await?;
 /// let login = service
 ///     .login(&Login::parse("alice")?, &Password::parse("correct horse battery")?, &ClientInfo::default())
 ///     .await?;
@@ -125,6 +211,7 @@ pub struct UserService {
     clock: Arc<dyn Clock>,
     refresh_grace: chrono::Duration,
     require_current_password: bool,
+    lockout: LockoutPolicy,
     task_waker: TaskWaker,
 }
 
@@ -166,6 +253,7 @@ impl UserService {
             clock,
             refresh_grace: chrono::Duration::from_std(config.refresh_grace).map_err(Error::internal)?,
             require_current_password: config.require_current_password,
+            lockout: config.lockout,
             task_waker: TaskWaker::default(),
         })
     }
@@ -197,8 +285,10 @@ impl UserService {
     /// [`Error::Conflict`] if the username (case-insensitively) or email is
     /// taken; [`Error::Overloaded`] if hashing is saturated.
     #[tracing::instrument(skip_all, fields(username = %reg.username))]
-    pub async fn register(&self, reg: Registration) -> Result<User> {
-        self.create_user(reg, Role::User).await
+    pub async fn register(&self, reg: Registration, client: &ClientInfo) -> Result<User> {
+        let user = self.insert_user(reg, Role::User).await?;
+        self.audit(AuditEvent::Registered, Some(user.id), client, None).await;
+        Ok(user)
     }
 
     /// Creates an account with a chosen role (operators bootstrap the first
@@ -207,6 +297,13 @@ impl UserService {
     /// # Errors
     /// As [`UserService::register`].
     pub async fn create_user(&self, reg: Registration, role: Role) -> Result<User> {
+        let user = self.insert_user(reg, role).await?;
+        let detail = format!("by an operator, role {role}");
+        self.audit(AuditEvent::Registered, Some(user.id), &ClientInfo::default(), Some(detail)).await;
+        Ok(user)
+    }
+
+    async fn insert_user(&self, reg: Registration, role: Role) -> Result<User> {
         let password_hash = self.hasher.hash(&reg.password).await?;
         let now = self.clock.now();
         let user = User {
@@ -218,9 +315,36 @@ impl UserService {
             created_at: now,
             updated_at: now,
         };
-        self.store.insert_user(&UserRecord { user: user.clone(), password_hash }).await?;
-        tracing::info!(user_id = %user.id, "user registered");
+        let record = UserRecord { user: user.clone(), password_hash, failed_logins: 0, locked_until: None };
+        self.store.insert_user(&record).await?;
         Ok(user)
+    }
+
+    /// Writes a security event to the log (target `audit`) and the store. A
+    /// failure to store it is logged, never fatal: the operation already happened.
+    async fn audit(&self, event: AuditEvent, user: Option<UserId>, client: &ClientInfo, detail: Option<String>) {
+        let ip = client.ip.map(|ip| ip.to_string());
+        tracing::info!(
+            target: "audit",
+            event = event.as_str(),
+            user_id = user.map(|u| u.to_string()).unwrap_or_default(),
+            ip = ip.as_deref().unwrap_or_default(),
+            user_agent = client.user_agent.as_deref().unwrap_or_default(),
+            detail = detail.as_deref().unwrap_or_default(),
+            "security event"
+        );
+        let entry = AuditRecord {
+            id: 0,
+            created_at: self.clock.now(),
+            event: event.as_str().to_owned(),
+            user_id: user,
+            ip,
+            user_agent: client.user_agent.as_deref().map(|ua| ua.chars().take(256).collect()),
+            detail,
+        };
+        if let Err(e) = self.store.record_audit(&entry).await {
+            tracing::error!(error = %e, event = event.as_str(), "could not store an audit event");
+        }
     }
 
     /// Checks the password and opens a new session.
@@ -241,20 +365,42 @@ impl UserService {
         };
         let Some(record) = self.store.find_user(key).await? else {
             self.hasher.verify_dummy(password).await?;
+            self.audit(AuditEvent::LoginFailed, None, client, Some("unknown user".into())).await;
             return Err(Error::UserNotFound);
         };
-        let verified = self.hasher.verify(password, &record.password_hash).await?;
+        let id = record.user.id;
+        let now = self.clock.now();
+        if let Some(until) = record.locked_until.filter(|until| *until > now) {
+            self.audit(AuditEvent::LoginThrottled, Some(id), client, None).await;
+            let retry_after = (until - now).to_std().unwrap_or_default();
+            return Err(Error::Throttled { retry_after: retry_after.max(Duration::from_secs(1)) });
+        }
+        let verified = match self.hasher.verify(password, &record.password_hash).await {
+            Err(Error::InvalidCredentials) => {
+                let policy = self.lockout;
+                let lock = move |failures: u32| policy.wait_after(failures).map(|wait| now + wait);
+                let failures = self.store.record_login_failure(id, &lock).await?;
+                let detail = format!("wrong password ({failures} in a row)");
+                self.audit(AuditEvent::LoginFailed, Some(id), client, Some(detail)).await;
+                return Err(Error::InvalidCredentials);
+            }
+            other => other?,
+        };
         if record.user.disabled_at.is_some() {
+            self.audit(AuditEvent::LoginFailed, Some(id), client, Some("account disabled".into())).await;
             return Err(Error::Forbidden(ForbiddenReason::AccountDisabled));
+        }
+        if record.failed_logins > 0 || record.locked_until.is_some() {
+            self.store.reset_login_failures(id).await?;
         }
         if let Some(hash) = verified.rehashed {
             // Best effort: the login succeeds with the old hash too.
-            if let Err(e) = self.store.set_password_hash(record.user.id, &hash).await {
-                tracing::warn!(error = %e, user_id = %record.user.id, "could not store the rehashed password");
+            if let Err(e) = self.store.set_password_hash(id, &hash).await {
+                tracing::warn!(error = %e, user_id = %id, "could not store the rehashed password");
             }
         }
         let tokens = self.open_session(&record.user, client).await?;
-        tracing::info!(user_id = %record.user.id, session_id = %tokens.session_id, "login");
+        self.audit(AuditEvent::LoginSucceeded, Some(id), client, None).await;
         Ok(LoginOutcome { user: record.user, tokens })
     }
 
@@ -293,7 +439,7 @@ impl UserService {
     /// # Errors
     /// [`Error::Unauthorized`] with the reason.
     #[tracing::instrument(skip_all)]
-    pub async fn refresh(&self, refresh_token: &str) -> Result<IssuedTokens> {
+    pub async fn refresh(&self, refresh_token: &str, client: &ClientInfo) -> Result<IssuedTokens> {
         let now = self.clock.now();
         let claims = self.tokens.verify_refresh(refresh_token, now)?;
         let mut session = self.active_session(claims.sid, claims.sub).await?;
@@ -331,7 +477,8 @@ impl UserService {
             return Err(Error::Unauthorized(UnauthorizedReason::RefreshRecentlyRotated));
         }
         self.store.revoke_session(session.id, now).await?;
-        tracing::warn!(user_id = %claims.sub, session_id = %session.id, "refresh token reuse detected; session revoked");
+        let detail = format!("session {} revoked", session.id);
+        self.audit(AuditEvent::RefreshReuseDetected, Some(claims.sub), client, Some(detail)).await;
         Err(Error::Unauthorized(UnauthorizedReason::RefreshReused))
     }
 
@@ -372,9 +519,10 @@ impl UserService {
     ///
     /// # Errors
     /// [`Error::Internal`] if the store fails.
-    pub async fn logout(&self, session: SessionId) -> Result<()> {
-        self.store.revoke_session(session, self.clock.now()).await?;
-        tracing::info!(session_id = %session, "logout");
+    pub async fn logout(&self, user: UserId, session: SessionId, client: &ClientInfo) -> Result<()> {
+        if self.store.revoke_session(session, self.clock.now()).await? {
+            self.audit(AuditEvent::LoggedOut, Some(user), client, None).await;
+        }
         Ok(())
     }
 
@@ -403,7 +551,13 @@ impl UserService {
     /// `current_password`; [`Error::Conflict`] naming the taken field;
     /// [`Error::UserNotFound`].
     #[tracing::instrument(skip_all, fields(user_id = %id))]
-    pub async fn update(&self, id: UserId, keep: Option<SessionId>, update: ProfileUpdate) -> Result<User> {
+    pub async fn update(
+        &self,
+        id: UserId,
+        keep: Option<SessionId>,
+        update: ProfileUpdate,
+        client: &ClientInfo,
+    ) -> Result<User> {
         if update.username.is_none() && update.email.is_none() && update.password.is_none() {
             return Err(ValidationError::new("body", "give at least one of username, email, password").into());
         }
@@ -424,10 +578,14 @@ impl UserService {
             Some(p) => Some(self.hasher.hash(p).await?),
             None => None,
         };
+        let email_changed = update.email.is_some();
         let changes = UserChanges { username: update.username, email: update.email, password_hash, keep_session: keep };
         let record = self.store.update_user(id, &changes, self.clock.now()).await?.ok_or(Error::UserNotFound)?;
         if changes.password_hash.is_some() {
-            tracing::info!(user_id = %id, "password changed; other sessions revoked");
+            self.audit(AuditEvent::PasswordChanged, Some(id), client, Some("other sessions revoked".into())).await;
+        }
+        if email_changed {
+            self.audit(AuditEvent::EmailChanged, Some(id), client, None).await;
         }
         Ok(record.user)
     }
@@ -437,12 +595,12 @@ impl UserService {
     ///
     /// # Errors
     /// [`Error::UserNotFound`].
-    pub async fn delete(&self, id: UserId) -> Result<()> {
+    pub async fn delete(&self, id: UserId, client: &ClientInfo) -> Result<()> {
         if !self.store.delete_user(id, self.clock.now()).await? {
             return Err(Error::UserNotFound);
         }
         self.task_waker.wake();
-        tracing::info!(user_id = %id, "user deleted");
+        self.audit(AuditEvent::AccountDeleted, Some(id), client, None).await;
         Ok(())
     }
 
@@ -465,7 +623,7 @@ impl UserService {
         if !self.store.set_role(id, role, self.clock.now()).await? {
             return Err(Error::UserNotFound);
         }
-        tracing::info!(user_id = %id, role = %role, "role changed");
+        self.audit(AuditEvent::RoleChanged, Some(id), &ClientInfo::default(), Some(format!("to {role}"))).await;
         self.get(id).await
     }
 
@@ -490,7 +648,8 @@ impl UserService {
         if !self.store.set_disabled(id, disabled, self.clock.now()).await? {
             return Err(Error::UserNotFound);
         }
-        tracing::info!(user_id = %id, disabled, "account status changed");
+        let event = if disabled { AuditEvent::AccountDisabled } else { AuditEvent::AccountEnabled };
+        self.audit(event, Some(id), &ClientInfo::default(), None).await;
         Ok(())
     }
 
@@ -500,7 +659,9 @@ impl UserService {
     /// [`Error::UserNotFound`].
     pub async fn revoke_sessions(&self, id: UserId) -> Result<u64> {
         self.get(id).await?;
-        self.store.revoke_user_sessions(id, None, self.clock.now()).await
+        let n = self.store.revoke_user_sessions(id, None, self.clock.now()).await?;
+        self.audit(AuditEvent::SessionsRevoked, Some(id), &ClientInfo::default(), Some(format!("{n} ended"))).await;
+        Ok(n)
     }
 
     /// Marks 1–50 tracks favorite, each newly added one with a

@@ -52,13 +52,17 @@ pub struct User {
     pub updated_at: DateTime<Utc>,
 }
 
-/// A stored user with its password hash.
+/// A stored user with its password hash and login-protection state.
 #[derive(Clone, PartialEq, Eq)]
 pub struct UserRecord {
     /// The account.
     pub user: User,
     /// The argon2 PHC string.
     pub password_hash: String,
+    /// Consecutive failed logins since the last success.
+    pub failed_logins: u32,
+    /// Until when login attempts are refused (account protection).
+    pub locked_until: Option<DateTime<Utc>>,
 }
 
 impl std::fmt::Debug for UserRecord {
@@ -270,6 +274,17 @@ pub trait UserStore: Send + Sync {
     /// Replaces the password hash without touching sessions (a rehash at login).
     async fn set_password_hash(&self, id: UserId, hash: &str) -> Result<()>;
 
+    /// Counts one more failed login, atomically, and, when `lock_until` gives a
+    /// time for the new count, refuses logins until then; returns the new count.
+    async fn record_login_failure(
+        &self,
+        id: UserId,
+        lock_until: &(dyn Fn(u32) -> Option<DateTime<Utc>> + Send + Sync),
+    ) -> Result<u32>;
+
+    /// Clears the failed-login count and any lock (after a successful login).
+    async fn reset_login_failures(&self, id: UserId) -> Result<()>;
+
     /// Sets the role; `false` if the user does not exist.
     async fn set_role(&self, id: UserId, role: Role, now: DateTime<Utc>) -> Result<bool>;
 
@@ -392,6 +407,36 @@ pub trait TaskStore: Send + Sync {
     async fn count_tasks(&self) -> Result<TaskCounts>;
 }
 
+/// One entry of the audit trail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditRecord {
+    /// Increases with time.
+    pub id: i64,
+    /// When it happened.
+    pub created_at: DateTime<Utc>,
+    /// What happened, e.g. `login.failure` (see `service::AuditEvent`).
+    pub event: String,
+    /// Whose account, when known.
+    pub user_id: Option<UserId>,
+    /// The client's address.
+    pub ip: Option<String>,
+    /// The client's `User-Agent`.
+    pub user_agent: Option<String>,
+    /// A short detail (a reason, a new role); never a secret.
+    pub detail: Option<String>,
+}
+
+/// The audit trail of security events.
+#[async_trait]
+pub trait AuditStore: Send + Sync {
+    /// Appends an entry (its `id` is assigned by the store).
+    async fn record_audit(&self, entry: &AuditRecord) -> Result<()>;
+
+    /// Up to `limit` entries with ids below `before`, newest first, optionally
+    /// of one user.
+    async fn list_audit(&self, user: Option<UserId>, before: Option<i64>, limit: u32) -> Result<Vec<AuditRecord>>;
+}
+
 /// Service secrets (generated signing keys).
 #[async_trait]
 pub trait SecretStore: Send + Sync {
@@ -402,7 +447,9 @@ pub trait SecretStore: Send + Sync {
 
 /// A complete backend.
 #[async_trait]
-pub trait Store: UserStore + SessionStore + FavoriteStore + TaskStore + SecretStore + std::fmt::Debug {
+pub trait Store:
+    UserStore + SessionStore + FavoriteStore + TaskStore + SecretStore + AuditStore + std::fmt::Debug
+{
     /// Brings the schema up to date (idempotent).
     async fn migrate(&self) -> Result<()>;
 

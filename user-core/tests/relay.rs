@@ -73,7 +73,7 @@ impl Fixture {
             email: Email::parse(&format!("{name}@example.com")).unwrap(),
             password: Password::parse("correct horse").unwrap(),
         };
-        self.service.register(reg).await.unwrap().id
+        self.service.register(reg, &Default::default()).await.unwrap().id
     }
 
     async fn add(&self, user: UserId, ids: &str) {
@@ -103,7 +103,7 @@ async fn every_task_is_delivered_once_in_order_with_its_payload() {
     let alice = f.user("alice").await;
     f.add(alice, "1,2").await;
     f.service.remove_favorites(alice, &TrackId::parse_batch("1").unwrap()).await.unwrap();
-    f.service.delete(alice).await.unwrap();
+    f.service.delete(alice, &Default::default()).await.unwrap();
     let sink = Recorder::ok();
     let stats = f.relay(sink.clone(), config()).run_once().await.unwrap();
     assert_eq!((stats.claimed, stats.delivered), (4, 4));

@@ -58,7 +58,7 @@ fn unauthorized(result: Result<impl std::fmt::Debug, Error>) -> UnauthorizedReas
 
 impl TestApp {
     async fn register(&self, name: &str) -> user_core::store::User {
-        self.service.register(registration(name)).await.unwrap()
+        self.service.register(registration(name), &ClientInfo::default()).await.unwrap()
     }
 
     async fn login(&self, name: &str) -> user_core::auth::IssuedTokens {
@@ -79,9 +79,15 @@ async fn register_reports_a_taken_username_in_any_case_or_a_taken_email() {
     let app = app().await;
     app.register("alice").await;
     let same_name = Registration { email: Email::parse("other@example.com").unwrap(), ..registration("ALICE") };
-    assert!(matches!(app.service.register(same_name).await, Err(Error::Conflict(ConflictField::Username))));
+    assert!(matches!(
+        app.service.register(same_name, &ClientInfo::default()).await,
+        Err(Error::Conflict(ConflictField::Username))
+    ));
     let same_email = Registration { email: Email::parse("Alice@Example.com").unwrap(), ..registration("bob") };
-    assert!(matches!(app.service.register(same_email).await, Err(Error::Conflict(ConflictField::Email))));
+    assert!(matches!(
+        app.service.register(same_email, &ClientInfo::default()).await,
+        Err(Error::Conflict(ConflictField::Email))
+    ));
 }
 
 #[tokio::test]
@@ -125,7 +131,10 @@ async fn disabling_ends_every_session_at_once() {
     let tokens = app.login("alice").await;
     app.service.disable(user.id).await.unwrap();
     assert_eq!(unauthorized(app.service.authenticate(&tokens.access).await), UnauthorizedReason::SessionRevoked);
-    assert_eq!(unauthorized(app.service.refresh(&tokens.refresh).await), UnauthorizedReason::SessionRevoked);
+    assert_eq!(
+        unauthorized(app.service.refresh(&tokens.refresh, &ClientInfo::default()).await),
+        UnauthorizedReason::SessionRevoked
+    );
 }
 
 #[tokio::test]
@@ -161,11 +170,11 @@ async fn refresh_rotates_and_the_new_pair_works() {
     app.register("alice").await;
     let first = app.login("alice").await;
     app.clock.advance(Duration::from_secs(60));
-    let second = app.service.refresh(&first.refresh).await.unwrap();
+    let second = app.service.refresh(&first.refresh, &ClientInfo::default()).await.unwrap();
     assert_eq!(second.session_id, first.session_id);
     assert_ne!(second.refresh, first.refresh);
     app.service.authenticate(&second.access).await.unwrap();
-    let third = app.service.refresh(&second.refresh).await.unwrap();
+    let third = app.service.refresh(&second.refresh, &ClientInfo::default()).await.unwrap();
     app.service.authenticate(&third.access).await.unwrap();
 }
 
@@ -174,12 +183,15 @@ async fn the_replaced_refresh_token_within_the_grace_period_is_refused_without_r
     let app = app().await;
     app.register("alice").await;
     let first = app.login("alice").await;
-    let second = app.service.refresh(&first.refresh).await.unwrap();
+    let second = app.service.refresh(&first.refresh, &ClientInfo::default()).await.unwrap();
     app.clock.advance(Duration::from_secs(10));
-    assert_eq!(unauthorized(app.service.refresh(&first.refresh).await), UnauthorizedReason::RefreshRecentlyRotated);
+    assert_eq!(
+        unauthorized(app.service.refresh(&first.refresh, &ClientInfo::default()).await),
+        UnauthorizedReason::RefreshRecentlyRotated
+    );
     // The session and its newest refresh token stay valid.
     app.service.authenticate(&second.access).await.unwrap();
-    app.service.refresh(&second.refresh).await.unwrap();
+    app.service.refresh(&second.refresh, &ClientInfo::default()).await.unwrap();
 }
 
 #[tokio::test]
@@ -187,11 +199,17 @@ async fn reuse_of_a_rotated_refresh_token_after_the_grace_period_revokes_the_ses
     let app = app().await;
     app.register("alice").await;
     let first = app.login("alice").await;
-    let second = app.service.refresh(&first.refresh).await.unwrap();
+    let second = app.service.refresh(&first.refresh, &ClientInfo::default()).await.unwrap();
     app.clock.advance(Duration::from_secs(11));
-    assert_eq!(unauthorized(app.service.refresh(&first.refresh).await), UnauthorizedReason::RefreshReused);
+    assert_eq!(
+        unauthorized(app.service.refresh(&first.refresh, &ClientInfo::default()).await),
+        UnauthorizedReason::RefreshReused
+    );
     assert_eq!(unauthorized(app.service.authenticate(&second.access).await), UnauthorizedReason::SessionRevoked);
-    assert_eq!(unauthorized(app.service.refresh(&second.refresh).await), UnauthorizedReason::SessionRevoked);
+    assert_eq!(
+        unauthorized(app.service.refresh(&second.refresh, &ClientInfo::default()).await),
+        UnauthorizedReason::SessionRevoked
+    );
 }
 
 #[tokio::test]
@@ -199,10 +217,13 @@ async fn reuse_of_an_older_refresh_token_revokes_even_within_the_grace_period() 
     let app = app().await;
     app.register("alice").await;
     let first = app.login("alice").await;
-    let second = app.service.refresh(&first.refresh).await.unwrap();
-    let third = app.service.refresh(&second.refresh).await.unwrap();
+    let second = app.service.refresh(&first.refresh, &ClientInfo::default()).await.unwrap();
+    let third = app.service.refresh(&second.refresh, &ClientInfo::default()).await.unwrap();
     // `first` is two rotations old: only the immediately previous token has grace.
-    assert_eq!(unauthorized(app.service.refresh(&first.refresh).await), UnauthorizedReason::RefreshReused);
+    assert_eq!(
+        unauthorized(app.service.refresh(&first.refresh, &ClientInfo::default()).await),
+        UnauthorizedReason::RefreshReused
+    );
     assert_eq!(unauthorized(app.service.authenticate(&third.access).await), UnauthorizedReason::SessionRevoked);
 }
 
@@ -215,7 +236,7 @@ async fn concurrent_refreshes_with_one_token_have_exactly_one_winner_and_the_ses
         .map(|_| {
             let service = app.service.clone();
             let token = first.refresh.clone();
-            tokio::spawn(async move { service.refresh(&token).await })
+            tokio::spawn(async move { service.refresh(&token, &ClientInfo::default()).await })
         })
         .collect();
     let mut winners = Vec::new();
@@ -227,7 +248,7 @@ async fn concurrent_refreshes_with_one_token_have_exactly_one_winner_and_the_ses
         }
     }
     assert_eq!(winners.len(), 1);
-    app.service.refresh(&winners[0].refresh).await.unwrap();
+    app.service.refresh(&winners[0].refresh, &ClientInfo::default()).await.unwrap();
 }
 
 #[tokio::test]
@@ -236,7 +257,10 @@ async fn an_access_token_is_not_a_refresh_token_nor_the_reverse() {
     app.register("alice").await;
     let tokens = app.login("alice").await;
     assert_eq!(unauthorized(app.service.authenticate(&tokens.refresh).await), UnauthorizedReason::WrongType);
-    assert_eq!(unauthorized(app.service.refresh(&tokens.access).await), UnauthorizedReason::WrongType);
+    assert_eq!(
+        unauthorized(app.service.refresh(&tokens.access, &ClientInfo::default()).await),
+        UnauthorizedReason::WrongType
+    );
 }
 
 #[tokio::test]
@@ -246,9 +270,12 @@ async fn access_tokens_expire_after_fifteen_minutes_and_refresh_tokens_after_thi
     let tokens = app.login("alice").await;
     app.clock.advance(Duration::from_secs(15 * 60 + 6));
     assert_eq!(unauthorized(app.service.authenticate(&tokens.access).await), UnauthorizedReason::Expired);
-    let renewed = app.service.refresh(&tokens.refresh).await.unwrap();
+    let renewed = app.service.refresh(&tokens.refresh, &ClientInfo::default()).await.unwrap();
     app.clock.advance(Duration::from_secs(30 * 24 * 3600 + 6));
-    assert_eq!(unauthorized(app.service.refresh(&renewed.refresh).await), UnauthorizedReason::Expired);
+    assert_eq!(
+        unauthorized(app.service.refresh(&renewed.refresh, &ClientInfo::default()).await),
+        UnauthorizedReason::Expired
+    );
 }
 
 #[tokio::test]
@@ -258,18 +285,21 @@ async fn logout_ends_the_session_and_only_that_session() {
     let phone = app.login("alice").await;
     let laptop = app.login("alice").await;
     let claims = app.service.authenticate_refresh(&phone.refresh).await.unwrap();
-    app.service.logout(claims.sid).await.unwrap();
+    app.service.logout(claims.sub, claims.sid, &ClientInfo::default()).await.unwrap();
     assert_eq!(unauthorized(app.service.authenticate(&phone.access).await), UnauthorizedReason::SessionRevoked);
-    assert_eq!(unauthorized(app.service.refresh(&phone.refresh).await), UnauthorizedReason::SessionRevoked);
+    assert_eq!(
+        unauthorized(app.service.refresh(&phone.refresh, &ClientInfo::default()).await),
+        UnauthorizedReason::SessionRevoked
+    );
     app.service.authenticate(&laptop.access).await.unwrap();
-    app.service.logout(claims.sid).await.unwrap();
+    app.service.logout(claims.sub, claims.sid, &ClientInfo::default()).await.unwrap();
 }
 
 #[tokio::test]
 async fn an_empty_update_is_a_validation_error() {
     let app = app().await;
     let user = app.register("alice").await;
-    match app.service.update(user.id, None, ProfileUpdate::default()).await {
+    match app.service.update(user.id, None, ProfileUpdate::default(), &ClientInfo::default()).await {
         Err(Error::Validation(e)) => assert_eq!(e.field, "body"),
         other => panic!("{other:?}"),
     }
@@ -286,14 +316,21 @@ async fn update_changes_any_subset_and_reports_conflicts_per_field() {
             alice.id,
             None,
             ProfileUpdate { username: Some(Username::parse("alicia").unwrap()), ..Default::default() },
+            &ClientInfo::default(),
         )
         .await
         .unwrap();
     assert_eq!((renamed.username.as_str(), renamed.email.as_str()), ("alicia", "alice@example.com"));
     let taken = ProfileUpdate { email: Some(Email::parse("BOB@example.com").unwrap()), ..Default::default() };
-    assert!(matches!(app.service.update(alice.id, None, taken).await, Err(Error::Conflict(ConflictField::Email))));
+    assert!(matches!(
+        app.service.update(alice.id, None, taken, &ClientInfo::default()).await,
+        Err(Error::Conflict(ConflictField::Email))
+    ));
     let taken = ProfileUpdate { username: Some(Username::parse("Bob").unwrap()), ..Default::default() };
-    assert!(matches!(app.service.update(alice.id, None, taken).await, Err(Error::Conflict(ConflictField::Username))));
+    assert!(matches!(
+        app.service.update(alice.id, None, taken, &ClientInfo::default()).await,
+        Err(Error::Conflict(ConflictField::Username))
+    ));
 }
 
 #[tokio::test]
@@ -303,7 +340,7 @@ async fn a_password_change_revokes_every_other_session_and_keeps_the_callers() {
     let mine = app.login("alice").await;
     let other = app.login("alice").await;
     let change = ProfileUpdate { password: Some(pw("new password!")), ..Default::default() };
-    app.service.update(user.id, Some(mine.session_id), change).await.unwrap();
+    app.service.update(user.id, Some(mine.session_id), change, &ClientInfo::default()).await.unwrap();
     app.service.authenticate(&mine.access).await.unwrap();
     assert_eq!(unauthorized(app.service.authenticate(&other.access).await), UnauthorizedReason::SessionRevoked);
     let old = app.service.login(&login_name("alice"), &pw("correct horse"), &ClientInfo::default()).await;
@@ -320,7 +357,7 @@ async fn a_wrong_current_password_is_unauthorized_and_changes_nothing() {
         current_password: Some(pw("not my password")),
         ..Default::default()
     };
-    let result = app.service.update(user.id, None, change).await;
+    let result = app.service.update(user.id, None, change, &ClientInfo::default()).await;
     assert_eq!(unauthorized(result), UnauthorizedReason::WrongCurrentPassword);
     assert_eq!(app.service.get(user.id).await.unwrap().username.as_str(), "alice");
     let change = ProfileUpdate {
@@ -328,7 +365,7 @@ async fn a_wrong_current_password_is_unauthorized_and_changes_nothing() {
         current_password: Some(pw("correct horse")),
         ..Default::default()
     };
-    app.service.update(user.id, None, change).await.unwrap();
+    app.service.update(user.id, None, change, &ClientInfo::default()).await.unwrap();
 }
 
 #[tokio::test]
@@ -336,12 +373,12 @@ async fn current_password_can_be_made_mandatory_for_password_and_email_changes()
     let app = app_with(ServiceConfig { require_current_password: true, ..config() }).await;
     let user = app.register("alice").await;
     let email = ProfileUpdate { email: Some(Email::parse("new@example.com").unwrap()), ..Default::default() };
-    match app.service.update(user.id, None, email).await {
+    match app.service.update(user.id, None, email, &ClientInfo::default()).await {
         Err(Error::Validation(e)) => assert_eq!(e.field, "current_password"),
         other => panic!("{other:?}"),
     }
     let rename = ProfileUpdate { username: Some(Username::parse("alicia").unwrap()), ..Default::default() };
-    app.service.update(user.id, None, rename).await.unwrap();
+    app.service.update(user.id, None, rename, &ClientInfo::default()).await.unwrap();
 }
 
 #[tokio::test]
@@ -350,12 +387,12 @@ async fn delete_removes_the_user_sessions_and_favorites_and_enqueues_user_delete
     let user = app.register("alice").await;
     let tokens = app.login("alice").await;
     app.service.add_favorites(user.id, &TrackId::parse_batch("1,2").unwrap()).await.unwrap();
-    app.service.delete(user.id).await.unwrap();
+    app.service.delete(user.id, &ClientInfo::default()).await.unwrap();
     assert!(matches!(app.service.get(user.id).await, Err(Error::UserNotFound)));
     assert_eq!(unauthorized(app.service.authenticate(&tokens.access).await), UnauthorizedReason::SessionRevoked);
     let tasks = app.store.list_tasks(None, None, 10).await.unwrap();
     assert_eq!(tasks.last().unwrap().kind, TaskKind::UserDeleted);
-    assert!(matches!(app.service.delete(user.id).await, Err(Error::UserNotFound)));
+    assert!(matches!(app.service.delete(user.id, &ClientInfo::default()).await, Err(Error::UserNotFound)));
 }
 
 #[tokio::test]
@@ -398,7 +435,7 @@ async fn only_admin_claims_pass_the_admin_check_and_a_role_change_shows_after_re
     let claims = app.service.authenticate(&tokens.access).await.unwrap();
     assert!(matches!(claims.require_admin(), Err(Error::Forbidden(ForbiddenReason::AdminOnly))));
     assert_eq!(app.service.set_role(user.id, Role::Admin).await.unwrap().role, Role::Admin);
-    let refreshed = app.service.refresh(&tokens.refresh).await.unwrap();
+    let refreshed = app.service.refresh(&tokens.refresh, &ClientInfo::default()).await.unwrap();
     app.service.authenticate(&refreshed.access).await.unwrap().require_admin().unwrap();
 }
 
@@ -488,10 +525,10 @@ async fn the_service_works_the_same_over_sqlite() {
     let store = store::open(&format!("sqlite://{}", dir.path().join("u.db").display())).await.unwrap();
     store.migrate().await.unwrap();
     let service = UserService::new(store, config()).await.unwrap();
-    service.register(registration("alice")).await.unwrap();
+    service.register(registration("alice"), &ClientInfo::default()).await.unwrap();
     let tokens =
         service.login(&login_name("alice"), &pw("correct horse"), &ClientInfo::default()).await.unwrap().tokens;
-    let rotated = service.refresh(&tokens.refresh).await.unwrap();
+    let rotated = service.refresh(&tokens.refresh, &ClientInfo::default()).await.unwrap();
     let claims = service.authenticate(&rotated.access).await.unwrap();
     service.add_favorites(claims.sub, &TrackId::parse_batch("1,2").unwrap()).await.unwrap();
     assert_eq!(service.contains(claims.sub, &TrackId::parse_batch("2,3").unwrap()).await.unwrap(), [true, false]);

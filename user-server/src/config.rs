@@ -7,9 +7,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
+use ipnet::IpNet;
 use user_core::ServiceConfig;
 use user_core::auth::{HashingConfig, SigningConfig, TokenConfig};
+use user_core::service::LockoutPolicy;
 use user_core::tasks::{LogSink, RelayConfig, TaskSink, WebhookSink};
+
+use crate::security::{Policy, Rate, Throttle};
+use crate::serve::TransportLimits;
 
 /// The user service's REST server.
 #[derive(Debug, Clone, Parser)]
@@ -87,9 +92,53 @@ pub struct Config {
     #[arg(long, env = "USER_COOKIE_SECURE", action = clap::ArgAction::Set)]
     pub cookie_secure: Option<bool>,
 
-    /// Throttling of register, login and refresh: `off` disables it (for load tests).
+    /// Throttling of register, login and refresh per client IP: `off` disables it (for load tests).
     #[arg(long, env = "USER_RATE_LIMIT", default_value = "on")]
     pub rate_limit: RateLimitSetting,
+
+    /// Registrations allowed per client IP (N/s, N/min or N/h; N at once).
+    #[arg(long, env = "USER_RATE_LIMIT_REGISTER", default_value = "10/min")]
+    pub rate_limit_register: Rate,
+
+    /// Logins allowed per client IP.
+    #[arg(long, env = "USER_RATE_LIMIT_LOGIN", default_value = "30/min")]
+    pub rate_limit_login: Rate,
+
+    /// Refreshes allowed per client IP.
+    #[arg(long, env = "USER_RATE_LIMIT_REFRESH", default_value = "60/min")]
+    pub rate_limit_refresh: Rate,
+
+    /// Proxies (CIDR list) whose X-Forwarded-For is believed for the client IP.
+    #[arg(long, env = "USER_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<IpNet>,
+
+    /// Origins allowed to call with credentials from a browser (CORS), exact, comma-separated; none by default.
+    #[arg(long, env = "USER_CORS_ORIGINS", value_delimiter = ',')]
+    pub cors_origins: Vec<String>,
+
+    /// Failed logins of one account before attempts are refused for a while.
+    #[arg(long, env = "USER_LOGIN_LOCKOUT_AFTER", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+    pub login_lockout_after: u32,
+
+    /// The first refusal's length; it doubles with each further failure.
+    #[arg(long, env = "USER_LOGIN_LOCKOUT_BASE", default_value = "2s", value_parser = humantime::parse_duration)]
+    pub login_lockout_base: Duration,
+
+    /// The longest refusal.
+    #[arg(long, env = "USER_LOGIN_LOCKOUT_CAP", default_value = "15m", value_parser = humantime::parse_duration)]
+    pub login_lockout_cap: Duration,
+
+    /// Time a client has to send a request's headers (cuts off slow-loris clients).
+    #[arg(long, env = "USER_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub header_read_timeout: Duration,
+
+    /// Time a request may take, reading its body included; then 503.
+    #[arg(long, env = "USER_REQUEST_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub request_timeout: Duration,
+
+    /// Connections served at once; more wait in the accept queue.
+    #[arg(long, env = "USER_MAX_CONNECTIONS", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_connections: u64,
 
     /// Run the deferred-task relay in this process.
     #[arg(long, env = "USER_TASKS_RELAY", default_value_t = true, action = clap::ArgAction::Set)]
@@ -177,6 +226,7 @@ impl Config {
         let mut config = Self::parse_from(["user-server", "--database", database, "--listen", "127.0.0.1:0"]);
         config.argon2_memory_kib = 8;
         config.argon2_iterations = 1;
+        config.rate_limit = RateLimitSetting::Off;
         config
     }
 
@@ -217,7 +267,32 @@ impl Config {
             },
             refresh_grace: self.refresh_grace,
             require_current_password: self.require_current_password,
+            lockout: LockoutPolicy {
+                threshold: self.login_lockout_after,
+                base: self.login_lockout_base,
+                cap: self.login_lockout_cap,
+            },
         })
+    }
+
+    /// Throttling, trusted proxies and CORS as configured.
+    pub fn policy(&self) -> Policy {
+        let throttle = match self.rate_limit {
+            RateLimitSetting::On => {
+                Some(Throttle::new(self.rate_limit_register, self.rate_limit_login, self.rate_limit_refresh))
+            }
+            RateLimitSetting::Off => None,
+        };
+        Policy { throttle, trusted_proxies: self.trusted_proxies.clone(), cors_origins: self.cors_origins.clone() }
+    }
+
+    /// What one client may hold.
+    pub fn transport_limits(&self) -> TransportLimits {
+        TransportLimits {
+            header_read_timeout: self.header_read_timeout,
+            request_timeout: self.request_timeout,
+            max_connections: usize::try_from(self.max_connections).unwrap_or(usize::MAX),
+        }
     }
 
     /// The relay settings.

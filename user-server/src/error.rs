@@ -22,6 +22,8 @@ pub enum ApiError {
     UnsupportedMediaType,
     /// Nothing here (404), e.g. JWKS under HS256.
     NotFound(String),
+    /// Refused for a reason of the transport, e.g. a cross-site request (403).
+    Forbidden(String),
     /// A dependency is down (503), e.g. the database for `/readyz`.
     Unavailable(String),
     /// A handler panicked (500).
@@ -49,6 +51,7 @@ impl ApiError {
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Panic => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -57,7 +60,9 @@ impl ApiError {
     fn message(&self) -> String {
         match self {
             ApiError::Core(e) => e.public_message(),
-            ApiError::BadRequest(m) | ApiError::NotFound(m) | ApiError::Unavailable(m) => m.clone(),
+            ApiError::BadRequest(m) | ApiError::NotFound(m) | ApiError::Unavailable(m) | ApiError::Forbidden(m) => {
+                m.clone()
+            }
             ApiError::PayloadTooLarge => "request body is larger than 64 KiB".to_owned(),
             ApiError::UnsupportedMediaType => "Content-Type must be application/json".to_owned(),
             ApiError::Panic => "internal server error".to_owned(),
@@ -92,7 +97,14 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 impl Reply for ApiError {
     fn into_response(self) -> Response {
         self.log();
-        error_response(self.status(), self.message())
+        let mut response = error_response(self.status(), self.message());
+        if let ApiError::Core(user_core::Error::Throttled { retry_after }) = &self {
+            let secs = retry_after.as_secs_f64().ceil().max(1.0) as u64;
+            if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+                response.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+        }
+        response
     }
 }
 

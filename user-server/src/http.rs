@@ -17,6 +17,8 @@ use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
 
 use crate::error::ApiError;
+use crate::security::{Action, Policy, SharedPolicy};
+use user_core::service::ClientInfo;
 
 /// The largest request body accepted (API.md: 64 KiB).
 pub const MAX_BODY_BYTES: u64 = 64 * 1024;
@@ -26,25 +28,65 @@ pub const MAX_BODY_BYTES: u64 = 64 * 1024;
 pub struct RequestCtx {
     /// The request id: the client's `X-Request-Id` when sane, else a new one.
     pub id: String,
-    /// The peer address.
+    /// The client's address (behind trusted proxies, the forwarded one).
     pub ip: Option<IpAddr>,
     /// The `User-Agent` header.
     pub user_agent: Option<String>,
+    /// The request headers (for origin checks).
+    pub headers: warp::http::HeaderMap,
+    /// The security policy in force.
+    pub policy: SharedPolicy,
 }
+
+impl RequestCtx {
+    /// The client as the library records it.
+    pub fn client(&self) -> ClientInfo {
+        ClientInfo { user_agent: self.user_agent.clone(), ip: self.ip }
+    }
+
+    /// Counts a throttled action from this client.
+    ///
+    /// # Errors
+    /// 429 when over the limit.
+    pub fn throttle(&self, action: Action) -> Result<(), ApiError> {
+        match (&self.policy.throttle, self.ip) {
+            (Some(throttle), Some(ip)) => throttle.check(action, ip),
+            _ => Ok(()),
+        }
+    }
+
+    /// Refuses a cross-site request authenticated by cookie.
+    ///
+    /// # Errors
+    /// 403 when it comes from another site.
+    pub fn check_same_site(&self, creds: &Credentials) -> Result<(), ApiError> {
+        if creds.access_from_header { Ok(()) } else { self.policy.check_same_site(&self.headers) }
+    }
+}
+
+/// The peer address, put on each request by [`crate::serve`].
+#[derive(Debug, Clone, Copy)]
+pub struct PeerAddr(pub SocketAddr);
 
 /// The route template a response came from, for logs and metrics.
 #[derive(Debug, Clone, Copy)]
 pub struct RouteLabel(pub &'static str);
 
 /// Extracts the [`RequestCtx`]; never rejects.
-pub fn ctx() -> impl Filter<Extract = (RequestCtx,), Error = std::convert::Infallible> + Clone {
-    warp::header::headers_cloned().and(warp::addr::remote()).map(
-        |headers: warp::http::HeaderMap, peer: Option<SocketAddr>| {
+pub fn ctx(
+    policy: &SharedPolicy,
+) -> impl Filter<Extract = (RequestCtx,), Error = std::convert::Infallible> + Clone + use<> {
+    let policy = policy.clone();
+    warp::header::headers_cloned().and(warp::ext::optional::<PeerAddr>()).and(warp::addr::remote()).map(
+        move |headers: warp::http::HeaderMap, served: Option<PeerAddr>, tested: Option<SocketAddr>| {
             let given = headers.get("x-request-id").and_then(|v| v.to_str().ok()).filter(|id| is_sane_request_id(id));
+            let peer = served.map(|p| p.0).or(tested);
             RequestCtx {
                 id: given.map_or_else(|| uuid::Uuid::now_v7().simple().to_string(), str::to_owned),
-                ip: peer.map(|p| p.ip()),
+                ip: policy.client_ip(peer, &headers),
                 user_agent: headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(str::to_owned),
+                headers,
+                policy: policy.clone(),
             }
         },
     )
@@ -56,18 +98,18 @@ fn is_sane_request_id(id: &str) -> bool {
 
 /// Runs a handler inside a span carrying the request id, turns its error or
 /// panic into the contract's error body, and labels the response.
-pub async fn respond<F>(route: &'static str, ctx: RequestCtx, handler: F) -> Response
+pub async fn respond<F>(route: &'static str, request_id: String, handler: F) -> Response
 where
     F: Future<Output = Result<Response, ApiError>>,
 {
-    let span = tracing::info_span!("request", request_id = %ctx.id, route);
+    let span = tracing::info_span!("request", request_id = %request_id, route);
     let outcome = AssertUnwindSafe(handler).catch_unwind().instrument(span.clone()).await;
     let mut response = span.in_scope(|| match outcome {
         Ok(Ok(response)) => response,
         Ok(Err(e)) => e.into_response(),
         Err(_) => ApiError::Panic.into_response(),
     });
-    if let Ok(id) = HeaderValue::from_str(&ctx.id) {
+    if let Ok(id) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert("x-request-id", id);
     }
     response.extensions_mut().insert(RouteLabel(route));
@@ -144,6 +186,8 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
 pub struct Credentials {
     /// From `Authorization: Bearer`, else the `access_token` cookie.
     pub access: Option<String>,
+    /// Whether `access` came from the header (so no cookie can have been forged).
+    pub access_from_header: bool,
     /// From the `refresh_token` cookie.
     pub refresh: Option<String>,
 }
@@ -183,7 +227,11 @@ pub fn credentials() -> impl Filter<Extract = (Credentials,), Error = std::conve
                 },
             )
         };
-        Credentials { access: bearer.or_else(|| cookie("access_token")), refresh: cookie("refresh_token") }
+        Credentials {
+            access_from_header: bearer.is_some(),
+            access: bearer.or_else(|| cookie("access_token")),
+            refresh: cookie("refresh_token"),
+        }
     })
 }
 
@@ -246,10 +294,26 @@ pub fn json<T: serde::Serialize>(body: &T) -> Response {
     warp::reply::json(body).into_response()
 }
 
-/// Adds what every response carries, then writes the access log line and metrics.
-pub fn finish(started: Instant, method: Method, reply: impl Reply) -> Response {
+/// Adds what every response carries (request id, hardening headers, CORS
+/// for allowed origins), then writes the access log line and metrics.
+pub fn finish(
+    started: Instant,
+    method: Method,
+    origin: Option<String>,
+    policy: &Policy,
+    reply: impl Reply,
+) -> Response {
     let mut response = reply.into_response();
     let headers = response.headers_mut();
+    if let Some(origin) = origin.filter(|o| policy.cors_allows(o)) {
+        if let Ok(v) = HeaderValue::from_str(&origin) {
+            headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
+            headers.insert(header::ACCESS_CONTROL_ALLOW_CREDENTIALS, HeaderValue::from_static("true"));
+            headers
+                .insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, HeaderValue::from_static("x-request-id, retry-after"));
+            headers.append(header::VARY, HeaderValue::from_static("origin"));
+        }
+    }
     if !headers.contains_key("x-request-id") {
         if let Ok(id) = HeaderValue::from_str(&uuid::Uuid::now_v7().simple().to_string()) {
             headers.insert("x-request-id", id);
@@ -287,7 +351,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_handler_panic_becomes_a_500_in_the_contract_shape() {
-        let boom = ctx().then(|ctx| respond("GET /boom", ctx, async { panic!("boom") }));
+        let boom = ctx(&SharedPolicy::default())
+            .then(|ctx: RequestCtx| respond("GET /boom", ctx.id.clone(), async { panic!("boom") }));
         let response = warp::test::request().header("x-request-id", "req-1").reply(&boom).await;
         assert_eq!(response.status(), 500);
         assert_eq!(response.headers()["x-request-id"], "req-1");

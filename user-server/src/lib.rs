@@ -9,6 +9,8 @@ mod error;
 mod http;
 mod openapi;
 mod routes;
+pub mod security;
+pub mod serve;
 pub mod telemetry;
 
 use std::future::Future;
@@ -30,6 +32,8 @@ pub struct AppState {
     pub service: UserService,
     /// How token cookies are written.
     pub cookies: CookiePolicy,
+    /// Throttling, trusted proxies, CORS.
+    pub policy: security::SharedPolicy,
 }
 
 /// Every route of the contract, ready for `warp::serve` or `warp::test`.
@@ -59,6 +63,7 @@ pub struct RunningServer {
     pub state: AppState,
     listener: TcpListener,
     shutdown_timeout: std::time::Duration,
+    limits: serve::TransportLimits,
     relay: Option<Relay>,
 }
 
@@ -80,8 +85,19 @@ pub async fn start(config: &Config) -> Result<RunningServer, StartError> {
     };
     let listener = TcpListener::bind(config.listen).await?;
     let addr = listener.local_addr()?;
-    let state = AppState { service, cookies: CookiePolicy { secure: config.cookie_secure_for(addr) } };
-    Ok(RunningServer { addr, state, listener, shutdown_timeout: config.shutdown_timeout, relay })
+    let state = AppState {
+        service,
+        cookies: CookiePolicy { secure: config.cookie_secure_for(addr) },
+        policy: std::sync::Arc::new(config.policy()),
+    };
+    Ok(RunningServer {
+        addr,
+        state,
+        listener,
+        shutdown_timeout: config.shutdown_timeout,
+        limits: config.transport_limits(),
+        relay,
+    })
 }
 
 impl RunningServer {
@@ -103,7 +119,7 @@ impl RunningServer {
                 relay.run(async move { while stop.changed().await.is_ok() && !*stop.borrow() {} }).await;
             })
         });
-        let server = warp::serve(routes(self.state)).incoming(self.listener).graceful(signal).run();
+        let server = serve::serve(self.listener, routes(self.state), self.limits, signal);
         let deadline = async move {
             if stopping_rx.await.is_ok() {
                 tracing::info!("shutting down: finishing in-flight requests");

@@ -12,7 +12,7 @@ use user_core::api::{
 use user_core::auth::{AccessClaims, IssuedTokens};
 use user_core::domain::{Email, Login, Password, TrackId, Username};
 use user_core::page::PageRequest;
-use user_core::service::{ClientInfo, ProfileUpdate, Registration};
+use user_core::service::{ProfileUpdate, Registration};
 use user_core::store::User;
 use warp::filters::BoxedFilter;
 use warp::http::{HeaderValue, header};
@@ -24,6 +24,7 @@ use crate::error::ApiError;
 use crate::http::{
     Credentials, Query, RequestCtx, credentials, ctx, finish, json, json_body, parse_json, query, respond,
 };
+use crate::security::Action;
 
 type Route = BoxedFilter<(Response,)>;
 
@@ -51,7 +52,51 @@ pub fn all(state: AppState) -> impl Filter<Extract = (Response,), Error = std::c
         .unify()
         .or(ops(&state))
         .unify();
-    warp::any().map(Instant::now).and(warp::method()).and(routes.recover(crate::error::recover).unify()).map(finish)
+    let policy = state.policy.clone();
+    let routes = preflight(&state).or(routes).unify();
+    warp::any()
+        .map(Instant::now)
+        .and(warp::method())
+        .and(warp::header::optional::<String>("origin").or(warp::any().map(|| None)).unify())
+        .and(routes.recover(crate::error::recover).unify())
+        .map(move |started, method, origin, reply| finish(started, method, origin, &policy, reply))
+}
+
+/// CORS preflight (`OPTIONS` with `Origin` and `Access-Control-Request-Method`):
+/// 204 for an allowed origin, 403 otherwise. Without CORS origins configured
+/// it does not match, and `OPTIONS` is 405 like any other unknown method.
+fn preflight(state: &AppState) -> Route {
+    let policy = state.policy.clone();
+    // Built from optional parts so that it never rejects with 405 and
+    // outranks the other routes' 404 for an unknown path.
+    warp::method()
+        .and(warp::header::optional::<String>("origin"))
+        .and(warp::header::optional::<String>("access-control-request-method"))
+        .and_then(move |method: warp::http::Method, origin: Option<String>, requested: Option<String>| {
+            let policy = policy.clone();
+            async move {
+                let Some(origin) = origin.filter(|_| {
+                    method == warp::http::Method::OPTIONS && requested.is_some() && !policy.cors_origins.is_empty()
+                }) else {
+                    return Err(warp::reject::not_found());
+                };
+                if !policy.cors_allows(&origin) {
+                    return Ok(ApiError::Forbidden("origin not allowed".into()).into_response());
+                }
+                let mut response =
+                    warp::reply::with_status(warp::reply(), warp::http::StatusCode::NO_CONTENT).into_response();
+                let h = response.headers_mut();
+                h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("GET, POST, PUT, DELETE"));
+                h.insert(
+                    header::ACCESS_CONTROL_ALLOW_HEADERS,
+                    HeaderValue::from_static("authorization, content-type, x-request-id"),
+                );
+                h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
+                response.extensions_mut().insert(crate::http::RouteLabel("OPTIONS (preflight)"));
+                Ok(response)
+            }
+        })
+        .boxed()
 }
 
 fn with_state(
@@ -78,18 +123,19 @@ fn account_response(user: &User) -> Response {
 fn register(state: &AppState) -> Route {
     warp::path!("user" / "register")
         .and(warp::post())
-        .and(ctx())
+        .and(ctx(&state.policy))
         .and(with_state(state))
         .and(json_body())
         .then(|ctx: RequestCtx, state: AppState, body: Result<Bytes, ApiError>| {
-            respond("POST /user/register", ctx, async move {
+            respond("POST /user/register", ctx.id.clone(), async move {
+                ctx.throttle(Action::Register)?;
                 let req: RegisterRequest = parse_json(&body?)?;
                 let registration = Registration {
                     username: Username::parse(&req.username)?,
                     password: Password::parse(&req.password)?,
                     email: Email::parse(&req.email)?,
                 };
-                let user = state.service.register(registration).await?;
+                let user = state.service.register(registration, &ctx.client()).await?;
                 Ok(account_response(&user))
             })
         })
@@ -100,12 +146,13 @@ fn register(state: &AppState) -> Route {
 fn login(state: &AppState) -> Route {
     warp::path!("user" / "login")
         .and(warp::post())
-        .and(ctx())
+        .and(ctx(&state.policy))
         .and(with_state(state))
         .and(json_body())
         .then(|ctx: RequestCtx, state: AppState, body: Result<Bytes, ApiError>| {
-            let client = ClientInfo { user_agent: ctx.user_agent.clone(), ip: ctx.ip };
-            respond("POST /user/login", ctx, async move {
+            respond("POST /user/login", ctx.id.clone(), async move {
+                ctx.throttle(Action::Login)?;
+                let client = ctx.client();
                 let req: LoginRequest = parse_json(&body?)?;
                 let login = Login::parse(&req.username)?;
                 let password = Password::presented("password", &req.password)?;
@@ -116,6 +163,7 @@ fn login(state: &AppState) -> Route {
                             user_core::Error::InvalidCredentials => "wrong_password",
                             user_core::Error::UserNotFound => "unknown_user",
                             user_core::Error::Forbidden(_) => "disabled",
+                            user_core::Error::Throttled { .. } => "throttled",
                             _ => "error",
                         });
                         return Err(e.into());
@@ -138,21 +186,25 @@ fn login(state: &AppState) -> Route {
 fn logout(state: &AppState) -> Route {
     warp::path!("user" / "logout")
         .and(warp::post())
-        .and(ctx())
+        .and(ctx(&state.policy))
         .and(with_state(state))
         .and(credentials())
         .then(|ctx: RequestCtx, state: AppState, creds: Credentials| {
-            respond("POST /user/logout", ctx, async move {
+            respond("POST /user/logout", ctx.id.clone(), async move {
                 let access = match creds.access.as_deref() {
-                    Some(token) => state.service.authenticate(token).await.map(|c| c.sid),
+                    Some(token) => state.service.authenticate(token).await.map(|c| (c.sub, c.sid)),
                     None => Err(user_core::Error::Unauthorized(user_core::UnauthorizedReason::Missing)),
                 };
-                let sid = match (access, creds.refresh.as_deref()) {
-                    (Ok(sid), _) => sid,
-                    (Err(_), Some(refresh)) => state.service.authenticate_refresh(refresh).await?.sid,
+                let (user, sid) = match (access, creds.refresh.as_deref()) {
+                    (Ok(ids), _) => ids,
+                    (Err(_), Some(refresh)) => {
+                        let claims = state.service.authenticate_refresh(refresh).await?;
+                        (claims.sub, claims.sid)
+                    }
                     (Err(e), None) => return Err(e.into()),
                 };
-                state.service.logout(sid).await?;
+                ctx.check_same_site(&creds)?;
+                state.service.logout(user, sid, &ctx.client()).await?;
                 let mut response = success();
                 state.cookies.clear(&mut response);
                 Ok(response)
@@ -165,12 +217,16 @@ fn logout(state: &AppState) -> Route {
 fn refresh(state: &AppState) -> Route {
     warp::path!("user" / "refresh")
         .and(warp::post())
-        .and(ctx())
+        .and(ctx(&state.policy))
         .and(with_state(state))
         .and(credentials())
         .then(|ctx: RequestCtx, state: AppState, creds: Credentials| {
-            respond("POST /user/refresh", ctx, async move {
-                let tokens = state.service.refresh(creds.refresh()?).await?;
+            respond("POST /user/refresh", ctx.id.clone(), async move {
+                ctx.throttle(Action::Refresh)?;
+                let refresh = creds.refresh()?;
+                // The refresh token only ever comes in a cookie: always check the origin.
+                ctx.policy.check_same_site(&ctx.headers)?;
+                let tokens = state.service.refresh(refresh, &ctx.client()).await?;
                 let mut response =
                     json(&RefreshResponse { message: "success".into(), status: 200, token: tokens.access.clone() });
                 state.set_token_cookies(&mut response, &tokens);
@@ -188,11 +244,11 @@ async fn authenticate(state: &AppState, creds: &Credentials) -> Result<AccessCla
 fn get_user(state: &AppState) -> Route {
     warp::path!("user" / "get")
         .and(warp::get())
-        .and(ctx())
+        .and(ctx(&state.policy))
         .and(with_state(state))
         .and(credentials())
         .then(|ctx: RequestCtx, state: AppState, creds: Credentials| {
-            respond("GET /user/get", ctx, async move {
+            respond("GET /user/get", ctx.id.clone(), async move {
                 let claims = authenticate(&state, &creds).await?;
                 let user = state.service.get(claims.sub).await?;
                 Ok(json(&UserResponse {
@@ -212,13 +268,14 @@ fn get_user(state: &AppState) -> Route {
 fn update(state: &AppState) -> Route {
     warp::path!("user" / "update")
         .and(warp::put())
-        .and(ctx())
+        .and(ctx(&state.policy))
         .and(with_state(state))
         .and(credentials())
         .and(json_body())
         .then(|ctx: RequestCtx, state: AppState, creds: Credentials, body: Result<Bytes, ApiError>| {
-            respond("PUT /user/update", ctx, async move {
+            respond("PUT /user/update", ctx.id.clone(), async move {
                 let claims = authenticate(&state, &creds).await?;
+                ctx.check_same_site(&creds)?;
                 let req: UpdateRequest = parse_json(&body?)?;
                 let update = ProfileUpdate {
                     username: req.username.as_deref().map(Username::parse).transpose()?,
@@ -230,7 +287,7 @@ fn update(state: &AppState) -> Route {
                         .map(|p| Password::presented("current_password", p))
                         .transpose()?,
                 };
-                let user = state.service.update(claims.sub, Some(claims.sid), update).await?;
+                let user = state.service.update(claims.sub, Some(claims.sid), update, &ctx.client()).await?;
                 Ok(account_response(&user))
             })
         })
@@ -241,13 +298,14 @@ fn update(state: &AppState) -> Route {
 fn delete(state: &AppState) -> Route {
     warp::path!("user" / "delete")
         .and(warp::delete())
-        .and(ctx())
+        .and(ctx(&state.policy))
         .and(with_state(state))
         .and(credentials())
         .then(|ctx: RequestCtx, state: AppState, creds: Credentials| {
-            respond("DELETE /user/delete", ctx, async move {
+            respond("DELETE /user/delete", ctx.id.clone(), async move {
                 let claims = authenticate(&state, &creds).await?;
-                state.service.delete(claims.sub).await?;
+                ctx.check_same_site(&creds)?;
+                state.service.delete(claims.sub, &ctx.client()).await?;
                 let mut response = success();
                 state.cookies.clear(&mut response);
                 Ok(response)
@@ -260,12 +318,12 @@ fn delete(state: &AppState) -> Route {
 fn all_users(state: &AppState) -> Route {
     warp::path!("user" / "all")
         .and(warp::get())
-        .and(ctx())
+        .and(ctx(&state.policy))
         .and(with_state(state))
         .and(credentials())
         .and(query())
         .then(|ctx: RequestCtx, state: AppState, creds: Credentials, query: Query| {
-            respond("GET /user/all", ctx, async move {
+            respond("GET /user/all", ctx.id.clone(), async move {
                 let claims = authenticate(&state, &creds).await?;
                 claims.require_admin()?;
                 let page = PageRequest::parse(query.single("limit")?, query.single("cursor")?)?;
@@ -300,6 +358,7 @@ enum FavoriteChange {
 }
 
 async fn change_favorites(
+    ctx: RequestCtx,
     state: AppState,
     creds: Credentials,
     query: Query,
@@ -307,6 +366,7 @@ async fn change_favorites(
     change: FavoriteChange,
 ) -> Result<Response, ApiError> {
     let claims = authenticate(&state, &creds).await?;
+    ctx.check_same_site(&creds)?;
     let ids = track_ids(path_id, &query)?;
     match change {
         FavoriteChange::Add => state.service.add_favorites(claims.sub, &ids).await?,
@@ -317,23 +377,36 @@ async fn change_favorites(
 
 /// The favorites routes: add and remove (query or path form), list, contains.
 fn favorites(state: &AppState) -> Route {
-    let base =
-        || warp::path!("user" / "track" / "favorite").and(ctx()).and(with_state(state)).and(credentials()).and(query());
-    let by_path = || {
-        warp::path!("user" / "track" / "favorite" / String)
-            .and(ctx())
+    let base = || {
+        warp::path!("user" / "track" / "favorite")
+            .and(ctx(&state.policy))
             .and(with_state(state))
             .and(credentials())
             .and(query())
     };
-    let add = base().and(warp::post()).then(|ctx, state, creds, query| {
-        respond("POST /user/track/favorite", ctx, change_favorites(state, creds, query, None, FavoriteChange::Add))
+    let by_path = || {
+        warp::path!("user" / "track" / "favorite" / String)
+            .and(ctx(&state.policy))
+            .and(with_state(state))
+            .and(credentials())
+            .and(query())
+    };
+    let add = base().and(warp::post()).then(|ctx: RequestCtx, state, creds, query| {
+        respond(
+            "POST /user/track/favorite",
+            ctx.id.clone(),
+            change_favorites(ctx, state, creds, query, None, FavoriteChange::Add),
+        )
     });
-    let remove = base().and(warp::delete()).then(|ctx, state, creds, query| {
-        respond("DELETE /user/track/favorite", ctx, change_favorites(state, creds, query, None, FavoriteChange::Remove))
+    let remove = base().and(warp::delete()).then(|ctx: RequestCtx, state, creds, query| {
+        respond(
+            "DELETE /user/track/favorite",
+            ctx.id.clone(),
+            change_favorites(ctx, state, creds, query, None, FavoriteChange::Remove),
+        )
     });
-    let list = base().and(warp::get()).then(|ctx, state: AppState, creds: Credentials, query: Query| {
-        respond("GET /user/track/favorite", ctx, async move {
+    let list = base().and(warp::get()).then(|ctx: RequestCtx, state: AppState, creds: Credentials, query: Query| {
+        respond("GET /user/track/favorite", ctx.id.clone(), async move {
             let claims = authenticate(&state, &creds).await?;
             let page = PageRequest::parse(query.single("limit")?, query.single("cursor")?)?;
             let favorites = state.service.list_favorites(claims.sub, &page).await?;
@@ -350,30 +423,30 @@ fn favorites(state: &AppState) -> Route {
     });
     let contains = warp::path!("user" / "track" / "favorite" / "contains")
         .and(warp::get())
-        .and(ctx())
+        .and(ctx(&state.policy))
         .and(with_state(state))
         .and(credentials())
         .and(query())
-        .then(|ctx, state: AppState, creds: Credentials, query: Query| {
-            respond("GET /user/track/favorite/contains", ctx, async move {
+        .then(|ctx: RequestCtx, state: AppState, creds: Credentials, query: Query| {
+            respond("GET /user/track/favorite/contains", ctx.id.clone(), async move {
                 let claims = authenticate(&state, &creds).await?;
                 let ids = track_ids(None, &query)?;
                 let contains = state.service.contains(claims.sub, &ids).await?;
                 Ok(json(&ContainsResponse { response: MainResponse::success(), contains }))
             })
         });
-    let add_path = by_path().and(warp::post()).then(|id, ctx, state, creds, query| {
+    let add_path = by_path().and(warp::post()).then(|id, ctx: RequestCtx, state, creds, query| {
         respond(
             "POST /user/track/favorite/{track_id}",
-            ctx,
-            change_favorites(state, creds, query, Some(id), FavoriteChange::Add),
+            ctx.id.clone(),
+            change_favorites(ctx, state, creds, query, Some(id), FavoriteChange::Add),
         )
     });
-    let remove_path = by_path().and(warp::delete()).then(|id, ctx, state, creds, query| {
+    let remove_path = by_path().and(warp::delete()).then(|id, ctx: RequestCtx, state, creds, query| {
         respond(
             "DELETE /user/track/favorite/{track_id}",
-            ctx,
-            change_favorites(state, creds, query, Some(id), FavoriteChange::Remove),
+            ctx.id.clone(),
+            change_favorites(ctx, state, creds, query, Some(id), FavoriteChange::Remove),
         )
     });
     add.or(remove).unify().or(list).unify().or(contains).unify().or(add_path).unify().or(remove_path).unify().boxed()
@@ -381,13 +454,12 @@ fn favorites(state: &AppState) -> Route {
 
 /// `/healthz`, `/readyz`, `/metrics`, `/openapi.json`, `/.well-known/jwks.json`.
 fn ops(state: &AppState) -> Route {
-    let healthz = warp::path!("healthz")
-        .and(warp::get())
-        .and(ctx())
-        .then(|ctx| respond("GET /healthz", ctx, async { Ok(json(&MainResponse::new("alive", 200))) }));
-    let readyz =
-        warp::path!("readyz").and(warp::get()).and(ctx()).and(with_state(state)).then(|ctx, state: AppState| {
-            respond("GET /readyz", ctx, async move {
+    let healthz = warp::path!("healthz").and(warp::get()).and(ctx(&state.policy)).then(|ctx: RequestCtx| {
+        respond("GET /healthz", ctx.id.clone(), async { Ok(json(&MainResponse::new("alive", 200))) })
+    });
+    let readyz = warp::path!("readyz").and(warp::get()).and(ctx(&state.policy)).and(with_state(state)).then(
+        |ctx: RequestCtx, state: AppState| {
+            respond("GET /readyz", ctx.id.clone(), async move {
                 match state.service.store().ping().await {
                     Ok(()) => Ok(json(&MainResponse::new("ready", 200))),
                     Err(e) => {
@@ -396,9 +468,10 @@ fn ops(state: &AppState) -> Route {
                     }
                 }
             })
-        });
-    let metrics = warp::path!("metrics").and(warp::get()).and(ctx()).then(|ctx| {
-        respond("GET /metrics", ctx, async {
+        },
+    );
+    let metrics = warp::path!("metrics").and(warp::get()).and(ctx(&state.policy)).then(|ctx: RequestCtx| {
+        respond("GET /metrics", ctx.id.clone(), async {
             let mut response = crate::telemetry::metrics().render().into_response();
             response
                 .headers_mut()
@@ -406,20 +479,20 @@ fn ops(state: &AppState) -> Route {
             Ok(response)
         })
     });
-    let openapi = warp::path!("openapi.json")
-        .and(warp::get())
-        .and(ctx())
-        .then(|ctx| respond("GET /openapi.json", ctx, async { Ok(json(&crate::openapi::document())) }));
-    let jwks = warp::path!(".well-known" / "jwks.json").and(warp::get()).and(ctx()).and(with_state(state)).then(
-        |ctx, state: AppState| {
-            respond("GET /.well-known/jwks.json", ctx, async move {
-                match state.service.tokens().keys().jwks() {
-                    Some(jwks) => Ok(json(&jwks)),
-                    None => Err(ApiError::NotFound("no public keys: tokens are signed with HS256".into())),
-                }
-            })
-        },
-    );
+    let openapi = warp::path!("openapi.json").and(warp::get()).and(ctx(&state.policy)).then(|ctx: RequestCtx| {
+        respond("GET /openapi.json", ctx.id.clone(), async { Ok(json(&crate::openapi::document())) })
+    });
+    let jwks =
+        warp::path!(".well-known" / "jwks.json").and(warp::get()).and(ctx(&state.policy)).and(with_state(state)).then(
+            |ctx: RequestCtx, state: AppState| {
+                respond("GET /.well-known/jwks.json", ctx.id.clone(), async move {
+                    match state.service.tokens().keys().jwks() {
+                        Some(jwks) => Ok(json(&jwks)),
+                        None => Err(ApiError::NotFound("no public keys: tokens are signed with HS256".into())),
+                    }
+                })
+            },
+        );
     healthz.or(readyz).unify().or(metrics).unify().or(openapi).unify().or(jwks).unify().boxed()
 }
 

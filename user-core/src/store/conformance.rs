@@ -68,6 +68,8 @@ fn record(name: &str) -> UserRecord {
             updated_at: now,
         },
         password_hash: "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaA".to_owned(),
+        failed_logins: 0,
+        locked_until: None,
     }
 }
 

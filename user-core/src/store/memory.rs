@@ -9,8 +9,9 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::{
-    Claim, DeferredTask, Favorite, FavoriteStore, Rotation, SecretStore, SessionRecord, SessionStore, Store,
-    TaskCounts, TaskKind, TaskStatus, TaskStore, User, UserChanges, UserKey, UserRecord, UserStore,
+    AuditRecord, AuditStore, Claim, DeferredTask, Favorite, FavoriteStore, Rotation, SecretStore, SessionRecord,
+    SessionStore, Store, TaskCounts, TaskKind, TaskStatus, TaskStore, User, UserChanges, UserKey, UserRecord,
+    UserStore,
 };
 use crate::domain::{Role, SessionId, TrackId, UserId};
 use crate::error::{ConflictField, Error, Result};
@@ -34,6 +35,7 @@ struct Inner {
     leases: HashMap<i64, Uuid>,
     next_task: i64,
     secrets: HashMap<String, Vec<u8>>,
+    audit: Vec<AuditRecord>,
 }
 
 impl MemoryStore {
@@ -145,6 +147,28 @@ impl UserStore for MemoryStore {
     async fn set_password_hash(&self, id: UserId, hash: &str) -> Result<()> {
         if let Some(record) = self.lock().users.get_mut(&id) {
             record.password_hash = hash.to_owned();
+        }
+        Ok(())
+    }
+
+    async fn record_login_failure(
+        &self,
+        id: UserId,
+        lock_until: &(dyn Fn(u32) -> Option<DateTime<Utc>> + Send + Sync),
+    ) -> Result<u32> {
+        let mut inner = self.lock();
+        let Some(record) = inner.users.get_mut(&id) else { return Ok(0) };
+        record.failed_logins += 1;
+        if let Some(until) = lock_until(record.failed_logins) {
+            record.locked_until = Some(record.locked_until.map_or(until, |old| old.max(until)));
+        }
+        Ok(record.failed_logins)
+    }
+
+    async fn reset_login_failures(&self, id: UserId) -> Result<()> {
+        if let Some(record) = self.lock().users.get_mut(&id) {
+            record.failed_logins = 0;
+            record.locked_until = None;
         }
         Ok(())
     }
@@ -419,6 +443,28 @@ impl MemoryStore {
             }
         }
         n
+    }
+}
+
+#[async_trait]
+impl AuditStore for MemoryStore {
+    async fn record_audit(&self, entry: &AuditRecord) -> Result<()> {
+        let mut inner = self.lock();
+        let id = inner.audit.len() as i64 + 1;
+        inner.audit.push(AuditRecord { id, ..entry.clone() });
+        Ok(())
+    }
+
+    async fn list_audit(&self, user: Option<UserId>, before: Option<i64>, limit: u32) -> Result<Vec<AuditRecord>> {
+        let inner = self.lock();
+        Ok(inner
+            .audit
+            .iter()
+            .rev()
+            .filter(|e| before.is_none_or(|b| e.id < b) && (user.is_none() || e.user_id == user))
+            .take(limit as usize)
+            .cloned()
+            .collect())
     }
 }
 

@@ -17,8 +17,9 @@ use sqlx::{Postgres, Row, Transaction};
 use uuid::Uuid;
 
 use super::{
-    Claim, DeferredTask, Favorite, FavoriteStore, Rotation, SecretStore, SessionRecord, SessionStore, Store,
-    TaskCounts, TaskKind, TaskStatus, TaskStore, User, UserChanges, UserKey, UserRecord, UserStore,
+    AuditRecord, AuditStore, Claim, DeferredTask, Favorite, FavoriteStore, Rotation, SecretStore, SessionRecord,
+    SessionStore, Store, TaskCounts, TaskKind, TaskStatus, TaskStore, User, UserChanges, UserKey, UserRecord,
+    UserStore,
 };
 use crate::domain::{Role, SessionId, TrackId, UserId, ValidationError};
 use crate::error::{ConflictField, Error, Result};
@@ -88,6 +89,8 @@ fn user_record(row: &PgRow) -> Result<UserRecord> {
             updated_at: get(row, "updated_at")?,
         },
         password_hash: get(row, "password_hash")?,
+        failed_logins: get::<i32>(row, "failed_logins")? as u32,
+        locked_until: get(row, "locked_until")?,
     })
 }
 
@@ -242,6 +245,42 @@ impl UserStore for PostgresStore {
         sqlx::query("update users set password_hash = $2 where id = $1")
             .bind(id.as_uuid())
             .bind(hash)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn record_login_failure(
+        &self,
+        id: UserId,
+        lock_until: &(dyn Fn(u32) -> Option<DateTime<Utc>> + Send + Sync),
+    ) -> Result<u32> {
+        let mut tx = self.begin().await?;
+        let count: Option<i32> = sqlx::query_scalar(
+            "update users set failed_logins = failed_logins + 1 where id = $1 returning failed_logins",
+        )
+        .bind(id.as_uuid())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        let Some(count) = count else { return Ok(0) };
+        let count = count as u32;
+        if let Some(until) = lock_until(count) {
+            sqlx::query("update users set locked_until = greatest(locked_until, $2) where id = $1")
+                .bind(id.as_uuid())
+                .bind(until)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+        }
+        tx.commit().await.map_err(map_err)?;
+        Ok(count)
+    }
+
+    async fn reset_login_failures(&self, id: UserId) -> Result<()> {
+        sqlx::query("update users set failed_logins = 0, locked_until = null where id = $1")
+            .bind(id.as_uuid())
             .execute(&self.pool)
             .await
             .map_err(map_err)?;
@@ -593,6 +632,52 @@ impl TaskStore for PostgresStore {
             }
         }
         Ok(counts)
+    }
+}
+
+#[async_trait]
+impl AuditStore for PostgresStore {
+    async fn record_audit(&self, e: &AuditRecord) -> Result<()> {
+        sqlx::query(
+            "insert into audit_events (created_at, event, user_id, ip, user_agent, detail) values ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(e.created_at)
+        .bind(&e.event)
+        .bind(e.user_id.map(|u| u.as_uuid()))
+        .bind(e.ip.as_deref())
+        .bind(e.user_agent.as_deref())
+        .bind(e.detail.as_deref())
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn list_audit(&self, user: Option<UserId>, before: Option<i64>, limit: u32) -> Result<Vec<AuditRecord>> {
+        let rows = sqlx::query(
+            "select * from audit_events where ($1::uuid is null or user_id = $1) and ($2::bigint is null or id < $2) \
+             order by id desc limit $3",
+        )
+        .bind(user.map(|u| u.as_uuid()))
+        .bind(before)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        rows.iter()
+            .map(|row| {
+                let user: Option<Uuid> = get(row, "user_id")?;
+                Ok(AuditRecord {
+                    id: get(row, "id")?,
+                    created_at: get(row, "created_at")?,
+                    event: get(row, "event")?,
+                    user_id: user.map(UserId::from_uuid),
+                    ip: get(row, "ip")?,
+                    user_agent: get(row, "user_agent")?,
+                    detail: get(row, "detail")?,
+                })
+            })
+            .collect()
     }
 }
 

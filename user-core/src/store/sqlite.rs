@@ -15,8 +15,9 @@ use sqlx::sqlite::{
 use sqlx::{Row, Sqlite, Transaction};
 
 use super::{
-    Claim, DeferredTask, Favorite, FavoriteStore, Rotation, SecretStore, SessionRecord, SessionStore, Store,
-    TaskCounts, TaskKind, TaskStatus, TaskStore, User, UserChanges, UserKey, UserRecord, UserStore,
+    AuditRecord, AuditStore, Claim, DeferredTask, Favorite, FavoriteStore, Rotation, SecretStore, SessionRecord,
+    SessionStore, Store, TaskCounts, TaskKind, TaskStatus, TaskStore, User, UserChanges, UserKey, UserRecord,
+    UserStore,
 };
 use crate::domain::{Role, SessionId, TrackId, UserId, ValidationError};
 use crate::error::{ConflictField, Error, Result};
@@ -120,6 +121,8 @@ fn user_record(row: &SqliteRow) -> Result<UserRecord> {
             updated_at: time(row.try_get("updated_at").map_err(Error::internal)?)?,
         },
         password_hash: row.try_get("password_hash").map_err(Error::internal)?,
+        failed_logins: row.try_get::<i64, _>("failed_logins").map_err(Error::internal)? as u32,
+        locked_until: opt_time(row.try_get("locked_until").map_err(Error::internal)?)?,
     })
 }
 
@@ -222,21 +225,13 @@ impl UserStore for SqliteStore {
 
     async fn find_user(&self, key: UserKey<'_>) -> Result<Option<UserRecord>> {
         let query = match key {
-            UserKey::Id(id) => sqlx::query(
-                "select id, username, email, password_hash, role, disabled_at, created_at, updated_at \
-                 from users where id = ?1",
-            )
-            .bind(id.as_uuid()),
-            UserKey::Username(name) => sqlx::query(
-                "select id, username, email, password_hash, role, disabled_at, created_at, updated_at \
-                 from users where lower(username) = ?1",
-            )
-            .bind(name.folded()),
-            UserKey::Email(email) => sqlx::query(
-                "select id, username, email, password_hash, role, disabled_at, created_at, updated_at \
-                 from users where email = ?1",
-            )
-            .bind(email.as_str().to_owned()),
+            UserKey::Id(id) => sqlx::query("select * from users where id = ?1").bind(id.as_uuid()),
+            UserKey::Username(name) => {
+                sqlx::query("select * from users where lower(username) = ?1").bind(name.folded())
+            }
+            UserKey::Email(email) => {
+                sqlx::query("select * from users where email = ?1").bind(email.as_str().to_owned())
+            }
         };
         let row = query.fetch_optional(&self.reader).await.map_err(map_err)?;
         row.as_ref().map(user_record).transpose()
@@ -251,7 +246,7 @@ impl UserStore for SqliteStore {
                password_hash = coalesce(?4, password_hash), \
                updated_at = ?5 \
              where id = ?1 \
-             returning id, username, email, password_hash, role, disabled_at, created_at, updated_at",
+             returning *",
         )
         .bind(id.as_uuid())
         .bind(changes.username.as_ref().map(|u| u.as_str()))
@@ -274,6 +269,42 @@ impl UserStore for SqliteStore {
         sqlx::query("update users set password_hash = ?2 where id = ?1")
             .bind(id.as_uuid())
             .bind(hash)
+            .execute(&self.writer)
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn record_login_failure(
+        &self,
+        id: UserId,
+        lock_until: &(dyn Fn(u32) -> Option<DateTime<Utc>> + Send + Sync),
+    ) -> Result<u32> {
+        let mut tx = self.begin().await?;
+        let count: Option<i64> = sqlx::query_scalar(
+            "update users set failed_logins = failed_logins + 1 where id = ?1 returning failed_logins",
+        )
+        .bind(id.as_uuid())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        let Some(count) = count else { return Ok(0) };
+        let count = count as u32;
+        if let Some(until) = lock_until(count) {
+            sqlx::query("update users set locked_until = max(coalesce(locked_until, 0), ?2) where id = ?1")
+                .bind(id.as_uuid())
+                .bind(millis(until))
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+        }
+        tx.commit().await.map_err(map_err)?;
+        Ok(count)
+    }
+
+    async fn reset_login_failures(&self, id: UserId) -> Result<()> {
+        sqlx::query("update users set failed_logins = 0, locked_until = null where id = ?1")
+            .bind(id.as_uuid())
             .execute(&self.writer)
             .await
             .map_err(map_err)?;
@@ -329,15 +360,12 @@ impl UserStore for SqliteStore {
     }
 
     async fn list_users(&self, after: Option<UserId>, limit: u32) -> Result<Vec<User>> {
-        let rows = sqlx::query(
-            "select id, username, email, password_hash, role, disabled_at, created_at, updated_at from users \
-             where ?1 is null or id > ?1 order by id limit ?2",
-        )
-        .bind(after.map(|a| a.as_uuid()))
-        .bind(i64::from(limit))
-        .fetch_all(&self.reader)
-        .await
-        .map_err(map_err)?;
+        let rows = sqlx::query("select * from users where ?1 is null or id > ?1 order by id limit ?2")
+            .bind(after.map(|a| a.as_uuid()))
+            .bind(i64::from(limit))
+            .fetch_all(&self.reader)
+            .await
+            .map_err(map_err)?;
         rows.iter().map(|r| user_record(r).map(|r| r.user)).collect()
     }
 }
@@ -632,6 +660,52 @@ impl TaskStore for SqliteStore {
 /// Ids as a JSON array, for `id in (select value from json_each(?))`.
 fn json_ids(ids: &[i64]) -> String {
     serde_json::to_string(ids).unwrap_or_else(|_| "[]".to_owned())
+}
+
+#[async_trait]
+impl AuditStore for SqliteStore {
+    async fn record_audit(&self, e: &AuditRecord) -> Result<()> {
+        sqlx::query(
+            "insert into audit_events (created_at, event, user_id, ip, user_agent, detail) values (?1, ?2, ?3, ?4, ?5, ?6)",
+        )
+        .bind(millis(e.created_at))
+        .bind(&e.event)
+        .bind(e.user_id.map(|u| u.as_uuid()))
+        .bind(e.ip.as_deref())
+        .bind(e.user_agent.as_deref())
+        .bind(e.detail.as_deref())
+        .execute(&self.writer)
+        .await
+        .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn list_audit(&self, user: Option<UserId>, before: Option<i64>, limit: u32) -> Result<Vec<AuditRecord>> {
+        let rows = sqlx::query(
+            "select * from audit_events where (?1 is null or user_id = ?1) and (?2 is null or id < ?2) \
+             order by id desc limit ?3",
+        )
+        .bind(user.map(|u| u.as_uuid()))
+        .bind(before)
+        .bind(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await
+        .map_err(map_err)?;
+        rows.iter()
+            .map(|row| {
+                let user: Option<uuid::Uuid> = row.try_get("user_id").map_err(Error::internal)?;
+                Ok(AuditRecord {
+                    id: row.try_get("id").map_err(Error::internal)?,
+                    created_at: time(row.try_get("created_at").map_err(Error::internal)?)?,
+                    event: row.try_get("event").map_err(Error::internal)?,
+                    user_id: user.map(UserId::from_uuid),
+                    ip: row.try_get("ip").map_err(Error::internal)?,
+                    user_agent: row.try_get("user_agent").map_err(Error::internal)?,
+                    detail: row.try_get("detail").map_err(Error::internal)?,
+                })
+            })
+            .collect()
+    }
 }
 
 #[async_trait]

@@ -15,8 +15,9 @@ use user_core::auth::HashingConfig;
 use user_core::clock::ManualClock;
 use user_core::domain::{Role, SessionId, TrackId, UserId};
 use user_core::store::{
-    Claim, DeferredTask, Favorite, FavoriteStore, MemoryStore, Rotation, SecretStore, SessionRecord, SessionStore,
-    Store, TaskCounts, TaskStatus, TaskStore, User, UserChanges, UserKey, UserRecord, UserStore,
+    AuditRecord, AuditStore, Claim, DeferredTask, Favorite, FavoriteStore, MemoryStore, Rotation, SecretStore,
+    SessionRecord, SessionStore, Store, TaskCounts, TaskStatus, TaskStore, User, UserChanges, UserKey, UserRecord,
+    UserStore,
 };
 use user_core::{Error, ServiceConfig, UserService};
 use user_server::{AppState, CookiePolicy};
@@ -82,7 +83,8 @@ pub async fn app_with(config: ServiceConfig) -> TestApp {
     let store = Arc::new(FlakyStore::default());
     let clock = Arc::new(ManualClock::default());
     let service = UserService::with_clock(store.clone(), config, clock.clone()).await.unwrap();
-    TestApp { state: AppState { service, cookies: CookiePolicy { secure: false } }, clock, store }
+    let state = AppState { service, cookies: CookiePolicy { secure: false }, policy: Default::default() };
+    TestApp { state, clock, store }
 }
 
 /// A request being built.
@@ -202,6 +204,16 @@ impl UserStore for FlakyStore {
     async fn set_password_hash(&self, id: UserId, hash: &str) -> Result<(), Error> {
         self.inner.set_password_hash(id, hash).await
     }
+    async fn record_login_failure(
+        &self,
+        id: UserId,
+        lock: &(dyn Fn(u32) -> Option<DateTime<Utc>> + Send + Sync),
+    ) -> Result<u32, Error> {
+        self.inner.record_login_failure(id, lock).await
+    }
+    async fn reset_login_failures(&self, id: UserId) -> Result<(), Error> {
+        self.inner.reset_login_failures(id).await
+    }
     async fn set_role(&self, id: UserId, role: Role, now: DateTime<Utc>) -> Result<bool, Error> {
         self.inner.set_role(id, role, now).await
     }
@@ -289,6 +301,21 @@ impl TaskStore for FlakyStore {
     }
     async fn count_tasks(&self) -> Result<TaskCounts, Error> {
         self.inner.count_tasks().await
+    }
+}
+
+#[async_trait]
+impl AuditStore for FlakyStore {
+    async fn record_audit(&self, entry: &AuditRecord) -> Result<(), Error> {
+        self.inner.record_audit(entry).await
+    }
+    async fn list_audit(
+        &self,
+        user: Option<UserId>,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<AuditRecord>, Error> {
+        self.inner.list_audit(user, before, limit).await
     }
 }
 

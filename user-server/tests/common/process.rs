@@ -21,6 +21,15 @@ impl Server {
     /// Starts the binary with `env` on top of cheap-hashing test settings and
     /// waits for its startup line.
     pub fn start(env: &[(&str, String)]) -> Server {
+        Self::start_with(env, None)
+    }
+
+    /// Like [`Server::start`], copying every log line to `log`.
+    pub fn start_logging_to(env: &[(&str, String)], log: &std::path::Path) -> Server {
+        Self::start_with(env, Some(log.to_owned()))
+    }
+
+    fn start_with(env: &[(&str, String)], log: Option<std::path::PathBuf>) -> Server {
         let mut command = Command::new(env!("CARGO_BIN_EXE_user-server"));
         command
             .env("USER_LISTEN", "127.0.0.1:0")
@@ -38,7 +47,12 @@ impl Server {
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             let mut sent = false;
+            let mut copy = log.map(|p| std::fs::File::create(p).unwrap());
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(file) = copy.as_mut() {
+                    use std::io::Write as _;
+                    let _ = writeln!(file, "{line}");
+                }
                 if !sent && let Some(rest) = line.split("listening on http://").nth(1) {
                     let _ = tx.send(rest.split('"').next().unwrap().to_owned());
                     sent = true;

@@ -1,0 +1,249 @@
+//! Security hardening: throttling per IP, account protection across attempts,
+//! cross-site request refusal, CORS, transport limits, the audit trail, and
+//! no secret in any log.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{TestApp, app, req};
+use serde_json::json;
+use user_core::store::AuditStore;
+use user_server::security::{Policy, Throttle};
+
+fn login(name: &str, password: &str) -> common::Req {
+    req("POST", "/user/login").json(json!({"username": name, "password": password}))
+}
+
+fn with_policy(app: &mut TestApp, policy: Policy) {
+    app.state.policy = Arc::new(policy);
+}
+
+#[tokio::test]
+async fn brute_force_on_one_account_is_throttled_after_five_failures_and_others_are_unaffected() {
+    let app = app().await;
+    app.register("victim").await;
+    let bystander = app.user("bystander").await;
+    for attempt in 1..=5 {
+        app.send(login("victim", &format!("guess number {attempt}"))).await.error(401);
+    }
+    let throttled = app.send(login("victim", "guess number 6")).await;
+    throttled.error(429);
+    let wait: u64 = throttled.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=2).contains(&wait), "first wait is the base, 2 s: {wait}");
+    // Even the right password waits: the point is to stop guessing.
+    app.send(login("victim", "correct horse")).await.error(429);
+    // Everyone else is served meanwhile.
+    assert_eq!(app.send(req("GET", "/user/get").bearer(&bystander.access)).await.status, 200);
+    assert_eq!(app.send(login("bystander", "correct horse")).await.status, 200);
+
+    // The wait grows with each further failure, and a success resets it.
+    app.clock.advance(Duration::from_secs(3));
+    app.send(login("victim", "guess number 7")).await.error(401);
+    let longer: u64 = app.send(login("victim", "x12345678")).await.header("retry-after").unwrap().parse().unwrap();
+    assert!((3..=4).contains(&longer), "{longer}");
+    app.clock.advance(Duration::from_secs(5));
+    assert_eq!(app.send(login("victim", "correct horse")).await.status, 200);
+    app.send(login("victim", "one wrong guess")).await.error(401);
+    app.send(login("victim", "correct horse")).await;
+}
+
+#[tokio::test]
+async fn the_lockout_wait_is_capped_at_fifteen_minutes() {
+    let policy = user_core::service::LockoutPolicy::default();
+    assert_eq!(policy.wait_after(4), None);
+    assert_eq!(policy.wait_after(5), Some(Duration::from_secs(2)));
+    assert_eq!(policy.wait_after(6), Some(Duration::from_secs(4)));
+    assert_eq!(policy.wait_after(40), Some(Duration::from_secs(900)));
+}
+
+#[tokio::test]
+async fn logins_are_throttled_per_client_ip_with_retry_after() {
+    let mut app = app().await;
+    app.register("alice").await;
+    let throttle = Throttle::new("100/min".parse().unwrap(), "3/min".parse().unwrap(), "100/min".parse().unwrap());
+    with_policy(&mut app, Policy { throttle: Some(throttle), ..Policy::default() });
+    for _ in 0..3 {
+        app.send(login("nobody", "correct horse")).await.error(404);
+    }
+    let limited = app.send(login("alice", "correct horse")).await;
+    limited.error(429);
+    assert!(limited.header("retry-after").unwrap().parse::<u64>().unwrap() >= 1);
+    // A spoofed X-Forwarded-For from an untrusted peer changes nothing.
+    app.send(login("alice", "correct horse").header("x-forwarded-for", "198.51.100.1")).await.error(429);
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_each_forwarded_client_has_its_own_limit() {
+    let mut app = app().await;
+    app.register("alice").await;
+    let throttle = Throttle::new("100/min".parse().unwrap(), "1/min".parse().unwrap(), "100/min".parse().unwrap());
+    let trusted = vec!["127.0.0.0/8".parse().unwrap()];
+    with_policy(&mut app, Policy { throttle: Some(throttle), trusted_proxies: trusted, ..Policy::default() });
+    let from = |ip: &str| login("alice", "correct horse").header("x-forwarded-for", ip);
+    assert_eq!(app.send(from("203.0.113.1")).await.status, 200);
+    app.send(from("203.0.113.1")).await.error(429);
+    assert_eq!(app.send(from("203.0.113.2")).await.status, 200);
+}
+
+#[tokio::test]
+async fn cookie_authenticated_writes_from_another_site_are_refused() {
+    let app = app().await;
+    let s = app.user("alice").await;
+    let cookie = |r: common::Req| r.cookie("access_token", &s.access).header("host", "api.example.com");
+    let evil =
+        app.send(cookie(req("POST", "/user/track/favorite?track_id=1")).header("origin", "https://evil.example")).await;
+    assert!(evil.error(403).contains("cross-site"));
+    let evil_ref = cookie(req("DELETE", "/user/delete")).header("referer", "https://evil.example/x");
+    app.send(evil_ref).await.error(403);
+    let same = cookie(req("POST", "/user/track/favorite?track_id=1")).header("origin", "https://api.example.com");
+    assert_eq!(app.send(same).await.status, 200);
+    let no_origin = cookie(req("POST", "/user/track/favorite?track_id=2"));
+    assert_eq!(app.send(no_origin).await.status, 200, "non-browser clients send no Origin");
+    let bearer =
+        req("POST", "/user/track/favorite?track_id=3").bearer(&s.access).header("origin", "https://evil.example");
+    assert_eq!(app.send(bearer).await.status, 200, "a header token cannot be forged cross-site");
+    let refresh =
+        req("POST", "/user/refresh").cookie("refresh_token", &s.refresh).header("origin", "https://evil.example");
+    app.send(refresh).await.error(403);
+    assert_eq!(app.tasks().await.len(), 3, "the refused writes wrote nothing");
+}
+
+#[tokio::test]
+async fn cors_is_off_by_default_and_an_exact_allow_list_when_configured() {
+    let mut app = app().await;
+    let s = app.user("alice").await;
+    let preflight = || {
+        req("OPTIONS", "/user/get")
+            .header("origin", "https://app.example.com")
+            .header("access-control-request-method", "GET")
+    };
+    app.send(preflight()).await.error(405);
+    let plain = app.send(req("GET", "/user/get").bearer(&s.access).header("origin", "https://app.example.com")).await;
+    assert!(plain.header("access-control-allow-origin").is_none());
+
+    with_policy(&mut app, Policy { cors_origins: vec!["https://app.example.com".into()], ..Policy::default() });
+    let ok = app.send(preflight()).await;
+    assert_eq!(ok.status, 204);
+    assert_eq!(ok.header("access-control-allow-origin"), Some("https://app.example.com"));
+    assert_eq!(ok.header("access-control-allow-credentials"), Some("true"));
+    assert!(ok.header("access-control-allow-headers").unwrap().contains("authorization"));
+    let other = req("OPTIONS", "/user/get")
+        .header("origin", "https://evil.example")
+        .header("access-control-request-method", "GET");
+    app.send(other).await.error(403);
+    let get = app.send(req("GET", "/user/get").bearer(&s.access).header("origin", "https://app.example.com")).await;
+    assert_eq!(get.header("access-control-allow-origin"), Some("https://app.example.com"));
+    let foreign = app.send(req("GET", "/user/get").bearer(&s.access).header("origin", "https://evil.example")).await;
+    assert!(foreign.header("access-control-allow-origin").is_none());
+}
+
+#[tokio::test]
+async fn tokens_over_8_kib_are_refused() {
+    let app = app().await;
+    let huge = format!("{}.{}.{}", "a".repeat(3000), "b".repeat(3000), "c".repeat(3000));
+    app.send(req("GET", "/user/get").bearer(&huge)).await.error(401);
+}
+
+#[tokio::test]
+async fn the_audit_trail_records_security_events_without_secrets() {
+    let app = app().await;
+    let s = app.user("alice").await;
+    app.send(login("alice", "wrong horse")).await;
+    app.send(login("nobody", "correct horse")).await;
+    app.send(req("PUT", "/user/update").bearer(&s.access).json(json!({"password": "a new password"}))).await;
+    app.send(req("POST", "/user/logout").bearer(&s.access)).await;
+    let events = app.store.list_audit(None, None, 100).await.unwrap();
+    let names: Vec<&str> = events.iter().rev().map(|e| e.event.as_str()).collect();
+    assert_eq!(names, ["register", "login.success", "login.failure", "login.failure", "password.change", "logout"]);
+    assert!(events.iter().all(|e| e.ip.as_deref() == Some("127.0.0.1")));
+    let unknown = events.iter().find(|e| e.detail.as_deref() == Some("unknown user")).unwrap();
+    assert_eq!(unknown.user_id, None, "an unknown login name is not recorded");
+    let dump = format!("{events:?}");
+    for secret in ["correct horse", "wrong horse", "a new password", s.access.as_str(), s.refresh.as_str(), "nobody"] {
+        assert!(!dump.contains(secret), "{secret} leaked into the audit trail");
+    }
+}
+
+#[test]
+fn a_slow_loris_client_is_cut_off_and_connections_are_capped() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = common::process::Server::start(&[
+        ("USER_DATABASE_URL", format!("sqlite://{}", dir.path().join("u.db").display())),
+        ("USER_HEADER_READ_TIMEOUT", "500ms".to_owned()),
+        ("USER_MAX_CONNECTIONS", "1".to_owned()),
+    ]);
+    let addr = server.base.trim_start_matches("http://").to_owned();
+
+    // Holds the only slot, sending headers one byte at a time, too slowly.
+    let mut slow = TcpStream::connect(&addr).unwrap();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHo").unwrap();
+    // A second client waits: the cap holds while the slow one is connected.
+    let mut waiting = TcpStream::connect(&addr).unwrap();
+    waiting.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+
+    // The server closes the slow connection (EOF) once its header time is up…
+    slow.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut buf = Vec::new();
+    let _ = slow.read_to_end(&mut buf);
+    let text = String::from_utf8_lossy(&buf);
+    assert!(buf.is_empty() || text.starts_with("HTTP/1.1 408"), "cut off: {text}");
+    // …which frees the slot for the waiting client.
+    waiting.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut answer = String::new();
+    waiting.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_password_token_or_hash_appears_in_the_logs_of_a_full_session() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = format!("sqlite://{}", dir.path().join("u.db").display());
+    let log_file = dir.path().join("server.log");
+    let mut server = common::process::Server::start_logging_to(
+        &[("USER_DATABASE_URL", database.clone()), ("USER_LOG", "debug".to_owned())],
+        &log_file,
+    );
+    let client = user_client::Client::new(&server.base).unwrap();
+    let (password, new_password) = ("correct horse battery", "staple of secrets 42");
+    client.register("alice", "alice@example.com", password).await.unwrap();
+    client.login("alice", password).await.unwrap();
+    let _ = client.login("alice", "guessed wrongly 1").await;
+    client.add_favorites(&["42"]).await.unwrap();
+    client.refresh().await.unwrap();
+    client.me().await.unwrap();
+    let update = user_client::api::UpdateRequest {
+        password: Some(new_password.into()),
+        current_password: Some(password.into()),
+        ..Default::default()
+    };
+    client.update(&update).await.unwrap();
+    let session = client.save_session().await;
+    client.logout().await.unwrap();
+    client.login("alice", new_password).await.unwrap();
+    let last = client.save_session().await;
+    client.delete_account().await.unwrap();
+    server.kill();
+
+    let store = user_core::store::open(&database).await.unwrap();
+    let events = store.list_audit(None, None, 100).await.unwrap();
+    assert!(events.len() >= 7, "{events:?}");
+    let logs = std::fs::read_to_string(&log_file).unwrap();
+    assert!(logs.contains("\"target\":\"audit\""), "audit events are logged");
+    assert!(logs.contains("\"target\":\"access\""), "requests are logged");
+    let secrets = [
+        password,
+        new_password,
+        "guessed wrongly 1",
+        session.access_token.as_deref().unwrap(),
+        session.refresh_token.as_deref().unwrap(),
+        last.access_token.as_deref().unwrap(),
+        "$argon2id$",
+    ];
+    for secret in secrets {
+        assert!(!logs.contains(secret), "a secret leaked into the logs: {secret:.20}…");
+    }
+}
