@@ -377,6 +377,16 @@ mod tests {
         assert!(!is_sane_request_id(&"a".repeat(65)));
     }
 
+    proptest::proptest! {
+        #[test]
+        fn any_body_parses_to_a_value_or_a_400_never_a_panic(body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)) {
+            let outcome = parse_json::<user_core::api::RegisterRequest>(&body);
+            proptest::prop_assert!(outcome.is_ok() || matches!(outcome, Err(ApiError::BadRequest(_))));
+            let outcome = parse_json::<user_core::api::UpdateRequest>(&body);
+            proptest::prop_assert!(outcome.is_ok() || matches!(outcome, Err(ApiError::BadRequest(_))));
+        }
+    }
+
     #[test]
     fn json_errors_name_the_field() {
         #[derive(serde::Deserialize, Debug)]
