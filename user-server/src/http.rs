@@ -299,12 +299,20 @@ pub fn json<T: serde::Serialize>(body: &T) -> Response {
 pub fn finish(
     started: Instant,
     method: Method,
+    path: warp::path::FullPath,
     origin: Option<String>,
     policy: &Policy,
     reply: impl Reply,
 ) -> Response {
     let mut response = reply.into_response();
+    let status = response.status();
     let headers = response.headers_mut();
+    // RFC 9110 §15.5.6: a 405 lists what the resource does support.
+    if status == warp::http::StatusCode::METHOD_NOT_ALLOWED && !headers.contains_key(header::ALLOW) {
+        if let Some(allowed) = crate::routes::allowed_methods(path.as_str()) {
+            headers.insert(header::ALLOW, HeaderValue::from_static(allowed));
+        }
+    }
     if let Some(origin) = origin.filter(|o| policy.cors_allows(o)) {
         if let Ok(v) = HeaderValue::from_str(&origin) {
             headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);

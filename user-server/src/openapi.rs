@@ -17,7 +17,24 @@ use utoipa::{Modify, OpenApi};
 /// The document, built once.
 pub fn document() -> &'static serde_json::Value {
     static DOC: OnceLock<serde_json::Value> = OnceLock::new();
-    DOC.get_or_init(|| serde_json::to_value(ApiDoc::openapi()).unwrap_or_default())
+    DOC.get_or_init(|| {
+        let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
+        // "Any non-empty subset of username, email, password": utoipa's derive
+        // cannot say it, JSON Schema can.
+        if let Some(update) = doc.pointer_mut("/components/schemas/UpdateRequest").and_then(|s| s.as_object_mut()) {
+            // Optional means "may be absent", not "may be null".
+            if let Some(props) = update.get_mut("properties").and_then(|p| p.as_object_mut()) {
+                for prop in props.values_mut() {
+                    prop["type"] = serde_json::json!("string");
+                }
+            }
+            update.insert(
+                "anyOf".into(),
+                serde_json::json!([{"required": ["username"]}, {"required": ["email"]}, {"required": ["password"]}]),
+            );
+        }
+        doc
+    })
 }
 
 #[derive(OpenApi)]
@@ -63,6 +80,7 @@ impl Modify for Security {
     (status = 409, description = "Username or email taken", body = MainResponse),
     (status = 413, description = "Body too large", body = MainResponse),
     (status = 415, description = "Not JSON", body = MainResponse),
+    (status = 429, description = "Throttled; see Retry-After", body = MainResponse),
     (status = 503, description = "Overloaded", body = MainResponse),
 ))]
 fn register() {}
@@ -76,6 +94,7 @@ fn register() {}
     (status = 404, description = "User not found", body = MainResponse),
     (status = 413, description = "Body too large", body = MainResponse),
     (status = 415, description = "Not JSON", body = MainResponse),
+    (status = 429, description = "Throttled (per client, or this account after repeated failures); see Retry-After", body = MainResponse),
     (status = 503, description = "Overloaded", body = MainResponse),
 ))]
 fn login() {}
@@ -91,6 +110,8 @@ fn logout() {}
 #[utoipa::path(post, path = "/user/refresh", security(("refresh_cookie" = [])), responses(
     (status = 200, description = "New tokens in cookies", body = RefreshResponse),
     (status = 401, description = "Unauthorized", body = MainResponse),
+    (status = 403, description = "Cross-site request refused", body = MainResponse),
+    (status = 429, description = "Throttled; see Retry-After", body = MainResponse),
 ))]
 fn refresh() {}
 
@@ -123,7 +144,7 @@ fn delete() {}
 /// Every account, oldest first (admin only).
 #[utoipa::path(get, path = "/user/all", security(("bearer" = []), ("access_cookie" = [])), params(
     ("limit" = Option<u32>, Query, description = "1–100, default 50", minimum = 1, maximum = 100),
-    ("cursor" = Option<String>, Query, description = "From the previous page's next_cursor"),
+    ("cursor" = Option<String>, Query, description = "Opaque, from the previous page's next_cursor; any other value is 400", pattern = "^[A-Za-z0-9_-]+$"),
 ), responses(
     (status = 200, description = "One page", body = UserListResponse),
     (status = 400, description = "Bad limit or cursor", body = MainResponse),
@@ -134,7 +155,7 @@ fn all_users() {}
 
 /// Add favorites: `track_id` is one id or up to 50 comma-separated.
 #[utoipa::path(post, path = "/user/track/favorite", security(("bearer" = []), ("access_cookie" = [])), params(
-    ("track_id" = String, Query, description = "1–50 comma-separated ids of 1–64 chars of A-Z a-z 0-9 _ : . -"),
+    ("track_id" = String, Query, description = "1–50 comma-separated ids of 1–64 chars of A-Z a-z 0-9 _ : . -", pattern = "^[A-Za-z0-9_:.-]{1,64}(,[A-Za-z0-9_:.-]{1,64}){0,49}$"),
 ), responses(
     (status = 200, description = "Added (idempotent)", body = MainResponse),
     (status = 400, description = "Missing or invalid track_id", body = MainResponse),
@@ -144,7 +165,7 @@ fn add_favorite() {}
 
 /// Remove favorites: `track_id` is one id or up to 50 comma-separated.
 #[utoipa::path(delete, path = "/user/track/favorite", security(("bearer" = []), ("access_cookie" = [])), params(
-    ("track_id" = String, Query, description = "1–50 comma-separated ids"),
+    ("track_id" = String, Query, description = "1–50 comma-separated ids", pattern = "^[A-Za-z0-9_:.-]{1,64}(,[A-Za-z0-9_:.-]{1,64}){0,49}$"),
 ), responses(
     (status = 200, description = "Removed (idempotent)", body = MainResponse),
     (status = 400, description = "Missing or invalid track_id", body = MainResponse),
@@ -154,7 +175,7 @@ fn remove_favorite() {}
 
 /// Add one favorite named in the path.
 #[utoipa::path(post, path = "/user/track/favorite/{track_id}", security(("bearer" = []), ("access_cookie" = [])), params(
-    ("track_id" = String, Path, description = "1–64 chars of A-Z a-z 0-9 _ : . -"),
+    ("track_id" = String, Path, description = "1–64 chars of A-Z a-z 0-9 _ : . - (not `contains`, which names the lookup route)", pattern = "^(?!contains$)[A-Za-z0-9_:.-]{1,64}$"),
 ), responses(
     (status = 200, description = "Added (idempotent)", body = MainResponse),
     (status = 400, description = "Invalid track_id, or also given in the query", body = MainResponse),
@@ -164,7 +185,7 @@ fn add_favorite_by_path() {}
 
 /// Remove one favorite named in the path.
 #[utoipa::path(delete, path = "/user/track/favorite/{track_id}", security(("bearer" = []), ("access_cookie" = [])), params(
-    ("track_id" = String, Path, description = "1–64 chars of A-Z a-z 0-9 _ : . -"),
+    ("track_id" = String, Path, description = "1–64 chars of A-Z a-z 0-9 _ : . - (not `contains`, which names the lookup route)", pattern = "^(?!contains$)[A-Za-z0-9_:.-]{1,64}$"),
 ), responses(
     (status = 200, description = "Removed (idempotent)", body = MainResponse),
     (status = 400, description = "Invalid track_id, or also given in the query", body = MainResponse),
@@ -175,7 +196,7 @@ fn remove_favorite_by_path() {}
 /// The caller's favorites, newest first.
 #[utoipa::path(get, path = "/user/track/favorite", security(("bearer" = []), ("access_cookie" = [])), params(
     ("limit" = Option<u32>, Query, description = "1–100, default 50", minimum = 1, maximum = 100),
-    ("cursor" = Option<String>, Query, description = "From the previous page's next_cursor"),
+    ("cursor" = Option<String>, Query, description = "Opaque, from the previous page's next_cursor; any other value is 400", pattern = "^[A-Za-z0-9_-]+$"),
 ), responses(
     (status = 200, description = "One page", body = FavoriteListResponse),
     (status = 400, description = "Bad limit or cursor", body = MainResponse),
@@ -185,7 +206,7 @@ fn list_favorites() {}
 
 /// Whether each of up to 50 tracks is a favorite, in request order.
 #[utoipa::path(get, path = "/user/track/favorite/contains", security(("bearer" = []), ("access_cookie" = [])), params(
-    ("track_id" = String, Query, description = "1–50 comma-separated ids"),
+    ("track_id" = String, Query, description = "1–50 comma-separated ids", pattern = "^[A-Za-z0-9_:.-]{1,64}(,[A-Za-z0-9_:.-]{1,64}){0,49}$"),
 ), responses(
     (status = 200, description = "Flags in request order", body = ContainsResponse),
     (status = 400, description = "Missing or invalid track_id", body = MainResponse),

@@ -57,9 +57,32 @@ pub fn all(state: AppState) -> impl Filter<Extract = (Response,), Error = std::c
     warp::any()
         .map(Instant::now)
         .and(warp::method())
+        .and(warp::path::full())
         .and(warp::header::optional::<String>("origin").or(warp::any().map(|| None)).unify())
         .and(routes.recover(crate::error::recover).unify())
-        .map(move |started, method, origin, reply| finish(started, method, origin, &policy, reply))
+        .map(move |started, method, path, origin, reply| finish(started, method, path, origin, &policy, reply))
+}
+
+/// The methods each known path answers, for the `Allow` header of a 405.
+pub fn allowed_methods(path: &str) -> Option<&'static str> {
+    Some(match path {
+        "/user/register" | "/user/login" | "/user/logout" | "/user/refresh" => "POST",
+        "/user/get"
+        | "/user/all"
+        | "/healthz"
+        | "/readyz"
+        | "/metrics"
+        | "/openapi.json"
+        | "/.well-known/jwks.json" => "GET",
+        "/user/update" => "PUT",
+        "/user/delete" => "DELETE",
+        "/user/track/favorite" => "GET, POST, DELETE",
+        "/user/track/favorite/contains" => "GET",
+        p if p.strip_prefix("/user/track/favorite/").is_some_and(|id| !id.is_empty() && !id.contains('/')) => {
+            "POST, DELETE"
+        }
+        _ => return None,
+    })
 }
 
 /// CORS preflight (`OPTIONS` with `Origin` and `Access-Control-Request-Method`):
@@ -345,7 +368,13 @@ fn track_ids(path_id: Option<String>, query: &Query) -> Result<Vec<TrackId>, Api
         (Some(_), Some(_)) => {
             Err(ApiError::BadRequest("track_id: give it in the path or in the query, not both".into()))
         }
-        (Some(id), None) => Ok(vec![TrackId::parse(&id)?]),
+        (Some(id), None) => {
+            // Path segments arrive percent-encoded (`spotify%3Atrack%3A7`).
+            let id = percent_encoding::percent_decode_str(&id)
+                .decode_utf8()
+                .map_err(|_| ApiError::BadRequest("track_id: must be UTF-8".into()))?;
+            Ok(vec![TrackId::parse(&id)?])
+        }
         (None, Some(ids)) => Ok(TrackId::parse_batch(&ids)?),
         (None, None) => Err(ApiError::BadRequest("track_id: is required (?track_id=...)".into())),
     }
@@ -384,8 +413,13 @@ fn favorites(state: &AppState) -> Route {
             .and(credentials())
             .and(query())
     };
+    // `contains` names the lookup route, so it is not a path-form track id
+    // (it can still be favorited with `?track_id=contains`).
     let by_path = || {
         warp::path!("user" / "track" / "favorite" / String)
+            .and_then(
+                |id: String| async move { if id == "contains" { Err(warp::reject::not_found()) } else { Ok(id) } },
+            )
             .and(ctx(&state.policy))
             .and(with_state(state))
             .and(credentials())

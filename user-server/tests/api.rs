@@ -24,9 +24,18 @@ async fn an_unknown_route_is_404_in_the_contract_shape() {
 #[tokio::test]
 async fn a_wrong_method_on_a_known_path_is_405() {
     let app = app().await;
-    for (method, path) in [("GET", "/user/login"), ("POST", "/user/get"), ("GET", "/user/delete"), ("PUT", "/user/all")]
-    {
-        app.send(req(method, path)).await.error(405);
+    for (method, path, allow) in [
+        ("GET", "/user/login", "POST"),
+        ("POST", "/user/get", "GET"),
+        ("GET", "/user/delete", "DELETE"),
+        ("PUT", "/user/all", "GET"),
+        ("PUT", "/user/track/favorite", "GET, POST, DELETE"),
+        ("GET", "/user/track/favorite/42", "POST, DELETE"),
+        ("TRACE", "/healthz", "GET"),
+    ] {
+        let reply = app.send(req(method, path)).await;
+        reply.error(405);
+        assert_eq!(reply.header("allow"), Some(allow), "{method} {path}");
     }
 }
 
@@ -452,6 +461,8 @@ async fn favorites_are_added_and_removed_by_query_or_path_writing_one_task_each(
     let ok = json!({"message": "success", "status": 200});
     assert_eq!(app.send(req("POST", "/user/track/favorite?track_id=42").bearer(&s.access)).await.body, ok);
     assert_eq!(app.send(req("POST", "/user/track/favorite/spotify:track:7").bearer(&s.access)).await.body, ok);
+    let encoded = app.send(req("POST", "/user/track/favorite/spotify%3Atrack%3A7").bearer(&s.access)).await;
+    assert_eq!(encoded.body, ok, "a percent-encoded path id is the same id");
     assert_eq!(app.send(req("DELETE", "/user/track/favorite?track_id=42").bearer(&s.access)).await.body, ok);
     assert_eq!(app.send(req("DELETE", "/user/track/favorite/spotify:track:7").bearer(&s.access)).await.body, ok);
     let kinds: Vec<_> = app.tasks().await.iter().map(|t| (t.kind, t.track_id.clone().unwrap().to_string())).collect();
