@@ -1,11 +1,12 @@
 //! argon2id password hashing, off the async threads and bounded.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
 
 use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier as _, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
-use tokio::sync::{OnceCell, Semaphore};
+use tokio::sync::OnceCell;
 
 use crate::domain::Password;
 use crate::error::{Error, Result};
@@ -51,20 +52,23 @@ pub struct Verified {
 
 /// Hashes and verifies passwords with argon2id.
 ///
-/// Work runs on tokio's blocking pool behind a semaphore, so a login flood can
-/// neither starve the async runtime nor allocate unbounded memory; when more
-/// than `max_queue` hashes wait, calls fail fast with [`Error::Overloaded`].
+/// Work runs on a dedicated pool of `max_concurrent` threads, scheduled by the
+/// OS below the request threads (nice 10 on Unix), so a login flood uses the
+/// cores without starving other requests, and memory stays at
+/// `max_concurrent × memory_kib` (each thread reuses its own allocation).
+/// When more than `max_queue` hashes wait, calls fail fast with
+/// [`Error::Overloaded`].
 #[derive(Clone)]
 pub struct PasswordHasher {
     inner: Arc<Inner>,
 }
 
+type Job = Box<dyn FnOnce() + Send>;
+
 struct Inner {
     params: Params,
-    permits: Semaphore,
-    waiting: AtomicUsize,
-    completed: AtomicU64,
-    max_queue: usize,
+    jobs: SyncSender<Job>,
+    completed: Arc<AtomicU64>,
     /// Verified against when the user does not exist, so timing tells nothing.
     dummy_hash: OnceCell<String>,
 }
@@ -83,16 +87,28 @@ impl PasswordHasher {
     pub fn new(config: &HashingConfig) -> Result<Self> {
         let params = Params::new(config.memory_kib, config.iterations, config.parallelism, None)
             .map_err(|e| crate::domain::ValidationError::new("argon2", e.to_string()))?;
-        Ok(Self {
-            inner: Arc::new(Inner {
-                params,
-                permits: Semaphore::new(config.max_concurrent.max(1)),
-                waiting: AtomicUsize::new(0),
-                completed: AtomicU64::new(0),
-                max_queue: config.max_queue,
-                dummy_hash: OnceCell::new(),
-            }),
-        })
+        let (jobs, queue) = std::sync::mpsc::sync_channel::<Job>(config.max_queue);
+        let queue = Arc::new(Mutex::new(queue));
+        let completed = Arc::new(AtomicU64::new(0));
+        for n in 0..config.max_concurrent.max(1) {
+            let queue = queue.clone();
+            std::thread::Builder::new()
+                .name(format!("argon2-{n}"))
+                .spawn(move || {
+                    lower_priority();
+                    loop {
+                        // The lock is held only while waiting for the next job.
+                        let job = match queue.lock() {
+                            Ok(rx) => rx.recv(),
+                            Err(_) => return,
+                        };
+                        let Ok(job) = job else { return }; // every hasher dropped
+                        job();
+                    }
+                })
+                .map_err(Error::internal)?;
+        }
+        Ok(Self { inner: Arc::new(Inner { params, jobs, completed, dummy_hash: OnceCell::new() }) })
     }
 
     /// Hashes a password into a PHC string (`$argon2id$v=19$m=…`).
@@ -153,25 +169,43 @@ impl PasswordHasher {
     }
 
     async fn run<T: Send + 'static>(&self, work: impl FnOnce() -> T + Send + 'static) -> Result<T> {
-        let inner = &self.inner;
-        // Count ourselves as waiting before asking for a permit, so the bound
-        // holds however many callers race here.
-        if inner.waiting.fetch_add(1, Ordering::AcqRel) >= inner.max_queue + inner.permits.available_permits() {
-            inner.waiting.fetch_sub(1, Ordering::AcqRel);
-            return Err(Error::Overloaded);
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let completed = self.inner.completed.clone();
+        let job: Job = Box::new(move || {
+            let out = work();
+            // Counted before the caller can see the result.
+            completed.fetch_add(1, Ordering::Relaxed);
+            let _ = tx.send(out);
+        });
+        match self.inner.jobs.try_send(job) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => return Err(Error::Overloaded),
+            Err(TrySendError::Disconnected(_)) => return Err(Error::internal("the hashing threads are gone")),
         }
-        let permit = inner.permits.acquire().await;
-        inner.waiting.fetch_sub(1, Ordering::AcqRel);
-        let _permit = permit.map_err(Error::internal)?;
-        let out = tokio::task::spawn_blocking(work).await.map_err(Error::internal);
-        inner.completed.fetch_add(1, Ordering::Relaxed);
-        out
+        rx.await.map_err(|_| Error::internal("a hashing thread died"))
     }
 
     /// How many argon2 computations (hashes and verifications) have run; for
     /// metrics, and to prove that every login attempt costs one.
     pub fn completed(&self) -> u64 {
         self.inner.completed.load(Ordering::Relaxed)
+    }
+
+    /// Runs `work` on a hashing thread (tests use it to occupy the pool).
+    #[cfg(test)]
+    async fn run_for_test<T: Send + 'static>(&self, work: impl FnOnce() -> T + Send + 'static) -> Result<T> {
+        self.run(work).await
+    }
+}
+
+/// Lets the OS prefer request threads over hashing threads, so logins use
+/// idle cores without adding latency to everything else.
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: setpriority only reads its integer arguments; on Linux, who = 0
+    // with PRIO_PROCESS names the calling thread.
+    unsafe {
+        libc::setpriority(libc::PRIO_PROCESS, 0, 10);
     }
 }
 
@@ -231,12 +265,25 @@ mod tests {
 
     #[tokio::test]
     async fn fails_fast_with_overloaded_when_the_queue_is_full() {
-        let config = HashingConfig { max_concurrent: 1, max_queue: 0, ..HashingConfig::insecure_for_tests() };
+        let config = HashingConfig { max_concurrent: 1, max_queue: 1, ..HashingConfig::insecure_for_tests() };
         let hasher = PasswordHasher::new(&config).unwrap();
-        // Hold the only permit so every further call must queue.
-        let held = hasher.inner.permits.acquire().await.unwrap();
+        // Occupy the only thread, then fill the one queue slot.
+        let (release, hold) = std::sync::mpsc::channel::<()>();
+        let (started_tx, started) = tokio::sync::oneshot::channel();
+        let busy = hasher.clone();
+        let running = tokio::spawn(async move {
+            busy.run_for_test(move || {
+                let _ = started_tx.send(());
+                let _ = hold.recv();
+            })
+            .await
+        });
+        started.await.unwrap();
+        // The thread is busy: one job fits in the queue, the next does not.
+        assert!(hasher.inner.jobs.try_send(Box::new(|| {})).is_ok());
         assert!(matches!(hasher.hash(&pw("correct horse")).await, Err(Error::Overloaded)));
-        drop(held);
+        release.send(()).unwrap();
+        running.await.unwrap().unwrap();
         assert!(hasher.hash(&pw("correct horse")).await.is_ok());
     }
 

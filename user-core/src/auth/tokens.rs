@@ -88,12 +88,18 @@ pub struct RefreshClaims {
     pub aud: String,
 }
 
-/// What verification first decodes, so a token of the wrong type is reported
-/// as such rather than as malformed.
+/// Either kind of claims, decoded once; `role` is present in access tokens only.
 #[derive(Deserialize)]
-struct TypeProbe {
+struct AnyClaims {
+    sub: UserId,
+    sid: SessionId,
+    role: Option<Role>,
     typ: TokenType,
+    iat: i64,
     exp: i64,
+    jti: Uuid,
+    iss: String,
+    aud: String,
 }
 
 /// A freshly issued access and refresh token pair.
@@ -390,7 +396,19 @@ impl Tokens {
     /// # Errors
     /// [`Error::Unauthorized`] with the reason.
     pub fn verify_access(&self, token: &str, now: DateTime<Utc>) -> Result<AccessClaims> {
-        self.decode(token, TokenType::Access, now)
+        let c = self.decode(token, TokenType::Access, now)?;
+        let role = c.role.ok_or(Error::Unauthorized(UnauthorizedReason::Malformed))?;
+        Ok(AccessClaims {
+            sub: c.sub,
+            sid: c.sid,
+            role,
+            typ: c.typ,
+            iat: c.iat,
+            exp: c.exp,
+            jti: c.jti,
+            iss: c.iss,
+            aud: c.aud,
+        })
     }
 
     /// Verifies a refresh token's signature, type, issuer, audience and expiry.
@@ -398,7 +416,17 @@ impl Tokens {
     /// # Errors
     /// [`Error::Unauthorized`] with the reason.
     pub fn verify_refresh(&self, token: &str, now: DateTime<Utc>) -> Result<RefreshClaims> {
-        self.decode(token, TokenType::Refresh, now)
+        let c = self.decode(token, TokenType::Refresh, now)?;
+        Ok(RefreshClaims {
+            sub: c.sub,
+            sid: c.sid,
+            typ: c.typ,
+            iat: c.iat,
+            exp: c.exp,
+            jti: c.jti,
+            iss: c.iss,
+            aud: c.aud,
+        })
     }
 
     fn sign<C: Serialize>(&self, claims: &C) -> Result<String> {
@@ -407,13 +435,9 @@ impl Tokens {
         jsonwebtoken::encode(&header, claims, &self.keys.signing).map_err(Error::internal)
     }
 
-    fn decode<C: serde::de::DeserializeOwned>(
-        &self,
-        token: &str,
-        expected: TokenType,
-        now: DateTime<Utc>,
-    ) -> Result<C> {
-        let unauthorized = |reason| Error::Unauthorized(reason);
+    /// Checks the signature (one decode), then type and expiry against `now`.
+    fn decode(&self, token: &str, expected: TokenType, now: DateTime<Utc>) -> Result<AnyClaims> {
+        let unauthorized = Error::Unauthorized;
         if token.len() > MAX_TOKEN_BYTES {
             return Err(unauthorized(UnauthorizedReason::Malformed));
         }
@@ -423,18 +447,16 @@ impl Tokens {
             .as_deref()
             .and_then(|kid| self.keys.verifying.get(kid))
             .ok_or(unauthorized(UnauthorizedReason::Malformed))?;
-        let probe = jsonwebtoken::decode::<TypeProbe>(token, key, &self.validation)
+        let claims = jsonwebtoken::decode::<AnyClaims>(token, key, &self.validation)
             .map_err(|_| unauthorized(UnauthorizedReason::Malformed))?
             .claims;
-        if probe.typ != expected {
+        if claims.typ != expected {
             return Err(unauthorized(UnauthorizedReason::WrongType));
         }
-        if probe.exp + (self.config.leeway.as_secs() as i64) < now.timestamp() {
+        if claims.exp + (self.config.leeway.as_secs() as i64) < now.timestamp() {
             return Err(unauthorized(UnauthorizedReason::Expired));
         }
-        jsonwebtoken::decode::<C>(token, key, &self.validation)
-            .map(|data| data.claims)
-            .map_err(|_| unauthorized(UnauthorizedReason::Malformed))
+        Ok(claims)
     }
 }
 

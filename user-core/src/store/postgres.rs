@@ -336,8 +336,9 @@ impl UserStore for PostgresStore {
     }
 
     async fn list_users(&self, after: Option<UserId>, limit: u32) -> Result<Vec<User>> {
-        let rows = sqlx::query("select * from users where ($1::uuid is null or id > $1) order by id limit $2")
-            .bind(after.map(|a| a.as_uuid()))
+        // A plain range (the nil UUID sorts first) keeps the scan on the index at any depth.
+        let rows = sqlx::query("select * from users where id > $1 order by id limit $2")
+            .bind(after.map_or(Uuid::nil(), |a| a.as_uuid()))
             .bind(i64::from(limit))
             .fetch_all(&self.pool)
             .await
@@ -476,11 +477,11 @@ impl FavoriteStore for PostgresStore {
 
     async fn list_favorites(&self, user: UserId, before: Option<i64>, limit: u32) -> Result<Vec<Favorite>> {
         let rows = sqlx::query(
-            "select id, track_id, created_at from favorites where user_id = $1 and ($2::bigint is null or id < $2) \
+            "select id, track_id, created_at from favorites where user_id = $1 and id < $2 \
              order by id desc limit $3",
         )
         .bind(user.as_uuid())
-        .bind(before)
+        .bind(before.unwrap_or(i64::MAX))
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await
@@ -506,11 +507,11 @@ impl TaskStore for PostgresStore {
         limit: u32,
     ) -> Result<Vec<DeferredTask>> {
         let rows = sqlx::query(
-            "select * from deferred_tasks where ($1::text is null or status = $1) and ($2::bigint is null or id > $2) \
+            "select * from deferred_tasks where ($1::text is null or status = $1) and id > $2 \
              order by id limit $3",
         )
         .bind(status.map(|s| s.as_str()))
-        .bind(after)
+        .bind(after.unwrap_or(0))
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await
@@ -655,11 +656,11 @@ impl AuditStore for PostgresStore {
 
     async fn list_audit(&self, user: Option<UserId>, before: Option<i64>, limit: u32) -> Result<Vec<AuditRecord>> {
         let rows = sqlx::query(
-            "select * from audit_events where ($1::uuid is null or user_id = $1) and ($2::bigint is null or id < $2) \
+            "select * from audit_events where ($1::uuid is null or user_id = $1) and id < $2 \
              order by id desc limit $3",
         )
         .bind(user.map(|u| u.as_uuid()))
-        .bind(before)
+        .bind(before.unwrap_or(i64::MAX))
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await
