@@ -280,10 +280,12 @@ mod tests {
         });
         started.await.unwrap();
         // The thread is busy: one job fits in the queue, the next does not.
-        assert!(hasher.inner.jobs.try_send(Box::new(|| {})).is_ok());
+        let (drained_tx, drained) = tokio::sync::oneshot::channel::<()>();
+        assert!(hasher.inner.jobs.try_send(Box::new(move || drop(drained_tx.send(())))).is_ok());
         assert!(matches!(hasher.hash(&pw("correct horse")).await, Err(Error::Overloaded)));
         release.send(()).unwrap();
         running.await.unwrap().unwrap();
+        drained.await.unwrap();
         assert!(hasher.hash(&pw("correct horse")).await.is_ok());
     }
 
