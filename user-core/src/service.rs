@@ -500,6 +500,20 @@ impl UserService {
         Ok(claims)
     }
 
+    /// The account an access token belongs to, checked in one store round
+    /// trip: token valid, session active, user present.
+    ///
+    /// # Errors
+    /// [`Error::Unauthorized`] as [`UserService::authenticate`].
+    pub async fn me(&self, access_token: &str) -> Result<(AccessClaims, User)> {
+        let now = self.clock.now();
+        let claims = self.tokens.verify_access(access_token, now)?;
+        match self.store.session_user(claims.sid, claims.sub, now).await? {
+            Some(record) => Ok((claims, record.user)),
+            None => Err(Error::Unauthorized(UnauthorizedReason::SessionRevoked)),
+        }
+    }
+
     /// Verifies a refresh token for logging out: its session must be active and
     /// the token its current or just-replaced one. Does not rotate.
     ///

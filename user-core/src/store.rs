@@ -312,6 +312,10 @@ pub trait SessionStore: Send + Sync {
     /// Reads a session.
     async fn session(&self, id: SessionId) -> Result<Option<SessionRecord>>;
 
+    /// The user of session `id`, if the session is active at `now` and
+    /// belongs to `user`: one round trip for authenticated reads.
+    async fn session_user(&self, id: SessionId, user: UserId, now: DateTime<Utc>) -> Result<Option<UserRecord>>;
+
     /// Swaps the refresh `jti` if it still equals `expected_jti` and the session
     /// is not revoked; `true` if this call won.
     async fn rotate_session(&self, rotation: &Rotation) -> Result<bool>;

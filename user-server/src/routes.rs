@@ -272,8 +272,7 @@ fn get_user(state: &AppState) -> Route {
         .and(credentials())
         .then(|ctx: RequestCtx, state: AppState, creds: Credentials| {
             respond("GET /user/get", ctx.id.clone(), async move {
-                let claims = authenticate(&state, &creds).await?;
-                let user = state.service.get(claims.sub).await?;
+                let (_, user) = state.service.me(creds.access()?).await?;
                 Ok(json(&UserResponse {
                     response: MainResponse::success(),
                     username: user.username.to_string(),

@@ -209,7 +209,11 @@ pub(crate) async fn revoking_is_idempotent_and_per_session(store: Arc<dyn Store>
     let alice = user(&store, "alice").await;
     let a = session(&store, alice).await;
     let b = session(&store, alice).await;
+    assert_eq!(store.session_user(a.id, alice, t0()).await.unwrap().unwrap().user.id, alice);
+    assert!(store.session_user(a.id, UserId::new(), t0()).await.unwrap().is_none(), "someone else's session");
+    assert!(store.session_user(a.id, alice, t0() + Duration::from_secs(3601)).await.unwrap().is_none(), "expired");
     assert!(store.revoke_session(a.id, t0()).await.unwrap());
+    assert!(store.session_user(a.id, alice, t0()).await.unwrap().is_none(), "revoked");
     assert!(!store.revoke_session(a.id, t0()).await.unwrap());
     assert!(!store.revoke_session(SessionId::new(), t0()).await.unwrap());
     assert!(store.session(b.id).await.unwrap().unwrap().revoked_at.is_none());

@@ -237,6 +237,12 @@ impl SessionStore for MemoryStore {
         Ok(self.lock().sessions.get(&id).cloned())
     }
 
+    async fn session_user(&self, id: SessionId, user: UserId, now: DateTime<Utc>) -> Result<Option<UserRecord>> {
+        let inner = self.lock();
+        let active = inner.sessions.get(&id).is_some_and(|s| s.user_id == user && s.is_active(now));
+        Ok(if active { inner.users.get(&user).cloned() } else { None })
+    }
+
     async fn rotate_session(&self, r: &Rotation) -> Result<bool> {
         let mut inner = self.lock();
         let Some(s) = inner.sessions.get_mut(&r.session) else { return Ok(false) };

@@ -405,6 +405,20 @@ impl SessionStore for SqliteStore {
         row.as_ref().map(session_record).transpose()
     }
 
+    async fn session_user(&self, id: SessionId, user: UserId, now: DateTime<Utc>) -> Result<Option<UserRecord>> {
+        let row = sqlx::query(
+            "select u.* from sessions s join users u on u.id = s.user_id \
+             where s.id = ?1 and s.user_id = ?2 and s.revoked_at is null and s.expires_at > ?3",
+        )
+        .bind(id.as_uuid())
+        .bind(user.as_uuid())
+        .bind(millis(now))
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(map_err)?;
+        row.as_ref().map(user_record).transpose()
+    }
+
     async fn rotate_session(&self, r: &Rotation) -> Result<bool> {
         let done = sqlx::query(
             "update sessions set previous_jti = refresh_jti, refresh_jti = ?3, rotated_at = ?4, last_used_at = ?4, \

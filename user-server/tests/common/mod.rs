@@ -238,6 +238,9 @@ impl SessionStore for FlakyStore {
     async fn session(&self, id: SessionId) -> Result<Option<SessionRecord>, Error> {
         self.inner.session(id).await
     }
+    async fn session_user(&self, id: SessionId, u: UserId, now: DateTime<Utc>) -> Result<Option<UserRecord>, Error> {
+        self.inner.session_user(id, u, now).await
+    }
     async fn rotate_session(&self, r: &Rotation) -> Result<bool, Error> {
         self.inner.rotate_session(r).await
     }
