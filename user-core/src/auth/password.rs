@@ -281,7 +281,15 @@ mod tests {
         started.await.unwrap();
         // The thread is busy: one job fits in the queue, the next does not.
         let (drained_tx, drained) = tokio::sync::oneshot::channel::<()>();
-        assert!(hasher.inner.jobs.try_send(Box::new(move || drop(drained_tx.send(())))).is_ok());
+        assert!(
+            hasher
+                .inner
+                .jobs
+                .try_send(Box::new(move || {
+                    let _ = drained_tx.send(());
+                }))
+                .is_ok()
+        );
         assert!(matches!(hasher.hash(&pw("correct horse")).await, Err(Error::Overloaded)));
         release.send(()).unwrap();
         running.await.unwrap().unwrap();
