@@ -368,6 +368,17 @@ pub struct TaskCounts {
     pub dead: u64,
 }
 
+impl TaskCounts {
+    /// Adds `n` tasks in `status`.
+    pub fn add(&mut self, status: TaskStatus, n: u64) {
+        match status {
+            TaskStatus::Pending => self.pending += n,
+            TaskStatus::Done => self.done += n,
+            TaskStatus::Dead => self.dead += n,
+        }
+    }
+}
+
 /// The deferred-task outbox.
 #[async_trait]
 pub trait TaskStore: Send + Sync {

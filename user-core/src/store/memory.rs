@@ -419,11 +419,7 @@ impl TaskStore for MemoryStore {
         let inner = self.lock();
         let mut counts = TaskCounts::default();
         for task in inner.tasks.values() {
-            match task.status {
-                TaskStatus::Pending => counts.pending += 1,
-                TaskStatus::Done => counts.done += 1,
-                TaskStatus::Dead => counts.dead += 1,
-            }
+            counts.add(task.status, 1);
         }
         Ok(counts)
     }

@@ -662,12 +662,7 @@ impl TaskStore for SqliteStore {
             .map_err(map_err)?;
         let mut counts = TaskCounts::default();
         for (status, n) in rows {
-            let n = n as u64;
-            match TaskStatus::parse(&status)? {
-                TaskStatus::Pending => counts.pending = n,
-                TaskStatus::Done => counts.done = n,
-                TaskStatus::Dead => counts.dead = n,
-            }
+            counts.add(TaskStatus::parse(&status)?, n as u64);
         }
         Ok(counts)
     }
