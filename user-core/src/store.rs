@@ -475,7 +475,8 @@ pub trait Store:
 /// How to open a store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OpenOptions {
-    /// The most database connections to hold (PostgreSQL; default 10).
+    /// The most database connections to hold (default 10): the pool on
+    /// PostgreSQL, the read connections on SQLite (which adds one writer).
     pub max_connections: u32,
 }
 
@@ -514,7 +515,7 @@ pub async fn open_with(url: &str, options: OpenOptions) -> Result<Arc<dyn Store>
     }
     #[cfg(feature = "sqlite")]
     if url.starts_with("sqlite:") {
-        return Ok(Arc::new(SqliteStore::connect(url).await?));
+        return Ok(Arc::new(SqliteStore::connect_with(url, options.max_connections).await?));
     }
     Err(crate::domain::ValidationError::new(
         "database",
