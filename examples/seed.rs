@@ -74,14 +74,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 None => break,
             }
         }
-        println!("{}", page_cursor(&page));
+        println!("{}", page.cursor().unwrap_or_default());
     }
     Ok(())
-}
-
-/// The cursor a request continues after, as a client would pass it.
-fn page_cursor(page: &PageRequest) -> String {
-    // PageRequest keeps its cursor private; its Debug form shows it.
-    let debug = format!("{page:?}");
-    debug.split("cursor: Some(\"").nth(1).and_then(|rest| rest.split('"').next()).unwrap_or_default().to_owned()
 }

@@ -68,6 +68,11 @@ impl PageRequest {
         self.limit
     }
 
+    /// The cursor this page continues after, as a client passes it.
+    pub fn cursor(&self) -> Option<&str> {
+        self.cursor.as_deref()
+    }
+
     pub(crate) fn user_cursor(&self) -> Result<Option<UserId>, ValidationError> {
         self.decode(b'u', 16).map(|b| b.map(|b| UserId::from_uuid(uuid::Uuid::from_slice(&b).unwrap_or_default())))
     }
@@ -139,6 +144,7 @@ mod tests {
     fn cursors_round_trip_and_belong_to_one_listing() {
         let id = UserId::new();
         let page = PageRequest::default().after(user_cursor(id));
+        assert_eq!(page.cursor(), Some(user_cursor(id).as_str()));
         assert_eq!(page.user_cursor().unwrap(), Some(id));
         assert_eq!(page.favorite_cursor().unwrap_err().field, "cursor");
         let fav = PageRequest::default().after(favorite_cursor(42));
