@@ -49,7 +49,6 @@ fn raw_request(addr: &str, request: &[u8]) -> (String, String) {
     let mut stream = TcpStream::connect(addr).unwrap();
     stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     stream.write_all(request).unwrap();
-    let _ = stream.write_all(&vec![b'a'; 70 * 1024]);
     let mut response = Vec::new();
     let _ = stream.read_to_end(&mut response);
     let text = String::from_utf8_lossy(&response).to_string();
