@@ -144,3 +144,38 @@ pub async fn recover(rejection: Rejection) -> Result<Response, Infallible> {
     };
     Ok(error_response(status, message))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use warp::Filter;
+
+    use super::*;
+
+    /// Renders `error` through warp, as a client receives it.
+    async fn render(
+        error: impl Fn() -> user_core::Error + Clone + Send + Sync + 'static,
+    ) -> warp::http::Response<bytes::Bytes> {
+        warp::test::request().reply(&warp::any().map(move || ApiError::Core(error()))).await
+    }
+
+    #[tokio::test]
+    async fn overloaded_hashing_is_503_with_retry_after_in_the_contract_shape() {
+        let response = render(|| user_core::Error::Overloaded).await;
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "1");
+        assert_eq!(response.headers()[header::CONTENT_TYPE], "application/json");
+        let body: serde_json::Value = serde_json::from_slice(response.body()).unwrap();
+        assert_eq!(body, serde_json::json!({"message": "the service is overloaded, try again shortly", "status": 503}));
+    }
+
+    #[tokio::test]
+    async fn throttling_is_429_with_retry_after_rounded_up_to_whole_seconds() {
+        let response = render(|| user_core::Error::Throttled { retry_after: Duration::from_millis(2100) }).await;
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "3");
+        let body: serde_json::Value = serde_json::from_slice(response.body()).unwrap();
+        assert_eq!(body["status"], 429);
+    }
+}
