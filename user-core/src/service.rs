@@ -378,8 +378,8 @@ impl UserService {
         let verified = match self.hasher.verify(password, &record.password_hash).await {
             Err(Error::InvalidCredentials) => {
                 let policy = self.lockout;
-                let lock = move |failures: u32| policy.wait_after(failures).map(|wait| now + wait);
-                let failures = self.store.record_login_failure(id, &lock).await?;
+                let lock = Box::new(move |failures: u32| policy.wait_after(failures).map(|wait| now + wait));
+                let failures = self.store.record_login_failure(id, lock).await?;
                 let detail = format!("wrong password ({failures} in a row)");
                 self.audit(AuditEvent::LoginFailed, Some(id), client, Some(detail)).await;
                 return Err(Error::InvalidCredentials);

@@ -253,6 +253,11 @@ pub struct DeferredTask {
     pub leased_until: Option<DateTime<Utc>>,
 }
 
+/// When to refuse logins after a given number of consecutive failures (see
+/// [`UserStore::record_login_failure`]). Owned, so a backend may evaluate it
+/// on its own writer thread inside the transaction that counts the failure.
+pub type LockRule = Box<dyn Fn(u32) -> Option<DateTime<Utc>> + Send + Sync>;
+
 /// Accounts.
 #[async_trait]
 pub trait UserStore: Send + Sync {
@@ -276,11 +281,7 @@ pub trait UserStore: Send + Sync {
 
     /// Counts one more failed login, atomically, and, when `lock_until` gives a
     /// time for the new count, refuses logins until then; returns the new count.
-    async fn record_login_failure(
-        &self,
-        id: UserId,
-        lock_until: &(dyn Fn(u32) -> Option<DateTime<Utc>> + Send + Sync),
-    ) -> Result<u32>;
+    async fn record_login_failure(&self, id: UserId, lock_until: LockRule) -> Result<u32>;
 
     /// Clears the failed-login count and any lock (after a successful login).
     async fn reset_login_failures(&self, id: UserId) -> Result<()>;
@@ -476,7 +477,7 @@ pub trait Store:
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OpenOptions {
     /// The most database connections to hold (default 10): the pool on
-    /// PostgreSQL, the read connections on SQLite (which adds one writer).
+    /// PostgreSQL, the idle read connections kept on SQLite (which adds one writer).
     pub max_connections: u32,
 }
 

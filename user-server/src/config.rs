@@ -28,7 +28,7 @@ pub struct Config {
     #[arg(long, env = "USER_DATABASE_URL", default_value = "sqlite://user-service.db")]
     pub database: String,
 
-    /// Database connections per process: the pool on PostgreSQL, the read connections on SQLite.
+    /// Database connections per process: the pool on PostgreSQL, the idle read connections kept on SQLite.
     #[arg(long, env = "USER_DATABASE_MAX_CONNECTIONS", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub database_max_connections: u32,
 

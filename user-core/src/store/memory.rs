@@ -9,9 +9,9 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::{
-    AuditRecord, AuditStore, Claim, DeferredTask, Favorite, FavoriteStore, Rotation, SecretStore, SessionRecord,
-    SessionStore, Store, TaskCounts, TaskKind, TaskStatus, TaskStore, User, UserChanges, UserKey, UserRecord,
-    UserStore,
+    AuditRecord, AuditStore, Claim, DeferredTask, Favorite, FavoriteStore, LockRule, Rotation, SecretStore,
+    SessionRecord, SessionStore, Store, TaskCounts, TaskKind, TaskStatus, TaskStore, User, UserChanges, UserKey,
+    UserRecord, UserStore,
 };
 use crate::domain::{Role, SessionId, TrackId, UserId};
 use crate::error::{ConflictField, Error, Result};
@@ -151,11 +151,7 @@ impl UserStore for MemoryStore {
         Ok(())
     }
 
-    async fn record_login_failure(
-        &self,
-        id: UserId,
-        lock_until: &(dyn Fn(u32) -> Option<DateTime<Utc>> + Send + Sync),
-    ) -> Result<u32> {
+    async fn record_login_failure(&self, id: UserId, lock_until: LockRule) -> Result<u32> {
         let mut inner = self.lock();
         let Some(record) = inner.users.get_mut(&id) else { return Ok(0) };
         record.failed_logins += 1;

@@ -17,9 +17,9 @@ use sqlx::{Postgres, Row, Transaction};
 use uuid::Uuid;
 
 use super::{
-    AuditRecord, AuditStore, Claim, DeferredTask, Favorite, FavoriteStore, Rotation, SecretStore, SessionRecord,
-    SessionStore, Store, TaskCounts, TaskKind, TaskStatus, TaskStore, User, UserChanges, UserKey, UserRecord,
-    UserStore,
+    AuditRecord, AuditStore, Claim, DeferredTask, Favorite, FavoriteStore, LockRule, Rotation, SecretStore,
+    SessionRecord, SessionStore, Store, TaskCounts, TaskKind, TaskStatus, TaskStore, User, UserChanges, UserKey,
+    UserRecord, UserStore,
 };
 use crate::domain::{Role, SessionId, TrackId, UserId, ValidationError};
 use crate::error::{ConflictField, Error, Result};
@@ -251,11 +251,7 @@ impl UserStore for PostgresStore {
         Ok(())
     }
 
-    async fn record_login_failure(
-        &self,
-        id: UserId,
-        lock_until: &(dyn Fn(u32) -> Option<DateTime<Utc>> + Send + Sync),
-    ) -> Result<u32> {
+    async fn record_login_failure(&self, id: UserId, lock_until: LockRule) -> Result<u32> {
         let mut tx = self.begin().await?;
         let count: Option<i32> = sqlx::query_scalar(
             "update users set failed_logins = failed_logins + 1 where id = $1 returning failed_logins",

@@ -204,11 +204,7 @@ impl UserStore for FlakyStore {
     async fn set_password_hash(&self, id: UserId, hash: &str) -> Result<(), Error> {
         self.inner.set_password_hash(id, hash).await
     }
-    async fn record_login_failure(
-        &self,
-        id: UserId,
-        lock: &(dyn Fn(u32) -> Option<DateTime<Utc>> + Send + Sync),
-    ) -> Result<u32, Error> {
+    async fn record_login_failure(&self, id: UserId, lock: user_core::store::LockRule) -> Result<u32, Error> {
         self.inner.record_login_failure(id, lock).await
     }
     async fn reset_login_failures(&self, id: UserId) -> Result<(), Error> {
