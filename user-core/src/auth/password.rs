@@ -1,11 +1,12 @@
 //! argon2id password hashing, off the async threads and bounded.
 
+use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 
-use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier as _, SaltString};
-use argon2::{Algorithm, Argon2, Params, Version};
+use argon2::password_hash::{Output, ParamsString, PasswordHash, Salt, SaltString};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use tokio::sync::OnceCell;
 
 use crate::domain::Password;
@@ -132,10 +133,9 @@ impl PasswordHasher {
         let params = self.inner.params.clone();
         self.run(move || {
             let parsed = PasswordHash::new(&stored).map_err(Error::internal)?;
-            argon2_with(&params).verify_password(password.expose().as_bytes(), &parsed).map_err(|e| match e {
-                argon2::password_hash::Error::Password => Error::InvalidCredentials,
-                other => Error::internal(other),
-            })?;
+            if !matches(&parsed, &password)? {
+                return Err(Error::InvalidCredentials);
+            }
             let stale = parsed.algorithm.as_str() != "argon2id"
                 || parsed.version != Some(Version::V0x13 as u32)
                 || Params::try_from(&parsed).map_or(true, |p| {
@@ -209,16 +209,72 @@ fn lower_priority() {
     }
 }
 
-fn argon2_with(params: &Params) -> Argon2<'static> {
-    Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone())
+thread_local! {
+    /// This hashing thread's argon2 working memory, allocated once and reused:
+    /// a fresh 19 MiB per hash left the allocator holding far more than the
+    /// hashes in flight need.
+    static BLOCKS: RefCell<Vec<Block>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Runs argon2 into `out`, on this thread's reusable memory.
+fn compute(argon2: &Argon2<'_>, params: &Params, password: &[u8], salt: &[u8], out: &mut [u8]) -> Result<()> {
+    let needed = params.block_count();
+    BLOCKS
+        .with_borrow_mut(|blocks| {
+            if blocks.is_empty() {
+                *blocks = vec![Block::default(); needed];
+            }
+            if blocks.len() >= needed {
+                argon2.hash_password_into_with_memory(password, salt, out, &mut blocks[..needed])
+            } else {
+                // A hash stored with more memory than this thread's first: a
+                // one-off buffer, so a rare old hash does not pin the larger size.
+                argon2.hash_password_into_with_memory(password, salt, out, vec![Block::default(); needed])
+            }
+        })
+        .map_err(Error::internal)
 }
 
 fn hash_with(params: &Params, password: &Password) -> Result<String> {
     let salt = SaltString::generate(&mut rand::rngs::OsRng);
-    argon2_with(params)
-        .hash_password(password.expose().as_bytes(), &salt)
-        .map(|h| h.to_string())
-        .map_err(Error::internal)
+    let mut salt_bytes = [0u8; Salt::MAX_LENGTH];
+    let salt_bytes = salt.as_salt().decode_b64(&mut salt_bytes).map_err(Error::internal)?;
+    let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
+    let output_len = params.output_len().unwrap_or(Params::DEFAULT_OUTPUT_LEN);
+    let output = Output::init_with(output_len, |out| {
+        compute(&argon2, params, password.expose().as_bytes(), salt_bytes, out)
+            .map_err(|_| argon2::password_hash::Error::Crypto)
+    })
+    .map_err(Error::internal)?;
+    let phc = PasswordHash {
+        algorithm: Algorithm::Argon2id.ident(),
+        version: Some(Version::V0x13.into()),
+        params: ParamsString::try_from(params).map_err(Error::internal)?,
+        salt: Some(salt.as_salt()),
+        hash: Some(output),
+    };
+    Ok(phc.to_string())
+}
+
+/// Whether `password` produces the hash in `stored` under the stored
+/// algorithm, version and parameters (constant-time comparison).
+fn matches(stored: &PasswordHash<'_>, password: &Password) -> Result<bool> {
+    let (Some(salt), Some(expected)) = (&stored.salt, &stored.hash) else {
+        return Err(Error::internal("stored password hash has no salt or no output"));
+    };
+    let algorithm = Algorithm::try_from(stored.algorithm).map_err(Error::internal)?;
+    let version = stored.version.map_or(Ok(Version::default()), Version::try_from).map_err(Error::internal)?;
+    let params = Params::try_from(stored).map_err(Error::internal)?;
+    let mut salt_bytes = [0u8; Salt::MAX_LENGTH];
+    let salt_bytes = salt.decode_b64(&mut salt_bytes).map_err(Error::internal)?;
+    let argon2 = Argon2::new(algorithm, version, params.clone());
+    let computed = Output::init_with(expected.len(), |out| {
+        compute(&argon2, &params, password.expose().as_bytes(), salt_bytes, out)
+            .map_err(|_| argon2::password_hash::Error::Crypto)
+    })
+    .map_err(Error::internal)?;
+    // `Output`'s equality is constant-time.
+    Ok(computed == *expected)
 }
 
 #[cfg(test)]
@@ -236,6 +292,27 @@ mod tests {
         assert!(hash.starts_with("$argon2id$v=19$m=8,t=1,p=1$"), "{hash}");
         assert_eq!(hasher.verify(&pw("correct horse"), &hash).await.unwrap().rehashed, None);
         assert!(matches!(hasher.verify(&pw("wrong horse"), &hash).await, Err(Error::InvalidCredentials)));
+    }
+
+    /// Hashes made by the argon2 crate's own PHC implementation (as stored
+    /// before this one) verify, and ours verify with it: same salt decoding,
+    /// same encoding.
+    #[tokio::test]
+    async fn phc_strings_are_interchangeable_with_the_argon2_crates() {
+        use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _};
+        let config = HashingConfig::insecure_for_tests();
+        let hasher = PasswordHasher::new(&config).unwrap();
+        let params = Params::new(config.memory_kib, config.iterations, config.parallelism, None).unwrap();
+        let theirs = Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+            .hash_password(b"correct horse", &SaltString::generate(&mut rand::rngs::OsRng))
+            .unwrap()
+            .to_string();
+        assert_eq!(hasher.verify(&pw("correct horse"), &theirs).await.unwrap().rehashed, None);
+        assert!(matches!(hasher.verify(&pw("correct horsf"), &theirs).await, Err(Error::InvalidCredentials)));
+        let ours = hasher.hash(&pw("correct horse")).await.unwrap();
+        let parsed = PasswordHash::new(&ours).unwrap();
+        Argon2::default().verify_password(b"correct horse", &parsed).unwrap();
+        assert!(Argon2::default().verify_password(b"correct horsf", &parsed).is_err());
     }
 
     #[test]
