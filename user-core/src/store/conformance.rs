@@ -29,6 +29,7 @@ macro_rules! suite {
             favorites_are_idempotent_and_write_exactly_one_task_per_change,
             favorites_list_newest_first_with_keyset_pages,
             favorites_of_an_unknown_user_write_nothing,
+            concurrent_favorite_changes_of_one_user_keep_tasks_in_commit_order,
             users_list_oldest_first_with_keyset_pages,
             secrets_are_created_once_under_concurrency,
             roles_change_and_sessions_of_unknown_users_are_refused,
@@ -300,6 +301,39 @@ pub(crate) async fn favorites_of_an_unknown_user_write_nothing(store: Arc<dyn St
     let ghost = UserId::new();
     assert!(matches!(store.add_favorites(ghost, &tracks("1,2"), t0()).await, Err(Error::UserNotFound)));
     assert!(store.list_tasks(None, None, 10).await.unwrap().is_empty());
+}
+
+/// Many requests of one user at once: each batch's tasks follow its request
+/// order, and the user's tasks follow the order in which the favorites were
+/// written, so the relay can never deliver a later change first.
+pub(crate) async fn concurrent_favorite_changes_of_one_user_keep_tasks_in_commit_order(store: Arc<dyn Store>) {
+    let alice = user(&store, "alice").await;
+    let writes = (0..16).map(|i| {
+        let store = store.clone();
+        tokio::spawn(async move { store.add_favorites(alice, &tracks(&format!("{i}-c,{i}-a,{i}-b")), t0()).await })
+    });
+    for write in futures_util::future::join_all(writes).await {
+        assert_eq!(write.unwrap().unwrap(), 3);
+    }
+    let tasks = store.list_tasks(None, None, 1000).await.unwrap();
+    let task_order: Vec<String> = tasks.iter().map(|t| t.track_id.as_ref().unwrap().as_str().to_owned()).collect();
+    let mut favorites = store.list_favorites(alice, None, 1000).await.unwrap();
+    favorites.reverse();
+    let favorite_order: Vec<String> = favorites.iter().map(|f| f.track_id.as_str().to_owned()).collect();
+    assert_eq!(task_order, favorite_order);
+    for batch in task_order.chunks(3) {
+        let prefix = batch[0].split('-').next().unwrap();
+        assert_eq!(batch, [format!("{prefix}-c"), format!("{prefix}-a"), format!("{prefix}-b")], "{task_order:?}");
+    }
+    assert_eq!(store.remove_favorites(alice, &tracks("3-b,3-c,nope,3-a"), t0()).await.unwrap(), 3);
+    let removed: Vec<String> = store
+        .list_tasks(None, Some(tasks.last().unwrap().id), 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|t| t.track_id.as_ref().unwrap().as_str().to_owned())
+        .collect();
+    assert_eq!(removed, ["3-b", "3-c", "3-a"]);
 }
 
 pub(crate) async fn users_list_oldest_first_with_keyset_pages(store: Arc<dyn Store>) {

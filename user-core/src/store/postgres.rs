@@ -53,6 +53,26 @@ impl PostgresStore {
         Ok(Self { pool })
     }
 
+    /// Runs [`ADD_FAVORITES`] or [`REMOVE_FAVORITES`]: whether the user
+    /// exists, and how many favorites changed.
+    async fn change_favorites(
+        &self,
+        statement: &'static str,
+        user: UserId,
+        tracks: &[TrackId],
+        now: DateTime<Utc>,
+    ) -> Result<(bool, u64)> {
+        let tracks: Vec<&str> = tracks.iter().map(TrackId::as_str).collect();
+        let (found, changed): (i64, i64) = sqlx::query_as(statement)
+            .bind(user.as_uuid())
+            .bind(&tracks)
+            .bind(now)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok((found > 0, changed as u64))
+    }
+
     async fn begin(&self) -> Result<Transaction<'_, Postgres>> {
         self.pool.begin().await.map_err(Error::internal)
     }
@@ -126,17 +146,38 @@ fn task_record(row: &PgRow) -> Result<DeferredTask> {
     })
 }
 
-/// Locks the user row for the rest of the transaction, so one user's outbox
-/// rows get ids in commit order; `UserNotFound` if there is no such user.
-async fn lock_user(tx: &mut Transaction<'_, Postgres>, user: UserId) -> Result<()> {
-    sqlx::query("select 1 from users where id = $1 for no key update")
-        .bind(user.as_uuid())
-        .fetch_optional(&mut **tx)
-        .await
-        .map_err(map_err)?
-        .map(|_| ())
-        .ok_or(Error::UserNotFound)
-}
+/// Adds favorites and writes a `favorite.added` task for each new one, in one
+/// statement (so one round trip and one implicit transaction). The user row is
+/// locked first and held to the commit, so task ids and commit order agree per
+/// user: the relay can never see a later task of a user before an earlier one.
+const ADD_FAVORITES: &str = "\
+    with locked as (select id from users where id = $1 for no key update), \
+    added as ( \
+      insert into favorites (user_id, track_id, created_at) \
+      select l.id, t.track, $3 from locked l cross join unnest($2::text[]) with ordinality as t(track, n) \
+      order by t.n \
+      on conflict (user_id, track_id) do nothing \
+      returning id, track_id), \
+    tasks as ( \
+      insert into deferred_tasks (kind, user_id, track_id, occurred_at, available_at, created_at, updated_at) \
+      select 'favorite.added', $1, a.track_id, $3, $3, $3, $3 from added a order by a.id \
+      returning id) \
+    select (select count(*) from locked) as found, (select count(*) from tasks) as changed";
+
+/// Removes favorites and writes a `favorite.removed` task for each one that
+/// was there, in request order; locking as [`ADD_FAVORITES`].
+const REMOVE_FAVORITES: &str = "\
+    with locked as (select id from users where id = $1 for no key update), \
+    removed as ( \
+      delete from favorites f using locked l \
+      where f.user_id = l.id and f.track_id = any($2::text[]) \
+      returning f.track_id), \
+    tasks as ( \
+      insert into deferred_tasks (kind, user_id, track_id, occurred_at, available_at, created_at, updated_at) \
+      select 'favorite.removed', $1, r.track_id, $3, $3, $3, $3 from removed r \
+      order by array_position($2::text[], r.track_id) \
+      returning id) \
+    select (select count(*) from locked) as found, (select count(*) from tasks) as changed";
 
 async fn enqueue(
     tx: &mut Transaction<'_, Postgres>,
@@ -427,50 +468,15 @@ impl SessionStore for PostgresStore {
 #[async_trait]
 impl FavoriteStore for PostgresStore {
     async fn add_favorites(&self, user: UserId, tracks: &[TrackId], now: DateTime<Utc>) -> Result<u64> {
-        let mut tx = self.begin().await?;
-        lock_user(&mut tx, user).await?;
-        let mut added = 0;
-        for track in tracks {
-            let inserted = sqlx::query(
-                "insert into favorites (user_id, track_id, created_at) values ($1, $2, $3) \
-                 on conflict (user_id, track_id) do nothing",
-            )
-            .bind(user.as_uuid())
-            .bind(track.as_str())
-            .bind(now)
-            .execute(&mut *tx)
-            .await
-            .map_err(map_err)?;
-            if inserted.rows_affected() == 1 {
-                enqueue(&mut tx, TaskKind::FavoriteAdded, user, Some(track), now).await?;
-                added += 1;
-            }
+        let (found, added) = self.change_favorites(ADD_FAVORITES, user, tracks, now).await?;
+        if !found {
+            return Err(Error::UserNotFound);
         }
-        tx.commit().await.map_err(map_err)?;
         Ok(added)
     }
 
     async fn remove_favorites(&self, user: UserId, tracks: &[TrackId], now: DateTime<Utc>) -> Result<u64> {
-        let mut tx = self.begin().await?;
-        match lock_user(&mut tx, user).await {
-            Err(Error::UserNotFound) => return Ok(0),
-            other => other?,
-        }
-        let mut removed = 0;
-        for track in tracks {
-            let deleted = sqlx::query("delete from favorites where user_id = $1 and track_id = $2")
-                .bind(user.as_uuid())
-                .bind(track.as_str())
-                .execute(&mut *tx)
-                .await
-                .map_err(map_err)?;
-            if deleted.rows_affected() == 1 {
-                enqueue(&mut tx, TaskKind::FavoriteRemoved, user, Some(track), now).await?;
-                removed += 1;
-            }
-        }
-        tx.commit().await.map_err(map_err)?;
-        Ok(removed)
+        Ok(self.change_favorites(REMOVE_FAVORITES, user, tracks, now).await?.1)
     }
 
     async fn favorites_contain(&self, user: UserId, tracks: &[TrackId]) -> Result<Vec<bool>> {
