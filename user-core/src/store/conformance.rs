@@ -30,6 +30,7 @@ macro_rules! suite {
             favorites_list_newest_first_with_keyset_pages,
             favorites_of_an_unknown_user_write_nothing,
             concurrent_favorite_changes_of_one_user_keep_tasks_in_commit_order,
+            concurrent_session_checks_each_get_their_own_answer,
             users_list_oldest_first_with_keyset_pages,
             secrets_are_created_once_under_concurrency,
             roles_change_and_sessions_of_unknown_users_are_refused,
@@ -334,6 +335,36 @@ pub(crate) async fn concurrent_favorite_changes_of_one_user_keep_tasks_in_commit
         .map(|t| t.track_id.as_ref().unwrap().as_str().to_owned())
         .collect();
     assert_eq!(removed, ["3-b", "3-c", "3-a"]);
+}
+
+/// Session checks at once (a backend may answer them in one batch): live
+/// sessions find their user, revoked, expired or mismatched ones find nothing.
+pub(crate) async fn concurrent_session_checks_each_get_their_own_answer(store: Arc<dyn Store>) {
+    let mut cases = Vec::new();
+    for i in 0..40 {
+        let owner = user(&store, &format!("user{i}")).await;
+        let s = session(&store, owner).await;
+        let (asked_user, at, expected) = match i % 4 {
+            0 => (owner, t0(), Some(owner)),
+            1 => {
+                store.revoke_session(s.id, t0()).await.unwrap();
+                (owner, t0(), None)
+            }
+            2 => (owner, s.expires_at, None),
+            _ => (UserId::new(), t0(), None),
+        };
+        cases.push((s.id, asked_user, at, expected));
+    }
+    let checks = cases.into_iter().map(|(sid, asked_user, at, expected)| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let found = store.session_user(sid, asked_user, at).await.unwrap().map(|r| r.user.id);
+            assert_eq!(found, expected, "session {sid:?}");
+        })
+    });
+    for check in futures_util::future::join_all(checks).await {
+        check.unwrap();
+    }
 }
 
 pub(crate) async fn users_list_oldest_first_with_keyset_pages(store: Arc<dyn Store>) {

@@ -16,6 +16,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Postgres, Row, Transaction};
 use uuid::Uuid;
 
+use super::batch::Batcher;
 use super::{
     AuditRecord, AuditStore, Claim, DeferredTask, Favorite, FavoriteStore, LockRule, Rotation, SecretStore,
     SessionRecord, SessionStore, Store, TaskCounts, TaskKind, TaskStatus, TaskStore, User, UserChanges, UserKey,
@@ -27,10 +28,56 @@ use crate::error::{ConflictField, Error, Result};
 /// Serialises relay claims across replicas (any constant unique to this use).
 const CLAIM_LOCK: i64 = 0x7573_6572_7461_736b; // "usertask"
 
-/// A PostgreSQL database.
-#[derive(Debug, Clone)]
+/// A PostgreSQL database. Cheap to clone. Connecting starts background tasks
+/// on the current tokio runtime that batch concurrent session checks (the
+/// query behind every authenticated request) into one round trip.
+#[derive(Clone)]
 pub struct PostgresStore {
     pool: PgPool,
+    sessions: Batcher<SessionLookup, Option<UserRecord>>,
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresStore").field("pool", &self.pool).finish_non_exhaustive()
+    }
+}
+
+/// One [`SessionStore::session_user`] question.
+struct SessionLookup {
+    session: SessionId,
+    user: UserId,
+    now: DateTime<Utc>,
+}
+
+/// Session checks answered per round trip at most.
+const MAX_SESSION_BATCH: usize = 64;
+
+/// Answers a batch of session checks with one query; `n` is the 1-based
+/// position of the question a row answers.
+async fn lookup_sessions(pool: PgPool, batch: Vec<SessionLookup>) -> Result<Vec<Result<Option<UserRecord>>>> {
+    let sessions: Vec<Uuid> = batch.iter().map(|q| q.session.as_uuid()).collect();
+    let users: Vec<Uuid> = batch.iter().map(|q| q.user.as_uuid()).collect();
+    let nows: Vec<DateTime<Utc>> = batch.iter().map(|q| q.now).collect();
+    let rows = sqlx::query(
+        "select q.n, u.* from unnest($1::uuid[], $2::uuid[], $3::timestamptz[]) with ordinality as q(sid, uid, at, n) \
+         join sessions s on s.id = q.sid and s.user_id = q.uid and s.revoked_at is null and s.expires_at > q.at \
+         join users u on u.id = s.user_id",
+    )
+    .bind(&sessions)
+    .bind(&users)
+    .bind(&nows)
+    .fetch_all(&pool)
+    .await
+    .map_err(map_err)?;
+    let mut answers: Vec<Result<Option<UserRecord>>> = (0..batch.len()).map(|_| Ok(None)).collect();
+    for row in &rows {
+        let n: i64 = row.try_get("n").map_err(Error::internal)?;
+        if let Some(slot) = usize::try_from(n - 1).ok().and_then(|i| answers.get_mut(i)) {
+            *slot = user_record(row).map(Some);
+        }
+    }
+    Ok(answers)
 }
 
 impl PostgresStore {
@@ -50,7 +97,10 @@ impl PostgresStore {
             .connect_with(options)
             .await
             .map_err(Error::internal)?;
-        Ok(Self { pool })
+        // A few batches in flight keep the pool and both sides' cores busy.
+        let batch_pool = pool.clone();
+        let sessions = Batcher::spawn(4, MAX_SESSION_BATCH, move |batch| lookup_sessions(batch_pool.clone(), batch));
+        Ok(Self { pool, sessions })
     }
 
     /// Runs [`ADD_FAVORITES`] or [`REMOVE_FAVORITES`]: whether the user
@@ -418,17 +468,7 @@ impl SessionStore for PostgresStore {
     }
 
     async fn session_user(&self, id: SessionId, user: UserId, now: DateTime<Utc>) -> Result<Option<UserRecord>> {
-        let row = sqlx::query(
-            "select u.* from sessions s join users u on u.id = s.user_id \
-             where s.id = $1 and s.user_id = $2 and s.revoked_at is null and s.expires_at > $3",
-        )
-        .bind(id.as_uuid())
-        .bind(user.as_uuid())
-        .bind(now)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(map_err)?;
-        row.as_ref().map(user_record).transpose()
+        self.sessions.call(SessionLookup { session: id, user, now }).await
     }
 
     async fn rotate_session(&self, r: &Rotation) -> Result<bool> {
