@@ -31,6 +31,7 @@ macro_rules! suite {
             favorites_of_an_unknown_user_write_nothing,
             concurrent_favorite_changes_of_one_user_keep_tasks_in_commit_order,
             concurrent_session_checks_each_get_their_own_answer,
+            concurrent_favorite_requests_count_each_change_once,
             users_list_oldest_first_with_keyset_pages,
             secrets_are_created_once_under_concurrency,
             roles_change_and_sessions_of_unknown_users_are_refused,
@@ -365,6 +366,43 @@ pub(crate) async fn concurrent_session_checks_each_get_their_own_answer(store: A
     for check in futures_util::future::join_all(checks).await {
         check.unwrap();
     }
+}
+
+/// Requests of several users at once, overlapping and mixed with requests for
+/// a user that does not exist (a backend may run them in one batch): each
+/// change is counted by exactly one request and has exactly one task, and
+/// the unknown user's requests fail alone.
+pub(crate) async fn concurrent_favorite_requests_count_each_change_once(store: Arc<dyn Store>) {
+    let alice = user(&store, "alice").await;
+    let bob = user(&store, "bob").await;
+    let ghost = UserId::new();
+    let requests = (0..30).map(|i| {
+        let store = store.clone();
+        let who = [ghost, alice, bob][i % 3];
+        tokio::spawn(async move { (who, store.add_favorites(who, &tracks(&format!("shared,t{}", i / 6)), t0()).await) })
+    });
+    let mut counted = std::collections::HashMap::new();
+    for request in futures_util::future::join_all(requests).await {
+        let (who, outcome) = request.unwrap();
+        if who == ghost {
+            assert!(matches!(outcome, Err(Error::UserNotFound)), "{outcome:?}");
+        } else {
+            *counted.entry(who).or_insert(0) += outcome.unwrap();
+        }
+    }
+    // Each of alice and bob asked for "shared" and t0..t4.
+    assert_eq!(counted[&alice], 6);
+    assert_eq!(counted[&bob], 6);
+    let tasks = store.list_tasks(None, None, 1000).await.unwrap();
+    assert_eq!(tasks.len(), 12);
+    assert!(tasks.iter().all(|t| t.user_id != ghost));
+    let removals = [alice, ghost, alice].map(|who| {
+        let store = store.clone();
+        tokio::spawn(async move { store.remove_favorites(who, &tracks("shared,t1"), t0()).await.unwrap() })
+    });
+    let removed: u64 = futures_util::future::join_all(removals).await.into_iter().map(|r| r.unwrap()).sum();
+    assert_eq!(removed, 2);
+    assert_eq!(store.list_tasks(None, Some(tasks[11].id), 100).await.unwrap().len(), 2);
 }
 
 pub(crate) async fn users_list_oldest_first_with_keyset_pages(store: Arc<dyn Store>) {
