@@ -282,6 +282,41 @@ async fn the_relay_wakes_at_once_on_new_tasks_and_stops_on_shutdown() {
     tokio::time::timeout(Duration::from_secs(20), running).await.expect("stops on shutdown").unwrap();
 }
 
+/// Woken by a write, the relay waits `linger` for more before claiming, so
+/// steady writes are delivered in full batches rather than one claim each.
+#[tokio::test(start_paused = true)]
+async fn a_woken_relay_lingers_so_writes_close_together_share_one_claim() {
+    let f = fixture().await;
+    let alice = f.user("alice").await;
+    let at = Arc::new(Mutex::new(Vec::new()));
+    let seen = at.clone();
+    let sink = Recorder::new(move |_, _| {
+        seen.lock().unwrap().push(tokio::time::Instant::now());
+        Ok(())
+    });
+    let linger = Duration::from_secs(1);
+    let relay = Relay::new(
+        f.store.clone(),
+        sink.clone(),
+        RelayConfig { poll_interval: Duration::from_secs(3600), linger, ..config() },
+    )
+    .with_waker(f.service.task_waker());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(async move { relay.run(async { stopped.await.unwrap_or(()) }).await });
+    // Let the first pass find nothing and the relay go to sleep.
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let woken_at = tokio::time::Instant::now();
+    f.add(alice, "1").await;
+    f.add(alice, "2").await;
+    f.add(alice, "3").await;
+    tokio::time::sleep(linger * 2).await;
+    assert_eq!(sink.delivered().len(), 3);
+    let at = at.lock().unwrap().clone();
+    assert!(at.iter().all(|t| *t == at[0] && *t >= woken_at + linger), "{at:?} vs woken at {woken_at:?}");
+    stop.send(()).unwrap();
+    running.await.unwrap();
+}
+
 // ------------------------------------------------------------------ webhook
 
 /// What a receiver saw: signature header, task id header, body.

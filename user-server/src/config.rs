@@ -164,6 +164,10 @@ pub struct Config {
     #[arg(long, env = "USER_TASKS_POLL_INTERVAL", default_value = "1s", value_parser = humantime::parse_duration)]
     pub tasks_poll_interval: Duration,
 
+    /// After a write wakes the relay, how long it lets more tasks gather before claiming.
+    #[arg(long, env = "USER_TASKS_LINGER", default_value = "10ms", value_parser = humantime::parse_duration)]
+    pub tasks_linger: Duration,
+
     /// How long a relay holds claimed tasks; a crashed relay's tasks return after this.
     #[arg(long, env = "USER_TASKS_LEASE", default_value = "5m", value_parser = humantime::parse_duration)]
     pub tasks_lease: Duration,
@@ -300,6 +304,7 @@ impl Config {
         RelayConfig {
             batch_size: self.tasks_batch_size,
             poll_interval: self.tasks_poll_interval,
+            linger: self.tasks_linger,
             lease: self.tasks_lease,
             max_attempts: self.tasks_max_attempts,
             backoff_base: self.tasks_backoff_base,
