@@ -50,7 +50,7 @@ struct Inner {
     /// write connection, so reads go there too.
     path: Option<PathBuf>,
     writer: Arc<Mutex<Connection>>,
-    jobs: Mutex<mpsc::Sender<Box<dyn Job>>>,
+    jobs: mpsc::Sender<Box<dyn Job>>,
     readers: Mutex<Vec<Connection>>,
     idle_readers: usize,
 }
@@ -99,7 +99,7 @@ impl SqliteStore {
             inner: Arc::new(Inner {
                 path,
                 writer,
-                jobs: Mutex::new(jobs),
+                jobs,
                 readers: Mutex::new(Vec::new()),
                 idle_readers: readers.max(1) as usize,
             }),
@@ -137,7 +137,7 @@ impl SqliteStore {
     async fn write<T: Send + 'static>(&self, f: impl FnOnce(&Connection) -> Result<T> + Send + 'static) -> Result<T> {
         let (reply, outcome) = oneshot::channel();
         let job = Box::new(Pending { work: Some(f), outcome: None, reply });
-        lock(&self.inner.jobs).send(job).map_err(|_| Error::internal("the SQLite writer thread has stopped"))?;
+        self.inner.jobs.send(job).map_err(|_| Error::internal("the SQLite writer thread has stopped"))?;
         outcome.await.map_err(|_| Error::internal("the SQLite writer thread has stopped"))?
     }
 }
