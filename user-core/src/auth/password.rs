@@ -216,9 +216,23 @@ thread_local! {
     static BLOCKS: RefCell<Vec<Block>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Runs argon2 into `out`, on this thread's reusable memory.
-fn compute(argon2: &Argon2<'_>, params: &Params, password: &[u8], salt: &[u8], out: &mut [u8]) -> Result<()> {
+/// The argon2 output of `password` with `salt`, `len` bytes long, computed
+/// on this thread's reusable memory.
+fn argon2_output(
+    algorithm: Algorithm,
+    version: Version,
+    params: Params,
+    password: &Password,
+    salt: Salt<'_>,
+    len: usize,
+) -> Result<Output> {
+    let mut salt_bytes = [0u8; Salt::MAX_LENGTH];
+    let salt = salt.decode_b64(&mut salt_bytes).map_err(Error::internal)?;
+    let mut out = [0u8; Output::MAX_LENGTH];
+    let out = out.get_mut(..len).ok_or_else(|| Error::internal(format!("argon2 output of {len} bytes")))?;
     let needed = params.block_count();
+    let argon2 = Argon2::new(algorithm, version, params);
+    let password = password.expose().as_bytes();
     BLOCKS
         .with_borrow_mut(|blocks| {
             if blocks.is_empty() {
@@ -232,20 +246,15 @@ fn compute(argon2: &Argon2<'_>, params: &Params, password: &[u8], salt: &[u8], o
                 argon2.hash_password_into_with_memory(password, salt, out, vec![Block::default(); needed])
             }
         })
-        .map_err(Error::internal)
+        .map_err(Error::internal)?;
+    Output::new(out).map_err(Error::internal)
 }
 
 fn hash_with(params: &Params, password: &Password) -> Result<String> {
     let salt = SaltString::generate(&mut rand::rngs::OsRng);
-    let mut salt_bytes = [0u8; Salt::MAX_LENGTH];
-    let salt_bytes = salt.as_salt().decode_b64(&mut salt_bytes).map_err(Error::internal)?;
-    let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
     let output_len = params.output_len().unwrap_or(Params::DEFAULT_OUTPUT_LEN);
-    let output = Output::init_with(output_len, |out| {
-        compute(&argon2, params, password.expose().as_bytes(), salt_bytes, out)
-            .map_err(|_| argon2::password_hash::Error::Crypto)
-    })
-    .map_err(Error::internal)?;
+    let output =
+        argon2_output(Algorithm::Argon2id, Version::V0x13, params.clone(), password, salt.as_salt(), output_len)?;
     let phc = PasswordHash {
         algorithm: Algorithm::Argon2id.ident(),
         version: Some(Version::V0x13.into()),
@@ -259,20 +268,13 @@ fn hash_with(params: &Params, password: &Password) -> Result<String> {
 /// Whether `password` produces the hash in `stored` under the stored
 /// algorithm, version and parameters (constant-time comparison).
 fn matches(stored: &PasswordHash<'_>, password: &Password) -> Result<bool> {
-    let (Some(salt), Some(expected)) = (&stored.salt, &stored.hash) else {
+    let (Some(salt), Some(expected)) = (stored.salt, &stored.hash) else {
         return Err(Error::internal("stored password hash has no salt or no output"));
     };
     let algorithm = Algorithm::try_from(stored.algorithm).map_err(Error::internal)?;
     let version = stored.version.map_or(Ok(Version::default()), Version::try_from).map_err(Error::internal)?;
     let params = Params::try_from(stored).map_err(Error::internal)?;
-    let mut salt_bytes = [0u8; Salt::MAX_LENGTH];
-    let salt_bytes = salt.decode_b64(&mut salt_bytes).map_err(Error::internal)?;
-    let argon2 = Argon2::new(algorithm, version, params.clone());
-    let computed = Output::init_with(expected.len(), |out| {
-        compute(&argon2, &params, password.expose().as_bytes(), salt_bytes, out)
-            .map_err(|_| argon2::password_hash::Error::Crypto)
-    })
-    .map_err(Error::internal)?;
+    let computed = argon2_output(algorithm, version, params, password, salt, expected.len())?;
     // `Output`'s equality is constant-time.
     Ok(computed == *expected)
 }
