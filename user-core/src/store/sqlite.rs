@@ -247,8 +247,11 @@ fn run_group(conn: &mut Connection, group: &mut [Box<dyn Job>]) -> rusqlite::Res
         let savepoint = tx.savepoint()?;
         if job.run(&savepoint) {
             savepoint.commit()?;
+        } else {
+            // Rolled back to where this job began; should even that fail, the
+            // whole group fails rather than commit half of a failed job.
+            savepoint.finish()?;
         }
-        // Dropped uncommitted: rolled back to where this job began.
     }
     tx.commit()
 }
