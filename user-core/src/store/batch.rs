@@ -55,16 +55,17 @@ impl<Q: Send + 'static, R: Send + 'static> Batcher<Q, R> {
                         }
                     }
                     let (queries, replies): (Vec<Q>, Vec<_>) = batch.into_iter().unzip();
-                    match run(queries).await {
-                        Ok(answers) if answers.len() == replies.len() => {
+                    let answers = run(queries).await.and_then(|answers| {
+                        if answers.len() == replies.len() {
+                            Ok(answers)
+                        } else {
+                            Err(Error::internal(format!("a batch of {} got {} answers", replies.len(), answers.len())))
+                        }
+                    });
+                    match answers {
+                        Ok(answers) => {
                             for (reply, answer) in replies.into_iter().zip(answers) {
                                 let _ = reply.send(answer);
-                            }
-                        }
-                        Ok(answers) => {
-                            let message = format!("a batch of {} got {} answers", replies.len(), answers.len());
-                            for reply in replies {
-                                let _ = reply.send(Err(Error::internal(message.clone())));
                             }
                         }
                         Err(error) => {
