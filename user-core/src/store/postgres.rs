@@ -190,52 +190,58 @@ fn task_record(row: &PgRow) -> Result<DeferredTask> {
     })
 }
 
-/// Adds the favorites of a batch of requests, writing a `favorite.added` task
-/// for each new one, in one statement: one round trip, one implicit
+/// A statement that changes the favorites of a batch of requests (`q`: one
+/// row per requested track, `n` in request order) and writes one task per
+/// change into the `tasks` CTE, in one round trip and one implicit
 /// transaction. The rows of every user in the batch are locked first, in id
 /// order (so concurrent batches cannot deadlock), and held to the commit, so
 /// task ids and commit order agree per user: the relay can never see a later
-/// task of a user before an earlier one. Answers with the users found and
-/// the `user track` keys that changed.
-const ADD_FAVORITES: &str = "\
-    with q as materialized ( \
-      select * from unnest($1::uuid[], $2::text[], $3::timestamptz[]) with ordinality as q(user_id, track_id, at, n)), \
-    locked as materialized ( \
-      select id from users where id in (select user_id from q) order by id for no key update), \
-    added as ( \
-      insert into favorites (user_id, track_id, created_at) \
-      select q.user_id, q.track_id, q.at from q join locked l on l.id = q.user_id order by q.n \
-      on conflict (user_id, track_id) do nothing \
-      returning id, user_id, track_id, created_at), \
-    tasks as ( \
-      insert into deferred_tasks (kind, user_id, track_id, occurred_at, available_at, created_at, updated_at) \
-      select 'favorite.added', a.user_id, a.track_id, a.created_at, a.created_at, a.created_at, a.created_at \
-      from added a order by a.id \
-      returning user_id, track_id) \
-    select array(select id from locked) as found, \
-           array(select user_id::text || ' ' || track_id from tasks) as changed";
+/// task of a user before an earlier one. Answers with the users found and the
+/// `user track` keys that changed.
+macro_rules! favorite_batch {
+    ($change:literal) => {
+        concat!(
+            "with q as materialized ( \
+               select * from unnest($1::uuid[], $2::text[], $3::timestamptz[]) \
+                 with ordinality as q(user_id, track_id, at, n)), \
+             locked as materialized ( \
+               select id from users where id in (select user_id from q) order by id for no key update), ",
+            $change,
+            " select array(select id from locked) as found, \
+                     array(select user_id::text || ' ' || track_id from tasks) as changed"
+        )
+    };
+}
 
-/// Removes the favorites of a batch of requests, writing a `favorite.removed`
-/// task for each one that was there, in request order; locking and answering
-/// as [`ADD_FAVORITES`].
-const REMOVE_FAVORITES: &str = "\
-    with q as materialized ( \
-      select * from unnest($1::uuid[], $2::text[], $3::timestamptz[]) with ordinality as q(user_id, track_id, at, n)), \
-    locked as materialized ( \
-      select id from users where id in (select user_id from q) order by id for no key update), \
-    removed as ( \
-      delete from favorites f using locked l \
-      where f.user_id = l.id and (f.user_id, f.track_id) in (select user_id, track_id from q) \
-      returning f.user_id, f.track_id), \
-    tasks as ( \
-      insert into deferred_tasks (kind, user_id, track_id, occurred_at, available_at, created_at, updated_at) \
-      select 'favorite.removed', r.user_id, r.track_id, first.at, first.at, first.at, first.at \
-      from removed r cross join lateral ( \
-        select q.at, q.n from q where q.user_id = r.user_id and q.track_id = r.track_id order by q.n limit 1) first \
-      order by first.n \
-      returning user_id, track_id) \
-    select array(select id from locked) as found, \
-           array(select user_id::text || ' ' || track_id from tasks) as changed";
+/// Adds favorites; a `favorite.added` task for each new one, in request order.
+const ADD_FAVORITES: &str = favorite_batch!(
+    "added as ( \
+       insert into favorites (user_id, track_id, created_at) \
+       select q.user_id, q.track_id, q.at from q join locked l on l.id = q.user_id order by q.n \
+       on conflict (user_id, track_id) do nothing \
+       returning id, user_id, track_id, created_at), \
+     tasks as ( \
+       insert into deferred_tasks (kind, user_id, track_id, occurred_at, available_at, created_at, updated_at) \
+       select 'favorite.added', a.user_id, a.track_id, a.created_at, a.created_at, a.created_at, a.created_at \
+       from added a order by a.id \
+       returning user_id, track_id)"
+);
+
+/// Removes favorites; a `favorite.removed` task for each one that was there,
+/// in request order.
+const REMOVE_FAVORITES: &str = favorite_batch!(
+    "removed as ( \
+       delete from favorites f using locked l \
+       where f.user_id = l.id and (f.user_id, f.track_id) in (select user_id, track_id from q) \
+       returning f.user_id, f.track_id), \
+     tasks as ( \
+       insert into deferred_tasks (kind, user_id, track_id, occurred_at, available_at, created_at, updated_at) \
+       select 'favorite.removed', r.user_id, r.track_id, first.at, first.at, first.at, first.at \
+       from removed r cross join lateral ( \
+         select q.at, q.n from q where q.user_id = r.user_id and q.track_id = r.track_id order by q.n limit 1) first \
+       order by first.n \
+       returning user_id, track_id)"
+);
 
 /// One request to add or remove favorites.
 struct FavoriteChange {
