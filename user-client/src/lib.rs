@@ -24,6 +24,8 @@
 //! it refreshes once and retries; concurrent calls that all hit 401 share that
 //! one refresh.
 
+#![warn(missing_docs)]
+
 mod error;
 
 use std::sync::Arc;

@@ -4,6 +4,8 @@
 //! The binary only parses [`Config`] and calls [`run`]; tests build the same
 //! filters with [`routes`] or start a real server with [`start`].
 
+#![warn(missing_docs)]
+
 pub mod config;
 mod error;
 mod http;
