@@ -298,9 +298,9 @@ pub fn json<T: serde::Serialize>(body: &T) -> Response {
 /// for allowed origins), then writes the access log line and metrics.
 pub fn finish(
     started: Instant,
-    method: Method,
-    path: warp::path::FullPath,
-    origin: Option<String>,
+    method: &Method,
+    path: &str,
+    origin: Option<&str>,
     policy: &Policy,
     reply: impl Reply,
 ) -> Response {
@@ -309,12 +309,12 @@ pub fn finish(
     let headers = response.headers_mut();
     // RFC 9110 §15.5.6: a 405 lists what the resource does support.
     if status == warp::http::StatusCode::METHOD_NOT_ALLOWED && !headers.contains_key(header::ALLOW) {
-        if let Some(allowed) = crate::routes::allowed_methods(path.as_str()) {
+        if let Some(allowed) = crate::routes::allowed_methods(path) {
             headers.insert(header::ALLOW, HeaderValue::from_static(allowed));
         }
     }
     if let Some(origin) = origin.filter(|o| policy.cors_allows(o)) {
-        if let Ok(v) = HeaderValue::from_str(&origin) {
+        if let Ok(v) = HeaderValue::from_str(origin) {
             headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
             headers.insert(header::ACCESS_CONTROL_ALLOW_CREDENTIALS, HeaderValue::from_static("true"));
             headers
@@ -351,6 +351,45 @@ pub fn finish(
     );
     crate::telemetry::record_request(route, status, elapsed);
     response
+}
+
+/// What [`crate::serve`] keeps of a request so that, should it run out of
+/// time, its 503 is finished like any other response.
+#[derive(Debug)]
+pub struct RequestHead {
+    started: Instant,
+    method: Method,
+    path: String,
+    origin: Option<String>,
+    request_id: Option<HeaderValue>,
+}
+
+impl RequestHead {
+    /// Notes the parts of `request` that [`finish`] needs.
+    pub fn of<B>(request: &warp::http::Request<B>) -> Self {
+        let headers = request.headers();
+        Self {
+            started: Instant::now(),
+            method: request.method().clone(),
+            path: request.uri().path().to_owned(),
+            origin: headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()).map(str::to_owned),
+            request_id: headers.get("x-request-id").filter(|v| v.to_str().is_ok_and(is_sane_request_id)).cloned(),
+        }
+    }
+
+    /// The 503 for a request that exceeded the request timeout, with the
+    /// request id, hardening headers, access log line and metrics.
+    pub fn timed_out(self, policy: &Policy) -> Response {
+        let mut response = crate::error::error_response(
+            warp::http::StatusCode::SERVICE_UNAVAILABLE,
+            "the request took too long; try again".into(),
+        );
+        if let Some(id) = self.request_id {
+            response.headers_mut().insert("x-request-id", id);
+        }
+        response.extensions_mut().insert(RouteLabel("timed out"));
+        finish(self.started, &self.method, &self.path, self.origin.as_deref(), policy, response)
+    }
 }
 
 #[cfg(test)]

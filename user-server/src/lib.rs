@@ -121,7 +121,8 @@ impl RunningServer {
                 relay.run(async move { while stop.changed().await.is_ok() && !*stop.borrow() {} }).await;
             })
         });
-        let server = serve::serve(self.listener, routes(self.state), self.limits, signal);
+        let policy = self.state.policy.clone();
+        let server = serve::serve(self.listener, routes(self.state), self.limits, policy, signal);
         let deadline = async move {
             if stopping_rx.await.is_ok() {
                 tracing::info!("shutting down: finishing in-flight requests");

@@ -60,7 +60,9 @@ pub fn all(state: AppState) -> impl Filter<Extract = (Response,), Error = std::c
         .and(warp::path::full())
         .and(warp::header::optional::<String>("origin").or(warp::any().map(|| None)).unify())
         .and(routes.recover(crate::error::recover).unify())
-        .map(move |started, method, path, origin, reply| finish(started, method, path, origin, &policy, reply))
+        .map(move |started, method, path: warp::path::FullPath, origin: Option<String>, reply| {
+            finish(started, &method, path.as_str(), origin.as_deref(), &policy, reply)
+        })
 }
 
 /// The methods each known path answers, for the `Allow` header of a 405.

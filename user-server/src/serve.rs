@@ -13,10 +13,11 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tower_service::Service as _;
 use warp::Filter;
-use warp::http::{Request, StatusCode};
+use warp::http::Request;
 use warp::reply::Response;
 
-use crate::http::PeerAddr;
+use crate::http::{PeerAddr, RequestHead};
+use crate::security::SharedPolicy;
 
 /// What one client may hold.
 #[derive(Debug, Clone, Copy)]
@@ -30,9 +31,16 @@ pub struct TransportLimits {
 }
 
 /// Serves `routes` on `listener` until `shutdown`, then stops accepting and
-/// returns once open connections finish (the caller bounds that wait).
-pub async fn serve<F>(listener: TcpListener, routes: F, limits: TransportLimits, shutdown: impl Future<Output = ()>)
-where
+/// returns once open connections finish (the caller bounds that wait). A
+/// request that outlives `limits.request_timeout` is answered 503, finished
+/// under `policy` like every other response.
+pub async fn serve<F>(
+    listener: TcpListener,
+    routes: F,
+    limits: TransportLimits,
+    policy: SharedPolicy,
+    shutdown: impl Future<Output = ()>,
+) where
     F: Filter<Extract = (Response,), Error = Infallible> + Clone + Send + Sync + 'static,
     F::Future: Send,
 {
@@ -58,15 +66,18 @@ where
             () = &mut shutdown => break,
         };
         let service = service.clone();
+        let policy = policy.clone();
         let handler = hyper::service::service_fn(move |mut request: Request<Incoming>| {
             request.extensions_mut().insert(PeerAddr(peer));
+            let head = RequestHead::of(&request);
             let mut service = service.clone();
+            let policy = policy.clone();
             async move {
                 match tokio::time::timeout(limits.request_timeout, service.call(request)).await {
                     Ok(response) => response,
                     Err(_) => {
                         tracing::warn!(%peer, "request timed out");
-                        Ok(crate::error::error_response(StatusCode::SERVICE_UNAVAILABLE, "request timed out".into()))
+                        Ok(head.timed_out(&policy))
                     }
                 }
             }

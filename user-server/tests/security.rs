@@ -198,6 +198,49 @@ fn a_slow_loris_client_is_cut_off_and_connections_are_capped() {
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 }
 
+#[test]
+fn a_request_whose_body_never_arrives_is_a_hardened_503_in_the_contract_shape() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = common::process::Server::start(&[
+        ("USER_DATABASE_URL", format!("sqlite://{}", dir.path().join("u.db").display())),
+        ("USER_REQUEST_TIMEOUT", "300ms".to_owned()),
+    ]);
+    let addr = server.base.trim_start_matches("http://").to_owned();
+
+    // Headers promise 40 bytes of body; 10 arrive, then nothing.
+    let mut stalled = TcpStream::connect(&addr).unwrap();
+    stalled
+        .write_all(
+            b"POST /user/register HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+              Content-Length: 40\r\nX-Request-Id: stalled-1\r\n\r\n{\"username",
+        )
+        .unwrap();
+    stalled.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut buf = [0_u8; 4096];
+    let n = stalled.read(&mut buf).unwrap();
+    let answer = String::from_utf8_lossy(&buf[..n]).to_ascii_lowercase();
+    assert!(answer.starts_with("http/1.1 503"), "{answer}");
+    for header in [
+        "x-request-id: stalled-1",
+        "content-type: application/json",
+        "cache-control: no-store",
+        "x-content-type-options: nosniff",
+        "x-frame-options: deny",
+        "retry-after: 1",
+    ] {
+        assert!(answer.contains(header), "{header} missing from {answer}");
+    }
+    assert!(answer.contains(r#""status":503"#), "{answer}");
+
+    // The server still answers others.
+    let mut other = TcpStream::connect(&addr).unwrap();
+    other.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    other.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut answer = String::new();
+    other.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_password_token_or_hash_appears_in_the_logs_of_a_full_session() {
     let dir = tempfile::tempdir().unwrap();
