@@ -224,6 +224,13 @@ pub enum TasksCommand {
         #[arg(long)]
         all_dead: bool,
     },
+    /// Delete delivered tasks (the server's relay does this itself after
+    /// `USER_TASKS_RETENTION`). Pending and dead tasks are never deleted.
+    Purge {
+        /// Only tasks delivered longer ago than this (e.g. `7d`, `12h`, `0s` for all).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        older_than: std::time::Duration,
+    },
 }
 
 /// Task states as command-line values.

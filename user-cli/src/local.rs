@@ -180,7 +180,8 @@ async fn run_tasks(store: &Arc<dyn Store>, command: TasksCommand, out: &Output) 
                 .map(|t| {
                     json!({"id": t.id, "kind": t.kind.as_str(), "user_id": t.user_id, "track_id": t.track_id,
                            "occurred_at": t.occurred_at, "status": t.status.as_str(), "attempts": t.attempts,
-                           "available_at": t.available_at, "leased_until": t.leased_until, "last_error": t.last_error})
+                           "available_at": t.available_at, "leased_until": t.leased_until, "last_error": t.last_error,
+                           "updated_at": t.updated_at})
                 })
                 .collect();
             let rows = tasks
@@ -208,6 +209,22 @@ async fn run_tasks(store: &Arc<dyn Store>, command: TasksCommand, out: &Output) 
                 return Err(Failure::Refused(format!("no dead task {}", id.unwrap_or_default())));
             }
             out.done(&json!({"retried": n}), &format!("{n} dead task(s) back in the queue"));
+        }
+        TasksCommand::Purge { older_than } => {
+            let before =
+                chrono::TimeDelta::from_std(older_than).ok().and_then(|d| now.checked_sub_signed(d)).ok_or_else(
+                    || Failure::Usage(format!("--older-than {}: too long", humantime::format_duration(older_than))),
+                )?;
+            const BATCH: u32 = 1000;
+            let mut purged = 0;
+            loop {
+                let n = store.purge_done_tasks(before, BATCH).await?;
+                purged += n;
+                if n < u64::from(BATCH) {
+                    break;
+                }
+            }
+            out.done(&json!({"purged": purged}), &format!("{purged} delivered task(s) deleted"));
         }
     }
     Ok(())

@@ -227,7 +227,7 @@ async fn a_user_does_everything_the_api_allows_from_the_shell() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_operator_lists_and_retries_dead_tasks() {
+async fn an_operator_lists_retries_and_purges_tasks() {
     let env = Env::new();
     let store = user_core::store::open(&env.database).await.unwrap();
     store.migrate().await.unwrap();
@@ -252,6 +252,10 @@ async fn an_operator_lists_and_retries_dead_tasks() {
     let claim = store.claim_tasks(now, now + Duration::from_secs(60), 1).await.unwrap();
     store.fail_task(claim.lease_id, claim.tasks[0].id, "HTTP 400 from the catalogue", None, now).await.unwrap();
     let dead_id = claim.tasks[0].id.to_string();
+    // The second task was delivered an hour ago.
+    let an_hour_ago = now - Duration::from_secs(3600);
+    let claim = store.claim_tasks(now, now + Duration::from_secs(60), 1).await.unwrap();
+    store.complete_tasks(claim.lease_id, &[claim.tasks[0].id], an_hour_ago).await.unwrap();
 
     let env = std::sync::Arc::new(env);
     blocking(move || {
@@ -266,6 +270,13 @@ async fn an_operator_lists_and_retries_dead_tasks() {
         assert!(json(&mut env.local(&["tasks", "list", "--status", "dead"]))["tasks"].as_array().unwrap().is_empty());
         stderr(&mut env.local(&["tasks", "retry"]), 2);
         env.local(&["tasks", "retry", "--all-dead"]).assert().success();
+
+        assert_eq!(json(&mut env.local(&["tasks", "purge", "--older-than", "2h"]))["purged"], 0);
+        assert_eq!(json(&mut env.local(&["tasks", "purge", "--older-than", "30m"]))["purged"], 1);
+        let left = json(&mut env.local(&["tasks", "list"]));
+        assert_eq!(left["tasks"].as_array().unwrap().len(), 1, "the retried task stays: {left}");
+        stderr(&mut env.local(&["tasks", "purge", "--older-than", "soon"]), 2);
+        stderr(&mut env.local(&["tasks", "purge"]), 2);
     })
     .await;
 }

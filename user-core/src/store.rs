@@ -253,6 +253,8 @@ pub struct DeferredTask {
     pub last_error: Option<String>,
     /// While in the future, a relay holds the task (it is in flight).
     pub leased_until: Option<DateTime<Utc>>,
+    /// When its state last changed (for a `done` task: when it was delivered).
+    pub updated_at: DateTime<Utc>,
 }
 
 /// When to refuse logins after a given number of consecutive failures (see
@@ -423,6 +425,11 @@ pub trait TaskStore: Send + Sync {
 
     /// How many tasks are in each state.
     async fn count_tasks(&self) -> Result<TaskCounts>;
+
+    /// Deletes up to `limit` delivered (`done`) tasks whose delivery was
+    /// recorded before `before`, oldest first; returns how many. Pending and
+    /// dead tasks are never touched.
+    async fn purge_done_tasks(&self, before: DateTime<Utc>, limit: u32) -> Result<u64>;
 }
 
 /// One entry of the audit trail.

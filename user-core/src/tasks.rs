@@ -95,6 +95,10 @@ pub struct RelayConfig {
     pub backoff_base: Duration,
     /// The longest delay between attempts (default 5 min).
     pub backoff_cap: Duration,
+    /// How long delivered tasks are kept before the relay deletes them
+    /// (default 7 days; `None` keeps them forever). Dead tasks are never
+    /// deleted: they wait for an operator.
+    pub retention: Option<Duration>,
 }
 
 impl Default for RelayConfig {
@@ -107,6 +111,7 @@ impl Default for RelayConfig {
             max_attempts: 10,
             backoff_base: Duration::from_secs(1),
             backoff_cap: Duration::from_secs(300),
+            retention: Some(Duration::from_secs(7 * 24 * 3600)),
         }
     }
 }
@@ -122,6 +127,13 @@ impl RelayConfig {
         half + half.mul_f64(rand::random::<f64>())
     }
 }
+
+/// How often a running relay deletes delivered tasks past their retention.
+const PURGE_EVERY: Duration = Duration::from_secs(60);
+/// Tasks deleted per statement, so other writers are never held up for long.
+const PURGE_BATCH: u32 = 1000;
+/// Statements per purge pass; what is left waits for the next pass.
+const PURGE_MAX_BATCHES: u32 = 100;
 
 /// What one pass of the relay did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -261,14 +273,44 @@ impl Relay {
         Ok(outcome)
     }
 
+    /// Deletes tasks delivered longer than [`RelayConfig::retention`] ago, a
+    /// batch at a time; returns how many. Without a retention, deletes nothing.
+    ///
+    /// # Errors
+    /// [`crate::Error::Internal`] if the store fails (batches deleted before
+    /// that stay deleted).
+    pub async fn purge_delivered(&self) -> Result<u64> {
+        let Some(before) = self
+            .config
+            .retention
+            .and_then(|r| chrono::TimeDelta::from_std(r).ok())
+            .and_then(|r| self.clock.now().checked_sub_signed(r))
+        else {
+            return Ok(0);
+        };
+        let mut purged = 0;
+        for _ in 0..PURGE_MAX_BATCHES {
+            let n = self.store.purge_done_tasks(before, PURGE_BATCH).await?;
+            purged += n;
+            if n < u64::from(PURGE_BATCH) {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        metrics::counter!("tasks_purged_total").increment(purged);
+        Ok(purged)
+    }
+
     /// Delivers until `shutdown` completes: a full batch is followed at once
     /// by the next, otherwise the relay sleeps until woken (then lingers for
-    /// more tasks to gather) or the poll interval passes. A batch in flight at shutdown is finished (its
-    /// deliveries are bounded by the sink's timeout); nothing is lost if the
-    /// process dies instead, as leases run out.
+    /// more tasks to gather) or the poll interval passes. Once a minute it
+    /// also deletes delivered tasks past their retention. A batch in flight at
+    /// shutdown is finished (its deliveries are bounded by the sink's
+    /// timeout); nothing is lost if the process dies instead, as leases run out.
     pub async fn run(&self, shutdown: impl Future<Output = ()>) {
         let mut shutdown = std::pin::pin!(shutdown);
         let mut last_gauge = None::<Instant>;
+        let mut last_purge = None::<Instant>;
         loop {
             let full = match self.run_once().await {
                 Ok(stats) => stats.claimed as u32 >= self.config.batch_size,
@@ -277,6 +319,14 @@ impl Relay {
                     false
                 }
             };
+            if self.config.retention.is_some() && last_purge.is_none_or(|at| at.elapsed() >= PURGE_EVERY) {
+                match self.purge_delivered().await {
+                    Ok(0) => {}
+                    Ok(purged) => tracing::info!(purged, "deleted delivered tasks past their retention"),
+                    Err(e) => tracing::warn!(error = %e, "could not delete delivered tasks"),
+                }
+                last_purge = Some(Instant::now());
+            }
             if last_gauge.is_none_or(|at| at.elapsed() >= Duration::from_secs(5)) {
                 self.publish_queue_depth().await;
                 last_gauge = Some(Instant::now());

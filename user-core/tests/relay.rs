@@ -282,6 +282,37 @@ async fn the_relay_wakes_at_once_on_new_tasks_and_stops_on_shutdown() {
     tokio::time::timeout(Duration::from_secs(20), running).await.expect("stops on shutdown").unwrap();
 }
 
+#[tokio::test(start_paused = true)]
+async fn delivered_tasks_are_deleted_after_their_retention_and_dead_ones_kept() {
+    let f = fixture().await;
+    let (alice, bob) = (f.user("alice").await, f.user("bob").await);
+    f.add(alice, "1,2").await;
+    f.add(bob, "3").await;
+    let bobs =
+        Recorder::new(
+            move |e, _| {
+                if e.user_id == bob.as_uuid() { Err(DeliveryError::Permanent("400".into())) } else { Ok(()) }
+            },
+        );
+    let day = Duration::from_secs(24 * 3600);
+    let retention = RelayConfig { retention: Some(7 * day), ..config() };
+    f.relay(bobs.clone(), retention.clone()).run_once().await.unwrap();
+    assert_eq!(f.counts().await, TaskCounts { pending: 0, done: 2, dead: 1 });
+
+    f.clock.advance(6 * day);
+    assert_eq!(f.relay(bobs.clone(), retention.clone()).purge_delivered().await.unwrap(), 0);
+    f.clock.advance(2 * day);
+    assert_eq!(f.relay(bobs.clone(), RelayConfig { retention: None, ..config() }).purge_delivered().await.unwrap(), 0);
+    // A running relay purges on its first pass (then once a minute).
+    let relay = f.relay(bobs.clone(), retention);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(async move { relay.run(async { stopped.await.unwrap_or(()) }).await });
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    stop.send(()).unwrap();
+    running.await.unwrap();
+    assert_eq!(f.counts().await, TaskCounts { pending: 0, done: 0, dead: 1 });
+}
+
 /// Woken by a write, the relay waits `linger` for more before claiming, so
 /// steady writes are delivered in full batches rather than one claim each.
 #[tokio::test(start_paused = true)]

@@ -184,6 +184,10 @@ pub struct Config {
     #[arg(long, env = "USER_TASKS_BACKOFF_CAP", default_value = "5m", value_parser = humantime::parse_duration)]
     pub tasks_backoff_cap: Duration,
 
+    /// How long delivered tasks are kept before the relay deletes them; `off` keeps them forever. Dead tasks are always kept.
+    #[arg(long, env = "USER_TASKS_RETENTION", default_value = "7d")]
+    pub tasks_retention: Retention,
+
     /// Log format.
     #[arg(long, env = "USER_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
@@ -222,6 +226,23 @@ pub enum RateLimitSetting {
     On,
     /// No throttling at all.
     Off,
+}
+
+/// How long something is kept: a duration (`7d`, `12h`), or `off` for forever.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention(pub Option<Duration>);
+
+impl std::str::FromStr for Retention {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.eq_ignore_ascii_case("off") {
+            return Ok(Self(None));
+        }
+        humantime::parse_duration(s)
+            .map(|d| Self(Some(d)))
+            .map_err(|e| format!("{e}; give a duration such as 7d or 12h, or off"))
+    }
 }
 
 impl Config {
@@ -309,6 +330,7 @@ impl Config {
             max_attempts: self.tasks_max_attempts,
             backoff_base: self.tasks_backoff_base,
             backoff_cap: self.tasks_backoff_cap,
+            retention: self.tasks_retention.0,
         }
     }
 
@@ -389,6 +411,18 @@ mod tests {
         assert!(matches!(config.service_config().unwrap().signing, SigningConfig::Hs256(s) if s.len() == 2));
         let pem = "-----BEGIN PRIVATE KEY-----\nAAA\n-----END PRIVATE KEY-----\n-----BEGIN PRIVATE KEY-----\nBBB\n-----END PRIVATE KEY-----\n";
         assert_eq!(split_pem_blocks(pem).len(), 2);
+    }
+
+    #[test]
+    fn delivered_tasks_are_kept_a_week_unless_told_otherwise() {
+        let week = Duration::from_secs(7 * 86_400);
+        assert_eq!(Config::parse_from(["user-server"]).relay_config().retention, Some(week));
+        let off = Config::parse_from(["user-server", "--tasks-retention", "off"]);
+        assert_eq!(off.relay_config().retention, None);
+        let hours = Config::parse_from(["user-server", "--tasks-retention", "12h"]);
+        assert_eq!(hours.relay_config().retention, Some(Duration::from_secs(12 * 3600)));
+        let bad = Config::try_parse_from(["user-server", "--tasks-retention", "soon"]).unwrap_err();
+        assert!(bad.to_string().contains("or off"), "{bad}");
     }
 
     #[test]

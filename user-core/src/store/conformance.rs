@@ -38,7 +38,8 @@ macro_rules! suite {
             claims_follow_id_order_and_keep_each_users_tasks_in_sequence,
             concurrent_claimers_never_share_a_task,
             an_expired_lease_is_claimable_again_and_the_old_lease_cannot_settle,
-            failures_back_off_then_die_and_dead_tasks_can_be_retried
+            failures_back_off_then_die_and_dead_tasks_can_be_retried,
+            only_done_tasks_delivered_before_the_cutoff_are_purged_oldest_first
         );
     };
     (@cases $make:expr; $($name:ident),* $(,)?) => {
@@ -528,4 +529,31 @@ pub(crate) async fn failures_back_off_then_die_and_dead_tasks_can_be_retried(sto
     assert_eq!(store.retry_dead_tasks(None, t0() + secs(5)).await.unwrap(), 1);
     let retried = store.list_tasks(None, None, 10).await.unwrap().into_iter().find(|t| t.id == id).unwrap();
     assert_eq!((retried.status, retried.attempts, retried.available_at), (TaskStatus::Pending, 0, t0() + secs(5)));
+}
+
+pub(crate) async fn only_done_tasks_delivered_before_the_cutoff_are_purged_oldest_first(store: Arc<dyn Store>) {
+    let alice = user(&store, "alice").await;
+    let bob = user(&store, "bob").await;
+    store.add_favorites(alice, &tracks("a,b,c,d"), t0()).await.unwrap();
+    store.add_favorites(bob, &tracks("x,y"), t0()).await.unwrap();
+    let claim = store.claim_tasks(t0(), t0() + secs(30), 10).await.unwrap();
+    let ids: Vec<i64> = claim.tasks.iter().map(|t| t.id).collect();
+    assert_eq!(ids.len(), 6);
+    // alice's first three delivered at t0+1, her fourth at t0+10; bob's first dies, his second is released.
+    assert_eq!(store.complete_tasks(claim.lease_id, &ids[..3], t0() + secs(1)).await.unwrap(), 3);
+    assert_eq!(store.complete_tasks(claim.lease_id, &ids[3..4], t0() + secs(10)).await.unwrap(), 1);
+    assert!(store.fail_task(claim.lease_id, ids[4], "gone", None, t0() + secs(1)).await.unwrap());
+    assert_eq!(store.release_tasks(claim.lease_id, &ids[5..], t0() + secs(1)).await.unwrap(), 1);
+    let delivered = store.list_tasks(Some(TaskStatus::Done), None, 10).await.unwrap();
+    assert_eq!(delivered.iter().map(|t| t.updated_at).collect::<Vec<_>>(), [1, 1, 1, 10].map(|s| t0() + secs(s)));
+
+    // The limit holds and the oldest go first; the cutoff is exclusive.
+    assert_eq!(store.purge_done_tasks(t0() + secs(5), 2).await.unwrap(), 2);
+    let left: Vec<i64> = store.list_tasks(None, None, 10).await.unwrap().iter().map(|t| t.id).collect();
+    assert_eq!(left, ids[2..]);
+    assert_eq!(store.purge_done_tasks(t0() + secs(10), 100).await.unwrap(), 1);
+    assert_eq!(store.purge_done_tasks(t0() + secs(10), 100).await.unwrap(), 0);
+    // Dead and pending tasks stay, whatever their age.
+    assert_eq!(store.purge_done_tasks(t0() + secs(3600), 100).await.unwrap(), 1);
+    assert_eq!(store.count_tasks().await.unwrap(), TaskCounts { pending: 1, done: 0, dead: 1 });
 }

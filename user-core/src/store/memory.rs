@@ -68,6 +68,7 @@ impl Inner {
                 available_at: now,
                 last_error: None,
                 leased_until: None,
+                updated_at: now,
             },
         );
     }
@@ -365,14 +366,15 @@ impl TaskStore for MemoryStore {
             inner.leases.insert(id, lease_id);
             if let Some(task) = inner.tasks.get_mut(&id) {
                 task.leased_until = Some(lease_until);
+                task.updated_at = now;
                 tasks.push(task.clone());
             }
         }
         Ok(Claim { lease_id, tasks })
     }
 
-    async fn complete_tasks(&self, lease_id: Uuid, ids: &[i64], _now: DateTime<Utc>) -> Result<u64> {
-        Ok(self.settle(lease_id, ids, |task| task.status = TaskStatus::Done))
+    async fn complete_tasks(&self, lease_id: Uuid, ids: &[i64], now: DateTime<Utc>) -> Result<u64> {
+        Ok(self.settle(lease_id, ids, now, |task| task.status = TaskStatus::Done))
     }
 
     async fn fail_task(
@@ -381,9 +383,9 @@ impl TaskStore for MemoryStore {
         id: i64,
         error: &str,
         retry_at: Option<DateTime<Utc>>,
-        _now: DateTime<Utc>,
+        now: DateTime<Utc>,
     ) -> Result<bool> {
-        Ok(self.settle(lease_id, &[id], |task| {
+        Ok(self.settle(lease_id, &[id], now, |task| {
             task.attempts += 1;
             task.last_error = Some(error.to_owned());
             match retry_at {
@@ -393,8 +395,8 @@ impl TaskStore for MemoryStore {
         }) == 1)
     }
 
-    async fn release_tasks(&self, lease_id: Uuid, ids: &[i64], _now: DateTime<Utc>) -> Result<u64> {
-        Ok(self.settle(lease_id, ids, |_| {}))
+    async fn release_tasks(&self, lease_id: Uuid, ids: &[i64], now: DateTime<Utc>) -> Result<u64> {
+        Ok(self.settle(lease_id, ids, now, |_| {}))
     }
 
     async fn retry_dead_tasks(&self, id: Option<i64>, now: DateTime<Utc>) -> Result<u64> {
@@ -405,6 +407,7 @@ impl TaskStore for MemoryStore {
                 task.status = TaskStatus::Pending;
                 task.attempts = 0;
                 task.available_at = now;
+                task.updated_at = now;
                 n += 1;
             }
         }
@@ -419,12 +422,27 @@ impl TaskStore for MemoryStore {
         }
         Ok(counts)
     }
+
+    async fn purge_done_tasks(&self, before: DateTime<Utc>, limit: u32) -> Result<u64> {
+        let mut inner = self.lock();
+        let purge: Vec<i64> = inner
+            .tasks
+            .values()
+            .filter(|t| t.status == TaskStatus::Done && t.updated_at < before)
+            .take(limit as usize)
+            .map(|t| t.id)
+            .collect();
+        for id in &purge {
+            inner.tasks.remove(id);
+        }
+        Ok(purge.len() as u64)
+    }
 }
 
 impl MemoryStore {
     /// Applies `change` to each pending task still held by `lease_id` and ends
     /// the lease; returns how many were held.
-    fn settle(&self, lease_id: Uuid, ids: &[i64], change: impl Fn(&mut DeferredTask)) -> u64 {
+    fn settle(&self, lease_id: Uuid, ids: &[i64], now: DateTime<Utc>, change: impl Fn(&mut DeferredTask)) -> u64 {
         let mut inner = self.lock();
         let mut n = 0;
         for id in ids {
@@ -435,6 +453,7 @@ impl MemoryStore {
             if let Some(task) = inner.tasks.get_mut(id) {
                 if task.status == TaskStatus::Pending {
                     task.leased_until = None;
+                    task.updated_at = now;
                     change(task);
                     n += 1;
                 }

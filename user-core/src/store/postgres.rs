@@ -187,6 +187,7 @@ fn task_record(row: &PgRow) -> Result<DeferredTask> {
         available_at: get(row, "available_at")?,
         last_error: get(row, "last_error")?,
         leased_until: get(row, "leased_until")?,
+        updated_at: get(row, "updated_at")?,
     })
 }
 
@@ -747,6 +748,20 @@ impl TaskStore for PostgresStore {
             counts.add(TaskStatus::parse(&status)?, n as u64);
         }
         Ok(counts)
+    }
+
+    async fn purge_done_tasks(&self, before: DateTime<Utc>, limit: u32) -> Result<u64> {
+        // Walks deferred_tasks_status_idx from the oldest done task.
+        let purged = sqlx::query(
+            "delete from deferred_tasks where id in (select id from deferred_tasks \
+             where status = 'done' and updated_at < $1 order by id limit $2)",
+        )
+        .bind(before)
+        .bind(i64::from(limit))
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(purged.rows_affected())
     }
 }
 

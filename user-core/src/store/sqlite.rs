@@ -375,6 +375,7 @@ fn task_record(row: &Row<'_>) -> Result<DeferredTask> {
         available_at: time(col(row, "available_at")?)?,
         last_error: col(row, "last_error")?,
         leased_until: opt_time(col(row, "leased_until")?)?,
+        updated_at: time(col(row, "updated_at")?)?,
     })
 }
 
@@ -834,6 +835,19 @@ impl TaskStore for SqliteStore {
             }
             Ok(counts)
         })
+    }
+
+    async fn purge_done_tasks(&self, before: DateTime<Utc>, limit: u32) -> Result<u64> {
+        self.write(move |conn| {
+            // Walks deferred_tasks_status_idx from the oldest done task.
+            execute(
+                conn,
+                "delete from deferred_tasks where id in (select id from deferred_tasks \
+                 where status = 'done' and updated_at < ?1 order by id limit ?2)",
+                params![millis(before), i64::from(limit)],
+            )
+        })
+        .await
     }
 }
 

@@ -301,6 +301,9 @@ impl TaskStore for FlakyStore {
     async fn count_tasks(&self) -> Result<TaskCounts, Error> {
         self.inner.count_tasks().await
     }
+    async fn purge_done_tasks(&self, before: DateTime<Utc>, limit: u32) -> Result<u64, Error> {
+        self.inner.purge_done_tasks(before, limit).await
+    }
 }
 
 #[async_trait]
