@@ -65,6 +65,12 @@ pub fn all(state: AppState) -> impl Filter<Extract = (Response,), Error = std::c
         })
 }
 
+/// Matches GET, and HEAD with it (RFC 9110 §9.3.2: every resource that
+/// answers GET answers HEAD; hyper leaves the body out).
+fn get_or_head() -> impl Filter<Extract = (), Error = warp::Rejection> + Copy {
+    warp::get().or(warp::head()).unify()
+}
+
 /// The methods each known path answers, for the `Allow` header of a 405.
 pub fn allowed_methods(path: &str) -> Option<&'static str> {
     Some(match path {
@@ -75,11 +81,11 @@ pub fn allowed_methods(path: &str) -> Option<&'static str> {
         | "/readyz"
         | "/metrics"
         | "/openapi.json"
-        | "/.well-known/jwks.json" => "GET",
+        | "/.well-known/jwks.json" => "GET, HEAD",
         "/user/update" => "PUT",
         "/user/delete" => "DELETE",
-        "/user/track/favorite" => "GET, POST, DELETE",
-        "/user/track/favorite/contains" => "GET",
+        "/user/track/favorite" => "GET, HEAD, POST, DELETE",
+        "/user/track/favorite/contains" => "GET, HEAD",
         p if p.strip_prefix("/user/track/favorite/").is_some_and(|id| !id.is_empty() && !id.contains('/')) => {
             "POST, DELETE"
         }
@@ -268,7 +274,7 @@ async fn authenticate(state: &AppState, creds: &Credentials) -> Result<AccessCla
 /// `GET /user/get`
 fn get_user(state: &AppState) -> Route {
     warp::path!("user" / "get")
-        .and(warp::get())
+        .and(get_or_head())
         .and(ctx(&state.policy))
         .and(with_state(state))
         .and(credentials())
@@ -341,7 +347,7 @@ fn delete(state: &AppState) -> Route {
 /// `GET /user/all` (admin)
 fn all_users(state: &AppState) -> Route {
     warp::path!("user" / "all")
-        .and(warp::get())
+        .and(get_or_head())
         .and(ctx(&state.policy))
         .and(with_state(state))
         .and(credentials())
@@ -440,7 +446,7 @@ fn favorites(state: &AppState) -> Route {
             change_favorites(ctx, state, creds, query, None, FavoriteChange::Remove),
         )
     });
-    let list = base().and(warp::get()).then(|ctx: RequestCtx, state: AppState, creds: Credentials, query: Query| {
+    let list = base().and(get_or_head()).then(|ctx: RequestCtx, state: AppState, creds: Credentials, query: Query| {
         respond("GET /user/track/favorite", ctx.id.clone(), async move {
             let claims = authenticate(&state, &creds).await?;
             let page = PageRequest::parse(query.single("limit")?, query.single("cursor")?)?;
@@ -457,7 +463,7 @@ fn favorites(state: &AppState) -> Route {
         })
     });
     let contains = warp::path!("user" / "track" / "favorite" / "contains")
-        .and(warp::get())
+        .and(get_or_head())
         .and(ctx(&state.policy))
         .and(with_state(state))
         .and(credentials())
@@ -489,10 +495,10 @@ fn favorites(state: &AppState) -> Route {
 
 /// `/healthz`, `/readyz`, `/metrics`, `/openapi.json`, `/.well-known/jwks.json`.
 fn ops(state: &AppState) -> Route {
-    let healthz = warp::path!("healthz").and(warp::get()).and(ctx(&state.policy)).then(|ctx: RequestCtx| {
+    let healthz = warp::path!("healthz").and(get_or_head()).and(ctx(&state.policy)).then(|ctx: RequestCtx| {
         respond("GET /healthz", ctx.id.clone(), async { Ok(json(&MainResponse::new("alive", 200))) })
     });
-    let readyz = warp::path!("readyz").and(warp::get()).and(ctx(&state.policy)).and(with_state(state)).then(
+    let readyz = warp::path!("readyz").and(get_or_head()).and(ctx(&state.policy)).and(with_state(state)).then(
         |ctx: RequestCtx, state: AppState| {
             respond("GET /readyz", ctx.id.clone(), async move {
                 match state.service.store().ping().await {
@@ -505,7 +511,7 @@ fn ops(state: &AppState) -> Route {
             })
         },
     );
-    let metrics = warp::path!("metrics").and(warp::get()).and(ctx(&state.policy)).then(|ctx: RequestCtx| {
+    let metrics = warp::path!("metrics").and(get_or_head()).and(ctx(&state.policy)).then(|ctx: RequestCtx| {
         respond("GET /metrics", ctx.id.clone(), async {
             let mut response = crate::telemetry::metrics().render().into_response();
             response
@@ -514,20 +520,21 @@ fn ops(state: &AppState) -> Route {
             Ok(response)
         })
     });
-    let openapi = warp::path!("openapi.json").and(warp::get()).and(ctx(&state.policy)).then(|ctx: RequestCtx| {
+    let openapi = warp::path!("openapi.json").and(get_or_head()).and(ctx(&state.policy)).then(|ctx: RequestCtx| {
         respond("GET /openapi.json", ctx.id.clone(), async { Ok(json(&crate::openapi::document())) })
     });
-    let jwks =
-        warp::path!(".well-known" / "jwks.json").and(warp::get()).and(ctx(&state.policy)).and(with_state(state)).then(
-            |ctx: RequestCtx, state: AppState| {
-                respond("GET /.well-known/jwks.json", ctx.id.clone(), async move {
-                    match state.service.tokens().keys().jwks() {
-                        Some(jwks) => Ok(json(&jwks)),
-                        None => Err(ApiError::NotFound("no public keys: tokens are signed with HS256".into())),
-                    }
-                })
-            },
-        );
+    let jwks = warp::path!(".well-known" / "jwks.json")
+        .and(get_or_head())
+        .and(ctx(&state.policy))
+        .and(with_state(state))
+        .then(|ctx: RequestCtx, state: AppState| {
+            respond("GET /.well-known/jwks.json", ctx.id.clone(), async move {
+                match state.service.tokens().keys().jwks() {
+                    Some(jwks) => Ok(json(&jwks)),
+                    None => Err(ApiError::NotFound("no public keys: tokens are signed with HS256".into())),
+                }
+            })
+        });
     healthz.or(readyz).unify().or(metrics).unify().or(openapi).unify().or(jwks).unify().boxed()
 }
 

@@ -26,12 +26,13 @@ async fn a_wrong_method_on_a_known_path_is_405() {
     let app = app().await;
     for (method, path, allow) in [
         ("GET", "/user/login", "POST"),
-        ("POST", "/user/get", "GET"),
+        ("HEAD", "/user/login", "POST"),
+        ("POST", "/user/get", "GET, HEAD"),
         ("GET", "/user/delete", "DELETE"),
-        ("PUT", "/user/all", "GET"),
-        ("PUT", "/user/track/favorite", "GET, POST, DELETE"),
+        ("PUT", "/user/all", "GET, HEAD"),
+        ("PUT", "/user/track/favorite", "GET, HEAD, POST, DELETE"),
         ("GET", "/user/track/favorite/42", "POST, DELETE"),
-        ("TRACE", "/healthz", "GET"),
+        ("TRACE", "/healthz", "GET, HEAD"),
     ] {
         let reply = app.send(req(method, path)).await;
         reply.error(405);
@@ -614,6 +615,9 @@ async fn health_and_readiness_answer_main_responses() {
     let app = app().await;
     let health = app.send(req("GET", "/healthz")).await;
     assert_eq!((health.status, health.body["status"].clone()), (200, json!(200)));
+    // HEAD answers as GET does (a real server then leaves the body out).
+    assert_eq!(app.send(req("HEAD", "/healthz")).await.status, 200);
+    assert_eq!(app.send(req("HEAD", "/user/get")).await.status, 401);
     assert_eq!(app.send(req("GET", "/readyz")).await.status, 200);
     app.store.failing.store(true, Ordering::SeqCst);
     let down = app.send(req("GET", "/readyz")).await;
