@@ -1,11 +1,16 @@
 //! Relay throughput on SQLite: tasks delivered per second to the log sink and
-//! to a webhook receiver on 127.0.0.1. Prints figures; asserts nothing.
+//! to a webhook receiver on 127.0.0.1; and the worst case of a claim, a
+//! backlog in which every user is held (a downstream outage), on SQLite and,
+//! with `USER_TEST_POSTGRES_URL` set, on PostgreSQL. Prints figures; asserts
+//! nothing.
 //!
 //! `cargo bench -p user-core --bench relay` (add `-- 50000` for another task count).
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use chrono::Utc;
 use user_core::auth::HashingConfig;
 use user_core::domain::{Email, Password, TrackId, Username};
 use user_core::service::Registration;
@@ -17,7 +22,12 @@ const TRACKS_PER_USER: usize = 20;
 
 async fn seeded(tasks: usize) -> (tempfile::TempDir, Arc<dyn Store>) {
     let dir = tempfile::tempdir().unwrap();
-    let store = store::open(&format!("sqlite://{}", dir.path().join("bench.db").display())).await.unwrap();
+    let store = seeded_at(&format!("sqlite://{}", dir.path().join("bench.db").display()), tasks).await;
+    (dir, store)
+}
+
+async fn seeded_at(url: &str, tasks: usize) -> Arc<dyn Store> {
+    let store = store::open(url).await.unwrap();
     store.migrate().await.unwrap();
     let config = ServiceConfig { hashing: HashingConfig::insecure_for_tests(), ..ServiceConfig::default() };
     let service = UserService::new(store.clone(), config).await.unwrap();
@@ -36,7 +46,48 @@ async fn seeded(tasks: usize) -> (tempfile::TempDir, Arc<dyn Store>) {
             .unwrap();
         service.add_favorites(user.id, &tracks).await.unwrap();
     }
-    (dir, store)
+    store
+}
+
+/// Fails every user's first task with a retry an hour away, so every user is
+/// held and no task is claimable: what a downstream outage leaves behind.
+async fn hold_every_user(store: &Arc<dyn Store>) -> usize {
+    let now = Utc::now();
+    let mut held = HashSet::new();
+    loop {
+        let claim = store.claim_tasks(now, now + Duration::from_secs(300), 1000).await.unwrap();
+        if claim.tasks.is_empty() {
+            return held.len();
+        }
+        let mut rest = Vec::new();
+        for task in &claim.tasks {
+            if held.insert(task.user_id) {
+                let retry_at = Some(now + Duration::from_secs(3600));
+                store.fail_task(claim.lease_id, task.id, "outage", retry_at, now).await.unwrap();
+            } else {
+                rest.push(task.id);
+            }
+        }
+        store.release_tasks(claim.lease_id, &rest, now).await.unwrap();
+    }
+}
+
+/// The median time of a claim that scans the whole held backlog.
+async fn held_backlog_claim(backend: &str, store: Arc<dyn Store>, tasks: usize) {
+    let users = hold_every_user(&store).await;
+    let mut times = Vec::new();
+    for _ in 0..5 {
+        let now = Utc::now();
+        let started = Instant::now();
+        let claim = store.claim_tasks(now, now + Duration::from_secs(300), 100).await.unwrap();
+        times.push(started.elapsed());
+        assert!(claim.tasks.is_empty(), "every user is held");
+    }
+    times.sort();
+    println!(
+        "{backend:<8} claim over {tasks} pending tasks, all {users} users held: {:>8.1} ms (median of 5)",
+        times[2].as_secs_f64() * 1000.0
+    );
 }
 
 async fn drain(store: Arc<dyn Store>, sink: Arc<dyn TaskSink>, batch_size: u32) -> (usize, Duration) {
@@ -87,6 +138,15 @@ async fn main() {
         let sink = Arc::new(WebhookSink::new(url.clone(), b"bench".to_vec(), Duration::from_secs(10)).unwrap());
         let (n, t) = drain(store, sink, batch).await;
         report("webhook", batch, n, t);
+    }
+    let (_dir, store) = seeded(tasks).await;
+    held_backlog_claim("sqlite", store, tasks).await;
+    if std::env::var("USER_TEST_POSTGRES_URL").is_ok() {
+        if let Some(url) = user_core::testing::postgres_schema_url().await {
+            held_backlog_claim("postgres", seeded_at(&url, tasks).await, tasks).await;
+        }
+    } else {
+        println!("postgres: set USER_TEST_POSTGRES_URL to measure it too");
     }
 }
 

@@ -397,7 +397,10 @@ pub trait TaskStore: Send + Sync {
     /// not leased (or its lease ran out), and no earlier pending task of the
     /// same user is leased or not yet due: so a user's tasks are delivered in
     /// order, while different users' tasks flow in parallel. Concurrent
-    /// claimers never receive the same task.
+    /// claimers never receive the same task. A backend may be stricter and
+    /// hold back every task of a user who has any task leased or backing off
+    /// (PostgreSQL does, so a claim stays linear in the backlog). A claim
+    /// costs at most a scan of the pending tasks, however many users are held.
     async fn claim_tasks(&self, now: DateTime<Utc>, lease_until: DateTime<Utc>, limit: u32) -> Result<Claim>;
 
     /// Marks leased tasks delivered; returns how many were still held by `lease_id`.

@@ -635,26 +635,34 @@ impl TaskStore for PostgresStore {
     async fn claim_tasks(&self, now: DateTime<Utc>, lease_until: DateTime<Utc>, limit: u32) -> Result<Claim> {
         let lease_id = Uuid::now_v7();
         let mut tx = self.begin().await?;
-        // Without this, two relays could each see the other's claim as not yet
-        // committed and split one user's sequence. Claims are one short statement.
-        sqlx::query("select pg_advisory_xact_lock($1)").bind(CLAIM_LOCK).execute(&mut *tx).await.map_err(map_err)?;
-        // A task waits while an earlier task of its user is leased or backing
-        // off. Those blockers are found first, once per claim: written as a
-        // correlated NOT EXISTS, PostgreSQL planned a hash anti-join that
-        // compared every pending task of a user with every other, and one
-        // user's backlog of 18k tasks made each claim take 25 s.
+        // Without the lock, two relays could each see the other's claim as not
+        // yet committed and split one user's sequence. Claims are one short
+        // statement. The work_mem raise keeps the held users' hash table (see
+        // below) in memory up to about two million of them.
+        sqlx::query("select pg_advisory_xact_lock($1), set_config('work_mem', '64MB', true)")
+            .bind(CLAIM_LOCK)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        // A user's tasks wait while any pending task of theirs is leased or
+        // backing off (stricter than "an earlier one", and as good for order).
+        // Held users are found once and probed through a hashed NOT IN, which
+        // keeps the id-ordered scan and costs O(1) per task: both earlier
+        // forms went quadratic in a backlog — a correlated NOT EXISTS became a
+        // hash anti-join over one user's 18k tasks (25 s per claim), and a
+        // nested-loop anti-join over a CTE of 10k held users took 569 s to scan
+        // 1M pending tasks; this takes 0.47 s for the same.
         let rows = sqlx::query(
-            "with blocked as materialized ( \
-               select user_id, min(id) as first_id from deferred_tasks \
+            "with held as materialized ( \
+               select user_id from deferred_tasks \
                where status = 'pending' \
-                 and (available_at > $1 or (leased_until is not null and leased_until > $1)) \
-               group by user_id) \
+                 and (available_at > $1 or (leased_until is not null and leased_until > $1))) \
              update deferred_tasks set leased_until = $2, lease_id = $3, updated_at = $1 \
              where id in ( \
                select t.id from deferred_tasks t \
                where t.status = 'pending' and t.available_at <= $1 \
                  and (t.leased_until is null or t.leased_until <= $1) \
-                 and not exists (select 1 from blocked b where b.user_id = t.user_id and b.first_id < t.id) \
+                 and t.user_id not in (select user_id from held) \
                order by t.id limit $4 \
                for update skip locked) \
              returning *",

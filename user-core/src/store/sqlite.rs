@@ -738,6 +738,11 @@ impl TaskStore for SqliteStore {
         let lease_id = uuid::Uuid::now_v7();
         // One statement on the single writer: atomic against other in-process
         // claimers, and SQLite's write lock makes it so against other processes.
+        // The blocker check is pinned to the per-user index: left to itself,
+        // SQLite walked deferred_tasks_status_idx through every earlier pending
+        // task of every user, so a claim over a backlog of 200k tasks with
+        // every user held ran for over ten minutes; pinned, it takes 0.16 s,
+        // and a claim of 10,000 due tasks 20 ms instead of 5.2 s.
         let mut tasks = self
             .write(move |conn| {
                 query_all(
@@ -748,7 +753,7 @@ impl TaskStore for SqliteStore {
                        where t.status = 'pending' and t.available_at <= ?1 \
                          and (t.leased_until is null or t.leased_until <= ?1) \
                          and not exists ( \
-                           select 1 from deferred_tasks e \
+                           select 1 from deferred_tasks e indexed by deferred_tasks_user_pending_idx \
                            where e.user_id = t.user_id and e.status = 'pending' and e.id < t.id \
                              and (e.available_at > ?1 or (e.leased_until is not null and e.leased_until > ?1))) \
                        order by t.id limit ?4) \
