@@ -384,6 +384,15 @@ impl TaskCounts {
     }
 }
 
+/// The tasks still waiting for something: a relay, or an operator.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WaitingTasks {
+    /// Waiting for delivery (including leased and backing off).
+    pub pending: u64,
+    /// Given up on; waiting for an operator.
+    pub dead: u64,
+}
+
 /// The deferred-task outbox.
 #[async_trait]
 pub trait TaskStore: Send + Sync {
@@ -426,8 +435,13 @@ pub trait TaskStore: Send + Sync {
     /// all; returns how many.
     async fn retry_dead_tasks(&self, id: Option<i64>, now: DateTime<Utc>) -> Result<u64>;
 
-    /// How many tasks are in each state.
+    /// How many tasks are in each state. Reads every task, delivered ones
+    /// included: for operators and tests, not for a hot loop.
     async fn count_tasks(&self) -> Result<TaskCounts>;
+
+    /// How many tasks are pending and dead. Reads only those (through their
+    /// indexes), so it stays cheap however many delivered tasks are kept.
+    async fn count_waiting_tasks(&self) -> Result<WaitingTasks>;
 
     /// Deletes up to `limit` delivered (`done`) tasks whose delivery was
     /// recorded before `before`, oldest first; returns how many. Pending and

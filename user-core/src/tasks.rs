@@ -353,10 +353,11 @@ impl Relay {
     }
 
     async fn publish_queue_depth(&self) {
-        match self.store.count_tasks().await {
+        // Only what waits: counting delivered tasks would read the whole
+        // outbox every few seconds.
+        match self.store.count_waiting_tasks().await {
             Ok(counts) => {
                 metrics::gauge!("tasks_queue_depth", "status" => "pending").set(counts.pending as f64);
-                metrics::gauge!("tasks_queue_depth", "status" => "done").set(counts.done as f64);
                 metrics::gauge!("tasks_queue_depth", "status" => "dead").set(counts.dead as f64);
             }
             Err(e) => tracing::warn!(error = %e, "could not count tasks"),

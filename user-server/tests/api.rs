@@ -2,6 +2,7 @@
 
 mod common;
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -636,6 +637,32 @@ async fn metrics_are_prometheus_text_with_requests_and_logins() {
     assert!(text.contains("http_requests_total{route=\"POST /user/login\",status=\"200\"}"), "{text}");
     assert!(text.contains("http_request_duration_seconds_bucket"), "{text}");
     assert!(text.contains("login_attempts_total{outcome=\"wrong_password\"}"), "{text}");
+}
+
+#[tokio::test]
+async fn metrics_report_the_task_queue_and_its_deliveries() {
+    let app = app().await;
+    let session = app.user("alice").await;
+    app.send(req("POST", "/user/track/favorite?track_id=1,2").bearer(&session.access)).await;
+    let store: Arc<dyn user_core::store::Store> = app.store.clone();
+    let relay = user_core::tasks::Relay::new(store, Arc::new(user_core::tasks::LogSink), Default::default());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(async move { relay.run(async { stopped.await.unwrap_or(()) }).await });
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    let text = loop {
+        let reply = app.send(req("GET", "/metrics")).await;
+        let text = String::from_utf8_lossy(&reply.raw).into_owned();
+        if text.contains("task_deliveries_total{outcome=\"delivered\"} 2") && text.contains("tasks_queue_depth") {
+            break text;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no task metrics: {text}");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    };
+    stop.send(()).unwrap();
+    running.await.unwrap();
+    assert!(text.contains("tasks_queue_depth{status=\"pending\"}"), "{text}");
+    assert!(text.contains("tasks_queue_depth{status=\"dead\"} 0"), "{text}");
+    assert!(text.contains("task_delivery_seconds"), "{text}");
 }
 
 #[tokio::test]

@@ -7,7 +7,10 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::{Rotation, SessionRecord, Store, TaskCounts, TaskKind, TaskStatus, User, UserChanges, UserKey, UserRecord};
+use super::{
+    Rotation, SessionRecord, Store, TaskCounts, TaskKind, TaskStatus, User, UserChanges, UserKey, UserRecord,
+    WaitingTasks,
+};
 use crate::domain::{Email, Role, SessionId, TrackId, UserId, Username};
 use crate::error::{ConflictField, Error};
 
@@ -521,6 +524,7 @@ pub(crate) async fn failures_back_off_then_die_and_dead_tasks_can_be_retried(sto
     let dead = store.list_tasks(Some(TaskStatus::Dead), None, 10).await.unwrap();
     assert_eq!((dead.len(), dead[0].attempts, dead[0].last_error.as_deref()), (1, 1, Some("gone")));
     assert_eq!(store.count_tasks().await.unwrap(), TaskCounts { pending: 1, done: 0, dead: 1 });
+    assert_eq!(store.count_waiting_tasks().await.unwrap(), WaitingTasks { pending: 1, dead: 1 });
     // A dead task does not block its user's later tasks.
     let next = store.claim_tasks(t0(), t0() + secs(30), 10).await.unwrap();
     assert_eq!(next.tasks.len(), 1);
@@ -556,4 +560,5 @@ pub(crate) async fn only_done_tasks_delivered_before_the_cutoff_are_purged_oldes
     // Dead and pending tasks stay, whatever their age.
     assert_eq!(store.purge_done_tasks(t0() + secs(3600), 100).await.unwrap(), 1);
     assert_eq!(store.count_tasks().await.unwrap(), TaskCounts { pending: 1, done: 0, dead: 1 });
+    assert_eq!(store.count_waiting_tasks().await.unwrap(), WaitingTasks { pending: 1, dead: 1 });
 }

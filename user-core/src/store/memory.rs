@@ -11,7 +11,7 @@ use uuid::Uuid;
 use super::{
     AuditRecord, AuditStore, Claim, DeferredTask, Favorite, FavoriteStore, LockRule, Rotation, SecretStore,
     SessionRecord, SessionStore, Store, TaskCounts, TaskKind, TaskStatus, TaskStore, User, UserChanges, UserKey,
-    UserRecord, UserStore,
+    UserRecord, UserStore, WaitingTasks,
 };
 use crate::domain::{Role, SessionId, TrackId, UserId};
 use crate::error::{ConflictField, Error, Result};
@@ -421,6 +421,11 @@ impl TaskStore for MemoryStore {
             counts.add(task.status, 1);
         }
         Ok(counts)
+    }
+
+    async fn count_waiting_tasks(&self) -> Result<WaitingTasks> {
+        let counts = self.count_tasks().await?;
+        Ok(WaitingTasks { pending: counts.pending, dead: counts.dead })
     }
 
     async fn purge_done_tasks(&self, before: DateTime<Utc>, limit: u32) -> Result<u64> {

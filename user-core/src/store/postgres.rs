@@ -20,7 +20,7 @@ use super::batch::Batcher;
 use super::{
     AuditRecord, AuditStore, Claim, DeferredTask, Favorite, FavoriteStore, LockRule, Rotation, SecretStore,
     SessionRecord, SessionStore, Store, TaskCounts, TaskKind, TaskStatus, TaskStore, User, UserChanges, UserKey,
-    UserRecord, UserStore,
+    UserRecord, UserStore, WaitingTasks,
 };
 use crate::domain::{Role, SessionId, TrackId, UserId, ValidationError};
 use crate::error::{ConflictField, Error, Result};
@@ -756,6 +756,17 @@ impl TaskStore for PostgresStore {
             counts.add(TaskStatus::parse(&status)?, n as u64);
         }
         Ok(counts)
+    }
+
+    async fn count_waiting_tasks(&self) -> Result<WaitingTasks> {
+        let (pending, dead): (i64, i64) = sqlx::query_as(
+            "select (select count(*) from deferred_tasks where status = 'pending'), \
+                    (select count(*) from deferred_tasks where status = 'dead')",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(WaitingTasks { pending: pending as u64, dead: dead as u64 })
     }
 
     async fn purge_done_tasks(&self, before: DateTime<Utc>, limit: u32) -> Result<u64> {

@@ -26,7 +26,7 @@ use tokio::sync::oneshot;
 use super::{
     AuditRecord, AuditStore, Claim, DeferredTask, Favorite, FavoriteStore, LockRule, Rotation, SecretStore,
     SessionRecord, SessionStore, Store, TaskCounts, TaskKind, TaskStatus, TaskStore, User, UserChanges, UserKey,
-    UserRecord, UserStore,
+    UserRecord, UserStore, WaitingTasks,
 };
 use crate::domain::{Role, SessionId, TrackId, UserId, ValidationError};
 use crate::error::{ConflictField, Error, Result};
@@ -839,6 +839,25 @@ impl TaskStore for SqliteStore {
                 counts.add(TaskStatus::parse(&status)?, n as u64);
             }
             Ok(counts)
+        })
+    }
+
+    async fn count_waiting_tasks(&self) -> Result<WaitingTasks> {
+        self.read(|conn| {
+            query_all(
+                conn,
+                "select (select count(*) from deferred_tasks where status = 'pending') as pending, \
+                        (select count(*) from deferred_tasks where status = 'dead') as dead",
+                [],
+                |row| {
+                    Ok(WaitingTasks {
+                        pending: col::<i64>(row, "pending")? as u64,
+                        dead: col::<i64>(row, "dead")? as u64,
+                    })
+                },
+            )?
+            .pop()
+            .ok_or_else(|| Error::internal("count returned no row"))
         })
     }
 

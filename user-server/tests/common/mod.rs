@@ -17,7 +17,7 @@ use user_core::domain::{Role, SessionId, TrackId, UserId};
 use user_core::store::{
     AuditRecord, AuditStore, Claim, DeferredTask, Favorite, FavoriteStore, MemoryStore, Rotation, SecretStore,
     SessionRecord, SessionStore, Store, TaskCounts, TaskStatus, TaskStore, User, UserChanges, UserKey, UserRecord,
-    UserStore,
+    UserStore, WaitingTasks,
 };
 use user_core::{Error, ServiceConfig, UserService};
 use user_server::{AppState, CookiePolicy};
@@ -300,6 +300,9 @@ impl TaskStore for FlakyStore {
     }
     async fn count_tasks(&self) -> Result<TaskCounts, Error> {
         self.inner.count_tasks().await
+    }
+    async fn count_waiting_tasks(&self) -> Result<WaitingTasks, Error> {
+        self.inner.count_waiting_tasks().await
     }
     async fn purge_done_tasks(&self, before: DateTime<Utc>, limit: u32) -> Result<u64, Error> {
         self.inner.purge_done_tasks(before, limit).await
