@@ -359,8 +359,9 @@ pub fn finish(
 pub struct RequestHead {
     started: Instant,
     method: Method,
-    path: String,
-    origin: Option<String>,
+    // Clones of the request's own buffers: no allocation per request.
+    uri: warp::http::Uri,
+    origin: Option<HeaderValue>,
     request_id: Option<HeaderValue>,
 }
 
@@ -371,8 +372,8 @@ impl RequestHead {
         Self {
             started: Instant::now(),
             method: request.method().clone(),
-            path: request.uri().path().to_owned(),
-            origin: headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()).map(str::to_owned),
+            uri: request.uri().clone(),
+            origin: headers.get(header::ORIGIN).cloned(),
             request_id: headers.get("x-request-id").filter(|v| v.to_str().is_ok_and(is_sane_request_id)).cloned(),
         }
     }
@@ -388,7 +389,8 @@ impl RequestHead {
             response.headers_mut().insert("x-request-id", id);
         }
         response.extensions_mut().insert(RouteLabel("timed out"));
-        finish(self.started, &self.method, &self.path, self.origin.as_deref(), policy, response)
+        let origin = self.origin.as_ref().and_then(|v| v.to_str().ok());
+        finish(self.started, &self.method, self.uri.path(), origin, policy, response)
     }
 }
 
