@@ -211,19 +211,7 @@ async fn run_tasks(store: &Arc<dyn Store>, command: TasksCommand, out: &Output) 
             out.done(&json!({"retried": n}), &format!("{n} dead task(s) back in the queue"));
         }
         TasksCommand::Purge { older_than } => {
-            let before =
-                chrono::TimeDelta::from_std(older_than).ok().and_then(|d| now.checked_sub_signed(d)).ok_or_else(
-                    || Failure::Usage(format!("--older-than {}: too long", humantime::format_duration(older_than))),
-                )?;
-            const BATCH: u32 = 1000;
-            let mut purged = 0;
-            loop {
-                let n = store.purge_done_tasks(before, BATCH).await?;
-                purged += n;
-                if n < u64::from(BATCH) {
-                    break;
-                }
-            }
+            let purged = user_core::tasks::purge_delivered(&**store, older_than, now, u32::MAX).await?;
             out.done(&json!({"purged": purged}), &format!("{purged} delivered task(s) deleted"));
         }
     }

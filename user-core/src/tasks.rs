@@ -132,8 +132,36 @@ impl RelayConfig {
 const PURGE_EVERY: Duration = Duration::from_secs(60);
 /// Tasks deleted per statement, so other writers are never held up for long.
 const PURGE_BATCH: u32 = 1000;
-/// Statements per purge pass; what is left waits for the next pass.
+/// Statements per purge pass of a running relay; what is left waits for the next pass.
 const PURGE_MAX_BATCHES: u32 = 100;
+
+/// Deletes tasks delivered more than `older_than` before `now`, a thousand
+/// per statement and at most `max_batches` statements; returns how many.
+/// An age reaching before the calendar's start deletes nothing.
+///
+/// # Errors
+/// [`crate::Error::Internal`] if the store fails (batches deleted before
+/// that stay deleted).
+pub async fn purge_delivered(
+    store: &dyn Store,
+    older_than: Duration,
+    now: DateTime<Utc>,
+    max_batches: u32,
+) -> Result<u64> {
+    let Some(before) = chrono::TimeDelta::from_std(older_than).ok().and_then(|age| now.checked_sub_signed(age)) else {
+        return Ok(0);
+    };
+    let mut purged = 0;
+    for _ in 0..max_batches {
+        let n = store.purge_done_tasks(before, PURGE_BATCH).await?;
+        purged += n;
+        if n < u64::from(PURGE_BATCH) {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    Ok(purged)
+}
 
 /// What one pass of the relay did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -280,23 +308,8 @@ impl Relay {
     /// [`crate::Error::Internal`] if the store fails (batches deleted before
     /// that stay deleted).
     pub async fn purge_delivered(&self) -> Result<u64> {
-        let Some(before) = self
-            .config
-            .retention
-            .and_then(|r| chrono::TimeDelta::from_std(r).ok())
-            .and_then(|r| self.clock.now().checked_sub_signed(r))
-        else {
-            return Ok(0);
-        };
-        let mut purged = 0;
-        for _ in 0..PURGE_MAX_BATCHES {
-            let n = self.store.purge_done_tasks(before, PURGE_BATCH).await?;
-            purged += n;
-            if n < u64::from(PURGE_BATCH) {
-                break;
-            }
-            tokio::task::yield_now().await;
-        }
+        let Some(retention) = self.config.retention else { return Ok(0) };
+        let purged = purge_delivered(&*self.store, retention, self.clock.now(), PURGE_MAX_BATCHES).await?;
         metrics::counter!("tasks_purged_total").increment(purged);
         Ok(purged)
     }

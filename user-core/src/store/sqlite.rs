@@ -844,7 +844,7 @@ impl TaskStore for SqliteStore {
 
     async fn count_waiting_tasks(&self) -> Result<WaitingTasks> {
         self.read(|conn| {
-            query_all(
+            query_opt(
                 conn,
                 "select (select count(*) from deferred_tasks where status = 'pending') as pending, \
                         (select count(*) from deferred_tasks where status = 'dead') as dead",
@@ -856,7 +856,6 @@ impl TaskStore for SqliteStore {
                     })
                 },
             )?
-            .pop()
             .ok_or_else(|| Error::internal("count returned no row"))
         })
     }
