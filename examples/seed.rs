@@ -49,6 +49,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     password_hash: hash.clone(),
                     failed_logins: 0,
                     locked_until: None,
+                    credential_version: 0,
                 };
                 match store.insert_user(&record).await {
                     Ok(()) | Err(user_core::Error::Conflict(_)) => {}

@@ -61,6 +61,7 @@ async fn seeded(url: &str) -> (Arc<dyn Store>, UserId) {
         password_hash: "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaA".into(),
         failed_logins: 0,
         locked_until: None,
+        credential_version: 0,
     };
     store.insert_user(&record).await.unwrap();
     (store, id)

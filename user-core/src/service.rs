@@ -8,13 +8,16 @@ use uuid::Uuid;
 
 use crate::auth::{
     AccessClaims, HashingConfig, IssuedTokens, KeySet, PasswordHasher, RefreshClaims, SigningConfig, TokenConfig,
-    Tokens,
+    Tokens, Verified,
 };
 use crate::clock::{Clock, SystemClock};
 use crate::domain::{Email, Login, MAX_BATCH, Password, Role, SessionId, TrackId, UserId, Username, ValidationError};
 use crate::error::{Error, ForbiddenReason, Result, UnauthorizedReason};
 use crate::page::{self, Page, PageRequest};
-use crate::store::{AuditRecord, Favorite, Rotation, SessionRecord, Store, User, UserChanges, UserKey, UserRecord};
+use crate::store::{
+    AuditRecord, Favorite, LoginAttempt, NewSession, Rotation, SessionRecord, Store, User, UserChanges, UserKey,
+    UserRecord,
+};
 use crate::tasks::TaskWaker;
 
 /// Everything that tunes the service; `Default` is production-ready.
@@ -315,7 +318,13 @@ impl UserService {
             created_at: now,
             updated_at: now,
         };
-        let record = UserRecord { user: user.clone(), password_hash, failed_logins: 0, locked_until: None };
+        let record = UserRecord {
+            user: user.clone(),
+            password_hash,
+            failed_logins: 0,
+            locked_until: None,
+            credential_version: 0,
+        };
         self.store.insert_user(&record).await?;
         Ok(user)
     }
@@ -369,63 +378,97 @@ impl UserService {
             return Err(Error::UserNotFound);
         };
         let id = record.user.id;
-        let now = self.clock.now();
-        if let Some(until) = record.locked_until.filter(|until| *until > now) {
-            self.audit(AuditEvent::LoginThrottled, Some(id), client, None).await;
-            let retry_after = (until - now).to_std().unwrap_or_default();
-            return Err(Error::Throttled { retry_after: retry_after.max(Duration::from_secs(1)) });
-        }
-        let verified = match self.hasher.verify(password, &record.password_hash).await {
-            Err(Error::InvalidCredentials) => {
-                let policy = self.lockout;
-                let lock = Box::new(move |failures: u32| policy.wait_after(failures).map(|wait| now + wait));
-                let failures = self.store.record_login_failure(id, lock).await?;
-                let detail = format!("wrong password ({failures} in a row)");
-                self.audit(AuditEvent::LoginFailed, Some(id), client, Some(detail)).await;
-                return Err(Error::InvalidCredentials);
-            }
-            other => other?,
-        };
+        let verified = self.check_password(&record, password, client, "wrong password").await?;
         if record.user.disabled_at.is_some() {
             self.audit(AuditEvent::LoginFailed, Some(id), client, Some("account disabled".into())).await;
             return Err(Error::Forbidden(ForbiddenReason::AccountDisabled));
         }
-        if record.failed_logins > 0 || record.locked_until.is_some() {
-            self.store.reset_login_failures(id).await?;
-        }
-        if let Some(hash) = verified.rehashed {
-            // Best effort: the login succeeds with the old hash too.
-            if let Err(e) = self.store.set_password_hash(id, &hash).await {
-                tracing::warn!(error = %e, user_id = %id, "could not store the rehashed password");
-            }
-        }
-        let tokens = self.open_session(&record.user, client).await?;
+        let Some(tokens) = self.open_session(&record, verified.rehashed, client).await? else {
+            // The password, role or state changed between reading the
+            // account and now: what was verified is no longer the credential.
+            let detail = Some("credentials changed during the login".into());
+            self.audit(AuditEvent::LoginFailed, Some(id), client, detail).await;
+            return Err(Error::InvalidCredentials);
+        };
         self.audit(AuditEvent::LoginSucceeded, Some(id), client, None).await;
         Ok(LoginOutcome { user: record.user, tokens })
     }
 
-    async fn open_session(&self, user: &User, client: &ClientInfo) -> Result<IssuedTokens> {
+    /// Checks `password` against the account under the lockout: the attempt
+    /// is reserved (and counted) in the store before any hashing, so
+    /// concurrent guesses get no more checks than the lockout allows. A wrong
+    /// password is audited as a failed login with `wrong` as the detail. A
+    /// success leaves the attempt counted: the caller clears it, in the
+    /// transaction that acts on the success.
+    async fn check_password(
+        &self,
+        record: &UserRecord,
+        password: &Password,
+        client: &ClientInfo,
+        wrong: &str,
+    ) -> Result<Verified> {
+        let id = record.user.id;
+        let now = self.clock.now();
+        let policy = self.lockout;
+        let lock = Box::new(move |failures: u32| policy.wait_after(failures).map(|wait| now + wait));
+        let failures = match self.store.reserve_login_attempt(id, now, lock).await? {
+            Some(LoginAttempt::Allowed { failures }) => failures,
+            Some(LoginAttempt::Locked { until }) => {
+                self.audit(AuditEvent::LoginThrottled, Some(id), client, None).await;
+                let retry_after = (until - now).to_std().unwrap_or_default();
+                return Err(Error::Throttled { retry_after: retry_after.max(Duration::from_secs(1)) });
+            }
+            None => return Err(Error::UserNotFound),
+        };
+        match self.hasher.verify(password, &record.password_hash).await {
+            Err(Error::InvalidCredentials) => {
+                let detail = format!("{wrong} ({failures} in a row)");
+                self.audit(AuditEvent::LoginFailed, Some(id), client, Some(detail)).await;
+                Err(Error::InvalidCredentials)
+            }
+            other => other,
+        }
+    }
+
+    /// Opens a session for a login that verified `record`'s password; `None`
+    /// if the account's credentials changed since `record` was read.
+    async fn open_session(
+        &self,
+        record: &UserRecord,
+        rehash: Option<String>,
+        client: &ClientInfo,
+    ) -> Result<Option<IssuedTokens>> {
+        let user = &record.user;
         let now = self.clock.now();
         let sid = SessionId::new();
         let jti = Uuid::now_v7();
         let (access, access_expires_at) = self.tokens.issue_access(user.id, sid, user.role, now)?;
         let (refresh, refresh_expires_at) = self.tokens.issue_refresh(user.id, sid, jti, now)?;
-        self.store
-            .insert_session(&SessionRecord {
-                id: sid,
-                user_id: user.id,
-                refresh_jti: jti,
-                previous_jti: None,
-                rotated_at: None,
-                created_at: now,
-                last_used_at: now,
-                expires_at: refresh_expires_at,
-                revoked_at: None,
-                user_agent: client.user_agent.as_deref().map(|ua| ua.chars().take(256).collect()),
-                ip: client.ip.map(|ip| ip.to_string()),
-            })
+        let session = SessionRecord {
+            id: sid,
+            user_id: user.id,
+            refresh_jti: jti,
+            previous_jti: None,
+            rotated_at: None,
+            created_at: now,
+            last_used_at: now,
+            expires_at: refresh_expires_at,
+            revoked_at: None,
+            user_agent: client.user_agent.as_deref().map(|ua| ua.chars().take(256).collect()),
+            ip: client.ip.map(|ip| ip.to_string()),
+        };
+        let opened = self
+            .store
+            .open_session(&NewSession { session, credential_version: record.credential_version, rehash })
             .await?;
-        Ok(IssuedTokens { access, access_expires_at, refresh, refresh_expires_at, session_id: sid, user_id: user.id })
+        Ok(opened.then_some(IssuedTokens {
+            access,
+            access_expires_at,
+            refresh,
+            refresh_expires_at,
+            session_id: sid,
+            user_id: user.id,
+        }))
     }
 
     /// Exchanges a refresh token for a new pair, rotating the session's refresh
@@ -580,13 +623,16 @@ impl UserService {
             return Err(ValidationError::new("current_password", "is required to change the password or email").into());
         }
         if let Some(current) = &update.current_password {
+            // Counted and throttled like a login: a stolen access token must
+            // not let anyone guess the password at hashing speed.
             let record = self.store.find_user(UserKey::Id(id)).await?.ok_or(Error::UserNotFound)?;
-            match self.hasher.verify(current, &record.password_hash).await {
+            match self.check_password(&record, current, client, "wrong current password").await {
                 Err(Error::InvalidCredentials) => {
                     return Err(Error::Unauthorized(UnauthorizedReason::WrongCurrentPassword));
                 }
                 other => other?,
             };
+            self.store.reset_login_failures(id).await?;
         }
         let password_hash = match &update.password {
             Some(p) => Some(self.hasher.hash(p).await?),
@@ -628,8 +674,9 @@ impl UserService {
         Ok(Page::from_overfetch(rows, page.limit(), |u| page::user_cursor(u.id)))
     }
 
-    /// Changes an account's role; it shows in tokens issued from the next
-    /// refresh or login on.
+    /// Changes an account's role. A change ends every session of the account
+    /// at once (the role travels in access tokens, which must not outlive
+    /// it); the new role shows from the next login on.
     ///
     /// # Errors
     /// [`Error::UserNotFound`].
@@ -637,7 +684,8 @@ impl UserService {
         if !self.store.set_role(id, role, self.clock.now()).await? {
             return Err(Error::UserNotFound);
         }
-        self.audit(AuditEvent::RoleChanged, Some(id), &ClientInfo::default(), Some(format!("to {role}"))).await;
+        let detail = Some(format!("to {role}; sessions revoked"));
+        self.audit(AuditEvent::RoleChanged, Some(id), &ClientInfo::default(), detail).await;
         self.get(id).await
     }
 

@@ -65,6 +65,10 @@ pub struct UserRecord {
     pub failed_logins: u32,
     /// Until when login attempts are refused (account protection).
     pub locked_until: Option<DateTime<Utc>>,
+    /// Grows whenever what a login proves changes: the password, the role, a
+    /// disable. A session is opened only if it is still the version the login
+    /// verified (see [`SessionStore::open_session`]).
+    pub credential_version: i64,
 }
 
 impl std::fmt::Debug for UserRecord {
@@ -129,6 +133,43 @@ impl SessionRecord {
     /// Whether tokens of this session may still be used at `now`.
     pub fn is_active(&self, now: DateTime<Utc>) -> bool {
         self.revoked_at.is_none() && self.expires_at > now
+    }
+}
+
+/// What [`UserStore::reserve_login_attempt`] decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoginAttempt {
+    /// Check the password; the attempt is already counted, `failures` being
+    /// the consecutive failures including it.
+    Allowed {
+        /// Consecutive failures, this attempt included.
+        failures: u32,
+    },
+    /// Refused without checking until then.
+    Locked {
+        /// When attempts are allowed again.
+        until: DateTime<Utc>,
+    },
+}
+
+/// A session to open at the end of a login (see [`SessionStore::open_session`]).
+#[derive(Clone)]
+pub struct NewSession {
+    /// The session.
+    pub session: SessionRecord,
+    /// The user's [`UserRecord::credential_version`] when the password was read.
+    pub credential_version: i64,
+    /// A hash of the same password with the current parameters, to store.
+    pub rehash: Option<String>,
+}
+
+impl std::fmt::Debug for NewSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewSession")
+            .field("session", &self.session)
+            .field("credential_version", &self.credential_version)
+            .field("rehash", &self.rehash.as_ref().map(|_| "[redacted]"))
+            .finish()
     }
 }
 
@@ -258,7 +299,7 @@ pub struct DeferredTask {
 }
 
 /// When to refuse logins after a given number of consecutive failures (see
-/// [`UserStore::record_login_failure`]). Owned, so a backend may evaluate it
+/// [`UserStore::reserve_login_attempt`]). Owned, so a backend may evaluate it
 /// on its own writer thread inside the transaction that counts the failure.
 pub type LockRule = Box<dyn Fn(u32) -> Option<DateTime<Utc>> + Send + Sync>;
 
@@ -274,27 +315,39 @@ pub trait UserStore: Send + Sync {
     /// Finds one account.
     async fn find_user(&self, key: UserKey<'_>) -> Result<Option<UserRecord>>;
 
-    /// Applies `changes` atomically; `None` if the user does not exist.
+    /// Applies `changes` atomically (a new password hash also grows the
+    /// credential version); `None` if the user does not exist.
     ///
     /// # Errors
     /// [`Error::Conflict`] when the new username or email is taken.
     async fn update_user(&self, id: UserId, changes: &UserChanges, now: DateTime<Utc>) -> Result<Option<UserRecord>>;
 
-    /// Replaces the password hash without touching sessions (a rehash at login).
-    async fn set_password_hash(&self, id: UserId, hash: &str) -> Result<()>;
+    /// Reserves one password check for the account, atomically, before the
+    /// password is hashed: unless logins are refused at `now`, the attempt is
+    /// counted as a failure at once (a success clears it later) and, when
+    /// `lock_until` gives a time for the new count, logins are refused until
+    /// then. So N concurrent guesses, on any number of replicas, get at most
+    /// as many checks as the lockout allows. `None` if the user does not exist.
+    async fn reserve_login_attempt(
+        &self,
+        id: UserId,
+        now: DateTime<Utc>,
+        lock_until: LockRule,
+    ) -> Result<Option<LoginAttempt>>;
 
-    /// Counts one more failed login, atomically, and, when `lock_until` gives a
-    /// time for the new count, refuses logins until then; returns the new count.
-    async fn record_login_failure(&self, id: UserId, lock_until: LockRule) -> Result<u32>;
-
-    /// Clears the failed-login count and any lock (after a successful login).
+    /// Clears the failed-login count and any lock (after a password checked
+    /// outside a login, such as `current_password`, proved right).
     async fn reset_login_failures(&self, id: UserId) -> Result<()>;
 
-    /// Sets the role; `false` if the user does not exist.
+    /// Sets the role; when it changes, every session of the user is revoked
+    /// and the credential version grows in the same transaction, so tokens
+    /// carrying the old role stop working at once. `false` if the user does
+    /// not exist.
     async fn set_role(&self, id: UserId, role: Role, now: DateTime<Utc>) -> Result<bool>;
 
-    /// Disables (revoking every session in the same transaction) or enables
-    /// the account; `false` if the user does not exist.
+    /// Disables (revoking every session and growing the credential version in
+    /// the same transaction) or enables the account; `false` if the user does
+    /// not exist.
     async fn set_disabled(&self, id: UserId, disabled: bool, now: DateTime<Utc>) -> Result<bool>;
 
     /// Deletes the account with its sessions and favorites, and enqueues a
@@ -308,11 +361,13 @@ pub trait UserStore: Send + Sync {
 /// Login sessions.
 #[async_trait]
 pub trait SessionStore: Send + Sync {
-    /// Records a new session.
-    ///
-    /// # Errors
-    /// [`Error::UserNotFound`] if the user was deleted meanwhile.
-    async fn insert_session(&self, session: &SessionRecord) -> Result<()>;
+    /// Completes a login in one transaction: if the user still has the
+    /// credential version the login verified and is not disabled, clears the
+    /// failed-login count and lock, stores the rehash if any, and records the
+    /// session. `false` (and nothing written) if the credential changed, the
+    /// account was disabled or deleted meanwhile: a session is never minted
+    /// from a stale password, and a rehash never writes an old password back.
+    async fn open_session(&self, login: &NewSession) -> Result<bool>;
 
     /// Reads a session.
     async fn session(&self, id: SessionId) -> Result<Option<SessionRecord>>;

@@ -428,15 +428,164 @@ async fn a_foreign_cursor_is_a_validation_error() {
 }
 
 #[tokio::test]
-async fn only_admin_claims_pass_the_admin_check_and_a_role_change_shows_after_refresh() {
+async fn only_admin_claims_pass_the_admin_check_and_a_role_change_ends_the_sessions_at_once() {
     let app = app().await;
     let user = app.register("alice").await;
     let tokens = app.login("alice").await;
     let claims = app.service.authenticate(&tokens.access).await.unwrap();
     assert!(matches!(claims.require_admin(), Err(Error::Forbidden(ForbiddenReason::AdminOnly))));
     assert_eq!(app.service.set_role(user.id, Role::Admin).await.unwrap().role, Role::Admin);
-    let refreshed = app.service.refresh(&tokens.refresh, &ClientInfo::default()).await.unwrap();
-    app.service.authenticate(&refreshed.access).await.unwrap().require_admin().unwrap();
+    assert_eq!(unauthorized(app.service.authenticate(&tokens.access).await), UnauthorizedReason::SessionRevoked);
+    assert!(app.service.refresh(&tokens.refresh, &ClientInfo::default()).await.is_err());
+    let admin = app.login("alice").await;
+    app.service.authenticate(&admin.access).await.unwrap().require_admin().unwrap();
+    // A demoted admin's token stops working at once, not when it expires.
+    app.service.set_role(user.id, Role::User).await.unwrap();
+    assert_eq!(unauthorized(app.service.authenticate(&admin.access).await), UnauthorizedReason::SessionRevoked);
+}
+
+#[tokio::test]
+async fn forty_concurrent_wrong_guesses_get_no_more_checks_than_the_lockout_allows() {
+    let app = app().await;
+    app.register("alice").await;
+    let hasher = app.service.password_hasher().clone();
+    let before = hasher.completed();
+    let barrier = Arc::new(tokio::sync::Barrier::new(40));
+    let guesses: Vec<_> = (0..40)
+        .map(|i| {
+            let (service, barrier) = (app.service.clone(), barrier.clone());
+            tokio::spawn(async move {
+                barrier.wait().await;
+                service.login(&login_name("alice"), &pw(&format!("guess number {i}")), &ClientInfo::default()).await
+            })
+        })
+        .collect();
+    let (mut checked, mut throttled) = (0, 0);
+    for guess in guesses {
+        match guess.await.unwrap() {
+            Err(Error::InvalidCredentials) => checked += 1,
+            Err(Error::Throttled { .. }) => throttled += 1,
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!((checked, throttled), (5, 35));
+    assert_eq!(hasher.completed() - before, 5, "one argon2 computation per allowed guess only");
+}
+
+#[tokio::test]
+async fn wrong_current_passwords_count_toward_the_lockout_like_failed_logins() {
+    let app = app().await;
+    let user = app.register("alice").await;
+    let guess = |n: u32| ProfileUpdate {
+        password: Some(pw("new password 1")),
+        current_password: Some(pw(&format!("guess number {n}"))),
+        ..Default::default()
+    };
+    for n in 0..5 {
+        let result = app.service.update(user.id, None, guess(n), &ClientInfo::default()).await;
+        assert_eq!(unauthorized(result), UnauthorizedReason::WrongCurrentPassword);
+    }
+    let result = app.service.update(user.id, None, guess(5), &ClientInfo::default()).await;
+    assert!(matches!(result, Err(Error::Throttled { .. })), "{result:?}");
+    let login = app.service.login(&login_name("alice"), &pw("correct horse"), &ClientInfo::default()).await;
+    assert!(matches!(login, Err(Error::Throttled { .. })), "the account is throttled for logins too");
+    let events = app.store.list_audit(Some(user.id), None, 100).await.unwrap();
+    let failures = events.iter().filter(|e| e.event == "login.failure").count();
+    assert_eq!(failures, 5, "each wrong current password is audited as a failed login");
+    assert!(events.iter().any(|e| e.detail.as_deref() == Some("wrong current password (5 in a row)")));
+    // Once the wait is over, the right password works and clears the count.
+    app.clock.advance(Duration::from_secs(3));
+    let ok = ProfileUpdate { current_password: Some(pw("correct horse")), ..guess(0) };
+    app.service.update(user.id, None, ok, &ClientInfo::default()).await.unwrap();
+    let record = app.store.find_user(UserKey::Id(user.id)).await.unwrap().unwrap();
+    assert_eq!((record.failed_logins, record.locked_until), (0, None));
+}
+
+/// Logins racing password changes, many rounds through a barrier. The login
+/// service hashes with other parameters than the one changing the password,
+/// so every login also rehashes: the old password's hash must never be
+/// written back, and no session minted from an old password may survive.
+async fn logins_racing_password_changes(store: Arc<dyn Store>) {
+    let changer = UserService::new(store.clone(), config()).await.unwrap();
+    let mut login_config = config();
+    login_config.hashing.memory_kib = 16;
+    let logins = UserService::new(store.clone(), login_config).await.unwrap();
+    let user = changer.register(registration("alice"), &ClientInfo::default()).await.unwrap();
+    let password = |round: usize| if round == 0 { pw("correct horse") } else { pw(&format!("password {round}")) };
+    let (mut sessions_minted, mut logins_refused) = (0, 0);
+    for round in 0..60 {
+        let barrier = Arc::new(tokio::sync::Barrier::new(2));
+        let login = {
+            let (logins, barrier, old) = (logins.clone(), barrier.clone(), password(round));
+            tokio::spawn(async move {
+                barrier.wait().await;
+                logins.login(&login_name("alice"), &old, &ClientInfo::default()).await
+            })
+        };
+        let change = {
+            let (changer, barrier, new) = (changer.clone(), barrier.clone(), password(round + 1));
+            tokio::spawn(async move {
+                barrier.wait().await;
+                let update = ProfileUpdate { password: Some(new), ..Default::default() };
+                changer.update(user.id, None, update, &ClientInfo::default()).await
+            })
+        };
+        change.await.unwrap().unwrap();
+        match login.await.unwrap() {
+            Ok(outcome) => {
+                sessions_minted += 1;
+                let access = logins.authenticate(&outcome.tokens.access).await;
+                assert_eq!(unauthorized(access), UnauthorizedReason::SessionRevoked, "round {round}");
+            }
+            Err(Error::InvalidCredentials) => logins_refused += 1,
+            Err(e) => panic!("round {round}: {e:?}"),
+        }
+        // The stored hash is the new password's, whichever finished last.
+        let now = logins.login(&login_name("alice"), &password(round + 1), &ClientInfo::default()).await;
+        assert!(now.is_ok(), "round {round}: the new password works: {now:?}");
+        let old = logins.login(&login_name("alice"), &password(round), &ClientInfo::default()).await;
+        assert!(matches!(old, Err(Error::InvalidCredentials)), "round {round}: the old one does not: {old:?}");
+        store.reset_login_failures(user.id).await.unwrap();
+    }
+    println!("{sessions_minted} logins won the race (and were revoked), {logins_refused} were refused");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_racing_a_password_change_never_keeps_a_session_or_restores_the_old_hash() {
+    logins_racing_password_changes(store::open("memory:").await.unwrap()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_racing_a_password_change_on_sqlite_never_keeps_a_session_or_restores_the_old_hash() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store::open(&format!("sqlite://{}", dir.path().join("u.db").display())).await.unwrap();
+    store.migrate().await.unwrap();
+    logins_racing_password_changes(store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_racing_a_password_change_on_postgres_never_keeps_a_session_or_restores_the_old_hash() {
+    let Some(url) = user_core::testing::postgres_schema_url().await else { return };
+    let store = store::open(&url).await.unwrap();
+    store.migrate().await.unwrap();
+    logins_racing_password_changes(store).await;
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn a_new_sqlite_database_is_readable_by_its_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("u.db");
+    let store = store::open(&format!("sqlite://{}", path.display())).await.unwrap();
+    store.migrate().await.unwrap();
+    let service = UserService::new(store, config()).await.unwrap();
+    service.register(registration("alice"), &ClientInfo::default()).await.unwrap();
+    for suffix in ["", "-wal", "-shm"] {
+        let file = format!("{}{suffix}", path.display());
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{file}");
+    }
 }
 
 #[tokio::test]

@@ -68,6 +68,8 @@ type Job = Box<dyn FnOnce() + Send>;
 
 struct Inner {
     params: Params,
+    /// The most costly stored hash this hasher will verify.
+    limits: CostLimits,
     jobs: SyncSender<Job>,
     completed: Arc<AtomicU64>,
     /// Verified against when the user does not exist, so timing tells nothing.
@@ -88,6 +90,8 @@ impl PasswordHasher {
     pub fn new(config: &HashingConfig) -> Result<Self> {
         let params = Params::new(config.memory_kib, config.iterations, config.parallelism, None)
             .map_err(|e| crate::domain::ValidationError::new("argon2", e.to_string()))?;
+        let limits = CostLimits::for_params(&params);
+        let standard_blocks = params.block_count();
         let (jobs, queue) = std::sync::mpsc::sync_channel::<Job>(config.max_queue);
         let queue = Arc::new(Mutex::new(queue));
         let completed = Arc::new(AtomicU64::new(0));
@@ -97,6 +101,7 @@ impl PasswordHasher {
                 .name(format!("argon2-{n}"))
                 .spawn(move || {
                     lower_priority();
+                    STANDARD_BLOCKS.set(standard_blocks);
                     loop {
                         // The lock is held only while waiting for the next job.
                         let job = match queue.lock() {
@@ -109,7 +114,7 @@ impl PasswordHasher {
                 })
                 .map_err(Error::internal)?;
         }
-        Ok(Self { inner: Arc::new(Inner { params, jobs, completed, dummy_hash: OnceCell::new() }) })
+        Ok(Self { inner: Arc::new(Inner { params, limits, jobs, completed, dummy_hash: OnceCell::new() }) })
     }
 
     /// Hashes a password into a PHC string (`$argon2id$v=19$m=…`).
@@ -131,9 +136,10 @@ impl PasswordHasher {
         let password = password.clone();
         let stored = stored.to_owned();
         let params = self.inner.params.clone();
+        let limits = self.inner.limits;
         self.run(move || {
             let parsed = PasswordHash::new(&stored).map_err(Error::internal)?;
-            if !matches(&parsed, &password)? {
+            if !matches(&parsed, &password, limits)? {
                 return Err(Error::InvalidCredentials);
             }
             let stale = parsed.algorithm.as_str() != "argon2id"
@@ -209,11 +215,57 @@ fn lower_priority() {
     }
 }
 
+/// How costly a stored hash may be: 4× the configured parameters (and never
+/// less than 4× OWASP's), so hashes made under older, cheaper or somewhat
+/// dearer settings verify, while a planted or corrupt hash with a huge `m`,
+/// `t` or `p` cannot make one login allocate gigabytes or spin for minutes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct CostLimits {
+    memory_kib: u32,
+    iterations: u32,
+    parallelism: u32,
+}
+
+impl CostLimits {
+    const FACTOR: u32 = 4;
+
+    fn for_params(params: &Params) -> Self {
+        let owasp = HashingConfig::default();
+        Self {
+            memory_kib: params.m_cost().max(owasp.memory_kib).saturating_mul(Self::FACTOR),
+            iterations: params.t_cost().max(owasp.iterations).saturating_mul(Self::FACTOR),
+            parallelism: params.p_cost().max(owasp.parallelism).saturating_mul(Self::FACTOR),
+        }
+    }
+
+    /// Refuses parameters above the limits.
+    fn check(&self, params: &Params) -> Result<()> {
+        if params.m_cost() > self.memory_kib || params.t_cost() > self.iterations || params.p_cost() > self.parallelism
+        {
+            tracing::error!(
+                m = params.m_cost(),
+                t = params.t_cost(),
+                p = params.p_cost(),
+                limit_m = self.memory_kib,
+                limit_t = self.iterations,
+                limit_p = self.parallelism,
+                "a stored password hash asks for more than 4x the configured argon2 cost; refused"
+            );
+            return Err(Error::internal("stored password hash exceeds the argon2 cost limits"));
+        }
+        Ok(())
+    }
+}
+
 thread_local! {
     /// This hashing thread's argon2 working memory, allocated once and reused:
     /// a fresh 19 MiB per hash left the allocator holding far more than the
     /// hashes in flight need.
     static BLOCKS: RefCell<Vec<Block>> = const { RefCell::new(Vec::new()) };
+    /// The blocks the configured parameters need: the size of [`BLOCKS`].
+    /// Hashes that need more get a one-off buffer, so a rare costlier old
+    /// hash never fixes a larger buffer on the thread for good.
+    static STANDARD_BLOCKS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
 /// The argon2 output of `password` with `salt`, `len` bytes long, computed
@@ -233,20 +285,18 @@ fn argon2_output(
     let needed = params.block_count();
     let argon2 = Argon2::new(algorithm, version, params);
     let password = password.expose().as_bytes();
-    BLOCKS
-        .with_borrow_mut(|blocks| {
-            if blocks.is_empty() {
-                *blocks = vec![Block::default(); needed];
+    let standard = STANDARD_BLOCKS.get();
+    if needed <= standard {
+        BLOCKS.with_borrow_mut(|blocks| {
+            if blocks.len() != standard {
+                *blocks = vec![Block::default(); standard];
             }
-            if blocks.len() >= needed {
-                argon2.hash_password_into_with_memory(password, salt, out, &mut blocks[..needed])
-            } else {
-                // A hash stored with more memory than this thread's first: a
-                // one-off buffer, so a rare old hash does not pin the larger size.
-                argon2.hash_password_into_with_memory(password, salt, out, vec![Block::default(); needed])
-            }
+            argon2.hash_password_into_with_memory(password, salt, out, &mut blocks[..needed])
         })
-        .map_err(Error::internal)?;
+    } else {
+        argon2.hash_password_into_with_memory(password, salt, out, vec![Block::default(); needed])
+    }
+    .map_err(Error::internal)?;
     Output::new(out).map_err(Error::internal)
 }
 
@@ -267,13 +317,14 @@ fn hash_with(params: &Params, password: &Password) -> Result<String> {
 
 /// Whether `password` produces the hash in `stored` under the stored
 /// algorithm, version and parameters (constant-time comparison).
-fn matches(stored: &PasswordHash<'_>, password: &Password) -> Result<bool> {
+fn matches(stored: &PasswordHash<'_>, password: &Password, limits: CostLimits) -> Result<bool> {
     let (Some(salt), Some(expected)) = (stored.salt, &stored.hash) else {
         return Err(Error::internal("stored password hash has no salt or no output"));
     };
     let algorithm = Algorithm::try_from(stored.algorithm).map_err(Error::internal)?;
     let version = stored.version.map_or(Ok(Version::default()), Version::try_from).map_err(Error::internal)?;
     let params = Params::try_from(stored).map_err(Error::internal)?;
+    limits.check(&params)?;
     let computed = argon2_output(algorithm, version, params, password, salt, expected.len())?;
     // `Output`'s equality is constant-time.
     Ok(computed == *expected)
@@ -333,6 +384,22 @@ mod tests {
         let fresh = new.verify(&pw("correct horse"), &hash).await.unwrap().rehashed.expect("rehash");
         assert!(fresh.contains("m=8,t=1,p=1"), "{fresh}");
         assert_eq!(new.verify(&pw("correct horse"), &fresh).await.unwrap().rehashed, None);
+    }
+
+    #[tokio::test]
+    async fn a_stored_hash_costlier_than_four_times_the_limits_is_refused_without_hashing() {
+        let hasher = PasswordHasher::new(&HashingConfig::insecure_for_tests()).unwrap();
+        let owasp_x4 = 19_456 * 4;
+        for (m, t, p) in [(owasp_x4 + 1, 1, 1), (8, 9, 1), (8, 1, 5), (4_000_000, 1, 1)] {
+            let planted = format!("$argon2id$v=19$m={m},t={t},p={p}$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA");
+            // m=4,000,000 would allocate 4 GiB if it were computed.
+            let outcome = hasher.verify(&pw("correct horse"), &planted).await;
+            assert!(matches!(outcome, Err(Error::Internal(_))), "m={m} t={t} p={p}: {outcome:?}");
+        }
+        // Within the limits (e.g. OWASP's, under test parameters) still verifies.
+        let owasp = PasswordHasher::new(&HashingConfig { max_concurrent: 1, ..HashingConfig::default() }).unwrap();
+        let hash = owasp.hash(&pw("correct horse")).await.unwrap();
+        assert!(hasher.verify(&pw("correct horse"), &hash).await.unwrap().rehashed.is_some());
     }
 
     #[tokio::test]

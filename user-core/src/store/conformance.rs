@@ -8,8 +8,8 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::{
-    Rotation, SessionRecord, Store, TaskCounts, TaskKind, TaskStatus, User, UserChanges, UserKey, UserRecord,
-    WaitingTasks,
+    LoginAttempt, NewSession, Rotation, SessionRecord, Store, TaskCounts, TaskKind, TaskStatus, User, UserChanges,
+    UserKey, UserRecord, WaitingTasks,
 };
 use crate::domain::{Email, Role, SessionId, TrackId, UserId, Username};
 use crate::error::{ConflictField, Error};
@@ -38,6 +38,9 @@ macro_rules! suite {
             users_list_oldest_first_with_keyset_pages,
             secrets_are_created_once_under_concurrency,
             roles_change_and_sessions_of_unknown_users_are_refused,
+            concurrent_login_attempts_reserve_no_more_checks_than_the_lockout_allows,
+            a_session_opens_only_for_the_credential_the_login_verified,
+            a_role_change_revokes_every_session_and_the_credential,
             claims_follow_id_order_and_keep_each_users_tasks_in_sequence,
             concurrent_claimers_never_share_a_task,
             an_expired_lease_is_claimable_again_and_the_old_lease_cannot_settle,
@@ -77,6 +80,7 @@ fn record(name: &str) -> UserRecord {
         password_hash: "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaA".to_owned(),
         failed_logins: 0,
         locked_until: None,
+        credential_version: 0,
     }
 }
 
@@ -100,8 +104,14 @@ async fn session(store: &Arc<dyn Store>, user: UserId) -> SessionRecord {
         user_agent: Some("test".into()),
         ip: Some("127.0.0.1".into()),
     };
-    store.insert_session(&s).await.unwrap();
+    assert!(store.open_session(&login(&store, &s).await).await.unwrap(), "session opened");
     s
+}
+
+/// A login completion for `session` at the user's current credential.
+async fn login(store: &Arc<dyn Store>, session: &SessionRecord) -> NewSession {
+    let version = store.find_user(UserKey::Id(session.user_id)).await.unwrap().map_or(0, |r| r.credential_version);
+    NewSession { session: session.clone(), credential_version: version, rehash: None }
 }
 
 fn tracks(ids: &str) -> Vec<TrackId> {
@@ -442,8 +452,108 @@ pub(crate) async fn roles_change_and_sessions_of_unknown_users_are_refused(store
     assert!(!store.set_role(UserId::new(), Role::Admin, t0()).await.unwrap());
     let mut ghost = SessionRecord { user_id: UserId::new(), ..session(&store, alice).await };
     ghost.id = SessionId::new();
-    assert!(matches!(store.insert_session(&ghost).await, Err(Error::UserNotFound)));
+    let ghost = NewSession { session: ghost, credential_version: 0, rehash: None };
+    assert!(!store.open_session(&ghost).await.unwrap(), "no session for an unknown user");
+    assert!(store.session(ghost.session.id).await.unwrap().is_none());
     store.ping().await.unwrap();
+}
+
+pub(crate) async fn concurrent_login_attempts_reserve_no_more_checks_than_the_lockout_allows(store: Arc<dyn Store>) {
+    let alice = user(&store, "alice").await;
+    let now = t0();
+    let barrier = Arc::new(tokio::sync::Barrier::new(40));
+    let handles: Vec<_> = (0..40)
+        .map(|_| {
+            let (store, barrier) = (store.clone(), barrier.clone());
+            tokio::spawn(async move {
+                barrier.wait().await;
+                let rule = Box::new(move |n: u32| (n >= 5).then(|| now + Duration::from_secs(3600)));
+                store.reserve_login_attempt(alice, now, rule).await.unwrap().unwrap()
+            })
+        })
+        .collect();
+    let mut allowed = Vec::new();
+    for h in handles {
+        match h.await.unwrap() {
+            LoginAttempt::Allowed { failures } => allowed.push(failures),
+            LoginAttempt::Locked { until } => assert_eq!(until, now + Duration::from_secs(3600)),
+        }
+    }
+    allowed.sort_unstable();
+    assert_eq!(allowed, [1, 2, 3, 4, 5], "exactly the allowed checks, each counted once");
+    let record = store.find_user(UserKey::Id(alice)).await.unwrap().unwrap();
+    assert_eq!(record.failed_logins, 5);
+    // Once the lock has passed, the next attempt is counted again.
+    let later = now + Duration::from_secs(3601);
+    let attempt = store.reserve_login_attempt(alice, later, Box::new(|_| None)).await.unwrap();
+    assert_eq!(attempt, Some(LoginAttempt::Allowed { failures: 6 }));
+    assert_eq!(store.reserve_login_attempt(UserId::new(), now, Box::new(|_| None)).await.unwrap(), None);
+    store.reset_login_failures(alice).await.unwrap();
+    let record = store.find_user(UserKey::Id(alice)).await.unwrap().unwrap();
+    assert_eq!((record.failed_logins, record.locked_until), (0, None));
+}
+
+pub(crate) async fn a_session_opens_only_for_the_credential_the_login_verified(store: Arc<dyn Store>) {
+    let alice = user(&store, "alice").await;
+    let before = store.find_user(UserKey::Id(alice)).await.unwrap().unwrap();
+    store.reserve_login_attempt(alice, t0(), Box::new(|_| None)).await.unwrap();
+    let changes = UserChanges { password_hash: Some("$argon2id$new".into()), ..UserChanges::default() };
+    let after = store.update_user(alice, &changes, t0()).await.unwrap().unwrap();
+    assert!(after.credential_version > before.credential_version, "a password change is a new credential");
+
+    // A login that verified the old password opens nothing and writes no hash.
+    let stale = SessionRecord { id: SessionId::new(), ..session(&store, alice).await };
+    let old_login = NewSession {
+        session: stale.clone(),
+        credential_version: before.credential_version,
+        rehash: Some("$argon2id$old-rehashed".into()),
+    };
+    assert!(!store.open_session(&old_login).await.unwrap());
+    assert!(store.session(stale.id).await.unwrap().is_none());
+    let now = store.find_user(UserKey::Id(alice)).await.unwrap().unwrap();
+    assert_eq!(now.password_hash, "$argon2id$new");
+
+    // A login that verified the current one opens, stores its rehash and
+    // clears the failure count.
+    let fresh = SessionRecord { id: SessionId::new(), ..stale };
+    let login = NewSession {
+        session: fresh.clone(),
+        credential_version: after.credential_version,
+        rehash: Some("$argon2id$new-rehashed".into()),
+    };
+    assert!(store.open_session(&login).await.unwrap());
+    assert!(store.session(fresh.id).await.unwrap().is_some());
+    let now = store.find_user(UserKey::Id(alice)).await.unwrap().unwrap();
+    assert_eq!((now.password_hash.as_str(), now.failed_logins), ("$argon2id$new-rehashed", 0));
+    assert_eq!(now.credential_version, after.credential_version, "a rehash is the same credential");
+
+    // Disabled: no session, whatever the version; enabling does not bump it.
+    assert!(store.set_disabled(alice, true, t0()).await.unwrap());
+    let disabled = store.find_user(UserKey::Id(alice)).await.unwrap().unwrap();
+    assert!(disabled.credential_version > now.credential_version);
+    let late = NewSession {
+        session: SessionRecord { id: SessionId::new(), ..fresh.clone() },
+        credential_version: disabled.credential_version,
+        rehash: None,
+    };
+    assert!(!store.open_session(&late).await.unwrap());
+    assert!(store.set_disabled(alice, false, t0()).await.unwrap());
+    assert!(store.open_session(&late).await.unwrap());
+}
+
+pub(crate) async fn a_role_change_revokes_every_session_and_the_credential(store: Arc<dyn Store>) {
+    let alice = user(&store, "alice").await;
+    let first = session(&store, alice).await;
+    let second = session(&store, alice).await;
+    let before = store.find_user(UserKey::Id(alice)).await.unwrap().unwrap().credential_version;
+    assert!(store.set_role(alice, Role::User, t0()).await.unwrap(), "no change");
+    assert!(store.session(first.id).await.unwrap().unwrap().revoked_at.is_none(), "an unchanged role keeps sessions");
+    assert!(store.set_role(alice, Role::Admin, t0()).await.unwrap());
+    for s in [first.id, second.id] {
+        assert!(store.session(s).await.unwrap().unwrap().revoked_at.is_some(), "every session ends");
+    }
+    let after = store.find_user(UserKey::Id(alice)).await.unwrap().unwrap().credential_version;
+    assert!(after > before);
 }
 
 fn ids(claim: &super::Claim) -> Vec<i64> {

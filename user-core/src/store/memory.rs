@@ -9,9 +9,9 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::{
-    AuditRecord, AuditStore, Claim, DeferredTask, Favorite, FavoriteStore, LockRule, Rotation, SecretStore,
-    SessionRecord, SessionStore, Store, TaskCounts, TaskKind, TaskStatus, TaskStore, User, UserChanges, UserKey,
-    UserRecord, UserStore, WaitingTasks,
+    AuditRecord, AuditStore, Claim, DeferredTask, Favorite, FavoriteStore, LockRule, LoginAttempt, NewSession,
+    Rotation, SecretStore, SessionRecord, SessionStore, Store, TaskCounts, TaskKind, TaskStatus, TaskStore, User,
+    UserChanges, UserKey, UserRecord, UserStore, WaitingTasks,
 };
 use crate::domain::{Role, SessionId, TrackId, UserId};
 use crate::error::{ConflictField, Error, Result};
@@ -138,6 +138,7 @@ impl UserStore for MemoryStore {
         }
         if let Some(hash) = &changes.password_hash {
             updated.password_hash = hash.clone();
+            updated.credential_version += 1;
             inner.revoke_sessions(id, changes.keep_session, now);
         }
         updated.user.updated_at = now;
@@ -145,21 +146,22 @@ impl UserStore for MemoryStore {
         Ok(Some(updated))
     }
 
-    async fn set_password_hash(&self, id: UserId, hash: &str) -> Result<()> {
-        if let Some(record) = self.lock().users.get_mut(&id) {
-            record.password_hash = hash.to_owned();
-        }
-        Ok(())
-    }
-
-    async fn record_login_failure(&self, id: UserId, lock_until: LockRule) -> Result<u32> {
+    async fn reserve_login_attempt(
+        &self,
+        id: UserId,
+        now: DateTime<Utc>,
+        lock_until: LockRule,
+    ) -> Result<Option<LoginAttempt>> {
         let mut inner = self.lock();
-        let Some(record) = inner.users.get_mut(&id) else { return Ok(0) };
+        let Some(record) = inner.users.get_mut(&id) else { return Ok(None) };
+        if let Some(until) = record.locked_until.filter(|until| *until > now) {
+            return Ok(Some(LoginAttempt::Locked { until }));
+        }
         record.failed_logins += 1;
         if let Some(until) = lock_until(record.failed_logins) {
             record.locked_until = Some(record.locked_until.map_or(until, |old| old.max(until)));
         }
-        Ok(record.failed_logins)
+        Ok(Some(LoginAttempt::Allowed { failures: record.failed_logins }))
     }
 
     async fn reset_login_failures(&self, id: UserId) -> Result<()> {
@@ -171,15 +173,15 @@ impl UserStore for MemoryStore {
     }
 
     async fn set_role(&self, id: UserId, role: Role, now: DateTime<Utc>) -> Result<bool> {
-        Ok(self
-            .lock()
-            .users
-            .get_mut(&id)
-            .map(|r| {
-                r.user.role = role;
-                r.user.updated_at = now;
-            })
-            .is_some())
+        let mut inner = self.lock();
+        let Some(record) = inner.users.get_mut(&id) else { return Ok(false) };
+        if record.user.role != role {
+            record.user.role = role;
+            record.user.updated_at = now;
+            record.credential_version += 1;
+            inner.revoke_sessions(id, None, now);
+        }
+        Ok(true)
     }
 
     async fn set_disabled(&self, id: UserId, disabled: bool, now: DateTime<Utc>) -> Result<bool> {
@@ -187,6 +189,7 @@ impl UserStore for MemoryStore {
         let Some(record) = inner.users.get_mut(&id) else { return Ok(false) };
         if disabled {
             record.user.disabled_at.get_or_insert(now);
+            record.credential_version += 1;
         } else {
             record.user.disabled_at = None;
         }
@@ -221,13 +224,20 @@ impl UserStore for MemoryStore {
 
 #[async_trait]
 impl SessionStore for MemoryStore {
-    async fn insert_session(&self, session: &SessionRecord) -> Result<()> {
+    async fn open_session(&self, login: &NewSession) -> Result<bool> {
         let mut inner = self.lock();
-        if !inner.users.contains_key(&session.user_id) {
-            return Err(Error::UserNotFound);
+        let session = &login.session;
+        let Some(record) = inner.users.get_mut(&session.user_id) else { return Ok(false) };
+        if record.credential_version != login.credential_version || record.user.disabled_at.is_some() {
+            return Ok(false);
+        }
+        record.failed_logins = 0;
+        record.locked_until = None;
+        if let Some(hash) = &login.rehash {
+            record.password_hash = hash.clone();
         }
         inner.sessions.insert(session.id, session.clone());
-        Ok(())
+        Ok(true)
     }
 
     async fn session(&self, id: SessionId) -> Result<Option<SessionRecord>> {

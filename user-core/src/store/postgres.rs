@@ -18,9 +18,9 @@ use uuid::Uuid;
 
 use super::batch::Batcher;
 use super::{
-    AuditRecord, AuditStore, Claim, DeferredTask, Favorite, FavoriteStore, LockRule, Rotation, SecretStore,
-    SessionRecord, SessionStore, Store, TaskCounts, TaskKind, TaskStatus, TaskStore, User, UserChanges, UserKey,
-    UserRecord, UserStore, WaitingTasks,
+    AuditRecord, AuditStore, Claim, DeferredTask, Favorite, FavoriteStore, LockRule, LoginAttempt, NewSession,
+    Rotation, SecretStore, SessionRecord, SessionStore, Store, TaskCounts, TaskKind, TaskStatus, TaskStore, User,
+    UserChanges, UserKey, UserRecord, UserStore, WaitingTasks,
 };
 use crate::domain::{Role, SessionId, TrackId, UserId, ValidationError};
 use crate::error::{ConflictField, Error, Result};
@@ -155,6 +155,7 @@ fn user_record(row: &PgRow) -> Result<UserRecord> {
         password_hash: get(row, "password_hash")?,
         failed_logins: get::<i32>(row, "failed_logins")? as u32,
         locked_until: get(row, "locked_until")?,
+        credential_version: get(row, "credential_version")?,
     })
 }
 
@@ -329,8 +330,8 @@ impl UserStore for PostgresStore {
     async fn insert_user(&self, record: &UserRecord) -> Result<()> {
         let u = &record.user;
         sqlx::query(
-            "insert into users (id, username, email, password_hash, role, disabled_at, created_at, updated_at) \
-             values ($1, $2, $3, $4, $5, $6, $7, $8)",
+            "insert into users (id, username, email, password_hash, role, disabled_at, created_at, updated_at, \
+             credential_version) values ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
         .bind(u.id.as_uuid())
         .bind(u.username.as_str())
@@ -340,6 +341,7 @@ impl UserStore for PostgresStore {
         .bind(u.disabled_at)
         .bind(u.created_at)
         .bind(u.updated_at)
+        .bind(record.credential_version)
         .execute(&self.pool)
         .await
         .map_err(map_err)?;
@@ -367,6 +369,7 @@ impl UserStore for PostgresStore {
                username = coalesce($2, username), \
                email = coalesce($3, email), \
                password_hash = coalesce($4, password_hash), \
+               credential_version = credential_version + case when $4 is null then 0 else 1 end, \
                updated_at = $5 \
              where id = $1 returning *",
         )
@@ -387,28 +390,35 @@ impl UserStore for PostgresStore {
         Ok(Some(record))
     }
 
-    async fn set_password_hash(&self, id: UserId, hash: &str) -> Result<()> {
-        sqlx::query("update users set password_hash = $2 where id = $1")
-            .bind(id.as_uuid())
-            .bind(hash)
-            .execute(&self.pool)
-            .await
-            .map_err(map_err)?;
-        Ok(())
-    }
-
-    async fn record_login_failure(&self, id: UserId, lock_until: LockRule) -> Result<u32> {
+    async fn reserve_login_attempt(
+        &self,
+        id: UserId,
+        now: DateTime<Utc>,
+        lock_until: LockRule,
+    ) -> Result<Option<LoginAttempt>> {
         let mut tx = self.begin().await?;
+        // The row lock the update takes makes concurrent reservations, from
+        // any replica, queue; each re-reads `locked_until` once it has the row.
         let count: Option<i32> = sqlx::query_scalar(
-            "update users set failed_logins = failed_logins + 1 where id = $1 returning failed_logins",
+            "update users set failed_logins = failed_logins + 1 \
+             where id = $1 and (locked_until is null or locked_until <= $2) returning failed_logins",
         )
         .bind(id.as_uuid())
+        .bind(now)
         .fetch_optional(&mut *tx)
         .await
         .map_err(map_err)?;
-        let Some(count) = count else { return Ok(0) };
-        let count = count as u32;
-        if let Some(until) = lock_until(count) {
+        let Some(count) = count else {
+            let locked: Option<Option<DateTime<Utc>>> =
+                sqlx::query_scalar("select locked_until from users where id = $1")
+                    .bind(id.as_uuid())
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
+            return Ok(locked.map(|until| LoginAttempt::Locked { until: until.unwrap_or(now) }));
+        };
+        let failures = count as u32;
+        if let Some(until) = lock_until(failures) {
             sqlx::query("update users set locked_until = greatest(locked_until, $2) where id = $1")
                 .bind(id.as_uuid())
                 .bind(until)
@@ -417,7 +427,7 @@ impl UserStore for PostgresStore {
                 .map_err(map_err)?;
         }
         tx.commit().await.map_err(map_err)?;
-        Ok(count)
+        Ok(Some(LoginAttempt::Allowed { failures }))
     }
 
     async fn reset_login_failures(&self, id: UserId) -> Result<()> {
@@ -430,20 +440,36 @@ impl UserStore for PostgresStore {
     }
 
     async fn set_role(&self, id: UserId, role: Role, now: DateTime<Utc>) -> Result<bool> {
-        let done = sqlx::query("update users set role = $2, updated_at = $3 where id = $1")
+        let mut tx = self.begin().await?;
+        let current: Option<String> = sqlx::query_scalar("select role from users where id = $1 for update")
             .bind(id.as_uuid())
-            .bind(role.as_str())
-            .bind(now)
-            .execute(&self.pool)
+            .fetch_optional(&mut *tx)
             .await
             .map_err(map_err)?;
-        Ok(done.rows_affected() == 1)
+        match current {
+            None => return Ok(false),
+            Some(current) if current == role.as_str() => return Ok(true),
+            Some(_) => {}
+        }
+        sqlx::query(
+            "update users set role = $2, credential_version = credential_version + 1, updated_at = $3 where id = $1",
+        )
+        .bind(id.as_uuid())
+        .bind(role.as_str())
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        revoke_sessions(&mut tx, id, None, now).await?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(true)
     }
 
     async fn set_disabled(&self, id: UserId, disabled: bool, now: DateTime<Utc>) -> Result<bool> {
         let mut tx = self.begin().await?;
         let done = sqlx::query(
-            "update users set disabled_at = case when $2 then coalesce(disabled_at, $3) end, updated_at = $3 \
+            "update users set disabled_at = case when $2 then coalesce(disabled_at, $3) end, \
+             credential_version = credential_version + case when $2 then 1 else 0 end, updated_at = $3 \
              where id = $1",
         )
         .bind(id.as_uuid())
@@ -491,10 +517,18 @@ impl UserStore for PostgresStore {
 
 #[async_trait]
 impl SessionStore for PostgresStore {
-    async fn insert_session(&self, s: &SessionRecord) -> Result<()> {
-        sqlx::query(
-            "insert into sessions (id, user_id, refresh_jti, previous_jti, rotated_at, created_at, last_used_at, \
-             expires_at, revoked_at, user_agent, ip) values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+    async fn open_session(&self, login: &NewSession) -> Result<bool> {
+        let s = &login.session;
+        // One statement: the user's row is locked by the update and held to
+        // the commit, so a concurrent password change either waits for this
+        // session (and then revokes it) or commits first (and this inserts nothing).
+        let done = sqlx::query(
+            "with current_user_row as ( \
+               update users set failed_logins = 0, locked_until = null, password_hash = coalesce($12, password_hash) \
+               where id = $2 and credential_version = $13 and disabled_at is null returning id) \
+             insert into sessions (id, user_id, refresh_jti, previous_jti, rotated_at, created_at, last_used_at, \
+               expires_at, revoked_at, user_agent, ip) \
+             select $1, id, $3, $4, $5, $6, $7, $8, $9, $10, $11 from current_user_row",
         )
         .bind(s.id.as_uuid())
         .bind(s.user_id.as_uuid())
@@ -507,10 +541,12 @@ impl SessionStore for PostgresStore {
         .bind(s.revoked_at)
         .bind(s.user_agent.as_deref())
         .bind(s.ip.as_deref())
+        .bind(login.rehash.as_deref())
+        .bind(login.credential_version)
         .execute(&self.pool)
         .await
         .map_err(map_err)?;
-        Ok(())
+        Ok(done.rows_affected() == 1)
     }
 
     async fn session(&self, id: SessionId) -> Result<Option<SessionRecord>> {

@@ -12,7 +12,7 @@
 //! its own savepoint so a failing one rolls back alone; every caller hears back
 //! only after the commit that made its change durable.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
@@ -24,9 +24,9 @@ use rusqlite::{Connection, ErrorCode, OpenFlags, Params, Row, TransactionBehavio
 use tokio::sync::oneshot;
 
 use super::{
-    AuditRecord, AuditStore, Claim, DeferredTask, Favorite, FavoriteStore, LockRule, Rotation, SecretStore,
-    SessionRecord, SessionStore, Store, TaskCounts, TaskKind, TaskStatus, TaskStore, User, UserChanges, UserKey,
-    UserRecord, UserStore, WaitingTasks,
+    AuditRecord, AuditStore, Claim, DeferredTask, Favorite, FavoriteStore, LockRule, LoginAttempt, NewSession,
+    Rotation, SecretStore, SessionRecord, SessionStore, Store, TaskCounts, TaskKind, TaskStatus, TaskStore, User,
+    UserChanges, UserKey, UserRecord, UserStore, WaitingTasks,
 };
 use crate::domain::{Role, SessionId, TrackId, UserId, ValidationError};
 use crate::error::{ConflictField, Error, Result};
@@ -82,6 +82,9 @@ impl SqliteStore {
     /// As [`SqliteStore::connect`].
     pub async fn connect_with(url: &str, readers: u32) -> Result<Self> {
         let path = parse_url(url)?;
+        if let Some(path) = &path {
+            create_private(path).map_err(|e| Error::internal(format!("cannot create SQLite database {url:?}: {e}")))?;
+        }
         let writer = match &path {
             Some(path) => Connection::open(path),
             None => Connection::open_in_memory(),
@@ -143,6 +146,37 @@ impl SqliteStore {
 }
 
 /// The file a `sqlite:` URL names, or `None` for an in-memory database.
+/// Creates the database file readable by its owner only (it holds password
+/// hashes, sessions and, by default, the signing key); SQLite gives its `-wal`
+/// and `-shm` files the database file's mode. An existing file is left as it
+/// is, with a warning if others may read it or its companions.
+fn create_private(path: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {
+            Ok(_) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+        for suffix in ["", "-wal", "-shm"] {
+            let mut file = path.as_os_str().to_owned();
+            file.push(suffix);
+            let Ok(meta) = std::fs::metadata(&file) else { continue };
+            if meta.permissions().mode() & 0o077 != 0 {
+                tracing::warn!(
+                    file = ?Path::new(&file),
+                    mode = format!("{:o}", meta.permissions().mode() & 0o777),
+                    "the SQLite database is readable by other users; it holds password hashes and keys: chmod 600 it"
+                );
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
+}
+
 fn parse_url(url: &str) -> Result<Option<PathBuf>> {
     let invalid =
         |why: &str| Error::from(ValidationError::new("database", format!("invalid SQLite URL {url:?}: {why}")));
@@ -343,6 +377,7 @@ fn user_record(row: &Row<'_>) -> Result<UserRecord> {
         password_hash: col(row, "password_hash")?,
         failed_logins: col::<i64>(row, "failed_logins")? as u32,
         locked_until: opt_time(col(row, "locked_until")?)?,
+        credential_version: col(row, "credential_version")?,
     })
 }
 
@@ -406,8 +441,8 @@ impl UserStore for SqliteStore {
             let u = &record.user;
             execute(
                 conn,
-                "insert into users (id, username, email, password_hash, role, disabled_at, created_at, updated_at) \
-                 values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                "insert into users (id, username, email, password_hash, role, disabled_at, created_at, updated_at, \
+                 credential_version) values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                 params![
                     u.id.as_uuid(),
                     u.username.as_str(),
@@ -417,6 +452,7 @@ impl UserStore for SqliteStore {
                     u.disabled_at.map(millis),
                     millis(u.created_at),
                     millis(u.updated_at),
+                    record.credential_version,
                 ],
             )?;
             Ok(())
@@ -445,6 +481,7 @@ impl UserStore for SqliteStore {
                    username = coalesce(?2, username), \
                    email = coalesce(?3, email), \
                    password_hash = coalesce(?4, password_hash), \
+                   credential_version = credential_version + (?4 is not null), \
                    updated_at = ?5 \
                  where id = ?1 \
                  returning *",
@@ -465,33 +502,35 @@ impl UserStore for SqliteStore {
         .await
     }
 
-    async fn set_password_hash(&self, id: UserId, hash: &str) -> Result<()> {
-        let hash = hash.to_owned();
-        self.write(move |conn| {
-            execute(conn, "update users set password_hash = ?2 where id = ?1", params![id.as_uuid(), hash])?;
-            Ok(())
-        })
-        .await
-    }
-
-    async fn record_login_failure(&self, id: UserId, lock_until: LockRule) -> Result<u32> {
+    async fn reserve_login_attempt(
+        &self,
+        id: UserId,
+        now: DateTime<Utc>,
+        lock_until: LockRule,
+    ) -> Result<Option<LoginAttempt>> {
         self.write(move |conn| {
             let count = query_opt(
                 conn,
-                "update users set failed_logins = failed_logins + 1 where id = ?1 returning failed_logins",
-                [id.as_uuid()],
+                "update users set failed_logins = failed_logins + 1 \
+                 where id = ?1 and (locked_until is null or locked_until <= ?2) returning failed_logins",
+                params![id.as_uuid(), millis(now)],
                 |row| col::<i64>(row, "failed_logins"),
             )?;
-            let Some(count) = count else { return Ok(0) };
-            let count = count as u32;
-            if let Some(until) = lock_until(count) {
+            let Some(count) = count else {
+                let locked = query_opt(conn, "select locked_until from users where id = ?1", [id.as_uuid()], |row| {
+                    opt_time(col(row, "locked_until")?)
+                })?;
+                return Ok(locked.map(|until| LoginAttempt::Locked { until: until.unwrap_or(now) }));
+            };
+            let failures = count as u32;
+            if let Some(until) = lock_until(failures) {
                 execute(
                     conn,
                     "update users set locked_until = max(coalesce(locked_until, 0), ?2) where id = ?1",
                     params![id.as_uuid(), millis(until)],
                 )?;
             }
-            Ok(count)
+            Ok(Some(LoginAttempt::Allowed { failures }))
         })
         .await
     }
@@ -506,12 +545,23 @@ impl UserStore for SqliteStore {
 
     async fn set_role(&self, id: UserId, role: Role, now: DateTime<Utc>) -> Result<bool> {
         self.write(move |conn| {
-            let changed = execute(
-                conn,
-                "update users set role = ?2, updated_at = ?3 where id = ?1",
-                params![id.as_uuid(), role.as_str(), millis(now)],
-            )?;
-            Ok(changed == 1)
+            let current = query_opt(conn, "select role from users where id = ?1", [id.as_uuid()], |row| {
+                col::<String>(row, "role")
+            })?;
+            match current {
+                None => Ok(false),
+                Some(current) if current == role.as_str() => Ok(true),
+                Some(_) => {
+                    execute(
+                        conn,
+                        "update users set role = ?2, credential_version = credential_version + 1, updated_at = ?3 \
+                         where id = ?1",
+                        params![id.as_uuid(), role.as_str(), millis(now)],
+                    )?;
+                    revoke_sessions(conn, id, None, now)?;
+                    Ok(true)
+                }
+            }
         })
         .await
     }
@@ -520,7 +570,8 @@ impl UserStore for SqliteStore {
         self.write(move |conn| {
             let changed = execute(
                 conn,
-                "update users set disabled_at = case when ?2 then coalesce(disabled_at, ?3) end, updated_at = ?3 \
+                "update users set disabled_at = case when ?2 then coalesce(disabled_at, ?3) end, \
+                 credential_version = credential_version + ?2, updated_at = ?3 \
                  where id = ?1",
                 params![id.as_uuid(), disabled, millis(now)],
             )?;
@@ -563,9 +614,20 @@ impl UserStore for SqliteStore {
 
 #[async_trait]
 impl SessionStore for SqliteStore {
-    async fn insert_session(&self, s: &SessionRecord) -> Result<()> {
-        let s = s.clone();
+    async fn open_session(&self, login: &NewSession) -> Result<bool> {
+        let login = login.clone();
         self.write(move |conn| {
+            let s = &login.session;
+            let current = execute(
+                conn,
+                "update users set failed_logins = 0, locked_until = null, \
+                   password_hash = coalesce(?3, password_hash) \
+                 where id = ?1 and credential_version = ?2 and disabled_at is null",
+                params![s.user_id.as_uuid(), login.credential_version, login.rehash],
+            )?;
+            if current == 0 {
+                return Ok(false);
+            }
             execute(
                 conn,
                 "insert into sessions (id, user_id, refresh_jti, previous_jti, rotated_at, created_at, last_used_at, \
@@ -584,7 +646,7 @@ impl SessionStore for SqliteStore {
                     s.ip,
                 ],
             )?;
-            Ok(())
+            Ok(true)
         })
         .await
     }
@@ -1039,6 +1101,7 @@ mod tests {
             password_hash: "x".into(),
             failed_logins: 0,
             locked_until: None,
+            credential_version: 0,
         }
     }
 

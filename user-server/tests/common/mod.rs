@@ -201,11 +201,13 @@ impl UserStore for FlakyStore {
         self.check()?;
         self.inner.update_user(id, c, now).await
     }
-    async fn set_password_hash(&self, id: UserId, hash: &str) -> Result<(), Error> {
-        self.inner.set_password_hash(id, hash).await
-    }
-    async fn record_login_failure(&self, id: UserId, lock: user_core::store::LockRule) -> Result<u32, Error> {
-        self.inner.record_login_failure(id, lock).await
+    async fn reserve_login_attempt(
+        &self,
+        id: UserId,
+        now: DateTime<Utc>,
+        lock: user_core::store::LockRule,
+    ) -> Result<Option<user_core::store::LoginAttempt>, Error> {
+        self.inner.reserve_login_attempt(id, now, lock).await
     }
     async fn reset_login_failures(&self, id: UserId) -> Result<(), Error> {
         self.inner.reset_login_failures(id).await
@@ -228,8 +230,8 @@ impl UserStore for FlakyStore {
 
 #[async_trait]
 impl SessionStore for FlakyStore {
-    async fn insert_session(&self, s: &SessionRecord) -> Result<(), Error> {
-        self.inner.insert_session(s).await
+    async fn open_session(&self, login: &user_core::store::NewSession) -> Result<bool, Error> {
+        self.inner.open_session(login).await
     }
     async fn session(&self, id: SessionId) -> Result<Option<SessionRecord>, Error> {
         self.inner.session(id).await
