@@ -104,7 +104,7 @@ async fn session(store: &Arc<dyn Store>, user: UserId) -> SessionRecord {
         user_agent: Some("test".into()),
         ip: Some("127.0.0.1".into()),
     };
-    assert!(store.open_session(&login(&store, &s).await).await.unwrap(), "session opened");
+    assert!(store.open_session(&login(store, &s).await).await.unwrap(), "session opened");
     s
 }
 
