@@ -48,7 +48,8 @@ pub use user_core::api;
 /// A connection to one user service.
 ///
 /// Cheap to clone; clones share the connection pool and the session.
-#[derive(Clone, Debug)]
+/// `Debug` shows the server and whether a session is held, never a token.
+#[derive(Clone)]
 pub struct Client {
     http: reqwest::Client,
     base: String,
@@ -76,12 +77,34 @@ impl std::fmt::Debug for SavedSession {
     }
 }
 
-#[derive(Debug, Default)]
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("base", &self.base)
+            .field("session", &self.session)
+            .field("cookie_store", &self.jar.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Default)]
 struct Session {
     /// The access token and how many times it was replaced.
     access: RwLock<(Option<String>, u64)>,
     /// Held while refreshing, so concurrent 401s share one refresh.
     refreshing: Mutex<()>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // `try_read`: formatting must not wait for a refresh in progress.
+        let access = match self.access.try_read() {
+            Ok(access) if access.0.is_some() => "[redacted]",
+            Ok(_) => "none",
+            Err(_) => "[being replaced]",
+        };
+        f.debug_struct("Session").field("access_token", &access).finish_non_exhaustive()
+    }
 }
 
 /// Builds a [`Client`] with non-default settings.

@@ -180,3 +180,18 @@ async fn a_saved_session_continues_in_a_new_client_and_refreshes_there() {
     second.refresh().await.unwrap();
     assert_ne!(second.save_session().await.refresh_token, saved.refresh_token, "rotated");
 }
+
+#[tokio::test]
+async fn printing_a_client_or_its_session_shows_no_token() {
+    let srv = server().await;
+    let client = srv.client();
+    client.register("alice", "alice@example.com", "correct horse").await.unwrap();
+    let login = client.login("alice", "correct horse").await.unwrap();
+    let saved = client.save_session().await;
+    let refresh = saved.refresh_token.clone().expect("a refresh cookie");
+    for printed in [format!("{client:?}"), format!("{client:#?}"), format!("{saved:?}")] {
+        assert!(!printed.contains(&login.token), "the access token in {printed}");
+        assert!(!printed.contains(&refresh), "the refresh token in {printed}");
+    }
+    assert!(format!("{client:?}").contains("[redacted]"), "it says a session is held");
+}

@@ -350,8 +350,8 @@ async fn a_woken_relay_lingers_so_writes_close_together_share_one_claim() {
 
 // ------------------------------------------------------------------ webhook
 
-/// What a receiver saw: signature header, task id header, body.
-type Hit = (String, String, Vec<u8>);
+/// What a receiver saw: signature header, task id header, body, and every header.
+type Hit = (String, String, Vec<u8>, warp::http::HeaderMap);
 
 #[derive(Clone, Default)]
 struct Receiver {
@@ -369,13 +369,14 @@ async fn receiver(answer: impl Fn(usize) -> Option<u16> + Send + Sync + 'static)
         .and(warp::header::<String>("x-signature-256"))
         .and(warp::header::<String>("x-task-id"))
         .and(warp::body::bytes())
-        .then(move |sig: String, id: String, body: bytes::Bytes| {
+        .and(warp::header::headers_cloned())
+        .then(move |sig: String, id: String, body: bytes::Bytes, headers: warp::http::HeaderMap| {
             let hits = hits.clone();
             let answer = answer.clone();
             async move {
                 let n = {
                     let mut hits = hits.lock().unwrap();
-                    hits.push((sig, id, body.to_vec()));
+                    hits.push((sig, id, body.to_vec(), headers));
                     hits.len() - 1
                 };
                 match answer(n) {
@@ -397,6 +398,49 @@ fn expected_signature(secret: &[u8], body: &[u8]) -> String {
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
+/// Verifies a delivery the way a Standard Webhooks library does: the
+/// signature over `id.timestamp.body`, with the secret as the key.
+fn assert_standard_webhook(secret: &[u8], headers: &warp::http::HeaderMap, body: &[u8]) {
+    use base64::Engine as _;
+    use hmac::Mac;
+    let header = |name: &str| headers.get(name).unwrap_or_else(|| panic!("{name} missing")).to_str().unwrap();
+    let (id, timestamp) = (header("webhook-id"), header("webhook-timestamp"));
+    assert_eq!(id, header("x-task-id"), "the message id is the task id, stable across retries");
+    let sent_at: i64 = timestamp.parse().unwrap();
+    assert!((chrono::Utc::now().timestamp() - sent_at).abs() < 300, "a current timestamp");
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret).unwrap();
+    mac.update(format!("{id}.{timestamp}.").as_bytes());
+    mac.update(body);
+    let expected = format!("v1,{}", base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes()));
+    assert_eq!(header("webhook-signature"), expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhook_errors_never_show_the_urls_credentials() {
+    let f = fixture().await;
+    let port = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap().port();
+    let (rejecting, _rx) = receiver(|_| Some(403)).await;
+    let rejecting = rejecting.replace("http://", "http://relay:hunter2@") + "?token=t0ps3cret";
+    for (n, url) in
+        [format!("http://relay:hunter2@127.0.0.1:{port}/hook?token=t0ps3cret"), rejecting].into_iter().enumerate()
+    {
+        let user = f.user(&format!("user{n}")).await;
+        f.add(user, "1").await;
+        let sink = Arc::new(WebhookSink::new(url, b"k".to_vec(), Duration::from_secs(2)).unwrap());
+        assert!(!format!("{sink:?}").contains("hunter2"));
+        f.relay(sink, config()).run_once().await.unwrap();
+    }
+    let tasks = f.store.list_tasks(None, None, 10).await.unwrap();
+    assert_eq!(tasks.len(), 2);
+    for task in tasks {
+        let error = task.last_error.unwrap();
+        assert!(error.contains("127.0.0.1"), "the error still says where: {error}");
+        for secret in ["hunter2", "relay:", "t0ps3cret", "token="] {
+            assert!(!error.contains(secret), "{secret} in {error}");
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_webhook_receives_signed_json_and_retries_5xx_until_2xx() {
     let (url, rx) = receiver(|n| Some(if n < 2 { 503 } else { 200 })).await;
@@ -412,8 +456,9 @@ async fn the_webhook_receives_signed_json_and_retries_5xx_until_2xx() {
     assert_eq!(f.counts().await, TaskCounts { pending: 0, done: 1, dead: 0 });
     let hits = rx.hits.lock().unwrap().clone();
     assert_eq!(hits.len(), 3);
-    for (n, (signature, task_id, body)) in hits.iter().enumerate() {
+    for (n, (signature, task_id, body, headers)) in hits.iter().enumerate() {
         assert_eq!(signature, &expected_signature(b"s3cret", body), "signature verifies");
+        assert_standard_webhook(b"s3cret", headers, body);
         let json: serde_json::Value = serde_json::from_slice(body).unwrap();
         let mut keys: Vec<_> = json.as_object().unwrap().keys().cloned().collect();
         keys.sort();

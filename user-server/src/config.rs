@@ -26,7 +26,7 @@ pub struct Config {
 
     /// Database URL: `sqlite://path.db` (created if missing), `postgres://user:pass@host/db`, `sqlite::memory:` or `memory:`.
     #[arg(long, env = "USER_DATABASE_URL", default_value = "sqlite://user-service.db")]
-    pub database: String,
+    pub database: DatabaseUrl,
 
     /// Database connections per process: the pool on PostgreSQL, the idle read connections kept on SQLite.
     #[arg(long, env = "USER_DATABASE_MAX_CONNECTIONS", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
@@ -50,7 +50,7 @@ pub struct Config {
 
     /// HS256 secrets, comma-separated, each at least 32 bytes; the last signs, all verify.
     #[arg(long, env = "USER_JWT_SECRETS", hide_env_values = true)]
-    pub jwt_secrets: Option<String>,
+    pub jwt_secrets: Option<Secret>,
 
     /// A PEM file of Ed25519 private keys (PKCS#8) for EdDSA; the last signs, all verify.
     #[arg(long, env = "USER_JWT_ED25519_KEYS_FILE")]
@@ -88,7 +88,7 @@ pub struct Config {
     #[arg(long, env = "USER_REQUIRE_CURRENT_PASSWORD", default_value_t = false, action = clap::ArgAction::Set)]
     pub require_current_password: bool,
 
-    /// Mark cookies `Secure` [default: off when listening on loopback, on otherwise].
+    /// Mark every cookie `Secure` [default: off when listening on loopback, on otherwise]; cookies answering a request a trusted proxy marks as https are `Secure` regardless.
     #[arg(long, env = "USER_COOKIE_SECURE", action = clap::ArgAction::Set)]
     pub cookie_secure: Option<bool>,
 
@@ -107,6 +107,10 @@ pub struct Config {
     /// Refreshes allowed per client IP.
     #[arg(long, env = "USER_RATE_LIMIT_REFRESH", default_value = "60/min")]
     pub rate_limit_refresh: Rate,
+
+    /// Profile updates allowed per client IP (they may check a password).
+    #[arg(long, env = "USER_RATE_LIMIT_UPDATE", default_value = "30/min")]
+    pub rate_limit_update: Rate,
 
     /// Proxies (CIDR list) whose X-Forwarded-For is believed for the client IP.
     #[arg(long, env = "USER_TRUSTED_PROXIES", value_delimiter = ',')]
@@ -128,9 +132,13 @@ pub struct Config {
     #[arg(long, env = "USER_LOGIN_LOCKOUT_CAP", default_value = "15m", value_parser = humantime::parse_duration)]
     pub login_lockout_cap: Duration,
 
-    /// Time a client has to send a request's headers (cuts off slow-loris clients).
+    /// Time a client has from connecting to a complete first request head, whatever the protocol, and to send each later request's headers (cuts off idle and slow-loris clients).
     #[arg(long, env = "USER_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub header_read_timeout: Duration,
+
+    /// Time a connection may stay open with no request in flight after its first (keep-alive), on HTTP/1 and HTTP/2.
+    #[arg(long, env = "USER_IDLE_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub idle_timeout: Duration,
 
     /// Time a request may take, reading its body included; then 503.
     #[arg(long, env = "USER_REQUEST_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
@@ -139,6 +147,18 @@ pub struct Config {
     /// Connections served at once; more wait in the accept queue.
     #[arg(long, env = "USER_MAX_CONNECTIONS", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_connections: u64,
+
+    /// Connections open at once from one client address (an IPv6 /64 counts as one); more are closed at once. Trusted proxies are exempt.
+    #[arg(long, env = "USER_MAX_CONNECTIONS_PER_IP", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_connections_per_ip: u64,
+
+    /// Also serve cleartext HTTP/2 (prior knowledge), with keep-alive pings and at most 100 streams per connection.
+    #[arg(long, env = "USER_HTTP2", default_value_t = false, action = clap::ArgAction::Set)]
+    pub http2: bool,
+
+    /// Serve `/metrics` on this address only (e.g. `127.0.0.1:9100`) instead of the public listener.
+    #[arg(long, env = "USER_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
 
     /// Run the deferred-task relay in this process.
     #[arg(long, env = "USER_TASKS_RELAY", default_value_t = true, action = clap::ArgAction::Set)]
@@ -150,7 +170,7 @@ pub struct Config {
 
     /// HMAC-SHA256 key for the webhook's `X-Signature-256` header (required with the URL).
     #[arg(long, env = "USER_TASKS_WEBHOOK_SECRET", hide_env_values = true)]
-    pub tasks_webhook_secret: Option<String>,
+    pub tasks_webhook_secret: Option<Secret>,
 
     /// Webhook request timeout.
     #[arg(long, env = "USER_TASKS_WEBHOOK_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
@@ -228,6 +248,63 @@ pub enum RateLimitSetting {
     Off,
 }
 
+/// A secret setting: `Debug` prints `[redacted]`, so logging the
+/// configuration cannot leak it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The secret itself.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self(s.to_owned()))
+    }
+}
+
+/// A database URL: `Debug` and `Display` hide its password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseUrl(String);
+
+impl DatabaseUrl {
+    /// The URL, password included, to connect with.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", redact_url(&self.0))
+    }
+}
+
+impl std::fmt::Display for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&redact_url(&self.0))
+    }
+}
+
+impl std::str::FromStr for DatabaseUrl {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self(s.to_owned()))
+    }
+}
+
 /// How long something is kept: a duration (`7d`, `12h`), or `off` for forever.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Retention(pub Option<Duration>);
@@ -263,7 +340,7 @@ impl Config {
         let signing = match (self.jwt_algorithm, &self.jwt_secrets, &self.jwt_ed25519_keys_file) {
             (_, Some(_), Some(_)) => return Err("give USER_JWT_SECRETS or USER_JWT_ED25519_KEYS_FILE, not both".into()),
             (_, Some(secrets), None) => {
-                SigningConfig::Hs256(secrets.split(',').map(|s| s.trim().as_bytes().to_vec()).collect())
+                SigningConfig::Hs256(secrets.expose().split(',').map(|s| s.trim().as_bytes().to_vec()).collect())
             }
             (_, None, Some(path)) => {
                 let pem = std::fs::read_to_string(path)
@@ -303,9 +380,12 @@ impl Config {
     /// Throttling, trusted proxies and CORS as configured.
     pub fn policy(&self) -> Policy {
         let throttle = match self.rate_limit {
-            RateLimitSetting::On => {
-                Some(Throttle::new(self.rate_limit_register, self.rate_limit_login, self.rate_limit_refresh))
-            }
+            RateLimitSetting::On => Some(Throttle::new(
+                self.rate_limit_register,
+                self.rate_limit_login,
+                self.rate_limit_refresh,
+                self.rate_limit_update,
+            )),
             RateLimitSetting::Off => None,
         };
         Policy { throttle, trusted_proxies: self.trusted_proxies.clone(), cors_origins: self.cors_origins.clone() }
@@ -315,8 +395,11 @@ impl Config {
     pub fn transport_limits(&self) -> TransportLimits {
         TransportLimits {
             header_read_timeout: self.header_read_timeout,
+            idle_timeout: self.idle_timeout,
             request_timeout: self.request_timeout,
             max_connections: usize::try_from(self.max_connections).unwrap_or(usize::MAX),
+            max_connections_per_ip: usize::try_from(self.max_connections_per_ip).unwrap_or(usize::MAX),
+            http2: self.http2,
         }
     }
 
@@ -345,9 +428,17 @@ impl Config {
         }
         let secret = self
             .tasks_webhook_secret
-            .as_deref()
+            .as_ref()
+            .map(Secret::expose)
             .filter(|s| !s.is_empty())
             .ok_or("USER_TASKS_WEBHOOK_SECRET is required with USER_TASKS_WEBHOOK_URL")?;
+        if secret.len() < MIN_WEBHOOK_SECRET_BYTES {
+            return Err(format!(
+                "USER_TASKS_WEBHOOK_SECRET must be at least {MIN_WEBHOOK_SECRET_BYTES} bytes (it has {}); \
+                 e.g. `openssl rand -base64 32`",
+                secret.len()
+            ));
+        }
         let sink = WebhookSink::new(url.clone(), secret.as_bytes().to_vec(), self.tasks_webhook_timeout)
             .map_err(|e| e.to_string())?;
         Ok(Arc::new(sink))
@@ -358,6 +449,10 @@ impl Config {
         self.cookie_secure.unwrap_or(!addr.ip().is_loopback())
     }
 }
+
+/// The shortest webhook signing secret accepted: HMAC-SHA256's key should
+/// hold as much entropy as its output.
+const MIN_WEBHOOK_SECRET_BYTES: usize = 32;
 
 /// Splits a file of several PEM blocks into one string per block.
 fn split_pem_blocks(pem: &str) -> Vec<String> {
@@ -397,7 +492,7 @@ mod tests {
     fn every_setting_has_a_working_default() {
         let config = Config::parse_from(["user-server"]);
         assert_eq!(config.listen.to_string(), "127.0.0.1:8080");
-        assert_eq!(config.database, "sqlite://user-service.db");
+        assert_eq!(config.database.expose(), "sqlite://user-service.db");
         assert_eq!(config.access_ttl, Duration::from_secs(900));
         assert_eq!(config.refresh_ttl, Duration::from_secs(30 * 86_400));
         assert!(!config.cookie_secure_for(config.listen), "plain http on loopback by default");
@@ -431,17 +526,44 @@ mod tests {
         assert!(format!("{:?}", log.task_sink().unwrap()).contains("LogSink"));
         let no_secret = Config::parse_from(["user-server", "--tasks-webhook-url", "http://127.0.0.1:9/hook"]);
         assert!(no_secret.task_sink().unwrap_err().contains("SECRET"));
+        let secret = "0123456789abcdef0123456789abcdef";
         let bad_url =
-            Config::parse_from(["user-server", "--tasks-webhook-url", "ftp://x", "--tasks-webhook-secret", "k"]);
+            Config::parse_from(["user-server", "--tasks-webhook-url", "ftp://x", "--tasks-webhook-secret", secret]);
         assert!(bad_url.task_sink().is_err());
-        let ok = Config::parse_from([
+        let short = Config::parse_from([
             "user-server",
             "--tasks-webhook-url",
             "http://127.0.0.1:9/",
             "--tasks-webhook-secret",
             "k",
         ]);
+        assert!(short.task_sink().unwrap_err().contains("at least 32 bytes"));
+        let ok = Config::parse_from([
+            "user-server",
+            "--tasks-webhook-url",
+            "http://127.0.0.1:9/",
+            "--tasks-webhook-secret",
+            secret,
+        ]);
         assert!(format!("{:?}", ok.task_sink().unwrap()).contains("WebhookSink"));
+    }
+
+    #[test]
+    fn printing_the_configuration_shows_no_secret() {
+        let config = Config::parse_from([
+            "user-server",
+            "--database",
+            "postgres://app:hunter2@db/users",
+            "--jwt-secrets",
+            "jwt-secret-that-is-long-enough-0123456789",
+            "--tasks-webhook-secret",
+            "webhook-secret-that-is-long-enough-012345",
+        ]);
+        let printed = format!("{config:?}");
+        for secret in ["hunter2", "jwt-secret", "webhook-secret"] {
+            assert!(!printed.contains(secret), "{secret} in {printed}");
+        }
+        assert!(printed.contains("[redacted]") && printed.contains("postgres://app:***@db/users"));
     }
 
     #[test]

@@ -36,6 +36,8 @@ pub struct AppState {
     pub cookies: CookiePolicy,
     /// Throttling, trusted proxies, CORS.
     pub policy: security::SharedPolicy,
+    /// Whether `/metrics` is served here (no metrics listener of its own).
+    pub metrics_public: bool,
 }
 
 /// Every route of the contract, ready for `warp::serve` or `warp::test`.
@@ -61,6 +63,9 @@ pub enum StartError {
 pub struct RunningServer {
     /// The bound address (useful with port 0).
     pub addr: SocketAddr,
+    /// The metrics listener's address, when `/metrics` has one of its own.
+    pub metrics_addr: Option<SocketAddr>,
+    metrics_listener: Option<TcpListener>,
     /// The state the routes share.
     pub state: AppState,
     listener: TcpListener,
@@ -76,7 +81,7 @@ pub struct RunningServer {
 pub async fn start(config: &Config) -> Result<RunningServer, StartError> {
     let service_config = config.service_config().map_err(StartError::Config)?;
     let options = user_core::store::OpenOptions { max_connections: config.database_max_connections };
-    let store = user_core::store::open_with(&config.database, options).await?;
+    let store = user_core::store::open_with(config.database.expose(), options).await?;
     store.migrate().await?;
     let service = UserService::new(store.clone(), service_config).await?;
     let relay = if config.tasks_relay {
@@ -87,13 +92,27 @@ pub async fn start(config: &Config) -> Result<RunningServer, StartError> {
     };
     let listener = TcpListener::bind(config.listen).await?;
     let addr = listener.local_addr()?;
+    if !config.trusted_proxies.is_empty() && config.cookie_secure.is_none() && addr.ip().is_loopback() {
+        tracing::warn!(
+            "behind trusted proxies on loopback, cookies are Secure only for requests a proxy marks as https \
+             (X-Forwarded-Proto or Forwarded); set USER_COOKIE_SECURE=true if every client uses TLS"
+        );
+    }
+    let metrics_listener = match config.metrics_listen {
+        Some(metrics_addr) => Some(TcpListener::bind(metrics_addr).await?),
+        None => None,
+    };
+    let metrics_addr = metrics_listener.as_ref().map(TcpListener::local_addr).transpose()?;
     let state = AppState {
         service,
         cookies: CookiePolicy { secure: config.cookie_secure_for(addr) },
         policy: std::sync::Arc::new(config.policy()),
+        metrics_public: metrics_listener.is_none(),
     };
     Ok(RunningServer {
         addr,
+        metrics_addr,
+        metrics_listener,
         state,
         listener,
         shutdown_timeout: config.shutdown_timeout,
@@ -110,17 +129,20 @@ impl RunningServer {
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) {
         let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
         let (relay_stop_tx, relay_stop_rx) = tokio::sync::watch::channel(false);
+        let stopped = |mut stop: tokio::sync::watch::Receiver<bool>| async move {
+            while stop.changed().await.is_ok() && !*stop.borrow() {}
+        };
+        if let Some(listener) = self.metrics_listener {
+            let routes = routes::metrics_only(self.state.policy.clone());
+            let policy = self.state.policy.clone();
+            tokio::spawn(serve::serve(listener, routes, self.limits, policy, stopped(relay_stop_rx.clone())));
+        }
         let signal = async move {
             shutdown.await;
             let _ = relay_stop_tx.send(true);
             let _ = stopping_tx.send(());
         };
-        let relay = self.relay.map(|relay| {
-            tokio::spawn(async move {
-                let mut stop = relay_stop_rx;
-                relay.run(async move { while stop.changed().await.is_ok() && !*stop.borrow() {} }).await;
-            })
-        });
+        let relay = self.relay.map(|relay| tokio::spawn(async move { relay.run(stopped(relay_stop_rx)).await }));
         let policy = self.state.policy.clone();
         let server = serve::serve(self.listener, routes(self.state), self.limits, policy, signal);
         let deadline = async move {

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use user_server::{Config, config::redact_url, shutdown_signal, start, telemetry};
+use user_server::{Config, shutdown_signal, start, telemetry};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -17,10 +17,12 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let metrics = server.metrics_addr.map_or_else(|| "on the public listener".to_owned(), |a| format!("http://{a}"));
     tracing::info!(
         address = %server.addr,
-        database = %redact_url(&config.database),
+        database = %config.database,
         cookie_secure = server.state.cookies.secure,
+        metrics,
         "user-server listening on http://{}",
         server.addr
     );

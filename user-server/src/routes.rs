@@ -24,7 +24,7 @@ use crate::error::ApiError;
 use crate::http::{
     Credentials, Query, RequestCtx, credentials, ctx, finish, json, json_body, parse_json, query, respond,
 };
-use crate::security::Action;
+use crate::security::{Action, SharedPolicy};
 
 type Route = BoxedFilter<(Response,)>;
 
@@ -52,8 +52,27 @@ pub fn all(state: AppState) -> impl Filter<Extract = (Response,), Error = std::c
         .unify()
         .or(ops(&state))
         .unify();
-    let policy = state.policy.clone();
     let routes = preflight(&state).or(routes).unify();
+    finished(routes, state.policy.clone())
+}
+
+/// Only `GET /metrics`, for the separate metrics listener (`USER_METRICS_LISTEN`).
+pub fn metrics_only(
+    policy: SharedPolicy,
+) -> impl Filter<Extract = (Response,), Error = std::convert::Infallible> + Clone {
+    crate::telemetry::metrics();
+    finished(metrics(&policy), policy)
+}
+
+/// `routes` with rejections rendered as `{message, status}`, and the common
+/// headers, access log and metrics applied.
+fn finished<F>(
+    routes: F,
+    policy: SharedPolicy,
+) -> impl Filter<Extract = (Response,), Error = std::convert::Infallible> + Clone
+where
+    F: Filter<Extract = (Response,), Error = warp::Rejection> + Clone + Send + Sync + 'static,
+{
     warp::any()
         .map(Instant::now)
         .and(warp::method())
@@ -206,7 +225,7 @@ fn login(state: &AppState) -> Route {
                     token: outcome.tokens.access.clone(),
                     id: outcome.user.id.as_uuid(),
                 });
-                state.set_token_cookies(&mut response, &outcome.tokens);
+                state.set_token_cookies(&mut response, &ctx, &outcome.tokens);
                 Ok(response)
             })
         })
@@ -222,11 +241,11 @@ fn logout(state: &AppState) -> Route {
         .and(credentials())
         .then(|ctx: RequestCtx, state: AppState, creds: Credentials| {
             respond("POST /user/logout", ctx.id.clone(), async move {
-                let access = match creds.access.as_deref() {
+                let access = match creds.access_opt()? {
                     Some(token) => state.service.authenticate(token).await.map(|c| (c.sub, c.sid)),
                     None => Err(user_core::Error::Unauthorized(user_core::UnauthorizedReason::Missing)),
                 };
-                let (user, sid) = match (access, creds.refresh.as_deref()) {
+                let (user, sid) = match (access, creds.refresh_opt()?) {
                     (Ok(ids), _) => ids,
                     (Err(_), Some(refresh)) => {
                         let claims = state.service.authenticate_refresh(refresh).await?;
@@ -237,7 +256,7 @@ fn logout(state: &AppState) -> Route {
                 ctx.check_same_site(&creds)?;
                 state.service.logout(user, sid, &ctx.client()).await?;
                 let mut response = success();
-                state.cookies.clear(&mut response);
+                state.cookies.clear(&mut response, &ctx);
                 Ok(response)
             })
         })
@@ -260,7 +279,7 @@ fn refresh(state: &AppState) -> Route {
                 let tokens = state.service.refresh(refresh, &ctx.client()).await?;
                 let mut response =
                     json(&RefreshResponse { message: "success".into(), status: 200, token: tokens.access.clone() });
-                state.set_token_cookies(&mut response, &tokens);
+                state.set_token_cookies(&mut response, &ctx, &tokens);
                 Ok(response)
             })
         })
@@ -304,6 +323,7 @@ fn update(state: &AppState) -> Route {
         .and(json_body())
         .then(|ctx: RequestCtx, state: AppState, creds: Credentials, body: Result<Bytes, ApiError>| {
             respond("PUT /user/update", ctx.id.clone(), async move {
+                ctx.throttle(Action::Update)?;
                 let claims = authenticate(&state, &creds).await?;
                 ctx.check_same_site(&creds)?;
                 let req: UpdateRequest = parse_json(&body?)?;
@@ -337,7 +357,7 @@ fn delete(state: &AppState) -> Route {
                 ctx.check_same_site(&creds)?;
                 state.service.delete(claims.sub, &ctx.client()).await?;
                 let mut response = success();
-                state.cookies.clear(&mut response);
+                state.cookies.clear(&mut response, &ctx);
                 Ok(response)
             })
         })
@@ -511,15 +531,6 @@ fn ops(state: &AppState) -> Route {
             })
         },
     );
-    let metrics = warp::path!("metrics").and(get_or_head()).and(ctx(&state.policy)).then(|ctx: RequestCtx| {
-        respond("GET /metrics", ctx.id.clone(), async {
-            let mut response = crate::telemetry::metrics().render().into_response();
-            response
-                .headers_mut()
-                .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
-            Ok(response)
-        })
-    });
     let openapi = warp::path!("openapi.json").and(get_or_head()).and(ctx(&state.policy)).then(|ctx: RequestCtx| {
         respond("GET /openapi.json", ctx.id.clone(), async { Ok(json(&crate::openapi::document())) })
     });
@@ -535,13 +546,31 @@ fn ops(state: &AppState) -> Route {
                 }
             })
         });
-    healthz.or(readyz).unify().or(metrics).unify().or(openapi).unify().or(jwks).unify().boxed()
+    let ops = healthz.or(readyz).unify().or(openapi).unify().or(jwks).unify();
+    if state.metrics_public { ops.or(metrics(&state.policy)).unify().boxed() } else { ops.boxed() }
+}
+
+/// `GET /metrics`: Prometheus text.
+fn metrics(policy: &SharedPolicy) -> Route {
+    warp::path!("metrics")
+        .and(get_or_head())
+        .and(ctx(policy))
+        .then(|ctx: RequestCtx| {
+            respond("GET /metrics", ctx.id.clone(), async {
+                let mut response = crate::telemetry::metrics().render().into_response();
+                response
+                    .headers_mut()
+                    .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
+                Ok(response)
+            })
+        })
+        .boxed()
 }
 
 impl AppState {
-    fn set_token_cookies(&self, response: &mut Response, tokens: &IssuedTokens) {
+    fn set_token_cookies(&self, response: &mut Response, ctx: &RequestCtx, tokens: &IssuedTokens) {
         let ttl = self.service.tokens().config();
-        self.cookies.set(response, "access_token", &tokens.access, ttl.access_ttl.as_secs());
-        self.cookies.set(response, "refresh_token", &tokens.refresh, ttl.refresh_ttl.as_secs());
+        self.cookies.set(response, ctx, "access_token", &tokens.access, ttl.access_ttl.as_secs());
+        self.cookies.set(response, ctx, "refresh_token", &tokens.refresh, ttl.refresh_ttl.as_secs());
     }
 }

@@ -50,6 +50,8 @@ pub enum Action {
     Login,
     /// `POST /user/refresh`
     Refresh,
+    /// `PUT /user/update` (it may check a password)
+    Update,
 }
 
 /// Per-IP limits on register, login and refresh.
@@ -57,6 +59,7 @@ pub struct Throttle {
     register: DefaultKeyedRateLimiter<IpAddr>,
     login: DefaultKeyedRateLimiter<IpAddr>,
     refresh: DefaultKeyedRateLimiter<IpAddr>,
+    update: DefaultKeyedRateLimiter<IpAddr>,
     checks: AtomicU64,
 }
 
@@ -74,12 +77,14 @@ fn limiter(rate: Rate) -> DefaultKeyedRateLimiter<IpAddr> {
 }
 
 impl Throttle {
-    /// Limits of `register`, `login` and `refresh` requests per client IP.
-    pub fn new(register: Rate, login: Rate, refresh: Rate) -> Self {
+    /// Limits of `register`, `login`, `refresh` and `update` requests per
+    /// client address (an IPv6 /64 counting as one address).
+    pub fn new(register: Rate, login: Rate, refresh: Rate, update: Rate) -> Self {
         Self {
             register: limiter(register),
             login: limiter(login),
             refresh: limiter(refresh),
+            update: limiter(update),
             checks: AtomicU64::new(0),
         }
     }
@@ -93,14 +98,16 @@ impl Throttle {
             Action::Register => &self.register,
             Action::Login => &self.login,
             Action::Refresh => &self.refresh,
+            Action::Update => &self.update,
         };
         // Forget idle addresses now and then, so memory stays bounded.
         if self.checks.fetch_add(1, Ordering::Relaxed) % 4096 == 4095 {
             self.register.retain_recent();
             self.login.retain_recent();
             self.refresh.retain_recent();
+            self.update.retain_recent();
         }
-        limiter.check_key(&ip).map_err(|not_until| {
+        limiter.check_key(&rate_key(ip)).map_err(|not_until| {
             let wait = not_until.wait_time_from(DefaultClock::default().now());
             metrics::counter!("throttled_total", "action" => format!("{action:?}").to_lowercase()).increment(1);
             tracing::warn!(target: "audit", event = "throttled", ip = %ip, action = ?action, "rate limit");
@@ -123,23 +130,52 @@ pub struct Policy {
 impl Policy {
     /// The client's address: the socket peer, or — when the peer is a trusted
     /// proxy — the nearest address in `X-Forwarded-For` that is not one.
+    /// Walking from the nearest hop, an entry that does not parse ends the
+    /// walk with the peer: what lies beyond it cannot be trusted. IPv4-mapped
+    /// IPv6 addresses are taken as the IPv4 address they carry.
     pub fn client_ip(&self, peer: Option<SocketAddr>, headers: &HeaderMap) -> Option<IpAddr> {
-        let peer = peer?.ip();
+        let peer = canonical(peer?.ip());
         if !self.is_trusted(peer) {
             return Some(peer);
         }
-        let forwarded: Vec<IpAddr> = headers
+        let forwarded: Vec<&str> = headers
             .get_all("x-forwarded-for")
             .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .filter_map(|a| a.trim().parse().ok())
+            .flat_map(|v| v.to_str().map_or_else(|_| vec![""], |v| v.split(',').collect()))
             .collect();
-        Some(forwarded.into_iter().rev().find(|ip| !self.is_trusted(*ip)).unwrap_or(peer))
+        for entry in forwarded.iter().rev() {
+            match entry.trim().parse::<IpAddr>() {
+                Ok(ip) if self.is_trusted(canonical(ip)) => {}
+                Ok(ip) => return Some(canonical(ip)),
+                Err(_) => return Some(peer),
+            }
+        }
+        Some(peer)
     }
 
-    fn is_trusted(&self, ip: IpAddr) -> bool {
+    /// Whether `ip` is one of `USER_TRUSTED_PROXIES`.
+    pub fn is_trusted(&self, ip: IpAddr) -> bool {
+        let ip = canonical(ip);
         self.trusted_proxies.iter().any(|net| net.contains(&ip))
+    }
+
+    /// Whether a trusted proxy says the client reached it over TLS
+    /// (`X-Forwarded-Proto: https`, or `Forwarded: proto=https`), so that
+    /// cookies must be `Secure`.
+    pub fn forwarded_https(&self, peer: Option<SocketAddr>, headers: &HeaderMap) -> bool {
+        if !peer.is_some_and(|p| self.is_trusted(p.ip())) {
+            return false;
+        }
+        let values = |name| headers.get_all(name).iter().filter_map(|v| v.to_str().ok()).collect::<Vec<_>>();
+        // The nearest proxy appends last.
+        let x_forwarded = values("x-forwarded-proto").last().and_then(|v| v.split(',').next_back()).map(str::trim);
+        let forwarded = values("forwarded").last().and_then(|v| v.split(',').next_back()).and_then(|element| {
+            element.split(';').find_map(|pair| {
+                let (key, value) = pair.trim().split_once('=')?;
+                key.eq_ignore_ascii_case("proto").then(|| value.trim_matches('"'))
+            })
+        });
+        x_forwarded.or(forwarded).is_some_and(|proto| proto.eq_ignore_ascii_case("https"))
     }
 
     /// Whether `origin` may make credentialed cross-origin calls.
@@ -166,9 +202,29 @@ impl Policy {
         if same_site || self.cors_allows(&source) {
             Ok(())
         } else {
-            tracing::warn!(target: "audit", event = "csrf.refused", origin = %source, "cross-site request refused");
+            // Debug-quoted: a crafted Origin cannot forge fields in text logs.
+            tracing::warn!(target: "audit", event = "csrf.refused", origin = ?source, "cross-site request refused");
             Err(ApiError::Forbidden("cross-site request refused".into()))
         }
+    }
+}
+
+/// `ip`, with an IPv4-mapped IPv6 address (`::ffff:192.0.2.1`) taken as the
+/// IPv4 address it carries.
+pub fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+/// The key a client is counted under by rate and connection limits: its
+/// IPv4 address, or its IPv6 /64 (one subscriber gets a whole /64, so
+/// counting single IPv6 addresses would let anyone rotate past any limit).
+pub fn rate_key(ip: IpAddr) -> IpAddr {
+    match canonical(ip) {
+        IpAddr::V6(v6) => IpAddr::V6(std::net::Ipv6Addr::from(u128::from(v6) & !u128::from(u64::MAX))),
+        v4 => v4,
     }
 }
 
@@ -216,8 +272,52 @@ mod tests {
     }
 
     #[test]
+    fn an_unparsable_forwarded_entry_ends_the_walk_with_the_peer() {
+        let policy = Policy { trusted_proxies: vec!["10.0.0.0/8".parse().unwrap()], ..Policy::default() };
+        let proxy = Some("10.0.0.2:5000".parse().unwrap());
+        let h = headers(&[("x-forwarded-for", "203.0.113.7, garbage, 10.1.1.1")]);
+        assert_eq!(policy.client_ip(proxy, &h), Some("10.0.0.2".parse().unwrap()));
+        let h = headers(&[("x-forwarded-for", "garbage, 203.0.113.7")]);
+        assert_eq!(policy.client_ip(proxy, &h), Some("203.0.113.7".parse().unwrap()), "nearest hop first");
+    }
+
+    #[test]
+    fn ipv4_mapped_peers_match_ipv4_proxies_and_ipv6_clients_count_by_their_64() {
+        let policy = Policy { trusted_proxies: vec!["10.0.0.0/8".parse().unwrap()], ..Policy::default() };
+        let mapped = Some("[::ffff:10.0.0.2]:5000".parse().unwrap());
+        let h = headers(&[("x-forwarded-for", "::ffff:203.0.113.7")]);
+        assert_eq!(policy.client_ip(mapped, &h), Some("203.0.113.7".parse().unwrap()));
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:bbbb::2".parse().unwrap();
+        let other: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(rate_key(a), rate_key(b));
+        assert_ne!(rate_key(a), rate_key(other));
+        assert_eq!(rate_key("192.0.2.1".parse().unwrap()), "192.0.2.1".parse::<IpAddr>().unwrap());
+        let rate = "1/min".parse().unwrap();
+        let t = Throttle::new(rate, rate, rate, rate);
+        assert!(t.check(Action::Login, a).is_ok());
+        assert!(t.check(Action::Login, b).is_err(), "one /64, one budget");
+        assert!(t.check(Action::Login, other).is_ok());
+    }
+
+    #[test]
+    fn only_trusted_proxies_can_say_the_client_used_https() {
+        let policy = Policy { trusted_proxies: vec!["10.0.0.0/8".parse().unwrap()], ..Policy::default() };
+        let proxy = Some("10.0.0.2:5000".parse().unwrap());
+        let stranger = Some("198.51.100.9:5000".parse().unwrap());
+        let xfp = headers(&[("x-forwarded-proto", "https")]);
+        assert!(policy.forwarded_https(proxy, &xfp));
+        assert!(!policy.forwarded_https(stranger, &xfp));
+        assert!(policy.forwarded_https(proxy, &headers(&[("forwarded", "for=203.0.113.7;proto=https")])));
+        assert!(policy.forwarded_https(proxy, &headers(&[("forwarded", "for=1.2.3.4, for=5.6.7.8;Proto=\"https\"")])));
+        assert!(!policy.forwarded_https(proxy, &headers(&[("x-forwarded-proto", "http")])));
+        assert!(!policy.forwarded_https(proxy, &HeaderMap::new()));
+    }
+
+    #[test]
     fn the_throttle_refuses_past_the_burst_with_a_wait() {
-        let t = Throttle::new("2/min".parse().unwrap(), "2/min".parse().unwrap(), "2/min".parse().unwrap());
+        let rate = "2/min".parse().unwrap();
+        let t = Throttle::new(rate, rate, rate, rate);
         let ip: IpAddr = "192.0.2.1".parse().unwrap();
         assert!(t.check(Action::Login, ip).is_ok());
         assert!(t.check(Action::Login, ip).is_ok());

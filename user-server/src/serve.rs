@@ -1,11 +1,16 @@
 //! The accept loop: hyper directly (warp's own server has no knobs), so the
-//! server can bound what a client may hold — header-read and request
-//! timeouts against slow-loris clients, and a cap on open connections.
+//! server can bound what a client may hold: a deadline on every connection
+//! until its first request arrives and whenever it idles (whatever the
+//! protocol, the protocol sniff included), a request timeout, a cap on open
+//! connections and one per client address.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
-use std::sync::Arc;
-use std::time::Duration;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -17,18 +22,30 @@ use warp::http::Request;
 use warp::reply::Response;
 
 use crate::http::{PeerAddr, RequestHead};
-use crate::security::SharedPolicy;
+use crate::security::{SharedPolicy, rate_key};
 
 /// What one client may hold.
 #[derive(Debug, Clone, Copy)]
 pub struct TransportLimits {
-    /// Time allowed to send a request's headers (and to idle between requests).
+    /// Time from connecting to a complete first request head, whatever the
+    /// protocol; on HTTP/1 also the time to send any later request's head.
     pub header_read_timeout: Duration,
+    /// Time a connection may stay open with no request in flight after its
+    /// first one (keep-alive idle, on HTTP/1 and HTTP/2).
+    pub idle_timeout: Duration,
     /// Time allowed to produce a response, body reading included.
     pub request_timeout: Duration,
     /// Connections open at once; further clients wait in the accept queue.
     pub max_connections: usize,
+    /// Connections open at once from one client address (an IPv6 /64
+    /// counting as one); more are closed at once. Trusted proxies are exempt.
+    pub max_connections_per_ip: usize,
+    /// Serve cleartext HTTP/2 (prior knowledge) besides HTTP/1.1.
+    pub http2: bool,
 }
+
+/// Streams one HTTP/2 connection may have open at once.
+const MAX_STREAMS: u32 = 100;
 
 /// Serves `routes` on `listener` until `shutdown`, then stops accepting and
 /// returns once open connections finish (the caller bounds that wait). A
@@ -47,6 +64,8 @@ pub async fn serve<F>(
     let service = warp::service(routes);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let per_ip = Arc::new(PerIpConnections::default());
+    let builder = connection_builder(&limits);
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let slot = tokio::select! {
@@ -65,14 +84,30 @@ pub async fn serve<F>(
             },
             () = &mut shutdown => break,
         };
+        let ip_slot = if policy.is_trusted(peer.ip()) {
+            None
+        } else {
+            match per_ip.try_open(rate_key(peer.ip()), limits.max_connections_per_ip) {
+                Some(ip_slot) => Some(ip_slot),
+                None => {
+                    metrics::counter!("connections_refused_total", "reason" => "per_ip").increment(1);
+                    tracing::debug!(%peer, "too many connections from this address; closed");
+                    continue;
+                }
+            }
+        };
+        let activity = Arc::new(Activity::new());
         let service = service.clone();
         let policy = policy.clone();
+        let handler_activity = activity.clone();
         let handler = hyper::service::service_fn(move |mut request: Request<Incoming>| {
             request.extensions_mut().insert(PeerAddr(peer));
             let head = RequestHead::of(&request);
             let mut service = service.clone();
             let policy = policy.clone();
+            let in_flight = handler_activity.start();
             async move {
+                let _in_flight = in_flight;
                 match tokio::time::timeout(limits.request_timeout, service.call(request)).await {
                     Ok(response) => response,
                     Err(_) => {
@@ -82,17 +117,158 @@ pub async fn serve<F>(
                 }
             }
         });
-        let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-        builder.http1().timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout);
-        let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), handler).into_owned();
+        let connection = builder.serve_connection(TokioIo::new(stream), handler).into_owned();
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
-            let _slot = slot;
-            if let Err(e) = connection.await {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            let _slots = (slot, ip_slot);
+            tokio::select! {
+                ended = connection => if let Err(e) = ended {
+                    tracing::debug!(%peer, error = %e, "connection ended with an error");
+                },
+                () = activity.idle_past(limits.header_read_timeout, limits.idle_timeout) => {
+                    metrics::counter!("connections_closed_idle_total").increment(1);
+                    tracing::debug!(%peer, "connection idle past its deadline; closed");
+                }
             }
         });
     }
     drop(listener);
     graceful.shutdown().await;
+}
+
+/// hyper's connection settings for `limits`.
+fn connection_builder(limits: &TransportLimits) -> hyper_util::server::conn::auto::Builder<TokioExecutor> {
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout);
+    if !limits.http2 {
+        return builder.http1_only();
+    }
+    // Pings find dead peers; the stream cap bounds what one connection may
+    // ask of the server at once.
+    let keep_alive = (limits.idle_timeout / 2).max(Duration::from_secs(1));
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(MAX_STREAMS)
+        .keep_alive_interval(keep_alive)
+        .keep_alive_timeout(keep_alive.min(Duration::from_secs(20)));
+    builder
+}
+
+/// What a connection is doing, for its idle deadline.
+struct Activity {
+    opened: Instant,
+    in_flight: AtomicUsize,
+    /// Requests finished so far.
+    served: AtomicUsize,
+    /// When the last request finished, in milliseconds since `opened`.
+    last_done_ms: AtomicU64,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Self {
+            opened: Instant::now(),
+            in_flight: AtomicUsize::new(0),
+            served: AtomicUsize::new(0),
+            last_done_ms: AtomicU64::new(0),
+        }
+    }
+
+    /// Marks a request in flight until the guard drops (also when the
+    /// request is cancelled).
+    fn start(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        InFlight(self.clone())
+    }
+
+    /// Completes once the connection has had no request in flight for too
+    /// long: `first` from connecting until a first request arrives (the
+    /// protocol sniff and a half-sent HTTP/2 preface included), `idle` after
+    /// each request.
+    async fn idle_past(&self, first: Duration, idle: Duration) {
+        loop {
+            let since_open = self.opened.elapsed();
+            let deadline = if self.served.load(Ordering::SeqCst) == 0 {
+                first
+            } else {
+                Duration::from_millis(self.last_done_ms.load(Ordering::SeqCst)) + idle
+            };
+            if self.in_flight.load(Ordering::SeqCst) > 0 {
+                // Busy: the request timeout bounds it; look again after that.
+                tokio::time::sleep(idle.min(first)).await;
+            } else if since_open >= deadline {
+                return;
+            } else {
+                tokio::time::sleep(deadline - since_open).await;
+            }
+        }
+    }
+}
+
+/// A request in flight on a connection.
+struct InFlight(Arc<Activity>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let activity = &self.0;
+        let elapsed = u64::try_from(activity.opened.elapsed().as_millis()).unwrap_or(u64::MAX);
+        activity.last_done_ms.store(elapsed, Ordering::SeqCst);
+        activity.served.fetch_add(1, Ordering::SeqCst);
+        activity.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Open connections per client address.
+#[derive(Default)]
+struct PerIpConnections {
+    open: Mutex<HashMap<IpAddr, usize>>,
+}
+
+impl PerIpConnections {
+    /// Counts a connection from `ip` unless it already has `max` open.
+    fn try_open(self: &Arc<Self>, ip: IpAddr, max: usize) -> Option<IpSlot> {
+        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        let count = open.entry(ip).or_insert(0);
+        if *count >= max.max(1) {
+            return None;
+        }
+        *count += 1;
+        Some(IpSlot { table: self.clone(), ip })
+    }
+}
+
+/// One open connection counted against its address.
+struct IpSlot {
+    table: Arc<PerIpConnections>,
+    ip: IpAddr,
+}
+
+impl Drop for IpSlot {
+    fn drop(&mut self) {
+        let mut open = self.table.open.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(count) = open.get_mut(&self.ip) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.ip);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connections_are_capped_per_address_and_slots_come_back() {
+        let table = Arc::new(PerIpConnections::default());
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        let first = table.try_open(ip, 2).unwrap();
+        let _second = table.try_open(ip, 2).unwrap();
+        assert!(table.try_open(ip, 2).is_none());
+        assert!(table.try_open("192.0.2.2".parse().unwrap(), 2).is_some(), "per address");
+        drop(first);
+        assert!(table.try_open(ip, 2).is_some());
+    }
 }

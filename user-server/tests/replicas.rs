@@ -185,3 +185,37 @@ async fn three_replicas_on_one_postgresql_behave_as_one_service() {
     let counts = store.count_tasks().await.unwrap();
     assert_eq!(counts.dead, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forty_concurrent_guesses_across_three_replicas_get_no_more_checks_than_the_lockout_allows() {
+    let Some(database) = user_core::testing::postgres_schema_url().await else { return };
+    let env = [
+        ("USER_DATABASE_URL", database),
+        ("USER_DATABASE_MAX_CONNECTIONS", "5".to_owned()),
+        ("USER_RATE_LIMIT", "off".to_owned()),
+    ];
+    let handles: Vec<_> = (0..3)
+        .map(|_| {
+            let env = env.clone();
+            std::thread::spawn(move || Server::start(&env))
+        })
+        .collect();
+    let replicas: Vec<Server> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    let cluster = Cluster { replicas, next: AtomicUsize::new(0), client: reqwest::Client::new() };
+    assert_eq!(cluster.register("victim").await, 200);
+
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(40));
+    let guesses = (0..40).map(|n| {
+        let (client, base, barrier) = (cluster.client.clone(), cluster.base(), barrier.clone());
+        tokio::spawn(async move {
+            let body = json!({"username": "victim", "password": format!("guess number {n}")});
+            barrier.wait().await;
+            client.post(format!("{base}/user/login")).json(&body).send().await.unwrap().status()
+        })
+    });
+    let statuses: Vec<StatusCode> =
+        futures_util::future::join_all(guesses).await.into_iter().map(Result::unwrap).collect();
+    let checked = statuses.iter().filter(|s| **s == StatusCode::UNAUTHORIZED).count();
+    let throttled = statuses.iter().filter(|s| **s == StatusCode::TOO_MANY_REQUESTS).count();
+    assert_eq!((checked, throttled), (5, 35), "{statuses:?}");
+}

@@ -64,7 +64,12 @@ async fn the_lockout_wait_is_capped_at_fifteen_minutes() {
 async fn logins_are_throttled_per_client_ip_with_retry_after() {
     let mut app = app().await;
     app.register("alice").await;
-    let throttle = Throttle::new("100/min".parse().unwrap(), "3/min".parse().unwrap(), "100/min".parse().unwrap());
+    let throttle = Throttle::new(
+        "100/min".parse().unwrap(),
+        "3/min".parse().unwrap(),
+        "100/min".parse().unwrap(),
+        "100/min".parse().unwrap(),
+    );
     with_policy(&mut app, Policy { throttle: Some(throttle), ..Policy::default() });
     for _ in 0..3 {
         app.send(login("nobody", "correct horse")).await.error(404);
@@ -80,7 +85,12 @@ async fn logins_are_throttled_per_client_ip_with_retry_after() {
 async fn behind_a_trusted_proxy_each_forwarded_client_has_its_own_limit() {
     let mut app = app().await;
     app.register("alice").await;
-    let throttle = Throttle::new("100/min".parse().unwrap(), "1/min".parse().unwrap(), "100/min".parse().unwrap());
+    let throttle = Throttle::new(
+        "100/min".parse().unwrap(),
+        "1/min".parse().unwrap(),
+        "100/min".parse().unwrap(),
+        "100/min".parse().unwrap(),
+    );
     let trusted = vec!["127.0.0.0/8".parse().unwrap()];
     with_policy(&mut app, Policy { throttle: Some(throttle), trusted_proxies: trusted, ..Policy::default() });
     let from = |ip: &str| login("alice", "correct horse").header("x-forwarded-for", ip);
@@ -110,6 +120,108 @@ async fn cookie_authenticated_writes_from_another_site_are_refused() {
         req("POST", "/user/refresh").cookie("refresh_token", &s.refresh).header("origin", "https://evil.example");
     app.send(refresh).await.error(403);
     assert_eq!(app.tasks().await.len(), 3, "the refused writes wrote nothing");
+}
+
+#[tokio::test]
+async fn a_request_carrying_a_token_cookie_twice_is_refused_with_400() {
+    let app = app().await;
+    let s = app.user("alice").await;
+    let tossed = |r: common::Req, name: &str, value: &str| {
+        r.header("cookie", &format!("{name}=planted-by-a-sibling-domain; {name}={value}"))
+    };
+    for request in [
+        tossed(req("GET", "/user/get"), "access_token", &s.access),
+        tossed(req("POST", "/user/track/favorite?track_id=1"), "access_token", &s.access),
+        tossed(req("POST", "/user/refresh"), "refresh_token", &s.refresh),
+        tossed(req("POST", "/user/logout"), "refresh_token", &s.refresh),
+    ] {
+        let reply = app.send(request).await;
+        assert!(reply.error(400).contains("cookie is sent more than once"), "{}", reply.body);
+    }
+    assert!(app.tasks().await.is_empty(), "nothing was written");
+    let fine = req("GET", "/user/get").header("cookie", &format!("theme=dark; access_token={}", s.access));
+    assert_eq!(app.send(fine).await.status, 200);
+}
+
+#[tokio::test]
+async fn cookies_are_secure_when_a_trusted_proxy_says_the_client_used_https() {
+    let mut app = app().await;
+    app.register("alice").await;
+    let trusted = vec!["127.0.0.0/8".parse().unwrap()];
+    with_policy(&mut app, Policy { trusted_proxies: trusted, ..Policy::default() });
+    let secure = |reply: &common::Reply| {
+        let cookies: Vec<_> = reply.headers.get_all("set-cookie").iter().map(|v| v.to_str().unwrap()).collect();
+        assert_eq!(cookies.len(), 2, "{cookies:?}");
+        cookies.iter().all(|c| c.ends_with("; Secure"))
+    };
+    let plain = app.send(login("alice", "correct horse")).await;
+    assert!(!secure(&plain), "plain http on loopback: the development default");
+    for (header, value) in [("x-forwarded-proto", "https"), ("forwarded", "for=203.0.113.9;proto=https")] {
+        let reply = app.send(login("alice", "correct horse").header(header, value)).await;
+        assert!(secure(&reply), "{header}: {value}");
+    }
+    // From a peer that is not a trusted proxy, the header means nothing.
+    with_policy(&mut app, Policy::default());
+    let spoofed = app.send(login("alice", "correct horse").header("x-forwarded-proto", "https")).await;
+    assert!(!secure(&spoofed));
+}
+
+#[tokio::test]
+async fn profile_updates_are_throttled_per_client_ip() {
+    let mut app = app().await;
+    let s = app.user("alice").await;
+    let (plenty, one) = ("100/min".parse().unwrap(), "2/min".parse().unwrap());
+    with_policy(&mut app, Policy { throttle: Some(Throttle::new(plenty, plenty, plenty, one)), ..Policy::default() });
+    let guess = |n: u32| {
+        req("PUT", "/user/update")
+            .bearer(&s.access)
+            .json(json!({"password": "a new password", "current_password": format!("guess {n:04}")}))
+    };
+    app.send(guess(1)).await.error(401);
+    app.send(guess(2)).await.error(401);
+    let limited = app.send(guess(3)).await;
+    limited.error(429);
+    assert!(limited.header("retry-after").is_some());
+}
+
+#[test]
+fn logged_header_values_cannot_forge_log_fields() {
+    use std::io::Write as _;
+    #[derive(Clone, Default)]
+    struct Capture(Arc<std::sync::Mutex<Vec<u8>>>);
+    impl std::io::Write for Capture {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().write(buf)
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let capture = Capture::default();
+    let writer = capture.clone();
+    let subscriber =
+        tracing_subscriber::fmt().with_ansi(false).with_env_filter("info").with_writer(move || writer.clone()).finish();
+    // Header values cannot hold line breaks, but unquoted they could add fields.
+    let forged = "https://evil.example event=login.success user_id=admin";
+    tracing::subscriber::with_default(subscriber, || {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(async {
+            let app = app().await;
+            let s = app.user("alice").await;
+            let request = req("POST", "/user/track/favorite?track_id=1")
+                .cookie("access_token", &s.access)
+                .header("host", "api.example.com")
+                .header("origin", forged);
+            app.send(request).await.error(403);
+            app.send(login("alice", "wrong horse").header("user-agent", "curl\" ip=\"10.0.0.1")).await.error(401);
+        });
+    });
+    let log = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    let quoted_origin = format!("origin={forged:?}");
+    assert!(log.lines().any(|l| l.contains("csrf.refused") && l.contains(&quoted_origin)), "{log}");
+    let quoted_agent = r#"user_agent="curl\" ip=\"10.0.0.1""#;
+    assert!(log.lines().any(|l| l.contains("login.failure") && l.contains(quoted_agent)), "{log}");
+    let _ = std::io::stdout().flush();
 }
 
 #[tokio::test]
@@ -196,6 +308,110 @@ fn a_slow_loris_client_is_cut_off_and_connections_are_capped() {
     let mut answer = String::new();
     waiting.read_to_string(&mut answer).unwrap();
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
+
+/// Opens `n` connections to `addr` from the loopback address `from`, each
+/// sending `greeting` (possibly nothing) and then nothing more.
+async fn hoard(addr: &str, from: &str, n: usize, greeting: &'static [u8]) -> Vec<tokio::net::TcpStream> {
+    use tokio::io::AsyncWriteExt;
+    let target: std::net::SocketAddr = addr.parse().unwrap();
+    let mut held = Vec::new();
+    for _ in 0..n {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(format!("{from}:0").parse().unwrap()).unwrap();
+        let mut stream = socket.connect(target).await.unwrap();
+        stream.write_all(greeting).await.unwrap();
+        held.push(stream);
+    }
+    held
+}
+
+/// Reads until the server closes `stream` (EOF or reset); what it sent.
+async fn until_closed(mut stream: tokio::net::TcpStream) -> Vec<u8> {
+    use tokio::io::AsyncReadExt;
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut buf)).await;
+    assert!(read.is_ok(), "the server kept an idle connection open");
+    buf
+}
+
+async fn healthz(addr: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
+    let mut answer = String::new();
+    tokio::time::timeout(Duration::from_secs(30), stream.read_to_string(&mut answer)).await.unwrap().unwrap();
+    answer
+}
+
+/// The HTTP/2 connection preface cut in half: the protocol sniff used to
+/// wait for the rest for ever.
+const HALF_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_address_hoarding_idle_connections_cannot_take_the_server_off_the_air() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = common::process::Server::start(&[
+        ("USER_DATABASE_URL", format!("sqlite://{}", dir.path().join("u.db").display())),
+        ("USER_HEADER_READ_TIMEOUT", "1s".to_owned()),
+        ("USER_MAX_CONNECTIONS", "64".to_owned()),
+        ("USER_MAX_CONNECTIONS_PER_IP", "16".to_owned()),
+        ("USER_HTTP2", "true".to_owned()),
+    ]);
+    let addr = server.base.trim_start_matches("http://").to_owned();
+    // More idle sockets than the whole server's cap, from one address.
+    let mut hoarded = hoard(&addr, "127.0.0.2", 60, b"").await;
+    hoarded.extend(hoard(&addr, "127.0.0.2", 20, HALF_PREFACE).await);
+
+    // Another client is served meanwhile: the hoarder holds 16 slots at most.
+    assert!(healthz(&addr).await.starts_with("HTTP/1.1 200"));
+
+    // Every hoarded connection is closed: past the cap at once, the rest
+    // once the deadline for a first request has passed.
+    let closed = futures_util::future::join_all(hoarded.into_iter().map(until_closed)).await;
+    assert_eq!(closed.len(), 80);
+    assert!(closed.iter().all(|sent| sent.is_empty() || sent.starts_with(b"HTTP/1.1 408")));
+    assert!(healthz(&addr).await.starts_with("HTTP/1.1 200"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_from_many_addresses_are_closed_and_free_their_slots() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = common::process::Server::start(&[
+        ("USER_DATABASE_URL", format!("sqlite://{}", dir.path().join("u.db").display())),
+        ("USER_HEADER_READ_TIMEOUT", "1s".to_owned()),
+        ("USER_MAX_CONNECTIONS", "64".to_owned()),
+    ]);
+    let addr = server.base.trim_start_matches("http://").to_owned();
+    // 80 connections from 5 addresses fill every slot (HTTP/2 is off: a
+    // preface is answered as a bad HTTP/1 request or cut off).
+    let mut hoarded = Vec::new();
+    for n in 2..=6 {
+        let greeting = if n % 2 == 0 { HALF_PREFACE } else { b"" };
+        hoarded.extend(hoard(&addr, &format!("127.0.0.{n}"), 16, greeting).await);
+    }
+    // The waiting client is served once the idle ones are cut off.
+    assert!(healthz(&addr).await.starts_with("HTTP/1.1 200"));
+    let closed = futures_util::future::join_all(hoarded.into_iter().map(until_closed)).await;
+    assert_eq!(closed.len(), 80);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_can_live_on_a_listener_of_their_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = common::process::Server::start(&[
+        ("USER_DATABASE_URL", format!("sqlite://{}", dir.path().join("u.db").display())),
+        ("USER_METRICS_LISTEN", "127.0.0.1:0".to_owned()),
+    ]);
+    let client = reqwest::Client::new();
+    let public = client.get(format!("{}/metrics", server.base)).send().await.unwrap();
+    assert_eq!(public.status(), 404, "not on the public listener");
+    let metrics_base = server.metrics_base.clone().expect("the metrics address is logged");
+    let private = client.get(format!("{metrics_base}/metrics")).send().await.unwrap();
+    assert_eq!(private.status(), 200);
+    assert!(private.text().await.unwrap().contains("http_requests_total"));
+    let other = client.get(format!("{metrics_base}/healthz")).send().await.unwrap();
+    assert_eq!(other.status(), 404, "only /metrics there");
 }
 
 #[test]

@@ -52,6 +52,7 @@ mod webhook {
     use std::time::Duration;
 
     use async_trait::async_trait;
+    use base64::Engine as _;
     use hmac::{Hmac, Mac};
     use sha2::Sha256;
 
@@ -59,21 +60,29 @@ mod webhook {
 
     /// POSTs each task as JSON to a URL, signed so the receiver can trust it.
     ///
-    /// Headers: `Content-Type: application/json`, `X-Task-Id: <id>`, and
-    /// `X-Signature-256: sha256=<hex HMAC-SHA256 of the raw body with the secret>`.
+    /// Headers: `Content-Type: application/json`, `X-Task-Id: <id>`,
+    /// `X-Signature-256: sha256=<hex HMAC-SHA256 of the raw body with the
+    /// secret>`, and the [Standard Webhooks](https://www.standardwebhooks.com/)
+    /// headers, so any of its libraries can verify a delivery and refuse a
+    /// replay: `webhook-id: <task id>`, `webhook-timestamp: <unix seconds>`,
+    /// `webhook-signature: v1,<base64 HMAC-SHA256 of "id.timestamp.body">`
+    /// (the library's secret is `whsec_` followed by the base64 of ours).
     /// A 2xx answer is a delivery; 408, 429, 5xx, timeouts and connection
     /// errors are retried; any other answer is permanent. Redirects are not
-    /// followed (a moved endpoint is a configuration error).
+    /// followed (a moved endpoint is a configuration error). Errors name the
+    /// URL without its userinfo and query, which may hold credentials.
     #[derive(Clone)]
     pub struct WebhookSink {
         client: reqwest::Client,
         url: String,
+        /// `url` without userinfo and query: what logs and errors may show.
+        shown_url: String,
         secret: Vec<u8>,
     }
 
     impl std::fmt::Debug for WebhookSink {
         fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.debug_struct("WebhookSink").field("url", &self.url).finish_non_exhaustive()
+            f.debug_struct("WebhookSink").field("url", &self.shown_url).finish_non_exhaustive()
         }
     }
 
@@ -90,12 +99,22 @@ mod webhook {
                 .user_agent(concat!("user-service-relay/", env!("CARGO_PKG_VERSION")))
                 .build()
                 .map_err(crate::Error::internal)?;
-            Ok(Self { client, url: url.into(), secret: secret.into() })
+            let url = url.into();
+            Ok(Self { client, shown_url: shown_url(&url), url, secret: secret.into() })
         }
 
-        /// The signature header value for `body`.
+        /// The `X-Signature-256` header value for `body`.
         pub fn sign(&self, body: &[u8]) -> String {
             signature(&self.secret, body)
+        }
+
+        /// The Standard Webhooks `webhook-signature` header value for a
+        /// message `id` sent at `timestamp` (unix seconds) with `body`.
+        pub fn sign_standard(&self, id: &str, timestamp: i64, body: &[u8]) -> String {
+            let mut mac = Hmac::<Sha256>::new_from_slice(&self.secret).expect("HMAC takes keys of any length");
+            mac.update(format!("{id}.{timestamp}.").as_bytes());
+            mac.update(body);
+            format!("v1,{}", base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes()))
         }
     }
 
@@ -106,30 +125,76 @@ mod webhook {
         format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
     }
 
+    /// `url` without userinfo, query and fragment.
+    fn shown_url(url: &str) -> String {
+        match reqwest::Url::parse(url) {
+            Ok(mut parsed) => {
+                let _ = parsed.set_username("");
+                let _ = parsed.set_password(None);
+                parsed.set_query(None);
+                parsed.set_fragment(None);
+                parsed.to_string()
+            }
+            Err(_) => "(unparsable URL)".to_owned(),
+        }
+    }
+
+    /// A request error with its causes, without the URL reqwest puts in it.
+    fn describe(error: reqwest::Error) -> String {
+        let error = error.without_url();
+        let mut text = error.to_string();
+        let mut source = std::error::Error::source(&error);
+        while let Some(cause) = source {
+            text.push_str(": ");
+            text.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        text
+    }
+
     #[async_trait]
     impl TaskSink for WebhookSink {
         async fn deliver(&self, event: &TaskEvent) -> Result<(), DeliveryError> {
             let body = serde_json::to_vec(event).map_err(|e| DeliveryError::Permanent(e.to_string()))?;
+            let id = event.id.to_string();
+            let timestamp = chrono::Utc::now().timestamp();
             let response = self
                 .client
                 .post(&self.url)
                 .header("content-type", "application/json")
-                .header("x-task-id", event.id.to_string())
+                .header("x-task-id", &id)
                 .header("x-signature-256", self.sign(&body))
+                .header("webhook-id", &id)
+                .header("webhook-timestamp", timestamp.to_string())
+                .header("webhook-signature", self.sign_standard(&id, timestamp, &body))
                 .body(body)
                 .send()
                 .await
-                .map_err(|e| DeliveryError::Transient(format!("request failed: {e}")))?;
+                .map_err(|e| {
+                    DeliveryError::Transient(format!("request failed: {} ({})", describe(e), self.shown_url))
+                })?;
             let status = response.status();
             if status.is_success() {
                 return Ok(());
             }
-            let message = format!("webhook answered {status}");
+            let message = format!("webhook {} answered {status}", self.shown_url);
             if status.as_u16() == 408 || status.as_u16() == 429 || status.is_server_error() {
                 Err(DeliveryError::Transient(message))
             } else {
                 Err(DeliveryError::Permanent(message))
             }
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        #[test]
+        fn shown_urls_keep_no_credentials() {
+            assert_eq!(
+                super::shown_url("https://user:pa55@hooks.example:8443/in/tasks?token=abc#x"),
+                "https://hooks.example:8443/in/tasks"
+            );
+            assert_eq!(super::shown_url("not a url"), "(unparsable URL)");
         }
     }
 }

@@ -83,7 +83,8 @@ pub async fn app_with(config: ServiceConfig) -> TestApp {
     let store = Arc::new(FlakyStore::default());
     let clock = Arc::new(ManualClock::default());
     let service = UserService::with_clock(store.clone(), config, clock.clone()).await.unwrap();
-    let state = AppState { service, cookies: CookiePolicy { secure: false }, policy: Default::default() };
+    let state =
+        AppState { service, cookies: CookiePolicy { secure: false }, policy: Default::default(), metrics_public: true };
     TestApp { state, clock, store }
 }
 

@@ -9,12 +9,14 @@ use std::time::Duration;
 use warp::Filter;
 
 /// The webhook secret the helpers configure.
-pub const SECRET: &str = "webhook-test-secret";
+pub const SECRET: &str = "webhook-test-secret-of-32-bytes-at-least";
 
 /// A running server; killed when dropped, however the test ends.
 pub struct Server {
     pub child: Child,
     pub base: String,
+    /// The metrics listener's base URL, when it has one of its own.
+    pub metrics_base: Option<String>,
 }
 
 impl Server {
@@ -54,14 +56,16 @@ impl Server {
                     let _ = writeln!(file, "{line}");
                 }
                 if !sent && let Some(rest) = line.split("listening on http://").nth(1) {
-                    let _ = tx.send(rest.split('"').next().unwrap().to_owned());
+                    let metrics = line.split(r#""metrics":"http://"#).nth(1).map(|m| m.split('"').next().unwrap());
+                    let _ = tx.send((rest.split('"').next().unwrap().to_owned(), metrics.map(str::to_owned)));
                     sent = true;
                 }
             }
         });
-        let mut server = Server { child, base: String::new() };
-        let addr = rx.recv_timeout(Duration::from_secs(60)).expect("server did not start");
+        let mut server = Server { child, base: String::new(), metrics_base: None };
+        let (addr, metrics) = rx.recv_timeout(Duration::from_secs(60)).expect("server did not start");
         server.base = format!("http://{addr}");
+        server.metrics_base = metrics.map(|m| format!("http://{m}"));
         server
     }
 
