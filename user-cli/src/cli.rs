@@ -25,6 +25,10 @@ pub struct Target {
     #[arg(long, env = "USER_SERVER", global = true)]
     pub server: Option<String>,
 
+    /// Remote mode: also trust the CA certificate(s) in this PEM file (a server whose certificate a private CA issued).
+    #[arg(long, env = "USER_CA_CERT", global = true, value_name = "FILE")]
+    pub ca_cert: Option<std::path::PathBuf>,
+
     /// Local mode: the database URL (sqlite://path.db or postgres://…).
     #[arg(long, env = "USER_DATABASE_URL", global = true, hide_env_values = true)]
     pub database: Option<String>,

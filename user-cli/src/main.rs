@@ -25,7 +25,7 @@ async fn main() -> ExitCode {
         (None, None) => Err(Failure::Usage(
             "give --server URL (remote) or --database URL (local), or set USER_SERVER / USER_DATABASE_URL".into(),
         )),
-        (Some(server), None) => remote::run(server, cli.command, &out).await,
+        (Some(server), None) => remote::run(server, cli.target.ca_cert.as_deref(), cli.command, &out).await,
         (None, Some(database)) => local::run(database, cli.command, &out).await,
     };
     match result {

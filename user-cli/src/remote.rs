@@ -1,5 +1,7 @@
 //! Remote mode: every command through `user-client` against a running server.
 
+use std::path::Path;
+
 use futures_util::TryStreamExt;
 use serde_json::json;
 use user_client::Client;
@@ -11,8 +13,15 @@ use crate::input::{confirm, secrets};
 use crate::output::Output;
 use crate::{credentials, local};
 
-pub async fn run(server: &str, command: Command, out: &Output) -> Result<(), Failure> {
-    let client = Client::new(server)?;
+pub async fn run(server: &str, ca_cert: Option<&Path>, command: Command, out: &Output) -> Result<(), Failure> {
+    let mut builder = Client::builder(server);
+    if let Some(path) = ca_cert {
+        let pem = std::fs::read(path).map_err(|e| Failure::Usage(format!("--ca-cert {}: {e}", path.display())))?;
+        builder = builder
+            .add_root_certificate(&pem)
+            .map_err(|e| Failure::Usage(format!("--ca-cert {}: {e}", path.display())))?;
+    }
+    let client = builder.build()?;
     if let Some(saved) = credentials::load(server) {
         client.restore_session(&saved).await;
     }

@@ -280,3 +280,49 @@ async fn an_operator_lists_retries_and_purges_tasks() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_mode_reaches_an_https_server_whose_ca_is_given() {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    let env = std::sync::Arc::new(Env::new());
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap().signed_by(&key, &ca).unwrap();
+    let (cert_file, key_file, ca_file) =
+        (env.dir.path().join("server.crt"), env.dir.path().join("server.key"), env.dir.path().join("ca.pem"));
+    std::fs::write(&cert_file, leaf.pem()).unwrap();
+    std::fs::write(&key_file, key.serialize_pem()).unwrap();
+    std::fs::write(&ca_file, ca.pem()).unwrap();
+
+    let mut config = user_server::Config::for_tests(&env.database);
+    config.tls_cert_file = Some(cert_file);
+    config.tls_key_file = Some(key_file);
+    let server = user_server::start(&config).await.unwrap();
+    let url = format!("https://{}", server.addr);
+    let (_stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(server.run(async move {
+        let _ = stopped.await;
+    }));
+    blocking(move || {
+        let ca = ca_file.display().to_string();
+        let r = |args: &[&str]| {
+            let mut cmd = env.remote(&url, &["--ca-cert", &ca]);
+            cmd.args(args);
+            cmd
+        };
+        r(&["register", "alice", "--email", "alice@example.com", "--password-stdin"])
+            .write_stdin("correct horse\n")
+            .assert()
+            .success();
+        r(&["login", "alice", "--password-stdin"]).write_stdin("correct horse\n").assert().success();
+        assert_eq!(json(&mut r(&["whoami"]))["username"], "alice");
+        // Without the CA the certificate is unknown: unreachable (3), saying why.
+        let msg = stderr(&mut env.remote(&url, &["whoami"]), 3);
+        assert!(msg.contains("certificate") && msg.contains("--ca-cert"), "{msg}");
+        let msg = stderr(&mut env.remote(&url, &["--ca-cert", "/nonexistent.pem", "whoami"]), 2);
+        assert!(msg.contains("/nonexistent.pem"), "{msg}");
+    })
+    .await;
+}

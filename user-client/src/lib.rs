@@ -113,6 +113,7 @@ pub struct ClientBuilder {
     base: String,
     timeout: Duration,
     user_agent: String,
+    roots: Vec<reqwest::Certificate>,
     http: Option<reqwest::Client>,
 }
 
@@ -131,7 +132,37 @@ impl ClientBuilder {
         self
     }
 
-    /// Uses this `reqwest::Client` as is (its own timeout and user agent).
+    /// Trusts the CA certificates in `pem` besides the system's roots, for a
+    /// server whose certificate a private CA issued. HTTPS works without it
+    /// for certificates of the usual public CAs.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), user_client::Error> {
+    /// let refused = user_client::Client::builder("https://users.internal").add_root_certificate(b"no PEM here");
+    /// assert!(refused.unwrap_err().is_bad_request());
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] if `pem` holds no certificate, or one that does not parse.
+    pub fn add_root_certificate(mut self, pem: &[u8]) -> Result<Self> {
+        let invalid = |why: String| Error::Invalid(ValidationError::new("ca_certificate", why));
+        let certificates = reqwest::Certificate::from_pem_bundle(pem).map_err(|e| invalid(e.to_string()))?;
+        if certificates.is_empty() {
+            return Err(invalid("holds no PEM certificate".into()));
+        }
+        // The PEM layer does not look inside; a client build does.
+        for certificate in &certificates {
+            reqwest::Client::builder()
+                .add_root_certificate(certificate.clone())
+                .build()
+                .map_err(|e| invalid(format!("a certificate does not parse: {e}")))?;
+        }
+        self.roots.extend(certificates);
+        Ok(self)
+    }
+
+    /// Uses this `reqwest::Client` as is (its own timeout, user agent and roots).
     /// Give it a cookie store (`cookie_store(true)`) or refresh cannot work.
     #[must_use]
     pub fn http_client(mut self, http: reqwest::Client) -> Self {
@@ -148,11 +179,14 @@ impl ClientBuilder {
             Some(http) => (http, None),
             None => {
                 let jar = Arc::new(Jar::default());
-                let http = reqwest::Client::builder()
+                let mut http = reqwest::Client::builder()
                     .cookie_provider(jar.clone())
                     .timeout(self.timeout)
-                    .user_agent(self.user_agent)
-                    .build()?;
+                    .user_agent(self.user_agent);
+                for root in self.roots {
+                    http = http.add_root_certificate(root);
+                }
+                let http = http.build()?;
                 (http, Some(jar))
             }
         };
@@ -176,6 +210,7 @@ impl Client {
             base: base_url.into(),
             timeout: Duration::from_secs(30),
             user_agent: concat!("user-client/", env!("CARGO_PKG_VERSION")).to_owned(),
+            roots: Vec::new(),
             http: None,
         }
     }

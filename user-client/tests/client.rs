@@ -195,3 +195,11 @@ async fn printing_a_client_or_its_session_shows_no_token() {
     }
     assert!(format!("{client:?}").contains("[redacted]"), "it says a session is held");
 }
+
+#[test]
+fn a_root_certificate_that_does_not_parse_is_refused_before_any_request() {
+    let garbage = b"-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n";
+    let refused = Client::builder("https://users.internal").add_root_certificate(garbage).unwrap_err();
+    assert!(refused.is_bad_request(), "{refused:?}");
+    assert!(Client::builder("https://users.internal").add_root_certificate(b"").unwrap_err().is_bad_request());
+}

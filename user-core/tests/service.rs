@@ -708,3 +708,30 @@ async fn an_unknown_user_costs_one_verification_like_a_wrong_password() {
     attempt("alice").await.unwrap_err();
     assert_eq!((unknown_cost, hasher.completed() - before), (1, 1));
 }
+
+#[tokio::test]
+async fn postgres_connects_over_tls_with_sslmode_require_and_verify_full_checks_the_certificate() {
+    use sqlx::Connection as _;
+    let Some(url) = user_core::testing::postgres_schema_url().await else { return };
+    let mut plain = sqlx::PgConnection::connect(&url).await.unwrap();
+    let ssl_on: String = sqlx::query_scalar("show ssl").fetch_one(&mut plain).await.unwrap();
+    if ssl_on != "on" {
+        eprintln!("skipping: this PostgreSQL has ssl = {ssl_on}");
+        return;
+    }
+    let required = format!("{url}&sslmode=require");
+    let store = store::open(&required).await.unwrap();
+    store.migrate().await.unwrap();
+    let service = UserService::new(store, config()).await.unwrap();
+    service.register(registration("alice"), &ClientInfo::default()).await.unwrap();
+    let mut conn = sqlx::PgConnection::connect(&required).await.unwrap();
+    let encrypted: bool = sqlx::query_scalar("select ssl from pg_stat_ssl where pid = pg_backend_pid()")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert!(encrypted, "sslmode=require runs over TLS");
+    // The local server's certificate is self-signed: verify-full refuses it
+    // unless sslrootcert names its issuer.
+    let refused = store::open(&format!("{url}&sslmode=verify-full")).await.unwrap_err();
+    assert!(refused.to_string().to_lowercase().contains("certificate"), "{refused}");
+}

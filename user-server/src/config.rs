@@ -24,6 +24,14 @@ pub struct Config {
     #[arg(long, env = "USER_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
 
+    /// Serve HTTPS with this PEM certificate chain (leaf first); needs --tls-key-file. Reloaded on SIGHUP.
+    #[arg(long, env = "USER_TLS_CERT_FILE", requires = "tls_key_file")]
+    pub tls_cert_file: Option<PathBuf>,
+
+    /// The PEM private key of --tls-cert-file (PKCS#8, PKCS#1 or SEC1). Reloaded on SIGHUP.
+    #[arg(long, env = "USER_TLS_KEY_FILE", requires = "tls_cert_file")]
+    pub tls_key_file: Option<PathBuf>,
+
     /// Database URL: `sqlite://path.db` (created if missing), `postgres://user:pass@host/db`, `sqlite::memory:` or `memory:`.
     #[arg(long, env = "USER_DATABASE_URL", default_value = "sqlite://user-service.db")]
     pub database: DatabaseUrl,
@@ -148,9 +156,9 @@ pub struct Config {
     #[arg(long, env = "USER_MAX_CONNECTIONS", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_connections: u64,
 
-    /// Connections open at once from one client address (an IPv6 /64 counts as one); more are closed at once. Trusted proxies are exempt.
-    #[arg(long, env = "USER_MAX_CONNECTIONS_PER_IP", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..))]
-    pub max_connections_per_ip: u64,
+    /// Connections open at once from one client address (an IPv6 /64 counts as one); more are closed at once. Trusted proxies are exempt [default: 64, and at most a quarter of --max-connections].
+    #[arg(long, env = "USER_MAX_CONNECTIONS_PER_IP", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_connections_per_ip: Option<u64>,
 
     /// Also serve cleartext HTTP/2 (prior knowledge), with keep-alive pings and at most 100 streams per connection.
     #[arg(long, env = "USER_HTTP2", default_value_t = false, action = clap::ArgAction::Set)]
@@ -171,6 +179,10 @@ pub struct Config {
     /// HMAC-SHA256 key for the webhook's `X-Signature-256` header (required with the URL).
     #[arg(long, env = "USER_TASKS_WEBHOOK_SECRET", hide_env_values = true)]
     pub tasks_webhook_secret: Option<Secret>,
+
+    /// Also trust the CA certificate(s) in this PEM file for the webhook (a receiver whose certificate a private CA issued).
+    #[arg(long, env = "USER_TASKS_WEBHOOK_CA_FILE")]
+    pub tasks_webhook_ca_file: Option<PathBuf>,
 
     /// Webhook request timeout.
     #[arg(long, env = "USER_TASKS_WEBHOOK_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
@@ -398,7 +410,12 @@ impl Config {
             idle_timeout: self.idle_timeout,
             request_timeout: self.request_timeout,
             max_connections: usize::try_from(self.max_connections).unwrap_or(usize::MAX),
-            max_connections_per_ip: usize::try_from(self.max_connections_per_ip).unwrap_or(usize::MAX),
+            // A quarter at most by default, so that one address can never
+            // hold every slot, whatever the total.
+            max_connections_per_ip: usize::try_from(
+                self.max_connections_per_ip.unwrap_or_else(|| (self.max_connections / 4).clamp(1, 64)),
+            )
+            .unwrap_or(usize::MAX),
             http2: self.http2,
         }
     }
@@ -439,14 +456,27 @@ impl Config {
                 secret.len()
             ));
         }
-        let sink = WebhookSink::new(url.clone(), secret.as_bytes().to_vec(), self.tasks_webhook_timeout)
+        let mut sink = WebhookSink::new(url.clone(), secret.as_bytes().to_vec(), self.tasks_webhook_timeout)
             .map_err(|e| e.to_string())?;
+        if let Some(path) = &self.tasks_webhook_ca_file {
+            let pem = std::fs::read(path).map_err(|e| format!("USER_TASKS_WEBHOOK_CA_FILE {}: {e}", path.display()))?;
+            sink = sink.trusting(&pem).map_err(|e| format!("USER_TASKS_WEBHOOK_CA_FILE {}: {e}", path.display()))?;
+        }
         Ok(Arc::new(sink))
     }
 
-    /// Whether cookies get `Secure` when serving on `addr`.
+    /// Whether cookies get `Secure` when serving on `addr`: always over the
+    /// server's own TLS, else as set, else off on loopback only.
     pub fn cookie_secure_for(&self, addr: SocketAddr) -> bool {
-        self.cookie_secure.unwrap_or(!addr.ip().is_loopback())
+        self.tls_files().is_some() || self.cookie_secure.unwrap_or(!addr.ip().is_loopback())
+    }
+
+    /// The certificate and key to serve HTTPS with, when both are set.
+    pub fn tls_files(&self) -> Option<crate::tls::TlsFiles> {
+        match (&self.tls_cert_file, &self.tls_key_file) {
+            (Some(cert), Some(key)) => Some(crate::tls::TlsFiles { cert: cert.clone(), key: key.clone() }),
+            _ => None,
+        }
     }
 }
 
@@ -506,6 +536,19 @@ mod tests {
         assert!(matches!(config.service_config().unwrap().signing, SigningConfig::Hs256(s) if s.len() == 2));
         let pem = "-----BEGIN PRIVATE KEY-----\nAAA\n-----END PRIVATE KEY-----\n-----BEGIN PRIVATE KEY-----\nBBB\n-----END PRIVATE KEY-----\n";
         assert_eq!(split_pem_blocks(pem).len(), 2);
+    }
+
+    #[test]
+    fn one_address_may_hold_64_connections_and_never_more_than_a_quarter_by_default() {
+        let limits = |args: &[&str]| {
+            let mut all = vec!["user-server"];
+            all.extend_from_slice(args);
+            Config::parse_from(all).transport_limits().max_connections_per_ip
+        };
+        assert_eq!(limits(&[]), 64);
+        assert_eq!(limits(&["--max-connections", "64"]), 16);
+        assert_eq!(limits(&["--max-connections", "2"]), 1);
+        assert_eq!(limits(&["--max-connections", "64", "--max-connections-per-ip", "40"]), 40);
     }
 
     #[test]

@@ -34,9 +34,10 @@ pub struct RequestCtx {
     pub user_agent: Option<String>,
     /// The request headers (for origin checks).
     pub headers: warp::http::HeaderMap,
-    /// Whether the client reached us over TLS, as far as we can tell: a
-    /// trusted proxy said so (`X-Forwarded-Proto` / `Forwarded`). Cookies
-    /// set in answer are then `Secure`, whatever the listener.
+    /// Whether the client reached us over TLS, as far as we can tell: on this
+    /// server's own TLS listener, or a trusted proxy said so
+    /// (`X-Forwarded-Proto` / `Forwarded`). Cookies set in answer are then
+    /// `Secure`, whatever the listener.
     pub https: bool,
     /// The security policy in force.
     pub policy: SharedPolicy,
@@ -68,9 +69,14 @@ impl RequestCtx {
     }
 }
 
-/// The peer address, put on each request by [`crate::serve`].
+/// The connection a request came on, put on each request by [`crate::serve`].
 #[derive(Debug, Clone, Copy)]
-pub struct PeerAddr(pub SocketAddr);
+pub struct PeerAddr {
+    /// The peer's address.
+    pub addr: SocketAddr,
+    /// Whether the connection is TLS terminated by this server.
+    pub tls: bool,
+}
 
 /// The route template a response came from, for logs and metrics.
 #[derive(Debug, Clone, Copy)]
@@ -84,11 +90,11 @@ pub fn ctx(
     warp::header::headers_cloned().and(warp::ext::optional::<PeerAddr>()).and(warp::addr::remote()).map(
         move |headers: warp::http::HeaderMap, served: Option<PeerAddr>, tested: Option<SocketAddr>| {
             let given = headers.get("x-request-id").and_then(|v| v.to_str().ok()).filter(|id| is_sane_request_id(id));
-            let peer = served.map(|p| p.0).or(tested);
+            let peer = served.map(|p| p.addr).or(tested);
             RequestCtx {
                 id: given.map_or_else(|| uuid::Uuid::now_v7().simple().to_string(), str::to_owned),
                 ip: policy.client_ip(peer, &headers),
-                https: policy.forwarded_https(peer, &headers),
+                https: served.is_some_and(|p| p.tls) || policy.forwarded_https(peer, &headers),
                 user_agent: headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(str::to_owned),
                 headers,
                 policy: policy.clone(),

@@ -14,6 +14,7 @@ mod routes;
 pub mod security;
 pub mod serve;
 pub mod telemetry;
+pub mod tls;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -65,6 +66,8 @@ pub struct RunningServer {
     pub addr: SocketAddr,
     /// The metrics listener's address, when `/metrics` has one of its own.
     pub metrics_addr: Option<SocketAddr>,
+    /// The certificate served, when this server terminates TLS itself.
+    pub tls: Option<std::sync::Arc<tls::Certificates>>,
     metrics_listener: Option<TcpListener>,
     /// The state the routes share.
     pub state: AppState,
@@ -80,6 +83,7 @@ pub struct RunningServer {
 /// [`StartError`] naming what failed.
 pub async fn start(config: &Config) -> Result<RunningServer, StartError> {
     let service_config = config.service_config().map_err(StartError::Config)?;
+    let tls = config.tls_files().map(tls::Certificates::load).transpose().map_err(StartError::Config)?;
     let options = user_core::store::OpenOptions { max_connections: config.database_max_connections };
     let store = user_core::store::open_with(config.database.expose(), options).await?;
     store.migrate().await?;
@@ -112,6 +116,7 @@ pub async fn start(config: &Config) -> Result<RunningServer, StartError> {
     Ok(RunningServer {
         addr,
         metrics_addr,
+        tls,
         metrics_listener,
         state,
         listener,
@@ -135,8 +140,14 @@ impl RunningServer {
         if let Some(listener) = self.metrics_listener {
             let routes = routes::metrics_only(self.state.policy.clone());
             let policy = self.state.policy.clone();
-            tokio::spawn(serve::serve(listener, routes, self.limits, policy, stopped(relay_stop_rx.clone())));
+            let stop = stopped(relay_stop_rx.clone());
+            tokio::spawn(serve::serve(listener, routes, self.limits, policy, None, stop));
         }
+        #[cfg(unix)]
+        if let Some(certificates) = self.tls.clone() {
+            tokio::spawn(reload_on_sighup(certificates));
+        }
+        let acceptor = self.tls.as_ref().map(tls::Certificates::acceptor);
         let signal = async move {
             shutdown.await;
             let _ = relay_stop_tx.send(true);
@@ -144,7 +155,7 @@ impl RunningServer {
         };
         let relay = self.relay.map(|relay| tokio::spawn(async move { relay.run(stopped(relay_stop_rx)).await }));
         let policy = self.state.policy.clone();
-        let server = serve::serve(self.listener, routes(self.state), self.limits, policy, signal);
+        let server = serve::serve(self.listener, routes(self.state), self.limits, policy, acceptor, signal);
         let deadline = async move {
             if stopping_rx.await.is_ok() {
                 tracing::info!("shutting down: finishing in-flight requests");
@@ -167,6 +178,22 @@ impl RunningServer {
             }
         }
         tracing::info!("stopped");
+    }
+}
+
+/// Reads the certificate and key again on every SIGHUP; a pair that does not
+/// load is logged and the previous one stays in use.
+#[cfg(unix)]
+async fn reload_on_sighup(certificates: std::sync::Arc<tls::Certificates>) {
+    let Ok(mut hangups) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+        tracing::warn!("cannot listen for SIGHUP; the TLS certificate is not reloaded");
+        return;
+    };
+    while hangups.recv().await.is_some() {
+        match certificates.reload() {
+            Ok(()) => tracing::info!("TLS certificate reloaded"),
+            Err(e) => tracing::error!(error = %e, "TLS certificate not reloaded; the previous one stays in use"),
+        }
     }
 }
 

@@ -23,7 +23,8 @@ async fn main() -> ExitCode {
         database = %config.database,
         cookie_secure = server.state.cookies.secure,
         metrics,
-        "user-server listening on http://{}",
+        "user-server listening on {}://{}",
+        if server.tls.is_some() { "https" } else { "http" },
         server.addr
     );
     server.run(shutdown_signal()).await;

@@ -102,6 +102,7 @@ fn login() {}
 /// Log out: revoke the session and clear the cookies.
 #[utoipa::path(post, path = "/user/logout", security(("bearer" = []), ("access_cookie" = []), ("refresh_cookie" = [])), responses(
     (status = 200, description = "Logged out", body = MainResponse),
+    (status = 400, description = "A token cookie sent more than once", body = MainResponse),
     (status = 401, description = "Unauthorized", body = MainResponse),
 ))]
 fn logout() {}
@@ -109,6 +110,7 @@ fn logout() {}
 /// Rotate the refresh token and issue a new access token.
 #[utoipa::path(post, path = "/user/refresh", security(("refresh_cookie" = [])), responses(
     (status = 200, description = "New tokens in cookies", body = RefreshResponse),
+    (status = 400, description = "A token cookie sent more than once", body = MainResponse),
     (status = 401, description = "Unauthorized", body = MainResponse),
     (status = 403, description = "Cross-site request refused", body = MainResponse),
     (status = 429, description = "Throttled; see Retry-After", body = MainResponse),
@@ -118,6 +120,7 @@ fn refresh() {}
 /// The caller's account.
 #[utoipa::path(get, path = "/user/get", security(("bearer" = []), ("access_cookie" = [])), responses(
     (status = 200, description = "The account", body = UserResponse),
+    (status = 400, description = "A token cookie sent more than once", body = MainResponse),
     (status = 401, description = "Unauthorized", body = MainResponse),
     (status = 404, description = "The user no longer exists", body = MainResponse),
 ))]
@@ -131,12 +134,14 @@ fn get_user() {}
     (status = 409, description = "Username or email taken", body = MainResponse),
     (status = 413, description = "Body too large", body = MainResponse),
     (status = 415, description = "Not JSON", body = MainResponse),
+    (status = 429, description = "Throttled (per client, or this account after repeated wrong current passwords); see Retry-After", body = MainResponse),
 ))]
 fn update() {}
 
 /// Delete the caller's account, sessions and favorites.
 #[utoipa::path(delete, path = "/user/delete", security(("bearer" = []), ("access_cookie" = [])), responses(
     (status = 200, description = "Deleted; cookies cleared", body = MainResponse),
+    (status = 400, description = "A token cookie sent more than once", body = MainResponse),
     (status = 401, description = "Unauthorized", body = MainResponse),
 ))]
 fn delete() {}

@@ -16,6 +16,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
 use tower_service::Service as _;
 use warp::Filter;
 use warp::http::Request;
@@ -48,14 +49,17 @@ pub struct TransportLimits {
 const MAX_STREAMS: u32 = 100;
 
 /// Serves `routes` on `listener` until `shutdown`, then stops accepting and
-/// returns once open connections finish (the caller bounds that wait). A
-/// request that outlives `limits.request_timeout` is answered 503, finished
-/// under `policy` like every other response.
+/// returns once open connections finish (the caller bounds that wait). With
+/// `tls`, every connection is TLS (its handshake within the first-request
+/// deadline) and HTTP/2 is chosen by ALPN. A request that outlives
+/// `limits.request_timeout` is answered 503, finished under `policy` like
+/// every other response.
 pub async fn serve<F>(
     listener: TcpListener,
     routes: F,
     limits: TransportLimits,
     policy: SharedPolicy,
+    tls: Option<TlsAcceptor>,
     shutdown: impl Future<Output = ()>,
 ) where
     F: Filter<Extract = (Response,), Error = Infallible> + Clone + Send + Sync + 'static,
@@ -65,7 +69,7 @@ pub async fn serve<F>(
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let per_ip = Arc::new(PerIpConnections::default());
-    let builder = connection_builder(&limits);
+    let builders = Arc::new(Builders::new(&limits));
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let slot = tokio::select! {
@@ -100,8 +104,9 @@ pub async fn serve<F>(
         let service = service.clone();
         let policy = policy.clone();
         let handler_activity = activity.clone();
+        let tls_on = tls.is_some();
         let handler = hyper::service::service_fn(move |mut request: Request<Incoming>| {
-            request.extensions_mut().insert(PeerAddr(peer));
+            request.extensions_mut().insert(PeerAddr { addr: peer, tls: tls_on });
             let head = RequestHead::of(&request);
             let mut service = service.clone();
             let policy = policy.clone();
@@ -117,14 +122,32 @@ pub async fn serve<F>(
                 }
             }
         });
-        let connection = builder.serve_connection(TokioIo::new(stream), handler).into_owned();
-        let connection = graceful.watch(connection);
+        let (watcher, builders, tls) = (graceful.watcher(), builders.clone(), tls.clone());
         tokio::spawn(async move {
             let _slots = (slot, ip_slot);
-            tokio::select! {
-                ended = connection => if let Err(e) = ended {
+            let connection = async move {
+                let ended = match tls {
+                    None => watcher.watch(builders.plain.serve_connection(TokioIo::new(stream), handler)).await,
+                    Some(acceptor) => {
+                        let stream = match acceptor.accept(stream).await {
+                            Ok(stream) => stream,
+                            Err(e) => {
+                                metrics::counter!("tls_handshake_failures_total").increment(1);
+                                tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                                return;
+                            }
+                        };
+                        let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2".as_slice());
+                        let builder = if h2 { &builders.tls_h2 } else { &builders.tls_h1 };
+                        watcher.watch(builder.serve_connection(TokioIo::new(stream), handler)).await
+                    }
+                };
+                if let Err(e) = ended {
                     tracing::debug!(%peer, error = %e, "connection ended with an error");
-                },
+                }
+            };
+            tokio::select! {
+                () = connection => {}
                 () = activity.idle_past(limits.header_read_timeout, limits.idle_timeout) => {
                     metrics::counter!("connections_closed_idle_total").increment(1);
                     tracing::debug!(%peer, "connection idle past its deadline; closed");
@@ -136,23 +159,37 @@ pub async fn serve<F>(
     graceful.shutdown().await;
 }
 
-/// hyper's connection settings for `limits`.
-fn connection_builder(limits: &TransportLimits) -> hyper_util::server::conn::auto::Builder<TokioExecutor> {
-    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout);
-    if !limits.http2 {
-        return builder.http1_only();
+type Builder = hyper_util::server::conn::auto::Builder<TokioExecutor>;
+
+/// hyper's connection settings for `limits`: for cleartext (HTTP/1.1, and
+/// HTTP/2 by prior knowledge when enabled) and for each protocol ALPN picks.
+struct Builders {
+    plain: Builder,
+    tls_h1: Builder,
+    tls_h2: Builder,
+}
+
+impl Builders {
+    fn new(limits: &TransportLimits) -> Self {
+        let both = Self::both(limits);
+        let plain = if limits.http2 { both.clone() } else { both.clone().http1_only() };
+        Self { plain, tls_h1: both.clone().http1_only(), tls_h2: both.http2_only() }
     }
-    // Pings find dead peers; the stream cap bounds what one connection may
-    // ask of the server at once.
-    let keep_alive = (limits.idle_timeout / 2).max(Duration::from_secs(1));
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_concurrent_streams(MAX_STREAMS)
-        .keep_alive_interval(keep_alive)
-        .keep_alive_timeout(keep_alive.min(Duration::from_secs(20)));
-    builder
+
+    fn both(limits: &TransportLimits) -> Builder {
+        let mut builder = Builder::new(TokioExecutor::new());
+        builder.http1().timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout);
+        // Pings find dead peers; the stream cap bounds what one connection
+        // may ask of the server at once.
+        let keep_alive = (limits.idle_timeout / 2).max(Duration::from_secs(1));
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .max_concurrent_streams(MAX_STREAMS)
+            .keep_alive_interval(keep_alive)
+            .keep_alive_timeout(keep_alive.min(Duration::from_secs(20)));
+        builder
+    }
 }
 
 /// What a connection is doing, for its idle deadline.

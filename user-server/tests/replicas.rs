@@ -30,10 +30,15 @@ impl Cluster {
             ("USER_TASKS_BACKOFF_BASE", "50ms".to_owned()),
             ("USER_REFRESH_GRACE", "0s".to_owned()),
         ];
-        // Started together, so they race to create the schema and the signing key.
+        Self::start_with(&env)
+    }
+
+    /// Three replicas with `env`, started together, so they race to create
+    /// the schema and the signing key.
+    fn start_with(env: &[(&'static str, String)]) -> Cluster {
         let handles: Vec<_> = (0..3)
             .map(|_| {
-                let env = env.clone();
+                let env = env.to_vec();
                 std::thread::spawn(move || Server::start(&env))
             })
             .collect();
@@ -189,19 +194,11 @@ async fn three_replicas_on_one_postgresql_behave_as_one_service() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forty_concurrent_guesses_across_three_replicas_get_no_more_checks_than_the_lockout_allows() {
     let Some(database) = user_core::testing::postgres_schema_url().await else { return };
-    let env = [
+    let cluster = Cluster::start_with(&[
         ("USER_DATABASE_URL", database),
         ("USER_DATABASE_MAX_CONNECTIONS", "5".to_owned()),
         ("USER_RATE_LIMIT", "off".to_owned()),
-    ];
-    let handles: Vec<_> = (0..3)
-        .map(|_| {
-            let env = env.clone();
-            std::thread::spawn(move || Server::start(&env))
-        })
-        .collect();
-    let replicas: Vec<Server> = handles.into_iter().map(|h| h.join().unwrap()).collect();
-    let cluster = Cluster { replicas, next: AtomicUsize::new(0), client: reqwest::Client::new() };
+    ]);
     assert_eq!(cluster.register("victim").await, 200);
 
     let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(40));

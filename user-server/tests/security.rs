@@ -506,3 +506,25 @@ async fn no_password_token_or_hash_appears_in_the_logs_of_a_full_session() {
         assert!(!logs.contains(secret), "a secret leaked into the logs: {secret:.20}…");
     }
 }
+
+#[cfg(unix)]
+#[test]
+fn an_existing_database_readable_by_others_is_warned_about_at_start() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("shared.db");
+    std::fs::write(&path, b"").unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let log = dir.path().join("server.log");
+    let server = common::process::Server::start_logging_to(
+        &[("USER_DATABASE_URL", format!("sqlite://{}", path.display()))],
+        &log,
+    );
+    drop(server);
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("readable by other users") && text.contains("644"), "{text}");
+    // A new one is private from the start (its -wal and -shm follow it).
+    let fresh = dir.path().join("fresh.db");
+    drop(common::process::Server::start(&[("USER_DATABASE_URL", format!("sqlite://{}", fresh.display()))]));
+    assert_eq!(std::fs::metadata(&fresh).unwrap().permissions().mode() & 0o777, 0o600);
+}

@@ -93,27 +93,19 @@ async fn a_declared_oversized_body_is_413_before_it_is_read() {
 }
 
 #[test]
-fn help_documents_every_setting_with_its_environment_variable() {
+fn every_setting_in_help_is_in_the_readme_configuration() {
     let out = Command::new(env!("CARGO_BIN_EXE_user-server")).arg("--help").output().unwrap();
     let help = String::from_utf8(out.stdout).unwrap();
-    for var in [
-        "USER_LISTEN",
-        "USER_DATABASE_URL",
-        "USER_ACCESS_TTL",
-        "USER_REFRESH_TTL",
-        "USER_REFRESH_GRACE",
-        "USER_JWT_ALGORITHM",
-        "USER_JWT_SECRETS",
-        "USER_JWT_ED25519_KEYS_FILE",
-        "USER_ARGON2_MEMORY_KIB",
-        "USER_HASH_CONCURRENCY",
-        "USER_COOKIE_SECURE",
-        "USER_RATE_LIMIT",
-        "USER_LOG_FORMAT",
-        "USER_SHUTDOWN_TIMEOUT",
-        "USER_REQUIRE_CURRENT_PASSWORD",
-    ] {
-        assert!(help.contains(var), "{var} missing from --help");
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+    let mut vars: Vec<&str> = help
+        .split(|c: char| !(c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_'))
+        .filter(|word| word.starts_with("USER_") && word.len() > 5)
+        .collect();
+    vars.sort_unstable();
+    vars.dedup();
+    assert!(vars.len() >= 40, "{vars:?}");
+    for var in vars {
+        assert!(readme.contains(&format!("`{var}`")), "{var} is in --help but not in the README");
     }
 }
 
@@ -147,4 +139,172 @@ fn the_binary_serves_on_its_defaults_and_stops_cleanly_on_sigterm() {
 
 fn line_mentions_default_database(dir: &std::path::Path) -> bool {
     dir.join("user-service.db").exists()
+}
+
+// ------------------------------------------------------------------ TLS
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use common::process::Server;
+use common::tls::TestCa;
+
+fn tls_env(dir: &std::path::Path, files: &user_server::tls::TlsFiles) -> Vec<(&'static str, String)> {
+    vec![
+        ("USER_DATABASE_URL", format!("sqlite://{}", dir.join("u.db").display())),
+        ("USER_TLS_CERT_FILE", files.cert.display().to_string()),
+        ("USER_TLS_KEY_FILE", files.key.display().to_string()),
+    ]
+}
+
+fn trusting(ca: &TestCa) -> reqwest::Client {
+    let root = reqwest::Certificate::from_pem(ca.pem().as_bytes()).unwrap();
+    reqwest::Client::builder().add_root_certificate(root).build().unwrap()
+}
+
+/// The protocol ALPN settles on with the server at `base`, trusting `ca`.
+async fn negotiated_protocol(base: &str, ca: &TestCa) -> Option<Vec<u8>> {
+    let mut roots = rustls::RootCertStore::empty();
+    let ca_der = rustls_pki_types::CertificateDer::from_pem_slice(ca.pem().as_bytes()).unwrap();
+    roots.add(ca_der).unwrap();
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let addr = base.trim_start_matches("https://");
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let name = rustls_pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, tcp).await.unwrap();
+    tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec)
+}
+
+use rustls_pki_types::pem::PemObject as _;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sdk_works_over_https_with_a_private_ca_and_cookies_are_secure() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new("user-service test CA");
+    let files = ca.issue(dir.path(), "server");
+    let server = Server::start(&tls_env(dir.path(), &files));
+    assert!(server.base.starts_with("https://127.0.0.1:"), "{}", server.base);
+
+    let client =
+        user_client::Client::builder(&server.base).add_root_certificate(ca.pem().as_bytes()).unwrap().build().unwrap();
+    client.register("alice", "alice@example.com", "correct horse").await.unwrap();
+    client.login("alice", "correct horse").await.unwrap();
+    assert_eq!(client.me().await.unwrap().username, "alice");
+    client.refresh().await.expect("the Secure refresh cookie goes back over https");
+    assert_eq!(client.me().await.unwrap().username, "alice");
+
+    let login = trusting(&ca)
+        .post(format!("{}/user/login", server.base))
+        .json(&json!({"username": "alice", "password": "correct horse"}))
+        .send()
+        .await
+        .unwrap();
+    let cookies: Vec<_> = login.headers().get_all("set-cookie").iter().map(|v| v.to_str().unwrap()).collect();
+    assert!(cookies.len() == 2 && cookies.iter().all(|c| c.ends_with("; Secure")), "{cookies:?}");
+
+    // Only a client that trusts the CA gets through; HTTP/2 is offered by ALPN.
+    let stranger = user_client::Client::new(&server.base).unwrap();
+    let refused = stranger.health().await.unwrap_err();
+    assert!(matches!(refused, user_client::Error::Transport(_)), "{refused:?}");
+    assert_eq!(negotiated_protocol(&server.base, &ca).await.as_deref(), Some(b"h2".as_slice()));
+}
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_the_certificate_and_open_connections_stay_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let (old_ca, new_ca) = (TestCa::new("old CA"), TestCa::new("new CA"));
+    let files = old_ca.issue(dir.path(), "server");
+    let server = Server::start(&tls_env(dir.path(), &files));
+    let healthz = format!("{}/healthz", server.base);
+
+    // A client that trusts only the old CA opens a kept-alive connection.
+    let old_client = trusting(&old_ca);
+    assert_eq!(old_client.get(&healthz).send().await.unwrap().status(), 200);
+
+    // Swap the files for the new CA's certificate and signal.
+    let renewed = new_ca.issue(dir.path(), "renewed");
+    std::fs::rename(&renewed.cert, &files.cert).unwrap();
+    std::fs::rename(&renewed.key, &files.key).unwrap();
+    let status = Command::new("kill").args(["-HUP", &server.child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+
+    // New handshakes get the new certificate (bounded wait for the signal).
+    let new_client = trusting(&new_ca);
+    let mut reloaded = false;
+    for _ in 0..200 {
+        if new_client.get(&healthz).send().await.is_ok_and(|r| r.status() == 200) {
+            reloaded = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(reloaded, "the new certificate is served after SIGHUP");
+    // The connection opened before still works: a new handshake would fail
+    // for this client, which trusts only the old CA.
+    assert_eq!(old_client.get(&healthz).send().await.unwrap().status(), 200);
+    assert!(
+        reqwest::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(old_ca.pem().as_bytes()).unwrap())
+            .build()
+            .unwrap()
+            .get(&healthz)
+            .send()
+            .await
+            .is_err(),
+        "a fresh client of the old CA is refused"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_reach_an_https_receiver_whose_ca_is_given() {
+    use user_core::tasks::{TaskEvent, TaskSink, WebhookSink};
+    use warp::Filter;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new("receiver CA");
+    let files = ca.issue(dir.path(), "receiver");
+    let hits = Arc::new(AtomicUsize::new(0));
+    let counted = hits.clone();
+    let receiver = warp::any().map(move || {
+        counted.fetch_add(1, Ordering::SeqCst);
+        warp::reply::Reply::into_response(warp::http::StatusCode::NO_CONTENT)
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("https://127.0.0.1:{}/tasks", listener.local_addr().unwrap().port());
+    let limits = user_server::serve::TransportLimits {
+        header_read_timeout: Duration::from_secs(5),
+        idle_timeout: Duration::from_secs(5),
+        request_timeout: Duration::from_secs(5),
+        max_connections: 16,
+        max_connections_per_ip: 16,
+        http2: false,
+    };
+    let acceptor = user_server::tls::Certificates::load(files).unwrap().acceptor();
+    let policy = Arc::new(user_server::security::Policy::default());
+    tokio::spawn(user_server::serve::serve(listener, receiver, limits, policy, Some(acceptor), std::future::pending()));
+
+    let event = TaskEvent {
+        id: 7,
+        kind: "favorite.added".into(),
+        user_id: uuid::Uuid::now_v7(),
+        track_id: Some("42".into()),
+        occurred_at: chrono::Utc::now(),
+        attempt: 1,
+    };
+    let secret = b"webhook-test-secret-of-32-bytes-at-least".to_vec();
+    let untrusting = WebhookSink::new(&url, secret.clone(), Duration::from_secs(5)).unwrap();
+    let refused = untrusting.deliver(&event).await.unwrap_err().to_string();
+    assert!(refused.contains("certificate"), "{refused}");
+    assert_eq!(hits.load(Ordering::SeqCst), 0);
+
+    let sink = WebhookSink::new(&url, secret, Duration::from_secs(5)).unwrap().trusting(ca.pem().as_bytes()).unwrap();
+    sink.deliver(&event).await.unwrap();
+    assert_eq!(hits.load(Ordering::SeqCst), 1);
 }

@@ -74,6 +74,7 @@ mod webhook {
     #[derive(Clone)]
     pub struct WebhookSink {
         client: reqwest::Client,
+        timeout: Duration,
         url: String,
         /// `url` without userinfo and query: what logs and errors may show.
         shown_url: String,
@@ -93,14 +94,24 @@ mod webhook {
         /// # Errors
         /// [`crate::Error::Internal`] if the HTTP client cannot be built.
         pub fn new(url: impl Into<String>, secret: impl Into<Vec<u8>>, timeout: Duration) -> crate::Result<Self> {
-            let client = reqwest::Client::builder()
-                .timeout(timeout)
-                .redirect(reqwest::redirect::Policy::none())
-                .user_agent(concat!("user-service-relay/", env!("CARGO_PKG_VERSION")))
-                .build()
-                .map_err(crate::Error::internal)?;
             let url = url.into();
-            Ok(Self { client, shown_url: shown_url(&url), url, secret: secret.into() })
+            Ok(Self { client: client(timeout, &[])?, timeout, shown_url: shown_url(&url), url, secret: secret.into() })
+        }
+
+        /// Trusts the CA certificates in `pem` besides the system's roots,
+        /// for a receiver whose certificate a private CA issued.
+        ///
+        /// # Errors
+        /// [`crate::Error::Validation`] if `pem` holds no certificate or one
+        /// does not parse.
+        pub fn trusting(mut self, pem: &[u8]) -> crate::Result<Self> {
+            let invalid = |why: String| crate::domain::ValidationError::new("webhook_ca", why);
+            let roots = reqwest::Certificate::from_pem_bundle(pem).map_err(|e| invalid(e.to_string()))?;
+            if roots.is_empty() {
+                return Err(invalid("holds no PEM certificate".into()).into());
+            }
+            self.client = client(self.timeout, &roots)?;
+            Ok(self)
         }
 
         /// The `X-Signature-256` header value for `body`.
@@ -116,6 +127,18 @@ mod webhook {
             mac.update(body);
             format!("v1,{}", base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes()))
         }
+    }
+
+    /// The HTTP client: system roots plus `roots`, no redirects.
+    fn client(timeout: Duration, roots: &[reqwest::Certificate]) -> crate::Result<reqwest::Client> {
+        let mut builder = reqwest::Client::builder()
+            .timeout(timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("user-service-relay/", env!("CARGO_PKG_VERSION")));
+        for root in roots {
+            builder = builder.add_root_certificate(root.clone());
+        }
+        builder.build().map_err(crate::Error::internal)
     }
 
     /// `sha256=<hex HMAC-SHA256(secret, body)>`.

@@ -14,6 +14,7 @@ pub const SECRET: &str = "webhook-test-secret-of-32-bytes-at-least";
 /// A running server; killed when dropped, however the test ends.
 pub struct Server {
     pub child: Child,
+    /// `http://127.0.0.1:PORT`, or `https://…` when it serves TLS.
     pub base: String,
     /// The metrics listener's base URL, when it has one of its own.
     pub metrics_base: Option<String>,
@@ -55,7 +56,7 @@ impl Server {
                     use std::io::Write as _;
                     let _ = writeln!(file, "{line}");
                 }
-                if !sent && let Some(rest) = line.split("listening on http://").nth(1) {
+                if !sent && let Some(rest) = line.split("listening on ").nth(1) {
                     let metrics = line.split(r#""metrics":"http://"#).nth(1).map(|m| m.split('"').next().unwrap());
                     let _ = tx.send((rest.split('"').next().unwrap().to_owned(), metrics.map(str::to_owned)));
                     sent = true;
@@ -63,8 +64,8 @@ impl Server {
             }
         });
         let mut server = Server { child, base: String::new(), metrics_base: None };
-        let (addr, metrics) = rx.recv_timeout(Duration::from_secs(60)).expect("server did not start");
-        server.base = format!("http://{addr}");
+        let (base, metrics) = rx.recv_timeout(Duration::from_secs(60)).expect("server did not start");
+        server.base = base;
         server.metrics_base = metrics.map(|m| format!("http://{m}"));
         server
     }
