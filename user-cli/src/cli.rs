@@ -44,6 +44,13 @@ pub struct PasswordSource {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Print a shell completion script, e.g. `user-cli completions bash > /etc/bash_completion.d/user-cli`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), e.g. `user-cli man | man -l -`.
+    Man,
     /// Create an account on the server (remote).
     Register {
         /// 3–32 characters of A-Z a-z 0-9 _ . -

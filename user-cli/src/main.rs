@@ -11,14 +11,30 @@ mod remote;
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 
-use crate::cli::Cli;
+use crate::cli::{Cli, Command};
 use crate::failure::Failure;
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    match &cli.command {
+        Command::Completions { shell } => {
+            clap_complete::generate(*shell, &mut Cli::command(), "user-cli", &mut std::io::stdout());
+            return ExitCode::SUCCESS;
+        }
+        Command::Man => {
+            return match clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("user-cli: {e}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        _ => {}
+    }
     let out = output::Output { json: cli.json };
     let result = match (&cli.target.server, &cli.target.database) {
         (Some(_), Some(_)) => Err(Failure::Usage("give --server (remote) or --database (local), not both".into())),

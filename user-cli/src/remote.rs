@@ -109,6 +109,8 @@ async fn execute(client: &Client, command: Command, out: &Output) -> Result<(), 
             print_next(out, next.as_deref());
         }
         Command::User(UserCommand::List { page }) => list_users(client, page, out).await?,
+        // Answered by `main` before any server or database is needed.
+        Command::Completions { .. } | Command::Man => {}
         Command::User(_) | Command::Tasks(_) | Command::Audit(_) | Command::Migrate => {
             return Err(Failure::Usage(
                 "this operator command works on the database: use --database (over the API only `user list` exists)"

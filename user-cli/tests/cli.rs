@@ -326,3 +326,18 @@ async fn remote_mode_reaches_an_https_server_whose_ca_is_given() {
     })
     .await;
 }
+
+#[test]
+fn completions_and_the_manual_page_need_no_server_or_database() {
+    let env = Env::new();
+    for shell in ["bash", "zsh", "fish"] {
+        let out = env.cli().args(["completions", shell]).assert().success().get_output().stdout.clone();
+        let script = String::from_utf8(out).unwrap();
+        assert!(script.contains("user-cli") && script.contains("favorite"), "{shell}: {script}");
+    }
+    stderr(env.cli().args(["completions", "tcsh"]), 2);
+    let out = env.cli().arg("man").assert().success().get_output().stdout.clone();
+    let page = String::from_utf8(out).unwrap();
+    assert!(page.starts_with(".ie") || page.contains(".TH user-cli"), "{page}");
+    assert!(page.contains(r"\-\-server") && page.contains(r"\-\-database"), "{page}");
+}

@@ -36,6 +36,10 @@ pub struct Config {
     #[arg(long, env = "USER_DATABASE_URL", default_value = "sqlite://user-service.db")]
     pub database: DatabaseUrl,
 
+    /// Read the database URL from this file (trimmed), e.g. a container secret; not together with --database.
+    #[arg(long, env = "USER_DATABASE_URL_FILE", value_name = "FILE")]
+    pub database_file: Option<PathBuf>,
+
     /// Database connections per process: the pool on PostgreSQL, the idle read connections kept on SQLite.
     #[arg(long, env = "USER_DATABASE_MAX_CONNECTIONS", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub database_max_connections: u32,
@@ -59,6 +63,10 @@ pub struct Config {
     /// HS256 secrets, comma-separated, each at least 32 bytes; the last signs, all verify.
     #[arg(long, env = "USER_JWT_SECRETS", hide_env_values = true)]
     pub jwt_secrets: Option<Secret>,
+
+    /// Read the HS256 secrets from this file (trimmed); not together with --jwt-secrets.
+    #[arg(long, env = "USER_JWT_SECRETS_FILE", value_name = "FILE")]
+    pub jwt_secrets_file: Option<PathBuf>,
 
     /// A PEM file of Ed25519 private keys (PKCS#8) for EdDSA; the last signs, all verify.
     #[arg(long, env = "USER_JWT_ED25519_KEYS_FILE")]
@@ -180,6 +188,10 @@ pub struct Config {
     #[arg(long, env = "USER_TASKS_WEBHOOK_SECRET", hide_env_values = true)]
     pub tasks_webhook_secret: Option<Secret>,
 
+    /// Read the webhook secret from this file (trimmed); not together with --tasks-webhook-secret.
+    #[arg(long, env = "USER_TASKS_WEBHOOK_SECRET_FILE", value_name = "FILE")]
+    pub tasks_webhook_secret_file: Option<PathBuf>,
+
     /// Also trust the CA certificate(s) in this PEM file for the webhook (a receiver whose certificate a private CA issued).
     #[arg(long, env = "USER_TASKS_WEBHOOK_CA_FILE")]
     pub tasks_webhook_ca_file: Option<PathBuf>,
@@ -228,6 +240,14 @@ pub struct Config {
     #[arg(long, env = "USER_LOG", default_value = "info,warp::server=off")]
     pub log: String,
 
+    /// Print the OpenAPI document (as served at /openapi.json) and exit.
+    #[arg(long)]
+    pub print_openapi: bool,
+
+    /// Print the manual page (roff) and exit, e.g. `user-server --print-man-page | man -l -`.
+    #[arg(long)]
+    pub print_man_page: bool,
+
     /// How long graceful shutdown waits for in-flight requests.
     #[arg(long, env = "USER_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub shutdown_timeout: Duration,
@@ -258,6 +278,17 @@ pub enum RateLimitSetting {
     On,
     /// No throttling at all.
     Off,
+}
+
+/// Why [`Config::load`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The command line or a variable does not parse (clap's message, `--help`…).
+    #[error(transparent)]
+    Usage(clap::Error),
+    /// A setting is wrong.
+    #[error("{0}")]
+    Invalid(String),
 }
 
 /// A secret setting: `Debug` prints `[redacted]`, so logging the
@@ -335,7 +366,57 @@ impl std::str::FromStr for Retention {
 }
 
 impl Config {
-    /// Parses a command line (for tests); `user-server` itself uses `Config::parse()`.
+    /// The settings of this process: flags, then `USER_*` variables, then
+    /// defaults; secrets given as `*_FILE` are read from their files.
+    ///
+    /// # Errors
+    /// clap's usage error (it prints itself and exits), or a message when a
+    /// secret is given both directly and as a file, or its file cannot be read.
+    pub fn load() -> Result<Self, LoadError> {
+        Self::load_from(std::env::args_os())
+    }
+
+    /// [`Config::load`] from the given command line (and the environment).
+    ///
+    /// # Errors
+    /// As [`Config::load`].
+    pub fn load_from<I, T>(args: I) -> Result<Self, LoadError>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        use clap::{CommandFactory, FromArgMatches};
+        let matches = Self::command().try_get_matches_from(args).map_err(LoadError::Usage)?;
+        let mut config = Self::from_arg_matches(&matches).map_err(LoadError::Usage)?;
+        let given = |id: &str| {
+            matches!(
+                matches.value_source(id),
+                Some(clap::parser::ValueSource::CommandLine | clap::parser::ValueSource::EnvVariable)
+            )
+        };
+        let read = |setting: &str, path: &Option<PathBuf>, direct: &str| -> Result<Option<String>, LoadError> {
+            let Some(path) = path else { return Ok(None) };
+            if given(direct) {
+                return Err(LoadError::Invalid(format!("give {setting} or {setting}_FILE, not both")));
+            }
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| LoadError::Invalid(format!("{setting}_FILE {}: {e}", path.display())))?;
+            Ok(Some(text.trim().to_owned()))
+        };
+        if let Some(url) = read("USER_DATABASE_URL", &config.database_file, "database")? {
+            config.database = DatabaseUrl(url);
+        }
+        if let Some(secrets) = read("USER_JWT_SECRETS", &config.jwt_secrets_file, "jwt_secrets")? {
+            config.jwt_secrets = Some(Secret(secrets));
+        }
+        let webhook_file = &config.tasks_webhook_secret_file;
+        if let Some(secret) = read("USER_TASKS_WEBHOOK_SECRET", webhook_file, "tasks_webhook_secret")? {
+            config.tasks_webhook_secret = Some(Secret(secret));
+        }
+        Ok(config)
+    }
+
+    /// Parses a command line (for tests); `user-server` itself uses [`Config::load`].
     pub fn for_tests(database: &str) -> Self {
         let mut config = Self::parse_from(["user-server", "--database", database, "--listen", "127.0.0.1:0"]);
         config.argon2_memory_kib = 8;
@@ -498,6 +579,30 @@ fn split_pem_blocks(pem: &str) -> Vec<String> {
     blocks
 }
 
+/// The manual page (roff): clap_mangen's sections, and an ENVIRONMENT
+/// section naming the variable of every setting (how most deployments set them).
+///
+/// # Errors
+/// What writing to `out` fails with.
+pub fn render_man_page(out: &mut dyn std::io::Write) -> std::io::Result<()> {
+    use clap::CommandFactory;
+    let command = Config::command();
+    let man = clap_mangen::Man::new(command.clone());
+    man.render_title(out)?;
+    man.render_name_section(out)?;
+    man.render_synopsis_section(out)?;
+    man.render_description_section(out)?;
+    man.render_options_section(out)?;
+    writeln!(out, ".SH ENVIRONMENT")?;
+    for arg in command.get_arguments() {
+        let (Some(env), Some(help)) = (arg.get_env(), arg.get_help()) else { continue };
+        let help = help.to_string().replace('\\', "\\\\").replace('-', "\\-");
+        // `\&` keeps a help text that starts with `.` or `'` from being a roff request.
+        writeln!(out, ".TP\n\\fB{}\\fR\n\\&{help}", env.to_string_lossy())?;
+    }
+    man.render_version_section(out)
+}
+
 /// The database URL with any password replaced by `***`, for logs.
 pub fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
@@ -589,6 +694,41 @@ mod tests {
             secret,
         ]);
         assert!(format!("{:?}", ok.task_sink().unwrap()).contains("WebhookSink"));
+    }
+
+    #[test]
+    fn secrets_can_come_from_files_but_not_from_both() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = |name: &str, text: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).unwrap();
+            path.display().to_string()
+        };
+        let (db, jwt, hook) = (
+            file("db", "postgres://app:from-a-file@db/users\n"),
+            file("jwt", "  jwt-secret-from-a-file-0123456789abcdef\n"),
+            file("hook", "webhook-secret-from-a-file-0123456789\n"),
+        );
+        let config = Config::load_from([
+            "user-server",
+            "--database-file",
+            &db,
+            "--jwt-secrets-file",
+            &jwt,
+            "--tasks-webhook-secret-file",
+            &hook,
+        ])
+        .unwrap();
+        assert_eq!(config.database.expose(), "postgres://app:from-a-file@db/users");
+        assert_eq!(config.jwt_secrets.unwrap().expose(), "jwt-secret-from-a-file-0123456789abcdef");
+        assert_eq!(config.tasks_webhook_secret.unwrap().expose(), "webhook-secret-from-a-file-0123456789");
+
+        let both = Config::load_from(["user-server", "--jwt-secrets", "x", "--jwt-secrets-file", &jwt]).unwrap_err();
+        assert_eq!(both.to_string(), "give USER_JWT_SECRETS or USER_JWT_SECRETS_FILE, not both");
+        let both = Config::load_from(["user-server", "--database", "memory:", "--database-file", &db]).unwrap_err();
+        assert!(both.to_string().contains("USER_DATABASE_URL or USER_DATABASE_URL_FILE"), "{both}");
+        let missing = Config::load_from(["user-server", "--database-file", "/nonexistent"]).unwrap_err();
+        assert!(missing.to_string().starts_with("USER_DATABASE_URL_FILE /nonexistent"), "{missing}");
     }
 
     #[test]

@@ -367,24 +367,24 @@ pub fn finish(
     let status = response.status();
     let headers = response.headers_mut();
     // RFC 9110 §15.5.6: a 405 lists what the resource does support.
-    if status == warp::http::StatusCode::METHOD_NOT_ALLOWED && !headers.contains_key(header::ALLOW) {
-        if let Some(allowed) = crate::routes::allowed_methods(path) {
-            headers.insert(header::ALLOW, HeaderValue::from_static(allowed));
-        }
+    if status == warp::http::StatusCode::METHOD_NOT_ALLOWED
+        && !headers.contains_key(header::ALLOW)
+        && let Some(allowed) = crate::routes::allowed_methods(path)
+    {
+        headers.insert(header::ALLOW, HeaderValue::from_static(allowed));
     }
-    if let Some(origin) = origin.filter(|o| policy.cors_allows(o)) {
-        if let Ok(v) = HeaderValue::from_str(origin) {
-            headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
-            headers.insert(header::ACCESS_CONTROL_ALLOW_CREDENTIALS, HeaderValue::from_static("true"));
-            headers
-                .insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, HeaderValue::from_static("x-request-id, retry-after"));
-            headers.append(header::VARY, HeaderValue::from_static("origin"));
-        }
+    if let Some(origin) = origin.filter(|o| policy.cors_allows(o))
+        && let Ok(v) = HeaderValue::from_str(origin)
+    {
+        headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
+        headers.insert(header::ACCESS_CONTROL_ALLOW_CREDENTIALS, HeaderValue::from_static("true"));
+        headers.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, HeaderValue::from_static("x-request-id, retry-after"));
+        headers.append(header::VARY, HeaderValue::from_static("origin"));
     }
-    if !headers.contains_key("x-request-id") {
-        if let Ok(id) = HeaderValue::from_str(&uuid::Uuid::now_v7().simple().to_string()) {
-            headers.insert("x-request-id", id);
-        }
+    if !headers.contains_key("x-request-id")
+        && let Ok(id) = HeaderValue::from_str(&uuid::Uuid::now_v7().simple().to_string())
+    {
+        headers.insert("x-request-id", id);
     }
     // Every answer may carry a token or user data: nothing is cacheable.
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));

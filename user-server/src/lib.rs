@@ -41,6 +41,11 @@ pub struct AppState {
     pub metrics_public: bool,
 }
 
+/// The OpenAPI 3 document `/openapi.json` serves (committed as `docs/openapi.json`).
+pub fn openapi_document() -> &'static serde_json::Value {
+    openapi::document()
+}
+
 /// Every route of the contract, ready for `warp::serve` or `warp::test`.
 pub fn routes(state: AppState) -> impl Filter<Extract = (Response,), Error = std::convert::Infallible> + Clone {
     routes::all(state)

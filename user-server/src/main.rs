@@ -2,12 +2,32 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
 use user_server::{Config, shutdown_signal, start, telemetry};
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let config = Config::parse();
+    let config = match Config::load() {
+        Ok(config) => config,
+        Err(user_server::config::LoadError::Usage(e)) => e.exit(),
+        Err(e) => {
+            eprintln!("user-server: configuration: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if config.print_man_page {
+        return match user_server::config::render_man_page(&mut std::io::stdout()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("user-server: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    if config.print_openapi {
+        let doc = serde_json::to_string_pretty(user_server::openapi_document()).unwrap_or_default();
+        println!("{doc}");
+        return ExitCode::SUCCESS;
+    }
     telemetry::init_logging(config.log_format, &config.log);
     let server = match start(&config).await {
         Ok(server) => server,

@@ -39,9 +39,13 @@ pub fn metrics() -> &'static PrometheusHandle {
             // An embedding application installed its own recorder: render ours empty.
             Err(_) => PrometheusBuilder::new().build_recorder().handle(),
         };
+        start_series_at_zero();
         let upkeep = handle.clone();
         let spawned = std::thread::Builder::new().name("metrics-upkeep".into()).spawn(move || {
             loop {
+                if let Some(rss) = resident_memory_bytes() {
+                    metrics::gauge!("process_resident_memory_bytes").set(rss as f64);
+                }
                 std::thread::sleep(UPKEEP_INTERVAL);
                 upkeep.run_upkeep();
             }
@@ -51,6 +55,35 @@ pub fn metrics() -> &'static PrometheusHandle {
         }
         handle
     })
+}
+
+/// Counters (and the hashing gauge) exist from the start at zero, not from
+/// their first event: `rate()` and alerts on them then work from the first
+/// scrape, and a dashboard finds every series it names.
+fn start_series_at_zero() {
+    for outcome in ["success", "wrong_password", "unknown_user", "disabled", "throttled", "error"] {
+        metrics::counter!("login_attempts_total", "outcome" => outcome).increment(0);
+    }
+    for action in ["register", "login", "refresh", "update"] {
+        metrics::counter!("throttled_total", "action" => action).increment(0);
+    }
+    for outcome in ["delivered", "retry", "dead"] {
+        metrics::counter!("task_deliveries_total", "outcome" => outcome).increment(0);
+    }
+    metrics::counter!("tasks_purged_total").increment(0);
+    metrics::counter!("connections_refused_total", "reason" => "per_ip").increment(0);
+    metrics::counter!("connections_closed_idle_total").increment(0);
+    metrics::counter!("tls_handshake_failures_total").increment(0);
+    metrics::counter!("password_hash_overloaded_total").increment(0);
+    metrics::gauge!("password_hash_jobs").increment(0.0);
+}
+
+/// The process's resident memory, from `/proc/self/status` (Linux only).
+fn resident_memory_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }
 
 /// Counts one request and its latency by route and status.

@@ -666,6 +666,16 @@ async fn metrics_report_the_task_queue_and_its_deliveries() {
 }
 
 #[tokio::test]
+async fn the_committed_openapi_document_is_the_one_served() {
+    let committed = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/openapi.json")).unwrap();
+    let served = serde_json::to_string_pretty(user_server::openapi_document()).unwrap() + "\n";
+    assert!(
+        committed == served,
+        "docs/openapi.json is stale; regenerate it with\n  cargo run -q -p user-server -- --print-openapi > docs/openapi.json"
+    );
+}
+
+#[tokio::test]
 async fn the_openapi_document_describes_every_route() {
     let app = app().await;
     let doc = app.send(req("GET", "/openapi.json")).await.body;

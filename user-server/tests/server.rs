@@ -308,3 +308,156 @@ async fn webhooks_reach_an_https_receiver_whose_ca_is_given() {
     sink.deliver(&event).await.unwrap();
     assert_eq!(hits.load(Ordering::SeqCst), 1);
 }
+
+// ------------------------------------------------------------------ deploy/
+
+/// Metric names a PromQL expression reads (labels, ranges, strings, grouping
+/// clauses and function names left out).
+fn metric_names(expr: &str) -> Vec<String> {
+    let mut plain = String::new();
+    let mut depth = (0, 0); // inside {…}, inside […]
+    let mut quoted = false;
+    for c in expr.chars() {
+        match c {
+            '"' => quoted = !quoted,
+            _ if quoted => {}
+            '{' => depth.0 += 1,
+            '}' => depth.0 -= 1,
+            '[' => depth.1 += 1,
+            ']' => depth.1 -= 1,
+            _ if depth == (0, 0) => plain.push(c),
+            _ => {}
+        }
+    }
+    let chars: Vec<char> = plain.chars().collect();
+    let mut names = Vec::new();
+    let mut i = 0;
+    let mut skip_group = false;
+    while i < chars.len() {
+        if chars[i].is_ascii_alphabetic() || chars[i] == '_' {
+            let start = i;
+            while i < chars.len() && (chars[i].is_ascii_alphanumeric() || chars[i] == '_' || chars[i] == ':') {
+                i += 1;
+            }
+            let word: String = chars[start..i].iter().collect();
+            let rest: String = chars[i..].iter().collect::<String>().trim_start().to_owned();
+            // `sum(…)` and `sum by (…) (…)` are aggregations, not metrics.
+            let applied = rest.starts_with('(') || rest.starts_with("by ") || rest.starts_with("without ");
+            if matches!(word.as_str(), "by" | "without" | "on" | "ignoring" | "group_left" | "group_right") {
+                skip_group = true;
+            } else if !matches!(word.as_str(), "and" | "or" | "unless" | "bool" | "offset") && !applied {
+                names.push(word);
+            }
+        } else if chars[i] == '(' && skip_group {
+            // A grouping clause's label list: skip to its `)`.
+            while i < chars.len() && chars[i] != ')' {
+                i += 1;
+            }
+            skip_group = false;
+            i += 1;
+        } else {
+            i += 1;
+        }
+    }
+    names
+}
+
+/// Every `expr:` of a Prometheus rules file, inline or as a `|` block.
+fn rule_expressions(yaml: &str) -> Vec<String> {
+    let lines: Vec<&str> = yaml.lines().collect();
+    let mut exprs = Vec::new();
+    for (n, line) in lines.iter().enumerate() {
+        let Some(rest) = line.trim_start().strip_prefix("expr:") else { continue };
+        let rest = rest.trim();
+        if rest != "|" {
+            exprs.push(rest.to_owned());
+            continue;
+        }
+        let indent = line.len() - line.trim_start().len();
+        let block: Vec<&str> = lines[n + 1..]
+            .iter()
+            .take_while(|l| l.trim().is_empty() || l.len() - l.trim_start().len() > indent)
+            .map(|l| l.trim())
+            .collect();
+        exprs.push(block.join(" "));
+    }
+    exprs
+}
+
+#[test]
+fn promql_metric_names_are_found_and_labels_are_not() {
+    let names = metric_names(
+        r#"histogram_quantile(0.99, sum by (le, route) (rate(http_request_duration_seconds_bucket{route!~"a|b"}[5m]))) > 0.25"#,
+    );
+    assert_eq!(names, ["http_request_duration_seconds_bucket"]);
+    let names = metric_names(r#"max(tasks_queue_depth{status="pending"}) > 1000 and deriv(max(x_total)[15m:1m]) > 0"#);
+    assert_eq!(names, ["tasks_queue_depth", "x_total"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_and_alerts_use_only_metrics_the_server_exports() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = format!("sqlite://{}", dir.path().join("u.db").display());
+    let server = start(&Config::for_tests(&database)).await.unwrap();
+    let base = format!("http://{}", server.addr);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(server.run(async move {
+        let _ = stopped.await;
+    }));
+    // Traffic that records every histogram: requests, hashing, a delivered task.
+    let client = user_client::Client::new(&base).unwrap();
+    client.register("alice", "alice@example.com", "correct horse").await.unwrap();
+    client.login("alice", "correct horse").await.unwrap();
+    client.add_favorites(&["42"]).await.unwrap();
+    let http = reqwest::Client::new();
+    let mut scrape = String::new();
+    for _ in 0..200 {
+        scrape = http.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
+        if scrape.contains(r#"task_deliveries_total{outcome="delivered"} 1"#)
+            && scrape.contains("process_resident_memory_bytes")
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let exported: std::collections::HashSet<&str> = scrape
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .filter_map(|l| l.split(['{', ' ']).next())
+        .collect();
+
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy");
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(format!("{root}/grafana/user-service.json")).unwrap()).unwrap();
+    let mut exprs: Vec<String> = dashboard["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["targets"].as_array().unwrap().iter().map(|t| t["expr"].as_str().unwrap().to_owned()))
+        .collect();
+    assert!(exprs.len() >= 12, "every panel has its queries");
+    let alerts = rule_expressions(&std::fs::read_to_string(format!("{root}/prometheus/alerts.yaml")).unwrap());
+    assert!(alerts.len() >= 5, "{alerts:?}");
+    exprs.extend(alerts);
+    for expr in &exprs {
+        let names = metric_names(expr);
+        assert!(!names.is_empty(), "no metric in {expr}");
+        for name in names {
+            // `up` is Prometheus's own, per scrape target.
+            assert!(name == "up" || exported.contains(name.as_str()), "{name} (in {expr}) is not exported");
+        }
+    }
+    let _ = stop.send(());
+    running.await.unwrap();
+}
+
+#[test]
+fn the_binary_prints_its_manual_page_and_its_openapi_document() {
+    let man = Command::new(env!("CARGO_BIN_EXE_user-server")).arg("--print-man-page").output().unwrap();
+    assert!(man.status.success());
+    let page = String::from_utf8(man.stdout).unwrap();
+    assert!(page.contains(".TH user-server") && page.contains("USER_TLS_CERT_FILE"), "{page}");
+    let openapi = Command::new(env!("CARGO_BIN_EXE_user-server")).arg("--print-openapi").output().unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&openapi.stdout).unwrap();
+    assert_eq!(&doc, user_server::openapi_document());
+}

@@ -174,19 +174,33 @@ impl PasswordHasher {
         }
     }
 
+    /// Runs `work` on a hashing thread. Metrics: `password_hash_jobs` (waiting
+    /// or running), `password_hash_seconds` (the computation),
+    /// `password_hash_overloaded_total` (refused because the queue was full).
     async fn run<T: Send + 'static>(&self, work: impl FnOnce() -> T + Send + 'static) -> Result<T> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let completed = self.inner.completed.clone();
         let job: Job = Box::new(move || {
+            let started = std::time::Instant::now();
             let out = work();
+            metrics::histogram!("password_hash_seconds").record(started.elapsed().as_secs_f64());
+            metrics::gauge!("password_hash_jobs").decrement(1.0);
             // Counted before the caller can see the result.
             completed.fetch_add(1, Ordering::Relaxed);
             let _ = tx.send(out);
         });
+        metrics::gauge!("password_hash_jobs").increment(1.0);
         match self.inner.jobs.try_send(job) {
             Ok(()) => {}
-            Err(TrySendError::Full(_)) => return Err(Error::Overloaded),
-            Err(TrySendError::Disconnected(_)) => return Err(Error::internal("the hashing threads are gone")),
+            Err(TrySendError::Full(_)) => {
+                metrics::gauge!("password_hash_jobs").decrement(1.0);
+                metrics::counter!("password_hash_overloaded_total").increment(1);
+                return Err(Error::Overloaded);
+            }
+            Err(TrySendError::Disconnected(_)) => {
+                metrics::gauge!("password_hash_jobs").decrement(1.0);
+                return Err(Error::internal("the hashing threads are gone"));
+            }
         }
         rx.await.map_err(|_| Error::internal("a hashing thread died"))
     }

@@ -115,15 +115,15 @@ impl UserStore for MemoryStore {
     async fn update_user(&self, id: UserId, changes: &UserChanges, now: DateTime<Utc>) -> Result<Option<UserRecord>> {
         let mut inner = self.lock();
         let Some(current) = inner.users.get(&id).cloned() else { return Ok(None) };
-        if let Some(name) = &changes.username {
-            if inner.by_username.get(&name.folded()).is_some_and(|owner| *owner != id) {
-                return Err(Error::Conflict(ConflictField::Username));
-            }
+        if let Some(name) = &changes.username
+            && inner.by_username.get(&name.folded()).is_some_and(|owner| *owner != id)
+        {
+            return Err(Error::Conflict(ConflictField::Username));
         }
-        if let Some(email) = &changes.email {
-            if inner.by_email.get(email.as_str()).is_some_and(|owner| *owner != id) {
-                return Err(Error::Conflict(ConflictField::Email));
-            }
+        if let Some(email) = &changes.email
+            && inner.by_email.get(email.as_str()).is_some_and(|owner| *owner != id)
+        {
+            return Err(Error::Conflict(ConflictField::Email));
         }
         let mut updated = current.clone();
         if let Some(name) = &changes.username {
@@ -465,13 +465,13 @@ impl MemoryStore {
                 continue;
             }
             inner.leases.remove(id);
-            if let Some(task) = inner.tasks.get_mut(id) {
-                if task.status == TaskStatus::Pending {
-                    task.leased_until = None;
-                    task.updated_at = now;
-                    change(task);
-                    n += 1;
-                }
+            if let Some(task) = inner.tasks.get_mut(id)
+                && task.status == TaskStatus::Pending
+            {
+                task.leased_until = None;
+                task.updated_at = now;
+                change(task);
+                n += 1;
             }
         }
         n
