@@ -8,6 +8,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use ed25519_dalek::pkcs8::{DecodePrivateKey as _, EncodePrivateKey as _};
+use jsonwebtoken::jwk::{Jwk, JwkSet, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
@@ -169,7 +170,7 @@ pub struct KeySet {
     signing: EncodingKey,
     verifying: HashMap<String, DecodingKey>,
     /// Public keys as JWKs; empty for HS256, whose keys are secret.
-    public_jwks: Vec<serde_json::Value>,
+    public_jwks: Vec<Jwk>,
 }
 
 impl std::fmt::Debug for KeySet {
@@ -239,10 +240,13 @@ impl KeySet {
         for key in keys {
             let x = URL_SAFE_NO_PAD.encode(key.verifying_key().as_bytes());
             let kid = ed25519_kid(&x);
-            verifying.insert(kid.clone(), DecodingKey::from_ed_components(&x).map_err(Error::internal)?);
-            public_jwks.push(serde_json::json!({
-                "kty": "OKP", "crv": "Ed25519", "x": x, "kid": kid, "alg": "EdDSA", "use": "sig",
-            }));
+            let public = DecodingKey::from_ed_components(&x).map_err(Error::internal)?;
+            // jsonwebtoken writes the public JWK (kty OKP, crv, x, alg).
+            let mut jwk = Jwk::from_decoding_key(&public, Some(Algorithm::EdDSA)).map_err(Error::internal)?;
+            verifying.insert(kid.clone(), public);
+            jwk.common.key_id = Some(kid);
+            jwk.common.public_key_use = Some(PublicKeyUse::Signature);
+            public_jwks.push(jwk);
         }
         let der = newest.to_pkcs8_der().map_err(Error::internal)?;
         let x = URL_SAFE_NO_PAD.encode(newest.verifying_key().as_bytes());
@@ -258,7 +262,8 @@ impl KeySet {
     /// The public keys as a JWKS document (`{"keys": [...]}`), or `None` for
     /// HS256, whose keys must stay secret.
     pub fn jwks(&self) -> Option<serde_json::Value> {
-        (self.algorithm == Algorithm::EdDSA).then(|| serde_json::json!({ "keys": self.public_jwks }))
+        (self.algorithm == Algorithm::EdDSA)
+            .then(|| serde_json::to_value(JwkSet { keys: self.public_jwks.clone() }).unwrap_or_default())
     }
 
     /// The id of the key that signs new tokens.
@@ -588,6 +593,14 @@ mod tests {
         );
         assert_eq!(key["kid"].as_str(), Some(ed().keys().signing_kid()));
         assert_eq!(key.as_object().unwrap().len(), 6, "no private part: {key}");
+        assert_eq!(key["use"].as_str(), Some("sig"));
+        // `x` is the public key a verifier rebuilds, and it verifies our tokens.
+        let public = DecodingKey::from_ed_components(key["x"].as_str().unwrap()).unwrap();
+        let (jwt, _) = ed().issue_access(UserId::new(), SessionId::new(), Role::User, now()).unwrap();
+        let mut validation = Validation::new(Algorithm::EdDSA);
+        validation.validate_exp = false;
+        validation.validate_aud = false;
+        assert!(jsonwebtoken::decode::<serde_json::Value>(&jwt, &public, &validation).is_ok());
     }
 
     #[test]
