@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 
-use argon2::password_hash::{Output, ParamsString, PasswordHash, Salt, SaltString};
+use argon2::password_hash::phc::{Output, ParamsString, PasswordHash, Salt};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
 use tokio::sync::OnceCell;
 
@@ -289,11 +289,9 @@ fn argon2_output(
     version: Version,
     params: Params,
     password: &Password,
-    salt: Salt<'_>,
+    salt: &[u8],
     len: usize,
 ) -> Result<Output> {
-    let mut salt_bytes = [0u8; Salt::MAX_LENGTH];
-    let salt = salt.decode_b64(&mut salt_bytes).map_err(Error::internal)?;
     let mut out = [0u8; Output::MAX_LENGTH];
     let out = out.get_mut(..len).ok_or_else(|| Error::internal(format!("argon2 output of {len} bytes")))?;
     let needed = params.block_count();
@@ -315,15 +313,14 @@ fn argon2_output(
 }
 
 fn hash_with(params: &Params, password: &Password) -> Result<String> {
-    let salt = SaltString::generate(&mut rand::rngs::OsRng);
+    let salt = Salt::generate();
     let output_len = params.output_len().unwrap_or(Params::DEFAULT_OUTPUT_LEN);
-    let output =
-        argon2_output(Algorithm::Argon2id, Version::V0x13, params.clone(), password, salt.as_salt(), output_len)?;
+    let output = argon2_output(Algorithm::Argon2id, Version::V0x13, params.clone(), password, &salt, output_len)?;
     let phc = PasswordHash {
         algorithm: Algorithm::Argon2id.ident(),
         version: Some(Version::V0x13.into()),
         params: ParamsString::try_from(params).map_err(Error::internal)?,
-        salt: Some(salt.as_salt()),
+        salt: Some(salt),
         hash: Some(output),
     };
     Ok(phc.to_string())
@@ -331,11 +328,11 @@ fn hash_with(params: &Params, password: &Password) -> Result<String> {
 
 /// Whether `password` produces the hash in `stored` under the stored
 /// algorithm, version and parameters (constant-time comparison).
-fn matches(stored: &PasswordHash<'_>, password: &Password, limits: CostLimits) -> Result<bool> {
-    let (Some(salt), Some(expected)) = (stored.salt, &stored.hash) else {
+fn matches(stored: &PasswordHash, password: &Password, limits: CostLimits) -> Result<bool> {
+    let (Some(salt), Some(expected)) = (&stored.salt, &stored.hash) else {
         return Err(Error::internal("stored password hash has no salt or no output"));
     };
-    let algorithm = Algorithm::try_from(stored.algorithm).map_err(Error::internal)?;
+    let algorithm = Algorithm::try_from(stored.algorithm.as_str()).map_err(Error::internal)?;
     let version = stored.version.map_or(Ok(Version::default()), Version::try_from).map_err(Error::internal)?;
     let params = Params::try_from(stored).map_err(Error::internal)?;
     limits.check(&params)?;
@@ -371,7 +368,7 @@ mod tests {
         let hasher = PasswordHasher::new(&config).unwrap();
         let params = Params::new(config.memory_kib, config.iterations, config.parallelism, None).unwrap();
         let theirs = Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
-            .hash_password(b"correct horse", &SaltString::generate(&mut rand::rngs::OsRng))
+            .hash_password(b"correct horse")
             .unwrap()
             .to_string();
         assert_eq!(hasher.verify(&pw("correct horse"), &theirs).await.unwrap().rehashed, None);

@@ -465,11 +465,12 @@ impl Tokens {
     }
 }
 
-/// A new random HS256 secret (32 bytes).
+/// A new random HS256 secret (32 bytes), straight from the operating system.
 pub(crate) fn generate_secret() -> Vec<u8> {
-    use rand::RngCore as _;
+    use rand::TryRngCore as _;
     let mut secret = vec![0u8; MIN_SECRET_BYTES];
-    rand::rngs::OsRng.fill_bytes(&mut secret);
+    // A system without a working random source cannot run this service safely.
+    rand::rngs::OsRng.try_fill_bytes(&mut secret).expect("the operating system's random source works");
     secret
 }
 
