@@ -71,6 +71,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let addr = listener.local_addr()?;
     tokio::spawn(warp::serve(app).incoming(listener).run());
 
+    // reqwest is built here with rustls on ring and no provider of its own:
+    // a process installs one before its first client.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let http = reqwest::Client::new();
     let body = serde_json::json!({"username": "embedded", "email": "e@example.com", "password": "correct horse"});
     let first = http.post(format!("http://{addr}/signup")).json(&body).send().await?;

@@ -107,6 +107,15 @@ impl std::fmt::Debug for Session {
     }
 }
 
+/// reqwest (built with ring, not aws-lc) takes the process-wide rustls
+/// provider: installs ring's unless the application installed one first.
+fn ensure_rustls_provider() {
+    if rustls::crypto::CryptoProvider::get_default().is_none() {
+        // Another thread may install one first; either way, one is installed.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    }
+}
+
 /// Builds a [`Client`] with non-default settings.
 #[derive(Debug)]
 pub struct ClientBuilder {
@@ -152,6 +161,7 @@ impl ClientBuilder {
             return Err(invalid("holds no PEM certificate".into()));
         }
         // The PEM layer does not look inside; a client build does.
+        ensure_rustls_provider();
         for certificate in &certificates {
             reqwest::Client::builder()
                 .add_root_certificate(certificate.clone())
@@ -179,6 +189,7 @@ impl ClientBuilder {
             Some(http) => (http, None),
             None => {
                 let jar = Arc::new(Jar::default());
+                ensure_rustls_provider();
                 let mut http = reqwest::Client::builder()
                     .cookie_provider(jar.clone())
                     .timeout(self.timeout)

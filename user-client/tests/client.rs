@@ -161,7 +161,7 @@ async fn transport_and_decode_errors_show_what_happened() {
     match misconfigured.health().await.unwrap_err() {
         Error::Decode { status, body, .. } => {
             assert_eq!(status, 200);
-            assert!(body.contains("http_requests_total"), "{body}");
+            assert!(body.contains("# TYPE"), "Prometheus text: {body}");
         }
         other => panic!("{other:?}"),
     }

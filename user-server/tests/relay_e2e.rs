@@ -29,7 +29,7 @@ async fn a_thousand_changes_reach_the_webhook_signed_even_across_a_sigkill() {
         ("USER_TASKS_LEASE", "1s".to_owned()),
         ("USER_TASKS_BACKOFF_BASE", "50ms".to_owned()),
     ];
-    let client = reqwest::Client::new();
+    let client = common::http().build().unwrap();
 
     let mut server = Server::start(&env);
     let base = server.base.clone();

@@ -43,7 +43,7 @@ impl Cluster {
             })
             .collect();
         let replicas = handles.into_iter().map(|h| h.join().unwrap()).collect();
-        Cluster { replicas, next: AtomicUsize::new(0), client: reqwest::Client::new() }
+        Cluster { replicas, next: AtomicUsize::new(0), client: common::http().build().unwrap() }
     }
 
     /// The next live replica's base URL, round robin.

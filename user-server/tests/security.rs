@@ -403,7 +403,7 @@ async fn metrics_can_live_on_a_listener_of_their_own() {
         ("USER_DATABASE_URL", format!("sqlite://{}", dir.path().join("u.db").display())),
         ("USER_METRICS_LISTEN", "127.0.0.1:0".to_owned()),
     ]);
-    let client = reqwest::Client::new();
+    let client = common::http().build().unwrap();
     let public = client.get(format!("{}/metrics", server.base)).send().await.unwrap();
     assert_eq!(public.status(), 404, "not on the public listener");
     let metrics_base = server.metrics_base.clone().expect("the metrics address is logged");

@@ -131,6 +131,7 @@ mod webhook {
 
     /// The HTTP client: system roots plus `roots`, no redirects.
     fn client(timeout: Duration, roots: &[reqwest::Certificate]) -> crate::Result<reqwest::Client> {
+        ensure_rustls_provider();
         let mut builder = reqwest::Client::builder()
             .timeout(timeout)
             .redirect(reqwest::redirect::Policy::none())
@@ -139,6 +140,15 @@ mod webhook {
             builder = builder.add_root_certificate(root.clone());
         }
         builder.build().map_err(crate::Error::internal)
+    }
+
+    /// reqwest (built with ring, not aws-lc) takes the process-wide rustls
+    /// provider: installs ring's unless the application installed one first.
+    fn ensure_rustls_provider() {
+        if rustls::crypto::CryptoProvider::get_default().is_none() {
+            // Another thread may install one first; either way, one is installed.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+        }
     }
 
     /// `sha256=<hex HMAC-SHA256(secret, body)>`.

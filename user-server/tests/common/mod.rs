@@ -89,6 +89,13 @@ pub async fn app_with(config: ServiceConfig) -> TestApp {
     TestApp { state, clock, store }
 }
 
+/// A reqwest client builder for tests. reqwest is built with rustls on ring
+/// and no provider of its own, so the process installs ring's first.
+pub fn http() -> reqwest::ClientBuilder {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+}
+
 /// A request being built.
 pub struct Req(warp::test::RequestBuilder);
 
