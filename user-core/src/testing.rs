@@ -90,7 +90,9 @@ pub async fn postgres_schema_url() -> Option<String> {
         drop_stale_schemas(&mut conn, now).await;
     }
     let schema = format!("ut_{now}_{}", uuid::Uuid::now_v7().simple());
-    sqlx::query(&format!("create schema {schema}")).execute(&mut conn).await.expect("create a test schema");
+    // The schema name is made here of a timestamp and a UUID: nothing outside comes in.
+    let create = sqlx::AssertSqlSafe(format!("create schema {schema}"));
+    sqlx::query(create).execute(&mut conn).await.expect("create a test schema");
     let separator = if base.contains('?') { '&' } else { '?' };
     Some(format!("{base}{separator}options[search_path]={schema}"))
 }
@@ -103,7 +105,9 @@ async fn drop_stale_schemas(conn: &mut sqlx::PgConnection, now: u64) {
     for schema in schemas {
         let created = schema.split('_').nth(1).and_then(|s| s.parse::<u64>().ok()).unwrap_or(now);
         if now.saturating_sub(created) > STALE_AFTER_SECS {
-            let _ = sqlx::query(&format!("drop schema if exists {schema} cascade")).execute(&mut *conn).await;
+            // Only names this helper made (`ut_…`, listed from the catalogue) are dropped.
+            let statement = sqlx::AssertSqlSafe(format!("drop schema if exists {schema} cascade"));
+            let _ = sqlx::query(statement).execute(&mut *conn).await;
         }
     }
 }

@@ -1031,7 +1031,7 @@ fn migrate(conn: &Connection) -> Result<()> {
             Some(_) => {}
             None => {
                 let started = Instant::now();
-                conn.execute_batch(&migration.sql).map_err(map_err)?;
+                conn.execute_batch(migration.sql.as_str()).map_err(map_err)?;
                 execute(
                     conn,
                     "insert into _sqlx_migrations (version, description, success, checksum, execution_time) \
