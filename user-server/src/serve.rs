@@ -123,32 +123,37 @@ pub async fn serve<F>(
             }
         });
         let (watcher, builders, tls) = (graceful.watcher(), builders.clone(), tls.clone());
-        tokio::spawn(async move {
-            let _slots = (slot, ip_slot);
-            let connection = async move {
-                let ended = match tls {
-                    None => watcher.watch(builders.plain.serve_connection(TokioIo::new(stream), handler)).await,
-                    Some(acceptor) => {
-                        let stream = match acceptor.accept(stream).await {
-                            Ok(stream) => stream,
-                            Err(e) => {
-                                metrics::counter!("tls_handshake_failures_total").increment(1);
-                                tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                                return;
-                            }
-                        };
-                        let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2".as_slice());
-                        let builder = if h2 { &builders.tls_h2 } else { &builders.tls_h1 };
-                        watcher.watch(builder.serve_connection(TokioIo::new(stream), handler)).await
-                    }
-                };
-                if let Err(e) = ended {
-                    tracing::debug!(%peer, error = %e, "connection ended with an error");
+        let (closed_tx, closed) = tokio::sync::oneshot::channel::<()>();
+        let connection = tokio::spawn(async move {
+            let _held = (slot, ip_slot, closed_tx);
+            let ended = match tls {
+                None => watcher.watch(builders.plain.serve_connection(TokioIo::new(stream), handler)).await,
+                Some(acceptor) => {
+                    let stream = match acceptor.accept(stream).await {
+                        Ok(stream) => stream,
+                        Err(e) => {
+                            metrics::counter!("tls_handshake_failures_total").increment(1);
+                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                            return;
+                        }
+                    };
+                    let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2".as_slice());
+                    let builder = if h2 { &builders.tls_h2 } else { &builders.tls_h1 };
+                    watcher.watch(builder.serve_connection(TokioIo::new(stream), handler)).await
                 }
             };
+            if let Err(e) = ended {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        });
+        // The deadline runs in a task of its own, woken only at the deadline or
+        // when the connection ends, so requests pay nothing for it.
+        let abort = connection.abort_handle();
+        tokio::spawn(async move {
             tokio::select! {
-                () = connection => {}
+                _ = closed => {}
                 () = activity.idle_past(limits.header_read_timeout, limits.idle_timeout) => {
+                    abort.abort();
                     metrics::counter!("connections_closed_idle_total").increment(1);
                     tracing::debug!(%peer, "connection idle past its deadline; closed");
                 }
@@ -215,7 +220,7 @@ impl Activity {
     /// Marks a request in flight until the guard drops (also when the
     /// request is cancelled).
     fn start(self: &Arc<Self>) -> InFlight {
-        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
         InFlight(self.clone())
     }
 
@@ -226,12 +231,13 @@ impl Activity {
     async fn idle_past(&self, first: Duration, idle: Duration) {
         loop {
             let since_open = self.opened.elapsed();
-            let deadline = if self.served.load(Ordering::SeqCst) == 0 {
+            // Relaxed: a stale read only moves the next look a little later.
+            let deadline = if self.served.load(Ordering::Relaxed) == 0 {
                 first
             } else {
-                Duration::from_millis(self.last_done_ms.load(Ordering::SeqCst)) + idle
+                Duration::from_millis(self.last_done_ms.load(Ordering::Relaxed)) + idle
             };
-            if self.in_flight.load(Ordering::SeqCst) > 0 {
+            if self.in_flight.load(Ordering::Relaxed) > 0 {
                 // Busy: the request timeout bounds it; look again after that.
                 tokio::time::sleep(idle.min(first)).await;
             } else if since_open >= deadline {
@@ -250,9 +256,9 @@ impl Drop for InFlight {
     fn drop(&mut self) {
         let activity = &self.0;
         let elapsed = u64::try_from(activity.opened.elapsed().as_millis()).unwrap_or(u64::MAX);
-        activity.last_done_ms.store(elapsed, Ordering::SeqCst);
-        activity.served.fetch_add(1, Ordering::SeqCst);
-        activity.in_flight.fetch_sub(1, Ordering::SeqCst);
+        activity.last_done_ms.store(elapsed, Ordering::Relaxed);
+        activity.served.fetch_add(1, Ordering::Relaxed);
+        activity.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
