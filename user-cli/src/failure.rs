@@ -39,7 +39,7 @@ impl From<user_client::Error> for Failure {
             user_client::Error::Transport(t) => Failure::Unreachable(format!(
                 "cannot reach the server ({}); is it running, is --server right, and (for https) is its \
                  certificate trusted (--ca-cert)?",
-                causes(t)
+                user_core::error_chain(t)
             )),
             _ if e.is_unauthorized() => {
                 Failure::Refused(format!("{}; log in again with `user-cli login`", api_message(&e)))
@@ -47,19 +47,6 @@ impl From<user_client::Error> for Failure {
             _ => Failure::Refused(api_message(&e)),
         }
     }
-}
-
-/// An error and its causes, `: `-separated (reqwest keeps the useful part,
-/// such as a refused connection or an unknown certificate issuer, in its causes).
-fn causes(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 fn api_message(e: &user_client::Error) -> String {

@@ -157,3 +157,22 @@ impl fmt::Display for ForbiddenReason {
         })
     }
 }
+
+/// An error and every cause under it, `": "`-separated: what logs and
+/// operators need (a client library keeps the useful part, such as "connection
+/// refused" or "unknown issuer", in its causes).
+///
+/// ```
+/// let io = std::io::Error::other("disk full");
+/// assert_eq!(user_core::error_chain(&io), "disk full");
+/// ```
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

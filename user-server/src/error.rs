@@ -73,7 +73,7 @@ impl ApiError {
     pub fn log(&self) {
         match self {
             ApiError::Core(user_core::Error::Internal(cause)) => {
-                tracing::error!(error = %error_chain(cause.as_ref()), "internal error");
+                tracing::error!(error = %user_core::error_chain(cause.as_ref()), "internal error");
             }
             ApiError::Core(user_core::Error::Unauthorized(reason)) => tracing::info!(%reason, "unauthorized"),
             ApiError::Core(user_core::Error::Overloaded) => tracing::warn!("password hashing overloaded"),
@@ -81,17 +81,6 @@ impl ApiError {
             _ => {}
         }
     }
-}
-
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }
 
 impl Reply for ApiError {

@@ -172,19 +172,6 @@ mod webhook {
         }
     }
 
-    /// A request error with its causes, without the URL reqwest puts in it.
-    fn describe(error: reqwest::Error) -> String {
-        let error = error.without_url();
-        let mut text = error.to_string();
-        let mut source = std::error::Error::source(&error);
-        while let Some(cause) = source {
-            text.push_str(": ");
-            text.push_str(&cause.to_string());
-            source = cause.source();
-        }
-        text
-    }
-
     #[async_trait]
     impl TaskSink for WebhookSink {
         async fn deliver(&self, event: &TaskEvent) -> Result<(), DeliveryError> {
@@ -204,7 +191,11 @@ mod webhook {
                 .send()
                 .await
                 .map_err(|e| {
-                    DeliveryError::Transient(format!("request failed: {} ({})", describe(e), self.shown_url))
+                    DeliveryError::Transient(format!(
+                        "request failed: {} ({})",
+                        crate::error_chain(&e.without_url()),
+                        self.shown_url
+                    ))
                 })?;
             let status = response.status();
             if status.is_success() {
