@@ -25,7 +25,8 @@ fn state() -> &'static AppState {
                 ..ServiceConfig::default()
             };
             let service = UserService::new(store, config).await.unwrap();
-            AppState { service, cookies: CookiePolicy { secure: false }, policy: Default::default() }
+            let cookies = CookiePolicy { secure: false };
+            AppState { service, cookies, policy: Default::default(), metrics_public: true }
         })
     })
 }
