@@ -622,6 +622,7 @@ impl UserService {
         if self.require_current_password && sensitive && update.current_password.is_none() {
             return Err(ValidationError::new("current_password", "is required to change the password or email").into());
         }
+        let mut verified_version = None;
         if let Some(current) = &update.current_password {
             // Counted and throttled like a login: a stolen access token must
             // not let anyone guess the password at hashing speed.
@@ -633,14 +634,28 @@ impl UserService {
                 other => other?,
             };
             self.store.reset_login_failures(id).await?;
+            verified_version = Some(record.credential_version);
         }
         let password_hash = match &update.password {
             Some(p) => Some(self.hasher.hash(p).await?),
             None => None,
         };
         let email_changed = update.email.is_some();
-        let changes = UserChanges { username: update.username, email: update.email, password_hash, keep_session: keep };
-        let record = self.store.update_user(id, &changes, self.clock.now()).await?.ok_or(Error::UserNotFound)?;
+        let changes = UserChanges {
+            username: update.username,
+            email: update.email,
+            password_hash,
+            keep_session: keep,
+            expected_credential_version: verified_version,
+        };
+        let Some(record) = self.store.update_user(id, &changes, self.clock.now()).await? else {
+            // Still there: the password was changed (or the account disabled)
+            // after `current_password` was checked, which no longer proves anything.
+            if verified_version.is_some() && self.store.find_user(UserKey::Id(id)).await?.is_some() {
+                return Err(Error::Unauthorized(UnauthorizedReason::WrongCurrentPassword));
+            }
+            return Err(Error::UserNotFound);
+        };
         if changes.password_hash.is_some() {
             self.audit(AuditEvent::PasswordChanged, Some(id), client, Some("other sessions revoked".into())).await;
         }

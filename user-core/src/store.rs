@@ -100,6 +100,10 @@ pub struct UserChanges {
     pub password_hash: Option<String>,
     /// The session that made the change and survives a password change.
     pub keep_session: Option<SessionId>,
+    /// When set, the change applies only while the account still has this
+    /// credential version (the one whose `current_password` was verified), so
+    /// a concurrent password change, role change or disable wins.
+    pub expected_credential_version: Option<i64>,
 }
 
 /// One login: the server-side state of a refresh token family.
@@ -316,7 +320,8 @@ pub trait UserStore: Send + Sync {
     async fn find_user(&self, key: UserKey<'_>) -> Result<Option<UserRecord>>;
 
     /// Applies `changes` atomically (a new password hash also grows the
-    /// credential version); `None` if the user does not exist.
+    /// credential version); `None` if the user does not exist or no longer
+    /// has `changes.expected_credential_version`.
     ///
     /// # Errors
     /// [`Error::Conflict`] when the new username or email is taken.

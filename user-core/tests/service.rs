@@ -550,6 +550,58 @@ async fn logins_racing_password_changes(store: Arc<dyn Store>) {
     println!("{sessions_minted} logins won the race (and were revoked), {logins_refused} were refused");
 }
 
+/// Two password changes checked against the same `current_password`, released
+/// together, many rounds: exactly one applies; the other is refused, never
+/// written over the winner on the strength of a password that is no longer current.
+async fn password_changes_racing_each_other(store: Arc<dyn Store>) {
+    let service = UserService::new(store, config()).await.unwrap();
+    let user = service.register(registration("alice"), &ClientInfo::default()).await.unwrap();
+    let mut current = "correct horse".to_owned();
+    for round in 0..40 {
+        let barrier = Arc::new(tokio::sync::Barrier::new(2));
+        let changes: Vec<_> = (0..2)
+            .map(|n| {
+                let (service, barrier, current) = (service.clone(), barrier.clone(), current.clone());
+                tokio::spawn(async move {
+                    let update = ProfileUpdate {
+                        password: Some(pw(&format!("round {round} writer {n}"))),
+                        current_password: Some(pw(&current)),
+                        ..Default::default()
+                    };
+                    barrier.wait().await;
+                    service.update(user.id, None, update, &ClientInfo::default()).await
+                })
+            })
+            .collect();
+        let mut winners = Vec::new();
+        for (n, change) in changes.into_iter().enumerate() {
+            match change.await.unwrap() {
+                Ok(_) => winners.push(n),
+                Err(Error::Unauthorized(UnauthorizedReason::WrongCurrentPassword)) => {}
+                Err(e) => panic!("round {round}: {e:?}"),
+            }
+        }
+        assert_eq!(winners.len(), 1, "round {round}: exactly one change applies");
+        current = format!("round {round} writer {}", winners[0]);
+        let login = service.login(&login_name("alice"), &pw(&current), &ClientInfo::default()).await;
+        assert!(login.is_ok(), "round {round}: the winner's password is the one stored: {login:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_password_changes_with_one_current_password_apply_exactly_once() {
+    password_changes_racing_each_other(store::open("memory:").await.unwrap()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = store::open(&format!("sqlite://{}", dir.path().join("u.db").display())).await.unwrap();
+    sqlite.migrate().await.unwrap();
+    password_changes_racing_each_other(sqlite).await;
+    if let Some(url) = user_core::testing::postgres_schema_url().await {
+        let postgres = store::open(&url).await.unwrap();
+        postgres.migrate().await.unwrap();
+        password_changes_racing_each_other(postgres).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_login_racing_a_password_change_never_keeps_a_session_or_restores_the_old_hash() {
     logins_racing_password_changes(store::open("memory:").await.unwrap()).await;

@@ -41,6 +41,7 @@ macro_rules! suite {
             concurrent_login_attempts_reserve_no_more_checks_than_the_lockout_allows,
             a_session_opens_only_for_the_credential_the_login_verified,
             a_role_change_revokes_every_session_and_the_credential,
+            an_update_bound_to_a_credential_version_loses_to_a_change_in_between,
             claims_follow_id_order_and_keep_each_users_tasks_in_sequence,
             concurrent_claimers_never_share_a_task,
             an_expired_lease_is_claimable_again_and_the_old_lease_cannot_settle,
@@ -671,4 +672,28 @@ pub(crate) async fn only_done_tasks_delivered_before_the_cutoff_are_purged_oldes
     assert_eq!(store.purge_done_tasks(t0() + secs(3600), 100).await.unwrap(), 1);
     assert_eq!(store.count_tasks().await.unwrap(), TaskCounts { pending: 1, done: 0, dead: 1 });
     assert_eq!(store.count_waiting_tasks().await.unwrap(), WaitingTasks { pending: 1, dead: 1 });
+}
+
+pub(crate) async fn an_update_bound_to_a_credential_version_loses_to_a_change_in_between(store: Arc<dyn Store>) {
+    let alice = user(&store, "alice").await;
+    let verified = store.find_user(UserKey::Id(alice)).await.unwrap().unwrap().credential_version;
+    let first = UserChanges {
+        password_hash: Some("$argon2id$first".into()),
+        expected_credential_version: Some(verified),
+        ..UserChanges::default()
+    };
+    assert!(store.update_user(alice, &first, t0()).await.unwrap().is_some());
+    // Checked against the same version, applied after the first: refused, nothing written.
+    let second = UserChanges {
+        email: Some(Email::parse("mallory@example.com").unwrap()),
+        password_hash: Some("$argon2id$second".into()),
+        expected_credential_version: Some(verified),
+        ..UserChanges::default()
+    };
+    assert!(store.update_user(alice, &second, t0()).await.unwrap().is_none());
+    let now = store.find_user(UserKey::Id(alice)).await.unwrap().unwrap();
+    assert_eq!((now.password_hash.as_str(), now.user.email.as_str()), ("$argon2id$first", "alice@example.com"));
+    // Unbound changes (no current password given) apply as before.
+    let rename = UserChanges { username: Some(Username::parse("alicia").unwrap()), ..UserChanges::default() };
+    assert!(store.update_user(alice, &rename, t0()).await.unwrap().is_some());
 }

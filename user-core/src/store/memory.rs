@@ -115,6 +115,9 @@ impl UserStore for MemoryStore {
     async fn update_user(&self, id: UserId, changes: &UserChanges, now: DateTime<Utc>) -> Result<Option<UserRecord>> {
         let mut inner = self.lock();
         let Some(current) = inner.users.get(&id).cloned() else { return Ok(None) };
+        if changes.expected_credential_version.is_some_and(|v| v != current.credential_version) {
+            return Ok(None);
+        }
         if let Some(name) = &changes.username
             && inner.by_username.get(&name.folded()).is_some_and(|owner| *owner != id)
         {

@@ -371,13 +371,14 @@ impl UserStore for PostgresStore {
                password_hash = coalesce($4, password_hash), \
                credential_version = credential_version + case when $4 is null then 0 else 1 end, \
                updated_at = $5 \
-             where id = $1 returning *",
+             where id = $1 and ($6::bigint is null or credential_version = $6) returning *",
         )
         .bind(id.as_uuid())
         .bind(changes.username.as_ref().map(|u| u.as_str()))
         .bind(changes.email.as_ref().map(|e| e.as_str()))
         .bind(changes.password_hash.as_deref())
         .bind(now)
+        .bind(changes.expected_credential_version)
         .fetch_optional(&mut *tx)
         .await
         .map_err(map_err)?;

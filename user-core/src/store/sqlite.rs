@@ -483,7 +483,7 @@ impl UserStore for SqliteStore {
                    password_hash = coalesce(?4, password_hash), \
                    credential_version = credential_version + (?4 is not null), \
                    updated_at = ?5 \
-                 where id = ?1 \
+                 where id = ?1 and (?6 is null or credential_version = ?6) \
                  returning *",
                 params![
                     id.as_uuid(),
@@ -491,6 +491,7 @@ impl UserStore for SqliteStore {
                     changes.email.as_ref().map(|e| e.as_str()),
                     changes.password_hash.as_deref(),
                     millis(now),
+                    changes.expected_credential_version,
                 ],
                 user_record,
             )?;
