@@ -125,7 +125,10 @@ pub async fn serve<F>(
         let (watcher, builders, tls) = (graceful.watcher(), builders.clone(), tls.clone());
         let (closed_tx, closed) = tokio::sync::oneshot::channel::<()>();
         let connection = tokio::spawn(async move {
-            let _held = (slot, ip_slot, closed_tx);
+            // Tuple fields drop in order: the address's count must come back
+            // before the global slot, or the accept loop (woken by the slot) can
+            // refuse this address's next client as if this one were still open.
+            let _held = (ip_slot, slot, closed_tx);
             let ended = match tls {
                 None => watcher.watch(builders.plain.serve_connection(TokioIo::new(stream), handler)).await,
                 Some(acceptor) => {
