@@ -8,8 +8,6 @@
 //! Uniqueness is decided by the backend's unique indexes and reported as
 //! [`Error::Conflict`](crate::Error::Conflict), never by a check-then-insert.
 
-#[cfg(feature = "postgres")]
-mod batch;
 #[cfg(test)]
 pub(crate) mod conformance;
 #[cfg(feature = "memory")]

@@ -5,8 +5,11 @@
 //! testcontainers PostgreSQL when a Docker engine is reachable; otherwise the
 //! tests are skipped with a printed reason — unless
 //! `USER_TEST_REQUIRE_POSTGRES=1`, which turns the skip into a failure.
+//! Every skip is counted, and the count is printed after the test binary's
+//! summary line, so a run that skipped cannot pass for one that ran them.
 
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use sqlx::Connection;
@@ -31,7 +34,7 @@ pub fn postgres_server_url() -> Option<String> {
         Err(reason) => {
             let required = std::env::var("USER_TEST_REQUIRE_POSTGRES").is_ok_and(|v| v == "1" || v == "true");
             assert!(!required, "USER_TEST_REQUIRE_POSTGRES=1 but no PostgreSQL: {reason}");
-            eprintln!("skipping PostgreSQL test: {reason}");
+            skipped(&format!("no PostgreSQL: {reason}"));
             None
         }
     }
@@ -108,6 +111,35 @@ async fn drop_stale_schemas(conn: &mut sqlx::PgConnection, now: u64) {
             // Only names this helper made (`ut_…`, listed from the catalogue) are dropped.
             let statement = sqlx::AssertSqlSafe(format!("drop schema if exists {schema} cascade"));
             let _ = sqlx::query(statement).execute(&mut *conn).await;
+        }
+    }
+}
+
+/// Records that the calling test skipped itself because of `reason` (a
+/// service it needs is missing). The test prints the reason; when the test
+/// binary exits, after its summary line, a count of skipped tests and each
+/// distinct reason are printed to stderr.
+pub fn skipped(reason: &str) {
+    static SKIPPED: AtomicUsize = AtomicUsize::new(0);
+    static REASONS: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    extern "C" fn report() {
+        let reasons = REASONS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        eprintln!("\n{} test(s) skipped:", SKIPPED.load(Ordering::SeqCst));
+        for reason in reasons.iter() {
+            eprintln!("  {reason}");
+        }
+    }
+    eprintln!("skipping: {reason}");
+    let mut reasons = REASONS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if !reasons.iter().any(|r| r == reason) {
+        reasons.push(reason.to_owned());
+    }
+    if SKIPPED.fetch_add(1, Ordering::SeqCst) == 0 {
+        // libtest prints its summary and then returns from main (or exits
+        // with 101), either way running atexit handlers.
+        // SAFETY: `report` is a plain function that lives as long as the process.
+        unsafe {
+            libc::atexit(report);
         }
     }
 }

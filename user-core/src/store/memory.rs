@@ -2,6 +2,7 @@
 //! trivially atomic. For tests and for embedding where persistence is not wanted.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
@@ -20,6 +21,7 @@ use crate::error::{ConflictField, Error, Result};
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     inner: Mutex<Inner>,
+    unavailable: AtomicBool,
 }
 
 #[derive(Debug, Default)]
@@ -44,10 +46,20 @@ impl MemoryStore {
         Self::default()
     }
 
-    fn lock(&self) -> MutexGuard<'_, Inner> {
+    /// Simulates an outage, for testing how callers handle a failing
+    /// database: while `true`, every operation fails with [`Error::Internal`]
+    /// and changes nothing.
+    pub fn set_unavailable(&self, unavailable: bool) {
+        self.unavailable.store(unavailable, Ordering::SeqCst);
+    }
+
+    fn lock(&self) -> Result<MutexGuard<'_, Inner>> {
+        if self.unavailable.load(Ordering::SeqCst) {
+            return Err(Error::internal("memory store: unavailable (a simulated outage)"));
+        }
         // A panic while holding the lock cannot leave a half-applied change:
         // every method checks before it mutates.
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+        Ok(self.inner.lock().unwrap_or_else(|p| p.into_inner()))
     }
 }
 
@@ -88,7 +100,7 @@ impl Inner {
 #[async_trait]
 impl UserStore for MemoryStore {
     async fn insert_user(&self, record: &UserRecord) -> Result<()> {
-        let mut inner = self.lock();
+        let mut inner = self.lock()?;
         let user = &record.user;
         if inner.by_username.contains_key(&user.username.folded()) {
             return Err(Error::Conflict(ConflictField::Username));
@@ -103,7 +115,7 @@ impl UserStore for MemoryStore {
     }
 
     async fn find_user(&self, key: UserKey<'_>) -> Result<Option<UserRecord>> {
-        let inner = self.lock();
+        let inner = self.lock()?;
         let id = match key {
             UserKey::Id(id) => Some(id),
             UserKey::Username(name) => inner.by_username.get(&name.folded()).copied(),
@@ -113,7 +125,7 @@ impl UserStore for MemoryStore {
     }
 
     async fn update_user(&self, id: UserId, changes: &UserChanges, now: DateTime<Utc>) -> Result<Option<UserRecord>> {
-        let mut inner = self.lock();
+        let mut inner = self.lock()?;
         let Some(current) = inner.users.get(&id).cloned() else { return Ok(None) };
         if changes.expected_credential_version.is_some_and(|v| v != current.credential_version) {
             return Ok(None);
@@ -155,7 +167,7 @@ impl UserStore for MemoryStore {
         now: DateTime<Utc>,
         lock_until: LockRule,
     ) -> Result<Option<LoginAttempt>> {
-        let mut inner = self.lock();
+        let mut inner = self.lock()?;
         let Some(record) = inner.users.get_mut(&id) else { return Ok(None) };
         if let Some(until) = record.locked_until.filter(|until| *until > now) {
             return Ok(Some(LoginAttempt::Locked { until }));
@@ -168,7 +180,7 @@ impl UserStore for MemoryStore {
     }
 
     async fn reset_login_failures(&self, id: UserId) -> Result<()> {
-        if let Some(record) = self.lock().users.get_mut(&id) {
+        if let Some(record) = self.lock()?.users.get_mut(&id) {
             record.failed_logins = 0;
             record.locked_until = None;
         }
@@ -176,7 +188,7 @@ impl UserStore for MemoryStore {
     }
 
     async fn set_role(&self, id: UserId, role: Role, now: DateTime<Utc>) -> Result<bool> {
-        let mut inner = self.lock();
+        let mut inner = self.lock()?;
         let Some(record) = inner.users.get_mut(&id) else { return Ok(false) };
         if record.user.role != role {
             record.user.role = role;
@@ -188,7 +200,7 @@ impl UserStore for MemoryStore {
     }
 
     async fn set_disabled(&self, id: UserId, disabled: bool, now: DateTime<Utc>) -> Result<bool> {
-        let mut inner = self.lock();
+        let mut inner = self.lock()?;
         let Some(record) = inner.users.get_mut(&id) else { return Ok(false) };
         if disabled {
             record.user.disabled_at.get_or_insert(now);
@@ -204,7 +216,7 @@ impl UserStore for MemoryStore {
     }
 
     async fn delete_user(&self, id: UserId, now: DateTime<Utc>) -> Result<bool> {
-        let mut inner = self.lock();
+        let mut inner = self.lock()?;
         let Some(record) = inner.users.remove(&id) else { return Ok(false) };
         inner.by_username.remove(&record.user.username.folded());
         inner.by_email.remove(record.user.email.as_str());
@@ -216,7 +228,7 @@ impl UserStore for MemoryStore {
     }
 
     async fn list_users(&self, after: Option<UserId>, limit: u32) -> Result<Vec<User>> {
-        let inner = self.lock();
+        let inner = self.lock()?;
         let range = match after {
             Some(after) => inner.users.range((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded)),
             None => inner.users.range(..),
@@ -228,7 +240,7 @@ impl UserStore for MemoryStore {
 #[async_trait]
 impl SessionStore for MemoryStore {
     async fn open_session(&self, login: &NewSession) -> Result<bool> {
-        let mut inner = self.lock();
+        let mut inner = self.lock()?;
         let session = &login.session;
         let Some(record) = inner.users.get_mut(&session.user_id) else { return Ok(false) };
         if record.credential_version != login.credential_version || record.user.disabled_at.is_some() {
@@ -244,17 +256,17 @@ impl SessionStore for MemoryStore {
     }
 
     async fn session(&self, id: SessionId) -> Result<Option<SessionRecord>> {
-        Ok(self.lock().sessions.get(&id).cloned())
+        Ok(self.lock()?.sessions.get(&id).cloned())
     }
 
     async fn session_user(&self, id: SessionId, user: UserId, now: DateTime<Utc>) -> Result<Option<UserRecord>> {
-        let inner = self.lock();
+        let inner = self.lock()?;
         let active = inner.sessions.get(&id).is_some_and(|s| s.user_id == user && s.is_active(now));
         Ok(if active { inner.users.get(&user).cloned() } else { None })
     }
 
     async fn rotate_session(&self, r: &Rotation) -> Result<bool> {
-        let mut inner = self.lock();
+        let mut inner = self.lock()?;
         let Some(s) = inner.sessions.get_mut(&r.session) else { return Ok(false) };
         if s.refresh_jti != r.expected_jti || s.revoked_at.is_some() {
             return Ok(false);
@@ -268,7 +280,7 @@ impl SessionStore for MemoryStore {
     }
 
     async fn revoke_session(&self, id: SessionId, now: DateTime<Utc>) -> Result<bool> {
-        let mut inner = self.lock();
+        let mut inner = self.lock()?;
         match inner.sessions.get_mut(&id) {
             Some(s) if s.revoked_at.is_none() => {
                 s.revoked_at = Some(now);
@@ -279,14 +291,14 @@ impl SessionStore for MemoryStore {
     }
 
     async fn revoke_user_sessions(&self, user: UserId, except: Option<SessionId>, now: DateTime<Utc>) -> Result<u64> {
-        Ok(self.lock().revoke_sessions(user, except, now))
+        Ok(self.lock()?.revoke_sessions(user, except, now))
     }
 }
 
 #[async_trait]
 impl FavoriteStore for MemoryStore {
     async fn add_favorites(&self, user: UserId, tracks: &[TrackId], now: DateTime<Utc>) -> Result<u64> {
-        let mut inner = self.lock();
+        let mut inner = self.lock()?;
         if !inner.users.contains_key(&user) {
             return Err(Error::UserNotFound);
         }
@@ -306,7 +318,7 @@ impl FavoriteStore for MemoryStore {
     }
 
     async fn remove_favorites(&self, user: UserId, tracks: &[TrackId], now: DateTime<Utc>) -> Result<u64> {
-        let mut inner = self.lock();
+        let mut inner = self.lock()?;
         let mut removed = 0;
         for track in tracks {
             if let Some(seq) = inner.favorite_seq.remove(&(user, track.clone())) {
@@ -319,12 +331,12 @@ impl FavoriteStore for MemoryStore {
     }
 
     async fn favorites_contain(&self, user: UserId, tracks: &[TrackId]) -> Result<Vec<bool>> {
-        let inner = self.lock();
+        let inner = self.lock()?;
         Ok(tracks.iter().map(|t| inner.favorite_seq.contains_key(&(user, t.clone()))).collect())
     }
 
     async fn list_favorites(&self, user: UserId, before: Option<i64>, limit: u32) -> Result<Vec<Favorite>> {
-        let inner = self.lock();
+        let inner = self.lock()?;
         let upper = before.unwrap_or(i64::MAX);
         Ok(inner
             .favorites
@@ -344,7 +356,7 @@ impl TaskStore for MemoryStore {
         after: Option<i64>,
         limit: u32,
     ) -> Result<Vec<DeferredTask>> {
-        let inner = self.lock();
+        let inner = self.lock()?;
         Ok(inner
             .tasks
             .range(after.map_or(i64::MIN, |a| a.saturating_add(1))..)
@@ -356,7 +368,7 @@ impl TaskStore for MemoryStore {
     }
 
     async fn claim_tasks(&self, now: DateTime<Utc>, lease_until: DateTime<Utc>, limit: u32) -> Result<Claim> {
-        let mut inner = self.lock();
+        let mut inner = self.lock()?;
         let lease_id = Uuid::now_v7();
         let mut blocked = HashSet::new();
         let mut claimed = Vec::new();
@@ -387,7 +399,7 @@ impl TaskStore for MemoryStore {
     }
 
     async fn complete_tasks(&self, lease_id: Uuid, ids: &[i64], now: DateTime<Utc>) -> Result<u64> {
-        Ok(self.settle(lease_id, ids, now, |task| task.status = TaskStatus::Done))
+        self.settle(lease_id, ids, now, |task| task.status = TaskStatus::Done)
     }
 
     async fn fail_task(
@@ -405,15 +417,15 @@ impl TaskStore for MemoryStore {
                 Some(at) => task.available_at = at,
                 None => task.status = TaskStatus::Dead,
             }
-        }) == 1)
+        })? == 1)
     }
 
     async fn release_tasks(&self, lease_id: Uuid, ids: &[i64], now: DateTime<Utc>) -> Result<u64> {
-        Ok(self.settle(lease_id, ids, now, |_| {}))
+        self.settle(lease_id, ids, now, |_| {})
     }
 
     async fn retry_dead_tasks(&self, id: Option<i64>, now: DateTime<Utc>) -> Result<u64> {
-        let mut inner = self.lock();
+        let mut inner = self.lock()?;
         let mut n = 0;
         for task in inner.tasks.values_mut() {
             if task.status == TaskStatus::Dead && id.is_none_or(|id| id == task.id) {
@@ -428,7 +440,7 @@ impl TaskStore for MemoryStore {
     }
 
     async fn count_tasks(&self) -> Result<TaskCounts> {
-        let inner = self.lock();
+        let inner = self.lock()?;
         let mut counts = TaskCounts::default();
         for task in inner.tasks.values() {
             counts.add(task.status, 1);
@@ -442,7 +454,7 @@ impl TaskStore for MemoryStore {
     }
 
     async fn purge_done_tasks(&self, before: DateTime<Utc>, limit: u32) -> Result<u64> {
-        let mut inner = self.lock();
+        let mut inner = self.lock()?;
         let purge: Vec<i64> = inner
             .tasks
             .values()
@@ -460,8 +472,14 @@ impl TaskStore for MemoryStore {
 impl MemoryStore {
     /// Applies `change` to each pending task still held by `lease_id` and ends
     /// the lease; returns how many were held.
-    fn settle(&self, lease_id: Uuid, ids: &[i64], now: DateTime<Utc>, change: impl Fn(&mut DeferredTask)) -> u64 {
-        let mut inner = self.lock();
+    fn settle(
+        &self,
+        lease_id: Uuid,
+        ids: &[i64],
+        now: DateTime<Utc>,
+        change: impl Fn(&mut DeferredTask),
+    ) -> Result<u64> {
+        let mut inner = self.lock()?;
         let mut n = 0;
         for id in ids {
             if inner.leases.get(id) != Some(&lease_id) {
@@ -477,21 +495,21 @@ impl MemoryStore {
                 n += 1;
             }
         }
-        n
+        Ok(n)
     }
 }
 
 #[async_trait]
 impl AuditStore for MemoryStore {
     async fn record_audit(&self, entry: &AuditRecord) -> Result<()> {
-        let mut inner = self.lock();
+        let mut inner = self.lock()?;
         let id = inner.audit.len() as i64 + 1;
         inner.audit.push(AuditRecord { id, ..entry.clone() });
         Ok(())
     }
 
     async fn list_audit(&self, user: Option<UserId>, before: Option<i64>, limit: u32) -> Result<Vec<AuditRecord>> {
-        let inner = self.lock();
+        let inner = self.lock()?;
         Ok(inner
             .audit
             .iter()
@@ -506,7 +524,7 @@ impl AuditStore for MemoryStore {
 #[async_trait]
 impl SecretStore for MemoryStore {
     async fn get_or_insert_secret(&self, name: &str, candidate: &[u8], _now: DateTime<Utc>) -> Result<Vec<u8>> {
-        Ok(self.lock().secrets.entry(name.to_owned()).or_insert_with(|| candidate.to_vec()).clone())
+        Ok(self.lock()?.secrets.entry(name.to_owned()).or_insert_with(|| candidate.to_vec()).clone())
     }
 }
 
@@ -517,7 +535,7 @@ impl Store for MemoryStore {
     }
 
     async fn ping(&self) -> Result<()> {
-        Ok(())
+        self.lock().map(drop)
     }
 }
 
@@ -526,4 +544,20 @@ mod tests {
     crate::store::conformance::suite!(async {
         Some(std::sync::Arc::new(super::MemoryStore::new()) as std::sync::Arc<dyn crate::store::Store>)
     });
+}
+
+#[cfg(test)]
+mod outage_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_simulated_outage_fails_every_operation_and_changes_nothing() {
+        let store = MemoryStore::new();
+        store.set_unavailable(true);
+        assert!(matches!(store.ping().await, Err(Error::Internal(_))));
+        assert!(matches!(store.list_users(None, 10).await, Err(Error::Internal(_))));
+        store.set_unavailable(false);
+        store.ping().await.unwrap();
+        assert!(store.list_users(None, 10).await.unwrap().is_empty());
+    }
 }

@@ -1,5 +1,4 @@
 //! A real `user-server` on an ephemeral loopback port, in this process.
-#![allow(dead_code)]
 
 use user_core::domain::Role;
 use user_server::{Config, start};

@@ -2,19 +2,17 @@
 //! cross-site request refusal, CORS, transport limits, the audit trail, and
 //! no secret in any log.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{TestApp, app, req};
+use crate::common::{TestApp, app, req};
 use serde_json::json;
 use user_core::store::AuditStore;
 use user_server::security::{Policy, Throttle};
 
-fn login(name: &str, password: &str) -> common::Req {
+fn login(name: &str, password: &str) -> crate::common::Req {
     req("POST", "/user/login").json(json!({"username": name, "password": password}))
 }
 
@@ -103,7 +101,7 @@ async fn behind_a_trusted_proxy_each_forwarded_client_has_its_own_limit() {
 async fn cookie_authenticated_writes_from_another_site_are_refused() {
     let app = app().await;
     let s = app.user("alice").await;
-    let cookie = |r: common::Req| r.cookie("access_token", &s.access).header("host", "api.example.com");
+    let cookie = |r: crate::common::Req| r.cookie("access_token", &s.access).header("host", "api.example.com");
     let evil =
         app.send(cookie(req("POST", "/user/track/favorite?track_id=1")).header("origin", "https://evil.example")).await;
     assert!(evil.error(403).contains("cross-site"));
@@ -126,7 +124,7 @@ async fn cookie_authenticated_writes_from_another_site_are_refused() {
 async fn a_request_carrying_a_token_cookie_twice_is_refused_with_400() {
     let app = app().await;
     let s = app.user("alice").await;
-    let tossed = |r: common::Req, name: &str, value: &str| {
+    let tossed = |r: crate::common::Req, name: &str, value: &str| {
         r.header("cookie", &format!("{name}=planted-by-a-sibling-domain; {name}={value}"))
     };
     for request in [
@@ -149,7 +147,7 @@ async fn cookies_are_secure_when_a_trusted_proxy_says_the_client_used_https() {
     app.register("alice").await;
     let trusted = vec!["127.0.0.0/8".parse().unwrap()];
     with_policy(&mut app, Policy { trusted_proxies: trusted, ..Policy::default() });
-    let secure = |reply: &common::Reply| {
+    let secure = |reply: &crate::common::Reply| {
         let cookies: Vec<_> = reply.headers.get_all("set-cookie").iter().map(|v| v.to_str().unwrap()).collect();
         assert_eq!(cookies.len(), 2, "{cookies:?}");
         cookies.iter().all(|c| c.ends_with("; Secure"))
@@ -283,7 +281,7 @@ async fn the_audit_trail_records_security_events_without_secrets() {
 #[test]
 fn a_slow_loris_client_is_cut_off_and_connections_are_capped() {
     let dir = tempfile::tempdir().unwrap();
-    let server = common::process::Server::start(&[
+    let server = crate::common::process::Server::start(&[
         ("USER_DATABASE_URL", format!("sqlite://{}", dir.path().join("u.db").display())),
         ("USER_HEADER_READ_TIMEOUT", "500ms".to_owned()),
         ("USER_MAX_CONNECTIONS", "1".to_owned()),
@@ -351,7 +349,7 @@ const HALF_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n";
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_address_hoarding_idle_connections_cannot_take_the_server_off_the_air() {
     let dir = tempfile::tempdir().unwrap();
-    let server = common::process::Server::start(&[
+    let server = crate::common::process::Server::start(&[
         ("USER_DATABASE_URL", format!("sqlite://{}", dir.path().join("u.db").display())),
         ("USER_HEADER_READ_TIMEOUT", "1s".to_owned()),
         ("USER_MAX_CONNECTIONS", "64".to_owned()),
@@ -377,7 +375,7 @@ async fn one_address_hoarding_idle_connections_cannot_take_the_server_off_the_ai
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_connections_from_many_addresses_are_closed_and_free_their_slots() {
     let dir = tempfile::tempdir().unwrap();
-    let server = common::process::Server::start(&[
+    let server = crate::common::process::Server::start(&[
         ("USER_DATABASE_URL", format!("sqlite://{}", dir.path().join("u.db").display())),
         ("USER_HEADER_READ_TIMEOUT", "1s".to_owned()),
         ("USER_MAX_CONNECTIONS", "64".to_owned()),
@@ -399,11 +397,11 @@ async fn idle_connections_from_many_addresses_are_closed_and_free_their_slots() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_can_live_on_a_listener_of_their_own() {
     let dir = tempfile::tempdir().unwrap();
-    let server = common::process::Server::start(&[
+    let server = crate::common::process::Server::start(&[
         ("USER_DATABASE_URL", format!("sqlite://{}", dir.path().join("u.db").display())),
         ("USER_METRICS_LISTEN", "127.0.0.1:0".to_owned()),
     ]);
-    let client = common::http().build().unwrap();
+    let client = crate::common::http().build().unwrap();
     let public = client.get(format!("{}/metrics", server.base)).send().await.unwrap();
     assert_eq!(public.status(), 404, "not on the public listener");
     let metrics_base = server.metrics_base.clone().expect("the metrics address is logged");
@@ -417,7 +415,7 @@ async fn metrics_can_live_on_a_listener_of_their_own() {
 #[test]
 fn a_request_whose_body_never_arrives_is_a_hardened_503_in_the_contract_shape() {
     let dir = tempfile::tempdir().unwrap();
-    let server = common::process::Server::start(&[
+    let server = crate::common::process::Server::start(&[
         ("USER_DATABASE_URL", format!("sqlite://{}", dir.path().join("u.db").display())),
         ("USER_REQUEST_TIMEOUT", "300ms".to_owned()),
     ]);
@@ -462,7 +460,7 @@ async fn no_password_token_or_hash_appears_in_the_logs_of_a_full_session() {
     let dir = tempfile::tempdir().unwrap();
     let database = format!("sqlite://{}", dir.path().join("u.db").display());
     let log_file = dir.path().join("server.log");
-    let mut server = common::process::Server::start_logging_to(
+    let mut server = crate::common::process::Server::start_logging_to(
         &[("USER_DATABASE_URL", database.clone()), ("USER_LOG", "debug".to_owned())],
         &log_file,
     );
@@ -516,7 +514,7 @@ fn an_existing_database_readable_by_others_is_warned_about_at_start() {
     std::fs::write(&path, b"").unwrap();
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
     let log = dir.path().join("server.log");
-    let server = common::process::Server::start_logging_to(
+    let server = crate::common::process::Server::start_logging_to(
         &[("USER_DATABASE_URL", format!("sqlite://{}", path.display()))],
         &log,
     );
@@ -525,6 +523,6 @@ fn an_existing_database_readable_by_others_is_warned_about_at_start() {
     assert!(text.contains("readable by other users") && text.contains("644"), "{text}");
     // A new one is private from the start (its -wal and -shm follow it).
     let fresh = dir.path().join("fresh.db");
-    drop(common::process::Server::start(&[("USER_DATABASE_URL", format!("sqlite://{}", fresh.display()))]));
+    drop(crate::common::process::Server::start(&[("USER_DATABASE_URL", format!("sqlite://{}", fresh.display()))]));
     assert_eq!(std::fs::metadata(&fresh).unwrap().permissions().mode() & 0o777, 0o600);
 }

@@ -2,12 +2,10 @@
 //! receiver with valid signatures, none lost and none dead — including when
 //! the server is killed with SIGKILL halfway and restarted.
 
-mod common;
-
 use std::collections::HashSet;
 use std::time::Duration;
 
-use common::process::{SECRET, Server, eventually, start_receiver};
+use crate::common::process::{SECRET, Server, eventually, start_receiver};
 use serde_json::json;
 use user_core::store::TaskCounts;
 
@@ -29,7 +27,7 @@ async fn a_thousand_changes_reach_the_webhook_signed_even_across_a_sigkill() {
         ("USER_TASKS_LEASE", "1s".to_owned()),
         ("USER_TASKS_BACKOFF_BASE", "50ms".to_owned()),
     ];
-    let client = common::http().build().unwrap();
+    let client = crate::common::http().build().unwrap();
 
     let mut server = Server::start(&env);
     let base = server.base.clone();

@@ -3,13 +3,11 @@
 //! `user_core::testing`); skipped with a printed reason when there is none
 //! and `USER_TEST_REQUIRE_POSTGRES` is not set.
 
-mod common;
-
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use common::process::{SECRET, Server, eventually, start_receiver};
+use crate::common::process::{SECRET, Server, eventually, start_receiver};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -43,7 +41,7 @@ impl Cluster {
             })
             .collect();
         let replicas = handles.into_iter().map(|h| h.join().unwrap()).collect();
-        Cluster { replicas, next: AtomicUsize::new(0), client: common::http().build().unwrap() }
+        Cluster { replicas, next: AtomicUsize::new(0), client: crate::common::http().build().unwrap() }
     }
 
     /// The next live replica's base URL, round robin.

@@ -24,7 +24,7 @@ async fn spawn_sqlite() -> (String, tempfile::TempDir, tokio::sync::oneshot::Sen
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sixteen_concurrent_registrations_of_one_name_give_one_200_and_fifteen_409() {
     let (base, _dir, stop, handle) = spawn_sqlite().await;
-    let client = common::http().build().unwrap();
+    let client = crate::common::http().build().unwrap();
     let requests = (0..16).map(|i| {
         let client = client.clone();
         let url = format!("{base}/user/register");
@@ -143,13 +143,11 @@ fn line_mentions_default_database(dir: &std::path::Path) -> bool {
 
 // ------------------------------------------------------------------ TLS
 
-mod common;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use common::process::Server;
-use common::tls::TestCa;
+use crate::common::process::Server;
+use crate::common::tls::TestCa;
 
 fn tls_env(dir: &std::path::Path, files: &user_server::tls::TlsFiles) -> Vec<(&'static str, String)> {
     vec![
@@ -161,7 +159,7 @@ fn tls_env(dir: &std::path::Path, files: &user_server::tls::TlsFiles) -> Vec<(&'
 
 fn trusting(ca: &TestCa) -> reqwest::Client {
     let root = reqwest::Certificate::from_pem(ca.pem().as_bytes()).unwrap();
-    common::http().add_root_certificate(root).build().unwrap()
+    crate::common::http().add_root_certificate(root).build().unwrap()
 }
 
 /// The protocol ALPN settles on with the server at `base`, trusting `ca`.
@@ -251,7 +249,7 @@ async fn sighup_reloads_the_certificate_and_open_connections_stay_open() {
     // for this client, which trusts only the old CA.
     assert_eq!(old_client.get(&healthz).send().await.unwrap().status(), 200);
     assert!(
-        common::http()
+        crate::common::http()
             .add_root_certificate(reqwest::Certificate::from_pem(old_ca.pem().as_bytes()).unwrap())
             .build()
             .unwrap()
@@ -409,7 +407,7 @@ async fn the_dashboard_and_alerts_use_only_metrics_the_server_exports() {
     client.register("alice", "alice@example.com", "correct horse").await.unwrap();
     client.login("alice", "correct horse").await.unwrap();
     client.add_favorites(&["42"]).await.unwrap();
-    let http = common::http().build().unwrap();
+    let http = crate::common::http().build().unwrap();
     let mut scrape = String::new();
     for _ in 0..200 {
         scrape = http.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();

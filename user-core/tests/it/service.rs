@@ -768,7 +768,7 @@ async fn postgres_connects_over_tls_with_sslmode_require_and_verify_full_checks_
     let mut plain = sqlx::PgConnection::connect(&url).await.unwrap();
     let ssl_on: String = sqlx::query_scalar("show ssl").fetch_one(&mut plain).await.unwrap();
     if ssl_on != "on" {
-        eprintln!("skipping: this PostgreSQL has ssl = {ssl_on}");
+        user_core::testing::skipped(&format!("TLS to PostgreSQL: this server has ssl = {ssl_on}"));
         return;
     }
     let required = format!("{url}&sslmode=require");
@@ -811,7 +811,9 @@ impl TlsOnlyPostgres {
         let Some(bin) = bin else {
             let required = std::env::var("USER_TEST_REQUIRE_POSTGRES").is_ok_and(|v| v == "1" || v == "true");
             assert!(!required, "USER_TEST_REQUIRE_POSTGRES=1 but initdb is not installed");
-            eprintln!("skipping: initdb is not installed (the postgresql server package)");
+            user_core::testing::skipped(
+                "a TLS-only PostgreSQL cluster: initdb is not installed (the postgresql server package)",
+            );
             return None;
         };
         let dir = tempfile::tempdir().unwrap();

@@ -1,8 +1,6 @@
 //! Every SDK method against a real server, success and documented errors.
 
-mod common;
-
-use common::{server, server_with};
+use crate::common::{server, server_with};
 use futures_util::TryStreamExt;
 use user_client::api::UpdateRequest;
 use user_client::{Client, Error};

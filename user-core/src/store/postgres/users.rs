@@ -1,0 +1,204 @@
+//! [`UserStore`] on PostgreSQL.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::PostgresStore;
+use super::rows::{map_err, user_record};
+use super::sessions::revoke_sessions;
+use super::tasks::enqueue;
+use crate::domain::{Role, UserId};
+use crate::error::Result;
+use crate::store::{LockRule, LoginAttempt, TaskKind, User, UserChanges, UserKey, UserRecord, UserStore};
+
+#[async_trait]
+impl UserStore for PostgresStore {
+    async fn insert_user(&self, record: &UserRecord) -> Result<()> {
+        let u = &record.user;
+        sqlx::query(
+            "insert into users (id, username, email, password_hash, role, disabled_at, created_at, updated_at, \
+             credential_version) values ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(u.id.as_uuid())
+        .bind(u.username.as_str())
+        .bind(u.email.as_str())
+        .bind(&record.password_hash)
+        .bind(u.role.as_str())
+        .bind(u.disabled_at)
+        .bind(u.created_at)
+        .bind(u.updated_at)
+        .bind(record.credential_version)
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn find_user(&self, key: UserKey<'_>) -> Result<Option<UserRecord>> {
+        let query = match key {
+            UserKey::Id(id) => sqlx::query("select * from users where id = $1").bind(id.as_uuid()),
+            UserKey::Username(name) => {
+                sqlx::query("select * from users where lower(username) = $1").bind(name.folded())
+            }
+            UserKey::Email(email) => {
+                sqlx::query("select * from users where email = $1").bind(email.as_str().to_owned())
+            }
+        };
+        let row = query.fetch_optional(&self.pool).await.map_err(map_err)?;
+        row.as_ref().map(user_record).transpose()
+    }
+
+    async fn update_user(&self, id: UserId, changes: &UserChanges, now: DateTime<Utc>) -> Result<Option<UserRecord>> {
+        let mut tx = self.begin().await?;
+        let row = sqlx::query(
+            "update users set \
+               username = coalesce($2, username), \
+               email = coalesce($3, email), \
+               password_hash = coalesce($4, password_hash), \
+               credential_version = credential_version + case when $4 is null then 0 else 1 end, \
+               updated_at = $5 \
+             where id = $1 and ($6::bigint is null or credential_version = $6) returning *",
+        )
+        .bind(id.as_uuid())
+        .bind(changes.username.as_ref().map(|u| u.as_str()))
+        .bind(changes.email.as_ref().map(|e| e.as_str()))
+        .bind(changes.password_hash.as_deref())
+        .bind(now)
+        .bind(changes.expected_credential_version)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        let Some(row) = row else { return Ok(None) };
+        let record = user_record(&row)?;
+        if changes.password_hash.is_some() {
+            revoke_sessions(&mut tx, id, changes.keep_session, now).await?;
+        }
+        tx.commit().await.map_err(map_err)?;
+        Ok(Some(record))
+    }
+
+    async fn reserve_login_attempt(
+        &self,
+        id: UserId,
+        now: DateTime<Utc>,
+        lock_until: LockRule,
+    ) -> Result<Option<LoginAttempt>> {
+        let mut tx = self.begin().await?;
+        // The row lock the update takes makes concurrent reservations, from
+        // any replica, queue; each re-reads `locked_until` once it has the row.
+        let count: Option<i32> = sqlx::query_scalar(
+            "update users set failed_logins = failed_logins + 1 \
+             where id = $1 and (locked_until is null or locked_until <= $2) returning failed_logins",
+        )
+        .bind(id.as_uuid())
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        let Some(count) = count else {
+            let locked: Option<Option<DateTime<Utc>>> =
+                sqlx::query_scalar("select locked_until from users where id = $1")
+                    .bind(id.as_uuid())
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
+            return Ok(locked.map(|until| LoginAttempt::Locked { until: until.unwrap_or(now) }));
+        };
+        let failures = count as u32;
+        if let Some(until) = lock_until(failures) {
+            sqlx::query("update users set locked_until = greatest(locked_until, $2) where id = $1")
+                .bind(id.as_uuid())
+                .bind(until)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+        }
+        tx.commit().await.map_err(map_err)?;
+        Ok(Some(LoginAttempt::Allowed { failures }))
+    }
+
+    async fn reset_login_failures(&self, id: UserId) -> Result<()> {
+        sqlx::query("update users set failed_logins = 0, locked_until = null where id = $1")
+            .bind(id.as_uuid())
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn set_role(&self, id: UserId, role: Role, now: DateTime<Utc>) -> Result<bool> {
+        let mut tx = self.begin().await?;
+        let current: Option<String> = sqlx::query_scalar("select role from users where id = $1 for update")
+            .bind(id.as_uuid())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        match current {
+            None => return Ok(false),
+            Some(current) if current == role.as_str() => return Ok(true),
+            Some(_) => {}
+        }
+        sqlx::query(
+            "update users set role = $2, credential_version = credential_version + 1, updated_at = $3 where id = $1",
+        )
+        .bind(id.as_uuid())
+        .bind(role.as_str())
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        revoke_sessions(&mut tx, id, None, now).await?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(true)
+    }
+
+    async fn set_disabled(&self, id: UserId, disabled: bool, now: DateTime<Utc>) -> Result<bool> {
+        let mut tx = self.begin().await?;
+        let done = sqlx::query(
+            "update users set disabled_at = case when $2 then coalesce(disabled_at, $3) end, \
+             credential_version = credential_version + case when $2 then 1 else 0 end, updated_at = $3 \
+             where id = $1",
+        )
+        .bind(id.as_uuid())
+        .bind(disabled)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        if disabled {
+            revoke_sessions(&mut tx, id, None, now).await?;
+        }
+        tx.commit().await.map_err(map_err)?;
+        Ok(true)
+    }
+
+    async fn delete_user(&self, id: UserId, now: DateTime<Utc>) -> Result<bool> {
+        let mut tx = self.begin().await?;
+        let done = sqlx::query("delete from users where id = $1")
+            .bind(id.as_uuid())
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        enqueue(&mut tx, TaskKind::UserDeleted, id, None, now).await?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(true)
+    }
+
+    async fn list_users(&self, after: Option<UserId>, limit: u32) -> Result<Vec<User>> {
+        // A plain range (the nil UUID sorts first) keeps the scan on the index at any depth.
+        let rows = sqlx::query("select * from users where id > $1 order by id limit $2")
+            .bind(after.map_or(Uuid::nil(), |a| a.as_uuid()))
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
+        rows.iter().map(|r| user_record(r).map(|r| r.user)).collect()
+    }
+}

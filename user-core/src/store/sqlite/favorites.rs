@@ -1,0 +1,91 @@
+//! [`FavoriteStore`] on SQLite: favorites and their outbox tasks in one transaction.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use rusqlite::params;
+
+use super::SqliteStore;
+use super::rows::{col, execute, millis, query_all, query_opt, time};
+use super::tasks::enqueue;
+use crate::domain::{TrackId, UserId};
+use crate::error::{Error, Result};
+use crate::store::{Favorite, FavoriteStore, TaskKind};
+
+#[async_trait]
+impl FavoriteStore for SqliteStore {
+    async fn add_favorites(&self, user: UserId, tracks: &[TrackId], now: DateTime<Utc>) -> Result<u64> {
+        let tracks = tracks.to_vec();
+        self.write(move |conn| {
+            let mut added = 0;
+            for track in &tracks {
+                let inserted = execute(
+                    conn,
+                    "insert into favorites (user_id, track_id, created_at) values (?1, ?2, ?3) \
+                     on conflict (user_id, track_id) do nothing",
+                    params![user.as_uuid(), track.as_str(), millis(now)],
+                )?;
+                if inserted == 1 {
+                    enqueue(conn, TaskKind::FavoriteAdded, user, Some(track), now)?;
+                    added += 1;
+                }
+            }
+            Ok(added)
+        })
+        .await
+    }
+
+    async fn remove_favorites(&self, user: UserId, tracks: &[TrackId], now: DateTime<Utc>) -> Result<u64> {
+        let tracks = tracks.to_vec();
+        self.write(move |conn| {
+            let mut removed = 0;
+            for track in &tracks {
+                let deleted = execute(
+                    conn,
+                    "delete from favorites where user_id = ?1 and track_id = ?2",
+                    params![user.as_uuid(), track.as_str()],
+                )?;
+                if deleted == 1 {
+                    enqueue(conn, TaskKind::FavoriteRemoved, user, Some(track), now)?;
+                    removed += 1;
+                }
+            }
+            Ok(removed)
+        })
+        .await
+    }
+
+    async fn favorites_contain(&self, user: UserId, tracks: &[TrackId]) -> Result<Vec<bool>> {
+        self.read(|conn| {
+            tracks
+                .iter()
+                .map(|track| {
+                    let found = query_opt(
+                        conn,
+                        "select 1 from favorites where user_id = ?1 and track_id = ?2",
+                        params![user.as_uuid(), track.as_str()],
+                        |_| Ok(()),
+                    )?;
+                    Ok(found.is_some())
+                })
+                .collect()
+        })
+    }
+
+    async fn list_favorites(&self, user: UserId, before: Option<i64>, limit: u32) -> Result<Vec<Favorite>> {
+        self.read(|conn| {
+            query_all(
+                conn,
+                "select id, track_id, created_at from favorites where user_id = ?1 and id < ?2 \
+                 order by id desc limit ?3",
+                params![user.as_uuid(), before.unwrap_or(i64::MAX), i64::from(limit)],
+                |row| {
+                    Ok(Favorite {
+                        seq: col(row, "id")?,
+                        track_id: col::<String>(row, "track_id")?.try_into().map_err(Error::internal)?,
+                        added_at: time(col(row, "created_at")?)?,
+                    })
+                },
+            )
+        })
+    }
+}

@@ -1,0 +1,58 @@
+//! The migration runner: sqlx's migrations and bookkeeping table, applied through rusqlite.
+
+use std::time::Instant;
+
+use rusqlite::{Connection, params};
+
+use super::rows::{col, execute, map_err, query_all};
+use crate::error::{Error, Result};
+
+/// The migrations, embedded at build time by sqlx's macro; applied here with
+/// sqlx's bookkeeping table, so a database migrated by either stays valid.
+pub(super) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
+
+pub(super) fn migrate(conn: &Connection) -> Result<()> {
+    conn.execute_batch(
+        "create table if not exists _sqlx_migrations ( \
+           version bigint primary key, description text not null, \
+           installed_on timestamp not null default current_timestamp, success boolean not null, \
+           checksum blob not null, execution_time bigint not null)",
+    )
+    .map_err(map_err)?;
+    let applied = query_all(conn, "select version, success, checksum from _sqlx_migrations", [], |row| {
+        Ok((col::<i64>(row, "version")?, col::<bool>(row, "success")?, col::<Vec<u8>>(row, "checksum")?))
+    })?;
+    for migration in MIGRATOR.iter().filter(|m| m.migration_type.is_up_migration()) {
+        match applied.iter().find(|(version, ..)| *version == migration.version) {
+            Some((_, false, _)) => {
+                return Err(Error::internal(format!(
+                    "migration {} failed earlier; repair it by hand",
+                    migration.version
+                )));
+            }
+            Some((_, true, checksum)) if checksum.as_slice() != &*migration.checksum => {
+                return Err(Error::internal(format!(
+                    "migration {} was applied but has since been changed",
+                    migration.version
+                )));
+            }
+            Some(_) => {}
+            None => {
+                let started = Instant::now();
+                conn.execute_batch(migration.sql.as_str()).map_err(map_err)?;
+                execute(
+                    conn,
+                    "insert into _sqlx_migrations (version, description, success, checksum, execution_time) \
+                     values (?1, ?2, true, ?3, ?4)",
+                    params![
+                        migration.version,
+                        &*migration.description,
+                        &*migration.checksum,
+                        started.elapsed().as_nanos() as i64
+                    ],
+                )?;
+            }
+        }
+    }
+    Ok(())
+}

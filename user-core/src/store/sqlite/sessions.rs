@@ -1,0 +1,111 @@
+//! [`SessionStore`] on SQLite.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use rusqlite::{Connection, params};
+
+use super::SqliteStore;
+use super::rows::{execute, millis, query_opt, session_record, user_record};
+use crate::domain::{SessionId, UserId};
+use crate::error::Result;
+use crate::store::{NewSession, Rotation, SessionRecord, SessionStore, UserRecord};
+
+pub(super) fn revoke_sessions(
+    conn: &Connection,
+    user: UserId,
+    except: Option<SessionId>,
+    now: DateTime<Utc>,
+) -> Result<u64> {
+    execute(
+        conn,
+        "update sessions set revoked_at = ?1 \
+         where user_id = ?2 and revoked_at is null and (?3 is null or id <> ?3)",
+        params![millis(now), user.as_uuid(), except.map(|s| s.as_uuid())],
+    )
+}
+
+#[async_trait]
+impl SessionStore for SqliteStore {
+    async fn open_session(&self, login: &NewSession) -> Result<bool> {
+        let login = login.clone();
+        self.write(move |conn| {
+            let s = &login.session;
+            let current = execute(
+                conn,
+                "update users set failed_logins = 0, locked_until = null, \
+                   password_hash = coalesce(?3, password_hash) \
+                 where id = ?1 and credential_version = ?2 and disabled_at is null",
+                params![s.user_id.as_uuid(), login.credential_version, login.rehash],
+            )?;
+            if current == 0 {
+                return Ok(false);
+            }
+            execute(
+                conn,
+                "insert into sessions (id, user_id, refresh_jti, previous_jti, rotated_at, created_at, last_used_at, \
+                 expires_at, revoked_at, user_agent, ip) values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                params![
+                    s.id.as_uuid(),
+                    s.user_id.as_uuid(),
+                    s.refresh_jti,
+                    s.previous_jti,
+                    s.rotated_at.map(millis),
+                    millis(s.created_at),
+                    millis(s.last_used_at),
+                    millis(s.expires_at),
+                    s.revoked_at.map(millis),
+                    s.user_agent,
+                    s.ip,
+                ],
+            )?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn session(&self, id: SessionId) -> Result<Option<SessionRecord>> {
+        self.read(|conn| query_opt(conn, "select * from sessions where id = ?1", [id.as_uuid()], session_record))
+    }
+
+    async fn session_user(&self, id: SessionId, user: UserId, now: DateTime<Utc>) -> Result<Option<UserRecord>> {
+        self.read(|conn| {
+            query_opt(
+                conn,
+                "select u.* from sessions s join users u on u.id = s.user_id \
+                 where s.id = ?1 and s.user_id = ?2 and s.revoked_at is null and s.expires_at > ?3",
+                params![id.as_uuid(), user.as_uuid(), millis(now)],
+                user_record,
+            )
+        })
+    }
+
+    async fn rotate_session(&self, r: &Rotation) -> Result<bool> {
+        let r = r.clone();
+        self.write(move |conn| {
+            let changed = execute(
+                conn,
+                "update sessions set previous_jti = refresh_jti, refresh_jti = ?3, rotated_at = ?4, \
+                 last_used_at = ?4, expires_at = ?5 where id = ?1 and refresh_jti = ?2 and revoked_at is null",
+                params![r.session.as_uuid(), r.expected_jti, r.new_jti, millis(r.now), millis(r.expires_at)],
+            )?;
+            Ok(changed == 1)
+        })
+        .await
+    }
+
+    async fn revoke_session(&self, id: SessionId, now: DateTime<Utc>) -> Result<bool> {
+        self.write(move |conn| {
+            let changed = execute(
+                conn,
+                "update sessions set revoked_at = ?2 where id = ?1 and revoked_at is null",
+                params![id.as_uuid(), millis(now)],
+            )?;
+            Ok(changed == 1)
+        })
+        .await
+    }
+
+    async fn revoke_user_sessions(&self, user: UserId, except: Option<SessionId>, now: DateTime<Utc>) -> Result<u64> {
+        self.write(move |conn| revoke_sessions(conn, user, except, now)).await
+    }
+}

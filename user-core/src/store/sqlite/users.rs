@@ -1,0 +1,193 @@
+//! [`UserStore`] on SQLite.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use rusqlite::params;
+
+use super::SqliteStore;
+use super::rows::{col, execute, millis, opt_time, query_all, query_opt, user_record};
+use super::sessions::revoke_sessions;
+use super::tasks::enqueue;
+use crate::domain::{Role, UserId};
+use crate::error::Result;
+use crate::store::{LockRule, LoginAttempt, TaskKind, User, UserChanges, UserKey, UserRecord, UserStore};
+
+#[async_trait]
+impl UserStore for SqliteStore {
+    async fn insert_user(&self, record: &UserRecord) -> Result<()> {
+        let record = record.clone();
+        self.write(move |conn| {
+            let u = &record.user;
+            execute(
+                conn,
+                "insert into users (id, username, email, password_hash, role, disabled_at, created_at, updated_at, \
+                 credential_version) values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                params![
+                    u.id.as_uuid(),
+                    u.username.as_str(),
+                    u.email.as_str(),
+                    record.password_hash,
+                    u.role.as_str(),
+                    u.disabled_at.map(millis),
+                    millis(u.created_at),
+                    millis(u.updated_at),
+                    record.credential_version,
+                ],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn find_user(&self, key: UserKey<'_>) -> Result<Option<UserRecord>> {
+        self.read(|conn| match key {
+            UserKey::Id(id) => query_opt(conn, "select * from users where id = ?1", [id.as_uuid()], user_record),
+            UserKey::Username(name) => {
+                query_opt(conn, "select * from users where lower(username) = ?1", [name.folded()], user_record)
+            }
+            UserKey::Email(email) => {
+                query_opt(conn, "select * from users where email = ?1", [email.as_str()], user_record)
+            }
+        })
+    }
+
+    async fn update_user(&self, id: UserId, changes: &UserChanges, now: DateTime<Utc>) -> Result<Option<UserRecord>> {
+        let changes = changes.clone();
+        self.write(move |conn| {
+            let record = query_opt(
+                conn,
+                "update users set \
+                   username = coalesce(?2, username), \
+                   email = coalesce(?3, email), \
+                   password_hash = coalesce(?4, password_hash), \
+                   credential_version = credential_version + (?4 is not null), \
+                   updated_at = ?5 \
+                 where id = ?1 and (?6 is null or credential_version = ?6) \
+                 returning *",
+                params![
+                    id.as_uuid(),
+                    changes.username.as_ref().map(|u| u.as_str()),
+                    changes.email.as_ref().map(|e| e.as_str()),
+                    changes.password_hash.as_deref(),
+                    millis(now),
+                    changes.expected_credential_version,
+                ],
+                user_record,
+            )?;
+            if record.is_some() && changes.password_hash.is_some() {
+                revoke_sessions(conn, id, changes.keep_session, now)?;
+            }
+            Ok(record)
+        })
+        .await
+    }
+
+    async fn reserve_login_attempt(
+        &self,
+        id: UserId,
+        now: DateTime<Utc>,
+        lock_until: LockRule,
+    ) -> Result<Option<LoginAttempt>> {
+        self.write(move |conn| {
+            let count = query_opt(
+                conn,
+                "update users set failed_logins = failed_logins + 1 \
+                 where id = ?1 and (locked_until is null or locked_until <= ?2) returning failed_logins",
+                params![id.as_uuid(), millis(now)],
+                |row| col::<i64>(row, "failed_logins"),
+            )?;
+            let Some(count) = count else {
+                let locked = query_opt(conn, "select locked_until from users where id = ?1", [id.as_uuid()], |row| {
+                    opt_time(col(row, "locked_until")?)
+                })?;
+                return Ok(locked.map(|until| LoginAttempt::Locked { until: until.unwrap_or(now) }));
+            };
+            let failures = count as u32;
+            if let Some(until) = lock_until(failures) {
+                execute(
+                    conn,
+                    "update users set locked_until = max(coalesce(locked_until, 0), ?2) where id = ?1",
+                    params![id.as_uuid(), millis(until)],
+                )?;
+            }
+            Ok(Some(LoginAttempt::Allowed { failures }))
+        })
+        .await
+    }
+
+    async fn reset_login_failures(&self, id: UserId) -> Result<()> {
+        self.write(move |conn| {
+            execute(conn, "update users set failed_logins = 0, locked_until = null where id = ?1", [id.as_uuid()])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn set_role(&self, id: UserId, role: Role, now: DateTime<Utc>) -> Result<bool> {
+        self.write(move |conn| {
+            let current = query_opt(conn, "select role from users where id = ?1", [id.as_uuid()], |row| {
+                col::<String>(row, "role")
+            })?;
+            match current {
+                None => Ok(false),
+                Some(current) if current == role.as_str() => Ok(true),
+                Some(_) => {
+                    execute(
+                        conn,
+                        "update users set role = ?2, credential_version = credential_version + 1, updated_at = ?3 \
+                         where id = ?1",
+                        params![id.as_uuid(), role.as_str(), millis(now)],
+                    )?;
+                    revoke_sessions(conn, id, None, now)?;
+                    Ok(true)
+                }
+            }
+        })
+        .await
+    }
+
+    async fn set_disabled(&self, id: UserId, disabled: bool, now: DateTime<Utc>) -> Result<bool> {
+        self.write(move |conn| {
+            let changed = execute(
+                conn,
+                "update users set disabled_at = case when ?2 then coalesce(disabled_at, ?3) end, \
+                 credential_version = credential_version + ?2, updated_at = ?3 \
+                 where id = ?1",
+                params![id.as_uuid(), disabled, millis(now)],
+            )?;
+            if changed == 0 {
+                return Ok(false);
+            }
+            if disabled {
+                revoke_sessions(conn, id, None, now)?;
+            }
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn delete_user(&self, id: UserId, now: DateTime<Utc>) -> Result<bool> {
+        self.write(move |conn| {
+            // Sessions and favorites go with the user by `on delete cascade`.
+            if execute(conn, "delete from users where id = ?1", [id.as_uuid()])? == 0 {
+                return Ok(false);
+            }
+            enqueue(conn, TaskKind::UserDeleted, id, None, now)?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn list_users(&self, after: Option<UserId>, limit: u32) -> Result<Vec<User>> {
+        // A plain range (the nil UUID sorts first) keeps the scan on the index
+        // at any depth; `?1 is null or …` would scan from the start.
+        self.read(|conn| {
+            query_all(
+                conn,
+                "select * from users where id > ?1 order by id limit ?2",
+                params![after.map_or(uuid::Uuid::nil(), |a| a.as_uuid()), i64::from(limit)],
+                |row| user_record(row).map(|r| r.user),
+            )
+        })
+    }
+}
