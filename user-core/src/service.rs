@@ -538,13 +538,12 @@ impl UserService {
     /// [`Error::Unauthorized`] if the token is malformed, expired, of the wrong
     /// type, or its session was revoked or deleted.
     pub async fn authenticate(&self, access_token: &str) -> Result<AccessClaims> {
-        let claims = self.tokens.verify_access(access_token, self.clock.now())?;
-        self.active_session(claims.sid, claims.sub).await?;
-        Ok(claims)
+        self.me(access_token).await.map(|(claims, _)| claims)
     }
 
     /// The account an access token belongs to, checked in one store round
-    /// trip: token valid, session active, user present.
+    /// trip: token valid, session active, user present. The one path from an
+    /// access token to a live session ([`UserService::authenticate`] takes it too).
     ///
     /// # Errors
     /// [`Error::Unauthorized`] as [`UserService::authenticate`].

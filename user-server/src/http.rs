@@ -217,6 +217,30 @@ impl std::fmt::Debug for Credentials {
 }
 
 impl Credentials {
+    /// The tokens in `headers`: `Authorization: Bearer`, else the
+    /// `access_token` cookie; the `refresh_token` cookie.
+    pub fn from_headers(headers: &warp::http::HeaderMap) -> Self {
+        let bearer = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim().to_owned());
+        let (mut access_cookie, mut refresh, mut duplicate) = (None, None, None);
+        let pairs = headers.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(';'));
+        for (name, value) in pairs.filter_map(|pair| pair.trim().split_once('=')) {
+            let (slot, name) = match name.trim() {
+                "access_token" => (&mut access_cookie, "access_token"),
+                "refresh_token" => (&mut refresh, "refresh_token"),
+                _ => continue,
+            };
+            if slot.replace(value.to_owned()).is_some() {
+                duplicate = Some(name);
+            }
+        }
+        Credentials { access_from_header: bearer.is_some(), access: bearer.or(access_cookie), refresh, duplicate }
+    }
+
     /// Refuses a request carrying a token cookie twice: a sibling subdomain
     /// or a man-in-the-middle on plain http can plant a second cookie of the
     /// same name ("cookie tossing"), and which one a server reads first is
@@ -264,31 +288,6 @@ impl Credentials {
     pub fn refresh(&self) -> Result<&str, ApiError> {
         self.refresh_opt()?.ok_or(ApiError::Core(user_core::Error::Unauthorized(UnauthorizedReason::Missing)))
     }
-}
-
-/// Extracts [`Credentials`]; never rejects.
-pub fn credentials() -> impl Filter<Extract = (Credentials,), Error = std::convert::Infallible> + Clone {
-    warp::header::headers_cloned().map(|headers: warp::http::HeaderMap| {
-        let bearer = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split_once(' '))
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, token)| token.trim().to_owned());
-        let (mut access_cookie, mut refresh, mut duplicate) = (None, None, None);
-        let pairs = headers.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(';'));
-        for (name, value) in pairs.filter_map(|pair| pair.trim().split_once('=')) {
-            let (slot, name) = match name.trim() {
-                "access_token" => (&mut access_cookie, "access_token"),
-                "refresh_token" => (&mut refresh, "refresh_token"),
-                _ => continue,
-            };
-            if slot.replace(value.to_owned()).is_some() {
-                duplicate = Some(name);
-            }
-        }
-        Credentials { access_from_header: bearer.is_some(), access: bearer.or(access_cookie), refresh, duplicate }
-    })
 }
 
 /// Cookie policy: `HttpOnly; SameSite=Strict; Path=/`, and `Secure` either
@@ -370,8 +369,9 @@ pub fn finish(
     if status == warp::http::StatusCode::METHOD_NOT_ALLOWED
         && !headers.contains_key(header::ALLOW)
         && let Some(allowed) = crate::routes::allowed_methods(path)
+        && let Ok(allowed) = HeaderValue::from_str(&allowed)
     {
-        headers.insert(header::ALLOW, HeaderValue::from_static(allowed));
+        headers.insert(header::ALLOW, allowed);
     }
     if let Some(origin) = origin.filter(|o| policy.cors_allows(o))
         && let Ok(v) = HeaderValue::from_str(origin)

@@ -46,6 +46,12 @@ pub fn openapi_document() -> &'static serde_json::Value {
     openapi::document()
 }
 
+/// Every route the server answers, from its route table: the method and the
+/// path template as the OpenAPI document names them (GET routes answer HEAD too).
+pub fn route_table() -> Vec<(warp::http::Method, &'static str)> {
+    routes::endpoints().iter().map(|e| (e.method.clone(), e.path.as_str())).collect()
+}
+
 /// Every route of the contract, ready for `warp::serve` or `warp::test`.
 pub fn routes(state: AppState) -> impl Filter<Extract = (Response,), Error = std::convert::Infallible> + Clone {
     routes::all(state)

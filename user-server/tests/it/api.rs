@@ -677,24 +677,16 @@ async fn the_openapi_document_describes_every_route() {
     let app = app().await;
     let doc = app.send(req("GET", "/openapi.json")).await.body;
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
-    for path in [
-        "/user/register",
-        "/user/login",
-        "/user/logout",
-        "/user/refresh",
-        "/user/get",
-        "/user/update",
-        "/user/delete",
-        "/user/all",
-        "/user/track/favorite",
-        "/user/track/favorite/{track_id}",
-        "/user/track/favorite/contains",
-        "/healthz",
-        "/readyz",
-        "/metrics",
-        "/.well-known/jwks.json",
-    ] {
-        assert!(doc["paths"].get(path).is_some(), "{path} missing");
+    let table = user_server::route_table();
+    assert_eq!(table.len(), 19, "a new route: add it to API.md's tests too");
+    for (method, path) in table {
+        let operation = &doc["paths"][path][method.as_str().to_lowercase()];
+        assert!(operation.is_object(), "{method} {path} missing");
+        // Every route answers with something of its own, never 404 or 405.
+        let concrete = path.replace("{track_id}", "42");
+        let status = app.send(req(method.as_str(), &concrete)).await.status;
+        assert!(![404, 405].contains(&status) || path == "/.well-known/jwks.json", "{method} {path}: {status}");
+        assert!(operation["responses"][status.to_string()].is_object(), "{method} {path}: {status} undocumented");
     }
     assert!(doc["components"]["schemas"]["MainResponse"].is_object());
 }
@@ -715,4 +707,31 @@ async fn jwks_is_published_only_for_eddsa() {
     };
     assert_eq!(header["alg"], "EdDSA");
     assert_eq!(header["kid"], jwks.body["keys"][0]["kid"]);
+}
+
+#[tokio::test]
+async fn paths_match_segment_by_segment_with_one_optional_trailing_slash() {
+    let app = app().await;
+    for (method, path, status, allow) in [
+        ("GET", "/user/get/", 401, None),
+        ("GET", "/user/get?x=1", 401, None),
+        ("GET", "//user/get", 404, None),
+        ("GET", "/user//get", 404, None),
+        ("GET", "/USER/GET", 404, None),
+        ("GET", "/", 404, None),
+        ("GET", "/healthz/", 200, None),
+        ("GET", "/user/track/favorite/", 401, None),
+        ("POST", "/user/track/favorite/", 401, None),
+        ("POST", "/user/track/favorite//", 404, None),
+        ("POST", "/user/track/favorite/a%2Fb", 401, None),
+        ("POST", "/user/track/favorite/a/b", 404, None),
+        // `contains` names the lookup route, never a track in the path.
+        ("POST", "/user/track/favorite/contains", 405, Some("GET, HEAD")),
+        ("GET", "/user/track/favorite/contains/", 401, None),
+        ("OPTIONS", "/user/get", 405, Some("GET, HEAD")),
+        ("PATCH", "/user/update", 405, Some("PUT")),
+    ] {
+        let reply = app.send(req(method, path)).await;
+        assert_eq!((reply.status, reply.header("allow")), (status, allow), "{method} {path}");
+    }
 }

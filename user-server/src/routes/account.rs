@@ -1,0 +1,101 @@
+//! The caller's account: register, read, update, delete.
+
+use user_core::api::{AccountResponse, MainResponse, RegisterRequest, UpdateRequest, UserResponse};
+use user_core::domain::{Email, Password, Username};
+use user_core::service::{ProfileUpdate, Registration};
+use user_core::store::User;
+use warp::reply::Response;
+
+use super::guard::{Authenticated, Open};
+use super::{Call, success};
+use crate::error::ApiError;
+use crate::http::json;
+
+fn account_response(user: &User) -> Response {
+    json(&AccountResponse {
+        response: MainResponse::success(),
+        username: user.username.to_string(),
+        email: user.email.to_string(),
+        id: user.id.as_uuid(),
+    })
+}
+
+/// Register a user.
+#[utoipa::path(post, path = "/user/register", request_body = RegisterRequest, responses(
+    (status = 200, description = "Registered", body = AccountResponse),
+    (status = 400, description = "Invalid body or field", body = MainResponse),
+    (status = 409, description = "Username or email taken", body = MainResponse),
+    (status = 413, description = "Body too large", body = MainResponse),
+    (status = 415, description = "Not JSON", body = MainResponse),
+    (status = 429, description = "Throttled; see Retry-After", body = MainResponse),
+    (status = 503, description = "Overloaded", body = MainResponse),
+))]
+pub(super) async fn register(mut call: Call<Open>) -> Result<Response, ApiError> {
+    let req: RegisterRequest = call.json()?;
+    let registration = Registration {
+        username: Username::parse(&req.username)?,
+        password: Password::parse(&req.password)?,
+        email: Email::parse(&req.email)?,
+    };
+    let user = call.state.service.register(registration, &call.ctx.client()).await?;
+    Ok(account_response(&user))
+}
+
+/// The caller's account.
+#[utoipa::path(get, path = "/user/get", security(("bearer" = []), ("access_cookie" = [])), responses(
+    (status = 200, description = "The account", body = UserResponse),
+    (status = 400, description = "A token cookie sent more than once", body = MainResponse),
+    (status = 401, description = "Unauthorized", body = MainResponse),
+    (status = 404, description = "The user no longer exists", body = MainResponse),
+))]
+pub(super) async fn get_user(call: Call<Authenticated>) -> Result<Response, ApiError> {
+    let user = call.caller.user();
+    Ok(json(&UserResponse {
+        response: MainResponse::success(),
+        username: user.username.to_string(),
+        id: user.id.as_uuid(),
+        email: user.email.to_string(),
+        role: user.role,
+        created_at: user.created_at,
+    }))
+}
+
+/// Change any non-empty subset of username, email, password.
+#[utoipa::path(put, path = "/user/update", request_body = UpdateRequest, security(("bearer" = []), ("access_cookie" = [])), responses(
+    (status = 200, description = "Updated", body = AccountResponse),
+    (status = 400, description = "Invalid body or field", body = MainResponse),
+    (status = 401, description = "Unauthorized or wrong current password", body = MainResponse),
+    (status = 409, description = "Username or email taken", body = MainResponse),
+    (status = 413, description = "Body too large", body = MainResponse),
+    (status = 415, description = "Not JSON", body = MainResponse),
+    (status = 429, description = "Throttled (per client, or this account after repeated wrong current passwords); see Retry-After", body = MainResponse),
+))]
+pub(super) async fn update(mut call: Call<Authenticated>) -> Result<Response, ApiError> {
+    let req: UpdateRequest = call.json()?;
+    let update = ProfileUpdate {
+        username: req.username.as_deref().map(Username::parse).transpose()?,
+        email: req.email.as_deref().map(Email::parse).transpose()?,
+        password: req.password.as_deref().map(Password::parse).transpose()?,
+        current_password: req
+            .current_password
+            .as_deref()
+            .map(|p| Password::presented("current_password", p))
+            .transpose()?,
+    };
+    let claims = call.caller.claims();
+    let user = call.state.service.update(claims.sub, Some(claims.sid), update, &call.ctx.client()).await?;
+    Ok(account_response(&user))
+}
+
+/// Delete the caller's account, sessions and favorites.
+#[utoipa::path(delete, path = "/user/delete", security(("bearer" = []), ("access_cookie" = [])), responses(
+    (status = 200, description = "Deleted; cookies cleared", body = MainResponse),
+    (status = 400, description = "A token cookie sent more than once", body = MainResponse),
+    (status = 401, description = "Unauthorized", body = MainResponse),
+))]
+pub(super) async fn delete(call: Call<Authenticated>) -> Result<Response, ApiError> {
+    call.state.service.delete(call.caller.id(), &call.ctx.client()).await?;
+    let mut response = success();
+    call.state.cookies.clear(&mut response, &call.ctx);
+    Ok(response)
+}

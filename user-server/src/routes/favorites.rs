@@ -1,0 +1,127 @@
+//! Favorite tracks: add and remove (query or path form), list, contains.
+
+use user_core::api::{ContainsResponse, FavoriteListResponse, FavoriteTrack, MainResponse};
+use user_core::domain::TrackId;
+use user_core::page::PageRequest;
+use warp::reply::Response;
+
+use super::guard::Authenticated;
+use super::{Call, success};
+use crate::error::ApiError;
+use crate::http::json;
+
+/// Which tracks a favorites call is about: the query's `track_id` (a
+/// comma-separated batch) or the single id in the path, never both.
+fn track_ids(call: &Call<Authenticated>) -> Result<Vec<TrackId>, ApiError> {
+    match (&call.path_param, call.query.joined("track_id")) {
+        (Some(_), Some(_)) => {
+            Err(ApiError::BadRequest("track_id: give it in the path or in the query, not both".into()))
+        }
+        (Some(id), None) => {
+            // Path segments arrive percent-encoded (`spotify%3Atrack%3A7`).
+            let id = percent_encoding::percent_decode_str(id)
+                .decode_utf8()
+                .map_err(|_| ApiError::BadRequest("track_id: must be UTF-8".into()))?;
+            Ok(vec![TrackId::parse(&id)?])
+        }
+        (None, Some(ids)) => Ok(TrackId::parse_batch(&ids)?),
+        (None, None) => Err(ApiError::BadRequest("track_id: is required (?track_id=...)".into())),
+    }
+}
+
+async fn add(call: Call<Authenticated>) -> Result<Response, ApiError> {
+    let ids = track_ids(&call)?;
+    call.state.service.add_favorites(call.caller.id(), &ids).await?;
+    Ok(success())
+}
+
+async fn remove(call: Call<Authenticated>) -> Result<Response, ApiError> {
+    let ids = track_ids(&call)?;
+    call.state.service.remove_favorites(call.caller.id(), &ids).await?;
+    Ok(success())
+}
+
+/// Add favorites: `track_id` is one id or up to 50 comma-separated.
+#[utoipa::path(post, path = "/user/track/favorite", security(("bearer" = []), ("access_cookie" = [])), params(
+    ("track_id" = String, Query, description = "1–50 comma-separated ids of 1–64 chars of A-Z a-z 0-9 _ : . -", pattern = "^[A-Za-z0-9_:.-]{1,64}(,[A-Za-z0-9_:.-]{1,64}){0,49}$"),
+), responses(
+    (status = 200, description = "Added (idempotent)", body = MainResponse),
+    (status = 400, description = "Missing or invalid track_id", body = MainResponse),
+    (status = 401, description = "Unauthorized", body = MainResponse),
+))]
+pub(super) async fn add_favorite(call: Call<Authenticated>) -> Result<Response, ApiError> {
+    add(call).await
+}
+
+/// Remove favorites: `track_id` is one id or up to 50 comma-separated.
+#[utoipa::path(delete, path = "/user/track/favorite", security(("bearer" = []), ("access_cookie" = [])), params(
+    ("track_id" = String, Query, description = "1–50 comma-separated ids", pattern = "^[A-Za-z0-9_:.-]{1,64}(,[A-Za-z0-9_:.-]{1,64}){0,49}$"),
+), responses(
+    (status = 200, description = "Removed (idempotent)", body = MainResponse),
+    (status = 400, description = "Missing or invalid track_id", body = MainResponse),
+    (status = 401, description = "Unauthorized", body = MainResponse),
+))]
+pub(super) async fn remove_favorite(call: Call<Authenticated>) -> Result<Response, ApiError> {
+    remove(call).await
+}
+
+/// Add one favorite named in the path.
+#[utoipa::path(post, path = "/user/track/favorite/{track_id}", security(("bearer" = []), ("access_cookie" = [])), params(
+    ("track_id" = String, Path, description = "1–64 chars of A-Z a-z 0-9 _ : . - (not `contains`, which names the lookup route)", pattern = "^(?!contains$)[A-Za-z0-9_:.-]{1,64}$"),
+), responses(
+    (status = 200, description = "Added (idempotent)", body = MainResponse),
+    (status = 400, description = "Invalid track_id, or also given in the query", body = MainResponse),
+    (status = 401, description = "Unauthorized", body = MainResponse),
+))]
+pub(super) async fn add_favorite_by_path(call: Call<Authenticated>) -> Result<Response, ApiError> {
+    add(call).await
+}
+
+/// Remove one favorite named in the path.
+#[utoipa::path(delete, path = "/user/track/favorite/{track_id}", security(("bearer" = []), ("access_cookie" = [])), params(
+    ("track_id" = String, Path, description = "1–64 chars of A-Z a-z 0-9 _ : . - (not `contains`, which names the lookup route)", pattern = "^(?!contains$)[A-Za-z0-9_:.-]{1,64}$"),
+), responses(
+    (status = 200, description = "Removed (idempotent)", body = MainResponse),
+    (status = 400, description = "Invalid track_id, or also given in the query", body = MainResponse),
+    (status = 401, description = "Unauthorized", body = MainResponse),
+))]
+pub(super) async fn remove_favorite_by_path(call: Call<Authenticated>) -> Result<Response, ApiError> {
+    remove(call).await
+}
+
+/// The caller's favorites, newest first.
+#[utoipa::path(get, path = "/user/track/favorite", security(("bearer" = []), ("access_cookie" = [])), params(
+    ("limit" = Option<u32>, Query, description = "1–100, default 50", minimum = 1, maximum = 100),
+    ("cursor" = Option<String>, Query, description = "Opaque, from the previous page's next_cursor; any other value is 400", pattern = "^[A-Za-z0-9_-]+$"),
+), responses(
+    (status = 200, description = "One page", body = FavoriteListResponse),
+    (status = 400, description = "Bad limit or cursor", body = MainResponse),
+    (status = 401, description = "Unauthorized", body = MainResponse),
+))]
+pub(super) async fn list_favorites(call: Call<Authenticated>) -> Result<Response, ApiError> {
+    let page = PageRequest::parse(call.query.single("limit")?, call.query.single("cursor")?)?;
+    let favorites = call.state.service.list_favorites(call.caller.id(), &page).await?;
+    Ok(json(&FavoriteListResponse {
+        response: MainResponse::success(),
+        tracks: favorites
+            .items
+            .into_iter()
+            .map(|f| FavoriteTrack { track_id: f.track_id.into(), added_at: f.added_at })
+            .collect(),
+        next_cursor: favorites.next_cursor,
+    }))
+}
+
+/// Whether each of up to 50 tracks is a favorite, in request order.
+#[utoipa::path(get, path = "/user/track/favorite/contains", security(("bearer" = []), ("access_cookie" = [])), params(
+    ("track_id" = String, Query, description = "1–50 comma-separated ids", pattern = "^[A-Za-z0-9_:.-]{1,64}(,[A-Za-z0-9_:.-]{1,64}){0,49}$"),
+), responses(
+    (status = 200, description = "Flags in request order", body = ContainsResponse),
+    (status = 400, description = "Missing or invalid track_id", body = MainResponse),
+    (status = 401, description = "Unauthorized", body = MainResponse),
+))]
+pub(super) async fn contains_favorites(call: Call<Authenticated>) -> Result<Response, ApiError> {
+    let ids = track_ids(&call)?;
+    let contains = call.state.service.contains(call.caller.id(), &ids).await?;
+    Ok(json(&ContainsResponse { response: MainResponse::success(), contains }))
+}

@@ -1,0 +1,131 @@
+//! What a route needs of its caller, as types: a handler that takes
+//! `Call<Authenticated>` runs only after the access token was checked, and
+//! nothing else can make an [`Authenticated`].
+
+use std::future::Future;
+
+use user_core::auth::AccessClaims;
+use user_core::domain::{SessionId, UserId};
+use user_core::store::User;
+
+use crate::AppState;
+use crate::error::ApiError;
+use crate::http::{Credentials, RequestCtx};
+
+/// A route's requirement on its caller, checked before its handler runs.
+pub(crate) trait Guard: Sized + Send + 'static {
+    /// Establishes the caller from the request's credentials.
+    ///
+    /// # Errors
+    /// 400 for a duplicated token cookie, 401/403 for a caller the route refuses.
+    fn check(state: &AppState, creds: &Credentials) -> impl Future<Output = Result<Self, ApiError>> + Send;
+
+    /// The same-site rule for a write (any method but GET and HEAD), once the
+    /// caller is known: a credential that came in a cookie must come from
+    /// this site.
+    ///
+    /// # Errors
+    /// 403 for a cross-site request.
+    fn check_origin(ctx: &RequestCtx, creds: &Credentials) -> Result<(), ApiError> {
+        ctx.check_same_site(creds)
+    }
+}
+
+/// Anyone: no credentials read.
+pub(crate) struct Open;
+
+impl Guard for Open {
+    async fn check(_: &AppState, _: &Credentials) -> Result<Self, ApiError> {
+        Ok(Open)
+    }
+
+    fn check_origin(_: &RequestCtx, _: &Credentials) -> Result<(), ApiError> {
+        Ok(())
+    }
+}
+
+/// A caller with a valid access token (bearer or cookie) of a live session.
+pub(crate) struct Authenticated {
+    claims: AccessClaims,
+    user: User,
+}
+
+impl Authenticated {
+    /// The token's claims.
+    pub fn claims(&self) -> &AccessClaims {
+        &self.claims
+    }
+
+    /// The account, as read with the session.
+    pub fn user(&self) -> &User {
+        &self.user
+    }
+
+    pub fn id(&self) -> UserId {
+        self.claims.sub
+    }
+}
+
+impl Guard for Authenticated {
+    async fn check(state: &AppState, creds: &Credentials) -> Result<Self, ApiError> {
+        let (claims, user) = state.service.me(creds.access()?).await?;
+        Ok(Authenticated { claims, user })
+    }
+}
+
+/// An authenticated caller whose token carries the admin role.
+pub(crate) struct Admin(#[allow(dead_code)] Authenticated);
+
+impl Guard for Admin {
+    async fn check(state: &AppState, creds: &Credentials) -> Result<Self, ApiError> {
+        let caller = Authenticated::check(state, creds).await?;
+        caller.claims.require_admin()?;
+        Ok(Admin(caller))
+    }
+}
+
+/// A session to end: named by a live access token or, without one (say, it
+/// expired), by the session's refresh cookie.
+pub(crate) struct SessionToEnd {
+    pub user: UserId,
+    pub session: SessionId,
+}
+
+impl Guard for SessionToEnd {
+    async fn check(state: &AppState, creds: &Credentials) -> Result<Self, ApiError> {
+        let access = match creds.access_opt()? {
+            Some(token) => state.service.authenticate(token).await.map(|c| (c.sub, c.sid)),
+            None => Err(user_core::Error::Unauthorized(user_core::UnauthorizedReason::Missing)),
+        };
+        let (user, session) = match (access, creds.refresh_opt()?) {
+            (Ok(ids), _) => ids,
+            (Err(_), Some(refresh)) => {
+                let claims = state.service.authenticate_refresh(refresh).await?;
+                (claims.sub, claims.sid)
+            }
+            (Err(e), None) => return Err(e.into()),
+        };
+        Ok(SessionToEnd { user, session })
+    }
+}
+
+/// The refresh token, which only ever comes in its cookie (checked by the
+/// service when it rotates).
+pub(crate) struct RefreshCookie(String);
+
+impl RefreshCookie {
+    pub fn token(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Guard for RefreshCookie {
+    async fn check(_: &AppState, creds: &Credentials) -> Result<Self, ApiError> {
+        Ok(RefreshCookie(creds.refresh()?.to_owned()))
+    }
+
+    /// Always a cookie, so always checked.
+    fn check_origin(ctx: &RequestCtx, _: &Credentials) -> Result<(), ApiError> {
+        ctx.policy.check_same_site(&ctx.headers)
+    }
+}

@@ -1,0 +1,457 @@
+//! The routes of API.md, declared once each in [`table`]: from an entry come
+//! its warp filter, its metrics and log label, the methods a 405 lists in
+//! `Allow`, and its operation in the OpenAPI document.
+//!
+//! A handler is an `async fn(Call<G>)`: the guard type `G` says what the route
+//! needs of its caller ([`Open`], [`Authenticated`], [`Admin`], a session to
+//! end, a refresh cookie), and the only way to get a `G` is the route's filter
+//! running its check first. For any method but GET and HEAD, the guard's
+//! same-site rule runs before the handler too. Handlers parse the request into
+//! domain types, call `UserService` and render the reply; every rule lives in
+//! `user-core`.
+
+mod account;
+mod admin;
+mod favorites;
+mod guard;
+mod ops;
+mod session;
+
+use std::future::Future;
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use bytes::Bytes;
+use serde::de::DeserializeOwned;
+use user_core::api::MainResponse;
+use utoipa::openapi::path::{HttpMethod, Operation};
+use warp::filters::BoxedFilter;
+use warp::http::{HeaderValue, Method, header};
+use warp::reply::Response;
+use warp::{Filter, Reply};
+
+use guard::Guard;
+
+use crate::AppState;
+use crate::error::ApiError;
+use crate::http::{Credentials, Query, RequestCtx, ctx, finish, json, json_body, parse_json, query, respond};
+use crate::security::{Action, SharedPolicy};
+
+type Route = BoxedFilter<(Response,)>;
+
+/// Builds an endpoint's filter over the shared state.
+type Mount = Box<dyn Fn(&'static Endpoint, &Arc<AppState>) -> Route + Send + Sync>;
+
+/// Every route of the service, in one place. Adding a route: write its
+/// handler (with its `#[utoipa::path]` documentation) in the module of its
+/// resource and add one line here.
+fn table() -> Vec<Endpoint> {
+    use {account::*, admin::*, favorites::*, ops::*, session::*};
+    vec![
+        Endpoint::of::<__path_register, _, _, _>(register).throttled(Action::Register),
+        Endpoint::of::<__path_login, _, _, _>(login).throttled(Action::Login),
+        Endpoint::of::<__path_logout, _, _, _>(logout),
+        Endpoint::of::<__path_refresh, _, _, _>(refresh).throttled(Action::Refresh),
+        Endpoint::of::<__path_get_user, _, _, _>(get_user),
+        Endpoint::of::<__path_update, _, _, _>(update).throttled(Action::Update),
+        Endpoint::of::<__path_delete, _, _, _>(delete),
+        Endpoint::of::<__path_all_users, _, _, _>(all_users),
+        Endpoint::of::<__path_add_favorite, _, _, _>(add_favorite),
+        Endpoint::of::<__path_remove_favorite, _, _, _>(remove_favorite),
+        Endpoint::of::<__path_list_favorites, _, _, _>(list_favorites),
+        Endpoint::of::<__path_contains_favorites, _, _, _>(contains_favorites),
+        Endpoint::of::<__path_add_favorite_by_path, _, _, _>(add_favorite_by_path),
+        Endpoint::of::<__path_remove_favorite_by_path, _, _, _>(remove_favorite_by_path),
+        Endpoint::of::<__path_healthz, _, _, _>(healthz),
+        Endpoint::of::<__path_readyz, _, _, _>(readyz),
+        Endpoint::of::<__path_metrics, _, _, _>(metrics),
+        Endpoint::of::<__path_openapi, _, _, _>(openapi),
+        Endpoint::of::<__path_jwks, _, _, _>(jwks),
+    ]
+}
+
+/// The table, built once.
+pub(crate) fn endpoints() -> &'static [Endpoint] {
+    static TABLE: OnceLock<Vec<Endpoint>> = OnceLock::new();
+    TABLE.get_or_init(|| {
+        let mut table = table();
+        let patterns: Vec<Pattern> = table.iter().map(|e| e.pattern.clone()).collect();
+        for endpoint in &mut table {
+            endpoint.pattern.reserve_literals_of(&patterns);
+        }
+        table
+    })
+}
+
+/// What a handler gets: the request, the state, and what its guard established.
+pub(crate) struct Call<G> {
+    pub ctx: RequestCtx,
+    pub state: Arc<AppState>,
+    /// The caller, as the route's guard checked it.
+    pub caller: G,
+    /// The query string (empty unless the operation documents parameters).
+    pub query: Query,
+    /// The path parameter (`{…}` in the path), as sent: still percent-encoded.
+    pub path_param: Option<String>,
+    body: Option<Result<Bytes, ApiError>>,
+}
+
+impl<G> Call<G> {
+    /// The JSON body, parsed into `T`.
+    ///
+    /// # Errors
+    /// 400/413/415 for a body the contract refuses; 500 if the route's
+    /// operation declares no request body (so none was read).
+    fn json<T: DeserializeOwned>(&mut self) -> Result<T, ApiError> {
+        match self.body.take() {
+            Some(body) => parse_json(&body?),
+            None => Err(user_core::Error::internal("this route reads a body its operation does not declare").into()),
+        }
+    }
+}
+
+/// One route: its documented operation, what it throttles, and how to mount it.
+pub(crate) struct Endpoint {
+    pub method: Method,
+    /// The path template, as in the OpenAPI document (`/user/track/favorite/{track_id}`).
+    pub path: String,
+    /// `METHOD path`, for logs and metrics.
+    pub label: String,
+    pub operation: Operation,
+    throttle: Option<Action>,
+    pattern: Pattern,
+    mount: Mount,
+}
+
+impl Endpoint {
+    /// The route documented by `P` (`#[utoipa::path]` on `handler`), run by `handler`.
+    ///
+    /// # Panics
+    /// If `P` documents another function than `handler`, or more than one method.
+    fn of<P, G, H, F>(handler: H) -> Self
+    where
+        P: utoipa::Path,
+        G: Guard,
+        H: Fn(Call<G>) -> F + Copy + Send + Sync + 'static,
+        F: Future<Output = Result<Response, ApiError>> + Send + 'static,
+    {
+        let operation = P::operation();
+        let id = operation.operation_id.clone().unwrap_or_default();
+        let name = std::any::type_name::<H>();
+        assert!(name.ends_with(&format!("::{id}")), "{name} is documented as {id}");
+        let method = match P::methods().as_slice() {
+            [HttpMethod::Get] => Method::GET,
+            [HttpMethod::Post] => Method::POST,
+            [HttpMethod::Put] => Method::PUT,
+            [HttpMethod::Patch] => Method::PATCH,
+            [HttpMethod::Delete] => Method::DELETE,
+            _ => panic!("{id}: documents one of GET, POST, PUT, PATCH, DELETE"),
+        };
+        let path = P::path();
+        Endpoint {
+            label: format!("{method} {path}"),
+            pattern: Pattern::parse(&path),
+            method,
+            path,
+            operation,
+            throttle: None,
+            mount: Box::new(move |endpoint, state| mount(endpoint, state, handler)),
+        }
+    }
+
+    /// Counts each request against the client's `action` limit before anything else.
+    fn throttled(mut self, action: Action) -> Self {
+        self.throttle = Some(action);
+        self
+    }
+
+    fn has_body(&self) -> bool {
+        self.operation.request_body.is_some()
+    }
+
+    /// Routes with parameters read the query string: a path-parameter route
+    /// too, to refuse the same parameter given twice. Routes without leave it
+    /// alone, so a stray query on them is no error.
+    fn reads_query(&self) -> bool {
+        self.operation.parameters.as_ref().is_some_and(|p| !p.is_empty())
+    }
+
+    /// The methods this endpoint answers: GET brings HEAD (RFC 9110 §9.3.2;
+    /// hyper leaves the body out).
+    fn answers(&self) -> &'static [Method] {
+        match self.method {
+            Method::GET => &[Method::GET, Method::HEAD],
+            Method::POST => &[Method::POST],
+            Method::PUT => &[Method::PUT],
+            Method::PATCH => &[Method::PATCH],
+            _ => &[Method::DELETE],
+        }
+    }
+}
+
+/// The filter for one endpoint: path and method (404/405 rejections, as
+/// warp's own filters give), then the request context, throttle, guard,
+/// same-site rule for writes, and the handler.
+fn mount<G, H, F>(endpoint: &'static Endpoint, state: &Arc<AppState>, handler: H) -> Route
+where
+    G: Guard,
+    H: Fn(Call<G>) -> F + Copy + Send + Sync + 'static,
+    F: Future<Output = Result<Response, ApiError>> + Send + 'static,
+{
+    let query = if endpoint.reads_query() { query().boxed() } else { warp::any().map(Query::default).boxed() };
+    let body = if endpoint.has_body() { json_body().map(Some).boxed() } else { warp::any().map(|| None).boxed() };
+    let state = state.clone();
+    let writes = !matches!(endpoint.method, Method::GET | Method::HEAD);
+    path_and_method(endpoint)
+        .and(ctx(&state.policy))
+        .and(query)
+        .and(body)
+        .then(move |path_param: Option<String>, ctx: RequestCtx, query: Query, body| {
+            let state = state.clone();
+            respond(&endpoint.label, ctx.id.clone(), async move {
+                if let Some(action) = endpoint.throttle {
+                    ctx.throttle(action)?;
+                }
+                let creds = Credentials::from_headers(&ctx.headers);
+                let caller = G::check(&state, &creds).await?;
+                if writes {
+                    G::check_origin(&ctx, &creds)?;
+                }
+                handler(Call { ctx, state, caller, query, path_param, body }).await
+            })
+        })
+        .boxed()
+}
+
+/// Matches the endpoint's path (404 otherwise) and method (405 otherwise,
+/// as warp's own method filters reject); extracts the path parameter.
+fn path_and_method(endpoint: &'static Endpoint) -> BoxedFilter<(Option<String>,)> {
+    let path = warp::path::full().and_then(move |full: warp::path::FullPath| {
+        std::future::ready(endpoint.pattern.matches(full.as_str()).ok_or_else(warp::reject::not_found))
+    });
+    let method = match endpoint.method {
+        Method::GET => warp::get().or(warp::head()).unify().boxed(),
+        Method::POST => warp::post().boxed(),
+        Method::PUT => warp::put().boxed(),
+        Method::PATCH => warp::patch().boxed(),
+        _ => warp::delete().boxed(),
+    };
+    path.and(method).boxed()
+}
+
+/// A path template split into segments, `{name}` matching any one
+/// non-empty segment except the literals sibling templates put there.
+#[derive(Debug, Clone)]
+struct Pattern {
+    segments: Vec<Segment>,
+}
+
+#[derive(Debug, Clone)]
+enum Segment {
+    Literal(String),
+    Param { reserved: Vec<String> },
+}
+
+impl Pattern {
+    fn parse(template: &str) -> Self {
+        let segments = template
+            .trim_start_matches('/')
+            .split('/')
+            .map(|s| {
+                if s.starts_with('{') && s.ends_with('}') {
+                    Segment::Param { reserved: Vec::new() }
+                } else {
+                    Segment::Literal(s.to_owned())
+                }
+            })
+            .collect();
+        Self { segments }
+    }
+
+    /// A literal in another template, at a parameter's place after the same
+    /// prefix, names that route: `/user/track/favorite/contains` is never
+    /// the track `contains`.
+    fn reserve_literals_of(&mut self, all: &[Pattern]) {
+        for i in 0..self.segments.len() {
+            if !matches!(self.segments[i], Segment::Param { .. }) {
+                continue;
+            }
+            let words: Vec<String> = all
+                .iter()
+                .filter(|other| other.segments.len() == self.segments.len())
+                .filter(|other| other.segments[..i].iter().zip(&self.segments[..i]).all(|(a, b)| a.same_as(b)))
+                .filter_map(|other| match &other.segments[i] {
+                    Segment::Literal(word) => Some(word.clone()),
+                    Segment::Param { .. } => None,
+                })
+                .collect();
+            if let Segment::Param { reserved } = &mut self.segments[i] {
+                *reserved = words;
+            }
+        }
+    }
+
+    /// Whether `path` (as sent, one trailing slash allowed) is this
+    /// template; `Some(param)` with the parameter's segment, if any.
+    fn matches(&self, path: &str) -> Option<Option<String>> {
+        let path = path.strip_prefix('/')?;
+        let path = path.strip_suffix('/').unwrap_or(path);
+        let mut param = None;
+        let mut given = path.split('/');
+        for segment in &self.segments {
+            let part = given.next()?;
+            match segment {
+                Segment::Literal(word) if word == part => {}
+                Segment::Param { reserved } if !part.is_empty() && !reserved.iter().any(|r| r == part) => {
+                    param = Some(part.to_owned());
+                }
+                _ => return None,
+            }
+        }
+        given.next().is_none().then_some(param)
+    }
+}
+
+impl Segment {
+    fn same_as(&self, other: &Segment) -> bool {
+        match (self, other) {
+            (Segment::Literal(a), Segment::Literal(b)) => a == b,
+            (Segment::Param { .. }, Segment::Param { .. }) => true,
+            _ => false,
+        }
+    }
+}
+
+/// The methods `path` answers, for the `Allow` header of a 405.
+pub fn allowed_methods(path: &str) -> Option<String> {
+    let mut methods: Vec<&Method> = Vec::new();
+    for endpoint in endpoints().iter().filter(|e| e.pattern.matches(path).is_some()) {
+        methods.extend(endpoint.answers());
+    }
+    if methods.is_empty() {
+        return None;
+    }
+    let order = [Method::GET, Method::HEAD, Method::POST, Method::PUT, Method::PATCH, Method::DELETE];
+    methods.sort_by_key(|m| order.iter().position(|o| o == *m));
+    methods.dedup();
+    Some(methods.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(", "))
+}
+
+/// Every route, with rejections rendered as `{message, status}` and the
+/// common headers, access log and metrics applied.
+pub fn all(state: AppState) -> impl Filter<Extract = (Response,), Error = std::convert::Infallible> + Clone {
+    // Install the recorder before the first request is counted.
+    crate::telemetry::metrics();
+    let state = Arc::new(state);
+    let mut routes = preflight(&state.policy);
+    for endpoint in endpoints() {
+        // With a metrics listener of its own, `/metrics` is not served here.
+        if endpoint.path == "/metrics" && !state.metrics_public {
+            continue;
+        }
+        routes = routes.or((endpoint.mount)(endpoint, &state)).unify().boxed();
+    }
+    finished(routes, state.policy.clone())
+}
+
+/// Only `GET /metrics`, for the separate metrics listener (`USER_METRICS_LISTEN`).
+pub fn metrics_only(
+    policy: SharedPolicy,
+) -> impl Filter<Extract = (Response,), Error = std::convert::Infallible> + Clone {
+    crate::telemetry::metrics();
+    let endpoint = endpoints().iter().find(|e| e.path == "/metrics").expect("the table has /metrics");
+    let route = path_and_method(endpoint)
+        .and(ctx(&policy))
+        .then(move |_, ctx: RequestCtx| respond(&endpoint.label, ctx.id.clone(), async { Ok(ops::render_metrics()) }))
+        .boxed();
+    finished(route, policy)
+}
+
+/// `routes` with rejections rendered as `{message, status}`, and the common
+/// headers, access log and metrics applied.
+fn finished<F>(
+    routes: F,
+    policy: SharedPolicy,
+) -> impl Filter<Extract = (Response,), Error = std::convert::Infallible> + Clone
+where
+    F: Filter<Extract = (Response,), Error = warp::Rejection> + Clone + Send + Sync + 'static,
+{
+    warp::any()
+        .map(Instant::now)
+        .and(warp::method())
+        .and(warp::path::full())
+        .and(warp::header::optional::<String>("origin").or(warp::any().map(|| None)).unify())
+        .and(routes.recover(crate::error::recover).unify())
+        .map(move |started, method, path: warp::path::FullPath, origin: Option<String>, reply| {
+            finish(started, &method, path.as_str(), origin.as_deref(), &policy, reply)
+        })
+}
+
+/// CORS preflight (`OPTIONS` with `Origin` and `Access-Control-Request-Method`):
+/// 204 for an allowed origin, 403 otherwise. Without CORS origins configured
+/// it does not match, and `OPTIONS` is 405 like any other unknown method.
+fn preflight(policy: &SharedPolicy) -> Route {
+    let policy = policy.clone();
+    // Built from optional parts so that it never rejects with 405 and
+    // outranks the other routes' 404 for an unknown path.
+    warp::method()
+        .and(warp::header::optional::<String>("origin"))
+        .and(warp::header::optional::<String>("access-control-request-method"))
+        .and_then(move |method: Method, origin: Option<String>, requested: Option<String>| {
+            let policy = policy.clone();
+            async move {
+                let Some(origin) = origin
+                    .filter(|_| method == Method::OPTIONS && requested.is_some() && !policy.cors_origins.is_empty())
+                else {
+                    return Err(warp::reject::not_found());
+                };
+                if !policy.cors_allows(&origin) {
+                    return Ok(ApiError::Forbidden("origin not allowed".into()).into_response());
+                }
+                let mut response =
+                    warp::reply::with_status(warp::reply(), warp::http::StatusCode::NO_CONTENT).into_response();
+                let h = response.headers_mut();
+                h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("GET, POST, PUT, DELETE"));
+                h.insert(
+                    header::ACCESS_CONTROL_ALLOW_HEADERS,
+                    HeaderValue::from_static("authorization, content-type, x-request-id"),
+                );
+                h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
+                response.extensions_mut().insert(crate::http::RouteLabel("OPTIONS (preflight)"));
+                Ok(response)
+            }
+        })
+        .boxed()
+}
+
+fn success() -> Response {
+    json(&MainResponse::success())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_handler_is_paired_with_its_own_documentation_and_labels_are_unique() {
+        let table = endpoints();
+        let mut labels: Vec<&str> = table.iter().map(|e| e.label.as_str()).collect();
+        labels.sort_unstable();
+        labels.dedup();
+        assert_eq!(labels.len(), table.len());
+    }
+
+    #[test]
+    fn templates_match_segment_by_segment() {
+        let table = endpoints();
+        let by_path = table.iter().find(|e| e.path == "/user/track/favorite/{track_id}").unwrap();
+        assert_eq!(by_path.pattern.matches("/user/track/favorite/42"), Some(Some("42".into())));
+        assert_eq!(by_path.pattern.matches("/user/track/favorite/42/"), Some(Some("42".into())));
+        assert_eq!(by_path.pattern.matches("/user/track/favorite/contains"), None);
+        assert_eq!(by_path.pattern.matches("/user/track/favorite/"), None);
+        assert_eq!(by_path.pattern.matches("/user/track/favorite/a/b"), None);
+        assert_eq!(allowed_methods("/user/track/favorite"), Some("GET, HEAD, POST, DELETE".into()));
+        assert_eq!(allowed_methods("/user/track/favorite/contains"), Some("GET, HEAD".into()));
+        assert_eq!(allowed_methods("/nope"), None);
+    }
+}

@@ -1,0 +1,89 @@
+//! Sessions: log in, log out, refresh.
+
+use user_core::api::{LoginRequest, LoginResponse, MainResponse, RefreshResponse};
+use user_core::auth::IssuedTokens;
+use user_core::domain::{Login, Password};
+use warp::reply::Response;
+
+use super::guard::{Open, RefreshCookie, SessionToEnd};
+use super::{Call, success};
+use crate::AppState;
+use crate::error::ApiError;
+use crate::http::{RequestCtx, json};
+
+/// Log in by username or email; sets the token cookies.
+#[utoipa::path(post, path = "/user/login", request_body = LoginRequest, responses(
+    (status = 200, description = "Logged in; `access_token` and `refresh_token` cookies set", body = LoginResponse),
+    (status = 400, description = "Invalid body", body = MainResponse),
+    (status = 401, description = "Wrong password", body = MainResponse),
+    (status = 403, description = "Account disabled", body = MainResponse),
+    (status = 404, description = "User not found", body = MainResponse),
+    (status = 413, description = "Body too large", body = MainResponse),
+    (status = 415, description = "Not JSON", body = MainResponse),
+    (status = 429, description = "Throttled (per client, or this account after repeated failures); see Retry-After", body = MainResponse),
+    (status = 503, description = "Overloaded", body = MainResponse),
+))]
+pub(super) async fn login(mut call: Call<Open>) -> Result<Response, ApiError> {
+    let client = call.ctx.client();
+    let req: LoginRequest = call.json()?;
+    let login = Login::parse(&req.username)?;
+    let password = Password::presented("password", &req.password)?;
+    let outcome = match call.state.service.login(&login, &password, &client).await {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            crate::telemetry::record_login(match &e {
+                user_core::Error::InvalidCredentials => "wrong_password",
+                user_core::Error::UserNotFound => "unknown_user",
+                user_core::Error::Forbidden(_) => "disabled",
+                user_core::Error::Throttled { .. } => "throttled",
+                _ => "error",
+            });
+            return Err(e.into());
+        }
+    };
+    crate::telemetry::record_login("success");
+    let mut response = json(&LoginResponse {
+        response: MainResponse::new("success login", 200),
+        token: outcome.tokens.access.clone(),
+        id: outcome.user.id.as_uuid(),
+    });
+    call.state.set_token_cookies(&mut response, &call.ctx, &outcome.tokens);
+    Ok(response)
+}
+
+/// Log out: revoke the session and clear the cookies.
+#[utoipa::path(post, path = "/user/logout", security(("bearer" = []), ("access_cookie" = []), ("refresh_cookie" = [])), responses(
+    (status = 200, description = "Logged out", body = MainResponse),
+    (status = 400, description = "A token cookie sent more than once", body = MainResponse),
+    (status = 401, description = "Unauthorized", body = MainResponse),
+))]
+pub(super) async fn logout(call: Call<SessionToEnd>) -> Result<Response, ApiError> {
+    let SessionToEnd { user, session } = call.caller;
+    call.state.service.logout(user, session, &call.ctx.client()).await?;
+    let mut response = success();
+    call.state.cookies.clear(&mut response, &call.ctx);
+    Ok(response)
+}
+
+/// Rotate the refresh token and issue a new access token.
+#[utoipa::path(post, path = "/user/refresh", security(("refresh_cookie" = [])), responses(
+    (status = 200, description = "New tokens in cookies", body = RefreshResponse),
+    (status = 400, description = "A token cookie sent more than once", body = MainResponse),
+    (status = 401, description = "Unauthorized", body = MainResponse),
+    (status = 403, description = "Cross-site request refused", body = MainResponse),
+    (status = 429, description = "Throttled; see Retry-After", body = MainResponse),
+))]
+pub(super) async fn refresh(call: Call<RefreshCookie>) -> Result<Response, ApiError> {
+    let tokens = call.state.service.refresh(call.caller.token(), &call.ctx.client()).await?;
+    let mut response = json(&RefreshResponse { message: "success".into(), status: 200, token: tokens.access.clone() });
+    call.state.set_token_cookies(&mut response, &call.ctx, &tokens);
+    Ok(response)
+}
+
+impl AppState {
+    fn set_token_cookies(&self, response: &mut Response, ctx: &RequestCtx, tokens: &IssuedTokens) {
+        let ttl = self.service.tokens().config();
+        self.cookies.set(response, ctx, "access_token", &tokens.access, ttl.access_ttl.as_secs());
+        self.cookies.set(response, ctx, "refresh_token", &tokens.refresh, ttl.refresh_ttl.as_secs());
+    }
+}
