@@ -6,7 +6,7 @@
 //! revocation of other sessions). That keeps the transaction inside the
 //! backend, so a new backend fits these traits without changing them.
 //! Uniqueness is decided by the backend's unique indexes and reported as
-//! [`Error::Conflict`](crate::Error::Conflict), never by a check-then-insert.
+//! [`Error::Conflict`], never by a check-then-insert.
 
 #[cfg(test)]
 pub(crate) mod conformance;

@@ -1,8 +1,9 @@
-//! `user-server`: the REST contract of `shared/API.md` over warp, as thin as
-//! it can be — parse, call `user_core::UserService`, render.
+//! `user-server`: the REST contract (`docs/api.md`) over warp, as thin as it
+//! can be — parse, call `user_core::UserService`, render.
 //!
-//! The binary only parses [`Config`] and calls [`run`]; tests build the same
-//! filters with [`routes`] or start a real server with [`start`].
+//! The binary loads [`Config`], calls [`start`] and [`RunningServer::run`];
+//! tests build the same filters with [`routes`] or start a real server with
+//! [`start`].
 
 #![warn(missing_docs)]
 

@@ -1,0 +1,176 @@
+//! Accounts: registration, lookup, profile changes, deletion.
+
+use super::{AuditEvent, ClientInfo, UserService};
+use crate::domain::{Email, Password, Role, SessionId, UserId, Username, ValidationError};
+use crate::error::{Error, Result, UnauthorizedReason};
+use crate::store::{User, UserChanges, UserKey, UserRecord};
+
+/// A new account's fields, already valid.
+#[derive(Debug, Clone)]
+pub struct Registration {
+    /// The username.
+    pub username: Username,
+    /// The email.
+    pub email: Email,
+    /// The password.
+    pub password: Password,
+}
+
+/// A change to one's own account; at least one of `username`, `email`,
+/// `password` must be set.
+#[derive(Debug, Clone, Default)]
+pub struct ProfileUpdate {
+    /// A new username.
+    pub username: Option<Username>,
+    /// A new email.
+    pub email: Option<Email>,
+    /// A new password; other sessions of the user are revoked.
+    pub password: Option<Password>,
+    /// The current password; verified when present.
+    pub current_password: Option<Password>,
+}
+
+impl UserService {
+    /// Creates an account with the `user` role.
+    ///
+    /// # Errors
+    /// [`Error::Conflict`] if the username (case-insensitively) or email is
+    /// taken; [`Error::Overloaded`] if hashing is saturated.
+    #[tracing::instrument(skip_all, fields(username = %reg.username))]
+    pub async fn register(&self, reg: Registration, client: &ClientInfo) -> Result<User> {
+        let user = self.insert_user(reg, Role::User).await?;
+        self.audit(AuditEvent::Registered, Some(user.id), client, None).await;
+        Ok(user)
+    }
+
+    /// Creates an account with a chosen role (operators bootstrap the first
+    /// admin with this).
+    ///
+    /// # Errors
+    /// As [`UserService::register`].
+    pub async fn create_user(&self, reg: Registration, role: Role) -> Result<User> {
+        let user = self.insert_user(reg, role).await?;
+        let detail = format!("by an operator, role {role}");
+        self.audit(AuditEvent::Registered, Some(user.id), &ClientInfo::default(), Some(detail)).await;
+        Ok(user)
+    }
+
+    pub(super) async fn insert_user(&self, reg: Registration, role: Role) -> Result<User> {
+        let password_hash = self.hasher.hash(&reg.password).await?;
+        let now = self.clock.now();
+        let user = User {
+            id: UserId::new(),
+            username: reg.username,
+            email: reg.email,
+            role,
+            disabled_at: None,
+            created_at: now,
+            updated_at: now,
+        };
+        let record = UserRecord {
+            user: user.clone(),
+            password_hash,
+            failed_logins: 0,
+            locked_until: None,
+            credential_version: 0,
+        };
+        self.store.insert_user(&record).await?;
+        Ok(user)
+    }
+
+    /// One account by id.
+    ///
+    /// # Errors
+    /// [`Error::UserNotFound`].
+    pub async fn get(&self, id: UserId) -> Result<User> {
+        self.find(UserKey::Id(id)).await
+    }
+
+    /// One account by id, username or email.
+    ///
+    /// # Errors
+    /// [`Error::UserNotFound`].
+    pub async fn find(&self, key: UserKey<'_>) -> Result<User> {
+        self.store.find_user(key).await?.map(|r| r.user).ok_or(Error::UserNotFound)
+    }
+
+    /// Changes one's own account. A password change revokes every other
+    /// session of the user (the calling session `keep` survives).
+    ///
+    /// # Errors
+    /// [`Error::Validation`] for an empty update or a missing required
+    /// `current_password`; [`Error::Unauthorized`] for a wrong
+    /// `current_password`; [`Error::Conflict`] naming the taken field;
+    /// [`Error::UserNotFound`].
+    #[tracing::instrument(skip_all, fields(user_id = %id))]
+    pub async fn update(
+        &self,
+        id: UserId,
+        keep: Option<SessionId>,
+        update: ProfileUpdate,
+        client: &ClientInfo,
+    ) -> Result<User> {
+        if update.username.is_none() && update.email.is_none() && update.password.is_none() {
+            return Err(ValidationError::new("body", "give at least one of username, email, password").into());
+        }
+        let sensitive = update.password.is_some() || update.email.is_some();
+        if self.require_current_password && sensitive && update.current_password.is_none() {
+            return Err(ValidationError::new("current_password", "is required to change the password or email").into());
+        }
+        let mut verified_version = None;
+        if let Some(current) = &update.current_password {
+            // Counted and throttled like a login: a stolen access token must
+            // not let anyone guess the password at hashing speed.
+            let record = self.store.find_user(UserKey::Id(id)).await?.ok_or(Error::UserNotFound)?;
+            match self.check_password(&record, current, client, "wrong current password").await {
+                Err(Error::InvalidCredentials) => {
+                    return Err(Error::Unauthorized(UnauthorizedReason::WrongCurrentPassword));
+                }
+                other => other?,
+            };
+            self.store.reset_login_failures(id).await?;
+            verified_version = Some(record.credential_version);
+        }
+        let password_hash = match &update.password {
+            Some(p) => Some(self.hasher.hash(p).await?),
+            None => None,
+        };
+        let email_changed = update.email.is_some();
+        let changes = UserChanges {
+            username: update.username,
+            email: update.email,
+            password_hash,
+            keep_session: keep,
+            expected_credential_version: verified_version,
+        };
+        let Some(record) = self.store.update_user(id, &changes, self.clock.now()).await? else {
+            // Still there: the password was changed (or the account disabled)
+            // after `current_password` was checked, which no longer proves anything.
+            if verified_version.is_some() && self.store.find_user(UserKey::Id(id)).await?.is_some() {
+                return Err(Error::Unauthorized(UnauthorizedReason::WrongCurrentPassword));
+            }
+            return Err(Error::UserNotFound);
+        };
+        if changes.password_hash.is_some() {
+            self.audit(AuditEvent::PasswordChanged, Some(id), client, Some("other sessions revoked".into())).await;
+        }
+        if email_changed {
+            self.audit(AuditEvent::EmailChanged, Some(id), client, None).await;
+        }
+        Ok(record.user)
+    }
+
+    /// Deletes the account, its sessions and favorites, and enqueues a
+    /// `user.deleted` task, atomically.
+    ///
+    /// # Errors
+    /// [`Error::UserNotFound`].
+    pub async fn delete(&self, id: UserId, client: &ClientInfo) -> Result<()> {
+        if !self.store.delete_user(id, self.clock.now()).await? {
+            return Err(Error::UserNotFound);
+        }
+        self.task_waker.wake();
+        self.audit(AuditEvent::AccountDeleted, Some(id), client, None).await;
+        Ok(())
+    }
+}

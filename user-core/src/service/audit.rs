@@ -1,0 +1,94 @@
+//! The audit trail: security events, written to the log and the store.
+
+use super::{ClientInfo, UserService};
+use crate::domain::UserId;
+use crate::store::AuditRecord;
+
+/// Security events written to the audit trail (tracing target `audit`, and
+/// the store's `audit_events`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AuditEvent {
+    /// An account was created.
+    Registered,
+    /// A login succeeded.
+    LoginSucceeded,
+    /// A login failed (unknown user, wrong password, disabled account).
+    LoginFailed,
+    /// A login was refused by account protection.
+    LoginThrottled,
+    /// A rotated refresh token was presented again; the session was revoked.
+    RefreshReuseDetected,
+    /// A session ended by logout.
+    LoggedOut,
+    /// A password was changed.
+    PasswordChanged,
+    /// An email address was changed.
+    EmailChanged,
+    /// An operator changed a role.
+    RoleChanged,
+    /// An operator disabled an account.
+    AccountDisabled,
+    /// An operator enabled an account.
+    AccountEnabled,
+    /// An account was deleted.
+    AccountDeleted,
+    /// An operator ended every session of an account.
+    SessionsRevoked,
+}
+
+impl AuditEvent {
+    /// The stored name, e.g. `login.failure`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            AuditEvent::Registered => "register",
+            AuditEvent::LoginSucceeded => "login.success",
+            AuditEvent::LoginFailed => "login.failure",
+            AuditEvent::LoginThrottled => "login.throttled",
+            AuditEvent::RefreshReuseDetected => "refresh.reuse",
+            AuditEvent::LoggedOut => "logout",
+            AuditEvent::PasswordChanged => "password.change",
+            AuditEvent::EmailChanged => "email.change",
+            AuditEvent::RoleChanged => "role.change",
+            AuditEvent::AccountDisabled => "account.disable",
+            AuditEvent::AccountEnabled => "account.enable",
+            AuditEvent::AccountDeleted => "account.delete",
+            AuditEvent::SessionsRevoked => "sessions.revoke",
+        }
+    }
+}
+
+impl UserService {
+    /// Writes a security event to the log (target `audit`) and the store. A
+    /// failure to store it is logged, never fatal: the operation already happened.
+    pub(super) async fn audit(
+        &self,
+        event: AuditEvent,
+        user: Option<UserId>,
+        client: &ClientInfo,
+        detail: Option<String>,
+    ) {
+        let ip = client.ip.map(|ip| ip.to_string());
+        tracing::info!(
+            target: "audit",
+            event = event.as_str(),
+            user_id = user.map(|u| u.to_string()).unwrap_or_default(),
+            ip = ip.as_deref().unwrap_or_default(),
+            user_agent = client.user_agent.as_deref().unwrap_or_default(),
+            detail = detail.as_deref().unwrap_or_default(),
+            "security event"
+        );
+        let entry = AuditRecord {
+            id: 0,
+            created_at: self.clock.now(),
+            event: event.as_str().to_owned(),
+            user_id: user,
+            ip,
+            user_agent: client.user_agent.as_deref().map(|ua| ua.chars().take(256).collect()),
+            detail,
+        };
+        if let Err(e) = self.store.record_audit(&entry).await {
+            tracing::error!(error = %e, event = event.as_str(), "could not store an audit event");
+        }
+    }
+}

@@ -1,0 +1,258 @@
+//! Sessions: login, the one path from a token to a live session, refresh, logout.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use uuid::Uuid;
+
+use super::{AuditEvent, UserService};
+use crate::auth::{AccessClaims, IssuedTokens, RefreshClaims, Verified};
+use crate::domain::{Login, Password, SessionId, UserId};
+use crate::error::{Error, ForbiddenReason, Result, UnauthorizedReason};
+use crate::store::{LoginAttempt, NewSession, Rotation, SessionRecord, User, UserKey, UserRecord};
+
+/// Who is calling, as far as the transport knows; kept on the session.
+#[derive(Debug, Clone, Default)]
+pub struct ClientInfo {
+    /// The `User-Agent` header.
+    pub user_agent: Option<String>,
+    /// The client's address.
+    pub ip: Option<IpAddr>,
+}
+
+/// A successful login: the account and its new token pair.
+#[derive(Debug, Clone)]
+pub struct LoginOutcome {
+    /// The account.
+    pub user: User,
+    /// The new session's tokens.
+    pub tokens: IssuedTokens,
+}
+
+impl UserService {
+    /// Checks the password and opens a new session.
+    ///
+    /// An unknown user costs one dummy verification, so timing does not tell
+    /// unknown users from wrong passwords; a disabled account is reported only
+    /// after its password verifies. When the stored hash was made with other
+    /// parameters than the configured ones, it is replaced.
+    ///
+    /// # Errors
+    /// [`Error::UserNotFound`], [`Error::InvalidCredentials`],
+    /// [`Error::Forbidden`] (disabled), [`Error::Overloaded`].
+    #[tracing::instrument(skip_all)]
+    pub async fn login(&self, login: &Login, password: &Password, client: &ClientInfo) -> Result<LoginOutcome> {
+        let key = match login {
+            Login::Username(name) => UserKey::Username(name),
+            Login::Email(email) => UserKey::Email(email),
+        };
+        let Some(record) = self.store.find_user(key).await? else {
+            self.hasher.verify_dummy(password).await?;
+            self.audit(AuditEvent::LoginFailed, None, client, Some("unknown user".into())).await;
+            return Err(Error::UserNotFound);
+        };
+        let id = record.user.id;
+        let verified = self.check_password(&record, password, client, "wrong password").await?;
+        if record.user.disabled_at.is_some() {
+            self.audit(AuditEvent::LoginFailed, Some(id), client, Some("account disabled".into())).await;
+            return Err(Error::Forbidden(ForbiddenReason::AccountDisabled));
+        }
+        let Some(tokens) = self.open_session(&record, verified.rehashed, client).await? else {
+            // The password, role or state changed between reading the
+            // account and now: what was verified is no longer the credential.
+            let detail = Some("credentials changed during the login".into());
+            self.audit(AuditEvent::LoginFailed, Some(id), client, detail).await;
+            return Err(Error::InvalidCredentials);
+        };
+        self.audit(AuditEvent::LoginSucceeded, Some(id), client, None).await;
+        Ok(LoginOutcome { user: record.user, tokens })
+    }
+
+    /// Checks `password` against the account under the lockout: the attempt
+    /// is reserved (and counted) in the store before any hashing, so
+    /// concurrent guesses get no more checks than the lockout allows. A wrong
+    /// password is audited as a failed login with `wrong` as the detail. A
+    /// success leaves the attempt counted: the caller clears it, in the
+    /// transaction that acts on the success.
+    pub(super) async fn check_password(
+        &self,
+        record: &UserRecord,
+        password: &Password,
+        client: &ClientInfo,
+        wrong: &str,
+    ) -> Result<Verified> {
+        let id = record.user.id;
+        let now = self.clock.now();
+        let policy = self.lockout;
+        let lock = Box::new(move |failures: u32| policy.wait_after(failures).map(|wait| now + wait));
+        let failures = match self.store.reserve_login_attempt(id, now, lock).await? {
+            Some(LoginAttempt::Allowed { failures }) => failures,
+            Some(LoginAttempt::Locked { until }) => {
+                self.audit(AuditEvent::LoginThrottled, Some(id), client, None).await;
+                let retry_after = (until - now).to_std().unwrap_or_default();
+                return Err(Error::Throttled { retry_after: retry_after.max(Duration::from_secs(1)) });
+            }
+            None => return Err(Error::UserNotFound),
+        };
+        match self.hasher.verify(password, &record.password_hash).await {
+            Err(Error::InvalidCredentials) => {
+                let detail = format!("{wrong} ({failures} in a row)");
+                self.audit(AuditEvent::LoginFailed, Some(id), client, Some(detail)).await;
+                Err(Error::InvalidCredentials)
+            }
+            other => other,
+        }
+    }
+
+    /// Opens a session for a login that verified `record`'s password; `None`
+    /// if the account's credentials changed since `record` was read.
+    pub(super) async fn open_session(
+        &self,
+        record: &UserRecord,
+        rehash: Option<String>,
+        client: &ClientInfo,
+    ) -> Result<Option<IssuedTokens>> {
+        let user = &record.user;
+        let now = self.clock.now();
+        let sid = SessionId::new();
+        let jti = Uuid::now_v7();
+        let (access, access_expires_at) = self.tokens.issue_access(user.id, sid, user.role, now)?;
+        let (refresh, refresh_expires_at) = self.tokens.issue_refresh(user.id, sid, jti, now)?;
+        let session = SessionRecord {
+            id: sid,
+            user_id: user.id,
+            refresh_jti: jti,
+            previous_jti: None,
+            rotated_at: None,
+            created_at: now,
+            last_used_at: now,
+            expires_at: refresh_expires_at,
+            revoked_at: None,
+            user_agent: client.user_agent.as_deref().map(|ua| ua.chars().take(256).collect()),
+            ip: client.ip.map(|ip| ip.to_string()),
+        };
+        let opened = self
+            .store
+            .open_session(&NewSession { session, credential_version: record.credential_version, rehash })
+            .await?;
+        Ok(opened.then_some(IssuedTokens {
+            access,
+            access_expires_at,
+            refresh,
+            refresh_expires_at,
+            session_id: sid,
+            user_id: user.id,
+        }))
+    }
+
+    /// Exchanges a refresh token for a new pair, rotating the session's refresh
+    /// token by compare-and-swap: of two concurrent refreshes with one token,
+    /// exactly one wins.
+    ///
+    /// Presenting the token just replaced, within the grace period, is refused
+    /// without harm; presenting any other stale token of the session is taken
+    /// as theft and revokes the session.
+    ///
+    /// # Errors
+    /// [`Error::Unauthorized`] with the reason.
+    #[tracing::instrument(skip_all)]
+    pub async fn refresh(&self, refresh_token: &str, client: &ClientInfo) -> Result<IssuedTokens> {
+        let now = self.clock.now();
+        let claims = self.tokens.verify_refresh(refresh_token, now)?;
+        let mut session = self.active_session(claims.sid, claims.sub).await?;
+        if session.refresh_jti == claims.jti {
+            let user = match self.store.find_user(UserKey::Id(claims.sub)).await? {
+                Some(record) if record.user.disabled_at.is_none() => record.user,
+                _ => return Err(Error::Unauthorized(UnauthorizedReason::SessionRevoked)),
+            };
+            let new_jti = Uuid::now_v7();
+            let (access, access_expires_at) = self.tokens.issue_access(user.id, session.id, user.role, now)?;
+            let (refresh, refresh_expires_at) = self.tokens.issue_refresh(user.id, session.id, new_jti, now)?;
+            let rotation = Rotation {
+                session: session.id,
+                expected_jti: claims.jti,
+                new_jti,
+                now,
+                expires_at: refresh_expires_at,
+            };
+            if self.store.rotate_session(&rotation).await? {
+                return Ok(IssuedTokens {
+                    access,
+                    access_expires_at,
+                    refresh,
+                    refresh_expires_at,
+                    session_id: session.id,
+                    user_id: user.id,
+                });
+            }
+            // Another refresh with the same token won the race: judge the token again.
+            session = self.active_session(claims.sid, claims.sub).await?;
+        }
+        let within_grace = session.previous_jti == Some(claims.jti)
+            && session.rotated_at.is_some_and(|at| now <= at + self.refresh_grace);
+        if within_grace {
+            return Err(Error::Unauthorized(UnauthorizedReason::RefreshRecentlyRotated));
+        }
+        self.store.revoke_session(session.id, now).await?;
+        let detail = format!("session {} revoked", session.id);
+        self.audit(AuditEvent::RefreshReuseDetected, Some(claims.sub), client, Some(detail)).await;
+        Err(Error::Unauthorized(UnauthorizedReason::RefreshReused))
+    }
+
+    pub(super) async fn active_session(&self, sid: SessionId, user: UserId) -> Result<SessionRecord> {
+        match self.store.session(sid).await? {
+            Some(s) if s.user_id == user && s.is_active(self.clock.now()) => Ok(s),
+            _ => Err(Error::Unauthorized(UnauthorizedReason::SessionRevoked)),
+        }
+    }
+
+    /// Verifies an access token and that its session is still active.
+    ///
+    /// # Errors
+    /// [`Error::Unauthorized`] if the token is malformed, expired, of the wrong
+    /// type, or its session was revoked or deleted.
+    pub async fn authenticate(&self, access_token: &str) -> Result<AccessClaims> {
+        self.me(access_token).await.map(|(claims, _)| claims)
+    }
+
+    /// The account an access token belongs to, checked in one store round
+    /// trip: token valid, session active, user present. The one path from an
+    /// access token to a live session ([`UserService::authenticate`] takes it too).
+    ///
+    /// # Errors
+    /// [`Error::Unauthorized`] as [`UserService::authenticate`].
+    pub async fn me(&self, access_token: &str) -> Result<(AccessClaims, User)> {
+        let now = self.clock.now();
+        let claims = self.tokens.verify_access(access_token, now)?;
+        match self.store.session_user(claims.sid, claims.sub, now).await? {
+            Some(record) => Ok((claims, record.user)),
+            None => Err(Error::Unauthorized(UnauthorizedReason::SessionRevoked)),
+        }
+    }
+
+    /// Verifies a refresh token for logging out: its session must be active and
+    /// the token its current or just-replaced one. Does not rotate.
+    ///
+    /// # Errors
+    /// [`Error::Unauthorized`] otherwise.
+    pub async fn authenticate_refresh(&self, refresh_token: &str) -> Result<RefreshClaims> {
+        let claims = self.tokens.verify_refresh(refresh_token, self.clock.now())?;
+        let session = self.active_session(claims.sid, claims.sub).await?;
+        if session.refresh_jti != claims.jti && session.previous_jti != Some(claims.jti) {
+            return Err(Error::Unauthorized(UnauthorizedReason::SessionRevoked));
+        }
+        Ok(claims)
+    }
+
+    /// Ends a session; its access and refresh tokens stop working at once.
+    /// Ending an already ended session is not an error.
+    ///
+    /// # Errors
+    /// [`Error::Internal`] if the store fails.
+    pub async fn logout(&self, user: UserId, session: SessionId, client: &ClientInfo) -> Result<()> {
+        if self.store.revoke_session(session, self.clock.now()).await? {
+            self.audit(AuditEvent::LoggedOut, Some(user), client, None).await;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,67 @@
+//! What tunes the service: [`ServiceConfig`] and its parts. Each default is written
+//! here once; the server's and the CLI's settings show these values.
+
+use std::time::Duration;
+
+use crate::auth::{HashingConfig, SigningConfig, TokenConfig};
+
+/// Everything that tunes the service; `Default` is production-ready.
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    /// Token lifetimes, issuer and audience.
+    pub tokens: TokenConfig,
+    /// Where signing keys come from (default: HS256, generated and stored).
+    pub signing: SigningConfig,
+    /// argon2id parameters and hashing concurrency.
+    pub hashing: HashingConfig,
+    /// How long after a rotation the replaced refresh token is refused without
+    /// revoking the session (default 10 s): covers a client that sent two
+    /// refreshes at once.
+    pub refresh_grace: Duration,
+    /// Require `current_password` for password and email changes.
+    pub require_current_password: bool,
+    /// How repeated failed logins of one account are slowed down.
+    pub lockout: LockoutPolicy,
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        Self {
+            tokens: TokenConfig::default(),
+            signing: SigningConfig::default(),
+            hashing: HashingConfig::default(),
+            refresh_grace: Duration::from_secs(10),
+            require_current_password: false,
+            lockout: LockoutPolicy::default(),
+        }
+    }
+}
+
+/// Account protection: after `threshold` consecutive failed logins, further
+/// attempts are refused for a wait that doubles with each further failure,
+/// from `base` up to `cap`. It slows guessing down without letting anyone
+/// lock a victim out for good; a successful login resets it. The state lives
+/// in the store, so every replica enforces it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LockoutPolicy {
+    /// Failures before the first wait (default 5).
+    pub threshold: u32,
+    /// The first wait (default 2 s).
+    pub base: Duration,
+    /// The longest wait (default 15 min).
+    pub cap: Duration,
+}
+
+impl Default for LockoutPolicy {
+    fn default() -> Self {
+        Self { threshold: 5, base: Duration::from_secs(2), cap: Duration::from_secs(15 * 60) }
+    }
+}
+
+impl LockoutPolicy {
+    /// The wait imposed after `failures` consecutive failures, if any.
+    pub fn wait_after(&self, failures: u32) -> Option<Duration> {
+        let over = failures.checked_sub(self.threshold)?;
+        Some(self.base.saturating_mul(1u32 << over.min(31)).min(self.cap))
+    }
+}
