@@ -74,30 +74,30 @@ impl TaskWaker {
     }
 }
 
-/// How the relay works.
+/// How the relay works. `Default` holds the production values (the only
+/// place they are written; `user-server --help` shows them).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RelayConfig {
-    /// Tasks claimed at once (default 100).
+    /// Tasks claimed at once.
     pub batch_size: u32,
-    /// How often to look for due tasks when not woken (default 1 s).
+    /// How often to look for due tasks when not woken.
     pub poll_interval: Duration,
-    /// How long to let tasks gather after a wake before claiming (default
-    /// 10 ms): under steady writes, a relay woken by every write would claim
-    /// them one or two at a time, and each claim costs the database a write.
+    /// How long to let tasks gather after a wake before claiming: under
+    /// steady writes, a relay woken by every write would claim them one or
+    /// two at a time, and each claim costs the database a write.
     pub linger: Duration,
     /// How long a claim holds its tasks; a relay that dies releases them after
-    /// this (default 5 min). Longer than the slowest batch, or tasks may be
-    /// delivered twice.
+    /// this. Longer than the slowest batch, or tasks may be delivered twice.
     pub lease: Duration,
-    /// Attempts before a task is dead (default 10).
+    /// Attempts before a task is dead.
     pub max_attempts: u32,
-    /// The first retry's delay (default 1 s); it doubles with each attempt.
+    /// The first retry's delay; it doubles with each attempt.
     pub backoff_base: Duration,
-    /// The longest delay between attempts (default 5 min).
+    /// The longest delay between attempts.
     pub backoff_cap: Duration,
     /// How long delivered tasks are kept before the relay deletes them
-    /// (default 7 days; `None` keeps them forever). Dead tasks are never
-    /// deleted: they wait for an operator.
+    /// (`None` keeps them forever). Dead tasks are never deleted: they wait
+    /// for an operator.
     pub retention: Option<Duration>,
 }
 

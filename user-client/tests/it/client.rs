@@ -121,7 +121,7 @@ async fn health_readiness_openapi_and_jwks() {
     assert!(client.openapi().await.unwrap()["paths"]["/user/register"].is_object());
     assert!(client.jwks().await.unwrap_err().is_not_found());
     let mut config = user_server::Config::for_tests("memory:");
-    config.jwt_algorithm = user_server::config::JwtAlgorithm::Eddsa;
+    config.service.jwt_algorithm = user_server::config::JwtAlgorithm::Eddsa;
     let ed = server_with(config).await;
     assert_eq!(ed.client().jwks().await.unwrap()["keys"][0]["crv"], "Ed25519");
 }

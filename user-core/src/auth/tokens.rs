@@ -283,18 +283,19 @@ fn ed25519_kid(x: &str) -> String {
     URL_SAFE_NO_PAD.encode(Sha256::digest(canonical.as_bytes()))
 }
 
-/// Lifetimes and identity of issued tokens.
+/// Lifetimes and identity of issued tokens. `Default` holds the production
+/// values (the only place they are written).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenConfig {
-    /// Access token lifetime (default 15 minutes).
+    /// Access token lifetime.
     pub access_ttl: Duration,
-    /// Refresh token and session lifetime (default 30 days).
+    /// Refresh token and session lifetime.
     pub refresh_ttl: Duration,
     /// The `iss` claim written and required.
     pub issuer: String,
     /// The `aud` claim written and required.
     pub audience: String,
-    /// Clock skew tolerated when checking `exp` (default 5 s).
+    /// Clock skew tolerated when checking `exp`.
     pub leeway: Duration,
 }
 

@@ -6,14 +6,19 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::{Parser, ValueEnum};
+use clap::Parser;
 use ipnet::IpNet;
 use user_core::ServiceConfig;
-use user_core::auth::{HashingConfig, SigningConfig, TokenConfig};
-use user_core::service::LockoutPolicy;
 use user_core::tasks::{LogSink, RelayConfig, TaskSink, WebhookSink};
 
 use crate::security::{Policy, Rate, Throttle};
+
+mod service;
+mod values;
+
+pub use service::ServiceSettings;
+use service::read_secret_file;
+pub use values::{DatabaseUrl, JwtAlgorithm, LoadError, LogFormat, RateLimitSetting, Retention, Secret, redact_url};
 use crate::serve::TransportLimits;
 
 /// The user service's REST server.
@@ -44,65 +49,9 @@ pub struct Config {
     #[arg(long, env = "USER_DATABASE_MAX_CONNECTIONS", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub database_max_connections: u32,
 
-    /// Access token lifetime (e.g. `15m`, `900s`).
-    #[arg(long, env = "USER_ACCESS_TTL", default_value = "15m", value_parser = humantime::parse_duration)]
-    pub access_ttl: Duration,
-
-    /// Refresh token and session lifetime.
-    #[arg(long, env = "USER_REFRESH_TTL", default_value = "30d", value_parser = humantime::parse_duration)]
-    pub refresh_ttl: Duration,
-
-    /// How long the just-replaced refresh token is refused without revoking the session.
-    #[arg(long, env = "USER_REFRESH_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
-    pub refresh_grace: Duration,
-
-    /// Token signing algorithm; keys are generated and kept in the database unless given below.
-    #[arg(long, env = "USER_JWT_ALGORITHM", value_enum, default_value = "hs256")]
-    pub jwt_algorithm: JwtAlgorithm,
-
-    /// HS256 secrets, comma-separated, each at least 32 bytes; the last signs, all verify.
-    #[arg(long, env = "USER_JWT_SECRETS", hide_env_values = true)]
-    pub jwt_secrets: Option<Secret>,
-
-    /// Read the HS256 secrets from this file (trimmed); not together with --jwt-secrets.
-    #[arg(long, env = "USER_JWT_SECRETS_FILE", value_name = "FILE")]
-    pub jwt_secrets_file: Option<PathBuf>,
-
-    /// A PEM file of Ed25519 private keys (PKCS#8) for EdDSA; the last signs, all verify.
-    #[arg(long, env = "USER_JWT_ED25519_KEYS_FILE")]
-    pub jwt_ed25519_keys_file: Option<PathBuf>,
-
-    /// The `iss` claim written and required.
-    #[arg(long, env = "USER_JWT_ISSUER", default_value = "user-service")]
-    pub jwt_issuer: String,
-
-    /// The `aud` claim written and required.
-    #[arg(long, env = "USER_JWT_AUDIENCE", default_value = "user-service")]
-    pub jwt_audience: String,
-
-    /// argon2id memory cost in KiB (OWASP: 19456).
-    #[arg(long, env = "USER_ARGON2_MEMORY_KIB", default_value_t = 19_456)]
-    pub argon2_memory_kib: u32,
-
-    /// argon2id iterations (OWASP: 2).
-    #[arg(long, env = "USER_ARGON2_ITERATIONS", default_value_t = 2)]
-    pub argon2_iterations: u32,
-
-    /// argon2id lanes (OWASP: 1).
-    #[arg(long, env = "USER_ARGON2_PARALLELISM", default_value_t = 1)]
-    pub argon2_parallelism: u32,
-
-    /// Password hashes computed at once [default: the number of cores].
-    #[arg(long, env = "USER_HASH_CONCURRENCY")]
-    pub hash_concurrency: Option<usize>,
-
-    /// Password hashes allowed to wait; past this, login and register answer 503 [default: 64 per core].
-    #[arg(long, env = "USER_HASH_QUEUE")]
-    pub hash_queue: Option<usize>,
-
-    /// Require `current_password` for password and email changes.
-    #[arg(long, env = "USER_REQUIRE_CURRENT_PASSWORD", default_value_t = false, action = clap::ArgAction::Set)]
-    pub require_current_password: bool,
+    /// Tokens, signing keys, password hashing and account lockout.
+    #[command(flatten)]
+    pub service: ServiceSettings,
 
     /// Mark every cookie `Secure` [default: off when listening on loopback, on otherwise]; cookies answering a request a trusted proxy marks as https are `Secure` regardless.
     #[arg(long, env = "USER_COOKIE_SECURE", action = clap::ArgAction::Set)]
@@ -135,18 +84,6 @@ pub struct Config {
     /// Origins allowed to call with credentials from a browser (CORS), exact, comma-separated; none by default.
     #[arg(long, env = "USER_CORS_ORIGINS", value_delimiter = ',')]
     pub cors_origins: Vec<String>,
-
-    /// Failed logins of one account before attempts are refused for a while.
-    #[arg(long, env = "USER_LOGIN_LOCKOUT_AFTER", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
-    pub login_lockout_after: u32,
-
-    /// The first refusal's length; it doubles with each further failure.
-    #[arg(long, env = "USER_LOGIN_LOCKOUT_BASE", default_value = "2s", value_parser = humantime::parse_duration)]
-    pub login_lockout_base: Duration,
-
-    /// The longest refusal.
-    #[arg(long, env = "USER_LOGIN_LOCKOUT_CAP", default_value = "15m", value_parser = humantime::parse_duration)]
-    pub login_lockout_cap: Duration,
 
     /// Time a client has from connecting to a complete first request head, whatever the protocol, and to send each later request's headers (cuts off idle and slow-loris clients).
     #[arg(long, env = "USER_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
@@ -201,35 +138,35 @@ pub struct Config {
     pub tasks_webhook_timeout: Duration,
 
     /// Tasks claimed per relay pass.
-    #[arg(long, env = "USER_TASKS_BATCH_SIZE", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    #[arg(long, env = "USER_TASKS_BATCH_SIZE", default_value_t = relay().batch_size, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub tasks_batch_size: u32,
 
     /// How often the relay looks for due tasks when not woken by a write.
-    #[arg(long, env = "USER_TASKS_POLL_INTERVAL", default_value = "1s", value_parser = humantime::parse_duration)]
-    pub tasks_poll_interval: Duration,
+    #[arg(long, env = "USER_TASKS_POLL_INTERVAL", default_value_t = relay().poll_interval.into())]
+    pub tasks_poll_interval: humantime::Duration,
 
     /// After a write wakes the relay, how long it lets more tasks gather before claiming.
-    #[arg(long, env = "USER_TASKS_LINGER", default_value = "10ms", value_parser = humantime::parse_duration)]
-    pub tasks_linger: Duration,
+    #[arg(long, env = "USER_TASKS_LINGER", default_value_t = relay().linger.into())]
+    pub tasks_linger: humantime::Duration,
 
     /// How long a relay holds claimed tasks; a crashed relay's tasks return after this.
-    #[arg(long, env = "USER_TASKS_LEASE", default_value = "5m", value_parser = humantime::parse_duration)]
-    pub tasks_lease: Duration,
+    #[arg(long, env = "USER_TASKS_LEASE", default_value_t = relay().lease.into())]
+    pub tasks_lease: humantime::Duration,
 
     /// Delivery attempts before a task is dead.
-    #[arg(long, env = "USER_TASKS_MAX_ATTEMPTS", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, env = "USER_TASKS_MAX_ATTEMPTS", default_value_t = relay().max_attempts, value_parser = clap::value_parser!(u32).range(1..))]
     pub tasks_max_attempts: u32,
 
     /// First retry delay; doubles per attempt, with jitter.
-    #[arg(long, env = "USER_TASKS_BACKOFF_BASE", default_value = "1s", value_parser = humantime::parse_duration)]
-    pub tasks_backoff_base: Duration,
+    #[arg(long, env = "USER_TASKS_BACKOFF_BASE", default_value_t = relay().backoff_base.into())]
+    pub tasks_backoff_base: humantime::Duration,
 
     /// Longest delay between attempts.
-    #[arg(long, env = "USER_TASKS_BACKOFF_CAP", default_value = "5m", value_parser = humantime::parse_duration)]
-    pub tasks_backoff_cap: Duration,
+    #[arg(long, env = "USER_TASKS_BACKOFF_CAP", default_value_t = relay().backoff_cap.into())]
+    pub tasks_backoff_cap: humantime::Duration,
 
     /// How long delivered tasks are kept before the relay deletes them; `off` keeps them forever. Dead tasks are always kept.
-    #[arg(long, env = "USER_TASKS_RETENTION", default_value = "7d")]
+    #[arg(long, env = "USER_TASKS_RETENTION", default_value_t = Retention(relay().retention))]
     pub tasks_retention: Retention,
 
     /// Log format.
@@ -251,118 +188,6 @@ pub struct Config {
     /// How long graceful shutdown waits for in-flight requests.
     #[arg(long, env = "USER_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub shutdown_timeout: Duration,
-}
-
-/// Token signing algorithms.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum JwtAlgorithm {
-    /// HMAC-SHA256 with a shared secret.
-    Hs256,
-    /// Ed25519 signatures; public keys at `/.well-known/jwks.json`.
-    Eddsa,
-}
-
-/// Log output formats.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    /// Human-readable lines.
-    Text,
-    /// One JSON object per line.
-    Json,
-}
-
-/// Whether throttling is on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum RateLimitSetting {
-    /// Throttle with the built-in limits.
-    On,
-    /// No throttling at all.
-    Off,
-}
-
-/// Why [`Config::load`] failed.
-#[derive(Debug, thiserror::Error)]
-pub enum LoadError {
-    /// The command line or a variable does not parse (clap's message, `--help`…).
-    #[error(transparent)]
-    Usage(clap::Error),
-    /// A setting is wrong.
-    #[error("{0}")]
-    Invalid(String),
-}
-
-/// A secret setting: `Debug` prints `[redacted]`, so logging the
-/// configuration cannot leak it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// The secret itself.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("[redacted]")
-    }
-}
-
-impl std::str::FromStr for Secret {
-    type Err = std::convert::Infallible;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Ok(Self(s.to_owned()))
-    }
-}
-
-/// A database URL: `Debug` and `Display` hide its password.
-#[derive(Clone, PartialEq, Eq)]
-pub struct DatabaseUrl(String);
-
-impl DatabaseUrl {
-    /// The URL, password included, to connect with.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for DatabaseUrl {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{:?}", redact_url(&self.0))
-    }
-}
-
-impl std::fmt::Display for DatabaseUrl {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&redact_url(&self.0))
-    }
-}
-
-impl std::str::FromStr for DatabaseUrl {
-    type Err = std::convert::Infallible;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Ok(Self(s.to_owned()))
-    }
-}
-
-/// How long something is kept: a duration (`7d`, `12h`), or `off` for forever.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Retention(pub Option<Duration>);
-
-impl std::str::FromStr for Retention {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        if s.eq_ignore_ascii_case("off") {
-            return Ok(Self(None));
-        }
-        humantime::parse_duration(s)
-            .map(|d| Self(Some(d)))
-            .map_err(|e| format!("{e}; give a duration such as 7d or 12h, or off"))
-    }
 }
 
 impl Config {
@@ -388,30 +213,16 @@ impl Config {
         use clap::{CommandFactory, FromArgMatches};
         let matches = Self::command().try_get_matches_from(args).map_err(LoadError::Usage)?;
         let mut config = Self::from_arg_matches(&matches).map_err(LoadError::Usage)?;
-        let given = |id: &str| {
-            matches!(
-                matches.value_source(id),
-                Some(clap::parser::ValueSource::CommandLine | clap::parser::ValueSource::EnvVariable)
-            )
-        };
-        let read = |setting: &str, path: &Option<PathBuf>, direct: &str| -> Result<Option<String>, LoadError> {
-            let Some(path) = path else { return Ok(None) };
-            if given(direct) {
-                return Err(LoadError::Invalid(format!("give {setting} or {setting}_FILE, not both")));
-            }
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| LoadError::Invalid(format!("{setting}_FILE {}: {e}", path.display())))?;
-            Ok(Some(text.trim().to_owned()))
-        };
-        if let Some(url) = read("USER_DATABASE_URL", &config.database_file, "database")? {
-            config.database = DatabaseUrl(url);
+        let given = |id: &str| given(&matches, id);
+        if let Some(url) = read_secret_file("USER_DATABASE_URL", &config.database_file, given("database"))? {
+            config.database = DatabaseUrl::new(url);
         }
-        if let Some(secrets) = read("USER_JWT_SECRETS", &config.jwt_secrets_file, "jwt_secrets")? {
-            config.jwt_secrets = Some(Secret(secrets));
-        }
+        config.service.read_secret_files(&given)?;
         let webhook_file = &config.tasks_webhook_secret_file;
-        if let Some(secret) = read("USER_TASKS_WEBHOOK_SECRET", webhook_file, "tasks_webhook_secret")? {
-            config.tasks_webhook_secret = Some(Secret(secret));
+        if let Some(secret) =
+            read_secret_file("USER_TASKS_WEBHOOK_SECRET", webhook_file, given("tasks_webhook_secret"))?
+        {
+            config.tasks_webhook_secret = Some(Secret::new(secret));
         }
         Ok(config)
     }
@@ -419,8 +230,8 @@ impl Config {
     /// Parses a command line (for tests); `user-server` itself uses [`Config::load`].
     pub fn for_tests(database: &str) -> Self {
         let mut config = Self::parse_from(["user-server", "--database", database, "--listen", "127.0.0.1:0"]);
-        config.argon2_memory_kib = 8;
-        config.argon2_iterations = 1;
+        config.service.argon2_memory_kib = 8;
+        config.service.argon2_iterations = 1;
         config.rate_limit = RateLimitSetting::Off;
         config
     }
@@ -430,44 +241,7 @@ impl Config {
     /// # Errors
     /// A message naming the setting that is wrong.
     pub fn service_config(&self) -> Result<ServiceConfig, String> {
-        let signing = match (self.jwt_algorithm, &self.jwt_secrets, &self.jwt_ed25519_keys_file) {
-            (_, Some(_), Some(_)) => return Err("give USER_JWT_SECRETS or USER_JWT_ED25519_KEYS_FILE, not both".into()),
-            (_, Some(secrets), None) => {
-                SigningConfig::Hs256(secrets.expose().split(',').map(|s| s.trim().as_bytes().to_vec()).collect())
-            }
-            (_, None, Some(path)) => {
-                let pem = std::fs::read_to_string(path)
-                    .map_err(|e| format!("USER_JWT_ED25519_KEYS_FILE {}: {e}", path.display()))?;
-                SigningConfig::Ed25519Pem(split_pem_blocks(&pem))
-            }
-            (JwtAlgorithm::Hs256, None, None) => SigningConfig::GeneratedHs256,
-            (JwtAlgorithm::Eddsa, None, None) => SigningConfig::GeneratedEd25519,
-        };
-        let defaults = HashingConfig::default();
-        Ok(ServiceConfig {
-            tokens: TokenConfig {
-                access_ttl: self.access_ttl,
-                refresh_ttl: self.refresh_ttl,
-                issuer: self.jwt_issuer.clone(),
-                audience: self.jwt_audience.clone(),
-                ..TokenConfig::default()
-            },
-            signing,
-            hashing: HashingConfig {
-                memory_kib: self.argon2_memory_kib,
-                iterations: self.argon2_iterations,
-                parallelism: self.argon2_parallelism,
-                max_concurrent: self.hash_concurrency.unwrap_or(defaults.max_concurrent),
-                max_queue: self.hash_queue.unwrap_or(defaults.max_queue),
-            },
-            refresh_grace: self.refresh_grace,
-            require_current_password: self.require_current_password,
-            lockout: LockoutPolicy {
-                threshold: self.login_lockout_after,
-                base: self.login_lockout_base,
-                cap: self.login_lockout_cap,
-            },
-        })
+        self.service.service_config()
     }
 
     /// Throttling, trusted proxies and CORS as configured.
@@ -505,12 +279,12 @@ impl Config {
     pub fn relay_config(&self) -> RelayConfig {
         RelayConfig {
             batch_size: self.tasks_batch_size,
-            poll_interval: self.tasks_poll_interval,
-            linger: self.tasks_linger,
-            lease: self.tasks_lease,
+            poll_interval: self.tasks_poll_interval.into(),
+            linger: self.tasks_linger.into(),
+            lease: self.tasks_lease.into(),
             max_attempts: self.tasks_max_attempts,
-            backoff_base: self.tasks_backoff_base,
-            backoff_cap: self.tasks_backoff_cap,
+            backoff_base: self.tasks_backoff_base.into(),
+            backoff_cap: self.tasks_backoff_cap.into(),
             retention: self.tasks_retention.0,
         }
     }
@@ -561,23 +335,23 @@ impl Config {
     }
 }
 
+/// The relay's defaults, which the `USER_TASKS_*` settings show.
+fn relay() -> RelayConfig {
+    RelayConfig::default()
+}
+
+/// Whether the setting `id` was set on the command line or in the
+/// environment (not left to its default).
+pub fn given(matches: &clap::ArgMatches, id: &str) -> bool {
+    matches!(
+        matches.value_source(id),
+        Some(clap::parser::ValueSource::CommandLine | clap::parser::ValueSource::EnvVariable)
+    )
+}
+
 /// The shortest webhook signing secret accepted: HMAC-SHA256's key should
 /// hold as much entropy as its output.
 const MIN_WEBHOOK_SECRET_BYTES: usize = 32;
-
-/// Splits a file of several PEM blocks into one string per block.
-fn split_pem_blocks(pem: &str) -> Vec<String> {
-    let mut blocks = Vec::new();
-    let mut current = String::new();
-    for line in pem.lines() {
-        current.push_str(line);
-        current.push('\n');
-        if line.starts_with("-----END ") {
-            blocks.push(std::mem::take(&mut current));
-        }
-    }
-    blocks
-}
 
 /// The manual page (roff): clap_mangen's sections, and an ENVIRONMENT
 /// section naming the variable of every setting (how most deployments set them).
@@ -603,24 +377,12 @@ pub fn render_man_page(out: &mut dyn std::io::Write) -> std::io::Result<()> {
     man.render_version_section(out)
 }
 
-/// The database URL with any password replaced by `***`, for logs.
-pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
-    match rest.split_once('@') {
-        Some((userinfo, host)) => {
-            let user = userinfo.split(':').next().unwrap_or_default();
-            if userinfo.contains(':') {
-                format!("{scheme}://{user}:***@{host}")
-            } else {
-                format!("{scheme}://{userinfo}@{host}")
-            }
-        }
-        None => url.to_owned(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
+    use user_core::auth::SigningConfig;
+
     use super::*;
 
     #[test]
@@ -628,19 +390,17 @@ mod tests {
         let config = Config::parse_from(["user-server"]);
         assert_eq!(config.listen.to_string(), "127.0.0.1:8080");
         assert_eq!(config.database.expose(), "sqlite://user-service.db");
-        assert_eq!(config.access_ttl, Duration::from_secs(900));
-        assert_eq!(config.refresh_ttl, Duration::from_secs(30 * 86_400));
+        assert_eq!(config.service_config().unwrap().tokens.access_ttl, Duration::from_secs(900));
+        assert_eq!(config.service_config().unwrap().tokens.refresh_ttl, Duration::from_secs(30 * 86_400));
         assert!(!config.cookie_secure_for(config.listen), "plain http on loopback by default");
         assert!(config.cookie_secure_for("0.0.0.0:8080".parse().unwrap()));
         assert!(matches!(config.service_config().unwrap().signing, SigningConfig::GeneratedHs256));
     }
 
     #[test]
-    fn secrets_are_comma_separated_and_keys_are_read_from_pem_blocks() {
+    fn secrets_are_comma_separated() {
         let config = Config::parse_from(["user-server", "--jwt-secrets", "a,b"]);
         assert!(matches!(config.service_config().unwrap().signing, SigningConfig::Hs256(s) if s.len() == 2));
-        let pem = "-----BEGIN PRIVATE KEY-----\nAAA\n-----END PRIVATE KEY-----\n-----BEGIN PRIVATE KEY-----\nBBB\n-----END PRIVATE KEY-----\n";
-        assert_eq!(split_pem_blocks(pem).len(), 2);
     }
 
     #[test]
@@ -720,7 +480,7 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(config.database.expose(), "postgres://app:from-a-file@db/users");
-        assert_eq!(config.jwt_secrets.unwrap().expose(), "jwt-secret-from-a-file-0123456789abcdef");
+        assert_eq!(config.service.jwt_secrets.unwrap().expose(), "jwt-secret-from-a-file-0123456789abcdef");
         assert_eq!(config.tasks_webhook_secret.unwrap().expose(), "webhook-secret-from-a-file-0123456789");
 
         let both = Config::load_from(["user-server", "--jwt-secrets", "x", "--jwt-secrets-file", &jwt]).unwrap_err();

@@ -1,0 +1,223 @@
+//! The settings `UserService` is built from — tokens, signing keys, password
+//! hashing, account lockout — shared by `user-server` and `user-cli`'s local
+//! mode, so both hash, sign and lock out alike. Every default shown here is
+//! `user-core`'s own (`ServiceConfig::default()` and its parts), written once
+//! there.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use user_core::ServiceConfig;
+use user_core::auth::{HashingConfig, SigningConfig, TokenConfig};
+use user_core::service::LockoutPolicy;
+
+use super::{JwtAlgorithm, LoadError, Secret};
+
+fn tokens() -> TokenConfig {
+    TokenConfig::default()
+}
+
+fn hashing() -> HashingConfig {
+    HashingConfig::default()
+}
+
+fn lockout() -> LockoutPolicy {
+    LockoutPolicy::default()
+}
+
+/// How `UserService` is configured: every setting a flag and a `USER_*` variable.
+#[derive(Debug, Clone, Args)]
+pub struct ServiceSettings {
+    /// Access token lifetime (e.g. `15m`, `900s`).
+    #[arg(long, env = "USER_ACCESS_TTL", global = true, default_value_t = tokens().access_ttl.into())]
+    pub access_ttl: humantime::Duration,
+
+    /// Refresh token and session lifetime.
+    #[arg(long, env = "USER_REFRESH_TTL", global = true, default_value_t = tokens().refresh_ttl.into())]
+    pub refresh_ttl: humantime::Duration,
+
+    /// How long the just-replaced refresh token is refused without revoking the session.
+    #[arg(long, env = "USER_REFRESH_GRACE", global = true, default_value_t = ServiceConfig::default().refresh_grace.into())]
+    pub refresh_grace: humantime::Duration,
+
+    /// Token signing algorithm; keys are generated and kept in the database unless given below.
+    #[arg(long, env = "USER_JWT_ALGORITHM", global = true, value_enum, default_value_t = JwtAlgorithm::Hs256)]
+    pub jwt_algorithm: JwtAlgorithm,
+
+    /// HS256 secrets, comma-separated, each at least 32 bytes; the last signs, all verify.
+    #[arg(long, env = "USER_JWT_SECRETS", global = true, hide_env_values = true)]
+    pub jwt_secrets: Option<Secret>,
+
+    /// Read the HS256 secrets from this file (trimmed); not together with --jwt-secrets.
+    #[arg(long, env = "USER_JWT_SECRETS_FILE", global = true, value_name = "FILE")]
+    pub jwt_secrets_file: Option<PathBuf>,
+
+    /// A PEM file of Ed25519 private keys (PKCS#8) for EdDSA; the last signs, all verify.
+    #[arg(long, env = "USER_JWT_ED25519_KEYS_FILE", global = true)]
+    pub jwt_ed25519_keys_file: Option<PathBuf>,
+
+    /// The `iss` claim written and required.
+    #[arg(long, env = "USER_JWT_ISSUER", global = true, default_value_t = tokens().issuer)]
+    pub jwt_issuer: String,
+
+    /// The `aud` claim written and required.
+    #[arg(long, env = "USER_JWT_AUDIENCE", global = true, default_value_t = tokens().audience)]
+    pub jwt_audience: String,
+
+    /// argon2id memory cost in KiB (the default is OWASP's).
+    #[arg(long, env = "USER_ARGON2_MEMORY_KIB", global = true, default_value_t = hashing().memory_kib)]
+    pub argon2_memory_kib: u32,
+
+    /// argon2id iterations (the default is OWASP's).
+    #[arg(long, env = "USER_ARGON2_ITERATIONS", global = true, default_value_t = hashing().iterations)]
+    pub argon2_iterations: u32,
+
+    /// argon2id lanes (the default is OWASP's).
+    #[arg(long, env = "USER_ARGON2_PARALLELISM", global = true, default_value_t = hashing().parallelism)]
+    pub argon2_parallelism: u32,
+
+    /// Password hashes computed at once [default: the number of cores].
+    #[arg(long, env = "USER_HASH_CONCURRENCY", global = true)]
+    pub hash_concurrency: Option<usize>,
+
+    /// Password hashes allowed to wait; past this, login and register answer 503 [default: 64 per core].
+    #[arg(long, env = "USER_HASH_QUEUE", global = true)]
+    pub hash_queue: Option<usize>,
+
+    /// Require `current_password` for password and email changes.
+    #[arg(long, env = "USER_REQUIRE_CURRENT_PASSWORD", global = true, action = clap::ArgAction::Set,
+          default_value_t = ServiceConfig::default().require_current_password)]
+    pub require_current_password: bool,
+
+    /// Failed logins of one account before attempts are refused for a while.
+    #[arg(long, env = "USER_LOGIN_LOCKOUT_AFTER", global = true, default_value_t = lockout().threshold,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub login_lockout_after: u32,
+
+    /// The first refusal's length; it doubles with each further failure.
+    #[arg(long, env = "USER_LOGIN_LOCKOUT_BASE", global = true, default_value_t = lockout().base.into())]
+    pub login_lockout_base: humantime::Duration,
+
+    /// The longest refusal.
+    #[arg(long, env = "USER_LOGIN_LOCKOUT_CAP", global = true, default_value_t = lockout().cap.into())]
+    pub login_lockout_cap: humantime::Duration,
+}
+
+impl ServiceSettings {
+    /// Reads the secrets given as files (`--jwt-secrets-file`), refusing a
+    /// secret given both ways; `given(id)` says whether a setting was set on
+    /// the command line or in the environment.
+    ///
+    /// # Errors
+    /// A message naming the setting.
+    pub fn read_secret_files(&mut self, given: &dyn Fn(&str) -> bool) -> Result<(), LoadError> {
+        if let Some(secrets) = read_secret_file("USER_JWT_SECRETS", &self.jwt_secrets_file, given("jwt_secrets"))? {
+            self.jwt_secrets = Some(Secret::new(secrets));
+        }
+        Ok(())
+    }
+
+    /// The library configuration these settings describe.
+    ///
+    /// # Errors
+    /// A message naming the setting that is wrong.
+    pub fn service_config(&self) -> Result<ServiceConfig, String> {
+        let signing = match (self.jwt_algorithm, &self.jwt_secrets, &self.jwt_ed25519_keys_file) {
+            (_, Some(_), Some(_)) => return Err("give USER_JWT_SECRETS or USER_JWT_ED25519_KEYS_FILE, not both".into()),
+            (_, Some(secrets), None) => {
+                SigningConfig::Hs256(secrets.expose().split(',').map(|s| s.trim().as_bytes().to_vec()).collect())
+            }
+            (_, None, Some(path)) => {
+                let pem = std::fs::read_to_string(path)
+                    .map_err(|e| format!("USER_JWT_ED25519_KEYS_FILE {}: {e}", path.display()))?;
+                SigningConfig::Ed25519Pem(split_pem_blocks(&pem))
+            }
+            (JwtAlgorithm::Hs256, None, None) => SigningConfig::GeneratedHs256,
+            (JwtAlgorithm::Eddsa, None, None) => SigningConfig::GeneratedEd25519,
+        };
+        let defaults = hashing();
+        Ok(ServiceConfig {
+            tokens: TokenConfig {
+                access_ttl: self.access_ttl.into(),
+                refresh_ttl: self.refresh_ttl.into(),
+                issuer: self.jwt_issuer.clone(),
+                audience: self.jwt_audience.clone(),
+                ..tokens()
+            },
+            signing,
+            hashing: HashingConfig {
+                memory_kib: self.argon2_memory_kib,
+                iterations: self.argon2_iterations,
+                parallelism: self.argon2_parallelism,
+                max_concurrent: self.hash_concurrency.unwrap_or(defaults.max_concurrent),
+                max_queue: self.hash_queue.unwrap_or(defaults.max_queue),
+            },
+            refresh_grace: self.refresh_grace.into(),
+            require_current_password: self.require_current_password,
+            lockout: LockoutPolicy {
+                threshold: self.login_lockout_after,
+                base: self.login_lockout_base.into(),
+                cap: self.login_lockout_cap.into(),
+            },
+        })
+    }
+}
+
+/// The content of `path` (trimmed) for `setting`, unless no file is given.
+///
+/// # Errors
+/// When the setting is also given directly (`given`), or the file cannot be read.
+pub(super) fn read_secret_file(setting: &str, path: &Option<PathBuf>, given: bool) -> Result<Option<String>, LoadError> {
+    let Some(path) = path else { return Ok(None) };
+    if given {
+        return Err(LoadError::Invalid(format!("give {setting} or {setting}_FILE, not both")));
+    }
+    let text =
+        std::fs::read_to_string(path).map_err(|e| LoadError::Invalid(format!("{setting}_FILE {}: {e}", path.display())))?;
+    Ok(Some(text.trim().to_owned()))
+}
+
+/// Splits a file of several PEM blocks into one string per block.
+fn split_pem_blocks(pem: &str) -> Vec<String> {
+    let mut blocks = Vec::new();
+    let mut current = String::new();
+    for line in pem.lines() {
+        current.push_str(line);
+        current.push('\n');
+        if line.starts_with("-----END ") {
+            blocks.push(std::mem::take(&mut current));
+        }
+    }
+    blocks
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_defaults_are_the_library_defaults() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Only {
+            #[command(flatten)]
+            settings: ServiceSettings,
+        }
+        let config = Only::parse_from(["x"]).settings.service_config().unwrap();
+        let library = ServiceConfig::default();
+        assert_eq!(config.tokens.access_ttl, library.tokens.access_ttl);
+        assert_eq!(config.tokens.refresh_ttl, library.tokens.refresh_ttl);
+        assert_eq!((config.tokens.issuer, config.tokens.audience), (library.tokens.issuer, library.tokens.audience));
+        assert_eq!(config.hashing, library.hashing);
+        assert_eq!(config.refresh_grace, library.refresh_grace);
+        assert_eq!(config.require_current_password, library.require_current_password);
+        assert_eq!(config.lockout, library.lockout);
+        assert!(matches!(config.signing, SigningConfig::GeneratedHs256));
+    }
+
+    #[test]
+    fn pem_files_are_split_into_blocks() {
+        let pem = "-----BEGIN PRIVATE KEY-----\nAAA\n-----END PRIVATE KEY-----\n-----BEGIN PRIVATE KEY-----\nBBB\n-----END PRIVATE KEY-----\n";
+        assert_eq!(split_pem_blocks(pem).len(), 2);
+    }
+}
