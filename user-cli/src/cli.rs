@@ -14,6 +14,11 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub json: bool,
 
+    /// Local mode builds the service from the server's own settings, so an
+    /// account made here hashes and signs exactly as the server would.
+    #[command(flatten, next_help_heading = "Local mode: the server's settings (same flags and USER_* variables)")]
+    pub service: user_server::config::ServiceSettings,
+
     #[command(subcommand)]
     pub command: Command,
 }

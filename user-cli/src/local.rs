@@ -1,22 +1,21 @@
-//! Local mode: operator commands straight on the database through `UserService`.
-
-use std::sync::Arc;
+//! Local mode: operator commands straight on the database through
+//! `UserService`, built from the server's own settings.
 
 use serde_json::json;
 use user_client::api::UserSummary;
+use user_core::UserService;
 use user_core::domain::{Email, Password, Role, UserId, Username};
 use user_core::page::PageRequest;
 use user_core::service::Registration;
-use user_core::store::{self, Store, TaskStatus, User, UserKey};
-use user_core::{ServiceConfig, UserService};
+use user_core::store::{self, TaskStatus, User, UserKey};
+use user_server::config::ServiceSettings;
 
 use crate::cli::{AuditCommand, Command, Page, RoleArg, StatusArg, TasksCommand, UserCommand};
 use crate::failure::Failure;
 use crate::input::{confirm, secrets};
-use crate::output::Output;
-use crate::remote::print_next;
+use crate::output::{Output, print_audit, print_tasks, print_users};
 
-pub async fn run(database: &str, command: Command, out: &Output) -> Result<(), Failure> {
+pub async fn run(database: &str, settings: &ServiceSettings, command: Command, out: &Output) -> Result<(), Failure> {
     let store = store::open(database).await.map_err(|e| match e {
         user_core::Error::Internal(cause) => Failure::Unreachable(format!("cannot open the database: {cause}")),
         other => other.into(),
@@ -26,37 +25,17 @@ pub async fn run(database: &str, command: Command, out: &Output) -> Result<(), F
         out.done(&json!({"status": "migrated"}), "migrations applied");
         return Ok(());
     }
-    let service = UserService::new(store.clone(), ServiceConfig::default()).await?;
+    let config = settings.service_config().map_err(Failure::Usage)?;
+    let service = UserService::new(store, config).await?;
     match command {
         Command::User(user) => run_user(&service, user, out).await,
-        Command::Tasks(tasks) => run_tasks(&store, tasks, out).await,
+        Command::Tasks(tasks) => run_tasks(&service, tasks, out).await,
         Command::Audit(AuditCommand::List { limit, user, before }) => {
             let user = match user {
                 Some(who) => Some(resolve(&service, &who).await?.id),
                 None => None,
             };
-            let events = store.list_audit(user, before, limit).await?;
-            let value: Vec<_> = events
-                .iter()
-                .map(|e| {
-                    json!({"id": e.id, "created_at": e.created_at, "event": e.event, "user_id": e.user_id,
-                           "ip": e.ip, "user_agent": e.user_agent, "detail": e.detail})
-                })
-                .collect();
-            let rows = events
-                .iter()
-                .map(|e| {
-                    vec![
-                        e.id.to_string(),
-                        e.created_at.to_rfc3339(),
-                        e.event.clone(),
-                        e.user_id.map(|u| u.to_string()).unwrap_or_default(),
-                        e.ip.clone().unwrap_or_default(),
-                        e.detail.clone().unwrap_or_default(),
-                    ]
-                })
-                .collect();
-            out.table(&json!({ "events": value }), &["id", "time", "event", "user_id", "ip", "detail"], rows);
+            print_audit(out, &service.audit_trail(user, before, limit).await?);
             Ok(())
         }
         _ => Err(Failure::Usage(
@@ -153,20 +132,7 @@ async fn list_users(service: &UserService, page: Page, out: &Output) -> Result<(
     }
 }
 
-/// Prints accounts as a table or JSON (`{"users", "next_cursor"}`).
-pub fn print_users(out: &Output, users: &[UserSummary], next: Option<&str>) {
-    let rows = users
-        .iter()
-        .map(|u| {
-            vec![u.id.to_string(), u.username.clone(), u.email.clone(), u.role.to_string(), u.created_at.to_rfc3339()]
-        })
-        .collect();
-    out.table(&json!({"users": users, "next_cursor": next}), &["id", "username", "email", "role", "created_at"], rows);
-    print_next(out, next);
-}
-
-async fn run_tasks(store: &Arc<dyn Store>, command: TasksCommand, out: &Output) -> Result<(), Failure> {
-    let now = chrono::Utc::now();
+async fn run_tasks(service: &UserService, command: TasksCommand, out: &Output) -> Result<(), Failure> {
     match command {
         TasksCommand::List { status, limit, after } => {
             let status = status.map(|s| match s {
@@ -174,44 +140,17 @@ async fn run_tasks(store: &Arc<dyn Store>, command: TasksCommand, out: &Output) 
                 StatusArg::Done => TaskStatus::Done,
                 StatusArg::Dead => TaskStatus::Dead,
             });
-            let tasks = store.list_tasks(status, after, limit).await?;
-            let value: Vec<_> = tasks
-                .iter()
-                .map(|t| {
-                    json!({"id": t.id, "kind": t.kind.as_str(), "user_id": t.user_id, "track_id": t.track_id,
-                           "occurred_at": t.occurred_at, "status": t.status.as_str(), "attempts": t.attempts,
-                           "available_at": t.available_at, "leased_until": t.leased_until, "last_error": t.last_error,
-                           "updated_at": t.updated_at})
-                })
-                .collect();
-            let rows = tasks
-                .iter()
-                .map(|t| {
-                    let in_flight = t.leased_until.is_some_and(|until| until > now);
-                    vec![
-                        t.id.to_string(),
-                        t.kind.as_str().to_owned(),
-                        t.user_id.to_string(),
-                        t.track_id.as_ref().map(ToString::to_string).unwrap_or_default(),
-                        if in_flight { "in flight".to_owned() } else { t.status.as_str().to_owned() },
-                        t.attempts.to_string(),
-                        t.available_at.to_rfc3339(),
-                        t.last_error.clone().unwrap_or_default(),
-                    ]
-                })
-                .collect();
-            let headers = ["id", "kind", "user_id", "track_id", "status", "attempts", "available_at", "last_error"];
-            out.table(&json!({ "tasks": value }), &headers, rows);
+            print_tasks(out, &service.list_tasks(status, after, limit).await?);
         }
         TasksCommand::Retry { id, all_dead } => {
-            let n = store.retry_dead_tasks(if all_dead { None } else { id }, now).await?;
+            let n = service.retry_dead_tasks(if all_dead { None } else { id }).await?;
             if n == 0 && !all_dead {
                 return Err(Failure::Refused(format!("no dead task {}", id.unwrap_or_default())));
             }
             out.done(&json!({"retried": n}), &format!("{n} dead task(s) back in the queue"));
         }
         TasksCommand::Purge { older_than } => {
-            let purged = user_core::tasks::purge_delivered(&**store, older_than, now, u32::MAX).await?;
+            let purged = service.purge_delivered_tasks(older_than).await?;
             out.done(&json!({"purged": purged}), &format!("{purged} delivered task(s) deleted"));
         }
     }

@@ -11,14 +11,15 @@ mod remote;
 
 use std::process::ExitCode;
 
-use clap::{CommandFactory, Parser};
+use clap::{CommandFactory, FromArgMatches};
 
 use crate::cli::{Cli, Command};
 use crate::failure::Failure;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     match &cli.command {
         Command::Completions { shell } => {
             clap_complete::generate(*shell, &mut Cli::command(), "user-cli", &mut std::io::stdout());
@@ -36,19 +37,25 @@ async fn main() -> ExitCode {
         _ => {}
     }
     let out = output::Output { json: cli.json };
+    let given = |id: &str| user_server::config::given(&matches, id);
+    if let Err(e) = cli.service.read_secret_files(&given) {
+        return fail(&Failure::Usage(e.to_string()));
+    }
     let result = match (&cli.target.server, &cli.target.database) {
         (Some(_), Some(_)) => Err(Failure::Usage("give --server (remote) or --database (local), not both".into())),
         (None, None) => Err(Failure::Usage(
             "give --server URL (remote) or --database URL (local), or set USER_SERVER / USER_DATABASE_URL".into(),
         )),
         (Some(server), None) => remote::run(server, cli.target.ca_cert.as_deref(), cli.command, &out).await,
-        (None, Some(database)) => local::run(database, cli.command, &out).await,
+        (None, Some(database)) => local::run(database, &cli.service, cli.command, &out).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(failure) => {
-            eprintln!("user-cli: {failure}");
-            ExitCode::from(failure.exit_code())
-        }
+        Err(failure) => fail(&failure),
     }
+}
+
+fn fail(failure: &Failure) -> ExitCode {
+    eprintln!("user-cli: {failure}");
+    ExitCode::from(failure.exit_code())
 }

@@ -1,6 +1,8 @@
-//! Aligned tables for people, JSON for scripts.
+//! Aligned tables for people, JSON for scripts; every printer both modes share.
 
-use serde_json::Value;
+use serde_json::{Value, json};
+use user_client::api::UserSummary;
+use user_core::store::{AuditRecord, DeferredTask};
 
 /// How to print results.
 pub struct Output {
@@ -39,4 +41,81 @@ impl Output {
             println!("{message}");
         }
     }
+}
+
+/// Prints accounts as a table or JSON (`{"users", "next_cursor"}`).
+pub fn print_users(out: &Output, users: &[UserSummary], next: Option<&str>) {
+    let rows = users
+        .iter()
+        .map(|u| {
+            vec![u.id.to_string(), u.username.clone(), u.email.clone(), u.role.to_string(), u.created_at.to_rfc3339()]
+        })
+        .collect();
+    out.table(&json!({"users": users, "next_cursor": next}), &["id", "username", "email", "role", "created_at"], rows);
+    print_next(out, next);
+}
+
+/// Tells a person how to get the next page.
+pub fn print_next(out: &Output, next: Option<&str>) {
+    if let (false, Some(cursor)) = (out.json, next) {
+        eprintln!("more: --cursor {cursor}  (or --all)");
+    }
+}
+
+/// Prints outbox tasks as a table or JSON (`{"tasks"}`); a pending task
+/// whose lease has not run out shows as `in flight`.
+pub fn print_tasks(out: &Output, tasks: &[DeferredTask]) {
+    let now = chrono::Utc::now();
+    let value: Vec<_> = tasks
+        .iter()
+        .map(|t| {
+            json!({"id": t.id, "kind": t.kind.as_str(), "user_id": t.user_id, "track_id": t.track_id,
+                   "occurred_at": t.occurred_at, "status": t.status.as_str(), "attempts": t.attempts,
+                   "available_at": t.available_at, "leased_until": t.leased_until, "last_error": t.last_error,
+                   "updated_at": t.updated_at})
+        })
+        .collect();
+    let rows = tasks
+        .iter()
+        .map(|t| {
+            let in_flight = t.leased_until.is_some_and(|until| until > now);
+            vec![
+                t.id.to_string(),
+                t.kind.as_str().to_owned(),
+                t.user_id.to_string(),
+                t.track_id.as_ref().map(ToString::to_string).unwrap_or_default(),
+                if in_flight { "in flight".to_owned() } else { t.status.as_str().to_owned() },
+                t.attempts.to_string(),
+                t.available_at.to_rfc3339(),
+                t.last_error.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    let headers = ["id", "kind", "user_id", "track_id", "status", "attempts", "available_at", "last_error"];
+    out.table(&json!({ "tasks": value }), &headers, rows);
+}
+
+/// Prints audit events as a table or JSON (`{"events"}`).
+pub fn print_audit(out: &Output, events: &[AuditRecord]) {
+    let value: Vec<_> = events
+        .iter()
+        .map(|e| {
+            json!({"id": e.id, "created_at": e.created_at, "event": e.event, "user_id": e.user_id,
+                   "ip": e.ip, "user_agent": e.user_agent, "detail": e.detail})
+        })
+        .collect();
+    let rows = events
+        .iter()
+        .map(|e| {
+            vec![
+                e.id.to_string(),
+                e.created_at.to_rfc3339(),
+                e.event.clone(),
+                e.user_id.map(|u| u.to_string()).unwrap_or_default(),
+                e.ip.clone().unwrap_or_default(),
+                e.detail.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    out.table(&json!({ "events": value }), &["id", "time", "event", "user_id", "ip", "detail"], rows);
 }

@@ -8,10 +8,10 @@ use user_client::Client;
 use user_client::api::{UpdateRequest, UserSummary};
 
 use crate::cli::{Command, FavoriteCommand, Page, UserCommand};
+use crate::credentials;
 use crate::failure::Failure;
 use crate::input::{confirm, secrets};
-use crate::output::Output;
-use crate::{credentials, local};
+use crate::output::{Output, print_next, print_users};
 
 pub async fn run(server: &str, ca_cert: Option<&Path>, command: Command, out: &Output) -> Result<(), Failure> {
     let mut builder = Client::builder(server);
@@ -128,13 +128,6 @@ async fn list_users(client: &Client, page: Page, out: &Output) -> Result<(), Fai
         let p = client.list_users(Some(page.limit), page.cursor.as_deref()).await?;
         (p.users, p.next_cursor)
     };
-    local::print_users(out, &users, next.as_deref());
+    print_users(out, &users, next.as_deref());
     Ok(())
-}
-
-/// Tells a person how to get the next page.
-pub fn print_next(out: &Output, next: Option<&str>) {
-    if let (false, Some(cursor)) = (out.json, next) {
-        eprintln!("more: --cursor {cursor}  (or --all)");
-    }
 }

@@ -341,3 +341,31 @@ fn completions_and_the_manual_page_need_no_server_or_database() {
     assert!(page.starts_with(".ie") || page.contains(".TH user-cli"), "{page}");
     assert!(page.contains(r"\-\-server") && page.contains(r"\-\-database"), "{page}");
 }
+
+#[tokio::test]
+async fn local_mode_builds_the_service_from_the_servers_settings() {
+    use user_core::store::{self, UserKey};
+    let env = Env::new();
+    let server_env =
+        [("USER_ARGON2_MEMORY_KIB", "8"), ("USER_ARGON2_ITERATIONS", "1"), ("USER_JWT_ALGORITHM", "eddsa")];
+    env.local(&["migrate"]).envs(server_env).assert().success();
+    env.local(&["user", "create", "alice", "--email", "a@example.com", "--password-stdin"])
+        .envs(server_env)
+        .write_stdin("correct horse\n")
+        .assert()
+        .success();
+    let store = store::open(&env.database).await.unwrap();
+    let alice = store.find_user(UserKey::Username(&"alice".parse().unwrap())).await.unwrap().unwrap();
+    assert!(alice.password_hash.contains("m=8,t=1,p=1"), "hashed with the server's argon2: {}", alice.password_hash);
+    // The server signs with EdDSA: no HS256 secret was made for it.
+    let candidate = b"a candidate that is not the database's own".to_vec();
+    let hs256 = store.get_or_insert_secret("jwt.hs256", &candidate, chrono::Utc::now()).await.unwrap();
+    assert_eq!(hs256, candidate, "an HS256 secret was written to the database");
+
+    // A secret given twice is refused as the server refuses it.
+    let file = env.dir.path().join("jwt");
+    std::fs::write(&file, "x".repeat(40)).unwrap();
+    let mut both = env.local(&["user", "list"]);
+    both.env("USER_JWT_SECRETS", "y".repeat(40)).env("USER_JWT_SECRETS_FILE", &file);
+    assert!(stderr(&mut both, 2).contains("give USER_JWT_SECRETS or USER_JWT_SECRETS_FILE, not both"));
+}

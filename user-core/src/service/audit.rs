@@ -2,6 +2,7 @@
 
 use super::{ClientInfo, UserService};
 use crate::domain::UserId;
+use crate::error::Result;
 use crate::store::AuditRecord;
 
 /// Security events written to the audit trail (tracing target `audit`, and
@@ -90,5 +91,16 @@ impl UserService {
         if let Err(e) = self.store.record_audit(&entry).await {
             tracing::error!(error = %e, event = event.as_str(), "could not store an audit event");
         }
+    }
+}
+
+impl UserService {
+    /// Audit events, newest first, before the event id `before`, at most
+    /// `limit`, optionally only those of one user.
+    ///
+    /// # Errors
+    /// [`Error::Internal`](crate::Error::Internal) if the store fails.
+    pub async fn audit_trail(&self, user: Option<UserId>, before: Option<i64>, limit: u32) -> Result<Vec<AuditRecord>> {
+        self.store.list_audit(user, before, limit).await
     }
 }

@@ -6,6 +6,7 @@ mod audit;
 mod favorites;
 mod sessions;
 mod settings;
+mod tasks;
 
 pub use accounts::{ProfileUpdate, Registration};
 pub use audit::AuditEvent;

@@ -16,10 +16,10 @@ use crate::security::{Policy, Rate, Throttle};
 mod service;
 mod values;
 
+use crate::serve::TransportLimits;
 pub use service::ServiceSettings;
 use service::read_secret_file;
 pub use values::{DatabaseUrl, JwtAlgorithm, LoadError, LogFormat, RateLimitSetting, Retention, Secret, redact_url};
-use crate::serve::TransportLimits;
 
 /// The user service's REST server.
 #[derive(Debug, Clone, Parser)]

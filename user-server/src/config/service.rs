@@ -167,13 +167,17 @@ impl ServiceSettings {
 ///
 /// # Errors
 /// When the setting is also given directly (`given`), or the file cannot be read.
-pub(super) fn read_secret_file(setting: &str, path: &Option<PathBuf>, given: bool) -> Result<Option<String>, LoadError> {
+pub(super) fn read_secret_file(
+    setting: &str,
+    path: &Option<PathBuf>,
+    given: bool,
+) -> Result<Option<String>, LoadError> {
     let Some(path) = path else { return Ok(None) };
     if given {
         return Err(LoadError::Invalid(format!("give {setting} or {setting}_FILE, not both")));
     }
-    let text =
-        std::fs::read_to_string(path).map_err(|e| LoadError::Invalid(format!("{setting}_FILE {}: {e}", path.display())))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| LoadError::Invalid(format!("{setting}_FILE {}: {e}", path.display())))?;
     Ok(Some(text.trim().to_owned()))
 }
 

@@ -103,7 +103,10 @@ fn every_setting_in_help_is_in_the_readme_table_with_its_default() {
         let Some(env) = arg.get_env().and_then(|e| e.to_str()) else { continue };
         let Some(row) = rows.iter().find(|r| r.contains(&format!("`{env}`"))) else {
             // A secret's file variant is described with the secret, above the table.
-            assert!(env.ends_with("_FILE") && readme.contains(&format!("`{env}`")), "{env} is not in the README's table");
+            assert!(
+                env.ends_with("_FILE") && readme.contains(&format!("`{env}`")),
+                "{env} is not in the README's table"
+            );
             continue;
         };
         if let [default] = arg.get_default_values() {
