@@ -40,7 +40,7 @@ use user_core::api::{
     AccountResponse, ContainsResponse, FavoriteListResponse, FavoriteTrack, LoginRequest, LoginResponse, MainResponse,
     RefreshResponse, RegisterRequest, UpdateRequest, UserListResponse, UserResponse, UserSummary,
 };
-use user_core::domain::{Email, Login, Password, TrackId, Username, ValidationError};
+use user_core::domain::{Email, Login, Password, TrackBatch, TrackId, Username, ValidationError};
 
 pub use error::{Error, Result};
 pub use user_core::api;
@@ -546,13 +546,9 @@ fn page_query(limit: Option<u32>, cursor: Option<&str>) -> Vec<(&'static str, St
     query
 }
 
-/// Checks each id and the batch size, and joins them for `?track_id=`.
+/// Checks the batch as the server will (`TrackBatch`), and joins it for `?track_id=`.
 fn batch<S: AsRef<str>>(track_ids: &[S]) -> Result<String> {
-    if track_ids.is_empty() || track_ids.len() > user_core::domain::MAX_BATCH {
-        return Err(ValidationError::new("track_id", "give 1 to 50 ids").into());
-    }
-    for id in track_ids {
-        TrackId::parse(id.as_ref())?;
-    }
-    Ok(track_ids.iter().map(AsRef::as_ref).collect::<Vec<_>>().join(","))
+    let ids = track_ids.iter().map(|id| TrackId::parse(id.as_ref())).collect::<std::result::Result<Vec<_>, _>>()?;
+    let batch = TrackBatch::new(ids)?;
+    Ok(batch.iter().map(TrackId::as_str).collect::<Vec<_>>().join(","))
 }

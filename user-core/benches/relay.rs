@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use user_core::auth::HashingConfig;
-use user_core::domain::{Email, Password, TrackId, Username};
+use user_core::domain::{Email, Password, TrackBatch, TrackId, Username};
 use user_core::service::Registration;
 use user_core::store::{self, Store};
 use user_core::tasks::{LogSink, Relay, RelayConfig, TaskSink, WebhookSink};
@@ -31,7 +31,7 @@ async fn seeded_at(url: &str, tasks: usize) -> Arc<dyn Store> {
     store.migrate().await.unwrap();
     let config = ServiceConfig { hashing: HashingConfig::insecure_for_tests(), ..ServiceConfig::default() };
     let service = UserService::new(store.clone(), config).await.unwrap();
-    let tracks: Vec<TrackId> = (0..TRACKS_PER_USER).map(|n| TrackId::parse(&format!("track{n}")).unwrap()).collect();
+    let tracks = TrackBatch::new((0..TRACKS_PER_USER).map(|n| TrackId::parse(&format!("track{n}")).unwrap())).unwrap();
     for n in 0..tasks.div_ceil(TRACKS_PER_USER) {
         let user = service
             .register(

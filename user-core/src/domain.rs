@@ -309,31 +309,72 @@ impl TrackId {
         }
         Ok(Self(s.to_owned()))
     }
-
-    /// Parses a comma-separated batch of 1–50 ids; duplicates count once and
-    /// the first occurrence's order is kept.
-    ///
-    /// # Errors
-    /// A [`ValidationError`] on `track_id` for an empty item (`a,,b`), an invalid
-    /// id, or more than 50 ids.
-    pub fn parse_batch(s: &str) -> Result<Vec<Self>, ValidationError> {
-        let mut ids: Vec<Self> = Vec::new();
-        for (n, part) in s.split(',').enumerate() {
-            if n >= MAX_BATCH {
-                return Err(ValidationError::new("track_id", "at most 50 ids at once"));
-            }
-            let id = Self::parse(part)?;
-            if !ids.contains(&id) {
-                ids.push(id);
-            }
-        }
-        Ok(ids)
-    }
 }
 text_value!(TrackId);
 
-/// The most track ids one favorites call takes.
-pub const MAX_BATCH: usize = 50;
+/// What one favorites call takes: 1–50 distinct track ids, in the order they
+/// were first given. The only place the batch rule is written; the service
+/// takes nothing else, and the SDK checks with it before sending.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrackBatch(Vec<TrackId>);
+
+impl TrackBatch {
+    /// The most ids in one batch.
+    pub const MAX: usize = 50;
+
+    /// A batch from a comma-separated list (`?track_id=a,b,c`).
+    ///
+    /// # Errors
+    /// A [`ValidationError`] on `track_id` for an empty item (`a,,b`), an
+    /// invalid id, or more than 50 ids.
+    pub fn parse(s: &str) -> Result<Self, ValidationError> {
+        let mut ids = Vec::new();
+        for (n, part) in s.split(',').enumerate() {
+            if n >= Self::MAX {
+                return Err(Self::too_many());
+            }
+            ids.push(TrackId::parse(part)?);
+        }
+        Self::new(ids)
+    }
+
+    /// A batch of `ids`; a repeated id counts once, where it first appears.
+    ///
+    /// # Errors
+    /// A [`ValidationError`] on `track_id` for no ids or more than 50.
+    pub fn new(ids: impl IntoIterator<Item = TrackId>) -> Result<Self, ValidationError> {
+        let mut batch: Vec<TrackId> = Vec::new();
+        for id in ids {
+            if !batch.contains(&id) {
+                if batch.len() == Self::MAX {
+                    return Err(Self::too_many());
+                }
+                batch.push(id);
+            }
+        }
+        if batch.is_empty() {
+            return Err(ValidationError::new("track_id", "is required"));
+        }
+        Ok(Self(batch))
+    }
+
+    fn too_many() -> ValidationError {
+        ValidationError::new("track_id", "at most 50 ids at once")
+    }
+
+    /// The ids, in order.
+    pub fn ids(&self) -> &[TrackId] {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for TrackBatch {
+    type Target = [TrackId];
+
+    fn deref(&self) -> &[TrackId] {
+        &self.0
+    }
+}
 
 /// What an account may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
@@ -471,14 +512,14 @@ mod tests {
 
     #[test]
     fn track_batches_dedupe_keep_order_and_cap_at_fifty() {
-        let ids = TrackId::parse_batch("b,a,b").unwrap();
+        let ids = TrackBatch::parse("b,a,b").unwrap();
         assert_eq!(ids.iter().map(TrackId::as_str).collect::<Vec<_>>(), ["b", "a"]);
-        assert!(TrackId::parse_batch("a,,b").is_err());
-        assert!(TrackId::parse_batch("").is_err());
+        assert!(TrackBatch::parse("a,,b").is_err());
+        assert!(TrackBatch::parse("").is_err());
         let fifty = (0..50).map(|n| n.to_string()).collect::<Vec<_>>().join(",");
-        assert_eq!(TrackId::parse_batch(&fifty).unwrap().len(), 50);
+        assert_eq!(TrackBatch::parse(&fifty).unwrap().len(), 50);
         let fifty_one = (0..51).map(|n| n.to_string()).collect::<Vec<_>>().join(",");
-        assert!(TrackId::parse_batch(&fifty_one).is_err());
+        assert!(TrackBatch::parse(&fifty_one).is_err());
     }
 
     #[test]

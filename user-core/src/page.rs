@@ -74,19 +74,21 @@ impl PageRequest {
     }
 
     pub(crate) fn user_cursor(&self) -> Result<Option<UserId>, ValidationError> {
-        self.decode(b'u', 16).map(|b| b.map(|b| UserId::from_uuid(uuid::Uuid::from_slice(&b).unwrap_or_default())))
+        Ok(self.decode::<16>(b'u')?.map(|b| UserId::from_uuid(uuid::Uuid::from_bytes(b))))
     }
 
     pub(crate) fn favorite_cursor(&self) -> Result<Option<i64>, ValidationError> {
-        self.decode(b'f', 8).map(|b| b.map(|b| i64::from_be_bytes(b.try_into().unwrap_or_default())))
+        Ok(self.decode::<8>(b'f')?.map(i64::from_be_bytes))
     }
 
-    fn decode(&self, tag: u8, len: usize) -> Result<Option<Vec<u8>>, ValidationError> {
+    /// The cursor's `N` bytes after `tag`; anything else is not a cursor of
+    /// this listing.
+    fn decode<const N: usize>(&self, tag: u8) -> Result<Option<[u8; N]>, ValidationError> {
         let Some(cursor) = &self.cursor else { return Ok(None) };
         let invalid = || ValidationError::new("cursor", "is not a cursor of this listing");
         let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| invalid())?;
         match bytes.split_first() {
-            Some((&t, rest)) if t == tag && rest.len() == len => Ok(Some(rest.to_vec())),
+            Some((&t, rest)) if t == tag => rest.try_into().map(Some).map_err(|_| invalid()),
             _ => Err(invalid()),
         }
     }

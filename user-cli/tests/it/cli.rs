@@ -247,7 +247,7 @@ async fn an_operator_lists_retries_and_purges_tasks() {
         )
         .await
         .unwrap();
-    service.add_favorites(user.id, &user_core::domain::TrackId::parse_batch("1,2").unwrap()).await.unwrap();
+    service.add_favorites(user.id, &user_core::domain::TrackBatch::parse("1,2").unwrap()).await.unwrap();
     let now = chrono::Utc::now();
     let claim = store.claim_tasks(now, now + Duration::from_secs(60), 1).await.unwrap();
     store.fail_task(claim.lease_id, claim.tasks[0].id, "HTTP 400 from the catalogue", None, now).await.unwrap();

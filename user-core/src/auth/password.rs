@@ -458,21 +458,11 @@ mod tests {
     async fn queued_hashes_wait_for_a_permit_within_the_bound() {
         let config = HashingConfig { max_concurrent: 1, max_queue: 4, ..HashingConfig::insecure_for_tests() };
         let hasher = PasswordHasher::new(&config).unwrap();
-        let results = futures_join_all((0..4).map(|_| {
+        let results = futures_util::future::join_all((0..4).map(|_| {
             let h = hasher.clone();
             tokio::spawn(async move { h.hash(&pw("correct horse")).await })
         }))
         .await;
         assert!(results.into_iter().all(|r| r.unwrap().is_ok()));
-    }
-
-    async fn futures_join_all<T>(
-        handles: impl Iterator<Item = tokio::task::JoinHandle<T>>,
-    ) -> Vec<Result<T, tokio::task::JoinError>> {
-        let mut out = Vec::new();
-        for h in handles {
-            out.push(h.await);
-        }
-        out
     }
 }

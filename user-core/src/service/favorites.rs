@@ -1,7 +1,7 @@
 //! Favorite tracks, each change with its outbox task.
 
 use super::UserService;
-use crate::domain::{MAX_BATCH, TrackId, UserId, ValidationError};
+use crate::domain::{TrackBatch, UserId};
 use crate::error::Result;
 use crate::page::{self, Page, PageRequest};
 use crate::store::Favorite;
@@ -12,9 +12,8 @@ impl UserService {
     /// Adding a favorite again changes nothing.
     ///
     /// # Errors
-    /// [`Error::Validation`](crate::Error::Validation) on `track_id` for 0 or more than 50 ids.
-    pub async fn add_favorites(&self, user: UserId, tracks: &[TrackId]) -> Result<()> {
-        check_batch(tracks)?;
+    /// [`Error::UserNotFound`](crate::Error::UserNotFound) if the account is gone.
+    pub async fn add_favorites(&self, user: UserId, tracks: &TrackBatch) -> Result<()> {
         if self.store.add_favorites(user, tracks, self.clock.now()).await? > 0 {
             self.task_waker.wake();
         }
@@ -26,9 +25,8 @@ impl UserService {
     /// changes nothing.
     ///
     /// # Errors
-    /// [`Error::Validation`](crate::Error::Validation) on `track_id` for 0 or more than 50 ids.
-    pub async fn remove_favorites(&self, user: UserId, tracks: &[TrackId]) -> Result<()> {
-        check_batch(tracks)?;
+    /// [`Error::UserNotFound`](crate::Error::UserNotFound) if the account is gone.
+    pub async fn remove_favorites(&self, user: UserId, tracks: &TrackBatch) -> Result<()> {
         if self.store.remove_favorites(user, tracks, self.clock.now()).await? > 0 {
             self.task_waker.wake();
         }
@@ -38,9 +36,8 @@ impl UserService {
     /// For each of 1–50 tracks, in order, whether it is a favorite.
     ///
     /// # Errors
-    /// [`Error::Validation`](crate::Error::Validation) on `track_id` for 0 or more than 50 ids.
-    pub async fn contains(&self, user: UserId, tracks: &[TrackId]) -> Result<Vec<bool>> {
-        check_batch(tracks)?;
+    /// [`Error::Internal`](crate::Error::Internal) if the store fails.
+    pub async fn contains(&self, user: UserId, tracks: &TrackBatch) -> Result<Vec<bool>> {
         self.store.favorites_contain(user, tracks).await
     }
 
@@ -52,14 +49,4 @@ impl UserService {
         let rows = self.store.list_favorites(user, page.favorite_cursor()?, page.limit() + 1).await?;
         Ok(Page::from_overfetch(rows, page.limit(), |f| page::favorite_cursor(f.seq)))
     }
-}
-
-fn check_batch(tracks: &[TrackId]) -> Result<()> {
-    if tracks.is_empty() {
-        return Err(ValidationError::new("track_id", "is required").into());
-    }
-    if tracks.len() > MAX_BATCH {
-        return Err(ValidationError::new("track_id", "at most 50 ids at once").into());
-    }
-    Ok(())
 }

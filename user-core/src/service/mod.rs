@@ -44,7 +44,7 @@ use crate::tasks::TaskWaker;
 ///     .login(&Login::parse("alice")?, &Password::parse("correct horse battery")?, &ClientInfo::default())
 ///     .await?;
 /// let claims = service.authenticate(&login.tokens.access).await?;
-/// service.add_favorites(claims.sub, &TrackId::parse_batch("42,43")?).await?;
+/// service.add_favorites(claims.sub, &TrackBatch::parse("42,43")?).await?;
 /// assert_eq!(claims.sub, user.id);
 /// # Ok(())
 /// # }

@@ -11,7 +11,7 @@ use super::{
     LoginAttempt, NewSession, Rotation, SessionRecord, Store, TaskCounts, TaskKind, TaskStatus, User, UserChanges,
     UserKey, UserRecord, WaitingTasks,
 };
-use crate::domain::{Email, Role, SessionId, TrackId, UserId, Username};
+use crate::domain::{Email, Role, SessionId, TrackBatch, TrackId, UserId, Username};
 use crate::error::{ConflictField, Error};
 
 /// Generates one `#[tokio::test]` per conformance case, each on a fresh store
@@ -116,7 +116,7 @@ async fn login(store: &Arc<dyn Store>, session: &SessionRecord) -> NewSession {
 }
 
 fn tracks(ids: &str) -> Vec<TrackId> {
-    TrackId::parse_batch(ids).unwrap()
+    TrackBatch::parse(ids).unwrap().to_vec()
 }
 
 pub(crate) async fn usernames_are_unique_case_insensitively_under_concurrent_inserts(store: Arc<dyn Store>) {

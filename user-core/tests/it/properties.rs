@@ -4,7 +4,7 @@
 use chrono::DateTime;
 use proptest::prelude::*;
 use user_core::auth::{KeySet, TokenConfig, Tokens};
-use user_core::domain::{Email, Login, Password, Role, SessionId, TrackId, UserId, Username};
+use user_core::domain::{Email, Login, Password, Role, SessionId, TrackBatch, TrackId, UserId, Username};
 use user_core::page::PageRequest;
 
 fn tokens() -> Tokens {
@@ -19,7 +19,7 @@ proptest! {
         let _ = Password::parse(&s);
         let _ = Password::presented("password", &s);
         let _ = TrackId::parse(&s);
-        let _ = TrackId::parse_batch(&s);
+        let _ = TrackBatch::parse(&s);
         let _ = Login::parse(&s);
         let _ = s.parse::<Role>();
         let _ = s.parse::<UserId>();
@@ -52,7 +52,7 @@ proptest! {
     #[test]
     fn valid_track_batches_round_trip(ids in proptest::collection::vec("[A-Za-z0-9_:.-]{1,64}", 1..=50)) {
         let joined = ids.join(",");
-        let parsed = TrackId::parse_batch(&joined).unwrap();
+        let parsed = TrackBatch::parse(&joined).unwrap();
         let mut unique = ids.clone();
         let mut seen = std::collections::HashSet::new();
         unique.retain(|id| seen.insert(id.clone()));

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use user_core::clock::{Clock, ManualClock};
-use user_core::domain::{Email, Password, TrackId, UserId, Username};
+use user_core::domain::{Email, Password, TrackBatch, UserId, Username};
 use user_core::service::Registration;
 use user_core::store::{self, Store, TaskCounts, TaskStatus};
 use user_core::tasks::{DeliveryError, Relay, RelayConfig, TaskEvent, TaskSink, WebhookSink};
@@ -77,7 +77,7 @@ impl Fixture {
     }
 
     async fn add(&self, user: UserId, ids: &str) {
-        self.service.add_favorites(user, &TrackId::parse_batch(ids).unwrap()).await.unwrap();
+        self.service.add_favorites(user, &TrackBatch::parse(ids).unwrap()).await.unwrap();
     }
 
     fn relay(&self, sink: Arc<dyn TaskSink>, config: RelayConfig) -> Relay {
@@ -102,7 +102,7 @@ async fn every_task_is_delivered_once_in_order_with_its_payload() {
     let f = fixture().await;
     let alice = f.user("alice").await;
     f.add(alice, "1,2").await;
-    f.service.remove_favorites(alice, &TrackId::parse_batch("1").unwrap()).await.unwrap();
+    f.service.remove_favorites(alice, &TrackBatch::parse("1").unwrap()).await.unwrap();
     f.service.delete(alice, &Default::default()).await.unwrap();
     let sink = Recorder::ok();
     let stats = f.relay(sink.clone(), config()).run_once().await.unwrap();

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use user_core::auth::{HashingConfig, SigningConfig};
 use user_core::clock::ManualClock;
-use user_core::domain::{Email, Login, Password, Role, TrackId, Username};
+use user_core::domain::{Email, Login, Password, Role, TrackBatch, TrackId, Username};
 use user_core::page::PageRequest;
 use user_core::service::{ClientInfo, ProfileUpdate, Registration};
 use user_core::store::{self, Store, TaskKind, UserKey};
@@ -386,7 +386,7 @@ async fn delete_removes_the_user_sessions_and_favorites_and_enqueues_user_delete
     let app = app().await;
     let user = app.register("alice").await;
     let tokens = app.login("alice").await;
-    app.service.add_favorites(user.id, &TrackId::parse_batch("1,2").unwrap()).await.unwrap();
+    app.service.add_favorites(user.id, &TrackBatch::parse("1,2").unwrap()).await.unwrap();
     app.service.delete(user.id, &ClientInfo::default()).await.unwrap();
     assert!(matches!(app.service.get(user.id).await, Err(Error::UserNotFound)));
     assert_eq!(unauthorized(app.service.authenticate(&tokens.access).await), UnauthorizedReason::SessionRevoked);
@@ -421,7 +421,7 @@ async fn users_are_listed_oldest_first_page_by_page() {
 async fn a_foreign_cursor_is_a_validation_error() {
     let app = app().await;
     let user = app.register("alice").await;
-    app.service.add_favorites(user.id, &TrackId::parse_batch("1,2").unwrap()).await.unwrap();
+    app.service.add_favorites(user.id, &TrackBatch::parse("1,2").unwrap()).await.unwrap();
     let favs = app.service.list_favorites(user.id, &PageRequest::first(1).unwrap()).await.unwrap();
     let foreign = PageRequest::first(1).unwrap().after(favs.next_cursor.unwrap());
     assert!(matches!(app.service.list_users(&foreign).await, Err(Error::Validation(e)) if e.field == "cursor"));
@@ -655,7 +655,7 @@ async fn an_operator_can_create_an_admin_and_revoke_sessions() {
 async fn favorites_are_idempotent_listed_newest_first_and_checked_in_request_order() {
     let app = app().await;
     let user = app.register("alice").await;
-    let ids = |s: &str| TrackId::parse_batch(s).unwrap();
+    let ids = |s: &str| TrackBatch::parse(s).unwrap();
     app.service.add_favorites(user.id, &ids("a,b,c")).await.unwrap();
     app.service.add_favorites(user.id, &ids("d")).await.unwrap();
     app.service.add_favorites(user.id, &ids("a")).await.unwrap();
@@ -669,20 +669,17 @@ async fn favorites_are_idempotent_listed_newest_first_and_checked_in_request_ord
     assert_eq!(kinds.iter().filter(|k| **k == TaskKind::FavoriteRemoved).count(), 1);
 }
 
-#[tokio::test]
-async fn favorite_batches_must_hold_one_to_fifty_ids() {
-    let app = app().await;
-    let user = app.register("alice").await;
-    let fifty_one: Vec<_> = (0..51).map(|n| TrackId::parse(&n.to_string()).unwrap()).collect();
-    for batch in [&fifty_one[..], &[]] {
-        assert!(
-            matches!(app.service.add_favorites(user.id, batch).await, Err(Error::Validation(e)) if e.field == "track_id")
-        );
-        assert!(matches!(app.service.remove_favorites(user.id, batch).await, Err(Error::Validation(_))));
-        assert!(matches!(app.service.contains(user.id, batch).await, Err(Error::Validation(_))));
+#[test]
+fn favorite_batches_hold_one_to_fifty_distinct_ids() {
+    let ids = |n: usize| (0..n).map(|n| TrackId::parse(&n.to_string()).unwrap()).collect::<Vec<_>>();
+    for refused in [ids(51), ids(0)] {
+        assert!(matches!(TrackBatch::new(refused), Err(e) if e.field == "track_id"));
     }
-    assert!(app.store.list_tasks(None, None, 10).await.unwrap().is_empty());
-    app.service.add_favorites(user.id, &fifty_one[..50]).await.unwrap();
+    assert_eq!(TrackBatch::new(ids(50)).unwrap().len(), 50);
+    // A repeated id counts once: 50 distinct ones and a repeat are a batch.
+    let mut repeated = ids(50);
+    repeated.push(repeated[0].clone());
+    assert_eq!(TrackBatch::new(repeated).unwrap().len(), 50);
 }
 
 #[tokio::test]
@@ -731,8 +728,8 @@ async fn the_service_works_the_same_over_sqlite() {
         service.login(&login_name("alice"), &pw("correct horse"), &ClientInfo::default()).await.unwrap().tokens;
     let rotated = service.refresh(&tokens.refresh, &ClientInfo::default()).await.unwrap();
     let claims = service.authenticate(&rotated.access).await.unwrap();
-    service.add_favorites(claims.sub, &TrackId::parse_batch("1,2").unwrap()).await.unwrap();
-    assert_eq!(service.contains(claims.sub, &TrackId::parse_batch("2,3").unwrap()).await.unwrap(), [true, false]);
+    service.add_favorites(claims.sub, &TrackBatch::parse("1,2").unwrap()).await.unwrap();
+    assert_eq!(service.contains(claims.sub, &TrackBatch::parse("2,3").unwrap()).await.unwrap(), [true, false]);
 }
 
 #[tokio::test]

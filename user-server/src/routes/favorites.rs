@@ -1,7 +1,7 @@
 //! Favorite tracks: add and remove (query or path form), list, contains.
 
 use user_core::api::{ContainsResponse, FavoriteListResponse, FavoriteTrack, MainResponse};
-use user_core::domain::TrackId;
+use user_core::domain::{TrackBatch, TrackId};
 use user_core::page::PageRequest;
 use warp::reply::Response;
 
@@ -12,7 +12,7 @@ use crate::http::json;
 
 /// Which tracks a favorites call is about: the query's `track_id` (a
 /// comma-separated batch) or the single id in the path, never both.
-fn track_ids(call: &Call<Authenticated>) -> Result<Vec<TrackId>, ApiError> {
+fn track_ids(call: &Call<Authenticated>) -> Result<TrackBatch, ApiError> {
     match (&call.path_param, call.query.joined("track_id")) {
         (Some(_), Some(_)) => {
             Err(ApiError::BadRequest("track_id: give it in the path or in the query, not both".into()))
@@ -22,9 +22,9 @@ fn track_ids(call: &Call<Authenticated>) -> Result<Vec<TrackId>, ApiError> {
             let id = percent_encoding::percent_decode_str(id)
                 .decode_utf8()
                 .map_err(|_| ApiError::BadRequest("track_id: must be UTF-8".into()))?;
-            Ok(vec![TrackId::parse(&id)?])
+            Ok(TrackBatch::new([TrackId::parse(&id)?])?)
         }
-        (None, Some(ids)) => Ok(TrackId::parse_batch(&ids)?),
+        (None, Some(ids)) => Ok(TrackBatch::parse(&ids)?),
         (None, None) => Err(ApiError::BadRequest("track_id: is required (?track_id=...)".into())),
     }
 }

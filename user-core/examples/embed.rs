@@ -1,12 +1,12 @@
 //! Embedding `user-core` in your own warp application, without `user-server`:
 //! the library holds every rule; your app only maps HTTP to it.
 //!
-//! `cargo run -p examples --example embed` starts the app on a free port,
+//! `cargo run -p user-core --example embed` starts the app on a free port,
 //! calls it, prints what happened and exits.
 
 use std::convert::Infallible;
 
-use user_core::domain::{Email, Login, Password, TrackId, Username};
+use user_core::domain::{Email, Login, Password, TrackBatch, Username};
 use user_core::service::{ClientInfo, Registration};
 use user_core::{ServiceConfig, UserService, store};
 use warp::Filter;
@@ -45,7 +45,7 @@ async fn sign_up_and_like(service: UserService, form: SignUp) -> Result<impl war
             .await?;
         let login = service.login(&Login::parse(&form.username)?, &password, &ClientInfo::default()).await?;
         let claims = service.authenticate(&login.tokens.access).await?;
-        service.add_favorites(claims.sub, &TrackId::parse_batch("welcome-track")?).await?;
+        service.add_favorites(claims.sub, &TrackBatch::parse("welcome-track")?).await?;
         Ok(serde_json::json!({"id": user.id, "token": login.tokens.access}))
     }
     .await;

@@ -1,9 +1,9 @@
 //! Calling the API from Rust with `user-client`.
 //!
 //! Start a server (`cargo run -p user-server`), then:
-//! `cargo run -p examples --example sdk -- http://127.0.0.1:8080`
+//! `cargo run -p user-client --example sdk -- http://127.0.0.1:8080`
 
-use futures_util_free::collect_all;
+use futures_util::TryStreamExt;
 use user_client::Client;
 
 #[tokio::main]
@@ -20,7 +20,8 @@ async fn main() -> Result<(), user_client::Error> {
     client.add_favorites(&["spotify:track:1", "spotify:track:2", "42"]).await?;
     client.remove_favorites(&["spotify:track:1"]).await?;
 
-    let favorites = collect_all(&client).await?;
+    // Two per page, to show the cursors at work: the stream follows them.
+    let favorites: Vec<String> = client.favorites(2).map_ok(|t| t.track_id).try_collect().await?;
     println!("favorites, newest first: {favorites:?}");
     assert_eq!(favorites, ["42", "spotify:track:2"]);
 
@@ -30,20 +31,4 @@ async fn main() -> Result<(), user_client::Error> {
     }
     client.logout().await?;
     Ok(())
-}
-
-/// Follows the cursors of `GET /user/track/favorite` page by page.
-mod futures_util_free {
-    pub async fn collect_all(client: &user_client::Client) -> Result<Vec<String>, user_client::Error> {
-        let mut ids = Vec::new();
-        let mut cursor = None;
-        loop {
-            let page = client.list_favorites(Some(2), cursor.as_deref()).await?;
-            ids.extend(page.tracks.into_iter().map(|t| t.track_id));
-            match page.next_cursor {
-                Some(next) => cursor = Some(next),
-                None => return Ok(ids),
-            }
-        }
-    }
 }

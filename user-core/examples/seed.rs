@@ -3,7 +3,7 @@
 //! `correct horse`), then prints the cursor of the page after the first
 //! `deep` users, so a benchmark can ask for a page at that depth.
 //!
-//! `cargo run --release -p examples --example seed -- sqlite://bench.db 1000000 999900`
+//! `cargo run --release -p user-core --example seed -- sqlite://bench.db 1000000 999900`
 
 use std::sync::Arc;
 

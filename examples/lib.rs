@@ -1,1 +1,0 @@
-//! Nothing here: see `sdk.rs` and `embed.rs`.
