@@ -14,6 +14,7 @@ pub(crate) mod conformance;
 mod memory;
 #[cfg(feature = "postgres")]
 mod postgres;
+mod records;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 
@@ -23,282 +24,20 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use crate::domain::{Email, Role, SessionId, TrackId, UserId, Username};
-use crate::error::{Error, Result};
+use crate::domain::{Role, SessionId, TrackId, UserId};
+#[cfg(doc)]
+use crate::error::Error;
+use crate::error::Result;
 #[cfg(feature = "memory")]
 pub use memory::MemoryStore;
 #[cfg(feature = "postgres")]
 pub use postgres::PostgresStore;
+pub use records::{
+    AuditRecord, Claim, DeferredTask, Favorite, LoginAttempt, NewSession, Rotation, SessionRecord, TaskCounts,
+    TaskKind, TaskStatus, User, UserChanges, UserKey, UserRecord, WaitingTasks,
+};
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
-
-/// A user account as callers see it (no password hash).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct User {
-    /// Time-ordered id.
-    pub id: UserId,
-    /// The name as the user typed it.
-    pub username: Username,
-    /// The lower-cased email.
-    pub email: Email,
-    /// What the account may do.
-    pub role: Role,
-    /// Set when an operator disabled the account; it can then neither log in
-    /// nor refresh.
-    pub disabled_at: Option<DateTime<Utc>>,
-    /// When the account was created (millisecond precision).
-    pub created_at: DateTime<Utc>,
-    /// When the account last changed.
-    pub updated_at: DateTime<Utc>,
-}
-
-/// A stored user with its password hash and login-protection state.
-#[derive(Clone, PartialEq, Eq)]
-pub struct UserRecord {
-    /// The account.
-    pub user: User,
-    /// The argon2 PHC string.
-    pub password_hash: String,
-    /// Consecutive failed logins since the last success.
-    pub failed_logins: u32,
-    /// Until when login attempts are refused (account protection).
-    pub locked_until: Option<DateTime<Utc>>,
-    /// Grows whenever what a login proves changes: the password, the role, a
-    /// disable. A session is opened only if it is still the version the login
-    /// verified (see [`SessionStore::open_session`]).
-    pub credential_version: i64,
-}
-
-impl std::fmt::Debug for UserRecord {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("UserRecord").field("user", &self.user).finish_non_exhaustive()
-    }
-}
-
-/// How to find one user.
-#[derive(Debug, Clone, Copy)]
-pub enum UserKey<'a> {
-    /// By id.
-    Id(UserId),
-    /// By username, case-insensitively.
-    Username(&'a Username),
-    /// By (lower-cased) email.
-    Email(&'a Email),
-}
-
-/// A change to an account; `None` fields stay as they are.
-#[derive(Debug, Clone, Default)]
-pub struct UserChanges {
-    /// A new username.
-    pub username: Option<Username>,
-    /// A new email.
-    pub email: Option<Email>,
-    /// A new password hash; when set, every session but `keep_session` is revoked
-    /// in the same transaction.
-    pub password_hash: Option<String>,
-    /// The session that made the change and survives a password change.
-    pub keep_session: Option<SessionId>,
-    /// When set, the change applies only while the account still has this
-    /// credential version (the one whose `current_password` was verified), so
-    /// a concurrent password change, role change or disable wins.
-    pub expected_credential_version: Option<i64>,
-}
-
-/// One login: the server-side state of a refresh token family.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SessionRecord {
-    /// The session id (the `sid` claim).
-    pub id: SessionId,
-    /// The user who logged in.
-    pub user_id: UserId,
-    /// The `jti` of the only refresh token that may be used next.
-    pub refresh_jti: Uuid,
-    /// The `jti` the last rotation replaced, tolerated for a grace period.
-    pub previous_jti: Option<Uuid>,
-    /// When the last rotation happened.
-    pub rotated_at: Option<DateTime<Utc>>,
-    /// When the user logged in.
-    pub created_at: DateTime<Utc>,
-    /// The last login or refresh.
-    pub last_used_at: DateTime<Utc>,
-    /// When the session ends unless refreshed.
-    pub expires_at: DateTime<Utc>,
-    /// When it was revoked (logout, reuse, password change, disable).
-    pub revoked_at: Option<DateTime<Utc>>,
-    /// The client's `User-Agent`, if given.
-    pub user_agent: Option<String>,
-    /// The client's IP, if known.
-    pub ip: Option<String>,
-}
-
-impl SessionRecord {
-    /// Whether tokens of this session may still be used at `now`.
-    pub fn is_active(&self, now: DateTime<Utc>) -> bool {
-        self.revoked_at.is_none() && self.expires_at > now
-    }
-}
-
-/// What [`UserStore::reserve_login_attempt`] decided.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LoginAttempt {
-    /// Check the password; the attempt is already counted, `failures` being
-    /// the consecutive failures including it.
-    Allowed {
-        /// Consecutive failures, this attempt included.
-        failures: u32,
-    },
-    /// Refused without checking until then.
-    Locked {
-        /// When attempts are allowed again.
-        until: DateTime<Utc>,
-    },
-}
-
-/// A session to open at the end of a login (see [`SessionStore::open_session`]).
-#[derive(Clone)]
-pub struct NewSession {
-    /// The session.
-    pub session: SessionRecord,
-    /// The user's [`UserRecord::credential_version`] when the password was read.
-    pub credential_version: i64,
-    /// A hash of the same password with the current parameters, to store.
-    pub rehash: Option<String>,
-}
-
-impl std::fmt::Debug for NewSession {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NewSession")
-            .field("session", &self.session)
-            .field("credential_version", &self.credential_version)
-            .field("rehash", &self.rehash.as_ref().map(|_| "[redacted]"))
-            .finish()
-    }
-}
-
-/// A compare-and-swap of a session's refresh `jti`.
-#[derive(Debug, Clone)]
-pub struct Rotation {
-    /// The session.
-    pub session: SessionId,
-    /// The `jti` presented; the swap happens only if it is still current.
-    pub expected_jti: Uuid,
-    /// The `jti` of the newly issued refresh token.
-    pub new_jti: Uuid,
-    /// When it happens.
-    pub now: DateTime<Utc>,
-    /// The session's new end.
-    pub expires_at: DateTime<Utc>,
-}
-
-/// A favorite track of a user.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Favorite {
-    /// The track.
-    pub track_id: TrackId,
-    /// When it was added (the first time: adding again changes nothing).
-    pub added_at: DateTime<Utc>,
-    /// Insertion order within the store, for keyset pagination.
-    pub seq: i64,
-}
-
-/// What happened, as named in a deferred task's `kind`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum TaskKind {
-    /// `favorite.added`
-    FavoriteAdded,
-    /// `favorite.removed`
-    FavoriteRemoved,
-    /// `user.deleted`
-    UserDeleted,
-}
-
-impl TaskKind {
-    /// The wire name, e.g. `favorite.added`.
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            TaskKind::FavoriteAdded => "favorite.added",
-            TaskKind::FavoriteRemoved => "favorite.removed",
-            TaskKind::UserDeleted => "user.deleted",
-        }
-    }
-
-    /// Parses a wire name.
-    ///
-    /// # Errors
-    /// [`Error::Internal`] for an unknown kind (only a corrupt store has one).
-    pub fn parse(s: &str) -> Result<Self> {
-        match s {
-            "favorite.added" => Ok(TaskKind::FavoriteAdded),
-            "favorite.removed" => Ok(TaskKind::FavoriteRemoved),
-            "user.deleted" => Ok(TaskKind::UserDeleted),
-            other => Err(Error::internal(format!("unknown task kind {other:?}"))),
-        }
-    }
-}
-
-/// Where a deferred task is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum TaskStatus {
-    /// Waiting for delivery (or for a retry, or leased to a relay).
-    Pending,
-    /// Delivered.
-    Done,
-    /// Gave up after the maximum number of attempts.
-    Dead,
-}
-
-impl TaskStatus {
-    /// `pending`, `done` or `dead`.
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            TaskStatus::Pending => "pending",
-            TaskStatus::Done => "done",
-            TaskStatus::Dead => "dead",
-        }
-    }
-
-    /// Parses a stored status.
-    ///
-    /// # Errors
-    /// [`Error::Internal`] for an unknown status.
-    pub fn parse(s: &str) -> Result<Self> {
-        match s {
-            "pending" => Ok(TaskStatus::Pending),
-            "done" => Ok(TaskStatus::Done),
-            "dead" => Ok(TaskStatus::Dead),
-            other => Err(Error::internal(format!("unknown task status {other:?}"))),
-        }
-    }
-}
-
-/// A row of the `deferred_tasks` outbox.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DeferredTask {
-    /// Increases with time; consumers can deduplicate and order on it.
-    pub id: i64,
-    /// What happened.
-    pub kind: TaskKind,
-    /// To whom.
-    pub user_id: UserId,
-    /// Which track, for favorite tasks.
-    pub track_id: Option<TrackId>,
-    /// When it happened.
-    pub occurred_at: DateTime<Utc>,
-    /// Delivery state.
-    pub status: TaskStatus,
-    /// Delivery attempts so far.
-    pub attempts: u32,
-    /// Not to be tried before this time.
-    pub available_at: DateTime<Utc>,
-    /// The last delivery error, if any.
-    pub last_error: Option<String>,
-    /// While in the future, a relay holds the task (it is in flight).
-    pub leased_until: Option<DateTime<Utc>>,
-    /// When its state last changed (for a `done` task: when it was delivered).
-    pub updated_at: DateTime<Utc>,
-}
 
 /// When to refuse logins after a given number of consecutive failures (see
 /// [`UserStore::reserve_login_attempt`]). Owned, so a backend may evaluate it
@@ -411,46 +150,6 @@ pub trait FavoriteStore: Send + Sync {
     async fn list_favorites(&self, user: UserId, before: Option<i64>, limit: u32) -> Result<Vec<Favorite>>;
 }
 
-/// A batch of tasks leased to one relay.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Claim {
-    /// Names this lease; only it can settle these tasks.
-    pub lease_id: Uuid,
-    /// The tasks, in id order; a user's tasks appear in their order.
-    pub tasks: Vec<DeferredTask>,
-}
-
-/// How many tasks are in each state.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct TaskCounts {
-    /// Waiting (including leased and backing off).
-    pub pending: u64,
-    /// Delivered.
-    pub done: u64,
-    /// Given up on.
-    pub dead: u64,
-}
-
-impl TaskCounts {
-    /// Adds `n` tasks in `status`.
-    pub fn add(&mut self, status: TaskStatus, n: u64) {
-        match status {
-            TaskStatus::Pending => self.pending += n,
-            TaskStatus::Done => self.done += n,
-            TaskStatus::Dead => self.dead += n,
-        }
-    }
-}
-
-/// The tasks still waiting for something: a relay, or an operator.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct WaitingTasks {
-    /// Waiting for delivery (including leased and backing off).
-    pub pending: u64,
-    /// Given up on; waiting for an operator.
-    pub dead: u64,
-}
-
 /// The deferred-task outbox.
 #[async_trait]
 pub trait TaskStore: Send + Sync {
@@ -505,25 +204,6 @@ pub trait TaskStore: Send + Sync {
     /// recorded before `before`, oldest first; returns how many. Pending and
     /// dead tasks are never touched.
     async fn purge_done_tasks(&self, before: DateTime<Utc>, limit: u32) -> Result<u64>;
-}
-
-/// One entry of the audit trail.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AuditRecord {
-    /// Increases with time.
-    pub id: i64,
-    /// When it happened.
-    pub created_at: DateTime<Utc>,
-    /// What happened, e.g. `login.failure` (see `service::AuditEvent`).
-    pub event: String,
-    /// Whose account, when known.
-    pub user_id: Option<UserId>,
-    /// The client's address.
-    pub ip: Option<String>,
-    /// The client's `User-Agent`.
-    pub user_agent: Option<String>,
-    /// A short detail (a reason, a new role); never a secret.
-    pub detail: Option<String>,
 }
 
 /// The audit trail of security events.

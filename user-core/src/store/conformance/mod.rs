@@ -1,0 +1,138 @@
+//! The store conformance suite: written once, run against every backend by
+//! `suite!(async { make a fresh, migrated store })` in the backend's tests.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::{
+    LoginAttempt, NewSession, Rotation, SessionRecord, Store, TaskCounts, TaskKind, TaskStatus, User, UserChanges,
+    UserKey, UserRecord, WaitingTasks,
+};
+use crate::domain::{Email, Role, SessionId, TrackBatch, TrackId, UserId, Username};
+use crate::error::{ConflictField, Error};
+
+/// Generates one `#[tokio::test]` per conformance case, each on a fresh store
+/// made by `$make` (`None` skips: the backend is not available here).
+macro_rules! suite {
+    ($make:expr) => {
+        $crate::store::conformance::suite!(@cases $make;
+            usernames_are_unique_case_insensitively_under_concurrent_inserts,
+            emails_are_unique,
+            users_are_found_by_id_username_in_any_case_and_email,
+            updates_report_conflicts_and_keep_the_row_intact,
+            a_password_change_revokes_every_other_session_atomically,
+            concurrent_rotations_with_one_token_have_exactly_one_winner,
+            rotation_of_a_revoked_session_fails,
+            revoking_is_idempotent_and_per_session,
+            deleting_a_user_cascades_and_enqueues_user_deleted,
+            disabling_revokes_every_session,
+            favorites_are_idempotent_and_write_exactly_one_task_per_change,
+            favorites_list_newest_first_with_keyset_pages,
+            favorites_of_an_unknown_user_write_nothing,
+            concurrent_favorite_changes_of_one_user_keep_tasks_in_commit_order,
+            concurrent_session_checks_each_get_their_own_answer,
+            concurrent_favorite_requests_count_each_change_once,
+            users_list_oldest_first_with_keyset_pages,
+            secrets_are_created_once_under_concurrency,
+            roles_change_and_sessions_of_unknown_users_are_refused,
+            concurrent_login_attempts_reserve_no_more_checks_than_the_lockout_allows,
+            a_session_opens_only_for_the_credential_the_login_verified,
+            a_role_change_revokes_every_session_and_the_credential,
+            an_update_bound_to_a_credential_version_loses_to_a_change_in_between,
+            claims_follow_id_order_and_keep_each_users_tasks_in_sequence,
+            concurrent_claimers_never_share_a_task,
+            an_expired_lease_is_claimable_again_and_the_old_lease_cannot_settle,
+            failures_back_off_then_die_and_dead_tasks_can_be_retried,
+            only_done_tasks_delivered_before_the_cutoff_are_purged_oldest_first
+        );
+    };
+    (@cases $make:expr; $($name:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let store: Option<std::sync::Arc<dyn $crate::store::Store>> = $make.await;
+                let Some(store) = store else { return };
+                $crate::store::conformance::$name(store).await;
+            }
+        )*
+    };
+}
+pub(crate) use suite;
+
+mod favorites;
+mod sessions;
+mod tasks;
+mod users;
+
+pub(crate) use favorites::*;
+pub(crate) use sessions::*;
+pub(crate) use tasks::*;
+pub(crate) use users::*;
+
+fn t0() -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(1_800_000_000_123).unwrap()
+}
+
+fn record(name: &str) -> UserRecord {
+    let now = t0();
+    UserRecord {
+        user: User {
+            id: UserId::new(),
+            username: Username::parse(name).unwrap(),
+            email: Email::parse(&format!("{name}@example.com")).unwrap(),
+            role: Role::User,
+            disabled_at: None,
+            created_at: now,
+            updated_at: now,
+        },
+        password_hash: "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaA".to_owned(),
+        failed_logins: 0,
+        locked_until: None,
+        credential_version: 0,
+    }
+}
+
+async fn user(store: &Arc<dyn Store>, name: &str) -> UserId {
+    let r = record(name);
+    store.insert_user(&r).await.unwrap();
+    r.user.id
+}
+
+async fn session(store: &Arc<dyn Store>, user: UserId) -> SessionRecord {
+    let s = SessionRecord {
+        id: SessionId::new(),
+        user_id: user,
+        refresh_jti: Uuid::now_v7(),
+        previous_jti: None,
+        rotated_at: None,
+        created_at: t0(),
+        last_used_at: t0(),
+        expires_at: t0() + Duration::from_secs(3600),
+        revoked_at: None,
+        user_agent: Some("test".into()),
+        ip: Some("127.0.0.1".into()),
+    };
+    assert!(store.open_session(&login(store, &s).await).await.unwrap(), "session opened");
+    s
+}
+
+/// A login completion for `session` at the user's current credential.
+async fn login(store: &Arc<dyn Store>, session: &SessionRecord) -> NewSession {
+    let version = store.find_user(UserKey::Id(session.user_id)).await.unwrap().map_or(0, |r| r.credential_version);
+    NewSession { session: session.clone(), credential_version: version, rehash: None }
+}
+
+fn tracks(ids: &str) -> Vec<TrackId> {
+    TrackBatch::parse(ids).unwrap().to_vec()
+}
+
+fn ids(claim: &super::Claim) -> Vec<i64> {
+    claim.tasks.iter().map(|t| t.id).collect()
+}
+
+fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}

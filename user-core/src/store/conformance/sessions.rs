@@ -1,0 +1,218 @@
+//! Conformance cases of `SessionStore`.
+
+use super::*;
+
+pub(crate) async fn a_password_change_revokes_every_other_session_atomically(store: Arc<dyn Store>) {
+    let alice = user(&store, "alice").await;
+    let keep = session(&store, alice).await;
+    let other = session(&store, alice).await;
+    let changes =
+        UserChanges { password_hash: Some("new-hash".into()), keep_session: Some(keep.id), ..Default::default() };
+    let updated = store.update_user(alice, &changes, t0()).await.unwrap().unwrap();
+    assert_eq!(updated.password_hash, "new-hash");
+    assert!(store.session(keep.id).await.unwrap().unwrap().revoked_at.is_none());
+    assert_eq!(store.session(other.id).await.unwrap().unwrap().revoked_at, Some(t0()));
+}
+
+pub(crate) async fn concurrent_rotations_with_one_token_have_exactly_one_winner(store: Arc<dyn Store>) {
+    let alice = user(&store, "alice").await;
+    let s = session(&store, alice).await;
+    let handles: Vec<_> = (0..8)
+        .map(|_| {
+            let store = store.clone();
+            let r = Rotation {
+                session: s.id,
+                expected_jti: s.refresh_jti,
+                new_jti: Uuid::now_v7(),
+                now: t0(),
+                expires_at: t0(),
+            };
+            tokio::spawn(async move { store.rotate_session(&r).await.unwrap() })
+        })
+        .collect();
+    let mut wins = 0;
+    for h in handles {
+        wins += usize::from(h.await.unwrap());
+    }
+    assert_eq!(wins, 1);
+    let after = store.session(s.id).await.unwrap().unwrap();
+    assert_eq!(after.previous_jti, Some(s.refresh_jti));
+    assert_eq!(after.rotated_at, Some(t0()));
+    assert_ne!(after.refresh_jti, s.refresh_jti);
+}
+
+pub(crate) async fn rotation_of_a_revoked_session_fails(store: Arc<dyn Store>) {
+    let alice = user(&store, "alice").await;
+    let s = session(&store, alice).await;
+    assert!(store.revoke_session(s.id, t0()).await.unwrap());
+    let r =
+        Rotation { session: s.id, expected_jti: s.refresh_jti, new_jti: Uuid::now_v7(), now: t0(), expires_at: t0() };
+    assert!(!store.rotate_session(&r).await.unwrap());
+}
+
+pub(crate) async fn revoking_is_idempotent_and_per_session(store: Arc<dyn Store>) {
+    let alice = user(&store, "alice").await;
+    let a = session(&store, alice).await;
+    let b = session(&store, alice).await;
+    assert_eq!(store.session_user(a.id, alice, t0()).await.unwrap().unwrap().user.id, alice);
+    assert!(store.session_user(a.id, UserId::new(), t0()).await.unwrap().is_none(), "someone else's session");
+    assert!(store.session_user(a.id, alice, t0() + Duration::from_secs(3601)).await.unwrap().is_none(), "expired");
+    assert!(store.revoke_session(a.id, t0()).await.unwrap());
+    assert!(store.session_user(a.id, alice, t0()).await.unwrap().is_none(), "revoked");
+    assert!(!store.revoke_session(a.id, t0()).await.unwrap());
+    assert!(!store.revoke_session(SessionId::new(), t0()).await.unwrap());
+    assert!(store.session(b.id).await.unwrap().unwrap().revoked_at.is_none());
+    assert_eq!(store.revoke_user_sessions(alice, None, t0()).await.unwrap(), 1);
+}
+
+pub(crate) async fn disabling_revokes_every_session(store: Arc<dyn Store>) {
+    let alice = user(&store, "alice").await;
+    let s = session(&store, alice).await;
+    assert!(store.set_disabled(alice, true, t0()).await.unwrap());
+    assert_eq!(store.find_user(UserKey::Id(alice)).await.unwrap().unwrap().user.disabled_at, Some(t0()));
+    assert!(store.session(s.id).await.unwrap().unwrap().revoked_at.is_some());
+    assert!(store.set_disabled(alice, false, t0()).await.unwrap());
+    assert_eq!(store.find_user(UserKey::Id(alice)).await.unwrap().unwrap().user.disabled_at, None);
+    assert!(!store.set_disabled(UserId::new(), true, t0()).await.unwrap());
+}
+
+/// Session checks at once (a backend may answer them in one batch): live
+/// sessions find their user, revoked, expired or mismatched ones find nothing.
+pub(crate) async fn concurrent_session_checks_each_get_their_own_answer(store: Arc<dyn Store>) {
+    let mut cases = Vec::new();
+    for i in 0..40 {
+        let owner = user(&store, &format!("user{i}")).await;
+        let s = session(&store, owner).await;
+        let (asked_user, at, expected) = match i % 4 {
+            0 => (owner, t0(), Some(owner)),
+            1 => {
+                store.revoke_session(s.id, t0()).await.unwrap();
+                (owner, t0(), None)
+            }
+            2 => (owner, s.expires_at, None),
+            _ => (UserId::new(), t0(), None),
+        };
+        cases.push((s.id, asked_user, at, expected));
+    }
+    let checks = cases.into_iter().map(|(sid, asked_user, at, expected)| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let found = store.session_user(sid, asked_user, at).await.unwrap().map(|r| r.user.id);
+            assert_eq!(found, expected, "session {sid:?}");
+        })
+    });
+    for check in futures_util::future::join_all(checks).await {
+        check.unwrap();
+    }
+}
+
+pub(crate) async fn roles_change_and_sessions_of_unknown_users_are_refused(store: Arc<dyn Store>) {
+    let alice = user(&store, "alice").await;
+    assert!(store.set_role(alice, Role::Admin, t0()).await.unwrap());
+    assert_eq!(store.find_user(UserKey::Id(alice)).await.unwrap().unwrap().user.role, Role::Admin);
+    assert!(!store.set_role(UserId::new(), Role::Admin, t0()).await.unwrap());
+    let mut ghost = SessionRecord { user_id: UserId::new(), ..session(&store, alice).await };
+    ghost.id = SessionId::new();
+    let ghost = NewSession { session: ghost, credential_version: 0, rehash: None };
+    assert!(!store.open_session(&ghost).await.unwrap(), "no session for an unknown user");
+    assert!(store.session(ghost.session.id).await.unwrap().is_none());
+    store.ping().await.unwrap();
+}
+
+pub(crate) async fn concurrent_login_attempts_reserve_no_more_checks_than_the_lockout_allows(store: Arc<dyn Store>) {
+    let alice = user(&store, "alice").await;
+    let now = t0();
+    let barrier = Arc::new(tokio::sync::Barrier::new(40));
+    let handles: Vec<_> = (0..40)
+        .map(|_| {
+            let (store, barrier) = (store.clone(), barrier.clone());
+            tokio::spawn(async move {
+                barrier.wait().await;
+                let rule = Box::new(move |n: u32| (n >= 5).then(|| now + Duration::from_secs(3600)));
+                store.reserve_login_attempt(alice, now, rule).await.unwrap().unwrap()
+            })
+        })
+        .collect();
+    let mut allowed = Vec::new();
+    for h in handles {
+        match h.await.unwrap() {
+            LoginAttempt::Allowed { failures } => allowed.push(failures),
+            LoginAttempt::Locked { until } => assert_eq!(until, now + Duration::from_secs(3600)),
+        }
+    }
+    allowed.sort_unstable();
+    assert_eq!(allowed, [1, 2, 3, 4, 5], "exactly the allowed checks, each counted once");
+    let record = store.find_user(UserKey::Id(alice)).await.unwrap().unwrap();
+    assert_eq!(record.failed_logins, 5);
+    // Once the lock has passed, the next attempt is counted again.
+    let later = now + Duration::from_secs(3601);
+    let attempt = store.reserve_login_attempt(alice, later, Box::new(|_| None)).await.unwrap();
+    assert_eq!(attempt, Some(LoginAttempt::Allowed { failures: 6 }));
+    assert_eq!(store.reserve_login_attempt(UserId::new(), now, Box::new(|_| None)).await.unwrap(), None);
+    store.reset_login_failures(alice).await.unwrap();
+    let record = store.find_user(UserKey::Id(alice)).await.unwrap().unwrap();
+    assert_eq!((record.failed_logins, record.locked_until), (0, None));
+}
+
+pub(crate) async fn a_session_opens_only_for_the_credential_the_login_verified(store: Arc<dyn Store>) {
+    let alice = user(&store, "alice").await;
+    let before = store.find_user(UserKey::Id(alice)).await.unwrap().unwrap();
+    store.reserve_login_attempt(alice, t0(), Box::new(|_| None)).await.unwrap();
+    let changes = UserChanges { password_hash: Some("$argon2id$new".into()), ..UserChanges::default() };
+    let after = store.update_user(alice, &changes, t0()).await.unwrap().unwrap();
+    assert!(after.credential_version > before.credential_version, "a password change is a new credential");
+
+    // A login that verified the old password opens nothing and writes no hash.
+    let stale = SessionRecord { id: SessionId::new(), ..session(&store, alice).await };
+    let old_login = NewSession {
+        session: stale.clone(),
+        credential_version: before.credential_version,
+        rehash: Some("$argon2id$old-rehashed".into()),
+    };
+    assert!(!store.open_session(&old_login).await.unwrap());
+    assert!(store.session(stale.id).await.unwrap().is_none());
+    let now = store.find_user(UserKey::Id(alice)).await.unwrap().unwrap();
+    assert_eq!(now.password_hash, "$argon2id$new");
+
+    // A login that verified the current one opens, stores its rehash and
+    // clears the failure count.
+    let fresh = SessionRecord { id: SessionId::new(), ..stale };
+    let login = NewSession {
+        session: fresh.clone(),
+        credential_version: after.credential_version,
+        rehash: Some("$argon2id$new-rehashed".into()),
+    };
+    assert!(store.open_session(&login).await.unwrap());
+    assert!(store.session(fresh.id).await.unwrap().is_some());
+    let now = store.find_user(UserKey::Id(alice)).await.unwrap().unwrap();
+    assert_eq!((now.password_hash.as_str(), now.failed_logins), ("$argon2id$new-rehashed", 0));
+    assert_eq!(now.credential_version, after.credential_version, "a rehash is the same credential");
+
+    // Disabled: no session, whatever the version; enabling does not bump it.
+    assert!(store.set_disabled(alice, true, t0()).await.unwrap());
+    let disabled = store.find_user(UserKey::Id(alice)).await.unwrap().unwrap();
+    assert!(disabled.credential_version > now.credential_version);
+    let late = NewSession {
+        session: SessionRecord { id: SessionId::new(), ..fresh.clone() },
+        credential_version: disabled.credential_version,
+        rehash: None,
+    };
+    assert!(!store.open_session(&late).await.unwrap());
+    assert!(store.set_disabled(alice, false, t0()).await.unwrap());
+    assert!(store.open_session(&late).await.unwrap());
+}
+
+pub(crate) async fn a_role_change_revokes_every_session_and_the_credential(store: Arc<dyn Store>) {
+    let alice = user(&store, "alice").await;
+    let first = session(&store, alice).await;
+    let second = session(&store, alice).await;
+    let before = store.find_user(UserKey::Id(alice)).await.unwrap().unwrap().credential_version;
+    assert!(store.set_role(alice, Role::User, t0()).await.unwrap(), "no change");
+    assert!(store.session(first.id).await.unwrap().unwrap().revoked_at.is_none(), "an unchanged role keeps sessions");
+    assert!(store.set_role(alice, Role::Admin, t0()).await.unwrap());
+    for s in [first.id, second.id] {
+        assert!(store.session(s).await.unwrap().unwrap().revoked_at.is_some(), "every session ends");
+    }
+    let after = store.find_user(UserKey::Id(alice)).await.unwrap().unwrap().credential_version;
+    assert!(after > before);
+}

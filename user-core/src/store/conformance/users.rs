@@ -1,0 +1,128 @@
+//! Conformance cases of `UserStore` and `SecretStore`.
+
+use super::*;
+
+pub(crate) async fn usernames_are_unique_case_insensitively_under_concurrent_inserts(store: Arc<dyn Store>) {
+    let handles: Vec<_> = (0..16)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut r = record(if i % 2 == 0 { "Racer" } else { "rACER" });
+                r.user.email = Email::parse(&format!("racer{i}@example.com")).unwrap();
+                store.insert_user(&r).await
+            })
+        })
+        .collect();
+    let mut ok = 0;
+    for h in handles {
+        match h.await.unwrap() {
+            Ok(()) => ok += 1,
+            Err(Error::Conflict(ConflictField::Username)) => {}
+            Err(other) => panic!("expected a username conflict, got {other:?}"),
+        }
+    }
+    assert_eq!(ok, 1);
+    assert_eq!(store.list_users(None, 100).await.unwrap().len(), 1);
+}
+
+pub(crate) async fn emails_are_unique(store: Arc<dyn Store>) {
+    user(&store, "alice").await;
+    let mut other = record("bob");
+    other.user.email = Email::parse("ALICE@example.com").unwrap();
+    assert!(matches!(store.insert_user(&other).await, Err(Error::Conflict(ConflictField::Email))));
+}
+
+pub(crate) async fn users_are_found_by_id_username_in_any_case_and_email(store: Arc<dyn Store>) {
+    let r = record("Alice");
+    store.insert_user(&r).await.unwrap();
+    let by_id = store.find_user(UserKey::Id(r.user.id)).await.unwrap().unwrap();
+    assert_eq!(by_id, r, "the stored record reads back unchanged");
+    let lower = Username::parse("alice").unwrap();
+    assert_eq!(store.find_user(UserKey::Username(&lower)).await.unwrap().unwrap().user.id, r.user.id);
+    assert_eq!(store.find_user(UserKey::Email(&r.user.email)).await.unwrap().unwrap().user.id, r.user.id);
+    assert!(store.find_user(UserKey::Id(UserId::new())).await.unwrap().is_none());
+}
+
+pub(crate) async fn updates_report_conflicts_and_keep_the_row_intact(store: Arc<dyn Store>) {
+    let alice = user(&store, "alice").await;
+    user(&store, "bob").await;
+    let rename = UserChanges { username: Some(Username::parse("BOB").unwrap()), ..Default::default() };
+    assert!(matches!(store.update_user(alice, &rename, t0()).await, Err(Error::Conflict(ConflictField::Username))));
+    let reemail = UserChanges { email: Some(Email::parse("bob@example.com").unwrap()), ..Default::default() };
+    assert!(matches!(store.update_user(alice, &reemail, t0()).await, Err(Error::Conflict(ConflictField::Email))));
+    let own_case = UserChanges { username: Some(Username::parse("ALICE").unwrap()), ..Default::default() };
+    let later = t0() + Duration::from_secs(1);
+    let updated = store.update_user(alice, &own_case, later).await.unwrap().unwrap();
+    assert_eq!((updated.user.username.as_str(), updated.user.email.as_str()), ("ALICE", "alice@example.com"));
+    assert_eq!(updated.user.updated_at, later);
+    assert!(store.update_user(UserId::new(), &own_case, later).await.unwrap().is_none());
+}
+
+pub(crate) async fn deleting_a_user_cascades_and_enqueues_user_deleted(store: Arc<dyn Store>) {
+    let alice = user(&store, "alice").await;
+    let bob = user(&store, "bob").await;
+    let s = session(&store, alice).await;
+    store.add_favorites(alice, &tracks("1,2"), t0()).await.unwrap();
+    store.add_favorites(bob, &tracks("1"), t0()).await.unwrap();
+    assert!(store.delete_user(alice, t0()).await.unwrap());
+    assert!(!store.delete_user(alice, t0()).await.unwrap());
+    assert!(store.find_user(UserKey::Id(alice)).await.unwrap().is_none());
+    assert!(store.session(s.id).await.unwrap().is_none());
+    assert!(store.list_favorites(alice, None, 10).await.unwrap().is_empty());
+    assert_eq!(store.list_favorites(bob, None, 10).await.unwrap().len(), 1);
+    let tasks = store.list_tasks(None, None, 100).await.unwrap();
+    let last = tasks.last().unwrap();
+    assert_eq!((last.kind, last.user_id, last.track_id.clone()), (TaskKind::UserDeleted, alice, None));
+    // The name and email are free again.
+    user(&store, "alice").await;
+}
+
+pub(crate) async fn users_list_oldest_first_with_keyset_pages(store: Arc<dyn Store>) {
+    let mut ids = Vec::new();
+    for name in ["user1", "user2", "user3", "user4", "user5"] {
+        ids.push(user(&store, name).await);
+    }
+    let first = store.list_users(None, 2).await.unwrap();
+    assert_eq!(first.iter().map(|u| u.id).collect::<Vec<_>>(), ids[..2]);
+    let rest = store.list_users(Some(first[1].id), 10).await.unwrap();
+    assert_eq!(rest.iter().map(|u| u.id).collect::<Vec<_>>(), ids[2..]);
+}
+
+pub(crate) async fn secrets_are_created_once_under_concurrency(store: Arc<dyn Store>) {
+    let handles: Vec<_> = (0..8u8)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move { store.get_or_insert_secret("jwt.test", &[i; 32], t0()).await.unwrap() })
+        })
+        .collect();
+    let mut seen = Vec::new();
+    for h in handles {
+        seen.push(h.await.unwrap());
+    }
+    assert!(seen.windows(2).all(|w| w[0] == w[1]), "every caller got the same secret");
+    assert_eq!(store.get_or_insert_secret("jwt.test", &[99; 32], t0()).await.unwrap(), seen[0]);
+}
+
+pub(crate) async fn an_update_bound_to_a_credential_version_loses_to_a_change_in_between(store: Arc<dyn Store>) {
+    let alice = user(&store, "alice").await;
+    let verified = store.find_user(UserKey::Id(alice)).await.unwrap().unwrap().credential_version;
+    let first = UserChanges {
+        password_hash: Some("$argon2id$first".into()),
+        expected_credential_version: Some(verified),
+        ..UserChanges::default()
+    };
+    assert!(store.update_user(alice, &first, t0()).await.unwrap().is_some());
+    // Checked against the same version, applied after the first: refused, nothing written.
+    let second = UserChanges {
+        email: Some(Email::parse("mallory@example.com").unwrap()),
+        password_hash: Some("$argon2id$second".into()),
+        expected_credential_version: Some(verified),
+        ..UserChanges::default()
+    };
+    assert!(store.update_user(alice, &second, t0()).await.unwrap().is_none());
+    let now = store.find_user(UserKey::Id(alice)).await.unwrap().unwrap();
+    assert_eq!((now.password_hash.as_str(), now.user.email.as_str()), ("$argon2id$first", "alice@example.com"));
+    // Unbound changes (no current password given) apply as before.
+    let rename = UserChanges { username: Some(Username::parse("alicia").unwrap()), ..UserChanges::default() };
+    assert!(store.update_user(alice, &rename, t0()).await.unwrap().is_some());
+}
