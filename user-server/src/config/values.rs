@@ -32,7 +32,7 @@ pub enum RateLimitSetting {
     Off,
 }
 
-/// Why [`Config::load`] failed.
+/// Why [`Config::load`](super::Config::load) failed.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     /// The command line or a variable does not parse (clap's message, `--help`…).
