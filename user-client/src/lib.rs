@@ -38,9 +38,10 @@ use serde::de::DeserializeOwned;
 use tokio::sync::{Mutex, RwLock};
 use user_core::api::{
     AccountResponse, ContainsResponse, FavoriteListResponse, FavoriteTrack, LoginRequest, LoginResponse, MainResponse,
-    RefreshResponse, RegisterRequest, UpdateRequest, UserListResponse, UserResponse, UserSummary,
+    RefreshResponse, RegisterRequest, RevokedResponse, SessionInfo, SessionListResponse, UpdateRequest,
+    UserListResponse, UserResponse, UserSummary,
 };
-use user_core::domain::{Email, Login, Password, TrackBatch, TrackId, Username, ValidationError};
+use user_core::domain::{DeviceName, Email, Login, Password, TrackBatch, TrackId, Username, ValidationError};
 
 pub use error::{Error, Result};
 pub use user_core::api;
@@ -56,6 +57,8 @@ pub struct Client {
     session: Arc<Session>,
     /// The cookie store, when the client built its own HTTP client.
     jar: Option<Arc<Jar>>,
+    /// The name each login gives its session.
+    device_name: Option<String>,
 }
 
 /// A session to keep between runs (e.g. in a credentials file), from
@@ -122,6 +125,7 @@ pub struct ClientBuilder {
     base: String,
     timeout: Duration,
     user_agent: String,
+    device_name: Option<String>,
     roots: Vec<reqwest::Certificate>,
     http: Option<reqwest::Client>,
 }
@@ -138,6 +142,14 @@ impl ClientBuilder {
     #[must_use]
     pub fn user_agent(mut self, user_agent: impl Into<String>) -> Self {
         self.user_agent = user_agent.into();
+        self
+    }
+
+    /// The name every login gives its session ("Kitchen speaker"), shown in
+    /// [`Client::sessions`]; 1–64 printable characters, checked at login.
+    #[must_use]
+    pub fn device_name(mut self, name: impl Into<String>) -> Self {
+        self.device_name = Some(name.into());
         self
     }
 
@@ -201,7 +213,8 @@ impl ClientBuilder {
                 (http, Some(jar))
             }
         };
-        Ok(Client { http, base: self.base.trim_end_matches('/').to_owned(), session: Arc::default(), jar })
+        let base = self.base.trim_end_matches('/').to_owned();
+        Ok(Client { http, base, session: Arc::default(), jar, device_name: self.device_name })
     }
 }
 
@@ -221,6 +234,7 @@ impl Client {
             base: base_url.into(),
             timeout: Duration::from_secs(30),
             user_agent: concat!("user-client/", env!("CARGO_PKG_VERSION")).to_owned(),
+            device_name: None,
             roots: Vec::new(),
             http: None,
         }
@@ -287,7 +301,8 @@ impl Client {
     pub async fn login(&self, username_or_email: &str, password: &str) -> Result<LoginResponse> {
         Login::parse(username_or_email)?;
         Password::presented("password", password)?;
-        let body = LoginRequest { username: username_or_email.into(), password: password.into() };
+        let device_name = self.device_name.as_deref().map(DeviceName::parse).transpose()?.map(|d| d.to_string());
+        let body = LoginRequest { username: username_or_email.into(), password: password.into(), device_name };
         let reply: LoginResponse = self.send(self.http.post(self.url("/user/login")).json(&body)).await?;
         self.set_access_token(Some(reply.token.clone())).await;
         Ok(reply)
@@ -346,6 +361,43 @@ impl Client {
             self.set_access_token(None).await;
         }
         reply
+    }
+
+    /// `GET /user/sessions`: the account's live sessions, newest first; the
+    /// one this client uses is marked `current`.
+    ///
+    /// ```no_run
+    /// # async fn run(client: user_client::Client) -> Result<(), user_client::Error> {
+    /// for session in client.sessions().await? {
+    ///     println!("{} {:?} last used {}", session.id, session.device_name, session.last_used_at);
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// 401 when there is no valid session.
+    pub async fn sessions(&self) -> Result<Vec<SessionInfo>> {
+        let reply: SessionListResponse = self.authed(Method::GET, "/user/sessions", |r| r).await?;
+        Ok(reply.sessions)
+    }
+
+    /// `DELETE /user/sessions/{id}`: signs one of the account's sessions out.
+    ///
+    /// # Errors
+    /// 404 when `id` is not a live session of the account.
+    pub async fn revoke_session(&self, id: uuid::Uuid) -> Result<MainResponse> {
+        self.authed(Method::DELETE, &format!("/user/sessions/{id}"), |r| r).await
+    }
+
+    /// `POST /user/sessions/revoke-others`: signs out every session but this
+    /// client's; how many were ended.
+    ///
+    /// # Errors
+    /// 401 when there is no valid session.
+    pub async fn revoke_other_sessions(&self) -> Result<u64> {
+        let reply: RevokedResponse = self.authed(Method::POST, "/user/sessions/revoke-others", |r| r).await?;
+        Ok(reply.revoked)
     }
 
     /// `GET /user/all` (admin): one page, oldest account first.

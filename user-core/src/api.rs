@@ -76,6 +76,11 @@ pub struct LoginRequest {
     /// The password.
     #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 128))]
     pub password: String,
+    /// (v1.1) A name for the new session, shown in `GET /user/sessions`:
+    /// 1–64 printable characters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 64))]
+    pub device_name: Option<String>,
 }
 
 /// `POST /user/login` success.
@@ -213,4 +218,46 @@ impl From<&crate::store::User> for UserSummary {
             created_at: u.created_at,
         }
     }
+}
+
+/// One live session in `GET /user/sessions`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SessionInfo {
+    /// The session id (`DELETE /user/sessions/{id}` ends it).
+    pub id: Uuid,
+    /// When it was opened (the login).
+    pub created_at: DateTime<Utc>,
+    /// The last login or refresh.
+    pub last_used_at: DateTime<Utc>,
+    /// The client's address at login.
+    pub ip: Option<String>,
+    /// The client's `User-Agent` at login.
+    pub user_agent: Option<String>,
+    /// The name the client gave the session at login.
+    pub device_name: Option<String>,
+    /// Whether this is the session of the token that asked.
+    pub current: bool,
+}
+
+/// `GET /user/sessions` success.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SessionListResponse {
+    /// `{"message": "success", "status": 200}`.
+    pub response: MainResponse,
+    /// The caller's live sessions, newest first.
+    pub sessions: Vec<SessionInfo>,
+}
+
+/// `POST /user/sessions/revoke-others` success.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RevokedResponse {
+    /// `"success"`.
+    pub message: String,
+    /// 200.
+    pub status: u16,
+    /// How many sessions were ended.
+    pub revoked: u64,
 }

@@ -106,6 +106,14 @@ impl fmt::Display for SessionId {
     }
 }
 
+impl FromStr for SessionId {
+    type Err = ValidationError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Uuid::parse_str(s).map(Self).map_err(|_| ValidationError::new("id", "must be a session id (a UUID)"))
+    }
+}
+
 /// Implements the string newtype plumbing shared by the text value types.
 macro_rules! text_value {
     ($name:ident) => {
@@ -311,6 +319,31 @@ impl TrackId {
     }
 }
 text_value!(TrackId);
+
+/// The name a client gives its session at login ("Kitchen speaker", "Pixel
+/// 8"): 1–64 printable characters, not all spaces. Shown in the account's
+/// list of sessions.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct DeviceName(String);
+
+impl DeviceName {
+    /// Checks the rules and wraps the name.
+    ///
+    /// # Errors
+    /// A [`ValidationError`] on field `device_name`.
+    pub fn parse(s: &str) -> Result<Self, ValidationError> {
+        let length = s.chars().count();
+        if length == 0 || length > 64 || s.trim().is_empty() {
+            return Err(ValidationError::new("device_name", "must be 1–64 characters, not all spaces"));
+        }
+        if s.chars().any(char::is_control) {
+            return Err(ValidationError::new("device_name", "may not contain control characters"));
+        }
+        Ok(Self(s.to_owned()))
+    }
+}
+text_value!(DeviceName);
 
 /// What one favorites call takes: 1–50 distinct track ids, in the order they
 /// were first given. The only place the batch rule is written; the service

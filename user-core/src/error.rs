@@ -26,6 +26,9 @@ pub enum Error {
     /// No user has that name, email or id (HTTP 404).
     #[error("user not found")]
     UserNotFound,
+    /// The session is not a live session of the caller (HTTP 404).
+    #[error("session not found")]
+    SessionNotFound,
     /// A unique value is already taken by another account (HTTP 409).
     #[error("{0} is already taken")]
     Conflict(ConflictField),
@@ -62,7 +65,7 @@ impl Error {
             Error::Validation(_) => 400,
             Error::InvalidCredentials | Error::Unauthorized(_) => 401,
             Error::Forbidden(_) => 403,
-            Error::UserNotFound => 404,
+            Error::UserNotFound | Error::SessionNotFound => 404,
             Error::Conflict(_) => 409,
             Error::Throttled { .. } => 429,
             Error::Overloaded => 503,

@@ -111,6 +111,10 @@ pub trait SessionStore: Send + Sync {
     /// from a stale password, and a rehash never writes an old password back.
     async fn open_session(&self, login: &NewSession) -> Result<bool>;
 
+    /// The user's live sessions (neither revoked nor expired at `now`),
+    /// newest first.
+    async fn list_sessions(&self, user: UserId, now: DateTime<Utc>) -> Result<Vec<SessionRecord>>;
+
     /// Reads a session.
     async fn session(&self, id: SessionId) -> Result<Option<SessionRecord>>;
 

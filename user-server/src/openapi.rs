@@ -7,7 +7,8 @@ use std::sync::OnceLock;
 
 use user_core::api::{
     AccountResponse, ContainsResponse, FavoriteListResponse, FavoriteTrack, LoginRequest, LoginResponse, MainResponse,
-    RefreshResponse, RegisterRequest, UpdateRequest, UserListResponse, UserResponse, UserSummary,
+    RefreshResponse, RegisterRequest, RevokedResponse, SessionInfo, SessionListResponse, UpdateRequest,
+    UserListResponse, UserResponse, UserSummary,
 };
 use user_core::domain::Role;
 use utoipa::openapi::path::HttpMethod;
@@ -54,7 +55,8 @@ pub fn document() -> &'static serde_json::Value {
     info(title = "user-service", description = "Users, sessions and favorite tracks of a music-streaming backend."),
     components(schemas(
         MainResponse, RegisterRequest, AccountResponse, LoginRequest, LoginResponse, RefreshResponse, UserResponse,
-        UpdateRequest, UserSummary, UserListResponse, FavoriteTrack, FavoriteListResponse, ContainsResponse, Role
+        UpdateRequest, UserSummary, UserListResponse, FavoriteTrack, FavoriteListResponse, ContainsResponse, Role,
+        SessionInfo, SessionListResponse, RevokedResponse
     )),
     modifiers(&Security)
 )]

@@ -201,3 +201,25 @@ fn a_root_certificate_that_does_not_parse_is_refused_before_any_request() {
     assert!(refused.is_bad_request(), "{refused:?}");
     assert!(Client::builder("https://users.internal").add_root_certificate(b"").unwrap_err().is_bad_request());
 }
+
+#[tokio::test]
+async fn sessions_are_listed_and_signed_out_from_the_sdk() {
+    let srv = server().await;
+    let tv = srv.client();
+    tv.register("alice", "alice@example.com", "correct horse").await.unwrap();
+    tv.login("alice", "correct horse").await.unwrap();
+    let phone = user_client::Client::builder(&srv.base).device_name("Pixel 8").build().unwrap();
+    phone.login("alice", "correct horse").await.unwrap();
+
+    let sessions = phone.sessions().await.unwrap();
+    assert_eq!(sessions.len(), 2);
+    assert!(sessions[0].current && sessions[0].device_name.as_deref() == Some("Pixel 8"));
+    let tv_session = sessions[1].id;
+    assert!(matches!(phone.revoke_session(uuid::Uuid::now_v7()).await, Err(e) if e.status() == Some(404)));
+    phone.revoke_session(tv_session).await.unwrap();
+    assert!(tv.me().await.is_err(), "the TV is signed out");
+    assert_eq!(phone.revoke_other_sessions().await.unwrap(), 0);
+
+    let bad = user_client::Client::builder(&srv.base).device_name("").build().unwrap();
+    assert!(bad.login("alice", "correct horse").await.unwrap_err().is_bad_request(), "checked before sending");
+}

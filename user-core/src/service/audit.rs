@@ -22,6 +22,8 @@ pub enum AuditEvent {
     RefreshReuseDetected,
     /// A session ended by logout.
     LoggedOut,
+    /// The user signed one of their sessions out, or every other one.
+    SessionRevoked,
     /// A password was changed.
     PasswordChanged,
     /// An email address was changed.
@@ -48,6 +50,7 @@ impl AuditEvent {
             AuditEvent::LoginThrottled => "login.throttled",
             AuditEvent::RefreshReuseDetected => "refresh.reuse",
             AuditEvent::LoggedOut => "logout",
+            AuditEvent::SessionRevoked => "session.revoke",
             AuditEvent::PasswordChanged => "password.change",
             AuditEvent::EmailChanged => "email.change",
             AuditEvent::RoleChanged => "role.change",

@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use super::{AuditEvent, UserService};
 use crate::auth::{AccessClaims, IssuedTokens, RefreshClaims, Verified};
-use crate::domain::{Login, Password, SessionId, UserId};
+use crate::domain::{DeviceName, Login, Password, SessionId, UserId};
 use crate::error::{Error, ForbiddenReason, Result, UnauthorizedReason};
 use crate::store::{LoginAttempt, NewSession, Rotation, SessionRecord, User, UserKey, UserRecord};
 
@@ -18,6 +18,8 @@ pub struct ClientInfo {
     pub user_agent: Option<String>,
     /// The client's address.
     pub ip: Option<IpAddr>,
+    /// The name the client gives the session it opens (login only).
+    pub device_name: Option<DeviceName>,
 }
 
 /// A successful login: the account and its new token pair.
@@ -130,6 +132,7 @@ impl UserService {
             revoked_at: None,
             user_agent: client.user_agent.as_deref().map(|ua| ua.chars().take(256).collect()),
             ip: client.ip.map(|ip| ip.to_string()),
+            device_name: client.device_name.as_ref().map(ToString::to_string),
         };
         let opened = self
             .store
@@ -254,5 +257,44 @@ impl UserService {
             self.audit(AuditEvent::LoggedOut, Some(user), client, None).await;
         }
         Ok(())
+    }
+}
+
+impl UserService {
+    /// The user's live sessions, newest first. `last_used_at` is the last
+    /// login or refresh: the hot authenticated path writes nothing.
+    ///
+    /// # Errors
+    /// [`Error::Internal`] if the store fails.
+    pub async fn sessions(&self, user: UserId) -> Result<Vec<SessionRecord>> {
+        self.store.list_sessions(user, self.clock.now()).await
+    }
+
+    /// Ends one of the user's live sessions (signing a device out).
+    ///
+    /// # Errors
+    /// [`Error::SessionNotFound`] if `session` is not a live session of `user`.
+    pub async fn revoke_own_session(&self, user: UserId, session: SessionId, client: &ClientInfo) -> Result<()> {
+        let now = self.clock.now();
+        match self.store.session(session).await? {
+            Some(s) if s.user_id == user && s.is_active(now) => {}
+            _ => return Err(Error::SessionNotFound),
+        }
+        if self.store.revoke_session(session, now).await? {
+            self.audit(AuditEvent::SessionRevoked, Some(user), client, None).await;
+        }
+        Ok(())
+    }
+
+    /// Ends every session of the user but `current`; how many were live.
+    ///
+    /// # Errors
+    /// [`Error::Internal`] if the store fails.
+    pub async fn revoke_other_sessions(&self, user: UserId, current: SessionId, client: &ClientInfo) -> Result<u64> {
+        let n = self.store.revoke_user_sessions(user, Some(current), self.clock.now()).await?;
+        if n > 0 {
+            self.audit(AuditEvent::SessionRevoked, Some(user), client, Some(format!("{n} other session(s)"))).await;
+        }
+        Ok(n)
     }
 }

@@ -255,6 +255,14 @@ impl SessionStore for MemoryStore {
         Ok(true)
     }
 
+    async fn list_sessions(&self, user: UserId, now: DateTime<Utc>) -> Result<Vec<SessionRecord>> {
+        let inner = self.lock()?;
+        let mut live: Vec<SessionRecord> =
+            inner.sessions.values().filter(|s| s.user_id == user && s.is_active(now)).cloned().collect();
+        live.sort_by(|a, b| (b.created_at, b.id.as_uuid()).cmp(&(a.created_at, a.id.as_uuid())));
+        Ok(live)
+    }
+
     async fn session(&self, id: SessionId) -> Result<Option<SessionRecord>> {
         Ok(self.lock()?.sessions.get(&id).cloned())
     }

@@ -106,6 +106,8 @@ pub struct SessionRecord {
     pub user_agent: Option<String>,
     /// The client's IP, if known.
     pub ip: Option<String>,
+    /// The name the client gave the session at login, if any.
+    pub device_name: Option<String>,
 }
 
 impl SessionRecord {

@@ -1,11 +1,13 @@
-//! Sessions: log in, log out, refresh.
+//! Sessions: log in, log out, refresh, and the caller's list of sessions.
 
-use user_core::api::{LoginRequest, LoginResponse, MainResponse, RefreshResponse};
+use user_core::api::{
+    LoginRequest, LoginResponse, MainResponse, RefreshResponse, RevokedResponse, SessionInfo, SessionListResponse,
+};
 use user_core::auth::IssuedTokens;
-use user_core::domain::{Login, Password};
+use user_core::domain::{DeviceName, Login, Password, SessionId};
 use warp::reply::Response;
 
-use super::guard::{Open, RefreshCookie, SessionToEnd};
+use super::guard::{Authenticated, Open, RefreshCookie, SessionToEnd};
 use super::{Call, success};
 use crate::AppState;
 use crate::error::ApiError;
@@ -24,10 +26,11 @@ use crate::http::{RequestCtx, json};
     (status = 503, description = "Overloaded", body = MainResponse),
 ))]
 pub(super) async fn login(mut call: Call<Open>) -> Result<Response, ApiError> {
-    let client = call.ctx.client();
+    let mut client = call.ctx.client();
     let req: LoginRequest = call.json()?;
     let login = Login::parse(&req.username)?;
     let password = Password::presented("password", &req.password)?;
+    client.device_name = req.device_name.as_deref().map(DeviceName::parse).transpose()?;
     let outcome = match call.state.service.login(&login, &password, &client).await {
         Ok(outcome) => outcome,
         Err(e) => {
@@ -78,6 +81,61 @@ pub(super) async fn refresh(call: Call<RefreshCookie>) -> Result<Response, ApiEr
     let mut response = json(&RefreshResponse { message: "success".into(), status: 200, token: tokens.access.clone() });
     call.state.set_token_cookies(&mut response, &call.ctx, &tokens);
     Ok(response)
+}
+
+/// The caller's live sessions, newest first.
+#[utoipa::path(get, path = "/user/sessions", security(("bearer" = []), ("access_cookie" = [])), responses(
+    (status = 200, description = "Live sessions, newest first; `current` marks the caller's", body = SessionListResponse),
+    (status = 400, description = "A token cookie sent more than once", body = MainResponse),
+    (status = 401, description = "Unauthorized", body = MainResponse),
+))]
+pub(super) async fn list_sessions(call: Call<Authenticated>) -> Result<Response, ApiError> {
+    let current = call.caller.claims().sid;
+    let sessions = call.state.service.sessions(call.caller.id()).await?;
+    Ok(json(&SessionListResponse {
+        response: MainResponse::success(),
+        sessions: sessions
+            .into_iter()
+            .map(|s| SessionInfo {
+                id: s.id.as_uuid(),
+                created_at: s.created_at,
+                last_used_at: s.last_used_at,
+                ip: s.ip,
+                user_agent: s.user_agent,
+                device_name: s.device_name,
+                current: s.id == current,
+            })
+            .collect(),
+    }))
+}
+
+/// Sign one of the caller's sessions out (a lost phone, a sold TV).
+#[utoipa::path(delete, path = "/user/sessions/{id}", security(("bearer" = []), ("access_cookie" = [])), params(
+    ("id" = String, Path, description = "A session id from `GET /user/sessions`", format = Uuid),
+), responses(
+    (status = 200, description = "Ended", body = MainResponse),
+    (status = 400, description = "Not a session id, or a token cookie sent more than once", body = MainResponse),
+    (status = 401, description = "Unauthorized", body = MainResponse),
+    (status = 403, description = "Cross-site request refused", body = MainResponse),
+    (status = 404, description = "Not a live session of the caller", body = MainResponse),
+))]
+pub(super) async fn revoke_session(call: Call<Authenticated>) -> Result<Response, ApiError> {
+    let id: SessionId = call.path_param.as_deref().unwrap_or_default().parse()?;
+    call.state.service.revoke_own_session(call.caller.id(), id, &call.ctx.client()).await?;
+    Ok(success())
+}
+
+/// Sign every session but the caller's out.
+#[utoipa::path(post, path = "/user/sessions/revoke-others", security(("bearer" = []), ("access_cookie" = [])), responses(
+    (status = 200, description = "The others ended; how many", body = RevokedResponse),
+    (status = 400, description = "A token cookie sent more than once", body = MainResponse),
+    (status = 401, description = "Unauthorized", body = MainResponse),
+    (status = 403, description = "Cross-site request refused", body = MainResponse),
+))]
+pub(super) async fn revoke_other_sessions(call: Call<Authenticated>) -> Result<Response, ApiError> {
+    let claims = call.caller.claims();
+    let revoked = call.state.service.revoke_other_sessions(claims.sub, claims.sid, &call.ctx.client()).await?;
+    Ok(json(&RevokedResponse { message: "success".into(), status: 200, revoked }))
 }
 
 impl AppState {

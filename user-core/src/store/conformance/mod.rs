@@ -41,6 +41,7 @@ macro_rules! suite {
             concurrent_login_attempts_reserve_no_more_checks_than_the_lockout_allows,
             a_session_opens_only_for_the_credential_the_login_verified,
             a_role_change_revokes_every_session_and_the_credential,
+            live_sessions_are_listed_newest_first_with_their_device_names,
             an_update_bound_to_a_credential_version_loses_to_a_change_in_between,
             claims_follow_id_order_and_keep_each_users_tasks_in_sequence,
             concurrent_claimers_never_share_a_task,
@@ -101,8 +102,9 @@ async fn user(store: &Arc<dyn Store>, name: &str) -> UserId {
     r.user.id
 }
 
-async fn session(store: &Arc<dyn Store>, user: UserId) -> SessionRecord {
-    let s = SessionRecord {
+/// A session of `user` created at `t0()`, an hour long; not yet stored.
+fn session_template(user: UserId) -> SessionRecord {
+    SessionRecord {
         id: SessionId::new(),
         user_id: user,
         refresh_jti: Uuid::now_v7(),
@@ -114,7 +116,12 @@ async fn session(store: &Arc<dyn Store>, user: UserId) -> SessionRecord {
         revoked_at: None,
         user_agent: Some("test".into()),
         ip: Some("127.0.0.1".into()),
-    };
+        device_name: None,
+    }
+}
+
+async fn session(store: &Arc<dyn Store>, user: UserId) -> SessionRecord {
+    let s = session_template(user);
     assert!(store.open_session(&login(store, &s).await).await.unwrap(), "session opened");
     s
 }

@@ -216,3 +216,31 @@ pub(crate) async fn a_role_change_revokes_every_session_and_the_credential(store
     let after = store.find_user(UserKey::Id(alice)).await.unwrap().unwrap().credential_version;
     assert!(after > before);
 }
+
+pub(crate) async fn live_sessions_are_listed_newest_first_with_their_device_names(store: Arc<dyn Store>) {
+    let alice = user(&store, "alice").await;
+    let bob = user(&store, "bob").await;
+    let mut opened = Vec::new();
+    for (minutes, device) in [(1, Some("Kitchen speaker")), (3, None), (2, Some("Pixel 8")), (4, None)] {
+        let s = SessionRecord {
+            id: SessionId::new(),
+            created_at: t0() + Duration::from_secs(60 * minutes),
+            device_name: device.map(str::to_owned),
+            ..session_template(alice)
+        };
+        assert!(store.open_session(&login(&store, &s).await).await.unwrap());
+        opened.push(s);
+    }
+    session(&store, bob).await;
+    // One revoked, one expired: neither is listed.
+    store.revoke_session(opened[3].id, t0()).await.unwrap();
+    let expired = SessionRecord { id: SessionId::new(), expires_at: t0(), ..session_template(alice) };
+    assert!(store.open_session(&login(&store, &expired).await).await.unwrap());
+    let now = t0() + Duration::from_secs(1);
+    let listed = store.list_sessions(alice, now).await.unwrap();
+    let ids: Vec<SessionId> = listed.iter().map(|s| s.id).collect();
+    assert_eq!(ids, [opened[1].id, opened[2].id, opened[0].id], "newest first, live only, alice's only");
+    let names: Vec<Option<&str>> = listed.iter().map(|s| s.device_name.as_deref()).collect();
+    assert_eq!(names, [None, Some("Pixel 8"), Some("Kitchen speaker")]);
+    assert!(store.list_sessions(UserId::new(), now).await.unwrap().is_empty());
+}

@@ -57,6 +57,7 @@ pub(super) fn session_record(row: &PgRow) -> Result<SessionRecord> {
         revoked_at: get(row, "revoked_at")?,
         user_agent: get(row, "user_agent")?,
         ip: get(row, "ip")?,
+        device_name: get(row, "device_name")?,
     })
 }
 

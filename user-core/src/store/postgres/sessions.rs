@@ -83,8 +83,8 @@ impl SessionStore for PostgresStore {
                update users set failed_logins = 0, locked_until = null, password_hash = coalesce($12, password_hash) \
                where id = $2 and credential_version = $13 and disabled_at is null returning id) \
              insert into sessions (id, user_id, refresh_jti, previous_jti, rotated_at, created_at, last_used_at, \
-               expires_at, revoked_at, user_agent, ip) \
-             select $1, id, $3, $4, $5, $6, $7, $8, $9, $10, $11 from current_user_row",
+               expires_at, revoked_at, user_agent, ip, device_name) \
+             select $1, id, $3, $4, $5, $6, $7, $8, $9, $10, $11, $14 from current_user_row",
         )
         .bind(s.id.as_uuid())
         .bind(s.user_id.as_uuid())
@@ -99,10 +99,24 @@ impl SessionStore for PostgresStore {
         .bind(s.ip.as_deref())
         .bind(login.rehash.as_deref())
         .bind(login.credential_version)
+        .bind(s.device_name.as_deref())
         .execute(&self.pool)
         .await
         .map_err(map_err)?;
         Ok(done.rows_affected() == 1)
+    }
+
+    async fn list_sessions(&self, user: UserId, now: DateTime<Utc>) -> Result<Vec<SessionRecord>> {
+        let rows = sqlx::query(
+            "select * from sessions where user_id = $1 and revoked_at is null and expires_at > $2 \
+             order by created_at desc, id desc",
+        )
+        .bind(user.as_uuid())
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        rows.iter().map(session_record).collect()
     }
 
     async fn session(&self, id: SessionId) -> Result<Option<SessionRecord>> {

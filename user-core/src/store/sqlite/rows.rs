@@ -112,6 +112,7 @@ pub(super) fn session_record(row: &Row<'_>) -> Result<SessionRecord> {
         revoked_at: opt_time(col(row, "revoked_at")?)?,
         user_agent: col(row, "user_agent")?,
         ip: col(row, "ip")?,
+        device_name: col(row, "device_name")?,
     })
 }
 

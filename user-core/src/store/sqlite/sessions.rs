@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::{Connection, params};
 
 use super::SqliteStore;
-use super::rows::{execute, millis, query_opt, session_record, user_record};
+use super::rows::{execute, millis, query_all, query_opt, session_record, user_record};
 use crate::domain::{SessionId, UserId};
 use crate::error::Result;
 use crate::store::{NewSession, Rotation, SessionRecord, SessionStore, UserRecord};
@@ -43,7 +43,8 @@ impl SessionStore for SqliteStore {
             execute(
                 conn,
                 "insert into sessions (id, user_id, refresh_jti, previous_jti, rotated_at, created_at, last_used_at, \
-                 expires_at, revoked_at, user_agent, ip) values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                 expires_at, revoked_at, user_agent, ip, device_name) \
+                 values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
                 params![
                     s.id.as_uuid(),
                     s.user_id.as_uuid(),
@@ -56,11 +57,24 @@ impl SessionStore for SqliteStore {
                     s.revoked_at.map(millis),
                     s.user_agent,
                     s.ip,
+                    s.device_name,
                 ],
             )?;
             Ok(true)
         })
         .await
+    }
+
+    async fn list_sessions(&self, user: UserId, now: DateTime<Utc>) -> Result<Vec<SessionRecord>> {
+        self.read(|conn| {
+            query_all(
+                conn,
+                "select * from sessions where user_id = ?1 and revoked_at is null and expires_at > ?2 \
+                 order by created_at desc, id desc",
+                params![user.as_uuid(), millis(now)],
+                session_record,
+            )
+        })
     }
 
     async fn session(&self, id: SessionId) -> Result<Option<SessionRecord>> {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use user_core::auth::{HashingConfig, SigningConfig};
 use user_core::clock::ManualClock;
-use user_core::domain::{Email, Login, Password, Role, TrackBatch, TrackId, Username};
+use user_core::domain::{DeviceName, Email, Login, Password, Role, TrackBatch, TrackId, Username};
 use user_core::page::PageRequest;
 use user_core::service::{ClientInfo, ProfileUpdate, Registration};
 use user_core::store::{self, Store, TaskKind, UserKey};

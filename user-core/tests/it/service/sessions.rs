@@ -42,12 +42,60 @@ async fn disabling_ends_every_session_at_once() {
 async fn login_records_the_client_on_the_session() {
     let app = app().await;
     app.register("alice").await;
-    let client = ClientInfo { user_agent: Some("x".repeat(300)), ip: Some("10.1.2.3".parse().unwrap()) };
+    let client = ClientInfo {
+        user_agent: Some("x".repeat(300)),
+        ip: Some("10.1.2.3".parse().unwrap()),
+        device_name: Some(DeviceName::parse("Kitchen speaker").unwrap()),
+    };
     let tokens = app.service.login(&login_name("alice"), &pw("correct horse"), &client).await.unwrap().tokens;
     let session = app.store.session(tokens.session_id).await.unwrap().unwrap();
     assert_eq!(session.ip.as_deref(), Some("10.1.2.3"));
+    assert_eq!(session.device_name.as_deref(), Some("Kitchen speaker"));
     assert_eq!(session.user_agent.unwrap().len(), 256, "user agents are truncated");
     assert_eq!(session.expires_at, tokens.refresh_expires_at);
+}
+
+#[tokio::test]
+async fn a_user_lists_their_live_sessions_and_signs_one_or_all_others_out() {
+    let app = app().await;
+    let alice = app.register("alice").await;
+    app.register("bob").await;
+    let mut opened = Vec::new();
+    for device in ["TV", "Phone", "Car"] {
+        let client = ClientInfo { device_name: Some(DeviceName::parse(device).unwrap()), ..ClientInfo::default() };
+        opened.push(app.service.login(&login_name("alice"), &pw("correct horse"), &client).await.unwrap().tokens);
+        app.clock.advance(Duration::from_secs(1));
+    }
+    let bobs = app.service.login(&login_name("bob"), &pw("correct horse"), &ClientInfo::default()).await.unwrap();
+    let names = |sessions: Vec<user_core::store::SessionRecord>| {
+        sessions.into_iter().map(|s| s.device_name.unwrap_or_default()).collect::<Vec<_>>()
+    };
+    assert_eq!(names(app.service.sessions(alice.id).await.unwrap()), ["Car", "Phone", "TV"], "newest first");
+
+    // Someone else's session, or one already ended, is not found.
+    let none = ClientInfo::default();
+    let foreign = app.service.revoke_own_session(alice.id, bobs.tokens.session_id, &none).await;
+    assert!(matches!(foreign, Err(Error::SessionNotFound)));
+    app.service.revoke_own_session(alice.id, opened[0].session_id, &none).await.unwrap();
+    let again = app.service.revoke_own_session(alice.id, opened[0].session_id, &none).await;
+    assert!(matches!(again, Err(Error::SessionNotFound)));
+    assert_eq!(unauthorized(app.service.authenticate(&opened[0].access).await), UnauthorizedReason::SessionRevoked);
+
+    // Signing the others out keeps the caller's own and nobody else's.
+    assert_eq!(app.service.revoke_other_sessions(alice.id, opened[2].session_id, &none).await.unwrap(), 1);
+    assert_eq!(names(app.service.sessions(alice.id).await.unwrap()), ["Car"]);
+    app.service.authenticate(&bobs.tokens.access).await.unwrap();
+    assert_eq!(app.service.revoke_other_sessions(alice.id, opened[2].session_id, &none).await.unwrap(), 0);
+}
+
+#[test]
+fn device_names_are_1_to_64_printable_characters() {
+    for ok in ["TV", "Kitchen speaker", "Телевизор", &"x".repeat(64)] {
+        assert!(DeviceName::parse(ok).is_ok(), "{ok}");
+    }
+    for bad in ["", "   ", &"x".repeat(65), "tab\there", "new\nline"] {
+        assert_eq!(DeviceName::parse(bad).unwrap_err().field, "device_name", "{bad:?}");
+    }
 }
 
 #[tokio::test]

@@ -12,6 +12,7 @@ use user_core::store::TaskKind;
 mod accounts;
 mod admin_ops;
 mod favorites;
+mod sessions;
 
 // ---------------------------------------------------------------- conventions
 
