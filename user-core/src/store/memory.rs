@@ -259,7 +259,7 @@ impl SessionStore for MemoryStore {
         let inner = self.lock()?;
         let mut live: Vec<SessionRecord> =
             inner.sessions.values().filter(|s| s.user_id == user && s.is_active(now)).cloned().collect();
-        live.sort_by(|a, b| (b.created_at, b.id.as_uuid()).cmp(&(a.created_at, a.id.as_uuid())));
+        live.sort_by_key(|s| std::cmp::Reverse((s.created_at, s.id.as_uuid())));
         Ok(live)
     }
 
