@@ -103,6 +103,11 @@ pub enum Command {
     /// Favorite tracks of the logged-in account (remote).
     #[command(subcommand)]
     Favorite(FavoriteCommand),
+    /// The logged-in account's sessions, newest first; `revoke` signs devices out (remote).
+    Sessions {
+        #[command(subcommand)]
+        command: Option<SessionsCommand>,
+    },
     /// Accounts (operators; local, and `list` also remote as an admin).
     #[command(subcommand)]
     User(UserCommand),
@@ -114,6 +119,19 @@ pub enum Command {
     Audit(AuditCommand),
     /// Apply database migrations (local).
     Migrate,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SessionsCommand {
+    /// Sign out one session (its id from `user-cli sessions`), or every other one.
+    Revoke {
+        /// The session to end.
+        #[arg(required_unless_present = "others", conflicts_with = "others")]
+        id: Option<uuid::Uuid>,
+        /// End every session but this one.
+        #[arg(long)]
+        others: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

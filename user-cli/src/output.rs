@@ -1,7 +1,7 @@
 //! Aligned tables for people, JSON for scripts; every printer both modes share.
 
 use serde_json::{Value, json};
-use user_client::api::UserSummary;
+use user_client::api::{SessionInfo, UserSummary};
 use user_core::store::{AuditRecord, DeferredTask};
 
 /// How to print results.
@@ -118,4 +118,22 @@ pub fn print_audit(out: &Output, events: &[AuditRecord]) {
         })
         .collect();
     out.table(&json!({ "events": value }), &["id", "time", "event", "user_id", "ip", "detail"], rows);
+}
+
+/// Prints sessions as a table or JSON (`{"sessions"}`); `*` marks this one.
+pub fn print_sessions(out: &Output, sessions: &[SessionInfo]) {
+    let rows = sessions
+        .iter()
+        .map(|s| {
+            vec![
+                if s.current { "*".to_owned() } else { String::new() },
+                s.id.to_string(),
+                s.device_name.clone().unwrap_or_default(),
+                s.last_used_at.to_rfc3339(),
+                s.ip.clone().unwrap_or_default(),
+                s.user_agent.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    out.table(&json!({ "sessions": sessions }), &["", "id", "device", "last_used_at", "ip", "user_agent"], rows);
 }

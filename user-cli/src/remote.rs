@@ -7,11 +7,11 @@ use serde_json::json;
 use user_client::Client;
 use user_client::api::{UpdateRequest, UserSummary};
 
-use crate::cli::{Command, FavoriteCommand, Page, UserCommand};
+use crate::cli::{Command, FavoriteCommand, Page, SessionsCommand, UserCommand};
 use crate::credentials;
 use crate::failure::Failure;
 use crate::input::{confirm, secrets};
-use crate::output::{Output, print_next, print_users};
+use crate::output::{Output, print_next, print_sessions, print_users};
 
 pub async fn run(server: &str, ca_cert: Option<&Path>, command: Command, out: &Output) -> Result<(), Failure> {
     let mut builder = Client::builder(server);
@@ -54,6 +54,15 @@ async fn execute(client: &Client, command: Command, out: &Output) -> Result<(), 
                 Err(e) if e.is_unauthorized() => out.done(&json!({"status": "logged out"}), "logged out"),
                 Err(e) => return Err(e.into()),
             }
+        }
+        Command::Sessions { command: None } => print_sessions(out, &client.sessions().await?),
+        Command::Sessions { command: Some(SessionsCommand::Revoke { id: Some(id), .. }) } => {
+            client.revoke_session(id).await?;
+            out.done(&json!({"id": id, "status": "revoked"}), &format!("session {id} signed out"));
+        }
+        Command::Sessions { command: Some(SessionsCommand::Revoke { id: None, .. }) } => {
+            let revoked = client.revoke_other_sessions().await?;
+            out.done(&json!({"revoked": revoked}), &format!("{revoked} other session(s) signed out"));
         }
         Command::Whoami => {
             let me = client.me().await?;

@@ -369,3 +369,35 @@ async fn local_mode_builds_the_service_from_the_servers_settings() {
     both.env("USER_JWT_SECRETS", "y".repeat(40)).env("USER_JWT_SECRETS_FILE", &file);
     assert!(stderr(&mut both, 2).contains("give USER_JWT_SECRETS or USER_JWT_SECRETS_FILE, not both"));
 }
+
+#[tokio::test]
+async fn remote_sessions_are_listed_and_signed_out() {
+    let env = std::sync::Arc::new(Env::new());
+    let e = env.clone();
+    blocking(move || e.local(&["migrate"]).assert().success()).await;
+    let (url, _stop) = serve(&env.database).await;
+    // Another device of alice's, signed in through the SDK.
+    let tv = user_client::Client::builder(&url).device_name("Living room TV").build().unwrap();
+    tv.register("alice", "alice@example.com", "correct horse").await.unwrap();
+    tv.login("alice", "correct horse").await.unwrap();
+    blocking(move || {
+        let r = |args: &[&str]| env.remote(&url, args);
+        r(&["login", "alice", "--password-stdin"]).write_stdin("correct horse\n").assert().success();
+        let listed = json(&mut r(&["sessions"]));
+        let sessions = listed["sessions"].as_array().unwrap();
+        assert_eq!(sessions.len(), 2);
+        assert_eq!(
+            (sessions[0]["current"].clone(), sessions[1]["device_name"].clone()),
+            (true.into(), "Living room TV".into())
+        );
+        let table = r(&["sessions"]).assert().success().get_output().stdout.clone();
+        assert!(String::from_utf8(table).unwrap().contains("Living room TV"));
+        let tv_id = sessions[1]["id"].as_str().unwrap().to_owned();
+        r(&["sessions", "revoke", &tv_id]).assert().success();
+        let msg = stderr(&mut r(&["sessions", "revoke", &tv_id]), 1);
+        assert!(msg.contains("session not found"), "{msg}");
+        assert_eq!(json(&mut r(&["sessions", "revoke", "--others"]))["revoked"], 0);
+        stderr(&mut r(&["sessions", "revoke"]), 2);
+    })
+    .await;
+}
