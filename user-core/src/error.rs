@@ -26,6 +26,10 @@ pub enum Error {
     /// No user has that name, email or id (HTTP 404).
     #[error("user not found")]
     UserNotFound,
+    /// The change would leave no active admin: the last one cannot be
+    /// demoted, disabled or deleted (HTTP 409).
+    #[error("the last active admin cannot be demoted, disabled or deleted")]
+    LastAdmin,
     /// The session is not a live session of the caller (HTTP 404).
     #[error("session not found")]
     SessionNotFound,
@@ -66,7 +70,7 @@ impl Error {
             Error::InvalidCredentials | Error::Unauthorized(_) => 401,
             Error::Forbidden(_) => 403,
             Error::UserNotFound | Error::SessionNotFound => 404,
-            Error::Conflict(_) => 409,
+            Error::Conflict(_) | Error::LastAdmin => 409,
             Error::Throttled { .. } => 429,
             Error::Overloaded => 503,
             Error::Internal(_) => 500,

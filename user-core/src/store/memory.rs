@@ -85,6 +85,15 @@ impl Inner {
         );
     }
 
+    /// Refuses a change that would leave no active admin, when `id` is the only one.
+    fn keep_an_admin(&self, id: UserId) -> Result<()> {
+        let mut admins = self.users.values().filter(|r| r.user.role == Role::Admin && r.user.disabled_at.is_none());
+        match (admins.next(), admins.next()) {
+            (Some(only), None) if only.user.id == id => Err(Error::LastAdmin),
+            _ => Ok(()),
+        }
+    }
+
     fn revoke_sessions(&mut self, user: UserId, except: Option<SessionId>, now: DateTime<Utc>) -> u64 {
         let mut n = 0;
         for s in self.sessions.values_mut() {
@@ -189,6 +198,9 @@ impl UserStore for MemoryStore {
 
     async fn set_role(&self, id: UserId, role: Role, now: DateTime<Utc>) -> Result<bool> {
         let mut inner = self.lock()?;
+        if role != Role::Admin {
+            inner.keep_an_admin(id)?;
+        }
         let Some(record) = inner.users.get_mut(&id) else { return Ok(false) };
         if record.user.role != role {
             record.user.role = role;
@@ -201,6 +213,9 @@ impl UserStore for MemoryStore {
 
     async fn set_disabled(&self, id: UserId, disabled: bool, now: DateTime<Utc>) -> Result<bool> {
         let mut inner = self.lock()?;
+        if disabled {
+            inner.keep_an_admin(id)?;
+        }
         let Some(record) = inner.users.get_mut(&id) else { return Ok(false) };
         if disabled {
             record.user.disabled_at.get_or_insert(now);
@@ -217,6 +232,7 @@ impl UserStore for MemoryStore {
 
     async fn delete_user(&self, id: UserId, now: DateTime<Utc>) -> Result<bool> {
         let mut inner = self.lock()?;
+        inner.keep_an_admin(id)?;
         let Some(record) = inner.users.remove(&id) else { return Ok(false) };
         inner.by_username.remove(&record.user.username.folded());
         inner.by_email.remove(record.user.email.as_str());

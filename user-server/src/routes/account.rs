@@ -92,6 +92,7 @@ pub(super) async fn update(mut call: Call<Authenticated>) -> Result<Response, Ap
     (status = 200, description = "Deleted; cookies cleared", body = MainResponse),
     (status = 400, description = "A token cookie sent more than once", body = MainResponse),
     (status = 401, description = "Unauthorized", body = MainResponse),
+    (status = 409, description = "The caller is the last active admin", body = MainResponse),
 ))]
 pub(super) async fn delete(call: Call<Authenticated>) -> Result<Response, ApiError> {
     call.state.service.delete(call.caller.id(), &call.ctx.client()).await?;

@@ -42,6 +42,7 @@ macro_rules! suite {
             a_session_opens_only_for_the_credential_the_login_verified,
             a_role_change_revokes_every_session_and_the_credential,
             live_sessions_are_listed_newest_first_with_their_device_names,
+            the_last_active_admin_is_kept_even_when_two_demote_each_other_at_once,
             an_update_bound_to_a_credential_version_loses_to_a_change_in_between,
             claims_follow_id_order_and_keep_each_users_tasks_in_sequence,
             concurrent_claimers_never_share_a_task,

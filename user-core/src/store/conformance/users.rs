@@ -126,3 +126,41 @@ pub(crate) async fn an_update_bound_to_a_credential_version_loses_to_a_change_in
     let rename = UserChanges { username: Some(Username::parse("alicia").unwrap()), ..UserChanges::default() };
     assert!(store.update_user(alice, &rename, t0()).await.unwrap().is_some());
 }
+
+pub(crate) async fn the_last_active_admin_is_kept_even_when_two_demote_each_other_at_once(store: Arc<dyn Store>) {
+    let a = user(&store, "alice").await;
+    let b = user(&store, "bob").await;
+    let plain = user(&store, "carol").await;
+    // No admin at all: nothing to keep.
+    assert!(store.set_disabled(plain, true, t0()).await.unwrap());
+    assert!(store.set_disabled(plain, false, t0()).await.unwrap());
+    for admin in [a, b] {
+        assert!(store.set_role(admin, Role::Admin, t0()).await.unwrap());
+    }
+    let barrier = Arc::new(tokio::sync::Barrier::new(2));
+    let demote = |target: UserId| {
+        let (store, barrier) = (store.clone(), barrier.clone());
+        tokio::spawn(async move {
+            barrier.wait().await;
+            store.set_role(target, Role::User, t0()).await
+        })
+    };
+    let (first, second) = (demote(a), demote(b));
+    let outcomes = [first.await.unwrap(), second.await.unwrap()];
+    let refused = outcomes.iter().filter(|o| matches!(o, Err(Error::LastAdmin))).count();
+    assert_eq!((outcomes.iter().filter(|o| o.is_ok()).count(), refused), (1, 1), "{outcomes:?}");
+    let last = if outcomes[0].is_ok() { b } else { a };
+    assert!(matches!(store.set_role(last, Role::User, t0()).await, Err(Error::LastAdmin)));
+    assert!(matches!(store.set_disabled(last, true, t0()).await, Err(Error::LastAdmin)));
+    assert!(matches!(store.delete_user(last, t0()).await, Err(Error::LastAdmin)));
+    let kept = store.find_user(UserKey::Id(last)).await.unwrap().unwrap();
+    assert_eq!((kept.user.role, kept.user.disabled_at), (Role::Admin, None), "refusals change nothing");
+    // A disabled admin is no admin to fall back on; an active one is.
+    assert!(store.set_role(plain, Role::Admin, t0()).await.unwrap());
+    assert!(store.set_disabled(plain, true, t0()).await.unwrap());
+    assert!(matches!(store.set_role(last, Role::User, t0()).await, Err(Error::LastAdmin)));
+    assert!(store.set_disabled(plain, false, t0()).await.unwrap());
+    assert!(store.set_role(last, Role::User, t0()).await.unwrap());
+    // Demoting or deleting someone who is not the last admin is never refused.
+    assert!(store.delete_user(last, t0()).await.unwrap());
+}

@@ -2,6 +2,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use sqlx::{Postgres, Transaction};
 use uuid::Uuid;
 
 use super::PostgresStore;
@@ -9,7 +10,7 @@ use super::rows::{map_err, user_record};
 use super::sessions::revoke_sessions;
 use super::tasks::enqueue;
 use crate::domain::{Role, UserId};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::store::{LockRule, LoginAttempt, TaskKind, User, UserChanges, UserKey, UserRecord, UserStore};
 
 #[async_trait]
@@ -129,6 +130,9 @@ impl UserStore for PostgresStore {
 
     async fn set_role(&self, id: UserId, role: Role, now: DateTime<Utc>) -> Result<bool> {
         let mut tx = self.begin().await?;
+        if role != Role::Admin {
+            keep_an_admin(&mut tx, id).await?;
+        }
         let current: Option<String> = sqlx::query_scalar("select role from users where id = $1 for update")
             .bind(id.as_uuid())
             .fetch_optional(&mut *tx)
@@ -155,6 +159,9 @@ impl UserStore for PostgresStore {
 
     async fn set_disabled(&self, id: UserId, disabled: bool, now: DateTime<Utc>) -> Result<bool> {
         let mut tx = self.begin().await?;
+        if disabled {
+            keep_an_admin(&mut tx, id).await?;
+        }
         let done = sqlx::query(
             "update users set disabled_at = case when $2 then coalesce(disabled_at, $3) end, \
              credential_version = credential_version + case when $2 then 1 else 0 end, updated_at = $3 \
@@ -178,6 +185,7 @@ impl UserStore for PostgresStore {
 
     async fn delete_user(&self, id: UserId, now: DateTime<Utc>) -> Result<bool> {
         let mut tx = self.begin().await?;
+        keep_an_admin(&mut tx, id).await?;
         let done = sqlx::query("delete from users where id = $1")
             .bind(id.as_uuid())
             .execute(&mut *tx)
@@ -201,4 +209,21 @@ impl UserStore for PostgresStore {
             .map_err(map_err)?;
         rows.iter().map(|r| user_record(r).map(|r| r.user)).collect()
     }
+}
+
+/// Refuses a change that would leave no active admin, when `id` is the only
+/// one. Locks every active admin's row first, in id order and before any
+/// other row, so two admins demoting each other queue instead of both
+/// passing (or deadlocking): the second re-reads the first's change once it
+/// commits and finds itself the last.
+async fn keep_an_admin(tx: &mut Transaction<'_, Postgres>, id: UserId) -> Result<()> {
+    let admins: Vec<Uuid> =
+        sqlx::query_scalar("select id from users where role = 'admin' and disabled_at is null order by id for update")
+            .fetch_all(&mut **tx)
+            .await
+            .map_err(map_err)?;
+    if admins == [id.as_uuid()] {
+        return Err(Error::LastAdmin);
+    }
+    Ok(())
 }

@@ -2,14 +2,14 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use rusqlite::params;
+use rusqlite::{Connection, params};
 
 use super::SqliteStore;
 use super::rows::{col, execute, millis, opt_time, query_all, query_opt, user_record};
 use super::sessions::revoke_sessions;
 use super::tasks::enqueue;
 use crate::domain::{Role, UserId};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::store::{LockRule, LoginAttempt, TaskKind, User, UserChanges, UserKey, UserRecord, UserStore};
 
 #[async_trait]
@@ -125,6 +125,9 @@ impl UserStore for SqliteStore {
 
     async fn set_role(&self, id: UserId, role: Role, now: DateTime<Utc>) -> Result<bool> {
         self.write(move |conn| {
+            if role != Role::Admin {
+                keep_an_admin(conn, id)?;
+            }
             let current = query_opt(conn, "select role from users where id = ?1", [id.as_uuid()], |row| {
                 col::<String>(row, "role")
             })?;
@@ -148,6 +151,9 @@ impl UserStore for SqliteStore {
 
     async fn set_disabled(&self, id: UserId, disabled: bool, now: DateTime<Utc>) -> Result<bool> {
         self.write(move |conn| {
+            if disabled {
+                keep_an_admin(conn, id)?;
+            }
             let changed = execute(
                 conn,
                 "update users set disabled_at = case when ?2 then coalesce(disabled_at, ?3) end, \
@@ -168,6 +174,7 @@ impl UserStore for SqliteStore {
 
     async fn delete_user(&self, id: UserId, now: DateTime<Utc>) -> Result<bool> {
         self.write(move |conn| {
+            keep_an_admin(conn, id)?;
             // Sessions and favorites go with the user by `on delete cascade`.
             if execute(conn, "delete from users where id = ?1", [id.as_uuid()])? == 0 {
                 return Ok(false);
@@ -190,4 +197,16 @@ impl UserStore for SqliteStore {
             )
         })
     }
+}
+
+/// Refuses a change that would leave no active admin, when `id` is the only
+/// one. On the one writer connection, nothing changes in between.
+fn keep_an_admin(conn: &Connection, id: UserId) -> Result<()> {
+    let admins = query_all(conn, "select id from users where role = 'admin' and disabled_at is null", [], |row| {
+        col::<uuid::Uuid>(row, "id")
+    })?;
+    if admins == [id.as_uuid()] {
+        return Err(Error::LastAdmin);
+    }
+    Ok(())
 }

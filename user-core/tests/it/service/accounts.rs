@@ -171,7 +171,10 @@ async fn only_admin_claims_pass_the_admin_check_and_a_role_change_ends_the_sessi
     assert!(app.service.refresh(&tokens.refresh, &ClientInfo::default()).await.is_err());
     let admin = app.login("alice").await;
     app.service.authenticate(&admin.access).await.unwrap().require_admin().unwrap();
-    // A demoted admin's token stops working at once, not when it expires.
+    // A demoted admin's token stops working at once, not when it expires
+    // (another admin remains: the last one cannot be demoted).
+    let other = app.register("bob").await;
+    app.service.set_role(other.id, Role::Admin).await.unwrap();
     app.service.set_role(user.id, Role::User).await.unwrap();
     assert_eq!(unauthorized(app.service.authenticate(&admin.access).await), UnauthorizedReason::SessionRevoked);
 }
@@ -231,4 +234,18 @@ async fn favorites_are_idempotent_listed_newest_first_and_checked_in_request_ord
     let kinds: Vec<_> = app.store.list_tasks(None, None, 100).await.unwrap().iter().map(|t| t.kind).collect();
     assert_eq!(kinds.iter().filter(|k| **k == TaskKind::FavoriteAdded).count(), 4);
     assert_eq!(kinds.iter().filter(|k| **k == TaskKind::FavoriteRemoved).count(), 1);
+}
+
+#[tokio::test]
+async fn the_last_active_admin_cannot_be_demoted_disabled_or_deleted() {
+    let app = app().await;
+    let root = app.register("root").await;
+    app.service.set_role(root.id, Role::Admin).await.unwrap();
+    assert!(matches!(app.service.set_role(root.id, Role::User).await, Err(Error::LastAdmin)));
+    assert!(matches!(app.service.disable(root.id).await, Err(Error::LastAdmin)));
+    assert!(matches!(app.service.delete(root.id, &ClientInfo::default()).await, Err(Error::LastAdmin)));
+    assert_eq!(Error::LastAdmin.http_status(), 409);
+    let second = app.register("second").await;
+    app.service.set_role(second.id, Role::Admin).await.unwrap();
+    app.service.delete(root.id, &ClientInfo::default()).await.unwrap();
 }
