@@ -401,3 +401,23 @@ async fn remote_sessions_are_listed_and_signed_out() {
     })
     .await;
 }
+
+#[test]
+fn the_last_active_admin_cannot_be_demoted_from_the_shell() {
+    let env = Env::new();
+    let fast = [("USER_ARGON2_MEMORY_KIB", "8"), ("USER_ARGON2_ITERATIONS", "1")];
+    env.local(&["migrate"]).assert().success();
+    env.local(&["user", "create", "root", "--email", "root@example.com", "--admin", "--password-stdin"])
+        .envs(fast)
+        .write_stdin("correct horse\n")
+        .assert()
+        .success();
+    for args in
+        [&["user", "set-role", "root", "user"][..], &["user", "disable", "root"], &["user", "delete", "root", "--yes"]]
+    {
+        let msg = stderr(&mut env.local(args), 1);
+        assert!(msg.contains("the last active admin cannot be demoted, disabled or deleted"), "{args:?}: {msg}");
+    }
+    let root = json(&mut env.local(&["user", "show", "root"]));
+    assert_eq!(root["users"][0]["role"], "admin");
+}
