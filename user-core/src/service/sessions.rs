@@ -273,16 +273,21 @@ impl UserService {
     /// Ends one of the user's live sessions (signing a device out).
     ///
     /// # Errors
-    /// [`Error::SessionNotFound`] if `session` is not a live session of `user`.
+    /// [`Error::SessionNotFound`] if `session` is not a live session of `user`
+    /// — also for all but one of several calls racing to end it.
     pub async fn revoke_own_session(&self, user: UserId, session: SessionId, client: &ClientInfo) -> Result<()> {
         let now = self.clock.now();
+        // A session's owner never changes and expiry only comes closer, so
+        // reading them first is safe; whether it is still live is decided by
+        // the revocation itself, one conditional update.
         match self.store.session(session).await? {
-            Some(s) if s.user_id == user && s.is_active(now) => {}
+            Some(s) if s.user_id == user && s.expires_at > now => {}
             _ => return Err(Error::SessionNotFound),
         }
-        if self.store.revoke_session(session, now).await? {
-            self.audit(AuditEvent::SessionRevoked, Some(user), client, None).await;
+        if !self.store.revoke_session(session, now).await? {
+            return Err(Error::SessionNotFound);
         }
+        self.audit(AuditEvent::SessionRevoked, Some(user), client, None).await;
         Ok(())
     }
 

@@ -282,3 +282,30 @@ async fn wrong_current_passwords_count_toward_the_lockout_like_failed_logins() {
     let record = app.store.find_user(UserKey::Id(user.id)).await.unwrap().unwrap();
     assert_eq!((record.failed_logins, record.locked_until), (0, None));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_calls_to_end_one_session_succeed_exactly_once() {
+    let app = app().await;
+    let alice = app.register("alice").await;
+    let tv = app.service.login(&login_name("alice"), &pw("correct horse"), &ClientInfo::default()).await.unwrap();
+    let barrier = Arc::new(tokio::sync::Barrier::new(8));
+    let calls: Vec<_> = (0..8)
+        .map(|_| {
+            let (service, barrier) = (app.service.clone(), barrier.clone());
+            let session = tv.tokens.session_id;
+            tokio::spawn(async move {
+                barrier.wait().await;
+                service.revoke_own_session(alice.id, session, &ClientInfo::default()).await
+            })
+        })
+        .collect();
+    let mut outcomes = Vec::new();
+    for call in calls {
+        outcomes.push(call.await.unwrap());
+    }
+    assert_eq!(outcomes.iter().filter(|o| o.is_ok()).count(), 1, "{outcomes:?}");
+    assert!(outcomes.iter().filter(|o| o.is_err()).all(|o| matches!(o, Err(Error::SessionNotFound))));
+    let revoked = app.store.list_audit(Some(alice.id), None, 100).await.unwrap();
+    assert_eq!(revoked.iter().filter(|e| e.event == "session.revoke").count(), 1, "audited once");
+}
+
