@@ -308,4 +308,3 @@ async fn racing_calls_to_end_one_session_succeed_exactly_once() {
     let revoked = app.store.list_audit(Some(alice.id), None, 100).await.unwrap();
     assert_eq!(revoked.iter().filter(|e| e.event == "session.revoke").count(), 1, "audited once");
 }
-

@@ -106,3 +106,32 @@ async fn a_bad_device_name_is_400_naming_it_and_opens_no_session() {
     let sessions = app.send(req("GET", "/user/sessions").bearer(&s.access)).await;
     assert_eq!(sessions.body["sessions"].as_array().unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn last_used_at_is_the_last_login_or_refresh_and_reading_writes_nothing() {
+    let app = app().await;
+    let s = app.user("alice").await;
+    let listed = |access: String| {
+        let app = &app;
+        async move {
+            let reply = app.send(req("GET", "/user/sessions").bearer(&access)).await;
+            let session = reply.body["sessions"][0].clone();
+            (session["created_at"].as_str().unwrap().to_owned(), session["last_used_at"].as_str().unwrap().to_owned())
+        }
+    };
+    let (created, used) = listed(s.access.clone()).await;
+    assert_eq!(created, used, "a login is a use");
+    // Authenticated reads do not touch it: no write on the hot path.
+    app.clock.advance(Duration::from_secs(60));
+    assert_eq!(app.send(req("GET", "/user/get").bearer(&s.access)).await.status, 200);
+    assert_eq!(listed(s.access.clone()).await, (created.clone(), used.clone()));
+    // A refresh does.
+    app.clock.advance(Duration::from_secs(60));
+    let refreshed = app.send(req("POST", "/user/refresh").cookie("refresh_token", &s.refresh)).await;
+    assert_eq!(refreshed.status, 200, "{}", refreshed.body);
+    let (created_after, used_after) = listed(refreshed.body["token"].as_str().unwrap().to_owned()).await;
+    assert_eq!(created_after, created);
+    let moved = chrono::DateTime::parse_from_rfc3339(&used_after).unwrap()
+        - chrono::DateTime::parse_from_rfc3339(&used).unwrap();
+    assert_eq!(moved.num_seconds(), 120, "the refresh's time: {used} -> {used_after}");
+}
