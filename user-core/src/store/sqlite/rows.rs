@@ -136,13 +136,15 @@ pub(super) fn task_record(row: &Row<'_>) -> Result<DeferredTask> {
 /// Ids as a JSON array, for `id in (select value from json_each(?))`. Built
 /// by hand: integers need no escaping, so this cannot fail.
 pub(super) fn json_ids(ids: &[i64]) -> String {
+    use std::fmt::Write as _;
     let mut out = String::with_capacity(2 + ids.len() * 8);
     out.push('[');
     for (i, id) in ids.iter().enumerate() {
         if i > 0 {
             out.push(',');
         }
-        out.push_str(&id.to_string());
+        // Writing to a String cannot fail.
+        let _ = write!(out, "{id}");
     }
     out.push(']');
     out
