@@ -37,17 +37,20 @@ async fn main() -> ExitCode {
         _ => {}
     }
     let out = output::Output { json: cli.json };
-    let given = |id: &str| user_server::config::given(&matches, id);
-    if let Err(e) = cli.service.read_secret_files(&given) {
-        return fail(&Failure::Usage(e.to_string()));
-    }
     let result = match (&cli.target.server, &cli.target.database) {
         (Some(_), Some(_)) => Err(Failure::Usage("give --server (remote) or --database (local), not both".into())),
         (None, None) => Err(Failure::Usage(
             "give --server URL (remote) or --database URL (local), or set USER_SERVER / USER_DATABASE_URL".into(),
         )),
         (Some(server), None) => remote::run(server, cli.target.ca_cert.as_deref(), cli.command, &out).await,
-        (None, Some(database)) => local::run(database, &cli.service, cli.command, &out).await,
+        (None, Some(database)) => {
+            // Only local mode builds the service, so only it reads the server's secret files.
+            let given = |id: &str| user_server::config::given(&matches, id);
+            match cli.service.read_secret_files(&given) {
+                Ok(()) => local::run(database, &cli.service, cli.command, &out).await,
+                Err(e) => Err(Failure::Usage(e.to_string())),
+            }
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
