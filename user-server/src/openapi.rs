@@ -11,10 +11,8 @@ use user_core::api::{
     UserListResponse, UserResponse, UserSummary,
 };
 use user_core::domain::Role;
-use utoipa::openapi::path::HttpMethod;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
-use warp::http::Method;
 
 /// The document, built once.
 pub fn document() -> &'static serde_json::Value {
@@ -22,14 +20,7 @@ pub fn document() -> &'static serde_json::Value {
     DOC.get_or_init(|| {
         let mut api = ApiDoc::openapi();
         for endpoint in crate::routes::endpoints() {
-            let method = match endpoint.method {
-                Method::GET => HttpMethod::Get,
-                Method::POST => HttpMethod::Post,
-                Method::PUT => HttpMethod::Put,
-                Method::PATCH => HttpMethod::Patch,
-                _ => HttpMethod::Delete,
-            };
-            api.paths.add_path_operation(&endpoint.path, vec![method], endpoint.operation.clone());
+            api.paths.add_path_operation(&endpoint.path, vec![endpoint.doc_method.clone()], endpoint.operation.clone());
         }
         let mut doc = serde_json::to_value(api).expect("an OpenAPI document serializes");
         // "Any non-empty subset of username, email, password": utoipa's derive

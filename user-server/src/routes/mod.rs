@@ -116,6 +116,8 @@ impl<G> Call<G> {
 /// One route: its documented operation, what it throttles, and how to mount it.
 pub(crate) struct Endpoint {
     pub method: Method,
+    /// The same method, as the OpenAPI document names it.
+    pub doc_method: HttpMethod,
     /// The path template, as in the OpenAPI document (`/user/track/favorite/{track_id}`).
     pub path: String,
     /// `METHOD path`, for logs and metrics.
@@ -142,7 +144,8 @@ impl Endpoint {
         let id = operation.operation_id.clone().unwrap_or_default();
         let name = std::any::type_name::<H>();
         assert!(name.ends_with(&format!("::{id}")), "{name} is documented as {id}");
-        let method = match P::methods().as_slice() {
+        let methods = P::methods();
+        let method = match methods.as_slice() {
             [HttpMethod::Get] => Method::GET,
             [HttpMethod::Post] => Method::POST,
             [HttpMethod::Put] => Method::PUT,
@@ -152,6 +155,7 @@ impl Endpoint {
         };
         let path = P::path();
         Endpoint {
+            doc_method: methods[0].clone(),
             label: format!("{method} {path}"),
             pattern: Pattern::parse(&path),
             method,
