@@ -14,6 +14,9 @@ use crate::http::{Credentials, RequestCtx};
 
 /// A route's requirement on its caller, checked before its handler runs.
 pub(crate) trait Guard: Sized + Send + 'static {
+    /// Whether the guard reads the request's tokens (else they are not parsed).
+    const READS_CREDENTIALS: bool = true;
+
     /// Establishes the caller from the request's credentials.
     ///
     /// # Errors
@@ -35,6 +38,8 @@ pub(crate) trait Guard: Sized + Send + 'static {
 pub(crate) struct Open;
 
 impl Guard for Open {
+    const READS_CREDENTIALS: bool = false;
+
     async fn check(_: &AppState, _: &Credentials) -> Result<Self, ApiError> {
         Ok(Open)
     }

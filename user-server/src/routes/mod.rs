@@ -219,7 +219,8 @@ where
                 if let Some(action) = endpoint.throttle {
                     ctx.throttle(action)?;
                 }
-                let creds = Credentials::from_headers(&ctx.headers);
+                let creds =
+                    if G::READS_CREDENTIALS { Credentials::from_headers(&ctx.headers) } else { Credentials::default() };
                 let caller = G::check(&state, &creds).await?;
                 if writes {
                     G::check_origin(&ctx, &creds)?;
