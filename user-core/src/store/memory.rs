@@ -87,7 +87,13 @@ impl Inner {
 
     /// Refuses a change that would leave no active admin, when `id` is the only one.
     fn keep_an_admin(&self, id: UserId) -> Result<()> {
-        let mut admins = self.users.values().filter(|r| r.user.role == Role::Admin && r.user.disabled_at.is_none());
+        // Under the one lock the target cannot change meanwhile, so only an
+        // active admin's change needs the scan.
+        let active_admin = |r: &UserRecord| r.user.role == Role::Admin && r.user.disabled_at.is_none();
+        if !self.users.get(&id).is_some_and(active_admin) {
+            return Ok(());
+        }
+        let mut admins = self.users.values().filter(|r| active_admin(r));
         match (admins.next(), admins.next()) {
             (Some(only), None) if only.user.id == id => Err(Error::LastAdmin),
             _ => Ok(()),
