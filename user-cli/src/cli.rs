@@ -108,13 +108,13 @@ pub enum Command {
         #[command(subcommand)]
         command: Option<SessionsCommand>,
     },
-    /// Accounts (operators; local, and `list` also remote as an admin).
+    /// Accounts (operators: local, or remote logged in as an admin).
     #[command(subcommand)]
     User(UserCommand),
-    /// The deferred-task outbox (local).
+    /// The deferred-task outbox (operators: local, or remote as an admin; `purge` local only).
     #[command(subcommand)]
     Tasks(TasksCommand),
-    /// The audit trail of security events (local).
+    /// The audit trail of security events (operators: local, or remote as an admin).
     #[command(subcommand)]
     Audit(AuditCommand),
     /// Apply database migrations (local).
@@ -173,6 +173,9 @@ pub struct Page {
 pub enum UserCommand {
     /// List accounts, oldest first.
     List {
+        /// Only accounts whose username or email starts with this (any case).
+        #[arg(long)]
+        query: Option<String>,
         #[command(flatten)]
         page: Page,
     },
@@ -242,12 +245,8 @@ pub enum TasksCommand {
         /// Only tasks in this state.
         #[arg(long)]
         status: Option<StatusArg>,
-        /// At most this many.
-        #[arg(long, default_value_t = 100)]
-        limit: u32,
-        /// Only tasks with a greater id.
-        #[arg(long)]
-        after: Option<i64>,
+        #[command(flatten)]
+        page: Page,
     },
     /// Put dead tasks back in the queue.
     Retry {
@@ -282,14 +281,13 @@ pub enum StatusArg {
 pub enum AuditCommand {
     /// List security events, newest first.
     List {
-        /// At most this many.
-        #[arg(long, default_value_t = 100)]
-        limit: u32,
         /// Only events of this account (username, email or id).
         #[arg(long)]
         user: Option<String>,
-        /// Only events older than this event id (to page back).
+        /// Only events of this kind, e.g. `login.failure`, `role.change`.
         #[arg(long)]
-        before: Option<i64>,
+        event: Option<String>,
+        #[command(flatten)]
+        page: Page,
     },
 }

@@ -6,6 +6,7 @@ mod credentials;
 mod failure;
 mod input;
 mod local;
+mod operate;
 mod output;
 mod remote;
 

@@ -1,8 +1,7 @@
 //! Aligned tables for people, JSON for scripts; every printer both modes share.
 
 use serde_json::{Value, json};
-use user_client::api::{SessionInfo, UserSummary};
-use user_core::store::{AuditRecord, DeferredTask};
+use user_client::api::{AdminAccountResponse, AuditEventInfo, SessionInfo, TaskInfo, UserSummary};
 
 /// How to print results.
 pub struct Output {
@@ -62,62 +61,76 @@ pub fn print_next(out: &Output, next: Option<&str>) {
     }
 }
 
-/// Prints outbox tasks as a table or JSON (`{"tasks"}`); a pending task
-/// whose lease has not run out shows as `in flight`.
-pub fn print_tasks(out: &Output, tasks: &[DeferredTask]) {
+/// An account as JSON, without the HTTP envelope.
+pub fn account_json(account: &AdminAccountResponse) -> Value {
+    let mut value = json!(account);
+    if let Some(map) = value.as_object_mut() {
+        map.remove("response");
+    }
+    value
+}
+
+/// Prints one account as a table or JSON.
+pub fn print_account(out: &Output, a: &AdminAccountResponse) {
+    let row = vec![
+        a.id.to_string(),
+        a.username.clone(),
+        a.email.clone(),
+        a.role.to_string(),
+        a.email_verified.to_string(),
+        a.disabled.to_string(),
+        a.created_at.to_rfc3339(),
+        a.last_login_at.map(|t| t.to_rfc3339()).unwrap_or_default(),
+    ];
+    let headers = ["id", "username", "email", "role", "verified", "disabled", "created_at", "last_login_at"];
+    out.table(&account_json(a), &headers, vec![row]);
+}
+
+/// Prints outbox tasks as a table or JSON (`{"tasks", "next_cursor"}`); a
+/// pending task whose lease has not run out shows as `in flight`.
+pub fn print_tasks(out: &Output, tasks: &[TaskInfo], next: Option<&str>) {
     let now = chrono::Utc::now();
-    let value: Vec<_> = tasks
-        .iter()
-        .map(|t| {
-            json!({"id": t.id, "kind": t.kind.as_str(), "user_id": t.user_id, "track_id": t.track_id,
-                   "occurred_at": t.occurred_at, "status": t.status.as_str(), "attempts": t.attempts,
-                   "available_at": t.available_at, "leased_until": t.leased_until, "last_error": t.last_error,
-                   "updated_at": t.updated_at})
-        })
-        .collect();
     let rows = tasks
         .iter()
         .map(|t| {
             let in_flight = t.leased_until.is_some_and(|until| until > now);
             vec![
                 t.id.to_string(),
-                t.kind.as_str().to_owned(),
+                t.kind.clone(),
                 t.user_id.to_string(),
-                t.track_id.as_ref().map(ToString::to_string).unwrap_or_default(),
+                t.track_id.clone().unwrap_or_default(),
                 if in_flight { "in flight".to_owned() } else { t.status.as_str().to_owned() },
                 t.attempts.to_string(),
-                t.available_at.to_rfc3339(),
+                t.next_attempt_at.to_rfc3339(),
                 t.last_error.clone().unwrap_or_default(),
             ]
         })
         .collect();
-    let headers = ["id", "kind", "user_id", "track_id", "status", "attempts", "available_at", "last_error"];
-    out.table(&json!({ "tasks": value }), &headers, rows);
+    let headers = ["id", "kind", "user_id", "track_id", "status", "attempts", "next_attempt_at", "last_error"];
+    out.table(&json!({"tasks": tasks, "next_cursor": next}), &headers, rows);
+    print_next(out, next);
 }
 
-/// Prints audit events as a table or JSON (`{"events"}`).
-pub fn print_audit(out: &Output, events: &[AuditRecord]) {
-    let value: Vec<_> = events
-        .iter()
-        .map(|e| {
-            json!({"id": e.id, "created_at": e.created_at, "event": e.event, "user_id": e.user_id,
-                   "ip": e.ip, "user_agent": e.user_agent, "detail": e.detail})
-        })
-        .collect();
+/// Prints audit events as a table or JSON (`{"events", "next_cursor"}`).
+pub fn print_audit(out: &Output, events: &[AuditEventInfo], next: Option<&str>) {
+    let id = |u: Option<uuid::Uuid>| u.map(|u| u.to_string()).unwrap_or_default();
     let rows = events
         .iter()
         .map(|e| {
             vec![
                 e.id.to_string(),
-                e.created_at.to_rfc3339(),
+                e.at.to_rfc3339(),
                 e.event.clone(),
-                e.user_id.map(|u| u.to_string()).unwrap_or_default(),
+                id(e.user_id),
+                id(e.actor_id),
                 e.ip.clone().unwrap_or_default(),
                 e.detail.clone().unwrap_or_default(),
             ]
         })
         .collect();
-    out.table(&json!({ "events": value }), &["id", "time", "event", "user_id", "ip", "detail"], rows);
+    let headers = ["id", "time", "event", "user_id", "actor_id", "ip", "detail"];
+    out.table(&json!({"events": events, "next_cursor": next}), &headers, rows);
+    print_next(out, next);
 }
 
 /// Prints sessions as a table or JSON (`{"sessions"}`); `*` marks this one.

@@ -4,14 +4,19 @@ use std::path::Path;
 
 use futures_util::TryStreamExt;
 use serde_json::json;
-use user_client::Client;
-use user_client::api::{UpdateRequest, UserSummary};
+use user_client::api::{
+    AccountPatch, AdminAccountResponse, AuditEventInfo, CreateAccountRequest, TaskInfo, TaskState, UpdateRequest,
+    UserSummary,
+};
+use user_client::{AuditQuery, Client};
+use uuid::Uuid;
 
-use crate::cli::{Command, FavoriteCommand, Page, SessionsCommand, UserCommand};
+use crate::cli::{Command, FavoriteCommand, SessionsCommand};
 use crate::credentials;
 use crate::failure::Failure;
 use crate::input::{confirm, secrets};
-use crate::output::{Output, print_next, print_sessions, print_users};
+use crate::operate::{self, Operations, Paged, no_user};
+use crate::output::{Output, print_next, print_sessions};
 
 pub async fn run(server: &str, ca_cert: Option<&Path>, command: Command, out: &Output) -> Result<(), Failure> {
     let mut builder = Client::builder(server);
@@ -117,26 +122,115 @@ async fn execute(client: &Client, command: Command, out: &Output) -> Result<(), 
             out.table(&json!({"tracks": tracks, "next_cursor": next}), &["track_id", "added_at"], rows);
             print_next(out, next.as_deref());
         }
-        Command::User(UserCommand::List { page }) => list_users(client, page, out).await?,
+        Command::User(command) => operate::user(&Remote(client), command, out).await?,
+        Command::Tasks(command) => operate::tasks(&Remote(client), command, out).await?,
+        Command::Audit(command) => operate::audit(&Remote(client), command, out).await?,
         // Answered by `main` before any server or database is needed.
         Command::Completions { .. } | Command::Man => {}
-        Command::User(_) | Command::Tasks(_) | Command::Audit(_) | Command::Migrate => {
-            return Err(Failure::Usage(
-                "this operator command works on the database: use --database (over the API only `user list` exists)"
-                    .into(),
-            ));
+        Command::Migrate => {
+            return Err(Failure::Usage("`migrate` works on the database: use --database".into()));
         }
     }
     Ok(())
 }
 
-async fn list_users(client: &Client, page: Page, out: &Output) -> Result<(), Failure> {
-    let (users, next): (Vec<UserSummary>, _) = if page.all {
-        (client.users(page.limit).try_collect().await?, None)
-    } else {
-        let p = client.list_users(Some(page.limit), page.cursor.as_deref()).await?;
-        (p.users, p.next_cursor)
-    };
-    print_users(out, &users, next.as_deref());
-    Ok(())
+/// The admin API, as the logged-in admin (the audit trail's actor).
+struct Remote<'a>(&'a Client);
+
+impl Operations for Remote<'_> {
+    async fn account(&self, who: &str) -> Result<AdminAccountResponse, Failure> {
+        let admin = self.0.admin();
+        let id = match who.parse::<Uuid>() {
+            Ok(id) => id,
+            // By name or email: the prefix search, narrowed to the one exact match.
+            Err(_) => {
+                let matches =
+                    |u: &UserSummary| u.username.eq_ignore_ascii_case(who) || u.email.eq_ignore_ascii_case(who);
+                let mut users = std::pin::pin!(admin.users(Some(who), 100));
+                loop {
+                    match users.try_next().await? {
+                        Some(user) if matches(&user) => break user.id,
+                        Some(_) => {}
+                        None => return Err(no_user(who)),
+                    }
+                }
+            }
+        };
+        admin.user(id).await.map_err(|e| if e.status() == Some(404) { no_user(who) } else { e.into() })
+    }
+
+    async fn users(
+        &self,
+        query: Option<&str>,
+        limit: u32,
+        cursor: Option<String>,
+    ) -> Result<Paged<UserSummary>, Failure> {
+        let page = self.0.admin().search_users(query, Some(limit), cursor.as_deref()).await?;
+        Ok((page.users, page.next_cursor))
+    }
+
+    async fn create(&self, account: CreateAccountRequest) -> Result<AdminAccountResponse, Failure> {
+        Ok(self.0.admin().create_user(&account).await?)
+    }
+
+    async fn change(&self, id: Uuid, patch: AccountPatch) -> Result<AdminAccountResponse, Failure> {
+        Ok(self.0.admin().update_user(id, &patch).await?)
+    }
+
+    async fn revoke_sessions(&self, id: Uuid) -> Result<u64, Failure> {
+        Ok(self.0.admin().revoke_user_sessions(id).await?)
+    }
+
+    async fn delete(&self, id: Uuid) -> Result<(), Failure> {
+        self.0.admin().delete_user(id).await?;
+        Ok(())
+    }
+
+    async fn tasks(
+        &self,
+        status: Option<TaskState>,
+        limit: u32,
+        cursor: Option<String>,
+    ) -> Result<Paged<TaskInfo>, Failure> {
+        let page = self.0.admin().tasks(status, Some(limit), cursor.as_deref()).await?;
+        Ok((page.tasks, page.next_cursor))
+    }
+
+    async fn retry_task(&self, id: i64) -> Result<(), Failure> {
+        self.0.admin().retry_task(id).await?;
+        Ok(())
+    }
+
+    /// One retry per dead task: the API retries one at a time. A task
+    /// retried meanwhile by someone else (409) is no failure.
+    async fn retry_dead_tasks(&self) -> Result<u64, Failure> {
+        let admin = self.0.admin();
+        let mut retried = 0;
+        let mut cursor = None;
+        loop {
+            let page = admin.tasks(Some(TaskState::Dead), Some(100), cursor.as_deref()).await?;
+            for task in &page.tasks {
+                match admin.retry_task(task.id).await {
+                    Ok(_) => retried += 1,
+                    Err(e) if e.status() == Some(409) || e.status() == Some(404) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            match page.next_cursor {
+                Some(next) => cursor = Some(next),
+                None => return Ok(retried),
+            }
+        }
+    }
+
+    async fn audit(
+        &self,
+        user: Option<Uuid>,
+        event: Option<String>,
+        limit: u32,
+        cursor: Option<String>,
+    ) -> Result<Paged<AuditEventInfo>, Failure> {
+        let page = self.0.admin().audit(&AuditQuery { user, event }, Some(limit), cursor.as_deref()).await?;
+        Ok((page.events, page.next_cursor))
+    }
 }

@@ -26,6 +26,7 @@
 
 #![warn(missing_docs)]
 
+mod admin;
 mod error;
 
 use std::sync::Arc;
@@ -43,6 +44,7 @@ use user_core::api::{
 };
 use user_core::domain::{DeviceName, Email, Login, Password, TrackBatch, TrackId, Username, ValidationError};
 
+pub use admin::{Admin, AuditQuery};
 pub use error::{Error, Result};
 pub use user_core::api;
 

@@ -55,6 +55,8 @@ async fn seeded(url: &str) -> (Arc<dyn Store>, UserId) {
             email: Email::parse("bench@example.com").unwrap(),
             role: Role::User,
             disabled_at: None,
+            email_verified: false,
+            last_login_at: None,
             created_at: now,
             updated_at: now,
         },

@@ -43,6 +43,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                         email: Email::parse(&format!("seed{n}@example.com"))?,
                         role: Role::User,
                         disabled_at: None,
+                        email_verified: false,
+                        last_login_at: None,
                         created_at: now,
                         updated_at: now,
                     },

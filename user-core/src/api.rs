@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::domain::Role;
+pub use crate::domain::Role;
 
 /// The envelope of every error and of several successes: `{"message", "status"}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -260,4 +260,247 @@ pub struct RevokedResponse {
     pub status: u16,
     /// How many sessions were ended.
     pub revoked: u64,
+}
+
+/// `POST /admin/users` request.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CreateAccountRequest {
+    /// 3–32 characters of `A-Z a-z 0-9 _ . -`.
+    #[cfg_attr(feature = "openapi", schema(min_length = 3, max_length = 32, pattern = "^[A-Za-z0-9_.-]{3,32}$"))]
+    pub username: String,
+    /// A valid email address.
+    #[cfg_attr(feature = "openapi", schema(format = Email, max_length = 254))]
+    pub email: String,
+    /// 8–128 characters.
+    #[cfg_attr(feature = "openapi", schema(min_length = 8, max_length = 128))]
+    pub password: String,
+    /// The role; `user` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<Role>,
+}
+
+/// `PATCH /admin/users/{id}` request: any non-empty subset of the fields.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AccountPatch {
+    /// A new role; a different one ends every session of the account.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<Role>,
+    /// Disable (ending every session) or enable the account.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disabled: Option<bool>,
+    /// Mark the address verified or not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email_verified: Option<bool>,
+}
+
+/// An account as an admin sees it: `POST /admin/users` (201),
+/// `GET` and `PATCH /admin/users/{id}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AdminAccountResponse {
+    /// `{"message": "success", "status": 200}` (201 on creation).
+    pub response: MainResponse,
+    /// The user id.
+    pub id: Uuid,
+    /// The username.
+    pub username: String,
+    /// The email, lower-cased.
+    pub email: String,
+    /// The role.
+    pub role: Role,
+    /// Whether the address is verified.
+    pub email_verified: bool,
+    /// Whether an operator disabled the account.
+    pub disabled: bool,
+    /// When the account was created, RFC 3339 UTC.
+    pub created_at: DateTime<Utc>,
+    /// The last successful login; `null` if none.
+    pub last_login_at: Option<DateTime<Utc>>,
+}
+
+/// Where an outbox task is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum TaskState {
+    /// Waiting for delivery (or a retry), or being delivered.
+    Pending,
+    /// Delivered.
+    Done,
+    /// Given up on after the last attempt; an admin may retry it.
+    Dead,
+}
+
+impl TaskState {
+    /// `pending`, `done` or `dead`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            TaskState::Pending => "pending",
+            TaskState::Done => "done",
+            TaskState::Dead => "dead",
+        }
+    }
+}
+
+/// One task of the outbox in `GET /admin/tasks`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TaskInfo {
+    /// The task id (ids only grow).
+    pub id: i64,
+    /// What happened, e.g. `favorite.added`.
+    pub kind: String,
+    /// Whose change it was.
+    pub user_id: Uuid,
+    /// Where it is in its life.
+    pub status: TaskState,
+    /// Delivery attempts so far.
+    pub attempts: u32,
+    /// The last delivery error.
+    pub last_error: Option<String>,
+    /// When the change happened.
+    pub created_at: DateTime<Utc>,
+    /// Not to be tried before this time.
+    pub next_attempt_at: DateTime<Utc>,
+    /// (extension) The track, for favorite tasks.
+    pub track_id: Option<String>,
+    /// (extension) While in the future, a relay is delivering it.
+    pub leased_until: Option<DateTime<Utc>>,
+}
+
+/// `GET /admin/tasks` success.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TaskListResponse {
+    /// `{"message": "success", "status": 200}`.
+    pub response: MainResponse,
+    /// In id order.
+    pub tasks: Vec<TaskInfo>,
+    /// The cursor of the next page, `null` on the last.
+    pub next_cursor: Option<String>,
+}
+
+/// One entry of the audit trail in `GET /admin/audit`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AuditEventInfo {
+    /// The entry id (ids only grow).
+    pub id: i64,
+    /// When it happened.
+    pub at: DateTime<Utc>,
+    /// What happened, e.g. `login.failure`, `role.change`.
+    pub event: String,
+    /// Whose account.
+    pub user_id: Option<Uuid>,
+    /// The admin who acted; `null` when the user acted, or an operator on the database host.
+    pub actor_id: Option<Uuid>,
+    /// The client's address.
+    pub ip: Option<String>,
+    /// The client's `User-Agent`.
+    pub user_agent: Option<String>,
+    /// A short detail (a reason, a new role); never a secret.
+    pub detail: Option<String>,
+}
+
+/// `GET /admin/audit` success.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AuditListResponse {
+    /// `{"message": "success", "status": 200}`.
+    pub response: MainResponse,
+    /// Newest first.
+    pub events: Vec<AuditEventInfo>,
+    /// The cursor of the next page, `null` on the last.
+    pub next_cursor: Option<String>,
+}
+
+#[cfg(feature = "service")]
+impl From<&crate::store::User> for AdminAccountResponse {
+    fn from(u: &crate::store::User) -> Self {
+        Self {
+            response: MainResponse::success(),
+            id: u.id.as_uuid(),
+            username: u.username.to_string(),
+            email: u.email.to_string(),
+            role: u.role,
+            email_verified: u.email_verified,
+            disabled: u.disabled_at.is_some(),
+            created_at: u.created_at,
+            last_login_at: u.last_login_at,
+        }
+    }
+}
+
+#[cfg(feature = "service")]
+impl From<&crate::store::DeferredTask> for TaskInfo {
+    fn from(t: &crate::store::DeferredTask) -> Self {
+        Self {
+            id: t.id,
+            kind: t.kind.as_str().to_owned(),
+            user_id: t.user_id.as_uuid(),
+            status: match t.status {
+                crate::store::TaskStatus::Pending => TaskState::Pending,
+                crate::store::TaskStatus::Done => TaskState::Done,
+                crate::store::TaskStatus::Dead => TaskState::Dead,
+            },
+            attempts: t.attempts,
+            last_error: t.last_error.clone(),
+            created_at: t.occurred_at,
+            next_attempt_at: t.available_at,
+            track_id: t.track_id.as_ref().map(ToString::to_string),
+            leased_until: t.leased_until,
+        }
+    }
+}
+
+#[cfg(feature = "service")]
+impl From<&crate::store::AuditRecord> for AuditEventInfo {
+    fn from(e: &crate::store::AuditRecord) -> Self {
+        Self {
+            id: e.id,
+            at: e.created_at,
+            event: e.event.clone(),
+            user_id: e.user_id.map(|u| u.as_uuid()),
+            actor_id: e.actor_id.map(|u| u.as_uuid()),
+            ip: e.ip.clone(),
+            user_agent: e.user_agent.clone(),
+            detail: e.detail.clone(),
+        }
+    }
+}
+
+#[cfg(feature = "service")]
+impl From<AccountPatch> for crate::store::AccountChanges {
+    fn from(p: AccountPatch) -> Self {
+        Self { role: p.role, disabled: p.disabled, email_verified: p.email_verified }
+    }
+}
+
+#[cfg(feature = "service")]
+impl SessionInfo {
+    /// A stored session as listed; `current` when it is the asking token's.
+    pub fn of(s: crate::store::SessionRecord, current: crate::domain::SessionId) -> Self {
+        Self {
+            id: s.id.as_uuid(),
+            created_at: s.created_at,
+            last_used_at: s.last_used_at,
+            ip: s.ip,
+            user_agent: s.user_agent,
+            device_name: s.device_name,
+            current: s.id == current,
+        }
+    }
+}
+
+#[cfg(feature = "service")]
+impl From<TaskState> for crate::store::TaskStatus {
+    fn from(s: TaskState) -> Self {
+        match s {
+            TaskState::Pending => Self::Pending,
+            TaskState::Done => Self::Done,
+            TaskState::Dead => Self::Dead,
+        }
+    }
 }

@@ -30,6 +30,12 @@ pub enum Error {
     /// demoted, disabled or deleted (HTTP 409).
     #[error("the last active admin cannot be demoted, disabled or deleted")]
     LastAdmin,
+    /// No deferred task has that id (HTTP 404).
+    #[error("task not found")]
+    TaskNotFound,
+    /// Only a dead task can be put back in the queue (HTTP 409).
+    #[error("only a dead task can be retried")]
+    TaskNotDead,
     /// The session is not a live session of the caller (HTTP 404).
     #[error("session not found")]
     SessionNotFound,
@@ -69,8 +75,8 @@ impl Error {
             Error::Validation(_) => 400,
             Error::InvalidCredentials | Error::Unauthorized(_) => 401,
             Error::Forbidden(_) => 403,
-            Error::UserNotFound | Error::SessionNotFound => 404,
-            Error::Conflict(_) | Error::LastAdmin => 409,
+            Error::UserNotFound | Error::SessionNotFound | Error::TaskNotFound => 404,
+            Error::Conflict(_) | Error::LastAdmin | Error::TaskNotDead => 409,
             Error::Throttled { .. } => 429,
             Error::Overloaded => 503,
             Error::Internal(_) => 500,

@@ -81,6 +81,14 @@ impl PageRequest {
         Ok(self.decode::<8>(b'f')?.map(i64::from_be_bytes))
     }
 
+    pub(crate) fn task_cursor(&self) -> Result<Option<i64>, ValidationError> {
+        Ok(self.decode::<8>(b't')?.map(i64::from_be_bytes))
+    }
+
+    pub(crate) fn audit_cursor(&self) -> Result<Option<i64>, ValidationError> {
+        Ok(self.decode::<8>(b'a')?.map(i64::from_be_bytes))
+    }
+
     /// The cursor's `N` bytes after `tag`; anything else is not a cursor of
     /// this listing.
     fn decode<const N: usize>(&self, tag: u8) -> Result<Option<[u8; N]>, ValidationError> {
@@ -100,6 +108,14 @@ pub(crate) fn user_cursor(id: UserId) -> String {
 
 pub(crate) fn favorite_cursor(seq: i64) -> String {
     encode(b'f', &seq.to_be_bytes())
+}
+
+pub(crate) fn task_cursor(id: i64) -> String {
+    encode(b't', &id.to_be_bytes())
+}
+
+pub(crate) fn audit_cursor(id: i64) -> String {
+    encode(b'a', &id.to_be_bytes())
 }
 
 fn encode(tag: u8, body: &[u8]) -> String {

@@ -24,7 +24,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use crate::domain::{Role, SessionId, TrackId, UserId};
+use crate::domain::{SessionId, TrackId, UserId};
 #[cfg(doc)]
 use crate::error::Error;
 use crate::error::Result;
@@ -33,8 +33,8 @@ pub use memory::MemoryStore;
 #[cfg(feature = "postgres")]
 pub use postgres::PostgresStore;
 pub use records::{
-    AuditRecord, Claim, DeferredTask, Favorite, LoginAttempt, NewSession, Rotation, SessionRecord, TaskCounts,
-    TaskKind, TaskStatus, User, UserChanges, UserKey, UserRecord, WaitingTasks,
+    AccountChanges, AuditFilter, AuditRecord, Claim, DeferredTask, Favorite, LoginAttempt, NewSession, Rotation,
+    SessionRecord, TaskCounts, TaskKind, TaskStatus, User, UserChanges, UserKey, UserRecord, WaitingTasks,
 };
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
@@ -81,16 +81,16 @@ pub trait UserStore: Send + Sync {
     /// outside a login, such as `current_password`, proved right).
     async fn reset_login_failures(&self, id: UserId) -> Result<()>;
 
-    /// Sets the role; when it changes, every session of the user is revoked
-    /// and the credential version grows in the same transaction, so tokens
-    /// carrying the old role stop working at once. `false` if the user does
-    /// not exist.
-    async fn set_role(&self, id: UserId, role: Role, now: DateTime<Utc>) -> Result<bool>;
-
-    /// Disables (revoking every session and growing the credential version in
-    /// the same transaction) or enables the account; `false` if the user does
-    /// not exist.
-    async fn set_disabled(&self, id: UserId, disabled: bool, now: DateTime<Utc>) -> Result<bool>;
+    /// Applies an operator's change in one transaction and returns the
+    /// account as it is now; `None` if the user does not exist. A role that
+    /// differs, or a disable, revokes every session of the user and grows the
+    /// credential version, so tokens carrying the old role or issued before
+    /// the disable stop working at once.
+    ///
+    /// # Errors
+    /// [`Error::LastAdmin`] (and nothing changed) when the account is the
+    /// last active admin and would stop being one.
+    async fn change_account(&self, id: UserId, changes: &AccountChanges, now: DateTime<Utc>) -> Result<Option<User>>;
 
     /// Deletes the account with its sessions and favorites, and enqueues a
     /// `user.deleted` task, in one transaction; `false` if it did not exist.
@@ -98,6 +98,11 @@ pub trait UserStore: Send + Sync {
 
     /// Up to `limit` accounts with ids greater than `after`, oldest first.
     async fn list_users(&self, after: Option<UserId>, limit: u32) -> Result<Vec<User>>;
+
+    /// Like [`UserStore::list_users`], only accounts whose lower-cased
+    /// username or email starts with `prefix` (given lower-cased). Served by
+    /// an index however many accounts there are.
+    async fn search_users(&self, prefix: &str, after: Option<UserId>, limit: u32) -> Result<Vec<User>>;
 }
 
 /// Login sessions.
@@ -105,9 +110,10 @@ pub trait UserStore: Send + Sync {
 pub trait SessionStore: Send + Sync {
     /// Completes a login in one transaction: if the user still has the
     /// credential version the login verified and is not disabled, clears the
-    /// failed-login count and lock, stores the rehash if any, and records the
-    /// session. `false` (and nothing written) if the credential changed, the
-    /// account was disabled or deleted meanwhile: a session is never minted
+    /// failed-login count and lock, stores the rehash if any, records the
+    /// session and its time as the user's last login. `false` (and nothing
+    /// written) if the credential changed, the account was disabled or
+    /// deleted meanwhile: a session is never minted
     /// from a stale password, and a rehash never writes an old password back.
     async fn open_session(&self, login: &NewSession) -> Result<bool>;
 
@@ -216,9 +222,8 @@ pub trait AuditStore: Send + Sync {
     /// Appends an entry (its `id` is assigned by the store).
     async fn record_audit(&self, entry: &AuditRecord) -> Result<()>;
 
-    /// Up to `limit` entries with ids below `before`, newest first, optionally
-    /// of one user.
-    async fn list_audit(&self, user: Option<UserId>, before: Option<i64>, limit: u32) -> Result<Vec<AuditRecord>>;
+    /// Up to `limit` entries that pass `filter` with ids below `before`, newest first.
+    async fn list_audit(&self, filter: &AuditFilter, before: Option<i64>, limit: u32) -> Result<Vec<AuditRecord>>;
 }
 
 /// Service secrets (generated signing keys).

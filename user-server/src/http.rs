@@ -46,7 +46,7 @@ pub struct RequestCtx {
 impl RequestCtx {
     /// The client as the library records it.
     pub fn client(&self) -> ClientInfo {
-        ClientInfo { user_agent: self.user_agent.clone(), ip: self.ip, device_name: None }
+        ClientInfo { user_agent: self.user_agent.clone(), ip: self.ip, ..ClientInfo::default() }
     }
 
     /// Counts a throttled action from this client.

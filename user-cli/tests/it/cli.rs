@@ -111,7 +111,7 @@ fn operators_bootstrap_and_manage_accounts_locally() {
     let table = String::from_utf8(table).unwrap();
     assert!(table.starts_with("id") && table.contains("alice@example.com"), "{table}");
     let shown = json(&mut env.local(&["user", "show", "alice@example.com"]));
-    assert_eq!(shown["users"][0]["username"], "alice");
+    assert_eq!((shown["username"].as_str(), shown["disabled"].as_bool()), (Some("alice"), Some(false)));
     assert_eq!(json(&mut env.local(&["user", "set-role", "alice", "admin"]))["role"], "admin");
     env.local(&["user", "disable", "alice"]).assert().success();
     env.local(&["user", "enable", "alice"]).assert().success();
@@ -165,7 +165,8 @@ async fn an_admin_bootstrapped_locally_logs_in_remotely_and_lists_users() {
             .success();
         let users = json(&mut r(&["user", "list", "--all"]));
         assert_eq!(users["users"].as_array().unwrap().len(), 2);
-        let msg = stderr(&mut r(&["user", "show", "alice"]), 2);
+        assert_eq!(json(&mut r(&["user", "show", "alice"]))["email"], "alice@example.com");
+        let msg = stderr(&mut r(&["tasks", "purge", "--older-than", "1d"]), 2);
         assert!(msg.contains("--database"), "{msg}");
     })
     .await;
@@ -419,5 +420,79 @@ fn the_last_active_admin_cannot_be_demoted_from_the_shell() {
         assert!(msg.contains("the last active admin cannot be demoted, disabled or deleted"), "{args:?}: {msg}");
     }
     let root = json(&mut env.local(&["user", "show", "root"]));
-    assert_eq!(root["users"][0]["role"], "admin");
+    assert_eq!(root["role"], "admin");
+}
+
+/// Every operator command, run on one database locally and through the admin
+/// API, prints the same and exits the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_commands_print_the_same_remotely_and_locally() {
+    let env = std::sync::Arc::new(Env::new());
+    let e = env.clone();
+    blocking(move || {
+        e.local(&["migrate"]).assert().success();
+        for (name, admin) in [("root", true), ("alice", false), ("bob", false), ("carol", false)] {
+            let email = format!("{name}@example.com");
+            let mut args = vec!["user", "create", name, "--email", &email, "--password-stdin"];
+            if admin {
+                args.push("--admin");
+            }
+            e.local(&args).write_stdin("correct horse\n").assert().success();
+        }
+    })
+    .await;
+    let (url, _stop) = serve(&env.database).await;
+    blocking(move || {
+        let r = |args: &[&str]| env.remote(&url, args);
+        r(&["login", "root", "--password-stdin"]).write_stdin("correct horse\n").assert().success();
+        let both = |args: &[&str]| {
+            let local = env.local(args).arg("--json").output().unwrap();
+            let remote = r(args).arg("--json").output().unwrap();
+            assert_eq!(local.status.code(), remote.status.code(), "{args:?}");
+            assert_eq!(String::from_utf8_lossy(&local.stdout), String::from_utf8_lossy(&remote.stdout), "{args:?}");
+            (local.status.code(), String::from_utf8(local.stdout).unwrap())
+        };
+        // Reads: the same bytes.
+        both(&["user", "list", "--limit", "2", "--all"]);
+        both(&["user", "list", "--query", "AL"]);
+        both(&["user", "show", "alice"]);
+        both(&["user", "show", "bob@example.com"]);
+        assert_eq!(both(&["user", "show", "nobody"]).0, Some(1));
+        assert_eq!(both(&["tasks", "list"]).0, Some(0));
+        assert_eq!(both(&["tasks", "retry", "999"]).0, Some(1));
+        // Writes: the same outcome for the same change on two accounts.
+        let pair = |args: [&str; 2], local_user: &str, remote_user: &str, rest: &[&str]| {
+            let mut l: Vec<&str> = args.to_vec();
+            l.push(local_user);
+            l.extend(rest);
+            let mut m: Vec<&str> = args.to_vec();
+            m.push(remote_user);
+            m.extend(rest);
+            let local = env.local(&l).output().unwrap();
+            let remote = r(&m).output().unwrap();
+            assert_eq!(local.status.code(), remote.status.code(), "{l:?}");
+            let text = |o: &std::process::Output| String::from_utf8_lossy(&o.stdout).replace(local_user, "X");
+            let remote_text = String::from_utf8_lossy(&remote.stdout).replace(remote_user, "X");
+            assert_eq!(text(&local), remote_text, "{l:?}");
+        };
+        pair(["user", "set-role"], "alice", "bob", &["admin"]);
+        pair(["user", "set-role"], "alice", "bob", &["user"]);
+        pair(["user", "disable"], "alice", "bob", &[]);
+        pair(["user", "enable"], "alice", "bob", &[]);
+        pair(["user", "revoke-sessions"], "alice", "bob", &[]);
+        pair(["user", "delete"], "alice", "bob", &["--yes"]);
+        // The audit trail names who acted: no one locally, root remotely.
+        let local = json(&mut env.local(&["audit", "list", "--event", "account.disable"]));
+        let actors: Vec<_> = local["events"].as_array().unwrap().iter().map(|e| e["actor_id"].is_null()).collect();
+        assert_eq!(actors, [false, true], "newest (remote) first: {local}");
+        both(&["audit", "list", "--event", "account.delete"]);
+        // The last admin is kept, from either side.
+        for mode in [true, false] {
+            let args = ["user", "set-role", "root", "user"];
+            let mut cmd = if mode { env.local(&args) } else { r(&args) };
+            let msg = stderr(&mut cmd, 1);
+            assert!(msg.contains("the last active admin"), "{msg}");
+        }
+    })
+    .await;
 }

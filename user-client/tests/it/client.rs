@@ -44,7 +44,12 @@ async fn login_errors_are_typed() {
     let account = client.register("alice", "alice@example.com", "correct horse").await.unwrap();
     assert!(client.login("alice", "wrong horse").await.unwrap_err().is_unauthorized());
     assert!(client.login("nobody", "correct horse").await.unwrap_err().is_not_found());
-    srv.state.service.disable(user_core::domain::UserId::from_uuid(account.id)).await.unwrap();
+    let disable = user_core::store::AccountChanges { disabled: Some(true), ..Default::default() };
+    srv.state
+        .service
+        .change_account(user_core::domain::UserId::from_uuid(account.id), disable, &Default::default())
+        .await
+        .unwrap();
     assert!(client.login("alice", "correct horse").await.unwrap_err().is_forbidden());
 }
 

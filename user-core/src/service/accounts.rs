@@ -43,15 +43,15 @@ impl UserService {
         Ok(user)
     }
 
-    /// Creates an account with a chosen role (operators bootstrap the first
-    /// admin with this).
+    /// Creates an account with a chosen role, for an operator (this
+    /// bootstraps the first admin) or an admin (`client.actor`).
     ///
     /// # Errors
     /// As [`UserService::register`].
-    pub async fn create_user(&self, reg: Registration, role: Role) -> Result<User> {
+    pub async fn create_user(&self, reg: Registration, role: Role, client: &ClientInfo) -> Result<User> {
         let user = self.insert_user(reg, role).await?;
         let detail = format!("by an operator, role {role}");
-        self.audit(AuditEvent::Registered, Some(user.id), &ClientInfo::default(), Some(detail)).await;
+        self.audit(AuditEvent::Registered, Some(user.id), client, Some(detail)).await;
         Ok(user)
     }
 
@@ -64,6 +64,8 @@ impl UserService {
             email: reg.email,
             role,
             disabled_at: None,
+            email_verified: false,
+            last_login_at: None,
             created_at: now,
             updated_at: now,
         };

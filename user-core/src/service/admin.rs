@@ -1,10 +1,14 @@
-//! Operator actions: listing accounts, roles, disabling, ending sessions.
+//! Operator actions: finding accounts, changing them, ending their sessions.
+//! Each takes the caller's [`ClientInfo`], whose `actor` the audit trail keeps.
 
 use super::{AuditEvent, ClientInfo, UserService};
-use crate::domain::{Role, UserId};
+use crate::domain::{UserId, ValidationError};
 use crate::error::{Error, Result};
 use crate::page::{self, Page, PageRequest};
-use crate::store::User;
+use crate::store::{AccountChanges, User};
+
+/// The longest search prefix: the longest email.
+const MAX_QUERY_CHARS: usize = 254;
 
 impl UserService {
     /// Every account, oldest first, one page at a time. Callers decide who may
@@ -17,55 +21,64 @@ impl UserService {
         Ok(Page::from_overfetch(rows, page.limit(), |u| page::user_cursor(u.id)))
     }
 
-    /// Changes an account's role. A change ends every session of the account
-    /// at once (the role travels in access tokens, which must not outlive
-    /// it); the new role shows from the next login on.
+    /// The accounts whose username or email starts with `query`, compared
+    /// case-insensitively, oldest first, one page at a time; an empty query
+    /// lists every account.
     ///
     /// # Errors
-    /// [`Error::UserNotFound`].
-    pub async fn set_role(&self, id: UserId, role: Role) -> Result<User> {
-        if !self.store.set_role(id, role, self.clock.now()).await? {
-            return Err(Error::UserNotFound);
+    /// [`Error::Validation`] on `query` longer than 254 characters, or on
+    /// `cursor` for a cursor of another listing.
+    pub async fn search_users(&self, query: &str, page: &PageRequest) -> Result<Page<User>> {
+        if query.chars().count() > MAX_QUERY_CHARS {
+            return Err(ValidationError::new("query", "must be at most 254 characters").into());
         }
-        let detail = Some(format!("to {role}; sessions revoked"));
-        self.audit(AuditEvent::RoleChanged, Some(id), &ClientInfo::default(), detail).await;
-        self.get(id).await
-    }
-
-    /// Disables an account: it can no longer log in or refresh, and every
-    /// session ends now.
-    ///
-    /// # Errors
-    /// [`Error::UserNotFound`].
-    pub async fn disable(&self, id: UserId) -> Result<()> {
-        self.set_disabled(id, true).await
-    }
-
-    /// Enables a disabled account again.
-    ///
-    /// # Errors
-    /// [`Error::UserNotFound`].
-    pub async fn enable(&self, id: UserId) -> Result<()> {
-        self.set_disabled(id, false).await
-    }
-
-    pub(super) async fn set_disabled(&self, id: UserId, disabled: bool) -> Result<()> {
-        if !self.store.set_disabled(id, disabled, self.clock.now()).await? {
-            return Err(Error::UserNotFound);
+        if query.is_empty() {
+            return self.list_users(page).await;
         }
-        let event = if disabled { AuditEvent::AccountDisabled } else { AuditEvent::AccountEnabled };
-        self.audit(event, Some(id), &ClientInfo::default(), None).await;
-        Ok(())
+        let prefix = query.to_lowercase();
+        let rows = self.store.search_users(&prefix, page.user_cursor()?, page.limit() + 1).await?;
+        Ok(Page::from_overfetch(rows, page.limit(), |u| page::user_cursor(u.id)))
+    }
+
+    /// Changes an account's role, disabled state or email verification in
+    /// one step and returns it as it is now. A new role or a disable ends
+    /// every session of the account at once (the role travels in access
+    /// tokens, which must not outlive it).
+    ///
+    /// # Errors
+    /// [`Error::Validation`] for an empty change; [`Error::UserNotFound`];
+    /// [`Error::LastAdmin`] (nothing changed) when the account is the last
+    /// active admin and would stop being one.
+    pub async fn change_account(&self, id: UserId, changes: AccountChanges, client: &ClientInfo) -> Result<User> {
+        if changes.is_empty() {
+            return Err(ValidationError::new("body", "give at least one of role, disabled, email_verified").into());
+        }
+        let before = self.get(id).await?;
+        let after = self.store.change_account(id, &changes, self.clock.now()).await?.ok_or(Error::UserNotFound)?;
+        if after.role != before.role {
+            let detail = Some(format!("{} to {}; sessions revoked", before.role, after.role));
+            self.audit(AuditEvent::RoleChanged, Some(id), client, detail).await;
+        }
+        match (before.disabled_at.is_some(), after.disabled_at.is_some()) {
+            (false, true) => self.audit(AuditEvent::AccountDisabled, Some(id), client, None).await,
+            (true, false) => self.audit(AuditEvent::AccountEnabled, Some(id), client, None).await,
+            _ => {}
+        }
+        if after.email_verified != before.email_verified {
+            let detail = Some(if after.email_verified { "verified" } else { "unverified" }.to_owned());
+            self.audit(AuditEvent::EmailVerificationSet, Some(id), client, detail).await;
+        }
+        Ok(after)
     }
 
     /// Ends every session of an account; returns how many were active.
     ///
     /// # Errors
     /// [`Error::UserNotFound`].
-    pub async fn revoke_sessions(&self, id: UserId) -> Result<u64> {
+    pub async fn revoke_sessions(&self, id: UserId, client: &ClientInfo) -> Result<u64> {
         self.get(id).await?;
         let n = self.store.revoke_user_sessions(id, None, self.clock.now()).await?;
-        self.audit(AuditEvent::SessionsRevoked, Some(id), &ClientInfo::default(), Some(format!("{n} ended"))).await;
+        self.audit(AuditEvent::SessionsRevoked, Some(id), client, Some(format!("{n} ended"))).await;
         Ok(n)
     }
 }

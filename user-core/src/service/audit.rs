@@ -3,7 +3,8 @@
 use super::{ClientInfo, UserService};
 use crate::domain::UserId;
 use crate::error::Result;
-use crate::store::AuditRecord;
+use crate::page::{self, Page, PageRequest};
+use crate::store::{AuditFilter, AuditRecord};
 
 /// Security events written to the audit trail (tracing target `audit`, and
 /// the store's `audit_events`).
@@ -38,6 +39,10 @@ pub enum AuditEvent {
     AccountDeleted,
     /// An operator ended every session of an account.
     SessionsRevoked,
+    /// An operator marked an address verified or unverified.
+    EmailVerificationSet,
+    /// An operator put a dead task back in the queue.
+    TaskRetried,
 }
 
 impl AuditEvent {
@@ -58,6 +63,8 @@ impl AuditEvent {
             AuditEvent::AccountEnabled => "account.enable",
             AuditEvent::AccountDeleted => "account.delete",
             AuditEvent::SessionsRevoked => "sessions.revoke",
+            AuditEvent::EmailVerificationSet => "email.verification",
+            AuditEvent::TaskRetried => "task.retry",
         }
     }
 }
@@ -77,6 +84,7 @@ impl UserService {
             target: "audit",
             event = event.as_str(),
             user_id = user.map(|u| u.to_string()).unwrap_or_default(),
+            actor_id = client.actor.map(|u| u.to_string()).unwrap_or_default(),
             ip = ip.as_deref().unwrap_or_default(),
             user_agent = client.user_agent.as_deref().unwrap_or_default(),
             detail = detail.as_deref().unwrap_or_default(),
@@ -87,6 +95,7 @@ impl UserService {
             created_at: self.clock.now(),
             event: event.as_str().to_owned(),
             user_id: user,
+            actor_id: client.actor,
             ip,
             user_agent: client.user_agent.as_deref().map(|ua| ua.chars().take(256).collect()),
             detail,
@@ -98,12 +107,13 @@ impl UserService {
 }
 
 impl UserService {
-    /// Audit events, newest first, before the event id `before`, at most
-    /// `limit`, optionally only those of one user.
+    /// Audit entries that pass `filter`, newest first, one page at a time.
     ///
     /// # Errors
-    /// [`Error::Internal`](crate::Error::Internal) if the store fails.
-    pub async fn audit_trail(&self, user: Option<UserId>, before: Option<i64>, limit: u32) -> Result<Vec<AuditRecord>> {
-        self.store.list_audit(user, before, limit).await
+    /// [`Error::Validation`](crate::Error::Validation) on `cursor` for a
+    /// cursor of another listing.
+    pub async fn audit_trail(&self, filter: &AuditFilter, page: &PageRequest) -> Result<Page<AuditRecord>> {
+        let rows = self.store.list_audit(filter, page.audit_cursor()?, page.limit() + 1).await?;
+        Ok(Page::from_overfetch(rows, page.limit(), |e| page::audit_cursor(e.id)))
     }
 }

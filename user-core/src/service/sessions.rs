@@ -20,6 +20,10 @@ pub struct ClientInfo {
     pub ip: Option<IpAddr>,
     /// The name the client gives the session it opens (login only).
     pub device_name: Option<DeviceName>,
+    /// The admin acting on someone else's account, recorded as the audit
+    /// entry's `actor_id`; `None` when callers act on their own account, or
+    /// for an operator on the database host.
+    pub actor: Option<UserId>,
 }
 
 /// A successful login: the account and its new token pair.

@@ -10,9 +10,9 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::{
-    AuditRecord, AuditStore, Claim, DeferredTask, Favorite, FavoriteStore, LockRule, LoginAttempt, NewSession,
-    Rotation, SecretStore, SessionRecord, SessionStore, Store, TaskCounts, TaskKind, TaskStatus, TaskStore, User,
-    UserChanges, UserKey, UserRecord, UserStore, WaitingTasks,
+    AccountChanges, AuditFilter, AuditRecord, AuditStore, Claim, DeferredTask, Favorite, FavoriteStore, LockRule,
+    LoginAttempt, NewSession, Rotation, SecretStore, SessionRecord, SessionStore, Store, TaskCounts, TaskKind,
+    TaskStatus, TaskStore, User, UserChanges, UserKey, UserRecord, UserStore, WaitingTasks,
 };
 use crate::domain::{Role, SessionId, TrackId, UserId};
 use crate::error::{ConflictField, Error, Result};
@@ -202,38 +202,36 @@ impl UserStore for MemoryStore {
         Ok(())
     }
 
-    async fn set_role(&self, id: UserId, role: Role, now: DateTime<Utc>) -> Result<bool> {
+    async fn change_account(&self, id: UserId, changes: &AccountChanges, now: DateTime<Utc>) -> Result<Option<User>> {
         let mut inner = self.lock()?;
-        if role != Role::Admin {
+        let Some(before) = inner.users.get(&id) else { return Ok(None) };
+        let ends_sessions = changes.role.is_some_and(|role| role != before.user.role)
+            || (changes.disabled == Some(true) && before.user.disabled_at.is_none());
+        if ends_sessions {
             inner.keep_an_admin(id)?;
         }
-        let Some(record) = inner.users.get_mut(&id) else { return Ok(false) };
-        if record.user.role != role {
-            record.user.role = role;
-            record.user.updated_at = now;
+        let Some(record) = inner.users.get_mut(&id) else { return Ok(None) };
+        let user = &mut record.user;
+        if let Some(role) = changes.role {
+            user.role = role;
+        }
+        match changes.disabled {
+            Some(true) => {
+                user.disabled_at.get_or_insert(now);
+            }
+            Some(false) => user.disabled_at = None,
+            None => {}
+        }
+        if let Some(verified) = changes.email_verified {
+            user.email_verified = verified;
+        }
+        user.updated_at = now;
+        let user = user.clone();
+        if ends_sessions {
             record.credential_version += 1;
             inner.revoke_sessions(id, None, now);
         }
-        Ok(true)
-    }
-
-    async fn set_disabled(&self, id: UserId, disabled: bool, now: DateTime<Utc>) -> Result<bool> {
-        let mut inner = self.lock()?;
-        if disabled {
-            inner.keep_an_admin(id)?;
-        }
-        let Some(record) = inner.users.get_mut(&id) else { return Ok(false) };
-        if disabled {
-            record.user.disabled_at.get_or_insert(now);
-            record.credential_version += 1;
-        } else {
-            record.user.disabled_at = None;
-        }
-        record.user.updated_at = now;
-        if disabled {
-            inner.revoke_sessions(id, None, now);
-        }
-        Ok(true)
+        Ok(Some(user))
     }
 
     async fn delete_user(&self, id: UserId, now: DateTime<Utc>) -> Result<bool> {
@@ -257,6 +255,20 @@ impl UserStore for MemoryStore {
         };
         Ok(range.take(limit as usize).map(|(_, r)| r.user.clone()).collect())
     }
+
+    async fn search_users(&self, prefix: &str, after: Option<UserId>, limit: u32) -> Result<Vec<User>> {
+        let inner = self.lock()?;
+        let range = match after {
+            Some(after) => inner.users.range((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded)),
+            None => inner.users.range(..),
+        };
+        Ok(range
+            .map(|(_, r)| &r.user)
+            .filter(|u| u.username.folded().starts_with(prefix) || u.email.as_str().starts_with(prefix))
+            .take(limit as usize)
+            .cloned()
+            .collect())
+    }
 }
 
 #[async_trait]
@@ -270,6 +282,7 @@ impl SessionStore for MemoryStore {
         }
         record.failed_logins = 0;
         record.locked_until = None;
+        record.user.last_login_at = Some(session.created_at);
         if let Some(hash) = &login.rehash {
             record.password_hash = hash.clone();
         }
@@ -538,13 +551,15 @@ impl AuditStore for MemoryStore {
         Ok(())
     }
 
-    async fn list_audit(&self, user: Option<UserId>, before: Option<i64>, limit: u32) -> Result<Vec<AuditRecord>> {
+    async fn list_audit(&self, filter: &AuditFilter, before: Option<i64>, limit: u32) -> Result<Vec<AuditRecord>> {
         let inner = self.lock()?;
         Ok(inner
             .audit
             .iter()
             .rev()
-            .filter(|e| before.is_none_or(|b| e.id < b) && (user.is_none() || e.user_id == user))
+            .filter(|e| before.is_none_or(|b| e.id < b))
+            .filter(|e| filter.user.is_none() || e.user_id == filter.user)
+            .filter(|e| filter.event.as_ref().is_none_or(|event| e.event == *event))
             .take(limit as usize)
             .cloned()
             .collect())

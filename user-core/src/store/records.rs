@@ -23,6 +23,10 @@ pub struct User {
     /// Set when an operator disabled the account; it can then neither log in
     /// nor refresh.
     pub disabled_at: Option<DateTime<Utc>>,
+    /// Whether the address is known to reach the user (set by an operator).
+    pub email_verified: bool,
+    /// The last successful login, if any.
+    pub last_login_at: Option<DateTime<Utc>>,
     /// When the account was created (millisecond precision).
     pub created_at: DateTime<Utc>,
     /// When the account last changed.
@@ -79,6 +83,25 @@ pub struct UserChanges {
     /// credential version (the one whose `current_password` was verified), so
     /// a concurrent password change, role change or disable wins.
     pub expected_credential_version: Option<i64>,
+}
+
+/// An operator's change to an account (see [`UserStore::change_account`]);
+/// `None` fields stay as they are.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AccountChanges {
+    /// A new role. A different role ends every session of the account.
+    pub role: Option<Role>,
+    /// Disable (ending every session) or enable the account.
+    pub disabled: Option<bool>,
+    /// Mark the address verified or not.
+    pub email_verified: Option<bool>,
+}
+
+impl AccountChanges {
+    /// Whether nothing would change.
+    pub fn is_empty(&self) -> bool {
+        self.role.is_none() && self.disabled.is_none() && self.email_verified.is_none()
+    }
 }
 
 /// One login: the server-side state of a refresh token family.
@@ -319,6 +342,15 @@ pub struct WaitingTasks {
     pub dead: u64,
 }
 
+/// Which audit entries to list; `Default` is every entry.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditFilter {
+    /// Only entries about this account.
+    pub user: Option<UserId>,
+    /// Only entries of this event, e.g. `login.failure`.
+    pub event: Option<String>,
+}
+
 /// One entry of the audit trail.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditRecord {
@@ -330,6 +362,9 @@ pub struct AuditRecord {
     pub event: String,
     /// Whose account, when known.
     pub user_id: Option<UserId>,
+    /// The admin who acted on the account; `None` when the user acted, or an
+    /// operator on the database host.
+    pub actor_id: Option<UserId>,
     /// The client's address.
     pub ip: Option<String>,
     /// The client's `User-Agent`.

@@ -79,7 +79,19 @@ impl Guard for Authenticated {
 }
 
 /// An authenticated caller whose token carries the admin role.
-pub(crate) struct Admin(#[allow(dead_code)] Authenticated);
+pub(crate) struct Admin(Authenticated);
+
+impl Admin {
+    /// The admin's token claims.
+    pub fn claims(&self) -> &AccessClaims {
+        &self.0.claims
+    }
+
+    /// The admin's id: the actor of what they do.
+    pub fn id(&self) -> UserId {
+        self.0.claims.sub
+    }
+}
 
 impl Guard for Admin {
     async fn check(state: &AppState, creds: &Credentials) -> Result<Self, ApiError> {

@@ -59,6 +59,16 @@ fn table() -> Vec<Endpoint> {
         Endpoint::of::<__path_update, _, _, _>(update).throttled(Action::Update),
         Endpoint::of::<__path_delete, _, _, _>(delete),
         Endpoint::of::<__path_all_users, _, _, _>(all_users),
+        Endpoint::of::<__path_search_users, _, _, _>(search_users),
+        Endpoint::of::<__path_create_account, _, _, _>(create_account),
+        Endpoint::of::<__path_get_account, _, _, _>(get_account),
+        Endpoint::of::<__path_patch_account, _, _, _>(patch_account),
+        Endpoint::of::<__path_delete_account, _, _, _>(delete_account),
+        Endpoint::of::<__path_account_sessions, _, _, _>(account_sessions),
+        Endpoint::of::<__path_revoke_account_sessions, _, _, _>(revoke_account_sessions),
+        Endpoint::of::<__path_list_tasks, _, _, _>(list_tasks),
+        Endpoint::of::<__path_retry_task, _, _, _>(retry_task),
+        Endpoint::of::<__path_audit, _, _, _>(audit),
         Endpoint::of::<__path_add_favorite, _, _, _>(add_favorite),
         Endpoint::of::<__path_remove_favorite, _, _, _>(remove_favorite),
         Endpoint::of::<__path_list_favorites, _, _, _>(list_favorites),
@@ -419,7 +429,10 @@ fn preflight(policy: &SharedPolicy) -> Route {
                 let mut response =
                     warp::reply::with_status(warp::reply(), warp::http::StatusCode::NO_CONTENT).into_response();
                 let h = response.headers_mut();
-                h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("GET, POST, PUT, DELETE"));
+                h.insert(
+                    header::ACCESS_CONTROL_ALLOW_METHODS,
+                    HeaderValue::from_static("GET, POST, PUT, PATCH, DELETE"),
+                );
                 h.insert(
                     header::ACCESS_CONTROL_ALLOW_HEADERS,
                     HeaderValue::from_static("authorization, content-type, x-request-id"),

@@ -94,18 +94,7 @@ pub(super) async fn list_sessions(call: Call<Authenticated>) -> Result<Response,
     let sessions = call.state.service.sessions(call.caller.id()).await?;
     Ok(json(&SessionListResponse {
         response: MainResponse::success(),
-        sessions: sessions
-            .into_iter()
-            .map(|s| SessionInfo {
-                id: s.id.as_uuid(),
-                created_at: s.created_at,
-                last_used_at: s.last_used_at,
-                ip: s.ip,
-                user_agent: s.user_agent,
-                device_name: s.device_name,
-                current: s.id == current,
-            })
-            .collect(),
+        sessions: sessions.into_iter().map(|s| SessionInfo::of(s, current)).collect(),
     }))
 }
 

@@ -266,7 +266,7 @@ async fn the_audit_trail_records_security_events_without_secrets() {
     app.send(login("nobody", "correct horse")).await;
     app.send(req("PUT", "/user/update").bearer(&s.access).json(json!({"password": "a new password"}))).await;
     app.send(req("POST", "/user/logout").bearer(&s.access)).await;
-    let events = app.store.list_audit(None, None, 100).await.unwrap();
+    let events = app.store.list_audit(&Default::default(), None, 100).await.unwrap();
     let names: Vec<&str> = events.iter().rev().map(|e| e.event.as_str()).collect();
     assert_eq!(names, ["register", "login.success", "login.failure", "login.failure", "password.change", "logout"]);
     assert!(events.iter().all(|e| e.ip.as_deref() == Some("127.0.0.1")));
@@ -486,7 +486,7 @@ async fn no_password_token_or_hash_appears_in_the_logs_of_a_full_session() {
     server.kill();
 
     let store = user_core::store::open(&database).await.unwrap();
-    let events = store.list_audit(None, None, 100).await.unwrap();
+    let events = store.list_audit(&Default::default(), None, 100).await.unwrap();
     assert!(events.len() >= 7, "{events:?}");
     let logs = std::fs::read_to_string(&log_file).unwrap();
     assert!(logs.contains("\"target\":\"audit\""), "audit events are logged");

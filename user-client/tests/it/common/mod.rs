@@ -41,7 +41,12 @@ impl TestServer {
     pub async fn admin(&self, name: &str) -> user_client::Client {
         let client = self.client();
         let account = client.register(name, &format!("{name}@example.com"), "correct horse").await.unwrap();
-        self.state.service.set_role(user_core::domain::UserId::from_uuid(account.id), Role::Admin).await.unwrap();
+        let promote = user_core::store::AccountChanges { role: Some(Role::Admin), ..Default::default() };
+        self.state
+            .service
+            .change_account(user_core::domain::UserId::from_uuid(account.id), promote, &Default::default())
+            .await
+            .unwrap();
         client.login(name, "correct horse").await.unwrap();
         client
     }

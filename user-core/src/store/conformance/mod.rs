@@ -8,8 +8,8 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::{
-    LoginAttempt, NewSession, Rotation, SessionRecord, Store, TaskCounts, TaskKind, TaskStatus, User, UserChanges,
-    UserKey, UserRecord, WaitingTasks,
+    AccountChanges, AuditFilter, AuditRecord, LoginAttempt, NewSession, Rotation, SessionRecord, Store, TaskCounts,
+    TaskKind, TaskStatus, User, UserChanges, UserKey, UserRecord, WaitingTasks,
 };
 use crate::domain::{Email, Role, SessionId, TrackBatch, TrackId, UserId, Username};
 use crate::error::{ConflictField, Error};
@@ -43,6 +43,10 @@ macro_rules! suite {
             a_role_change_revokes_every_session_and_the_credential,
             live_sessions_are_listed_newest_first_with_their_device_names,
             the_last_active_admin_is_kept_even_when_two_demote_each_other_at_once,
+            an_account_change_applies_each_field_in_one_step,
+            search_finds_username_or_email_prefixes_oldest_first_in_pages,
+            search_pages_through_a_prefix_most_accounts_share,
+            the_audit_trail_filters_by_user_and_event_newest_first,
             an_update_bound_to_a_credential_version_loses_to_a_change_in_between,
             claims_follow_id_order_and_keep_each_users_tasks_in_sequence,
             concurrent_claimers_never_share_a_task,
@@ -87,6 +91,8 @@ fn record(name: &str) -> UserRecord {
             email: Email::parse(&format!("{name}@example.com")).unwrap(),
             role: Role::User,
             disabled_at: None,
+            email_verified: false,
+            last_login_at: None,
             created_at: now,
             updated_at: now,
         },
@@ -131,6 +137,18 @@ async fn session(store: &Arc<dyn Store>, user: UserId) -> SessionRecord {
 async fn login(store: &Arc<dyn Store>, session: &SessionRecord) -> NewSession {
     let version = store.find_user(UserKey::Id(session.user_id)).await.unwrap().map_or(0, |r| r.credential_version);
     NewSession { session: session.clone(), credential_version: version, rehash: None }
+}
+
+/// A role change through `change_account`; `false` for an unknown user.
+async fn set_role(store: &Arc<dyn Store>, id: UserId, role: Role) -> crate::error::Result<bool> {
+    let changes = AccountChanges { role: Some(role), ..AccountChanges::default() };
+    Ok(store.change_account(id, &changes, t0()).await?.is_some())
+}
+
+/// A disable or enable through `change_account`; `false` for an unknown user.
+async fn set_disabled(store: &Arc<dyn Store>, id: UserId, disabled: bool) -> crate::error::Result<bool> {
+    let changes = AccountChanges { disabled: Some(disabled), ..AccountChanges::default() };
+    Ok(store.change_account(id, &changes, t0()).await?.is_some())
 }
 
 fn tracks(ids: &str) -> Vec<TrackId> {

@@ -68,12 +68,12 @@ pub(crate) async fn revoking_is_idempotent_and_per_session(store: Arc<dyn Store>
 pub(crate) async fn disabling_revokes_every_session(store: Arc<dyn Store>) {
     let alice = user(&store, "alice").await;
     let s = session(&store, alice).await;
-    assert!(store.set_disabled(alice, true, t0()).await.unwrap());
+    assert!(set_disabled(&store, alice, true).await.unwrap());
     assert_eq!(store.find_user(UserKey::Id(alice)).await.unwrap().unwrap().user.disabled_at, Some(t0()));
     assert!(store.session(s.id).await.unwrap().unwrap().revoked_at.is_some());
-    assert!(store.set_disabled(alice, false, t0()).await.unwrap());
+    assert!(set_disabled(&store, alice, false).await.unwrap());
     assert_eq!(store.find_user(UserKey::Id(alice)).await.unwrap().unwrap().user.disabled_at, None);
-    assert!(!store.set_disabled(UserId::new(), true, t0()).await.unwrap());
+    assert!(!set_disabled(&store, UserId::new(), true).await.unwrap());
 }
 
 /// Session checks at once (a backend may answer them in one batch): live
@@ -108,9 +108,9 @@ pub(crate) async fn concurrent_session_checks_each_get_their_own_answer(store: A
 
 pub(crate) async fn roles_change_and_sessions_of_unknown_users_are_refused(store: Arc<dyn Store>) {
     let alice = user(&store, "alice").await;
-    assert!(store.set_role(alice, Role::Admin, t0()).await.unwrap());
+    assert!(set_role(&store, alice, Role::Admin).await.unwrap());
     assert_eq!(store.find_user(UserKey::Id(alice)).await.unwrap().unwrap().user.role, Role::Admin);
-    assert!(!store.set_role(UserId::new(), Role::Admin, t0()).await.unwrap());
+    assert!(!set_role(&store, UserId::new(), Role::Admin).await.unwrap());
     let mut ghost = SessionRecord { user_id: UserId::new(), ..session(&store, alice).await };
     ghost.id = SessionId::new();
     let ghost = NewSession { session: ghost, credential_version: 0, rehash: None };
@@ -189,7 +189,7 @@ pub(crate) async fn a_session_opens_only_for_the_credential_the_login_verified(s
     assert_eq!(now.credential_version, after.credential_version, "a rehash is the same credential");
 
     // Disabled: no session, whatever the version; enabling does not bump it.
-    assert!(store.set_disabled(alice, true, t0()).await.unwrap());
+    assert!(set_disabled(&store, alice, true).await.unwrap());
     let disabled = store.find_user(UserKey::Id(alice)).await.unwrap().unwrap();
     assert!(disabled.credential_version > now.credential_version);
     let late = NewSession {
@@ -198,7 +198,7 @@ pub(crate) async fn a_session_opens_only_for_the_credential_the_login_verified(s
         rehash: None,
     };
     assert!(!store.open_session(&late).await.unwrap());
-    assert!(store.set_disabled(alice, false, t0()).await.unwrap());
+    assert!(set_disabled(&store, alice, false).await.unwrap());
     assert!(store.open_session(&late).await.unwrap());
 }
 
@@ -207,9 +207,9 @@ pub(crate) async fn a_role_change_revokes_every_session_and_the_credential(store
     let first = session(&store, alice).await;
     let second = session(&store, alice).await;
     let before = store.find_user(UserKey::Id(alice)).await.unwrap().unwrap().credential_version;
-    assert!(store.set_role(alice, Role::User, t0()).await.unwrap(), "no change");
+    assert!(set_role(&store, alice, Role::User).await.unwrap(), "no change");
     assert!(store.session(first.id).await.unwrap().unwrap().revoked_at.is_none(), "an unchanged role keeps sessions");
-    assert!(store.set_role(alice, Role::Admin, t0()).await.unwrap());
+    assert!(set_role(&store, alice, Role::Admin).await.unwrap());
     for s in [first.id, second.id] {
         assert!(store.session(s).await.unwrap().unwrap().revoked_at.is_some(), "every session ends");
     }
@@ -243,4 +243,39 @@ pub(crate) async fn live_sessions_are_listed_newest_first_with_their_device_name
     let names: Vec<Option<&str>> = listed.iter().map(|s| s.device_name.as_deref()).collect();
     assert_eq!(names, [None, Some("Pixel 8"), Some("Kitchen speaker")]);
     assert!(store.list_sessions(UserId::new(), now).await.unwrap().is_empty());
+}
+
+pub(crate) async fn the_audit_trail_filters_by_user_and_event_newest_first(store: Arc<dyn Store>) {
+    let (alice, admin) = (UserId::new(), UserId::new());
+    let entry = |event: &str, user: UserId, actor: Option<UserId>| AuditRecord {
+        id: 0,
+        created_at: t0(),
+        event: event.to_owned(),
+        user_id: Some(user),
+        actor_id: actor,
+        ip: Some("127.0.0.1".into()),
+        user_agent: None,
+        detail: None,
+    };
+    for e in [
+        entry("login.success", alice, None),
+        entry("role.change", alice, Some(admin)),
+        entry("login.success", admin, None),
+        entry("login.success", alice, None),
+    ] {
+        store.record_audit(&e).await.unwrap();
+    }
+    let list = |user: Option<UserId>, event: Option<&str>, before: Option<i64>| {
+        let store = store.clone();
+        let filter = AuditFilter { user, event: event.map(str::to_owned) };
+        async move { store.list_audit(&filter, before, 10).await.unwrap() }
+    };
+    let all = list(None, None, None).await;
+    assert_eq!(all.len(), 4);
+    assert!(all.windows(2).all(|w| w[0].id > w[1].id), "newest first");
+    assert_eq!(all[2].actor_id, Some(admin), "the acting admin is kept");
+    let logins = list(Some(alice), Some("login.success"), None).await;
+    assert_eq!(logins.iter().map(|e| e.id).collect::<Vec<_>>(), [all[0].id, all[3].id]);
+    assert_eq!(list(Some(alice), Some("login.success"), Some(all[0].id)).await.len(), 1, "keyset");
+    assert!(list(None, Some("nothing"), None).await.is_empty());
 }

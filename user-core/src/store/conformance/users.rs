@@ -132,17 +132,17 @@ pub(crate) async fn the_last_active_admin_is_kept_even_when_two_demote_each_othe
     let b = user(&store, "bob").await;
     let plain = user(&store, "carol").await;
     // No admin at all: nothing to keep.
-    assert!(store.set_disabled(plain, true, t0()).await.unwrap());
-    assert!(store.set_disabled(plain, false, t0()).await.unwrap());
+    assert!(set_disabled(&store, plain, true).await.unwrap());
+    assert!(set_disabled(&store, plain, false).await.unwrap());
     for admin in [a, b] {
-        assert!(store.set_role(admin, Role::Admin, t0()).await.unwrap());
+        assert!(set_role(&store, admin, Role::Admin).await.unwrap());
     }
     let barrier = Arc::new(tokio::sync::Barrier::new(2));
     let demote = |target: UserId| {
         let (store, barrier) = (store.clone(), barrier.clone());
         tokio::spawn(async move {
             barrier.wait().await;
-            store.set_role(target, Role::User, t0()).await
+            set_role(&store, target, Role::User).await
         })
     };
     let (first, second) = (demote(a), demote(b));
@@ -150,17 +150,95 @@ pub(crate) async fn the_last_active_admin_is_kept_even_when_two_demote_each_othe
     let refused = outcomes.iter().filter(|o| matches!(o, Err(Error::LastAdmin))).count();
     assert_eq!((outcomes.iter().filter(|o| o.is_ok()).count(), refused), (1, 1), "{outcomes:?}");
     let last = if outcomes[0].is_ok() { b } else { a };
-    assert!(matches!(store.set_role(last, Role::User, t0()).await, Err(Error::LastAdmin)));
-    assert!(matches!(store.set_disabled(last, true, t0()).await, Err(Error::LastAdmin)));
+    assert!(matches!(set_role(&store, last, Role::User).await, Err(Error::LastAdmin)));
+    assert!(matches!(set_disabled(&store, last, true).await, Err(Error::LastAdmin)));
     assert!(matches!(store.delete_user(last, t0()).await, Err(Error::LastAdmin)));
     let kept = store.find_user(UserKey::Id(last)).await.unwrap().unwrap();
     assert_eq!((kept.user.role, kept.user.disabled_at), (Role::Admin, None), "refusals change nothing");
     // A disabled admin is no admin to fall back on; an active one is.
-    assert!(store.set_role(plain, Role::Admin, t0()).await.unwrap());
-    assert!(store.set_disabled(plain, true, t0()).await.unwrap());
-    assert!(matches!(store.set_role(last, Role::User, t0()).await, Err(Error::LastAdmin)));
-    assert!(store.set_disabled(plain, false, t0()).await.unwrap());
-    assert!(store.set_role(last, Role::User, t0()).await.unwrap());
+    assert!(set_role(&store, plain, Role::Admin).await.unwrap());
+    assert!(set_disabled(&store, plain, true).await.unwrap());
+    assert!(matches!(set_role(&store, last, Role::User).await, Err(Error::LastAdmin)));
+    assert!(set_disabled(&store, plain, false).await.unwrap());
+    assert!(set_role(&store, last, Role::User).await.unwrap());
     // Demoting or deleting someone who is not the last admin is never refused.
     assert!(store.delete_user(last, t0()).await.unwrap());
+}
+
+pub(crate) async fn an_account_change_applies_each_field_in_one_step(store: Arc<dyn Store>) {
+    let alice = user(&store, "alice").await;
+    let s = session(&store, alice).await;
+    let found = store.find_user(UserKey::Id(alice)).await.unwrap().unwrap();
+    assert_eq!(found.user.last_login_at, Some(t0()), "a login is the last login");
+    let verify = AccountChanges { email_verified: Some(true), ..AccountChanges::default() };
+    let now = store.change_account(alice, &verify, t0()).await.unwrap().unwrap();
+    assert!(now.email_verified);
+    assert!(store.session(s.id).await.unwrap().unwrap().revoked_at.is_none(), "verifying ends no session");
+    let all = AccountChanges { role: Some(Role::Admin), disabled: Some(true), email_verified: Some(false) };
+    let now = store.change_account(alice, &all, t0()).await.unwrap().unwrap();
+    assert_eq!((now.role, now.disabled_at, now.email_verified), (Role::Admin, Some(t0()), false));
+    assert!(store.session(s.id).await.unwrap().unwrap().revoked_at.is_some(), "a new role ends the sessions");
+    let record = store.find_user(UserKey::Id(alice)).await.unwrap().unwrap();
+    assert_eq!(record.credential_version, found.credential_version + 1, "one change, one new credential");
+    assert!(store.change_account(UserId::new(), &verify, t0()).await.unwrap().is_none());
+}
+
+pub(crate) async fn search_finds_username_or_email_prefixes_oldest_first_in_pages(store: Arc<dyn Store>) {
+    let mut made = Vec::new();
+    for (name, email) in [
+        ("Alice", "alice@example.com"),
+        ("bob", "al.bob@example.com"),
+        ("Al_x", "x@example.com"),
+        ("alfred", "fred@example.com"),
+        ("carol", "carol@example.com"),
+    ] {
+        let mut r = record(name);
+        r.user.email = Email::parse(email).unwrap();
+        store.insert_user(&r).await.unwrap();
+        made.push(r.user.id);
+    }
+    let names = |users: Vec<User>| users.into_iter().map(|u| u.username.to_string()).collect::<Vec<_>>();
+    let all_al = store.search_users("al", None, 10).await.unwrap();
+    assert_eq!(names(all_al.clone()), ["Alice", "bob", "Al_x", "alfred"], "by username in any case, or email");
+    let first = store.search_users("al", None, 2).await.unwrap();
+    let rest = store.search_users("al", Some(first[1].id), 10).await.unwrap();
+    assert_eq!(names(first.into_iter().chain(rest).collect()), names(all_al), "keyset pages");
+    // LIKE's wildcards are plain characters in a prefix.
+    assert_eq!(names(store.search_users("al_", None, 10).await.unwrap()), ["Al_x"]);
+    assert!(store.search_users("a%", None, 10).await.unwrap().is_empty());
+    assert_eq!(names(store.search_users("carol@example.com", None, 10).await.unwrap()), ["carol"]);
+    assert!(store.search_users("zz", None, 10).await.unwrap().is_empty());
+}
+
+pub(crate) async fn search_pages_through_a_prefix_most_accounts_share(store: Arc<dyn Store>) {
+    // More matches than SQLite's probe counts, so its other plan runs too.
+    let tasks: Vec<_> = (0..8)
+        .map(|t| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                for i in 0..520 {
+                    let mut r = record(&format!("many{t}x{i}"));
+                    r.user.email = Email::parse(&format!("m{t}x{i}@example.com")).unwrap();
+                    store.insert_user(&r).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let odd = user(&store, "other").await;
+    let mut seen = 0;
+    let mut after = None;
+    loop {
+        let page = store.search_users("m", after, 100).await.unwrap();
+        assert!(page.windows(2).all(|w| w[0].id < w[1].id), "oldest first");
+        assert!(page.iter().all(|u| u.id != odd));
+        seen += page.len();
+        match page.last() {
+            Some(last) if page.len() == 100 => after = Some(last.id),
+            _ => break,
+        }
+    }
+    assert_eq!(seen, 8 * 520);
 }

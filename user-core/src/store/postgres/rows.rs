@@ -34,6 +34,8 @@ pub(super) fn user_record(row: &PgRow) -> Result<UserRecord> {
             email: get::<String>(row, "email")?.try_into().map_err(Error::internal)?,
             role: get::<String>(row, "role")?.parse::<Role>().map_err(Error::internal)?,
             disabled_at: get(row, "disabled_at")?,
+            email_verified: get(row, "email_verified")?,
+            last_login_at: get(row, "last_login_at")?,
             created_at: get(row, "created_at")?,
             updated_at: get(row, "updated_at")?,
         },

@@ -80,7 +80,8 @@ impl SessionStore for PostgresStore {
         // session (and then revokes it) or commits first (and this inserts nothing).
         let done = sqlx::query(
             "with current_user_row as ( \
-               update users set failed_logins = 0, locked_until = null, password_hash = coalesce($12, password_hash) \
+               update users set failed_logins = 0, locked_until = null, password_hash = coalesce($12, password_hash), \
+                 last_login_at = $6 \
                where id = $2 and credential_version = $13 and disabled_at is null returning id) \
              insert into sessions (id, user_id, refresh_jti, previous_jti, rotated_at, created_at, last_used_at, \
                expires_at, revoked_at, user_agent, ip, device_name) \

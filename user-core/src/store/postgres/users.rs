@@ -11,7 +11,9 @@ use super::sessions::revoke_sessions;
 use super::tasks::enqueue;
 use crate::domain::{Role, UserId};
 use crate::error::{Error, Result};
-use crate::store::{LockRule, LoginAttempt, TaskKind, User, UserChanges, UserKey, UserRecord, UserStore};
+use crate::store::{
+    AccountChanges, LockRule, LoginAttempt, TaskKind, User, UserChanges, UserKey, UserRecord, UserStore,
+};
 
 #[async_trait]
 impl UserStore for PostgresStore {
@@ -19,7 +21,7 @@ impl UserStore for PostgresStore {
         let u = &record.user;
         sqlx::query(
             "insert into users (id, username, email, password_hash, role, disabled_at, created_at, updated_at, \
-             credential_version) values ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+             credential_version, email_verified, last_login_at) values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
         .bind(u.id.as_uuid())
         .bind(u.username.as_str())
@@ -30,6 +32,8 @@ impl UserStore for PostgresStore {
         .bind(u.created_at)
         .bind(u.updated_at)
         .bind(record.credential_version)
+        .bind(u.email_verified)
+        .bind(u.last_login_at)
         .execute(&self.pool)
         .await
         .map_err(map_err)?;
@@ -128,59 +132,44 @@ impl UserStore for PostgresStore {
         Ok(())
     }
 
-    async fn set_role(&self, id: UserId, role: Role, now: DateTime<Utc>) -> Result<bool> {
+    async fn change_account(&self, id: UserId, changes: &AccountChanges, now: DateTime<Utc>) -> Result<Option<User>> {
         let mut tx = self.begin().await?;
-        if role != Role::Admin {
+        // Admin rows are locked before the target's (keep_an_admin's order),
+        // whenever the change could take an admin away.
+        if changes.role == Some(Role::User) || changes.disabled == Some(true) {
             keep_an_admin(&mut tx, id).await?;
         }
-        let current: Option<String> = sqlx::query_scalar("select role from users where id = $1 for update")
+        let before = sqlx::query("select * from users where id = $1 for update")
             .bind(id.as_uuid())
             .fetch_optional(&mut *tx)
             .await
             .map_err(map_err)?;
-        match current {
-            None => return Ok(false),
-            Some(current) if current == role.as_str() => return Ok(true),
-            Some(_) => {}
-        }
-        sqlx::query(
-            "update users set role = $2, credential_version = credential_version + 1, updated_at = $3 where id = $1",
+        let Some(before) = before.as_ref().map(user_record).transpose()? else { return Ok(None) };
+        let before = before.user;
+        let ends_sessions = changes.role.is_some_and(|role| role != before.role)
+            || (changes.disabled == Some(true) && before.disabled_at.is_none());
+        let row = sqlx::query(
+            "update users set role = coalesce($2, role), \
+               disabled_at = case when $3::boolean is null then disabled_at when $3 then coalesce(disabled_at, $5) end, \
+               email_verified = coalesce($4, email_verified), \
+               credential_version = credential_version + case when $6 then 1 else 0 end, updated_at = $5 \
+             where id = $1 returning *",
         )
         .bind(id.as_uuid())
-        .bind(role.as_str())
+        .bind(changes.role.map(|r| r.as_str()))
+        .bind(changes.disabled)
+        .bind(changes.email_verified)
         .bind(now)
-        .execute(&mut *tx)
+        .bind(ends_sessions)
+        .fetch_one(&mut *tx)
         .await
         .map_err(map_err)?;
-        revoke_sessions(&mut tx, id, None, now).await?;
-        tx.commit().await.map_err(map_err)?;
-        Ok(true)
-    }
-
-    async fn set_disabled(&self, id: UserId, disabled: bool, now: DateTime<Utc>) -> Result<bool> {
-        let mut tx = self.begin().await?;
-        if disabled {
-            keep_an_admin(&mut tx, id).await?;
-        }
-        let done = sqlx::query(
-            "update users set disabled_at = case when $2 then coalesce(disabled_at, $3) end, \
-             credential_version = credential_version + case when $2 then 1 else 0 end, updated_at = $3 \
-             where id = $1",
-        )
-        .bind(id.as_uuid())
-        .bind(disabled)
-        .bind(now)
-        .execute(&mut *tx)
-        .await
-        .map_err(map_err)?;
-        if done.rows_affected() == 0 {
-            return Ok(false);
-        }
-        if disabled {
+        let user = user_record(&row)?.user;
+        if ends_sessions {
             revoke_sessions(&mut tx, id, None, now).await?;
         }
         tx.commit().await.map_err(map_err)?;
-        Ok(true)
+        Ok(Some(user))
     }
 
     async fn delete_user(&self, id: UserId, now: DateTime<Utc>) -> Result<bool> {
@@ -207,6 +196,30 @@ impl UserStore for PostgresStore {
             .fetch_all(&self.pool)
             .await
             .map_err(map_err)?;
+        rows.iter().map(|r| user_record(r).map(|r| r.user)).collect()
+    }
+
+    async fn search_users(&self, prefix: &str, after: Option<UserId>, limit: u32) -> Result<Vec<User>> {
+        // `like 'abc%'` on the text_pattern_ops indexes is a range scan; the
+        // planner's statistics choose between reading those ranges and
+        // walking the primary key for a prefix that matches most accounts.
+        let mut pattern = String::with_capacity(prefix.len() + 1);
+        for c in prefix.chars() {
+            if matches!(c, '\\' | '%' | '_') {
+                pattern.push('\\');
+            }
+            pattern.push(c);
+        }
+        pattern.push('%');
+        let rows = sqlx::query(
+            "select * from users where (lower(username) like $1 or email like $1) and id > $2 order by id limit $3",
+        )
+        .bind(pattern)
+        .bind(after.map_or(Uuid::nil(), |a| a.as_uuid()))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
         rows.iter().map(|r| user_record(r).map(|r| r.user)).collect()
     }
 }

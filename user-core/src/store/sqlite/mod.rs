@@ -155,6 +155,8 @@ mod tests {
                 email: format!("{name}@example.com").try_into().unwrap(),
                 role: crate::domain::Role::User,
                 disabled_at: None,
+                email_verified: false,
+                last_login_at: None,
                 created_at: now,
                 updated_at: now,
             },

@@ -89,6 +89,8 @@ pub(super) fn user_record(row: &Row<'_>) -> Result<UserRecord> {
             email: col::<String>(row, "email")?.try_into().map_err(Error::internal)?,
             role: col::<String>(row, "role")?.parse::<Role>().map_err(Error::internal)?,
             disabled_at: opt_time(col(row, "disabled_at")?)?,
+            email_verified: col(row, "email_verified")?,
+            last_login_at: opt_time(col(row, "last_login_at")?)?,
             created_at: time(col(row, "created_at")?)?,
             updated_at: time(col(row, "updated_at")?)?,
         },

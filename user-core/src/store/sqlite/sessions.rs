@@ -33,9 +33,9 @@ impl SessionStore for SqliteStore {
             let current = execute(
                 conn,
                 "update users set failed_logins = 0, locked_until = null, \
-                   password_hash = coalesce(?3, password_hash) \
+                   password_hash = coalesce(?3, password_hash), last_login_at = ?4 \
                  where id = ?1 and credential_version = ?2 and disabled_at is null",
-                params![s.user_id.as_uuid(), login.credential_version, login.rehash],
+                params![s.user_id.as_uuid(), login.credential_version, login.rehash, millis(s.created_at)],
             )?;
             if current == 0 {
                 return Ok(false);

@@ -8,9 +8,11 @@ use super::SqliteStore;
 use super::rows::{col, execute, millis, opt_time, query_all, query_opt, user_record};
 use super::sessions::revoke_sessions;
 use super::tasks::enqueue;
-use crate::domain::{Role, UserId};
+use crate::domain::UserId;
 use crate::error::{Error, Result};
-use crate::store::{LockRule, LoginAttempt, TaskKind, User, UserChanges, UserKey, UserRecord, UserStore};
+use crate::store::{
+    AccountChanges, LockRule, LoginAttempt, TaskKind, User, UserChanges, UserKey, UserRecord, UserStore,
+};
 
 #[async_trait]
 impl UserStore for SqliteStore {
@@ -21,7 +23,7 @@ impl UserStore for SqliteStore {
             execute(
                 conn,
                 "insert into users (id, username, email, password_hash, role, disabled_at, created_at, updated_at, \
-                 credential_version) values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                 credential_version, email_verified, last_login_at) values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
                 params![
                     u.id.as_uuid(),
                     u.username.as_str(),
@@ -32,6 +34,8 @@ impl UserStore for SqliteStore {
                     millis(u.created_at),
                     millis(u.updated_at),
                     record.credential_version,
+                    u.email_verified,
+                    u.last_login_at.map(millis),
                 ],
             )?;
             Ok(())
@@ -123,51 +127,41 @@ impl UserStore for SqliteStore {
         .await
     }
 
-    async fn set_role(&self, id: UserId, role: Role, now: DateTime<Utc>) -> Result<bool> {
+    async fn change_account(&self, id: UserId, changes: &AccountChanges, now: DateTime<Utc>) -> Result<Option<User>> {
+        let changes = *changes;
         self.write(move |conn| {
-            if role != Role::Admin {
+            let Some(before) = query_opt(conn, "select * from users where id = ?1", [id.as_uuid()], user_record)?
+            else {
+                return Ok(None);
+            };
+            let before = before.user;
+            let role_changes = changes.role.is_some_and(|role| role != before.role);
+            let disabling = changes.disabled == Some(true) && before.disabled_at.is_none();
+            if role_changes || disabling {
                 keep_an_admin(conn, id)?;
             }
-            let current = query_opt(conn, "select role from users where id = ?1", [id.as_uuid()], |row| {
-                col::<String>(row, "role")
-            })?;
-            match current {
-                None => Ok(false),
-                Some(current) if current == role.as_str() => Ok(true),
-                Some(_) => {
-                    execute(
-                        conn,
-                        "update users set role = ?2, credential_version = credential_version + 1, updated_at = ?3 \
-                         where id = ?1",
-                        params![id.as_uuid(), role.as_str(), millis(now)],
-                    )?;
-                    revoke_sessions(conn, id, None, now)?;
-                    Ok(true)
-                }
-            }
-        })
-        .await
-    }
-
-    async fn set_disabled(&self, id: UserId, disabled: bool, now: DateTime<Utc>) -> Result<bool> {
-        self.write(move |conn| {
-            if disabled {
-                keep_an_admin(conn, id)?;
-            }
-            let changed = execute(
+            let ends_sessions = role_changes || disabling;
+            let user = query_opt(
                 conn,
-                "update users set disabled_at = case when ?2 then coalesce(disabled_at, ?3) end, \
-                 credential_version = credential_version + ?2, updated_at = ?3 \
-                 where id = ?1",
-                params![id.as_uuid(), disabled, millis(now)],
+                "update users set role = coalesce(?2, role), \
+                   disabled_at = case when ?3 is null then disabled_at when ?3 then coalesce(disabled_at, ?5) end, \
+                   email_verified = coalesce(?4, email_verified), \
+                   credential_version = credential_version + ?6, updated_at = ?5 \
+                 where id = ?1 returning *",
+                params![
+                    id.as_uuid(),
+                    changes.role.map(|r| r.as_str()),
+                    changes.disabled,
+                    changes.email_verified,
+                    millis(now),
+                    ends_sessions
+                ],
+                user_record,
             )?;
-            if changed == 0 {
-                return Ok(false);
-            }
-            if disabled {
+            if ends_sessions {
                 revoke_sessions(conn, id, None, now)?;
             }
-            Ok(true)
+            Ok(user.map(|r| r.user))
         })
         .await
     }
@@ -197,7 +191,46 @@ impl UserStore for SqliteStore {
             )
         })
     }
+
+    async fn search_users(&self, prefix: &str, after: Option<UserId>, limit: u32) -> Result<Vec<User>> {
+        // A prefix is a range on the lower(username) and email indexes. When
+        // it matches few accounts, those ranges are read and sorted by id;
+        // when it matches many, walking the id index and testing each row
+        // finds a page sooner. SQLite's planner cannot tell the two apart
+        // (it keeps no histograms), so a bounded count on the indexes decides.
+        let upper = format!("{prefix}\u{10FFFF}");
+        let after = after.map_or(uuid::Uuid::nil(), |a| a.as_uuid());
+        self.read(|conn| {
+            let matches = query_opt(
+                conn,
+                "select (select count(*) from (select 1 from users \
+                          where lower(username) >= ?1 and lower(username) < ?2 limit ?3)) \
+                      + (select count(*) from (select 1 from users where email >= ?1 and email < ?2 limit ?3)) as n",
+                params![prefix, upper, SEARCH_PROBE],
+                |row| col::<i64>(row, "n"),
+            )?
+            .unwrap_or_default();
+            let sql = if matches < SEARCH_PROBE {
+                "select * from users where id in ( \
+                   select id from users where lower(username) >= ?1 and lower(username) < ?2 \
+                   union all select id from users where email >= ?1 and email < ?2) \
+                 and id > ?3 order by id limit ?4"
+            } else {
+                // substr() keeps the planner off the prefix indexes.
+                "select * from users where id > ?3 \
+                   and (substr(lower(username), 1, length(?1)) = ?1 or substr(email, 1, length(?1)) = ?1) \
+                 order by id limit ?4"
+            };
+            query_all(conn, sql, params![prefix, upper, after, i64::from(limit)], |row| {
+                user_record(row).map(|r| r.user)
+            })
+        })
+    }
 }
+
+/// At most this many matches of a search prefix are counted before choosing
+/// how to find a page of them (see `search_users`).
+const SEARCH_PROBE: i64 = 4000;
 
 /// Refuses a change that would leave no active admin, when `id` is the only
 /// one. On the one writer connection, nothing changes in between.

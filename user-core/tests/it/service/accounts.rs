@@ -166,7 +166,7 @@ async fn only_admin_claims_pass_the_admin_check_and_a_role_change_ends_the_sessi
     let tokens = app.login("alice").await;
     let claims = app.service.authenticate(&tokens.access).await.unwrap();
     assert!(matches!(claims.require_admin(), Err(Error::Forbidden(ForbiddenReason::AdminOnly))));
-    assert_eq!(app.service.set_role(user.id, Role::Admin).await.unwrap().role, Role::Admin);
+    assert_eq!(app.set_role(user.id, Role::Admin).await.unwrap().role, Role::Admin);
     assert_eq!(unauthorized(app.service.authenticate(&tokens.access).await), UnauthorizedReason::SessionRevoked);
     assert!(app.service.refresh(&tokens.refresh, &ClientInfo::default()).await.is_err());
     let admin = app.login("alice").await;
@@ -174,8 +174,8 @@ async fn only_admin_claims_pass_the_admin_check_and_a_role_change_ends_the_sessi
     // A demoted admin's token stops working at once, not when it expires
     // (another admin remains: the last one cannot be demoted).
     let other = app.register("bob").await;
-    app.service.set_role(other.id, Role::Admin).await.unwrap();
-    app.service.set_role(user.id, Role::User).await.unwrap();
+    app.set_role(other.id, Role::Admin).await.unwrap();
+    app.set_role(user.id, Role::User).await.unwrap();
     assert_eq!(unauthorized(app.service.authenticate(&admin.access).await), UnauthorizedReason::SessionRevoked);
 }
 
@@ -210,12 +210,15 @@ async fn forty_concurrent_wrong_guesses_get_no_more_checks_than_the_lockout_allo
 #[tokio::test]
 async fn an_operator_can_create_an_admin_and_revoke_sessions() {
     let app = app().await;
-    let admin = app.service.create_user(registration("root"), Role::Admin).await.unwrap();
+    let admin = app.service.create_user(registration("root"), Role::Admin, &ClientInfo::default()).await.unwrap();
     assert_eq!(admin.role, Role::Admin);
     let tokens = app.login("root").await;
-    assert_eq!(app.service.revoke_sessions(admin.id).await.unwrap(), 1);
+    assert_eq!(app.service.revoke_sessions(admin.id, &ClientInfo::default()).await.unwrap(), 1);
     assert_eq!(unauthorized(app.service.authenticate(&tokens.access).await), UnauthorizedReason::SessionRevoked);
-    assert!(matches!(app.service.revoke_sessions(user_core::domain::UserId::new()).await, Err(Error::UserNotFound)));
+    assert!(matches!(
+        app.service.revoke_sessions(user_core::domain::UserId::new(), &ClientInfo::default()).await,
+        Err(Error::UserNotFound)
+    ));
 }
 
 #[tokio::test]
@@ -240,12 +243,12 @@ async fn favorites_are_idempotent_listed_newest_first_and_checked_in_request_ord
 async fn the_last_active_admin_cannot_be_demoted_disabled_or_deleted() {
     let app = app().await;
     let root = app.register("root").await;
-    app.service.set_role(root.id, Role::Admin).await.unwrap();
-    assert!(matches!(app.service.set_role(root.id, Role::User).await, Err(Error::LastAdmin)));
-    assert!(matches!(app.service.disable(root.id).await, Err(Error::LastAdmin)));
+    app.set_role(root.id, Role::Admin).await.unwrap();
+    assert!(matches!(app.set_role(root.id, Role::User).await, Err(Error::LastAdmin)));
+    assert!(matches!(app.set_disabled(root.id, true).await, Err(Error::LastAdmin)));
     assert!(matches!(app.service.delete(root.id, &ClientInfo::default()).await, Err(Error::LastAdmin)));
     assert_eq!(Error::LastAdmin.http_status(), 409);
     let second = app.register("second").await;
-    app.service.set_role(second.id, Role::Admin).await.unwrap();
+    app.set_role(second.id, Role::Admin).await.unwrap();
     app.service.delete(root.id, &ClientInfo::default()).await.unwrap();
 }

@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use user_core::auth::{HashingConfig, SigningConfig};
 use user_core::clock::ManualClock;
-use user_core::domain::{DeviceName, Email, Login, Password, Role, TrackBatch, TrackId, Username};
+use user_core::domain::{DeviceName, Email, Login, Password, Role, TrackBatch, TrackId, UserId, Username};
 use user_core::page::PageRequest;
 use user_core::service::{ClientInfo, ProfileUpdate, Registration};
-use user_core::store::{self, Store, TaskKind, UserKey};
+use user_core::store::{self, AccountChanges, AuditFilter, Store, TaskKind, User, UserKey};
 use user_core::{ConflictField, Error, ForbiddenReason, ServiceConfig, UnauthorizedReason, UserService};
 
 mod accounts;
@@ -23,6 +23,20 @@ struct TestApp {
     service: UserService,
     clock: Arc<ManualClock>,
     store: Arc<dyn Store>,
+}
+
+impl TestApp {
+    /// An operator's role change, as `user-cli user set-role` makes it.
+    async fn set_role(&self, id: UserId, role: Role) -> user_core::Result<User> {
+        let changes = AccountChanges { role: Some(role), ..AccountChanges::default() };
+        self.service.change_account(id, changes, &ClientInfo::default()).await
+    }
+
+    /// An operator's disable (`true`) or enable.
+    async fn set_disabled(&self, id: UserId, disabled: bool) -> user_core::Result<User> {
+        let changes = AccountChanges { disabled: Some(disabled), ..AccountChanges::default() };
+        self.service.change_account(id, changes, &ClientInfo::default()).await
+    }
 }
 
 fn config() -> ServiceConfig {

@@ -16,12 +16,12 @@ async fn login_tells_a_wrong_password_from_an_unknown_user() {
 async fn a_disabled_account_is_refused_only_after_its_password_verifies() {
     let app = app().await;
     let user = app.register("alice").await;
-    app.service.disable(user.id).await.unwrap();
+    app.set_disabled(user.id, true).await.unwrap();
     let wrong = app.service.login(&login_name("alice"), &pw("wrong horse"), &ClientInfo::default()).await;
     assert!(matches!(wrong, Err(Error::InvalidCredentials)));
     let right = app.service.login(&login_name("alice"), &pw("correct horse"), &ClientInfo::default()).await;
     assert!(matches!(right, Err(Error::Forbidden(ForbiddenReason::AccountDisabled))));
-    app.service.enable(user.id).await.unwrap();
+    app.set_disabled(user.id, false).await.unwrap();
     app.login("alice").await;
 }
 
@@ -30,7 +30,7 @@ async fn disabling_ends_every_session_at_once() {
     let app = app().await;
     let user = app.register("alice").await;
     let tokens = app.login("alice").await;
-    app.service.disable(user.id).await.unwrap();
+    app.set_disabled(user.id, true).await.unwrap();
     assert_eq!(unauthorized(app.service.authenticate(&tokens.access).await), UnauthorizedReason::SessionRevoked);
     assert_eq!(
         unauthorized(app.service.refresh(&tokens.refresh, &ClientInfo::default()).await),
@@ -46,6 +46,7 @@ async fn login_records_the_client_on_the_session() {
         user_agent: Some("x".repeat(300)),
         ip: Some("10.1.2.3".parse().unwrap()),
         device_name: Some(DeviceName::parse("Kitchen speaker").unwrap()),
+        actor: None,
     };
     let tokens = app.service.login(&login_name("alice"), &pw("correct horse"), &client).await.unwrap().tokens;
     let session = app.store.session(tokens.session_id).await.unwrap().unwrap();
@@ -271,7 +272,7 @@ async fn wrong_current_passwords_count_toward_the_lockout_like_failed_logins() {
     assert!(matches!(result, Err(Error::Throttled { .. })), "{result:?}");
     let login = app.service.login(&login_name("alice"), &pw("correct horse"), &ClientInfo::default()).await;
     assert!(matches!(login, Err(Error::Throttled { .. })), "the account is throttled for logins too");
-    let events = app.store.list_audit(Some(user.id), None, 100).await.unwrap();
+    let events = app.store.list_audit(&AuditFilter { user: Some(user.id), event: None }, None, 100).await.unwrap();
     let failures = events.iter().filter(|e| e.event == "login.failure").count();
     assert_eq!(failures, 5, "each wrong current password is audited as a failed login");
     assert!(events.iter().any(|e| e.detail.as_deref() == Some("wrong current password (5 in a row)")));
@@ -305,6 +306,6 @@ async fn racing_calls_to_end_one_session_succeed_exactly_once() {
     }
     assert_eq!(outcomes.iter().filter(|o| o.is_ok()).count(), 1, "{outcomes:?}");
     assert!(outcomes.iter().filter(|o| o.is_err()).all(|o| matches!(o, Err(Error::SessionNotFound))));
-    let revoked = app.store.list_audit(Some(alice.id), None, 100).await.unwrap();
+    let revoked = app.store.list_audit(&AuditFilter { user: Some(alice.id), event: None }, None, 100).await.unwrap();
     assert_eq!(revoked.iter().filter(|e| e.event == "session.revoke").count(), 1, "audited once");
 }

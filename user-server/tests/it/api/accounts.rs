@@ -75,7 +75,8 @@ async fn login_errors_are_400_401_403_404() {
     app.send(login("alice", "wrong horse")).await.error(401);
     app.send(login("nobody", "correct horse")).await.error(404);
     let id = app.send(login("alice", "correct horse")).await.body["id"].as_str().unwrap().parse().unwrap();
-    app.state.service.disable(id).await.unwrap();
+    let disable = user_core::store::AccountChanges { disabled: Some(true), ..Default::default() };
+    app.state.service.change_account(id, disable, &Default::default()).await.unwrap();
     app.send(login("alice", "wrong horse")).await.error(401);
     app.send(login("alice", "correct horse")).await.error(403);
 }

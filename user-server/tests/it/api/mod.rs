@@ -10,6 +10,7 @@ use user_core::auth::SigningConfig;
 use user_core::store::TaskKind;
 
 mod accounts;
+mod admin;
 mod admin_ops;
 mod favorites;
 mod sessions;

@@ -156,7 +156,8 @@ impl TestApp {
     pub async fn admin(&self, name: &str) -> Session {
         let reply = self.register(name).await;
         let id: UserId = reply.body["id"].as_str().unwrap().parse().unwrap();
-        self.state.service.set_role(id, Role::Admin).await.unwrap();
+        let promote = user_core::store::AccountChanges { role: Some(Role::Admin), ..Default::default() };
+        self.state.service.change_account(id, promote, &Default::default()).await.unwrap();
         self.login(name).await
     }
 

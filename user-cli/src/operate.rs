@@ -1,0 +1,173 @@
+//! Operator commands (`user`, `tasks`, `audit`), written once over
+//! [`Operations`]: local mode implements it on the database through
+//! `UserService`, remote mode through the admin API. Both print through the
+//! same printers from the same wire types, so output and exit codes match.
+
+use std::future::Future;
+
+use serde_json::json;
+use user_client::api::{
+    AccountPatch, AdminAccountResponse, AuditEventInfo, CreateAccountRequest, Role, TaskInfo, TaskState, UserSummary,
+};
+use uuid::Uuid;
+
+use crate::cli::{AuditCommand, Page, PasswordSource, RoleArg, StatusArg, TasksCommand, UserCommand};
+use crate::failure::Failure;
+use crate::input::{confirm, secrets};
+use crate::output::{Output, account_json, print_account, print_audit, print_tasks, print_users};
+
+/// One page of a listing and the cursor of the next.
+pub type Paged<T> = (Vec<T>, Option<String>);
+
+/// What operator commands need, locally or remotely.
+pub trait Operations {
+    /// The account named by id, username or email; [`Failure::Refused`] "no user …" if none.
+    fn account(&self, who: &str) -> impl Future<Output = Result<AdminAccountResponse, Failure>>;
+    fn users(
+        &self,
+        query: Option<&str>,
+        limit: u32,
+        cursor: Option<String>,
+    ) -> impl Future<Output = Result<Paged<UserSummary>, Failure>>;
+    fn create(&self, account: CreateAccountRequest) -> impl Future<Output = Result<AdminAccountResponse, Failure>>;
+    fn change(&self, id: Uuid, patch: AccountPatch) -> impl Future<Output = Result<AdminAccountResponse, Failure>>;
+    fn revoke_sessions(&self, id: Uuid) -> impl Future<Output = Result<u64, Failure>>;
+    fn delete(&self, id: Uuid) -> impl Future<Output = Result<(), Failure>>;
+    fn tasks(
+        &self,
+        status: Option<TaskState>,
+        limit: u32,
+        cursor: Option<String>,
+    ) -> impl Future<Output = Result<Paged<TaskInfo>, Failure>>;
+    fn retry_task(&self, id: i64) -> impl Future<Output = Result<(), Failure>>;
+    fn retry_dead_tasks(&self) -> impl Future<Output = Result<u64, Failure>>;
+    fn audit(
+        &self,
+        user: Option<Uuid>,
+        event: Option<String>,
+        limit: u32,
+        cursor: Option<String>,
+    ) -> impl Future<Output = Result<Paged<AuditEventInfo>, Failure>>;
+}
+
+/// No user named `who`, in the words both modes use.
+pub fn no_user(who: &str) -> Failure {
+    Failure::Refused(format!("no user {who:?}"))
+}
+
+/// One page, or with `--all` every page, of a listing.
+async fn pages<T, F, Fut>(page: Page, mut fetch: F) -> Result<Paged<T>, Failure>
+where
+    F: FnMut(u32, Option<String>) -> Fut,
+    Fut: Future<Output = Result<Paged<T>, Failure>>,
+{
+    let (mut items, mut next) = fetch(page.limit, page.cursor).await?;
+    if !page.all {
+        return Ok((items, next));
+    }
+    while let Some(cursor) = next.take() {
+        let (more, after) = fetch(page.limit, Some(cursor)).await?;
+        items.extend(more);
+        next = after;
+    }
+    Ok((items, next))
+}
+
+pub async fn user(ops: &impl Operations, command: UserCommand, out: &Output) -> Result<(), Failure> {
+    match command {
+        UserCommand::List { query, page } => {
+            let (users, next) = pages(page, |limit, cursor| ops.users(query.as_deref(), limit, cursor)).await?;
+            print_users(out, &users, next.as_deref());
+        }
+        UserCommand::Show { user } => print_account(out, &ops.account(&user).await?),
+        UserCommand::Create { username, email, admin, password } => {
+            let role = if admin { Role::Admin } else { Role::User };
+            let password = new_password(&password)?;
+            let account = ops.create(CreateAccountRequest { username, email, password, role: Some(role) }).await?;
+            let message = format!("created {} ({}) as {role}", account.username, account.id);
+            out.done(&account_json(&account), &message);
+        }
+        UserCommand::SetRole { user, role } => {
+            let target = ops.account(&user).await?;
+            let role = match role {
+                RoleArg::User => Role::User,
+                RoleArg::Admin => Role::Admin,
+            };
+            let account = ops.change(target.id, AccountPatch { role: Some(role), ..AccountPatch::default() }).await?;
+            let message = if target.role == role {
+                format!("{} is already {role}", account.username)
+            } else {
+                format!("{} is now {role}; their sessions have ended", account.username)
+            };
+            out.done(&account_json(&account), &message);
+        }
+        UserCommand::Disable { user } => {
+            let target = ops.account(&user).await?;
+            ops.change(target.id, AccountPatch { disabled: Some(true), ..AccountPatch::default() }).await?;
+            let message = format!("disabled {}; their sessions have ended", target.username);
+            out.done(&json!({"id": target.id, "status": "disabled"}), &message);
+        }
+        UserCommand::Enable { user } => {
+            let target = ops.account(&user).await?;
+            ops.change(target.id, AccountPatch { disabled: Some(false), ..AccountPatch::default() }).await?;
+            out.done(&json!({"id": target.id, "status": "enabled"}), &format!("enabled {}", target.username));
+        }
+        UserCommand::RevokeSessions { user } => {
+            let target = ops.account(&user).await?;
+            let n = ops.revoke_sessions(target.id).await?;
+            out.done(&json!({"id": target.id, "revoked": n}), &format!("ended {n} session(s) of {}", target.username));
+        }
+        UserCommand::Delete { user, yes } => {
+            let target = ops.account(&user).await?;
+            confirm(&format!("Delete the account {} and all its favorites?", target.username), yes)?;
+            ops.delete(target.id).await?;
+            out.done(&json!({"id": target.id, "status": "deleted"}), &format!("deleted {}", target.username));
+        }
+    }
+    Ok(())
+}
+
+/// The new account's password, checked before anything is sent or stored.
+fn new_password(source: &PasswordSource) -> Result<String, Failure> {
+    let password = secrets(source, &["Password"])?.remove(0);
+    user_core::domain::Password::parse(&password)?;
+    Ok(password)
+}
+
+pub async fn tasks(ops: &impl Operations, command: TasksCommand, out: &Output) -> Result<(), Failure> {
+    match command {
+        TasksCommand::List { status, page } => {
+            let status = status.map(|s| match s {
+                StatusArg::Pending => TaskState::Pending,
+                StatusArg::Done => TaskState::Done,
+                StatusArg::Dead => TaskState::Dead,
+            });
+            let (tasks, next) = pages(page, |limit, cursor| ops.tasks(status, limit, cursor)).await?;
+            print_tasks(out, &tasks, next.as_deref());
+        }
+        TasksCommand::Retry { id: Some(id), .. } => {
+            ops.retry_task(id).await?;
+            out.done(&json!({"retried": 1}), "1 dead task(s) back in the queue");
+        }
+        TasksCommand::Retry { id: None, .. } => {
+            let n = ops.retry_dead_tasks().await?;
+            out.done(&json!({"retried": n}), &format!("{n} dead task(s) back in the queue"));
+        }
+        // Needs the database: answered by local mode before it gets here.
+        TasksCommand::Purge { .. } => {
+            return Err(Failure::Usage("`tasks purge` works on the database: use --database".into()));
+        }
+    }
+    Ok(())
+}
+
+pub async fn audit(ops: &impl Operations, command: AuditCommand, out: &Output) -> Result<(), Failure> {
+    let AuditCommand::List { user, event, page } = command;
+    let user = match user {
+        Some(who) => Some(ops.account(&who).await?.id),
+        None => None,
+    };
+    let (events, next) = pages(page, |limit, cursor| ops.audit(user, event.clone(), limit, cursor)).await?;
+    print_audit(out, &events, next.as_deref());
+    Ok(())
+}
