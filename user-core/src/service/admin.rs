@@ -26,11 +26,16 @@ impl UserService {
     /// lists every account.
     ///
     /// # Errors
-    /// [`Error::Validation`] on `query` longer than 254 characters, or on
+    /// [`Error::Validation`] on `query` longer than 254 characters or with
+    /// a control character, or on
     /// `cursor` for a cursor of another listing.
     pub async fn search_users(&self, query: &str, page: &PageRequest) -> Result<Page<User>> {
-        if query.chars().count() > MAX_QUERY_CHARS {
-            return Err(ValidationError::new("query", "must be at most 254 characters").into());
+        if query.chars().count() > MAX_QUERY_CHARS || query.chars().any(char::is_control) {
+            return Err(ValidationError::new(
+                "query",
+                "must be at most 254 characters, none of them control characters",
+            )
+            .into());
         }
         if query.is_empty() {
             return self.list_users(page).await;

@@ -263,8 +263,10 @@ pub(super) async fn audit(call: Call<Admin>) -> Result<Response, ApiError> {
         None => None,
     };
     let event = match call.query.single("event")? {
-        Some(e) if e.is_empty() || e.chars().count() > 64 => {
-            return Err(ValidationError::new("event", "must be 1–64 characters").into());
+        Some(e) if e.is_empty() || e.chars().count() > 64 || e.chars().any(char::is_control) => {
+            return Err(
+                ValidationError::new("event", "must be 1–64 characters, none of them control characters").into()
+            );
         }
         other => other.map(str::to_owned),
     };

@@ -214,3 +214,71 @@ async fn forty_concurrent_guesses_across_three_replicas_get_no_more_checks_than_
     let throttled = statuses.iter().filter(|s| **s == StatusCode::TOO_MANY_REQUESTS).count();
     assert_eq!((checked, throttled), (5, 35), "{statuses:?}");
 }
+
+/// Two admins demote each other at the same moment through two server
+/// processes on one PostgreSQL database: one wins, the other is refused (409,
+/// or 401 when the winner's demotion already ended its session), and one
+/// active admin is always left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_admins_demoting_each_other_on_two_replicas_leave_one_admin() {
+    use user_core::domain::{Role, UserId};
+    use user_core::store::{AccountChanges, UserKey};
+
+    let Some(database) = user_core::testing::postgres_schema_url().await else { return };
+    let env = [("USER_DATABASE_URL", database.clone())];
+    let servers = [Server::start(&env), Server::start(&env)];
+    let client = crate::common::http().build().unwrap();
+    let store = user_core::store::open(&database).await.unwrap();
+    let mut ids = Vec::new();
+    for name in ["alice", "bob"] {
+        let body = json!({"username": name, "password": "correct horse", "email": format!("{name}@example.com")});
+        let reply = client.post(format!("{}/user/register", servers[0].base)).json(&body).send().await.unwrap();
+        let reply: Value = reply.json().await.unwrap();
+        ids.push(reply["id"].as_str().unwrap().parse::<UserId>().unwrap());
+    }
+    for round in 0..5 {
+        for id in &ids {
+            let promote = AccountChanges { role: Some(Role::Admin), ..AccountChanges::default() };
+            store.change_account(*id, &promote, chrono::Utc::now()).await.unwrap();
+        }
+        let mut tokens = Vec::new();
+        for (name, server) in ["alice", "bob"].iter().zip(&servers) {
+            let body = json!({"username": name, "password": "correct horse"});
+            let reply: Value = client
+                .post(format!("{}/user/login", server.base))
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            tokens.push(reply["token"].as_str().unwrap().to_owned());
+        }
+        let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(2));
+        // alice (on the first replica) demotes bob; bob (on the second) demotes alice.
+        let demotions: Vec<_> = (0..2)
+            .map(|i| {
+                let (client, barrier) = (client.clone(), barrier.clone());
+                let url = format!("{}/admin/users/{}", servers[i].base, ids[1 - i]);
+                let token = tokens[i].clone();
+                tokio::spawn(async move {
+                    barrier.wait().await;
+                    client.patch(url).bearer_auth(token).json(&json!({"role": "user"})).send().await.unwrap().status()
+                })
+            })
+            .collect();
+        let mut statuses = Vec::new();
+        for d in demotions {
+            statuses.push(d.await.unwrap().as_u16());
+        }
+        statuses.sort_unstable();
+        assert!(statuses == [200, 401] || statuses == [200, 409], "round {round}: {statuses:?}");
+        let mut admins = 0;
+        for id in &ids {
+            let user = store.find_user(UserKey::Id(*id)).await.unwrap().unwrap().user;
+            admins += usize::from(user.role == Role::Admin && user.disabled_at.is_none());
+        }
+        assert_eq!(admins, 1, "round {round}");
+    }
+}

@@ -170,3 +170,20 @@ async fn dead_tasks_are_listed_and_retried_once() {
     let audit = app.send(req("GET", "/admin/audit?event=task.retry").bearer(&root.access)).await;
     assert_eq!(audit.body["events"][0]["detail"], format!("task {dead}"));
 }
+
+#[tokio::test]
+async fn search_and_audit_filters_refuse_what_no_store_can_hold() {
+    let app = app().await;
+    let root = app.admin("root").await;
+    let long = "a".repeat(255);
+    for path in [
+        "/admin/users?query=a%00b",
+        &format!("/admin/users?query={long}"),
+        "/admin/audit?event=a%00b",
+        "/admin/audit?event=",
+    ] {
+        app.send(req("GET", path).bearer(&root.access)).await.error(400);
+    }
+    let found = app.send(req("GET", "/admin/users?query=%25").bearer(&root.access)).await;
+    assert_eq!(found.body["users"], json!([]), "a % is a character, not a wildcard");
+}
