@@ -6,9 +6,10 @@
 use std::sync::OnceLock;
 
 use user_core::api::{
-    AccountResponse, ContainsResponse, FavoriteListResponse, FavoriteTrack, LoginRequest, LoginResponse, MainResponse,
-    RefreshResponse, RegisterRequest, RevokedResponse, SessionInfo, SessionListResponse, UpdateRequest,
-    UserListResponse, UserResponse, UserSummary,
+    AccountPatch, AccountResponse, AdminAccountResponse, AuditEventInfo, AuditListResponse, ContainsResponse,
+    CreateAccountRequest, FavoriteListResponse, FavoriteTrack, LoginRequest, LoginResponse, MainResponse,
+    RefreshResponse, RegisterRequest, RevokedResponse, SessionInfo, SessionListResponse, TaskInfo, TaskListResponse,
+    TaskState, UpdateRequest, UserListResponse, UserResponse, UserSummary,
 };
 use user_core::domain::Role;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -23,22 +24,36 @@ pub fn document() -> &'static serde_json::Value {
             api.paths.add_path_operation(&endpoint.path, vec![endpoint.doc_method.clone()], endpoint.operation.clone());
         }
         let mut doc = serde_json::to_value(api).expect("an OpenAPI document serializes");
-        // "Any non-empty subset of username, email, password": utoipa's derive
-        // cannot say it, JSON Schema can.
-        if let Some(update) = doc.pointer_mut("/components/schemas/UpdateRequest").and_then(|s| s.as_object_mut()) {
-            // Optional means "may be absent", not "may be null".
-            if let Some(props) = update.get_mut("properties").and_then(|p| p.as_object_mut()) {
-                for prop in props.values_mut() {
-                    prop["type"] = serde_json::json!("string");
-                }
-            }
-            update.insert(
-                "anyOf".into(),
-                serde_json::json!([{"required": ["username"]}, {"required": ["email"]}, {"required": ["password"]}]),
-            );
-        }
+        non_empty_subset(&mut doc, "UpdateRequest", &["username", "email", "password"]);
+        non_empty_subset(&mut doc, "AccountPatch", &["role", "disabled", "email_verified"]);
         doc
     })
+}
+
+/// "Any non-empty subset of these fields": utoipa's derive cannot say it,
+/// JSON Schema can. Optional there means "may be absent", not "may be null".
+fn non_empty_subset(doc: &mut serde_json::Value, schema: &str, fields: &[&str]) {
+    let Some(object) = doc.pointer_mut(&format!("/components/schemas/{schema}")).and_then(|s| s.as_object_mut()) else {
+        panic!("no schema {schema}");
+    };
+    if let Some(props) = object.get_mut("properties").and_then(|p| p.as_object_mut()) {
+        for prop in props.values_mut() {
+            if let Some(types) = prop.get_mut("type").and_then(|t| t.as_array_mut()) {
+                types.retain(|t| t != "null");
+                if let [only] = types.as_slice() {
+                    prop["type"] = only.clone();
+                }
+            }
+            let not_null = prop.get("oneOf").and_then(|o| o.as_array()).and_then(|alternatives| {
+                alternatives.iter().find(|a| a.get("type").is_none_or(|t| t != "null")).cloned()
+            });
+            if let Some(alternative) = not_null {
+                *prop = alternative;
+            }
+        }
+    }
+    let any_of: Vec<_> = fields.iter().map(|f| serde_json::json!({"required": [f]})).collect();
+    object.insert("anyOf".into(), any_of.into());
 }
 
 #[derive(OpenApi)]
@@ -47,7 +62,8 @@ pub fn document() -> &'static serde_json::Value {
     components(schemas(
         MainResponse, RegisterRequest, AccountResponse, LoginRequest, LoginResponse, RefreshResponse, UserResponse,
         UpdateRequest, UserSummary, UserListResponse, FavoriteTrack, FavoriteListResponse, ContainsResponse, Role,
-        SessionInfo, SessionListResponse, RevokedResponse
+        SessionInfo, SessionListResponse, RevokedResponse, CreateAccountRequest, AccountPatch, AdminAccountResponse,
+        TaskState, TaskInfo, TaskListResponse, AuditEventInfo, AuditListResponse
     )),
     modifiers(&Security)
 )]

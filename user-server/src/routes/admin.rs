@@ -8,7 +8,7 @@ use user_core::api::{
     UserSummary,
 };
 use user_core::domain::{Email, Password, Role, UserId, Username, ValidationError};
-use user_core::page::PageRequest;
+use user_core::page::{Page, PageRequest};
 use user_core::service::{ClientInfo, Registration};
 use user_core::store::{AuditFilter, TaskStatus};
 use warp::http::StatusCode;
@@ -40,6 +40,14 @@ fn account(user: &user_core::store::User) -> Response {
     json(&AdminAccountResponse::from(user))
 }
 
+fn users(page: Page<user_core::store::User>) -> Response {
+    json(&UserListResponse {
+        response: MainResponse::success(),
+        users: page.items.iter().map(UserSummary::from).collect(),
+        next_cursor: page.next_cursor,
+    })
+}
+
 /// Every account, oldest first (admin only).
 #[utoipa::path(get, path = "/user/all", security(("bearer" = []), ("access_cookie" = [])), params(
     ("limit" = Option<u32>, Query, description = "1–100, default 50", minimum = 1, maximum = 100),
@@ -51,17 +59,12 @@ fn account(user: &user_core::store::User) -> Response {
     (status = 403, description = "Not an admin", body = MainResponse),
 ))]
 pub(super) async fn all_users(call: Call<Admin>) -> Result<Response, ApiError> {
-    let users = call.state.service.list_users(&call.page()?).await?;
-    Ok(json(&UserListResponse {
-        response: MainResponse::success(),
-        users: users.items.iter().map(UserSummary::from).collect(),
-        next_cursor: users.next_cursor,
-    }))
+    Ok(users(call.state.service.list_users(&call.page()?).await?))
 }
 
 /// Accounts whose username or email starts with `query` (any case), oldest first.
 #[utoipa::path(get, path = "/admin/users", tag = "admin", security(("bearer" = []), ("access_cookie" = [])), params(
-    ("query" = Option<String>, Query, description = "A username or email prefix, compared case-insensitively; empty or absent lists every account", max_length = 254),
+    ("query" = Option<String>, Query, description = "A username or email prefix, compared case-insensitively; empty or absent lists every account", max_length = 254, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$"),
     ("limit" = Option<u32>, Query, description = "1–100, default 50", minimum = 1, maximum = 100),
     ("cursor" = Option<String>, Query, description = "Opaque, from the previous page's next_cursor; any other value is 400", pattern = "^[A-Za-z0-9_-]+$"),
 ), responses(
@@ -72,12 +75,7 @@ pub(super) async fn all_users(call: Call<Admin>) -> Result<Response, ApiError> {
 ))]
 pub(super) async fn search_users(call: Call<Admin>) -> Result<Response, ApiError> {
     let query = call.query.single("query")?.unwrap_or_default();
-    let users = call.state.service.search_users(query, &call.page()?).await?;
-    Ok(json(&UserListResponse {
-        response: MainResponse::success(),
-        users: users.items.iter().map(UserSummary::from).collect(),
-        next_cursor: users.next_cursor,
-    }))
+    Ok(users(call.state.service.search_users(query, &call.page()?).await?))
 }
 
 /// Create an account with a role.
@@ -247,8 +245,8 @@ pub(super) async fn retry_task(call: Call<Admin>) -> Result<Response, ApiError> 
 
 /// The audit trail, newest first, optionally of one account or event.
 #[utoipa::path(get, path = "/admin/audit", tag = "admin", security(("bearer" = []), ("access_cookie" = [])), params(
-    ("user" = Option<String>, Query, description = "Only entries about this user id", format = Uuid),
-    ("event" = Option<String>, Query, description = "Only entries of this event, e.g. login.failure", max_length = 64),
+    ("user" = Option<String>, Query, description = "Only entries about this user id (a UUID)", pattern = "^[0-9A-Fa-f]{8}-?[0-9A-Fa-f]{4}-?[0-9A-Fa-f]{4}-?[0-9A-Fa-f]{4}-?[0-9A-Fa-f]{12}$"),
+    ("event" = Option<String>, Query, description = "Only entries of this event, e.g. login.failure", max_length = 64, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]+$"),
     ("limit" = Option<u32>, Query, description = "1–100, default 50", minimum = 1, maximum = 100),
     ("cursor" = Option<String>, Query, description = "Opaque, from the previous page's next_cursor; any other value is 400", pattern = "^[A-Za-z0-9_-]+$"),
 ), responses(

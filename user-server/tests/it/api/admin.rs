@@ -187,3 +187,18 @@ async fn search_and_audit_filters_refuse_what_no_store_can_hold() {
     let found = app.send(req("GET", "/admin/users?query=%25").bearer(&root.access)).await;
     assert_eq!(found.body["users"], json!([]), "a % is a character, not a wildcard");
 }
+
+#[tokio::test]
+async fn an_explicit_null_is_a_mistyped_field() {
+    let app = app().await;
+    let root = app.admin("root").await;
+    let path = format!("/admin/users/{}", root.id);
+    let msg = app
+        .send(req("PATCH", &path).bearer(&root.access).json(json!({"role": null, "email_verified": true})))
+        .await
+        .error(400);
+    assert!(msg.contains("role"), "{msg}");
+    let update =
+        req("PUT", "/user/update").bearer(&root.access).json(json!({"username": null, "email": "r@example.com"}));
+    app.send(update).await.error(400);
+}

@@ -125,6 +125,25 @@ async fn the_openapi_document_describes_every_route() {
         assert!(operation["responses"][status.to_string()].is_object(), "{method} {path}: {status} undocumented");
     }
     assert!(doc["components"]["schemas"]["MainResponse"].is_object());
+    // Every reference resolves, so an outside tester sees every schema.
+    fn refs(value: &serde_json::Value, found: &mut Vec<String>) {
+        match value {
+            serde_json::Value::Object(map) => {
+                if let Some(serde_json::Value::String(r)) = map.get("$ref") {
+                    found.push(r.clone());
+                }
+                map.values().for_each(|v| refs(v, found));
+            }
+            serde_json::Value::Array(items) => items.iter().for_each(|v| refs(v, found)),
+            _ => {}
+        }
+    }
+    let mut found = Vec::new();
+    refs(&doc, &mut found);
+    for r in found {
+        let name = r.strip_prefix("#/components/schemas/").unwrap_or(&r);
+        assert!(doc["components"]["schemas"][name].is_object(), "unresolvable {r}");
+    }
 }
 
 #[tokio::test]
