@@ -246,6 +246,21 @@ pub trait Store:
     async fn ping(&self) -> Result<()>;
 }
 
+/// A `LIKE` pattern matching strings that start with `prefix`: `%`, `_`
+/// and the escape character `\\` in it are plain characters (`escape '\\'`).
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) fn like_prefix(prefix: &str) -> String {
+    let mut pattern = String::with_capacity(prefix.len() + 1);
+    for c in prefix.chars() {
+        if matches!(c, '\\' | '%' | '_') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
+}
+
 /// How to open a store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OpenOptions {

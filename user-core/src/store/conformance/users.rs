@@ -211,14 +211,15 @@ pub(crate) async fn search_finds_username_or_email_prefixes_oldest_first_in_page
 }
 
 pub(crate) async fn search_pages_through_a_prefix_most_accounts_share(store: Arc<dyn Store>) {
-    // More matches than SQLite's probe counts, so its other plan runs too.
+    // More matches than SQLite's probe counts, so its other plan runs too;
+    // `_` in the prefix is a plain character there as well.
     let tasks: Vec<_> = (0..8)
         .map(|t| {
             let store = store.clone();
             tokio::spawn(async move {
                 for i in 0..520 {
-                    let mut r = record(&format!("many{t}x{i}"));
-                    r.user.email = Email::parse(&format!("m{t}x{i}@example.com")).unwrap();
+                    let mut r = record(&format!("many_{t}x{i}"));
+                    r.user.email = Email::parse(&format!("many_{t}x{i}@example.com")).unwrap();
                     store.insert_user(&r).await.unwrap();
                 }
             })
@@ -227,11 +228,11 @@ pub(crate) async fn search_pages_through_a_prefix_most_accounts_share(store: Arc
     for t in tasks {
         t.await.unwrap();
     }
-    let odd = user(&store, "other").await;
+    let odd = user(&store, "manyx1").await;
     let mut seen = 0;
     let mut after = None;
     loop {
-        let page = store.search_users("m", after, 100).await.unwrap();
+        let page = store.search_users("many_", after, 100).await.unwrap();
         assert!(page.windows(2).all(|w| w[0].id < w[1].id), "oldest first");
         assert!(page.iter().all(|u| u.id != odd));
         seen += page.len();

@@ -203,18 +203,10 @@ impl UserStore for PostgresStore {
         // `like 'abc%'` on the text_pattern_ops indexes is a range scan; the
         // planner's statistics choose between reading those ranges and
         // walking the primary key for a prefix that matches most accounts.
-        let mut pattern = String::with_capacity(prefix.len() + 1);
-        for c in prefix.chars() {
-            if matches!(c, '\\' | '%' | '_') {
-                pattern.push('\\');
-            }
-            pattern.push(c);
-        }
-        pattern.push('%');
         let rows = sqlx::query(
             "select * from users where (lower(username) like $1 or email like $1) and id > $2 order by id limit $3",
         )
-        .bind(pattern)
+        .bind(crate::store::like_prefix(prefix))
         .bind(after.map_or(Uuid::nil(), |a| a.as_uuid()))
         .bind(i64::from(limit))
         .fetch_all(&self.pool)

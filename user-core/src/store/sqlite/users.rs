@@ -210,27 +210,37 @@ impl UserStore for SqliteStore {
                 |row| col::<i64>(row, "n"),
             )?
             .unwrap_or_default();
-            let sql = if matches < SEARCH_PROBE {
-                "select * from users where id in ( \
-                   select id from users where lower(username) >= ?1 and lower(username) < ?2 \
-                   union all select id from users where email >= ?1 and email < ?2) \
-                 and id > ?3 order by id limit ?4"
-            } else {
-                // substr() keeps the planner off the prefix indexes.
-                "select * from users where id > ?3 \
-                   and (substr(lower(username), 1, length(?1)) = ?1 or substr(email, 1, length(?1)) = ?1) \
-                 order by id limit ?4"
-            };
-            query_all(conn, sql, params![prefix, upper, after, i64::from(limit)], |row| {
+            if matches < SEARCH_PLAN_SWITCH {
+                let sql = "select * from users where id in ( \
+                             select id from users where lower(username) >= ?1 and lower(username) < ?2 \
+                             union all select id from users where email >= ?1 and email < ?2) \
+                           and id > ?3 order by id limit ?4";
+                return query_all(conn, sql, params![prefix, upper, after, i64::from(limit)], |row| {
+                    user_record(row).map(|r| r.user)
+                });
+            }
+            // SQLite's LIKE ignores ASCII case (usernames are ASCII, emails
+            // stored lower-cased), and on these BINARY-collated columns it
+            // cannot use the prefix indexes: the walk stays on the id order.
+            let sql = "select * from users where id > ?1 \
+                         and (username like ?2 escape '\\' or email like ?2 escape '\\') \
+                       order by id limit ?3";
+            query_all(conn, sql, params![after, crate::store::like_prefix(prefix), i64::from(limit)], |row| {
                 user_record(row).map(|r| r.user)
             })
         })
     }
 }
 
-/// At most this many matches of a search prefix are counted before choosing
-/// how to find a page of them (see `search_users`).
+/// At most this many matches of a search prefix are counted in each of the
+/// two indexes before choosing how to find a page of them (see `search_users`).
 const SEARCH_PROBE: i64 = 4000;
+
+/// Below this many matches (username and email together), reading and
+/// sorting them is cheaper than walking the id order until a page is found;
+/// measured at 1,000,000 accounts, where the two cost the same near 3,000
+/// accounts matching by both name and email.
+const SEARCH_PLAN_SWITCH: i64 = 6000;
 
 /// Refuses a change that would leave no active admin, when `id` is the only
 /// one. On the one writer connection, nothing changes in between.
