@@ -222,10 +222,12 @@ impl UserStore for PostgresStore {
         .await
         .map_err(map_err)?;
         let sql = if matches < SEARCH_PLAN_SWITCH {
+            // The page's ids first, then only their rows.
             "with found as materialized ( \
                select id from users where lower(username) like $1 \
                union select id from users where email like $1) \
-             select users.* from found join users using (id) where id > $2 order by id limit $3"
+             select * from users where id in (select id from found where id > $2 order by id limit $3) \
+             order by id"
         } else {
             // `|| ''` keeps the prefix indexes out: for this many matches,
             // walking the id order finds a page soonest.
