@@ -112,6 +112,10 @@ async fn the_admin_api_is_for_admins_of_live_sessions_only() {
         .json(json!({"disabled": true}));
     app.send(cross).await.error(403);
     assert_eq!(app.send(req("GET", "/user/get").bearer(&alice.access)).await.status, 200);
+    // An admin token whose session has ended opens nothing, though its role claim says admin.
+    let ended = app.send(req("POST", &format!("/admin/users/{}/revoke-sessions", root.id)).bearer(&root.access)).await;
+    assert_eq!(ended.body["revoked"], 1);
+    app.send(req("GET", "/admin/users").bearer(&root.access)).await.error(401);
 }
 
 #[tokio::test]
@@ -125,6 +129,7 @@ async fn a_demoted_admin_loses_admin_access_at_once_and_the_last_admin_is_kept()
     assert_eq!(app.send(demote).await.body["role"], "user");
     let status = app.send(req("GET", "/user/all").bearer(&second.access)).await.status;
     assert!([401, 403].contains(&status), "{status}");
+    app.send(req("GET", "/admin/users").bearer(&second.access)).await.error(401);
     let me = format!("/admin/users/{}", root.id);
     let msg = app.send(req("PATCH", &me).bearer(&root.access).json(json!({"role": "user"}))).await.error(409);
     assert!(msg.contains("last active admin"), "{msg}");
