@@ -246,6 +246,14 @@ pub trait Store:
     async fn ping(&self) -> Result<()>;
 }
 
+/// The exclusive upper end of the range of strings that start with `prefix`
+/// (compared bytewise, as SQLite's BINARY collation and PostgreSQL's
+/// pattern operators do): no character sorts after U+10FFFF.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) fn prefix_upper_bound(prefix: &str) -> String {
+    format!("{prefix}\u{10FFFF}")
+}
+
 /// A `LIKE` pattern matching strings that start with `prefix`: `%`, `_`
 /// and the escape character `\\` in it are plain characters (`escape '\\'`).
 #[cfg(any(feature = "sqlite", feature = "postgres"))]

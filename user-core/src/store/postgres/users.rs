@@ -6,7 +6,7 @@ use sqlx::{Postgres, Transaction};
 use uuid::Uuid;
 
 use super::PostgresStore;
-use super::rows::{map_err, user_record};
+use super::rows::{get, map_err, user_record};
 use super::sessions::revoke_sessions;
 use super::tasks::enqueue;
 use crate::domain::{Role, UserId};
@@ -200,59 +200,80 @@ impl UserStore for PostgresStore {
     }
 
     async fn search_users(&self, prefix: &str, after: Option<UserId>, limit: u32) -> Result<Vec<User>> {
-        // `like 'abc%'` on the text_pattern_ops indexes is a range scan. The
-        // planner's estimate of a narrow range is coarse (a histogram bucket
-        // holds a percent of the accounts), and it takes matches to be spread
-        // evenly over the id order, so for a name matching a hundred accounts
-        // created together it may walk the primary key through a tenth of the
-        // table. As on SQLite, a bounded count on the indexes decides: few
-        // matches are collected first (a materialized CTE) and sorted by id;
-        // for many, the id order is walked until a page is full.
-        // Patterns are planned with their values (not persistent): a generic
-        // plan cannot turn `like $1` into a range at all.
-        let pattern = crate::store::like_prefix(prefix);
-        let matches: i64 = sqlx::query_scalar(
-            "select (select count(*) from (select 1 from users where lower(username) like $1 limit $2) u) \
-                  + (select count(*) from (select 1 from users where email like $1 limit $2) e)",
+        // A prefix is a range on the text_pattern_ops indexes. When it
+        // matches few accounts (a name or an address an operator types),
+        // their ids are collected and sorted; when many, walking the id order
+        // finds a page sooner. The planner takes matches to be spread evenly
+        // over the id order, which they are not (names made together sit
+        // together), so one statement collects a bounded number of ids and
+        // pages through them only when none was left out.
+        let after = after.map_or(Uuid::nil(), |a| a.as_uuid());
+        if let Some(users) = self.search_collected(prefix, after, limit).await? {
+            return Ok(users);
+        }
+        // `|| ''` keeps the prefix indexes out: for this many matches,
+        // walking the id order finds a page soonest.
+        let rows = sqlx::query(
+            "select * from users where ((lower(username) || '') like $1 or (email || '') like $1) and id > $2 \
+             order by id limit $3",
         )
-        .bind(&pattern)
-        .bind(SEARCH_PROBE)
-        .persistent(false)
-        .fetch_one(&self.pool)
+        .bind(crate::store::like_prefix(prefix))
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
         .await
         .map_err(map_err)?;
-        let sql = if matches < SEARCH_PLAN_SWITCH {
-            // The page's ids first, then only their rows.
-            "with found as materialized ( \
-               select id from users where lower(username) like $1 \
-               union select id from users where email like $1) \
-             select * from users where id in (select id from found where id > $2 order by id limit $3) \
-             order by id"
-        } else {
-            // `|| ''` keeps the prefix indexes out: for this many matches,
-            // walking the id order finds a page soonest.
-            "select * from users where ((lower(username) || '') like $1 or (email || '') like $1) and id > $2 \
-             order by id limit $3"
-        };
-        let rows = sqlx::query(sql)
-            .bind(pattern)
-            .bind(after.map_or(Uuid::nil(), |a| a.as_uuid()))
-            .bind(i64::from(limit))
-            .persistent(false)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(map_err)?;
         rows.iter().map(|r| user_record(r).map(|r| r.user)).collect()
     }
 }
 
-/// At most this many matches of a search prefix are counted in each of the
-/// two indexes before choosing how to find a page of them (see `search_users`).
-const SEARCH_PROBE: i64 = 4000;
+impl PostgresStore {
+    /// A page of the accounts whose username or email starts with `prefix`,
+    /// or `None` when either index holds `SEARCH_COLLECT_AT_MOST` or more.
+    /// The range is written with the pattern operators (`~>=~`, `~<~`), which
+    /// the text_pattern_ops indexes serve in any plan (`like $1` needs the
+    /// value at planning time); each range is read in its index's order, so
+    /// only an index scan can serve the bound (a sequential scan, which the
+    /// planner may pick for a broad prefix, starts anywhere in the table).
+    async fn search_collected(&self, prefix: &str, after: Uuid, limit: u32) -> Result<Option<Vec<User>>> {
+        let rows = sqlx::query(
+            "with u as materialized (select id from users \
+                   where lower(username) ~>=~ $1 and lower(username) ~<~ $2 order by lower(username) using ~<~ limit $5), \
+                 e as materialized (select id from users \
+                   where email ~>=~ $1 and email ~<~ $2 order by email using ~<~ limit $5), \
+                 verdict as (select (select count(*) from u) < $5 and (select count(*) from e) < $5 as complete) \
+             select v.complete, p.* from verdict v left join lateral ( \
+               select * from users where v.complete and id in ( \
+                 select id from u where id > $3 union select id from e where id > $3 order by id limit $4)) p on true \
+             order by p.id",
+        )
+        .bind(prefix)
+        .bind(crate::store::prefix_upper_bound(prefix))
+        .bind(after)
+        .bind(i64::from(limit))
+        .bind(SEARCH_COLLECT_AT_MOST)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        if !rows.first().map(|r| get::<bool>(r, "complete")).transpose()?.unwrap_or(true) {
+            return Ok(None);
+        }
+        // No match at all is one row with only the verdict.
+        let mut users = Vec::with_capacity(rows.len());
+        for row in &rows {
+            if get::<Option<Uuid>>(row, "id")?.is_some() {
+                users.push(user_record(row)?.user);
+            }
+        }
+        Ok(Some(users))
+    }
+}
 
-/// Below this many matches (username and email together), collecting and
-/// sorting them beats any walk of the id order.
-const SEARCH_PLAN_SWITCH: i64 = 6000;
+/// From this many matches of a search prefix in either index (username or
+/// email), walking the id order finds a page sooner than collecting and
+/// sorting the matches; the two cost the same near here at 1,000,000
+/// accounts.
+const SEARCH_COLLECT_AT_MOST: i64 = 3000;
 
 /// Refuses a change that would leave no active admin, when `id` is the only
 /// one. Locks every active admin's row first, in id order and before any

@@ -198,23 +198,22 @@ impl UserStore for SqliteStore {
         // when it matches many, walking the id index and testing each row
         // finds a page sooner. SQLite's planner cannot tell the two apart
         // (it keeps no histograms), so a bounded count on the indexes decides.
-        let upper = format!("{prefix}\u{10FFFF}");
+        let upper = crate::store::prefix_upper_bound(prefix);
         let after = after.map_or(uuid::Uuid::nil(), |a| a.as_uuid());
         self.read(|conn| {
             let matches = query_opt(
                 conn,
-                "select (select count(*) from (select 1 from users \
-                          where lower(username) >= ?1 and lower(username) < ?2 limit ?3)) \
-                      + (select count(*) from (select 1 from users where email >= ?1 and email < ?2 limit ?3)) as n",
-                params![prefix, upper, SEARCH_PROBE],
+                "select count(*) as n from (select 1 from users where lower(username) >= ?1 and lower(username) < ?2 \
+                   union all select 1 from users where email >= ?1 and email < ?2 limit ?3)",
+                params![prefix, upper, SEARCH_PLAN_SWITCH],
                 |row| col::<i64>(row, "n"),
             )?
             .unwrap_or_default();
             if matches < SEARCH_PLAN_SWITCH {
-                let sql = "select * from users where id in ( \
-                             select id from users where lower(username) >= ?1 and lower(username) < ?2 \
-                             union all select id from users where email >= ?1 and email < ?2) \
-                           and id > ?3 order by id limit ?4";
+                // Planned as a multi-index OR over the two ranges, then a sort.
+                let sql = "select * from users \
+                           where ((lower(username) >= ?1 and lower(username) < ?2) or (email >= ?1 and email < ?2)) \
+                             and id > ?3 order by id limit ?4";
                 return query_all(conn, sql, params![prefix, upper, after, i64::from(limit)], |row| {
                     user_record(row).map(|r| r.user)
                 });
@@ -232,14 +231,10 @@ impl UserStore for SqliteStore {
     }
 }
 
-/// At most this many matches of a search prefix are counted in each of the
-/// two indexes before choosing how to find a page of them (see `search_users`).
-const SEARCH_PROBE: i64 = 4000;
-
-/// Below this many matches (username and email together), reading and
-/// sorting them is cheaper than walking the id order until a page is found;
-/// measured at 1,000,000 accounts, where the two cost the same near 3,000
-/// accounts matching by both name and email.
+/// From this many matches of a search prefix (username and email together),
+/// walking the id order finds a page sooner than reading and sorting the
+/// matches; measured at 1,000,000 accounts, where the two cost the same near
+/// 3,000 accounts matching by both name and email.
 const SEARCH_PLAN_SWITCH: i64 = 6000;
 
 /// Refuses a change that would leave no active admin, when `id` is the only
