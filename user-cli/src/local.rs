@@ -95,6 +95,7 @@ impl Operations for Local {
             username: Username::parse(&account.username)?,
             email: Email::parse(&account.email)?,
             password: Password::parse(&account.password)?,
+            locale: Default::default(),
         };
         let role = account.role.unwrap_or(Role::User);
         let user = self.service.create_user(registration, role, &ClientInfo::default()).await?;

@@ -91,6 +91,7 @@ async fn execute(client: &Client, command: Command, out: &Output) -> Result<(), 
                 email,
                 current_password: if current_password { given.next() } else { None },
                 password: if new_password { given.next() } else { None },
+                locale: None,
             };
             let account = client.update(&update).await?;
             out.done(&json!(account), &format!("updated {} ({})", account.username, account.id));

@@ -291,7 +291,8 @@ impl Client {
         Username::parse(username)?;
         Email::parse(email)?;
         Password::parse(password)?;
-        let body = RegisterRequest { username: username.into(), password: password.into(), email: email.into() };
+        let body =
+            RegisterRequest { username: username.into(), password: password.into(), email: email.into(), locale: None };
         self.send(self.http.post(self.url("/user/register")).json(&body)).await
     }
 

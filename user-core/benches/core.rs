@@ -56,6 +56,7 @@ async fn seeded(url: &str) -> (Arc<dyn Store>, UserId) {
             role: Role::User,
             disabled_at: None,
             email_verified: false,
+            locale: Default::default(),
             last_login_at: None,
             created_at: now,
             updated_at: now,
@@ -65,7 +66,7 @@ async fn seeded(url: &str) -> (Arc<dyn Store>, UserId) {
         locked_until: None,
         credential_version: 0,
     };
-    store.insert_user(&record).await.unwrap();
+    store.insert_user(&record, &[]).await.unwrap();
     (store, id)
 }
 

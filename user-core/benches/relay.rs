@@ -39,6 +39,7 @@ async fn seeded_at(url: &str, tasks: usize) -> Arc<dyn Store> {
                     username: Username::parse(&format!("user{n}")).unwrap(),
                     email: Email::parse(&format!("user{n}@example.com")).unwrap(),
                     password: Password::parse("correct horse").unwrap(),
+                    locale: Default::default(),
                 },
                 &Default::default(),
             )

@@ -39,6 +39,7 @@ async fn sign_up_and_like(service: UserService, form: SignUp) -> Result<impl war
                     username: Username::parse(&form.username)?,
                     email: Email::parse(&form.email)?,
                     password: password.clone(),
+                    locale: Default::default(),
                 },
                 &ClientInfo::default(),
             )

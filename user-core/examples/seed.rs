@@ -44,6 +44,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                         role: Role::User,
                         disabled_at: None,
                         email_verified: false,
+                        locale: Default::default(),
                         last_login_at: None,
                         created_at: now,
                         updated_at: now,
@@ -53,7 +54,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     locked_until: None,
                     credential_version: 0,
                 };
-                match store.insert_user(&record).await {
+                match store.insert_user(&record, &[]).await {
                     Ok(()) | Err(user_core::Error::Conflict(_)) => {}
                     Err(e) => return Err(e),
                 }

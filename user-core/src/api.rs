@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-pub use crate::domain::Role;
+pub use crate::domain::{Locale, Role};
 
 /// An optional field that, when given, holds a value: absent is `None`, an
 /// explicit `null` is a type error (400), as for any mistyped field.
@@ -53,6 +53,10 @@ pub struct RegisterRequest {
     /// A valid email address.
     #[cfg_attr(feature = "openapi", schema(format = Email, max_length = 254))]
     pub email: String,
+    /// (v1.1) The language of the account's mails; from `Accept-Language`
+    /// when absent, else `en`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub locale: Option<Locale>,
 }
 
 /// `POST /user/register` success, and `PUT /user/update` success.
@@ -140,6 +144,10 @@ pub struct UserResponse {
     pub role: Role,
     /// (extension) When the account was created, RFC 3339 UTC.
     pub created_at: DateTime<Utc>,
+    /// (v1.1) Whether the address is verified.
+    pub email_verified: bool,
+    /// (v1.1) The language of the account's mails.
+    pub locale: Locale,
 }
 
 /// `PUT /user/update` request: any non-empty subset of the first three fields.
@@ -162,6 +170,9 @@ pub struct UpdateRequest {
     #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 128))]
     pub current_password: Option<String>,
+    /// (v1.1) A new mail language.
+    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
+    pub locale: Option<Locale>,
 }
 
 /// One account in `GET /user/all`.
@@ -178,6 +189,10 @@ pub struct UserSummary {
     pub role: Role,
     /// When the account was created, RFC 3339 UTC.
     pub created_at: DateTime<Utc>,
+    /// (v1.1) Whether the address is verified.
+    pub email_verified: bool,
+    /// (v1.1) The language of the account's mails.
+    pub locale: Locale,
 }
 
 /// `GET /user/all` success.
@@ -233,9 +248,45 @@ impl From<&crate::store::User> for UserSummary {
             email: u.email.to_string(),
             role: u.role,
             created_at: u.created_at,
+            email_verified: u.email_verified,
+            locale: u.locale,
         }
     }
 }
+
+/// `POST /user/email/verify` request: the token from a verification mail.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TokenRequest {
+    /// The token (43 characters of URL-safe base64).
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 128))]
+    pub token: String,
+}
+
+/// `POST /user/password/forgot` request.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ForgotPasswordRequest {
+    /// The account's address.
+    #[cfg_attr(feature = "openapi", schema(format = Email, max_length = 254))]
+    pub email: String,
+}
+
+/// `POST /user/password/reset` request.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ResetPasswordRequest {
+    /// The token from the reset mail.
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 128))]
+    pub token: String,
+    /// The new password, 8–128 characters.
+    #[cfg_attr(feature = "openapi", schema(min_length = 8, max_length = 128))]
+    pub password: String,
+}
+
+/// The answer of `POST /user/password/forgot`, whether or not the address
+/// belongs to an account.
+pub const FORGOT_PASSWORD_MESSAGE: &str = "if an account has this address, a message is on its way";
 
 /// One live session in `GET /user/sessions`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

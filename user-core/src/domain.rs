@@ -449,6 +449,67 @@ impl FromStr for Role {
     }
 }
 
+/// The language of an account's mails and pages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum Locale {
+    /// English (the default).
+    #[default]
+    En,
+    /// Russian.
+    Ru,
+}
+
+impl Locale {
+    /// Every locale, in the order `Accept-Language` ties are broken.
+    pub const ALL: [Locale; 2] = [Locale::En, Locale::Ru];
+
+    /// `"en"` or `"ru"`, as stored and sent.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Locale::En => "en",
+            Locale::Ru => "ru",
+        }
+    }
+
+    /// The locale an `Accept-Language` header prefers among ours (by
+    /// q-value, then order), or `None` when it names none of them.
+    pub fn from_accept_language(header: &str) -> Option<Locale> {
+        let mut best: Option<(Locale, f32)> = None;
+        for item in header.split(',') {
+            let mut parts = item.split(';');
+            let tag = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+            let q = parts
+                .find_map(|p| p.trim().strip_prefix("q=").and_then(|q| q.trim().parse::<f32>().ok()))
+                .unwrap_or(1.0);
+            let primary = tag.split('-').next().unwrap_or("");
+            let Some(locale) = Locale::ALL.into_iter().find(|l| l.as_str() == primary) else { continue };
+            if q > 0.0 && best.is_none_or(|(_, bq)| q > bq) {
+                best = Some((locale, q));
+            }
+        }
+        best.map(|(l, _)| l)
+    }
+}
+
+impl fmt::Display for Locale {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Locale {
+    type Err = ValidationError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Locale::ALL
+            .into_iter()
+            .find(|l| l.as_str() == s)
+            .ok_or_else(|| ValidationError::new("locale", "must be en or ru"))
+    }
+}
+
 /// How a user is named at login or by an operator: a username, or an email
 /// (anything with `@`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -479,6 +540,25 @@ impl Login {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn locale_from_accept_language_takes_the_preferred_one_we_have() {
+        let cases = [
+            ("ru-RU,ru;q=0.9,en;q=0.8", Some(Locale::Ru)),
+            ("en-US,en;q=0.9,ru;q=0.8", Some(Locale::En)),
+            ("de-DE, ru;q=0.5, en;q=0.7", Some(Locale::En)),
+            ("de, fr;q=0.9", None),
+            ("RU", Some(Locale::Ru)),
+            ("ru;q=0, en;q=0.1", Some(Locale::En)),
+            ("", None),
+            ("ru;q=abc", Some(Locale::Ru)),
+        ];
+        for (header, expected) in cases {
+            assert_eq!(Locale::from_accept_language(header), expected, "{header:?}");
+        }
+        assert_eq!("ru".parse::<Locale>(), Ok(Locale::Ru));
+        assert!("RU".parse::<Locale>().is_err(), "stored values are exact");
+    }
 
     #[test]
     fn username_accepts_the_allowed_alphabet_at_both_length_bounds() {

@@ -36,6 +36,16 @@ pub enum Error {
     /// Only a dead task can be put back in the queue (HTTP 409).
     #[error("only a dead task can be retried")]
     TaskNotDead,
+    /// A mail token that is unknown, used, expired or void (HTTP 400).
+    #[error("invalid or expired token")]
+    InvalidToken,
+    /// The address is verified already (HTTP 409).
+    #[error("email already verified")]
+    EmailAlreadyVerified,
+    /// No mail transport is configured, so nothing that sends mail can work
+    /// (HTTP 503).
+    #[error("mail is not configured")]
+    MailNotConfigured,
     /// The session is not a live session of the caller (HTTP 404).
     #[error("session not found")]
     SessionNotFound,
@@ -72,13 +82,13 @@ impl Error {
     /// The HTTP status code this error maps to; the single source of that mapping.
     pub fn http_status(&self) -> u16 {
         match self {
-            Error::Validation(_) => 400,
+            Error::Validation(_) | Error::InvalidToken => 400,
             Error::InvalidCredentials | Error::Unauthorized(_) => 401,
             Error::Forbidden(_) => 403,
             Error::UserNotFound | Error::SessionNotFound | Error::TaskNotFound => 404,
-            Error::Conflict(_) | Error::LastAdmin | Error::TaskNotDead => 409,
+            Error::Conflict(_) | Error::LastAdmin | Error::TaskNotDead | Error::EmailAlreadyVerified => 409,
             Error::Throttled { .. } => 429,
-            Error::Overloaded => 503,
+            Error::Overloaded | Error::MailNotConfigured => 503,
             Error::Internal(_) => 500,
         }
     }
@@ -160,6 +170,8 @@ pub enum ForbiddenReason {
     AdminOnly,
     /// An operator disabled this account.
     AccountDisabled,
+    /// The service requires a verified address before login.
+    EmailNotVerified,
 }
 
 impl fmt::Display for ForbiddenReason {
@@ -167,6 +179,7 @@ impl fmt::Display for ForbiddenReason {
         f.write_str(match self {
             ForbiddenReason::AdminOnly => "admin role required",
             ForbiddenReason::AccountDisabled => "account disabled",
+            ForbiddenReason::EmailNotVerified => "email not verified",
         })
     }
 }

@@ -34,6 +34,8 @@ pub mod clock;
 pub mod domain;
 mod error;
 #[cfg(feature = "service")]
+pub mod mail;
+#[cfg(feature = "service")]
 pub mod page;
 #[cfg(feature = "service")]
 pub mod service;

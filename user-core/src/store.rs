@@ -24,7 +24,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use crate::domain::{SessionId, TrackId, UserId};
+use crate::domain::{Email, SessionId, TrackId, UserId};
 #[cfg(doc)]
 use crate::error::Error;
 use crate::error::Result;
@@ -33,8 +33,9 @@ pub use memory::MemoryStore;
 #[cfg(feature = "postgres")]
 pub use postgres::PostgresStore;
 pub use records::{
-    AccountChanges, AuditFilter, AuditRecord, Claim, DeferredTask, Favorite, LoginAttempt, NewSession, Rotation,
-    SessionRecord, TaskCounts, TaskKind, TaskStatus, User, UserChanges, UserKey, UserRecord, WaitingTasks,
+    AccountChanges, AuditFilter, AuditRecord, Claim, DeferredTask, Favorite, LoginAttempt, MailPayload, NewMail,
+    NewSession, NewToken, Rotation, SessionRecord, TaskChannel, TaskCounts, TaskKind, TaskStatus, TokenPurpose, User,
+    UserChanges, UserKey, UserRecord, WaitingTasks,
 };
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
@@ -47,11 +48,12 @@ pub type LockRule = Box<dyn Fn(u32) -> Option<DateTime<Utc>> + Send + Sync>;
 /// Accounts.
 #[async_trait]
 pub trait UserStore: Send + Sync {
-    /// Inserts a new account.
+    /// Inserts a new account and enqueues `mails` (with their tokens) in the
+    /// same transaction.
     ///
     /// # Errors
     /// [`Error::Conflict`] naming the field when the username or email is taken.
-    async fn insert_user(&self, record: &UserRecord) -> Result<()>;
+    async fn insert_user(&self, record: &UserRecord, mails: &[NewMail]) -> Result<()>;
 
     /// Finds one account.
     async fn find_user(&self, key: UserKey<'_>) -> Result<Option<UserRecord>>;
@@ -226,6 +228,63 @@ pub trait AuditStore: Send + Sync {
     async fn list_audit(&self, filter: &AuditFilter, before: Option<i64>, limit: u32) -> Result<Vec<AuditRecord>>;
 }
 
+/// Whose account a token mail is for.
+#[derive(Debug, Clone, Copy)]
+pub enum TokenOwner<'a> {
+    /// The account with this id.
+    Id(UserId),
+    /// The account whose current address this is, if any.
+    Email(&'a Email),
+}
+
+/// What became of a token mail request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenMail {
+    /// Enqueued for this account.
+    Sent(UserId),
+    /// Not sent: the account got a token of the same purpose too recently.
+    TooSoon,
+    /// Not sent: no such account.
+    NoAccount,
+}
+
+/// Single-use tokens sent in mails (verification, password reset), kept
+/// only as digests. Each method is one transaction.
+#[async_trait]
+pub trait TokenStore: Send + Sync {
+    /// Stores `mail.token` (replacing the account's older tokens of its
+    /// purpose) and enqueues `mail` for the account `owner` names, unless it
+    /// made a token of the same purpose after `not_before`.
+    async fn send_token_mail(
+        &self,
+        owner: TokenOwner<'_>,
+        mail: &NewMail,
+        not_before: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> Result<TokenMail>;
+
+    /// Uses up a verification token and marks the address it was sent to
+    /// verified; returns the account. `None` (and the token stays unusable)
+    /// when it is unknown, used, expired, or the account's address changed
+    /// since it was sent.
+    async fn verify_email(&self, digest: &[u8; 32], now: DateTime<Utc>) -> Result<Option<UserId>>;
+
+    /// Uses up a reset token: sets `password_hash`, grows the credential
+    /// version, clears login throttling, voids the account's other reset
+    /// tokens, revokes every session and enqueues `mail`; returns the
+    /// account. `None` when the token is unknown, used or expired.
+    async fn reset_password(
+        &self,
+        digest: &[u8; 32],
+        password_hash: &str,
+        mail: &NewMail,
+        now: DateTime<Utc>,
+    ) -> Result<Option<UserId>>;
+
+    /// Deletes up to `limit` tokens that expired before `now`; returns how many.
+    async fn purge_expired_tokens(&self, now: DateTime<Utc>, limit: u32) -> Result<u64>;
+}
+
 /// Service secrets (generated signing keys).
 #[async_trait]
 pub trait SecretStore: Send + Sync {
@@ -237,7 +296,7 @@ pub trait SecretStore: Send + Sync {
 /// A complete backend.
 #[async_trait]
 pub trait Store:
-    UserStore + SessionStore + FavoriteStore + TaskStore + SecretStore + AuditStore + std::fmt::Debug
+    UserStore + SessionStore + FavoriteStore + TaskStore + TokenStore + SecretStore + AuditStore + std::fmt::Debug
 {
     /// Brings the schema up to date (idempotent).
     async fn migrate(&self) -> Result<()>;

@@ -26,7 +26,8 @@ pub use sink::{DeliveryError, LogSink, TaskSink};
 
 use crate::clock::{Clock, SystemClock};
 use crate::error::Result;
-use crate::store::{DeferredTask, Store};
+use crate::mail::Mailer;
+use crate::store::{DeferredTask, Store, TaskChannel, UserKey};
 
 /// What a sink receives: the task as delivered downstream (the webhook body).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -194,6 +195,7 @@ pub struct RelayStats {
 pub struct Relay {
     store: Arc<dyn Store>,
     sink: Arc<dyn TaskSink>,
+    mailer: Option<Arc<Mailer>>,
     clock: Arc<dyn Clock>,
     config: RelayConfig,
     waker: TaskWaker,
@@ -202,7 +204,15 @@ pub struct Relay {
 impl Relay {
     /// A relay over `store` delivering to `sink`.
     pub fn new(store: Arc<dyn Store>, sink: Arc<dyn TaskSink>, config: RelayConfig) -> Self {
-        Self { store, sink, clock: Arc::new(SystemClock), config, waker: TaskWaker::default() }
+        Self { store, sink, mailer: None, clock: Arc::new(SystemClock), config, waker: TaskWaker::default() }
+    }
+
+    /// Delivers mail tasks through `mailer` (without one they wait, retried
+    /// with backoff, until a relay that has one takes them, or they die).
+    #[must_use]
+    pub fn with_mailer(mut self, mailer: Arc<Mailer>) -> Self {
+        self.mailer = Some(mailer);
+        self
     }
 
     /// Wakes on this waker (take it from `UserService::task_waker`).
@@ -233,9 +243,10 @@ impl Relay {
         if claim.tasks.is_empty() {
             return Ok(stats);
         }
+        // Order holds per user within a channel; channels do not wait for each other.
         let mut by_user: HashMap<_, Vec<DeferredTask>> = HashMap::new();
         for task in claim.tasks {
-            by_user.entry(task.user_id).or_default().push(task);
+            by_user.entry((task.user_id, task.kind.channel())).or_default().push(task);
         }
         let outcomes = futures_util::future::join_all(
             by_user.into_values().map(|tasks| self.deliver_in_order(claim.lease_id, tasks)),
@@ -263,9 +274,8 @@ impl Relay {
         let mut outcome = UserOutcome::default();
         let mut pending = tasks.into_iter();
         while let Some(task) = pending.next() {
-            let event = TaskEvent::from(&task);
             let started = Instant::now();
-            let result = self.sink.deliver(&event).await;
+            let result = self.deliver(&task).await;
             metrics::histogram!("task_delivery_seconds").record(started.elapsed().as_secs_f64());
             let now = self.clock.now();
             match result {
@@ -275,7 +285,7 @@ impl Relay {
                 }
                 Err(DeliveryError::Permanent(error)) => {
                     metrics::counter!("task_deliveries_total", "outcome" => "dead").increment(1);
-                    tracing::error!(task_id = task.id, kind = %event.kind, %error, "task rejected downstream; dead");
+                    tracing::error!(task_id = task.id, kind = task.kind.as_str(), %error, "task rejected downstream; dead");
                     self.store.fail_task(lease_id, task.id, &error, None, now).await?;
                     outcome.dead += 1;
                 }
@@ -301,6 +311,21 @@ impl Relay {
         Ok(outcome)
     }
 
+    async fn deliver(&self, task: &DeferredTask) -> std::result::Result<(), DeliveryError> {
+        if task.kind.channel() == TaskChannel::Events {
+            return self.sink.deliver(&TaskEvent::from(task)).await;
+        }
+        let Some(mailer) = &self.mailer else {
+            return Err(DeliveryError::Transient("mail is not configured on this relay".into()));
+        };
+        match self.store.find_user(UserKey::Id(task.user_id)).await {
+            Ok(Some(record)) => mailer.deliver(task, &record.user).await,
+            // The account is gone, and its address with it: nothing to send.
+            Ok(None) => Ok(()),
+            Err(e) => Err(DeliveryError::Transient(crate::error_chain(&e))),
+        }
+    }
+
     /// Deletes tasks delivered longer than [`RelayConfig::retention`] ago, a
     /// batch at a time; returns how many. Without a retention, deletes nothing.
     ///
@@ -314,10 +339,29 @@ impl Relay {
         Ok(purged)
     }
 
+    /// Deletes mail tokens that have expired, a batch at a time; returns how many.
+    ///
+    /// # Errors
+    /// [`crate::Error::Internal`] if the store fails.
+    pub async fn purge_expired_tokens(&self) -> Result<u64> {
+        let now = self.clock.now();
+        let mut purged = 0;
+        for _ in 0..PURGE_MAX_BATCHES {
+            let n = self.store.purge_expired_tokens(now, PURGE_BATCH).await?;
+            purged += n;
+            if n < u64::from(PURGE_BATCH) {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        Ok(purged)
+    }
+
     /// Delivers until `shutdown` completes: a full batch is followed at once
     /// by the next, otherwise the relay sleeps until woken (then lingers for
     /// more tasks to gather) or the poll interval passes. Once a minute it
-    /// also deletes delivered tasks past their retention. A batch in flight at
+    /// also deletes delivered tasks past their retention and expired mail
+    /// tokens. A batch in flight at
     /// shutdown is finished (its deliveries are bounded by the sink's
     /// timeout); nothing is lost if the process dies instead, as leases run out.
     pub async fn run(&self, shutdown: impl Future<Output = ()>) {
@@ -332,11 +376,16 @@ impl Relay {
                     false
                 }
             };
-            if self.config.retention.is_some() && last_purge.is_none_or(|at| at.elapsed() >= PURGE_EVERY) {
+            if last_purge.is_none_or(|at| at.elapsed() >= PURGE_EVERY) {
                 match self.purge_delivered().await {
                     Ok(0) => {}
                     Ok(purged) => tracing::info!(purged, "deleted delivered tasks past their retention"),
                     Err(e) => tracing::warn!(error = %e, "could not delete delivered tasks"),
+                }
+                match self.purge_expired_tokens().await {
+                    Ok(0) => {}
+                    Ok(purged) => tracing::info!(purged, "deleted expired mail tokens"),
+                    Err(e) => tracing::warn!(error = %e, "could not delete expired mail tokens"),
                 }
                 last_purge = Some(Instant::now());
             }

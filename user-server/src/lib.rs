@@ -100,14 +100,20 @@ pub async fn start(config: &Config) -> Result<RunningServer, StartError> {
     let store = user_core::store::open_with(config.database.expose(), options).await?;
     store.migrate().await?;
     let service = UserService::new(store.clone(), service_config).await?;
+    let listener = TcpListener::bind(config.listen).await?;
+    let addr = listener.local_addr()?;
+    // Built (and its templates checked) whether or not this process relays.
+    let mailer = config.mailer(addr).map_err(StartError::Config)?;
     let relay = if config.tasks_relay {
         let sink = config.task_sink().map_err(StartError::Config)?;
-        Some(Relay::new(store, sink, config.relay_config()).with_waker(service.task_waker()))
+        let mut relay = Relay::new(store, sink, config.relay_config()).with_waker(service.task_waker());
+        if let Some(mailer) = mailer {
+            relay = relay.with_mailer(mailer);
+        }
+        Some(relay)
     } else {
         None
     };
-    let listener = TcpListener::bind(config.listen).await?;
-    let addr = listener.local_addr()?;
     if !config.trusted_proxies.is_empty() && config.cookie_secure.is_none() && addr.ip().is_loopback() {
         tracing::warn!(
             "behind trusted proxies on loopback, cookies are Secure only for requests a proxy marks as https \

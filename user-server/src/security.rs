@@ -52,6 +52,8 @@ pub enum Action {
     Refresh,
     /// `PUT /user/update` (it may check a password)
     Update,
+    /// `POST /user/password/forgot` (it may send a mail)
+    Forgot,
 }
 
 /// Per-IP limits on register, login and refresh.
@@ -60,6 +62,10 @@ pub struct Throttle {
     login: DefaultKeyedRateLimiter<IpAddr>,
     refresh: DefaultKeyedRateLimiter<IpAddr>,
     update: DefaultKeyedRateLimiter<IpAddr>,
+    forgot: DefaultKeyedRateLimiter<IpAddr>,
+    /// One reset mail per address a minute, whether or not the address has
+    /// an account (a limit that held only for accounts would tell).
+    forgot_address: DefaultKeyedRateLimiter<String>,
     checks: AtomicU64,
 }
 
@@ -69,7 +75,7 @@ impl std::fmt::Debug for Throttle {
     }
 }
 
-fn limiter(rate: Rate) -> DefaultKeyedRateLimiter<IpAddr> {
+fn limiter<K: std::hash::Hash + Eq + Clone>(rate: Rate) -> DefaultKeyedRateLimiter<K> {
     let period = rate.per / rate.count.get();
     let quota =
         Quota::with_period(period.max(Duration::from_nanos(1))).expect("non-zero period").allow_burst(rate.count);
@@ -77,16 +83,31 @@ fn limiter(rate: Rate) -> DefaultKeyedRateLimiter<IpAddr> {
 }
 
 impl Throttle {
-    /// Limits of `register`, `login`, `refresh` and `update` requests per
-    /// client address (an IPv6 /64 counting as one address).
-    pub fn new(register: Rate, login: Rate, refresh: Rate, update: Rate) -> Self {
+    /// Limits of `register`, `login`, `refresh`, `update` and `forgot`
+    /// requests per client address (an IPv6 /64 counting as one address).
+    pub fn new(register: Rate, login: Rate, refresh: Rate, update: Rate, forgot: Rate) -> Self {
+        let one_a_minute = Rate { count: std::num::NonZeroU32::MIN, per: Duration::from_secs(60) };
         Self {
             register: limiter(register),
             login: limiter(login),
             refresh: limiter(refresh),
             update: limiter(update),
+            forgot: limiter(forgot),
+            forgot_address: limiter(one_a_minute),
             checks: AtomicU64::new(0),
         }
+    }
+
+    /// Counts one reset-mail request for `email` (lower-cased).
+    ///
+    /// # Errors
+    /// 429 with the wait when one was asked for less than a minute ago.
+    pub fn check_forgot_address(&self, email: &str) -> Result<(), ApiError> {
+        self.forgot_address.check_key(&email.to_owned()).map_err(|not_until| {
+            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            metrics::counter!("throttled_total", "action" => "forgot_address").increment(1);
+            ApiError::Core(user_core::Error::Throttled { retry_after: wait.max(Duration::from_secs(1)) })
+        })
     }
 
     /// Counts one `action` from `ip`.
@@ -99,6 +120,7 @@ impl Throttle {
             Action::Login => &self.login,
             Action::Refresh => &self.refresh,
             Action::Update => &self.update,
+            Action::Forgot => &self.forgot,
         };
         // Forget idle addresses now and then, so memory stays bounded.
         if self.checks.fetch_add(1, Ordering::Relaxed) % 4096 == 4095 {
@@ -106,6 +128,8 @@ impl Throttle {
             self.login.retain_recent();
             self.refresh.retain_recent();
             self.update.retain_recent();
+            self.forgot.retain_recent();
+            self.forgot_address.retain_recent();
         }
         limiter.check_key(&rate_key(ip)).map_err(|not_until| {
             let wait = not_until.wait_time_from(DefaultClock::default().now());
@@ -294,7 +318,7 @@ mod tests {
         assert_ne!(rate_key(a), rate_key(other));
         assert_eq!(rate_key("192.0.2.1".parse().unwrap()), "192.0.2.1".parse::<IpAddr>().unwrap());
         let rate = "1/min".parse().unwrap();
-        let t = Throttle::new(rate, rate, rate, rate);
+        let t = Throttle::new(rate, rate, rate, rate, rate);
         assert!(t.check(Action::Login, a).is_ok());
         assert!(t.check(Action::Login, b).is_err(), "one /64, one budget");
         assert!(t.check(Action::Login, other).is_ok());
@@ -317,7 +341,7 @@ mod tests {
     #[test]
     fn the_throttle_refuses_past_the_burst_with_a_wait() {
         let rate = "2/min".parse().unwrap();
-        let t = Throttle::new(rate, rate, rate, rate);
+        let t = Throttle::new(rate, rate, rate, rate, rate);
         let ip: IpAddr = "192.0.2.1".parse().unwrap();
         assert!(t.check(Action::Login, ip).is_ok());
         assert!(t.check(Action::Login, ip).is_ok());

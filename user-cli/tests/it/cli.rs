@@ -243,6 +243,7 @@ async fn an_operator_lists_retries_and_purges_tasks() {
                 username: "alice".parse().unwrap(),
                 email: "alice@example.com".parse().unwrap(),
                 password: user_core::domain::Password::parse("correct horse").unwrap(),
+                locale: Default::default(),
             },
             &Default::default(),
         )

@@ -1,9 +1,9 @@
 //! Accounts: registration, lookup, profile changes, deletion.
 
 use super::{AuditEvent, ClientInfo, UserService};
-use crate::domain::{Email, Password, Role, SessionId, UserId, Username, ValidationError};
+use crate::domain::{Email, Locale, Password, Role, SessionId, UserId, Username, ValidationError};
 use crate::error::{Error, Result, UnauthorizedReason};
-use crate::store::{User, UserChanges, UserKey, UserRecord};
+use crate::store::{MailPayload, NewMail, TaskKind, User, UserChanges, UserKey, UserRecord};
 
 /// A new account's fields, already valid.
 #[derive(Debug, Clone)]
@@ -14,6 +14,8 @@ pub struct Registration {
     pub email: Email,
     /// The password.
     pub password: Password,
+    /// The language of the account's mails.
+    pub locale: Locale,
 }
 
 /// A change to one's own account; at least one of `username`, `email`,
@@ -28,10 +30,13 @@ pub struct ProfileUpdate {
     pub password: Option<Password>,
     /// The current password; verified when present.
     pub current_password: Option<Password>,
+    /// A new mail language.
+    pub locale: Option<Locale>,
 }
 
 impl UserService {
-    /// Creates an account with the `user` role.
+    /// Creates an account with the `user` role; with mail configured, a
+    /// verification mail goes out with it (same transaction).
     ///
     /// # Errors
     /// [`Error::Conflict`] if the username (case-insensitively) or email is
@@ -65,6 +70,7 @@ impl UserService {
             role,
             disabled_at: None,
             email_verified: false,
+            locale: reg.locale,
             last_login_at: None,
             created_at: now,
             updated_at: now,
@@ -76,7 +82,11 @@ impl UserService {
             locked_until: None,
             credential_version: 0,
         };
-        self.store.insert_user(&record).await?;
+        let mails = if self.mail.enabled { vec![self.verification_mail(&user.email, None)?] } else { Vec::new() };
+        self.store.insert_user(&record, &mails).await?;
+        if !mails.is_empty() {
+            self.task_waker.wake();
+        }
         Ok(user)
     }
 
@@ -112,14 +122,15 @@ impl UserService {
         update: ProfileUpdate,
         client: &ClientInfo,
     ) -> Result<User> {
-        if update.username.is_none() && update.email.is_none() && update.password.is_none() {
-            return Err(ValidationError::new("body", "give at least one of username, email, password").into());
+        if update.username.is_none() && update.email.is_none() && update.password.is_none() && update.locale.is_none() {
+            return Err(ValidationError::new("body", "give at least one of username, email, password, locale").into());
         }
         let sensitive = update.password.is_some() || update.email.is_some();
         if self.require_current_password && sensitive && update.current_password.is_none() {
             return Err(ValidationError::new("current_password", "is required to change the password or email").into());
         }
         let mut verified_version = None;
+        let mut before = None;
         if let Some(current) = &update.current_password {
             // Counted and throttled like a login: a stolen access token must
             // not let anyone guess the password at hashing speed.
@@ -132,6 +143,24 @@ impl UserService {
             };
             self.store.reset_login_failures(id).await?;
             verified_version = Some(record.credential_version);
+            before = Some(record.user);
+        }
+        // A new address gets a verification mail, the old one a notice.
+        let mut mails = Vec::new();
+        if let Some(email) = &update.email
+            && self.mail.enabled
+        {
+            let before = match before {
+                Some(user) => user,
+                None => self.get(id).await?,
+            };
+            if *email != before.email {
+                mails.push(self.verification_mail(email, Some(email))?);
+                mails.push(notice(TaskKind::EmailChanged, Some(before.email)));
+            }
+        }
+        if update.password.is_some() && self.mail.enabled {
+            mails.push(notice(TaskKind::EmailPasswordChanged, None));
         }
         let password_hash = match &update.password {
             Some(p) => Some(self.hasher.hash(p).await?),
@@ -144,6 +173,8 @@ impl UserService {
             password_hash,
             keep_session: keep,
             expected_credential_version: verified_version,
+            locale: update.locale,
+            mails,
         };
         let Some(record) = self.store.update_user(id, &changes, self.clock.now()).await? else {
             // Still there: the password was changed (or the account disabled)
@@ -158,6 +189,9 @@ impl UserService {
         }
         if email_changed {
             self.audit(AuditEvent::EmailChanged, Some(id), client, None).await;
+        }
+        if !changes.mails.is_empty() {
+            self.task_waker.wake();
         }
         Ok(record.user)
     }
@@ -175,4 +209,9 @@ impl UserService {
         self.audit(AuditEvent::AccountDeleted, Some(id), client, None).await;
         Ok(())
     }
+}
+
+/// A mail without a link, to the account's address or to `to`.
+pub(super) fn notice(kind: TaskKind, to: Option<Email>) -> NewMail {
+    NewMail { kind, payload: MailPayload { to, token: None }, token: None }
 }

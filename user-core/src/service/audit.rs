@@ -43,6 +43,12 @@ pub enum AuditEvent {
     EmailVerificationSet,
     /// An operator put a dead task back in the queue.
     TaskRetried,
+    /// The user followed a verification link.
+    EmailVerified,
+    /// A password-reset mail was sent to the account.
+    PasswordResetRequested,
+    /// The password was set by a reset link; every session ended.
+    PasswordReset,
 }
 
 impl AuditEvent {
@@ -65,6 +71,9 @@ impl AuditEvent {
             AuditEvent::SessionsRevoked => "sessions.revoke",
             AuditEvent::EmailVerificationSet => "email.verification",
             AuditEvent::TaskRetried => "task.retry",
+            AuditEvent::EmailVerified => "email.verified",
+            AuditEvent::PasswordResetRequested => "password.reset_request",
+            AuditEvent::PasswordReset => "password.reset",
         }
     }
 }

@@ -4,6 +4,7 @@ mod accounts;
 mod admin;
 mod audit;
 mod favorites;
+mod recovery;
 mod sessions;
 mod settings;
 mod tasks;
@@ -11,7 +12,7 @@ mod tasks;
 pub use accounts::{ProfileUpdate, Registration};
 pub use audit::AuditEvent;
 pub use sessions::{ClientInfo, LoginOutcome};
-pub use settings::{LockoutPolicy, ServiceConfig};
+pub use settings::{LockoutPolicy, MailPolicy, ServiceConfig};
 
 use std::sync::Arc;
 
@@ -39,6 +40,7 @@ use crate::tasks::TaskWaker;
 ///     username: Username::parse("alice")?,
 ///     email: Email::parse("alice@example.com")?,
 ///     password: Password::parse("correct horse battery")?,
+///     locale: Default::default(),
 /// }, &ClientInfo::default()).await?;
 /// let login = service
 ///     .login(&Login::parse("alice")?, &Password::parse("correct horse battery")?, &ClientInfo::default())
@@ -58,6 +60,7 @@ pub struct UserService {
     refresh_grace: chrono::Duration,
     require_current_password: bool,
     lockout: LockoutPolicy,
+    mail: MailPolicy,
     task_waker: TaskWaker,
 }
 
@@ -100,6 +103,7 @@ impl UserService {
             refresh_grace: chrono::Duration::from_std(config.refresh_grace).map_err(Error::internal)?,
             require_current_password: config.require_current_password,
             lockout: config.lockout,
+            mail: config.mail,
             task_waker: TaskWaker::default(),
         })
     }

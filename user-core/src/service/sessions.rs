@@ -63,6 +63,10 @@ impl UserService {
             self.audit(AuditEvent::LoginFailed, Some(id), client, Some("account disabled".into())).await;
             return Err(Error::Forbidden(ForbiddenReason::AccountDisabled));
         }
+        if self.mail.require_verified_email && !record.user.email_verified {
+            self.audit(AuditEvent::LoginFailed, Some(id), client, Some("email not verified".into())).await;
+            return Err(Error::Forbidden(ForbiddenReason::EmailNotVerified));
+        }
         let Some(tokens) = self.open_session(&record, verified.rehashed, client).await? else {
             // The password, role or state changed between reading the
             // account and now: what was verified is no longer the credential.

@@ -22,6 +22,8 @@ pub struct ServiceConfig {
     pub require_current_password: bool,
     /// How repeated failed logins of one account are slowed down.
     pub lockout: LockoutPolicy,
+    /// Verification and password-reset mails.
+    pub mail: MailPolicy,
 }
 
 impl Default for ServiceConfig {
@@ -33,6 +35,39 @@ impl Default for ServiceConfig {
             refresh_grace: Duration::from_secs(10),
             require_current_password: false,
             lockout: LockoutPolicy::default(),
+            mail: MailPolicy::default(),
+        }
+    }
+}
+
+/// Verification and password-reset mails: whether they can be sent, how
+/// long their links work, and whether login waits for a verified address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MailPolicy {
+    /// A mail transport is configured (the relay delivers `email.*` tasks).
+    /// Without one (the default) no mail is enqueued, and asking for a
+    /// verification or reset mail is [`crate::Error::MailNotConfigured`].
+    pub enabled: bool,
+    /// How long a verification link works (default 24 h).
+    pub verify_token_ttl: Duration,
+    /// How long a password-reset link works (default 1 h).
+    pub reset_token_ttl: Duration,
+    /// The shortest time between two mails of one kind to one account or
+    /// address (default 60 s).
+    pub resend_interval: Duration,
+    /// Login of an account whose address is not verified is refused (403)
+    /// once the password verifies (default off).
+    pub require_verified_email: bool,
+}
+
+impl Default for MailPolicy {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            verify_token_ttl: Duration::from_secs(24 * 3600),
+            reset_token_ttl: Duration::from_secs(3600),
+            resend_interval: Duration::from_secs(60),
+            require_verified_email: false,
         }
     }
 }

@@ -11,10 +11,11 @@ use uuid::Uuid;
 
 use super::{
     AccountChanges, AuditFilter, AuditRecord, AuditStore, Claim, DeferredTask, Favorite, FavoriteStore, LockRule,
-    LoginAttempt, NewSession, Rotation, SecretStore, SessionRecord, SessionStore, Store, TaskCounts, TaskKind,
-    TaskStatus, TaskStore, User, UserChanges, UserKey, UserRecord, UserStore, WaitingTasks,
+    LoginAttempt, MailPayload, NewMail, NewSession, Rotation, SecretStore, SessionRecord, SessionStore, Store,
+    TaskCounts, TaskKind, TaskStatus, TaskStore, TokenMail, TokenOwner, TokenPurpose, TokenStore, User, UserChanges,
+    UserKey, UserRecord, UserStore, WaitingTasks,
 };
-use crate::domain::{Role, SessionId, TrackId, UserId};
+use crate::domain::{Email, Role, SessionId, TrackId, UserId};
 use crate::error::{ConflictField, Error, Result};
 
 /// Keeps everything in process memory; nothing survives a restart.
@@ -38,6 +39,16 @@ struct Inner {
     next_task: i64,
     secrets: HashMap<String, Vec<u8>>,
     audit: Vec<AuditRecord>,
+    tokens: HashMap<[u8; 32], StoredToken>,
+}
+
+#[derive(Debug, Clone)]
+struct StoredToken {
+    user: UserId,
+    purpose: TokenPurpose,
+    email: Email,
+    created_at: DateTime<Utc>,
+    expires_at: DateTime<Utc>,
 }
 
 impl MemoryStore {
@@ -65,6 +76,17 @@ impl MemoryStore {
 
 impl Inner {
     fn enqueue(&mut self, kind: TaskKind, user: UserId, track: Option<TrackId>, now: DateTime<Utc>) {
+        self.enqueue_with(kind, user, track, None, now);
+    }
+
+    fn enqueue_with(
+        &mut self,
+        kind: TaskKind,
+        user: UserId,
+        track: Option<TrackId>,
+        payload: Option<MailPayload>,
+        now: DateTime<Utc>,
+    ) {
         self.next_task += 1;
         let id = self.next_task;
         self.tasks.insert(
@@ -74,6 +96,7 @@ impl Inner {
                 kind,
                 user_id: user,
                 track_id: track,
+                payload,
                 occurred_at: now,
                 status: TaskStatus::Pending,
                 attempts: 0,
@@ -100,6 +123,36 @@ impl Inner {
         }
     }
 
+    /// Stores each mail's token (voiding the user's older ones of its
+    /// purpose) and enqueues the mail.
+    fn enqueue_mails(&mut self, user: UserId, mails: &[NewMail], now: DateTime<Utc>) {
+        for mail in mails {
+            if let Some(token) = &mail.token {
+                self.void_tokens(user, token.purpose);
+                let stored = StoredToken {
+                    user,
+                    purpose: token.purpose,
+                    email: token.email.clone(),
+                    created_at: now,
+                    expires_at: token.expires_at,
+                };
+                self.tokens.insert(token.digest, stored);
+            }
+            self.enqueue_with(mail.kind, user, None, Some(mail.payload.clone()), now);
+        }
+    }
+
+    fn void_tokens(&mut self, user: UserId, purpose: TokenPurpose) {
+        self.tokens.retain(|_, t| !(t.user == user && t.purpose == purpose));
+    }
+
+    /// Takes a live token of `purpose` out of the store.
+    fn take_token(&mut self, digest: &[u8; 32], purpose: TokenPurpose, now: DateTime<Utc>) -> Option<StoredToken> {
+        let token = self.tokens.get(digest).filter(|t| t.purpose == purpose && t.expires_at > now)?.clone();
+        self.tokens.remove(digest);
+        Some(token)
+    }
+
     fn revoke_sessions(&mut self, user: UserId, except: Option<SessionId>, now: DateTime<Utc>) -> u64 {
         let mut n = 0;
         for s in self.sessions.values_mut() {
@@ -114,7 +167,7 @@ impl Inner {
 
 #[async_trait]
 impl UserStore for MemoryStore {
-    async fn insert_user(&self, record: &UserRecord) -> Result<()> {
+    async fn insert_user(&self, record: &UserRecord, mails: &[NewMail]) -> Result<()> {
         let mut inner = self.lock()?;
         let user = &record.user;
         if inner.by_username.contains_key(&user.username.folded()) {
@@ -126,6 +179,7 @@ impl UserStore for MemoryStore {
         inner.by_username.insert(user.username.folded(), user.id);
         inner.by_email.insert(user.email.as_str().to_owned(), user.id);
         inner.users.insert(user.id, record.clone());
+        inner.enqueue_mails(user.id, mails, user.created_at);
         Ok(())
     }
 
@@ -164,15 +218,24 @@ impl UserStore for MemoryStore {
         if let Some(email) = &changes.email {
             inner.by_email.remove(current.user.email.as_str());
             inner.by_email.insert(email.as_str().to_owned(), id);
-            updated.user.email = email.clone();
+            if *email != current.user.email {
+                updated.user.email = email.clone();
+                updated.user.email_verified = false;
+                inner.void_tokens(id, TokenPurpose::Verify);
+            }
         }
         if let Some(hash) = &changes.password_hash {
             updated.password_hash = hash.clone();
             updated.credential_version += 1;
             inner.revoke_sessions(id, changes.keep_session, now);
+            inner.void_tokens(id, TokenPurpose::Reset);
+        }
+        if let Some(locale) = changes.locale {
+            updated.user.locale = locale;
         }
         updated.user.updated_at = now;
         inner.users.insert(id, updated.clone());
+        inner.enqueue_mails(id, &changes.mails, now);
         Ok(Some(updated))
     }
 
@@ -243,6 +306,7 @@ impl UserStore for MemoryStore {
         inner.sessions.retain(|_, s| s.user_id != id);
         inner.favorites.retain(|(user, _), _| *user != id);
         inner.favorite_seq.retain(|(user, _), _| *user != id);
+        inner.tokens.retain(|_, t| t.user != id);
         inner.enqueue(TaskKind::UserDeleted, id, None, now);
         Ok(true)
     }
@@ -419,12 +483,13 @@ impl TaskStore for MemoryStore {
             if claimed.len() >= limit as usize {
                 break;
             }
-            if task.status != TaskStatus::Pending || blocked.contains(&task.user_id) {
+            let lane = (task.user_id, task.kind.channel());
+            if task.status != TaskStatus::Pending || blocked.contains(&lane) {
                 continue;
             }
             let leased = task.leased_until.is_some_and(|until| until > now);
             if leased || task.available_at > now {
-                blocked.insert(task.user_id);
+                blocked.insert(lane);
                 continue;
             }
             claimed.push(task.id);
@@ -442,7 +507,10 @@ impl TaskStore for MemoryStore {
     }
 
     async fn complete_tasks(&self, lease_id: Uuid, ids: &[i64], now: DateTime<Utc>) -> Result<u64> {
-        self.settle(lease_id, ids, now, |task| task.status = TaskStatus::Done)
+        self.settle(lease_id, ids, now, |task| {
+            task.status = TaskStatus::Done;
+            task.payload = None;
+        })
     }
 
     async fn fail_task(
@@ -458,7 +526,10 @@ impl TaskStore for MemoryStore {
             task.last_error = Some(error.to_owned());
             match retry_at {
                 Some(at) => task.available_at = at,
-                None => task.status = TaskStatus::Dead,
+                None => {
+                    task.status = TaskStatus::Dead;
+                    task.payload = None;
+                }
             }
         })? == 1)
     }
@@ -509,6 +580,73 @@ impl TaskStore for MemoryStore {
             inner.tasks.remove(id);
         }
         Ok(purge.len() as u64)
+    }
+}
+
+#[async_trait]
+impl TokenStore for MemoryStore {
+    async fn send_token_mail(
+        &self,
+        owner: TokenOwner<'_>,
+        mail: &NewMail,
+        not_before: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> Result<TokenMail> {
+        let mut inner = self.lock()?;
+        let user = match owner {
+            TokenOwner::Id(id) => inner.users.contains_key(&id).then_some(id),
+            TokenOwner::Email(email) => inner.by_email.get(email.as_str()).copied(),
+        };
+        let Some(user) = user else { return Ok(TokenMail::NoAccount) };
+        if let (Some(since), Some(token)) = (not_before, &mail.token)
+            && inner.tokens.values().any(|t| t.user == user && t.purpose == token.purpose && t.created_at > since)
+        {
+            return Ok(TokenMail::TooSoon);
+        }
+        inner.enqueue_mails(user, std::slice::from_ref(mail), now);
+        Ok(TokenMail::Sent(user))
+    }
+
+    async fn verify_email(&self, digest: &[u8; 32], now: DateTime<Utc>) -> Result<Option<UserId>> {
+        let mut inner = self.lock()?;
+        let Some(token) = inner.take_token(digest, TokenPurpose::Verify, now) else { return Ok(None) };
+        let Some(record) = inner.users.get_mut(&token.user).filter(|r| r.user.email == token.email) else {
+            return Ok(None);
+        };
+        record.user.email_verified = true;
+        record.user.updated_at = now;
+        Ok(Some(token.user))
+    }
+
+    async fn reset_password(
+        &self,
+        digest: &[u8; 32],
+        password_hash: &str,
+        mail: &NewMail,
+        now: DateTime<Utc>,
+    ) -> Result<Option<UserId>> {
+        let mut inner = self.lock()?;
+        let Some(token) = inner.take_token(digest, TokenPurpose::Reset, now) else { return Ok(None) };
+        let Some(record) = inner.users.get_mut(&token.user) else { return Ok(None) };
+        record.password_hash = password_hash.to_owned();
+        record.credential_version += 1;
+        record.failed_logins = 0;
+        record.locked_until = None;
+        record.user.updated_at = now;
+        inner.void_tokens(token.user, TokenPurpose::Reset);
+        inner.revoke_sessions(token.user, None, now);
+        inner.enqueue_mails(token.user, std::slice::from_ref(mail), now);
+        Ok(Some(token.user))
+    }
+
+    async fn purge_expired_tokens(&self, now: DateTime<Utc>, limit: u32) -> Result<u64> {
+        let mut inner = self.lock()?;
+        let expired: Vec<[u8; 32]> =
+            inner.tokens.iter().filter(|(_, t)| t.expires_at <= now).take(limit as usize).map(|(d, _)| *d).collect();
+        for digest in &expired {
+            inner.tokens.remove(digest);
+        }
+        Ok(expired.len() as u64)
     }
 }
 

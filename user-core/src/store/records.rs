@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 #[cfg(doc)]
 use super::{SessionStore, UserStore};
-use crate::domain::{Email, Role, SessionId, TrackId, UserId, Username};
+use crate::domain::{Email, Locale, Role, SessionId, TrackId, UserId, Username};
 use crate::error::{Error, Result};
 
 /// A user account as callers see it (no password hash).
@@ -23,8 +23,11 @@ pub struct User {
     /// Set when an operator disabled the account; it can then neither log in
     /// nor refresh.
     pub disabled_at: Option<DateTime<Utc>>,
-    /// Whether the address is known to reach the user (set by an operator).
+    /// Whether the address is known to reach the user (by a verification
+    /// link, or set by an operator); a new address starts unverified.
     pub email_verified: bool,
+    /// The language of the account's mails.
+    pub locale: Locale,
     /// The last successful login, if any.
     pub last_login_at: Option<DateTime<Utc>>,
     /// When the account was created (millisecond precision).
@@ -83,6 +86,85 @@ pub struct UserChanges {
     /// credential version (the one whose `current_password` was verified), so
     /// a concurrent password change, role change or disable wins.
     pub expected_credential_version: Option<i64>,
+    /// A new mail language.
+    pub locale: Option<Locale>,
+    /// Mails the change sends, enqueued in the same transaction. A new email
+    /// also clears `email_verified` and voids the account's verification
+    /// tokens; a new password voids its reset tokens.
+    pub mails: Vec<NewMail>,
+}
+
+/// What a mail token is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TokenPurpose {
+    /// Verifies the address it was sent to.
+    Verify,
+    /// Sets a new password.
+    Reset,
+}
+
+impl TokenPurpose {
+    /// `verify` or `reset`, as stored.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            TokenPurpose::Verify => "verify",
+            TokenPurpose::Reset => "reset",
+        }
+    }
+}
+
+/// A single-use token to store with its mail: only its digest is kept once
+/// the mail is out.
+#[derive(Clone, PartialEq, Eq)]
+pub struct NewToken {
+    /// SHA-256 of the raw token.
+    pub digest: [u8; 32],
+    /// What it is for.
+    pub purpose: TokenPurpose,
+    /// The address it was sent to (a verification token verifies only this).
+    pub email: Email,
+    /// When it stops working.
+    pub expires_at: DateTime<Utc>,
+}
+
+impl std::fmt::Debug for NewToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewToken").field("purpose", &self.purpose).field("expires_at", &self.expires_at).finish()
+    }
+}
+
+/// What a mail task carries until it is delivered or dead (then the store
+/// clears it): the address when it is not the account's current one, and
+/// the raw token of a link.
+#[derive(Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct MailPayload {
+    /// Where to send it; the account's address at delivery when `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<Email>,
+    /// The raw token for the mail's link.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+}
+
+impl std::fmt::Debug for MailPayload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MailPayload")
+            .field("to", &self.to)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+/// A mail to enqueue in the outbox with the change that causes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewMail {
+    /// One of the `email.*` kinds.
+    pub kind: TaskKind,
+    /// Its payload.
+    pub payload: MailPayload,
+    /// The token its link carries, stored (as a digest) in the same
+    /// transaction; it replaces the account's older tokens of its purpose.
+    pub token: Option<NewToken>,
 }
 
 /// An operator's change to an account (see [`UserStore::change_account`]);
@@ -213,6 +295,34 @@ pub enum TaskKind {
     FavoriteRemoved,
     /// `user.deleted`
     UserDeleted,
+    /// `email.verify`: a link that verifies the address.
+    EmailVerify,
+    /// `email.password_reset`: a link that sets a new password.
+    EmailPasswordReset,
+    /// `email.password_changed`: a notice.
+    EmailPasswordChanged,
+    /// `email.email_changed`: a notice to the old address.
+    EmailChanged,
+}
+
+/// The outbox channels: a user's tasks keep their order within a channel,
+/// and the channels do not wait for each other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TaskChannel {
+    /// Events for downstream services (favorites, deletions).
+    Events,
+    /// Mails to the user.
+    Mail,
+}
+
+impl TaskChannel {
+    /// `events` or `mail`, as stored.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            TaskChannel::Events => "events",
+            TaskChannel::Mail => "mail",
+        }
+    }
 }
 
 impl TaskKind {
@@ -222,6 +332,21 @@ impl TaskKind {
             TaskKind::FavoriteAdded => "favorite.added",
             TaskKind::FavoriteRemoved => "favorite.removed",
             TaskKind::UserDeleted => "user.deleted",
+            TaskKind::EmailVerify => "email.verify",
+            TaskKind::EmailPasswordReset => "email.password_reset",
+            TaskKind::EmailPasswordChanged => "email.password_changed",
+            TaskKind::EmailChanged => "email.email_changed",
+        }
+    }
+
+    /// The channel its tasks travel on.
+    pub fn channel(&self) -> TaskChannel {
+        match self {
+            TaskKind::FavoriteAdded | TaskKind::FavoriteRemoved | TaskKind::UserDeleted => TaskChannel::Events,
+            TaskKind::EmailVerify
+            | TaskKind::EmailPasswordReset
+            | TaskKind::EmailPasswordChanged
+            | TaskKind::EmailChanged => TaskChannel::Mail,
         }
     }
 
@@ -234,6 +359,10 @@ impl TaskKind {
             "favorite.added" => Ok(TaskKind::FavoriteAdded),
             "favorite.removed" => Ok(TaskKind::FavoriteRemoved),
             "user.deleted" => Ok(TaskKind::UserDeleted),
+            "email.verify" => Ok(TaskKind::EmailVerify),
+            "email.password_reset" => Ok(TaskKind::EmailPasswordReset),
+            "email.password_changed" => Ok(TaskKind::EmailPasswordChanged),
+            "email.email_changed" => Ok(TaskKind::EmailChanged),
             other => Err(Error::internal(format!("unknown task kind {other:?}"))),
         }
     }
@@ -286,6 +415,8 @@ pub struct DeferredTask {
     pub user_id: UserId,
     /// Which track, for favorite tasks.
     pub track_id: Option<TrackId>,
+    /// A mail task's payload, until it is delivered or dead.
+    pub payload: Option<MailPayload>,
     /// When it happened.
     pub occurred_at: DateTime<Utc>,
     /// Delivery state.

@@ -72,6 +72,7 @@ impl Fixture {
             username: Username::parse(name).unwrap(),
             email: Email::parse(&format!("{name}@example.com")).unwrap(),
             password: Password::parse("correct horse").unwrap(),
+            locale: Default::default(),
         };
         self.service.register(reg, &Default::default()).await.unwrap().id
     }

@@ -9,6 +9,7 @@ use std::time::Duration;
 use clap::Parser;
 use ipnet::IpNet;
 use user_core::ServiceConfig;
+use user_core::mail::{LogTransport, MailSettings, Mailer};
 use user_core::tasks::{LogSink, RelayConfig, TaskSink, WebhookSink};
 
 use crate::security::{Policy, Rate, Throttle};
@@ -133,6 +134,30 @@ pub struct Config {
     #[arg(long, env = "USER_TASKS_WEBHOOK_CA_FILE")]
     pub tasks_webhook_ca_file: Option<PathBuf>,
 
+    /// The service's public base URL, where links in mails point (`/account/verify`, `/account/reset`) [default: http:// and the listen address].
+    #[arg(long, env = "USER_PUBLIC_URL")]
+    pub public_url: Option<String>,
+
+    /// An app's own verification page for links in mails, with `{token}` where the token goes (instead of /account/verify).
+    #[arg(long, env = "USER_MAIL_VERIFY_URL")]
+    pub mail_verify_url: Option<String>,
+
+    /// An app's own password-reset page for links in mails, with `{token}` where the token goes (instead of /account/reset).
+    #[arg(long, env = "USER_MAIL_RESET_URL")]
+    pub mail_reset_url: Option<String>,
+
+    /// The product's name in mails.
+    #[arg(long, env = "USER_MAIL_PRODUCT_NAME", default_value = "Music")]
+    pub mail_product_name: String,
+
+    /// A directory of mail templates overriding the built-in ones file by file (`verify.ru.html`, …).
+    #[arg(long, env = "USER_MAIL_TEMPLATES_DIR")]
+    pub mail_templates_dir: Option<PathBuf>,
+
+    /// Password-reset requests allowed per client IP (each address also gets at most one mail a minute).
+    #[arg(long, env = "USER_RATE_LIMIT_FORGOT", default_value = "5/min")]
+    pub rate_limit_forgot: Rate,
+
     /// Webhook request timeout.
     #[arg(long, env = "USER_TASKS_WEBHOOK_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub tasks_webhook_timeout: Duration,
@@ -252,6 +277,7 @@ impl Config {
                 self.rate_limit_login,
                 self.rate_limit_refresh,
                 self.rate_limit_update,
+                self.rate_limit_forgot,
             )),
             RateLimitSetting::Off => None,
         };
@@ -318,6 +344,32 @@ impl Config {
             sink = sink.trusting(&pem).map_err(|e| format!("USER_TASKS_WEBHOOK_CA_FILE {}: {e}", path.display()))?;
         }
         Ok(Arc::new(sink))
+    }
+
+    /// The mailer the settings select, when mail is configured; links in
+    /// mails point to `USER_PUBLIC_URL`, else to `addr`.
+    ///
+    /// # Errors
+    /// A template that is missing or broken, or a link template without `{token}`.
+    pub fn mailer(&self, addr: SocketAddr) -> Result<Option<Arc<Mailer>>, String> {
+        if !self.service.mail_dev_log {
+            return Ok(None);
+        }
+        tracing::warn!(
+            "USER_MAIL_DEV_LOG is on: mails, with their links, go to the log and are not sent; for development only"
+        );
+        let scheme = if self.tls_files().is_some() { "https" } else { "http" };
+        let settings = MailSettings {
+            product: self.mail_product_name.clone(),
+            public_url: self.public_url.clone().unwrap_or_else(|| format!("{scheme}://{addr}")),
+            verify_url: self.mail_verify_url.clone(),
+            reset_url: self.mail_reset_url.clone(),
+            verify_token_ttl: self.service.verify_token_ttl.into(),
+            reset_token_ttl: self.service.reset_token_ttl.into(),
+        };
+        let mailer = Mailer::new(settings, Arc::new(LogTransport), self.mail_templates_dir.as_deref())
+            .map_err(|e| e.to_string())?;
+        Ok(Some(Arc::new(mailer)))
     }
 
     /// Whether cookies get `Secure` when serving on `addr`: always over the

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use clap::Args;
 use user_core::ServiceConfig;
 use user_core::auth::{HashingConfig, SigningConfig, TokenConfig};
-use user_core::service::LockoutPolicy;
+use user_core::service::{LockoutPolicy, MailPolicy};
 
 use super::{JwtAlgorithm, LoadError, Secret};
 
@@ -19,6 +19,10 @@ fn tokens() -> TokenConfig {
 
 fn hashing() -> HashingConfig {
     HashingConfig::default()
+}
+
+fn mail() -> MailPolicy {
+    MailPolicy::default()
 }
 
 fn lockout() -> LockoutPolicy {
@@ -101,6 +105,23 @@ pub struct ServiceSettings {
     /// The longest refusal.
     #[arg(long, env = "USER_LOGIN_LOCKOUT_CAP", global = true, default_value_t = lockout().cap.into())]
     pub login_lockout_cap: humantime::Duration,
+
+    /// Log each mail, link included, at info under target `mail` instead of sending it: for development only (no mail server needed).
+    #[arg(long, env = "USER_MAIL_DEV_LOG", global = true, action = clap::ArgAction::Set, default_value_t = false)]
+    pub mail_dev_log: bool,
+
+    /// How long a verification link works.
+    #[arg(long, env = "USER_VERIFY_TOKEN_TTL", global = true, default_value_t = mail().verify_token_ttl.into())]
+    pub verify_token_ttl: humantime::Duration,
+
+    /// How long a password-reset link works.
+    #[arg(long, env = "USER_RESET_TOKEN_TTL", global = true, default_value_t = mail().reset_token_ttl.into())]
+    pub reset_token_ttl: humantime::Duration,
+
+    /// Refuse login (403 "email not verified") until the account's address is verified.
+    #[arg(long, env = "USER_REQUIRE_VERIFIED_EMAIL", global = true, action = clap::ArgAction::Set,
+          default_value_t = mail().require_verified_email)]
+    pub require_verified_email: bool,
 }
 
 impl ServiceSettings {
@@ -158,6 +179,13 @@ impl ServiceSettings {
                 threshold: self.login_lockout_after,
                 base: self.login_lockout_base.into(),
                 cap: self.login_lockout_cap.into(),
+            },
+            mail: MailPolicy {
+                enabled: self.mail_dev_log,
+                verify_token_ttl: self.verify_token_ttl.into(),
+                reset_token_ttl: self.reset_token_ttl.into(),
+                require_verified_email: self.require_verified_email,
+                ..mail()
             },
         })
     }

@@ -1,7 +1,7 @@
 //! The caller's account: register, read, update, delete.
 
 use user_core::api::{AccountResponse, MainResponse, RegisterRequest, UpdateRequest, UserResponse};
-use user_core::domain::{Email, Password, Username};
+use user_core::domain::{Email, Locale, Password, Username};
 use user_core::service::{ProfileUpdate, Registration};
 use user_core::store::User;
 use warp::reply::Response;
@@ -36,6 +36,7 @@ pub(super) async fn register(mut call: Call<Open>) -> Result<Response, ApiError>
         username: Username::parse(&req.username)?,
         password: Password::parse(&req.password)?,
         email: Email::parse(&req.email)?,
+        locale: req.locale.or_else(|| preferred_locale(&call.ctx.headers)).unwrap_or_default(),
     };
     let user = call.state.service.register(registration, &call.ctx.client()).await?;
     Ok(account_response(&user))
@@ -57,6 +58,8 @@ pub(super) async fn get_user(call: Call<Authenticated>) -> Result<Response, ApiE
         email: user.email.to_string(),
         role: user.role,
         created_at: user.created_at,
+        email_verified: user.email_verified,
+        locale: user.locale,
     }))
 }
 
@@ -81,6 +84,7 @@ pub(super) async fn update(mut call: Call<Authenticated>) -> Result<Response, Ap
             .as_deref()
             .map(|p| Password::presented("current_password", p))
             .transpose()?,
+        locale: req.locale,
     };
     let claims = call.caller.claims();
     let user = call.state.service.update(claims.sub, Some(claims.sid), update, &call.ctx.client()).await?;
@@ -99,4 +103,10 @@ pub(super) async fn delete(call: Call<Authenticated>) -> Result<Response, ApiErr
     let mut response = success();
     call.state.cookies.clear(&mut response, &call.ctx);
     Ok(response)
+}
+
+/// The locale `Accept-Language` prefers among ours, if it names one.
+pub(super) fn preferred_locale(headers: &warp::http::HeaderMap) -> Option<Locale> {
+    let header = headers.get(warp::http::header::ACCEPT_LANGUAGE)?.to_str().ok()?;
+    Locale::from_accept_language(header)
 }

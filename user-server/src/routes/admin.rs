@@ -7,7 +7,7 @@ use user_core::api::{
     RevokedResponse, SessionInfo, SessionListResponse, TaskInfo, TaskListResponse, TaskState, UserListResponse,
     UserSummary,
 };
-use user_core::domain::{Email, Password, Role, UserId, Username, ValidationError};
+use user_core::domain::{Email, Locale, Password, Role, UserId, Username, ValidationError};
 use user_core::page::{Page, PageRequest};
 use user_core::service::{ClientInfo, Registration};
 use user_core::store::{AuditFilter, TaskStatus};
@@ -95,6 +95,7 @@ pub(super) async fn create_account(mut call: Call<Admin>) -> Result<Response, Ap
         username: Username::parse(&req.username)?,
         email: Email::parse(&req.email)?,
         password: Password::parse(&req.password)?,
+        locale: Locale::default(),
     };
     let role = req.role.unwrap_or(Role::User);
     let user = call.state.service.create_user(registration, role, &call.operator()).await?;

@@ -15,6 +15,7 @@ mod admin;
 mod favorites;
 mod guard;
 mod ops;
+mod recovery;
 mod session;
 
 use std::future::Future;
@@ -46,7 +47,7 @@ type Mount = Box<dyn Fn(&'static Endpoint, &Arc<AppState>) -> Route + Send + Syn
 /// handler (with its `#[utoipa::path]` documentation) in the module of its
 /// resource and add one line here.
 fn table() -> Vec<Endpoint> {
-    use {account::*, admin::*, favorites::*, ops::*, session::*};
+    use {account::*, admin::*, favorites::*, ops::*, recovery::*, session::*};
     vec![
         Endpoint::of::<__path_register, _, _, _>(register).throttled(Action::Register),
         Endpoint::of::<__path_login, _, _, _>(login).throttled(Action::Login),
@@ -58,6 +59,10 @@ fn table() -> Vec<Endpoint> {
         Endpoint::of::<__path_get_user, _, _, _>(get_user),
         Endpoint::of::<__path_update, _, _, _>(update).throttled(Action::Update),
         Endpoint::of::<__path_delete, _, _, _>(delete),
+        Endpoint::of::<__path_request_verification, _, _, _>(request_verification),
+        Endpoint::of::<__path_verify_email, _, _, _>(verify_email),
+        Endpoint::of::<__path_forgot_password, _, _, _>(forgot_password).throttled(Action::Forgot),
+        Endpoint::of::<__path_reset_password, _, _, _>(reset_password).throttled(Action::Forgot),
         Endpoint::of::<__path_all_users, _, _, _>(all_users),
         Endpoint::of::<__path_search_users, _, _, _>(search_users),
         Endpoint::of::<__path_create_account, _, _, _>(create_account),

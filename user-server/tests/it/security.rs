@@ -67,6 +67,7 @@ async fn logins_are_throttled_per_client_ip_with_retry_after() {
         "3/min".parse().unwrap(),
         "100/min".parse().unwrap(),
         "100/min".parse().unwrap(),
+        "100/min".parse().unwrap(),
     );
     with_policy(&mut app, Policy { throttle: Some(throttle), ..Policy::default() });
     for _ in 0..3 {
@@ -86,6 +87,7 @@ async fn behind_a_trusted_proxy_each_forwarded_client_has_its_own_limit() {
     let throttle = Throttle::new(
         "100/min".parse().unwrap(),
         "1/min".parse().unwrap(),
+        "100/min".parse().unwrap(),
         "100/min".parse().unwrap(),
         "100/min".parse().unwrap(),
     );
@@ -169,7 +171,10 @@ async fn profile_updates_are_throttled_per_client_ip() {
     let mut app = app().await;
     let s = app.user("alice").await;
     let (plenty, one) = ("100/min".parse().unwrap(), "2/min".parse().unwrap());
-    with_policy(&mut app, Policy { throttle: Some(Throttle::new(plenty, plenty, plenty, one)), ..Policy::default() });
+    with_policy(
+        &mut app,
+        Policy { throttle: Some(Throttle::new(plenty, plenty, plenty, one, plenty)), ..Policy::default() },
+    );
     let guess = |n: u32| {
         req("PUT", "/user/update")
             .bearer(&s.access)

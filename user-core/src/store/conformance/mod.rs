@@ -52,7 +52,14 @@ macro_rules! suite {
             concurrent_claimers_never_share_a_task,
             an_expired_lease_is_claimable_again_and_the_old_lease_cannot_settle,
             failures_back_off_then_die_and_dead_tasks_can_be_retried,
-            only_done_tasks_delivered_before_the_cutoff_are_purged_oldest_first
+            only_done_tasks_delivered_before_the_cutoff_are_purged_oldest_first,
+            a_verification_token_verifies_its_address_once,
+            a_new_address_is_unverified_and_voids_tokens_sent_to_the_old_one,
+            token_mails_find_the_account_by_address_and_respect_the_interval,
+            a_reset_token_sets_the_password_once_and_ends_every_session,
+            a_mail_token_leaves_the_outbox_once_delivered_or_dead,
+            mail_does_not_wait_behind_a_users_held_events,
+            expired_tokens_are_purged
         );
     };
     (@cases $make:expr; $($name:ident),* $(,)?) => {
@@ -71,11 +78,13 @@ pub(crate) use suite;
 mod favorites;
 mod sessions;
 mod tasks;
+mod tokens;
 mod users;
 
 pub(crate) use favorites::*;
 pub(crate) use sessions::*;
 pub(crate) use tasks::*;
+pub(crate) use tokens::*;
 pub(crate) use users::*;
 
 fn t0() -> DateTime<Utc> {
@@ -92,6 +101,7 @@ fn record(name: &str) -> UserRecord {
             role: Role::User,
             disabled_at: None,
             email_verified: false,
+            locale: Default::default(),
             last_login_at: None,
             created_at: now,
             updated_at: now,
@@ -105,7 +115,7 @@ fn record(name: &str) -> UserRecord {
 
 async fn user(store: &Arc<dyn Store>, name: &str) -> UserId {
     let r = record(name);
-    store.insert_user(&r).await.unwrap();
+    store.insert_user(&r, &[]).await.unwrap();
     r.user.id
 }
 

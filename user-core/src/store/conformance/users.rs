@@ -9,7 +9,7 @@ pub(crate) async fn usernames_are_unique_case_insensitively_under_concurrent_ins
             tokio::spawn(async move {
                 let mut r = record(if i % 2 == 0 { "Racer" } else { "rACER" });
                 r.user.email = Email::parse(&format!("racer{i}@example.com")).unwrap();
-                store.insert_user(&r).await
+                store.insert_user(&r, &[]).await
             })
         })
         .collect();
@@ -29,12 +29,12 @@ pub(crate) async fn emails_are_unique(store: Arc<dyn Store>) {
     user(&store, "alice").await;
     let mut other = record("bob");
     other.user.email = Email::parse("ALICE@example.com").unwrap();
-    assert!(matches!(store.insert_user(&other).await, Err(Error::Conflict(ConflictField::Email))));
+    assert!(matches!(store.insert_user(&other, &[]).await, Err(Error::Conflict(ConflictField::Email))));
 }
 
 pub(crate) async fn users_are_found_by_id_username_in_any_case_and_email(store: Arc<dyn Store>) {
     let r = record("Alice");
-    store.insert_user(&r).await.unwrap();
+    store.insert_user(&r, &[]).await.unwrap();
     let by_id = store.find_user(UserKey::Id(r.user.id)).await.unwrap().unwrap();
     assert_eq!(by_id, r, "the stored record reads back unchanged");
     let lower = Username::parse("alice").unwrap();
@@ -194,7 +194,7 @@ pub(crate) async fn search_finds_username_or_email_prefixes_oldest_first_in_page
     ] {
         let mut r = record(name);
         r.user.email = Email::parse(email).unwrap();
-        store.insert_user(&r).await.unwrap();
+        store.insert_user(&r, &[]).await.unwrap();
         made.push(r.user.id);
     }
     let names = |users: Vec<User>| users.into_iter().map(|u| u.username.to_string()).collect::<Vec<_>>();
@@ -220,7 +220,7 @@ pub(crate) async fn search_pages_through_a_prefix_most_accounts_share(store: Arc
                 for i in 0..520 {
                     let mut r = record(&format!("many_{t}x{i}"));
                     r.user.email = Email::parse(&format!("many_{t}x{i}@example.com")).unwrap();
-                    store.insert_user(&r).await.unwrap();
+                    store.insert_user(&r, &[]).await.unwrap();
                 }
             })
         })

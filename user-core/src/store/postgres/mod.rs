@@ -25,6 +25,7 @@ mod rows;
 mod secrets;
 mod sessions;
 mod tasks;
+mod tokens;
 mod users;
 
 use batch::Batcher;

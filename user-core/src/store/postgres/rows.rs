@@ -35,6 +35,7 @@ pub(super) fn user_record(row: &PgRow) -> Result<UserRecord> {
             role: get::<String>(row, "role")?.parse::<Role>().map_err(Error::internal)?,
             disabled_at: get(row, "disabled_at")?,
             email_verified: get(row, "email_verified")?,
+            locale: get::<String>(row, "locale")?.parse().map_err(Error::internal)?,
             last_login_at: get(row, "last_login_at")?,
             created_at: get(row, "created_at")?,
             updated_at: get(row, "updated_at")?,
@@ -65,11 +66,13 @@ pub(super) fn session_record(row: &PgRow) -> Result<SessionRecord> {
 
 pub(super) fn task_record(row: &PgRow) -> Result<DeferredTask> {
     let track: Option<String> = get(row, "track_id")?;
+    let payload: Option<String> = get(row, "payload")?;
     Ok(DeferredTask {
         id: get(row, "id")?,
         kind: TaskKind::parse(&get::<String>(row, "kind")?)?,
         user_id: UserId::from_uuid(get(row, "user_id")?),
         track_id: track.map(TrackId::try_from).transpose().map_err(Error::internal)?,
+        payload: payload.map(|p| serde_json::from_str(&p)).transpose().map_err(Error::internal)?,
         occurred_at: get(row, "occurred_at")?,
         status: TaskStatus::parse(&get::<String>(row, "status")?)?,
         attempts: get::<i32>(row, "attempts")? as u32,

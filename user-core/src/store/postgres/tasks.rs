@@ -8,8 +8,8 @@ use uuid::Uuid;
 use super::PostgresStore;
 use super::rows::{map_err, task_record};
 use crate::domain::{TrackId, UserId};
-use crate::error::Result;
-use crate::store::{Claim, DeferredTask, TaskCounts, TaskKind, TaskStatus, TaskStore, WaitingTasks};
+use crate::error::{Error, Result};
+use crate::store::{Claim, DeferredTask, MailPayload, TaskCounts, TaskKind, TaskStatus, TaskStore, WaitingTasks};
 
 /// Serialises relay claims across replicas (any constant unique to this use).
 const CLAIM_LOCK: i64 = 0x7573_6572_7461_736b; // "usertask"
@@ -21,13 +21,28 @@ pub(super) async fn enqueue(
     track: Option<&TrackId>,
     now: DateTime<Utc>,
 ) -> Result<()> {
+    enqueue_with(tx, kind, user, track, None, now).await
+}
+
+pub(super) async fn enqueue_with(
+    tx: &mut Transaction<'_, Postgres>,
+    kind: TaskKind,
+    user: UserId,
+    track: Option<&TrackId>,
+    payload: Option<&MailPayload>,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let payload = payload.map(serde_json::to_string).transpose().map_err(Error::internal)?;
     sqlx::query(
-        "insert into deferred_tasks (kind, user_id, track_id, occurred_at, available_at, created_at, updated_at) \
-         values ($1, $2, $3, $4, $4, $4, $4)",
+        "insert into deferred_tasks \
+           (kind, channel, user_id, track_id, payload, occurred_at, available_at, created_at, updated_at) \
+         values ($1, $2, $3, $4, $5, $6, $6, $6, $6)",
     )
     .bind(kind.as_str())
+    .bind(kind.channel().as_str())
     .bind(user.as_uuid())
     .bind(track.map(TrackId::as_str))
+    .bind(payload)
     .bind(now)
     .execute(&mut **tx)
     .await
@@ -78,7 +93,7 @@ impl TaskStore for PostgresStore {
         // 1M pending tasks; this takes 0.47 s for the same.
         let rows = sqlx::query(
             "with held as materialized ( \
-               select user_id from deferred_tasks \
+               select user_id, channel from deferred_tasks \
                where status = 'pending' \
                  and (available_at > $1 or (leased_until is not null and leased_until > $1))) \
              update deferred_tasks set leased_until = $2, lease_id = $3, updated_at = $1 \
@@ -86,7 +101,7 @@ impl TaskStore for PostgresStore {
                select t.id from deferred_tasks t \
                where t.status = 'pending' and t.available_at <= $1 \
                  and (t.leased_until is null or t.leased_until <= $1) \
-                 and t.user_id not in (select user_id from held) \
+                 and (t.user_id, t.channel) not in (select user_id, channel from held) \
                order by t.id limit $4 \
                for update skip locked) \
              returning *",
@@ -106,7 +121,8 @@ impl TaskStore for PostgresStore {
 
     async fn complete_tasks(&self, lease_id: Uuid, ids: &[i64], now: DateTime<Utc>) -> Result<u64> {
         let done = sqlx::query(
-            "update deferred_tasks set status = 'done', leased_until = null, lease_id = null, updated_at = $3 \
+            "update deferred_tasks set status = 'done', leased_until = null, lease_id = null, payload = null, \
+               updated_at = $3 \
              where lease_id = $1 and status = 'pending' and id = any($2)",
         )
         .bind(lease_id)
@@ -129,6 +145,7 @@ impl TaskStore for PostgresStore {
         let done = sqlx::query(
             "update deferred_tasks set attempts = attempts + 1, last_error = $3, leased_until = null, lease_id = null, \
                status = case when $4::timestamptz is null then 'dead' else 'pending' end, \
+               payload = case when $4::timestamptz is null then null else payload end, \
                available_at = coalesce($4, available_at), updated_at = $5 \
              where id = $2 and lease_id = $1 and status = 'pending'",
         )

@@ -9,19 +9,23 @@ use super::PostgresStore;
 use super::rows::{get, map_err, user_record};
 use super::sessions::revoke_sessions;
 use super::tasks::enqueue;
+use super::tokens::{enqueue_mails, void_stale_verification, void_tokens};
 use crate::domain::{Role, UserId};
 use crate::error::{Error, Result};
 use crate::store::{
-    AccountChanges, LockRule, LoginAttempt, TaskKind, User, UserChanges, UserKey, UserRecord, UserStore,
+    AccountChanges, LockRule, LoginAttempt, NewMail, TaskKind, TokenPurpose, User, UserChanges, UserKey, UserRecord,
+    UserStore,
 };
 
 #[async_trait]
 impl UserStore for PostgresStore {
-    async fn insert_user(&self, record: &UserRecord) -> Result<()> {
+    async fn insert_user(&self, record: &UserRecord, mails: &[NewMail]) -> Result<()> {
         let u = &record.user;
+        let mut tx = self.begin().await?;
         sqlx::query(
             "insert into users (id, username, email, password_hash, role, disabled_at, created_at, updated_at, \
-             credential_version, email_verified, last_login_at) values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+             credential_version, email_verified, last_login_at, locale) \
+             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
         )
         .bind(u.id.as_uuid())
         .bind(u.username.as_str())
@@ -34,10 +38,12 @@ impl UserStore for PostgresStore {
         .bind(record.credential_version)
         .bind(u.email_verified)
         .bind(u.last_login_at)
-        .execute(&self.pool)
+        .bind(u.locale.as_str())
+        .execute(&mut *tx)
         .await
         .map_err(map_err)?;
-        Ok(())
+        enqueue_mails(&mut tx, u.id, mails, u.created_at).await?;
+        tx.commit().await.map_err(map_err)
     }
 
     async fn find_user(&self, key: UserKey<'_>) -> Result<Option<UserRecord>> {
@@ -60,8 +66,10 @@ impl UserStore for PostgresStore {
             "update users set \
                username = coalesce($2, username), \
                email = coalesce($3, email), \
+               email_verified = email_verified and coalesce($3, email) = email, \
                password_hash = coalesce($4, password_hash), \
                credential_version = credential_version + case when $4 is null then 0 else 1 end, \
+               locale = coalesce($7, locale), \
                updated_at = $5 \
              where id = $1 and ($6::bigint is null or credential_version = $6) returning *",
         )
@@ -71,6 +79,7 @@ impl UserStore for PostgresStore {
         .bind(changes.password_hash.as_deref())
         .bind(now)
         .bind(changes.expected_credential_version)
+        .bind(changes.locale.map(|l| l.as_str()))
         .fetch_optional(&mut *tx)
         .await
         .map_err(map_err)?;
@@ -78,7 +87,12 @@ impl UserStore for PostgresStore {
         let record = user_record(&row)?;
         if changes.password_hash.is_some() {
             revoke_sessions(&mut tx, id, changes.keep_session, now).await?;
+            void_tokens(&mut tx, id, TokenPurpose::Reset).await?;
         }
+        if changes.email.is_some() {
+            void_stale_verification(&mut tx, id).await?;
+        }
+        enqueue_mails(&mut tx, id, &changes.mails, now).await?;
         tx.commit().await.map_err(map_err)?;
         Ok(Some(record))
     }

@@ -30,6 +30,7 @@ mod rows;
 mod secrets;
 mod sessions;
 mod tasks;
+mod tokens;
 mod users;
 mod writer;
 
@@ -156,6 +157,7 @@ mod tests {
                 role: crate::domain::Role::User,
                 disabled_at: None,
                 email_verified: false,
+                locale: Default::default(),
                 last_login_at: None,
                 created_at: now,
                 updated_at: now,
@@ -173,12 +175,12 @@ mod tests {
     async fn a_failing_write_rolls_back_alone_within_a_group() {
         use crate::store::{UserKey, UserStore};
         let (_dir, store) = store().await;
-        store.insert_user(&record("taken")).await.unwrap();
+        store.insert_user(&record("taken"), &[]).await.unwrap();
         let writes = (0..200).map(|i| {
             let store = store.clone();
             // Every third one collides with the existing username.
             let name = if i % 3 == 0 { "TAKEN".to_owned() } else { format!("user{i}") };
-            tokio::spawn(async move { store.insert_user(&record(&name)).await })
+            tokio::spawn(async move { store.insert_user(&record(&name), &[]).await })
         });
         let outcomes = futures_util::future::join_all(writes).await;
         for (i, outcome) in outcomes.into_iter().enumerate() {

@@ -90,6 +90,7 @@ pub(super) fn user_record(row: &Row<'_>) -> Result<UserRecord> {
             role: col::<String>(row, "role")?.parse::<Role>().map_err(Error::internal)?,
             disabled_at: opt_time(col(row, "disabled_at")?)?,
             email_verified: col(row, "email_verified")?,
+            locale: col::<String>(row, "locale")?.parse().map_err(Error::internal)?,
             last_login_at: opt_time(col(row, "last_login_at")?)?,
             created_at: time(col(row, "created_at")?)?,
             updated_at: time(col(row, "updated_at")?)?,
@@ -120,11 +121,13 @@ pub(super) fn session_record(row: &Row<'_>) -> Result<SessionRecord> {
 
 pub(super) fn task_record(row: &Row<'_>) -> Result<DeferredTask> {
     let track: Option<String> = col(row, "track_id")?;
+    let payload: Option<String> = col(row, "payload")?;
     Ok(DeferredTask {
         id: col(row, "id")?,
         kind: TaskKind::parse(&col::<String>(row, "kind")?)?,
         user_id: UserId::from_uuid(col(row, "user_id")?),
         track_id: track.map(TrackId::try_from).transpose().map_err(Error::internal)?,
+        payload: payload.map(|p| serde_json::from_str(&p)).transpose().map_err(Error::internal)?,
         occurred_at: time(col(row, "occurred_at")?)?,
         status: TaskStatus::parse(&col::<String>(row, "status")?)?,
         attempts: col::<i64>(row, "attempts")? as u32,

@@ -8,7 +8,7 @@ use super::SqliteStore;
 use super::rows::{col, execute, json_ids, millis, query_all, query_opt, task_record};
 use crate::domain::{TrackId, UserId};
 use crate::error::{Error, Result};
-use crate::store::{Claim, DeferredTask, TaskCounts, TaskKind, TaskStatus, TaskStore, WaitingTasks};
+use crate::store::{Claim, DeferredTask, MailPayload, TaskCounts, TaskKind, TaskStatus, TaskStore, WaitingTasks};
 
 pub(super) fn enqueue(
     conn: &Connection,
@@ -17,11 +17,31 @@ pub(super) fn enqueue(
     track: Option<&TrackId>,
     now: DateTime<Utc>,
 ) -> Result<()> {
+    enqueue_with(conn, kind, user, track, None, now)
+}
+
+pub(super) fn enqueue_with(
+    conn: &Connection,
+    kind: TaskKind,
+    user: UserId,
+    track: Option<&TrackId>,
+    payload: Option<&MailPayload>,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let payload = payload.map(serde_json::to_string).transpose().map_err(Error::internal)?;
     execute(
         conn,
-        "insert into deferred_tasks (kind, user_id, track_id, occurred_at, available_at, created_at, updated_at) \
-         values (?1, ?2, ?3, ?4, ?4, ?4, ?4)",
-        params![kind.as_str(), user.as_uuid(), track.map(TrackId::as_str), millis(now)],
+        "insert into deferred_tasks \
+           (kind, channel, user_id, track_id, payload, occurred_at, available_at, created_at, updated_at) \
+         values (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?6, ?6)",
+        params![
+            kind.as_str(),
+            kind.channel().as_str(),
+            user.as_uuid(),
+            track.map(TrackId::as_str),
+            payload,
+            millis(now)
+        ],
     )?;
     Ok(())
 }
@@ -65,7 +85,8 @@ impl TaskStore for SqliteStore {
                          and (t.leased_until is null or t.leased_until <= ?1) \
                          and not exists ( \
                            select 1 from deferred_tasks e indexed by deferred_tasks_user_pending_idx \
-                           where e.user_id = t.user_id and e.status = 'pending' and e.id < t.id \
+                           where e.user_id = t.user_id and e.channel = t.channel and e.status = 'pending' \
+                             and e.id < t.id \
                              and (e.available_at > ?1 or (e.leased_until is not null and e.leased_until > ?1))) \
                        order by t.id limit ?4) \
                      returning *",
@@ -83,7 +104,8 @@ impl TaskStore for SqliteStore {
         self.write(move |conn| {
             execute(
                 conn,
-                "update deferred_tasks set status = 'done', leased_until = null, lease_id = null, updated_at = ?3 \
+                "update deferred_tasks set status = 'done', leased_until = null, lease_id = null, payload = null, \
+                   updated_at = ?3 \
                  where lease_id = ?1 and status = 'pending' and id in (select value from json_each(?2))",
                 params![lease_id, ids, millis(now)],
             )
@@ -105,6 +127,7 @@ impl TaskStore for SqliteStore {
                 conn,
                 "update deferred_tasks set attempts = attempts + 1, last_error = ?3, leased_until = null, \
                    lease_id = null, status = case when ?4 is null then 'dead' else 'pending' end, \
+                   payload = case when ?4 is null then null else payload end, \
                    available_at = coalesce(?4, available_at), updated_at = ?5 \
                  where id = ?2 and lease_id = ?1 and status = 'pending'",
                 params![lease_id, id, error, retry_at.map(millis), millis(now)],

@@ -8,22 +8,26 @@ use super::SqliteStore;
 use super::rows::{col, execute, millis, opt_time, query_all, query_opt, user_record};
 use super::sessions::revoke_sessions;
 use super::tasks::enqueue;
+use super::tokens::{enqueue_mails, void_stale_verification, void_tokens};
 use crate::domain::UserId;
 use crate::error::{Error, Result};
 use crate::store::{
-    AccountChanges, LockRule, LoginAttempt, TaskKind, User, UserChanges, UserKey, UserRecord, UserStore,
+    AccountChanges, LockRule, LoginAttempt, NewMail, TaskKind, TokenPurpose, User, UserChanges, UserKey, UserRecord,
+    UserStore,
 };
 
 #[async_trait]
 impl UserStore for SqliteStore {
-    async fn insert_user(&self, record: &UserRecord) -> Result<()> {
+    async fn insert_user(&self, record: &UserRecord, mails: &[NewMail]) -> Result<()> {
         let record = record.clone();
+        let mails = mails.to_vec();
         self.write(move |conn| {
             let u = &record.user;
             execute(
                 conn,
                 "insert into users (id, username, email, password_hash, role, disabled_at, created_at, updated_at, \
-                 credential_version, email_verified, last_login_at) values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                 credential_version, email_verified, last_login_at, locale) \
+                 values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
                 params![
                     u.id.as_uuid(),
                     u.username.as_str(),
@@ -36,9 +40,10 @@ impl UserStore for SqliteStore {
                     record.credential_version,
                     u.email_verified,
                     u.last_login_at.map(millis),
+                    u.locale.as_str(),
                 ],
             )?;
-            Ok(())
+            enqueue_mails(conn, u.id, &mails, u.created_at)
         })
         .await
     }
@@ -63,8 +68,10 @@ impl UserStore for SqliteStore {
                 "update users set \
                    username = coalesce(?2, username), \
                    email = coalesce(?3, email), \
+                   email_verified = email_verified and coalesce(?3, email) = email, \
                    password_hash = coalesce(?4, password_hash), \
                    credential_version = credential_version + (?4 is not null), \
+                   locale = coalesce(?7, locale), \
                    updated_at = ?5 \
                  where id = ?1 and (?6 is null or credential_version = ?6) \
                  returning *",
@@ -75,13 +82,20 @@ impl UserStore for SqliteStore {
                     changes.password_hash.as_deref(),
                     millis(now),
                     changes.expected_credential_version,
+                    changes.locale.map(|l| l.as_str()),
                 ],
                 user_record,
             )?;
-            if record.is_some() && changes.password_hash.is_some() {
+            let Some(record) = record else { return Ok(None) };
+            if changes.password_hash.is_some() {
                 revoke_sessions(conn, id, changes.keep_session, now)?;
+                void_tokens(conn, id, TokenPurpose::Reset)?;
             }
-            Ok(record)
+            if changes.email.is_some() {
+                void_stale_verification(conn, id)?;
+            }
+            enqueue_mails(conn, id, &changes.mails, now)?;
+            Ok(Some(record))
         })
         .await
     }

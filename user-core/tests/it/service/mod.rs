@@ -63,6 +63,7 @@ fn registration(name: &str) -> Registration {
         username: Username::parse(name).unwrap(),
         email: Email::parse(&format!("{name}@example.com")).unwrap(),
         password: pw("correct horse"),
+        locale: Default::default(),
     }
 }
 

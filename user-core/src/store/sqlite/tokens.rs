@@ -1,0 +1,164 @@
+//! [`TokenStore`] on SQLite: single-use mail tokens (`account_tokens`).
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use rusqlite::{Connection, params};
+
+use super::SqliteStore;
+use super::rows::{col, execute, millis, query_opt};
+use super::sessions::revoke_sessions;
+use super::tasks::enqueue_with;
+use crate::domain::UserId;
+use crate::error::Result;
+use crate::store::{NewMail, TokenMail, TokenOwner, TokenPurpose, TokenStore};
+
+#[async_trait]
+impl TokenStore for SqliteStore {
+    async fn send_token_mail(
+        &self,
+        owner: TokenOwner<'_>,
+        mail: &NewMail,
+        not_before: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> Result<TokenMail> {
+        let (id, email) = match owner {
+            TokenOwner::Id(id) => (Some(id.as_uuid()), None),
+            TokenOwner::Email(email) => (None, Some(email.as_str().to_owned())),
+        };
+        let mail = mail.clone();
+        self.write(move |conn| {
+            let user =
+                query_opt(conn, "select id from users where id = ?1 or email = ?2", params![id, email], |row| {
+                    col::<uuid::Uuid>(row, "id")
+                })?;
+            let Some(user) = user.map(UserId::from_uuid) else { return Ok(TokenMail::NoAccount) };
+            if let (Some(since), Some(token)) = (not_before, &mail.token) {
+                let recent = query_opt(
+                    conn,
+                    "select 1 as recent from account_tokens where user_id = ?1 and purpose = ?2 and created_at > ?3",
+                    params![user.as_uuid(), token.purpose.as_str(), millis(since)],
+                    |row| col::<i64>(row, "recent"),
+                )?;
+                if recent.is_some() {
+                    return Ok(TokenMail::TooSoon);
+                }
+            }
+            enqueue_mails(conn, user, std::slice::from_ref(&mail), now)?;
+            Ok(TokenMail::Sent(user))
+        })
+        .await
+    }
+
+    async fn verify_email(&self, digest: &[u8; 32], now: DateTime<Utc>) -> Result<Option<UserId>> {
+        let digest = *digest;
+        self.write(move |conn| {
+            // The token goes whatever happens next: used once, or void.
+            let Some((user, email)) = take_token(conn, &digest, TokenPurpose::Verify, now)? else { return Ok(None) };
+            let verified = execute(
+                conn,
+                "update users set email_verified = 1, updated_at = ?3 where id = ?1 and email = ?2",
+                params![user.as_uuid(), email, millis(now)],
+            )?;
+            Ok((verified == 1).then_some(user))
+        })
+        .await
+    }
+
+    async fn reset_password(
+        &self,
+        digest: &[u8; 32],
+        password_hash: &str,
+        mail: &NewMail,
+        now: DateTime<Utc>,
+    ) -> Result<Option<UserId>> {
+        let digest = *digest;
+        let password_hash = password_hash.to_owned();
+        let mail = mail.clone();
+        self.write(move |conn| {
+            let Some((user, _)) = take_token(conn, &digest, TokenPurpose::Reset, now)? else { return Ok(None) };
+            execute(
+                conn,
+                "update users set password_hash = ?2, credential_version = credential_version + 1, \
+                   failed_logins = 0, locked_until = null, updated_at = ?3 where id = ?1",
+                params![user.as_uuid(), password_hash, millis(now)],
+            )?;
+            void_tokens(conn, user, TokenPurpose::Reset)?;
+            revoke_sessions(conn, user, None, now)?;
+            enqueue_mails(conn, user, std::slice::from_ref(&mail), now)?;
+            Ok(Some(user))
+        })
+        .await
+    }
+
+    async fn purge_expired_tokens(&self, now: DateTime<Utc>, limit: u32) -> Result<u64> {
+        self.write(move |conn| {
+            execute(
+                conn,
+                "delete from account_tokens where digest in \
+                   (select digest from account_tokens where expires_at <= ?1 order by expires_at limit ?2)",
+                params![millis(now), i64::from(limit)],
+            )
+        })
+        .await
+    }
+}
+
+/// Deletes a live token of `purpose`; returns its account and address.
+fn take_token(
+    conn: &Connection,
+    digest: &[u8; 32],
+    purpose: TokenPurpose,
+    now: DateTime<Utc>,
+) -> Result<Option<(UserId, String)>> {
+    query_opt(
+        conn,
+        "delete from account_tokens where digest = ?1 and purpose = ?2 and expires_at > ?3 returning user_id, email",
+        params![digest.as_slice(), purpose.as_str(), millis(now)],
+        |row| Ok((UserId::from_uuid(col(row, "user_id")?), col::<String>(row, "email")?)),
+    )
+}
+
+/// Stores each mail's token (voiding the user's older ones of its purpose)
+/// and enqueues the mail, on the caller's transaction.
+pub(super) fn enqueue_mails(conn: &Connection, user: UserId, mails: &[NewMail], now: DateTime<Utc>) -> Result<()> {
+    for mail in mails {
+        if let Some(token) = &mail.token {
+            void_tokens(conn, user, token.purpose)?;
+            execute(
+                conn,
+                "insert into account_tokens (digest, user_id, purpose, email, created_at, expires_at) \
+                 values (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    token.digest.as_slice(),
+                    user.as_uuid(),
+                    token.purpose.as_str(),
+                    token.email.as_str(),
+                    millis(now),
+                    millis(token.expires_at)
+                ],
+            )?;
+        }
+        enqueue_with(conn, mail.kind, user, None, Some(&mail.payload), now)?;
+    }
+    Ok(())
+}
+
+/// Voids verification tokens sent to an address the account no longer has.
+pub(super) fn void_stale_verification(conn: &Connection, user: UserId) -> Result<()> {
+    execute(
+        conn,
+        "delete from account_tokens where user_id = ?1 and purpose = 'verify' \
+           and email <> (select email from users where id = ?1)",
+        params![user.as_uuid()],
+    )?;
+    Ok(())
+}
+
+pub(super) fn void_tokens(conn: &Connection, user: UserId, purpose: TokenPurpose) -> Result<()> {
+    execute(
+        conn,
+        "delete from account_tokens where user_id = ?1 and purpose = ?2",
+        params![user.as_uuid(), purpose.as_str()],
+    )?;
+    Ok(())
+}
