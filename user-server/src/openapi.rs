@@ -7,11 +7,12 @@ use std::sync::OnceLock;
 
 use user_core::api::{
     AccountPatch, AccountResponse, AdminAccountResponse, AuditEventInfo, AuditListResponse, ContainsResponse,
-    CreateAccountRequest, FavoriteListResponse, FavoriteTrack, LoginRequest, LoginResponse, MainResponse,
-    RefreshResponse, RegisterRequest, RevokedResponse, SessionInfo, SessionListResponse, TaskInfo, TaskListResponse,
-    TaskState, UpdateRequest, UserListResponse, UserResponse, UserSummary,
+    CreateAccountRequest, FavoriteListResponse, FavoriteTrack, ForgotPasswordRequest, LoginRequest, LoginResponse,
+    MainResponse, RefreshResponse, RegisterRequest, ResetPasswordRequest, RevokedResponse, SessionInfo,
+    SessionListResponse, TaskInfo, TaskListResponse, TaskState, TokenRequest, UpdateRequest, UserListResponse,
+    UserResponse, UserSummary,
 };
-use user_core::domain::Role;
+use user_core::domain::{Locale, Role};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
@@ -63,7 +64,8 @@ fn non_empty_subset(doc: &mut serde_json::Value, schema: &str, fields: &[&str]) 
         MainResponse, RegisterRequest, AccountResponse, LoginRequest, LoginResponse, RefreshResponse, UserResponse,
         UpdateRequest, UserSummary, UserListResponse, FavoriteTrack, FavoriteListResponse, ContainsResponse, Role,
         SessionInfo, SessionListResponse, RevokedResponse, CreateAccountRequest, AccountPatch, AdminAccountResponse,
-        TaskState, TaskInfo, TaskListResponse, AuditEventInfo, AuditListResponse
+        TaskState, TaskInfo, TaskListResponse, AuditEventInfo, AuditListResponse, Locale, TokenRequest,
+        ForgotPasswordRequest, ResetPasswordRequest
     )),
     modifiers(&Security)
 )]

@@ -533,3 +533,78 @@ async fn many_users_tasks_are_delivered_in_one_batch() {
         assert!(ids.windows(2).all(|w| w[0] < w[1]), "per-user order");
     }
 }
+
+// ------------------------------------------------------------------------ mail
+
+/// Keeps the mails it is given.
+#[derive(Debug, Default)]
+struct MailCatcher(Mutex<Vec<user_core::mail::Mail>>);
+
+#[async_trait]
+impl user_core::mail::MailTransport for MailCatcher {
+    async fn send(&self, mail: &user_core::mail::Mail) -> Result<(), DeliveryError> {
+        self.0.lock().unwrap().push(mail.clone());
+        Ok(())
+    }
+}
+
+fn mailer(catcher: Arc<MailCatcher>) -> Arc<user_core::mail::Mailer> {
+    let settings = user_core::mail::MailSettings {
+        product: "Music".into(),
+        public_url: "https://music.example".into(),
+        verify_url: None,
+        reset_url: None,
+        verify_token_ttl: Duration::from_secs(86_400),
+        reset_token_ttl: Duration::from_secs(3600),
+    };
+    Arc::new(user_core::mail::Mailer::new(settings, catcher, None).unwrap())
+}
+
+async fn mail_fixture() -> Fixture {
+    let store = store::open("memory:").await.unwrap();
+    let clock = Arc::new(ManualClock::default());
+    let config = ServiceConfig {
+        hashing: user_core::auth::HashingConfig::insecure_for_tests(),
+        mail: user_core::service::MailPolicy { enabled: true, ..Default::default() },
+        ..Default::default()
+    };
+    let service = UserService::with_clock(store.clone(), config, clock.clone()).await.unwrap();
+    Fixture { service, store, clock }
+}
+
+#[tokio::test]
+async fn a_mail_goes_out_with_a_working_link_and_its_token_leaves_the_database() {
+    let f = mail_fixture().await;
+    let alice = f.user("alice").await;
+    let catcher = Arc::new(MailCatcher::default());
+    let relay = f.relay(Recorder::ok(), config()).with_mailer(mailer(catcher.clone()));
+    let stats = relay.run_once().await.unwrap();
+    assert_eq!(stats.delivered, 1);
+    let mail = catcher.0.lock().unwrap()[0].clone();
+    assert_eq!((mail.to.as_str(), mail.kind), ("alice@example.com", "email.verify"));
+    let token = mail.text.split("token=").nth(1).unwrap().split_whitespace().next().unwrap().to_owned();
+    let tasks = f.store.list_tasks(None, None, 10).await.unwrap();
+    assert!(tasks.iter().all(|t| t.payload.is_none()), "the raw token is gone once the mail is out");
+    assert_eq!(f.service.verify_email(&token, &Default::default()).await.unwrap(), alice);
+}
+
+#[tokio::test]
+async fn mail_flows_while_the_event_webhook_is_down_and_waits_without_a_mailer() {
+    let f = mail_fixture().await;
+    let alice = f.user("alice").await;
+    let tracks = TrackBatch::parse("t1,t2").unwrap();
+    f.service.add_favorites(alice, &tracks).await.unwrap();
+    let down = Recorder::new(|_, _| Err(DeliveryError::Transient("connection refused".into())));
+    let catcher = Arc::new(MailCatcher::default());
+    let relay = f.relay(down.clone(), config()).with_mailer(mailer(catcher.clone()));
+    let stats = relay.run_once().await.unwrap();
+    assert_eq!((stats.delivered, stats.retried, stats.released), (1, 1, 1), "{stats:?}");
+    assert_eq!(catcher.0.lock().unwrap().len(), 1, "the verification mail went out");
+
+    // A relay without a mailer leaves mail tasks pending (retried), never lost.
+    let g = mail_fixture().await;
+    g.user("bob").await;
+    let stats = g.relay(Recorder::ok(), config()).run_once().await.unwrap();
+    assert_eq!((stats.delivered, stats.retried), (0, 1));
+    assert_eq!(g.counts().await.pending, 1);
+}

@@ -68,6 +68,7 @@ pub(super) async fn forgot_password(mut call: Call<Open>) -> Result<Response, Ap
     (status = 400, description = "Invalid or expired token, weak password, or invalid body", body = MainResponse),
     (status = 413, description = "Body too large", body = MainResponse),
     (status = 415, description = "Not JSON", body = MainResponse),
+    (status = 429, description = "Throttled per client (shared with forgot); see Retry-After", body = MainResponse),
     (status = 503, description = "Overloaded", body = MainResponse),
 ))]
 pub(super) async fn reset_password(mut call: Call<Open>) -> Result<Response, ApiError> {

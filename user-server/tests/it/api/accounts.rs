@@ -171,7 +171,8 @@ async fn get_answers_the_documented_body_with_extensions() {
     assert_eq!(
         reply.body,
         json!({"response": {"message": "success", "status": 200}, "username": "alice", "id": session.id,
-               "email": "alice@example.com", "role": "user", "created_at": created})
+               "email": "alice@example.com", "role": "user", "created_at": created, "email_verified": false,
+               "locale": "en"})
     );
 }
 

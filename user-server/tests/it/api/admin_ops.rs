@@ -26,7 +26,7 @@ async fn admins_list_users_oldest_first_page_by_page() {
     assert_eq!(names, ["root", "alice", "bob"]);
     let mut keys: Vec<_> = first.body["users"][0].as_object().unwrap().keys().cloned().collect();
     keys.sort();
-    assert_eq!(keys, ["created_at", "email", "id", "role", "username"]);
+    assert_eq!(keys, ["created_at", "email", "email_verified", "id", "locale", "role", "username"]);
     assert_eq!(first.body["users"][0]["role"], "admin");
     let cursor = first.body["next_cursor"].as_str().unwrap();
     let rest = app.send(req("GET", &format!("/user/all?limit=3&cursor={cursor}")).bearer(&admin.access)).await;
@@ -111,7 +111,7 @@ async fn the_openapi_document_describes_every_route() {
     let doc = app.send(req("GET", "/openapi.json")).await.body;
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
     let table = user_server::route_table();
-    assert_eq!(table.len(), 32, "a new route: add it to API.md's tests too");
+    assert_eq!(table.len(), 36, "a new route: add it to API.md's tests too");
     for (method, path) in table {
         let operation = &doc["paths"][path][method.as_str().to_lowercase()];
         assert!(operation.is_object(), "{method} {path} missing");

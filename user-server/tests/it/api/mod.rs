@@ -13,6 +13,7 @@ mod accounts;
 mod admin;
 mod admin_ops;
 mod favorites;
+mod recovery;
 mod sessions;
 
 // ---------------------------------------------------------------- conventions
