@@ -94,6 +94,14 @@ pub enum Command {
         #[command(flatten)]
         password: PasswordSource,
     },
+    /// Verify an email address with the token from its mail (remote; no login needed).
+    VerifyEmail {
+        /// The token (the `token=` part of the link).
+        token: String,
+    },
+    /// Forgotten passwords: ask for a reset mail, or set a new password with its token (remote).
+    #[command(subcommand)]
+    Password(PasswordCommand),
     /// Delete the logged-in account (remote); asks first unless --yes.
     DeleteAccount {
         /// Do not ask for confirmation.
@@ -119,6 +127,23 @@ pub enum Command {
     Audit(AuditCommand),
     /// Apply database migrations (local).
     Migrate,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PasswordCommand {
+    /// Ask for a reset mail; the answer is the same whether or not an account has the address.
+    Forgot {
+        /// The account's email address.
+        email: String,
+    },
+    /// Set a new password with the token from a reset mail; every session of the account ends.
+    Reset {
+        /// The token (the `token=` part of the link).
+        #[arg(long)]
+        token: String,
+        #[command(flatten)]
+        password: PasswordSource,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -211,6 +236,11 @@ pub enum UserCommand {
     },
     /// Enable a disabled account.
     Enable {
+        /// Username, email or id.
+        user: String,
+    },
+    /// Mark an account's email address verified (as its verification link would).
+    Verify {
         /// Username, email or id.
         user: String,
     },

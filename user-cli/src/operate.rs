@@ -112,6 +112,12 @@ pub async fn user(ops: &impl Operations, command: UserCommand, out: &Output) -> 
             ops.change(target.id, AccountPatch { disabled: Some(false), ..AccountPatch::default() }).await?;
             out.done(&json!({"id": target.id, "status": "enabled"}), &format!("enabled {}", target.username));
         }
+        UserCommand::Verify { user } => {
+            let target = ops.account(&user).await?;
+            ops.change(target.id, AccountPatch { email_verified: Some(true), ..AccountPatch::default() }).await?;
+            let message = format!("{} ({}) is verified", target.email, target.username);
+            out.done(&json!({"id": target.id, "status": "email verified"}), &message);
+        }
         UserCommand::RevokeSessions { user } => {
             let target = ops.account(&user).await?;
             let n = ops.revoke_sessions(target.id).await?;

@@ -11,7 +11,7 @@ use user_client::api::{
 use user_client::{AuditQuery, Client};
 use uuid::Uuid;
 
-use crate::cli::{Command, FavoriteCommand, SessionsCommand};
+use crate::cli::{Command, FavoriteCommand, PasswordCommand, SessionsCommand};
 use crate::credentials;
 use crate::failure::Failure;
 use crate::input::{confirm, secrets};
@@ -68,6 +68,20 @@ async fn execute(client: &Client, command: Command, out: &Output) -> Result<(), 
         Command::Sessions { command: Some(SessionsCommand::Revoke { id: None, .. }) } => {
             let revoked = client.revoke_other_sessions().await?;
             out.done(&json!({"revoked": revoked}), &format!("{revoked} other session(s) signed out"));
+        }
+        Command::VerifyEmail { token } => {
+            client.verify_email(&token).await?;
+            out.done(&json!({"status": "email verified"}), "email verified");
+        }
+        Command::Password(PasswordCommand::Forgot { email }) => {
+            let reply = client.forgot_password(&email).await?;
+            out.done(&json!({"status": "requested"}), &reply.message);
+        }
+        Command::Password(PasswordCommand::Reset { token, password }) => {
+            let pw = secrets(&password, &["New password"])?.remove(0);
+            client.reset_password(&token, &pw).await?;
+            let message = "password reset; every session of the account has ended, log in again";
+            out.done(&json!({"status": "password reset"}), message);
         }
         Command::Whoami => {
             let me = client.me().await?;

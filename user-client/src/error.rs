@@ -81,7 +81,8 @@ impl Error {
         self.status() == Some(429)
     }
 
-    /// 503: the server is overloaded or its database unreachable; retry later.
+    /// 503: the server is overloaded or its database unreachable (retry
+    /// later), or it has no mail transport for a call that sends mail.
     pub fn is_unavailable(&self) -> bool {
         self.status() == Some(503)
     }

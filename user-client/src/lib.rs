@@ -38,9 +38,9 @@ use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde::de::DeserializeOwned;
 use tokio::sync::{Mutex, RwLock};
 use user_core::api::{
-    AccountResponse, ContainsResponse, FavoriteListResponse, FavoriteTrack, LoginRequest, LoginResponse, MainResponse,
-    RefreshResponse, RegisterRequest, RevokedResponse, SessionInfo, SessionListResponse, UpdateRequest,
-    UserListResponse, UserResponse, UserSummary,
+    AccountResponse, ContainsResponse, FavoriteListResponse, FavoriteTrack, ForgotPasswordRequest, LoginRequest,
+    LoginResponse, MainResponse, RefreshResponse, RegisterRequest, ResetPasswordRequest, RevokedResponse, SessionInfo,
+    SessionListResponse, TokenRequest, UpdateRequest, UserListResponse, UserResponse, UserSummary,
 };
 use user_core::domain::{DeviceName, Email, Login, Password, TrackBatch, TrackId, Username, ValidationError};
 
@@ -345,13 +345,67 @@ impl Client {
     /// [`Error::Invalid`] for an empty update or a broken rule; 401 (also for a
     /// wrong `current_password`); 409 when the new name or email is taken.
     pub async fn update(&self, update: &UpdateRequest) -> Result<AccountResponse> {
-        if update.username.is_none() && update.email.is_none() && update.password.is_none() {
-            return Err(ValidationError::new("body", "give at least one of username, email, password").into());
+        if update.username.is_none() && update.email.is_none() && update.password.is_none() && update.locale.is_none() {
+            return Err(ValidationError::new("body", "give at least one of username, email, password, locale").into());
         }
         update.username.as_deref().map(Username::parse).transpose()?;
         update.email.as_deref().map(Email::parse).transpose()?;
         update.password.as_deref().map(Password::parse).transpose()?;
         self.authed(Method::PUT, "/user/update", |r| r.json(update)).await
+    }
+
+    /// `POST /user/email/verify/request`: sends a new verification link to
+    /// the logged-in account's address.
+    ///
+    /// # Errors
+    /// 409 when the address is verified already; 429 within a minute of the
+    /// last link; 503 when the server has no mail transport.
+    pub async fn request_verification(&self) -> Result<MainResponse> {
+        self.authed(Method::POST, "/user/email/verify/request", |r| r).await
+    }
+
+    /// `POST /user/email/verify` with the token from a verification mail (no
+    /// session needed).
+    ///
+    /// # Errors
+    /// 400 `invalid or expired token`.
+    pub async fn verify_email(&self, token: &str) -> Result<MainResponse> {
+        let body = TokenRequest { token: token.into() };
+        self.send(self.http.post(self.url("/user/email/verify")).json(&body)).await
+    }
+
+    /// `POST /user/password/forgot`: asks for a reset link. The answer (202)
+    /// is the same whether or not an account has the address.
+    ///
+    /// ```no_run
+    /// # async fn run(client: user_client::Client) -> Result<(), user_client::Error> {
+    /// client.forgot_password("alice@example.com").await?;
+    /// // … the user opens the mail and gives the token to the app:
+    /// client.reset_password("token-from-the-link", "a brand new secret").await?;
+    /// client.login("alice", "a brand new secret").await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] or 400 for a malformed address; 429; 503 when the
+    /// server has no mail transport.
+    pub async fn forgot_password(&self, email: &str) -> Result<MainResponse> {
+        Email::parse(email)?;
+        let body = ForgotPasswordRequest { email: email.into() };
+        self.send(self.http.post(self.url("/user/password/forgot")).json(&body)).await
+    }
+
+    /// `POST /user/password/reset` with the token from a reset mail: sets
+    /// the password and ends every session of the account (this client's
+    /// too: log in again).
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] for a weak password; 400 `invalid or expired token`.
+    pub async fn reset_password(&self, token: &str, password: &str) -> Result<MainResponse> {
+        Password::parse(password)?;
+        let body = ResetPasswordRequest { token: token.into(), password: password.into() };
+        self.send(self.http.post(self.url("/user/password/reset")).json(&body)).await
     }
 
     /// `DELETE /user/delete`: deletes the logged-in account.

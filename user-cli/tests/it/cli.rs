@@ -67,6 +67,29 @@ async fn serve(database: &str) -> (String, tokio::sync::oneshot::Sender<()>) {
     (url, stop)
 }
 
+/// Starts a server whose mails stay in the outbox (no relay), where a test
+/// reads their links.
+async fn serve_with_mail(database: &str) -> (String, tokio::sync::oneshot::Sender<()>) {
+    let mut config = user_server::Config::for_tests(database);
+    config.service.mail_dev_log = true;
+    config.tasks_relay = false;
+    let server = user_server::start(&config).await.unwrap();
+    let url = format!("http://{}", server.addr);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(server.run(async move {
+        let _ = stopped.await;
+    }));
+    (url, stop)
+}
+
+/// The raw token of the newest mail of `kind` in the database's outbox.
+async fn mailed_token(database: &str, kind: &str) -> String {
+    let store = user_core::store::open(database).await.unwrap();
+    let tasks = store.list_tasks(None, None, 100).await.unwrap();
+    let task = tasks.into_iter().rev().find(|t| t.kind.as_str() == kind).expect("a mail");
+    task.payload.and_then(|p| p.token).expect("a link")
+}
+
 /// Runs blocking `assert_cmd` work off the runtime that serves the server.
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
     tokio::task::spawn_blocking(f).await.unwrap()
@@ -480,6 +503,7 @@ async fn operator_commands_print_the_same_remotely_and_locally() {
         pair(["user", "set-role"], "alice", "bob", &["user"]);
         pair(["user", "disable"], "alice", "bob", &[]);
         pair(["user", "enable"], "alice", "bob", &[]);
+        pair(["user", "verify"], "alice", "bob", &[]);
         pair(["user", "revoke-sessions"], "alice", "bob", &[]);
         pair(["user", "delete"], "alice", "bob", &["--yes"]);
         // The audit trail names who acted: no one locally, root remotely.
@@ -494,6 +518,54 @@ async fn operator_commands_print_the_same_remotely_and_locally() {
             let msg = stderr(&mut cmd, 1);
             assert!(msg.contains("the last active admin"), "{msg}");
         }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_verifies_an_address_and_resets_a_forgotten_password_from_the_shell() {
+    let env = std::sync::Arc::new(Env::new());
+    let e = env.clone();
+    blocking(move || e.local(&["migrate"]).assert().success()).await;
+    let (url, _stop) = serve_with_mail(&env.database).await;
+    let (e, u) = (env.clone(), url.clone());
+    blocking(move || {
+        e.remote(&u, &["register", "alice", "--email", "alice@example.com", "--password-stdin"])
+            .write_stdin("correct horse\n")
+            .assert()
+            .success();
+    })
+    .await;
+    let token = mailed_token(&env.database, "email.verify").await;
+    let (e, u) = (env.clone(), url.clone());
+    blocking(move || {
+        let r = |args: &[&str]| e.remote(&u, args);
+        let verified = json(&mut r(&["verify-email", &token]));
+        assert_eq!(verified["status"], "email verified");
+        let msg = stderr(&mut r(&["verify-email", &token]), 1);
+        assert!(msg.contains("invalid or expired token"), "{msg}");
+        for email in ["nobody@example.com", "alice@example.com"] {
+            let out = r(&["password", "forgot", email]).output().unwrap();
+            assert!(out.status.success());
+            let text = String::from_utf8(out.stdout).unwrap();
+            assert!(text.contains("if an account has this address"), "{text}");
+        }
+        stderr(&mut r(&["password", "forgot", "not an address"]), 2); // refused before sending
+    })
+    .await;
+    let token = mailed_token(&env.database, "email.password_reset").await;
+    let (e, u) = (env.clone(), url.clone());
+    blocking(move || {
+        let r = |args: &[&str]| e.remote(&u, args);
+        stderr(r(&["password", "reset", "--token", &token, "--password-stdin"]).write_stdin("short\n"), 2);
+        r(&["password", "reset", "--token", &token, "--password-stdin"])
+            .write_stdin("a brand new secret\n")
+            .assert()
+            .success();
+        stderr(r(&["login", "alice", "--password-stdin"]).write_stdin("correct horse\n"), 1);
+        r(&["login", "alice", "--password-stdin"]).write_stdin("a brand new secret\n").assert().success();
+        let me = json(&mut r(&["whoami"]));
+        assert_eq!(me["email_verified"], true);
     })
     .await;
 }

@@ -1,6 +1,6 @@
 //! Every SDK method against a real server, success and documented errors.
 
-use crate::common::{server, server_with};
+use crate::common::{TestServer, server, server_with};
 use futures_util::TryStreamExt;
 use user_client::api::UpdateRequest;
 use user_client::{Client, Error};
@@ -227,4 +227,37 @@ async fn sessions_are_listed_and_signed_out_from_the_sdk() {
 
     let bad = user_client::Client::builder(&srv.base).device_name("").build().unwrap();
     assert!(bad.login("alice", "correct horse").await.unwrap_err().is_bad_request(), "checked before sending");
+}
+
+/// The raw token of the newest mail of `kind` still in the outbox.
+async fn mailed_token(srv: &TestServer, kind: &str) -> String {
+    let tasks = srv.state.service.store().list_tasks(None, None, 100).await.unwrap();
+    let task = tasks.into_iter().rev().find(|t| t.kind.as_str() == kind).expect("a mail");
+    task.payload.and_then(|p| p.token).expect("a link")
+}
+
+#[tokio::test]
+async fn verification_and_password_reset_through_the_sdk() {
+    let mut config = user_server::Config::for_tests("memory:");
+    config.service.mail_dev_log = true;
+    // No relay: the mails stay in the outbox, where the test reads their links.
+    config.tasks_relay = false;
+    let srv = server_with(config).await;
+    let alice = srv.user("alice").await;
+    assert!(alice.request_verification().await.unwrap_err().is_throttled(), "a link was just sent");
+    let token = mailed_token(&srv, "email.verify").await;
+    alice.verify_email(&token).await.unwrap();
+    assert!(alice.me().await.unwrap().email_verified);
+    let again = alice.verify_email(&token).await.unwrap_err();
+    assert_eq!((again.status(), again.to_string().contains("invalid or expired token")), (Some(400), true));
+
+    let anonymous = srv.client();
+    assert_eq!(anonymous.forgot_password("nobody@example.com").await.unwrap().status, 202);
+    assert_eq!(anonymous.forgot_password("alice@example.com").await.unwrap().status, 202);
+    assert!(anonymous.forgot_password("not an address").await.unwrap_err().is_bad_request());
+    let token = mailed_token(&srv, "email.password_reset").await;
+    assert!(anonymous.reset_password(&token, "short").await.unwrap_err().is_bad_request(), "checked before sending");
+    anonymous.reset_password(&token, "a brand new secret").await.unwrap();
+    assert_eq!(alice.me().await.unwrap_err().status(), Some(401), "every session ended");
+    anonymous.login("alice", "a brand new secret").await.unwrap();
 }
