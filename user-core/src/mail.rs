@@ -117,6 +117,94 @@ impl MailTransport for LogTransport {
     }
 }
 
+#[cfg(feature = "smtp")]
+pub use smtp::SmtpTransport;
+
+#[cfg(feature = "smtp")]
+mod smtp {
+    use std::time::Duration;
+
+    use async_trait::async_trait;
+    use lettre::message::{Mailbox, MultiPart};
+    use lettre::{AsyncSmtpTransport, AsyncTransport as _, Message, Tokio1Executor};
+
+    use super::{Mail, MailTransport};
+    use crate::tasks::DeliveryError;
+
+    /// Sends mails over SMTP. The URL says how:
+    /// `smtp://user:pass@host:587` (STARTTLS, required),
+    /// `smtps://user:pass@host:465` (TLS from the start), or
+    /// `smtp://host:1025?tls=none` (no encryption: a local catcher only).
+    /// 4xx answers and connection failures are retried; 5xx answers are final.
+    #[derive(Clone)]
+    pub struct SmtpTransport {
+        transport: AsyncSmtpTransport<Tokio1Executor>,
+        from: Mailbox,
+        /// The URL without credentials, for errors and logs.
+        shown: String,
+    }
+
+    impl std::fmt::Debug for SmtpTransport {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.debug_struct("SmtpTransport").field("server", &self.shown).field("from", &self.from).finish()
+        }
+    }
+
+    impl SmtpTransport {
+        /// A transport to the server at `url`, sending as `from`
+        /// (`Music <no-reply@music.example>` or a bare address). Call it
+        /// inside a Tokio runtime: its connection pool runs a task there.
+        ///
+        /// # Errors
+        /// A message naming what is wrong with the URL or the sender.
+        pub fn new(url: &str, from: &str, timeout: Duration) -> Result<Self, String> {
+            let (base, query) = url.split_once('?').unwrap_or((url, ""));
+            let mut params: Vec<&str> = query.split('&').filter(|p| !p.is_empty()).collect();
+            let tls = params.iter().find_map(|p| p.strip_prefix("tls=")).map(str::to_owned);
+            // lettre's smtp:// without `tls` sends in the clear; ours
+            // requires STARTTLS unless told `tls=none`.
+            match (base.split("://").next(), tls.as_deref()) {
+                (Some("smtp"), None) => params.push("tls=required"),
+                (Some("smtp"), Some("none")) => params.retain(|p| *p != "tls=none"),
+                (Some("smtp"), Some("required" | "opportunistic")) | (Some("smtps"), None) => {}
+                (Some("smtp" | "smtps"), Some(other)) => {
+                    return Err(format!("USER_MAIL_SMTP_URL: tls={other} is not one of required, opportunistic, none"));
+                }
+                _ => return Err("USER_MAIL_SMTP_URL must start with smtp:// or smtps://".into()),
+            }
+            let rebuilt = if params.is_empty() { base.to_owned() } else { format!("{base}?{}", params.join("&")) };
+            let shown = match base.split_once("://").and_then(|(scheme, rest)| Some((scheme, rest.rsplit_once('@')?))) {
+                Some((scheme, (_, host))) => format!("{scheme}://{host}"),
+                None => base.to_owned(),
+            };
+            let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(&rebuilt)
+                .map_err(|e| format!("USER_MAIL_SMTP_URL {shown}: {e}"))?
+                .timeout(Some(timeout))
+                .build();
+            let from = from.parse::<Mailbox>().map_err(|e| format!("USER_MAIL_FROM {from:?}: {e}"))?;
+            Ok(Self { transport, from, shown })
+        }
+    }
+
+    #[async_trait]
+    impl MailTransport for SmtpTransport {
+        async fn send(&self, mail: &Mail) -> Result<(), DeliveryError> {
+            let to = mail.to.as_str().parse::<Mailbox>().map_err(|e| DeliveryError::Permanent(e.to_string()))?;
+            let message = Message::builder()
+                .from(self.from.clone())
+                .to(to)
+                .subject(mail.subject.clone())
+                .multipart(MultiPart::alternative_plain_html(mail.text.clone(), mail.html.clone()))
+                .map_err(|e| DeliveryError::Permanent(e.to_string()))?;
+            match self.transport.send(message).await {
+                Ok(_) => Ok(()),
+                Err(e) if e.is_permanent() => Err(DeliveryError::Permanent(format!("{}: {e}", self.shown))),
+                Err(e) => Err(DeliveryError::Transient(format!("{}: {e}", self.shown))),
+            }
+        }
+    }
+}
+
 /// What the mails say about the service and where their links point.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MailSettings {
@@ -425,6 +513,24 @@ mod tests {
         let not_mail = mailer.deliver(&task(TaskKind::FavoriteAdded, None), &user(Locale::En)).await;
         assert!(matches!(not_mail, Err(DeliveryError::Permanent(_))));
         assert!(outbox.0.lock().unwrap().is_empty());
+    }
+
+    #[cfg(feature = "smtp")]
+    #[tokio::test]
+    async fn smtp_urls_say_how_to_encrypt_and_never_show_their_credentials() {
+        let timeout = Duration::from_secs(5);
+        for url in [
+            "smtp://user:secret@mail.example:587",
+            "smtps://user:secret@mail.example:465",
+            "smtp://127.0.0.1:1025?tls=none",
+        ] {
+            let transport = SmtpTransport::new(url, "Music <no-reply@music.example>", timeout).unwrap();
+            assert!(!format!("{transport:?}").contains("secret"), "{transport:?}");
+        }
+        let bad = |url: &str, from: &str| SmtpTransport::new(url, from, timeout).unwrap_err();
+        assert!(bad("http://mail.example", "a@b.example").contains("smtp://"));
+        assert!(bad("smtp://mail.example?tls=maybe", "a@b.example").contains("tls=maybe"));
+        assert!(bad("smtp://mail.example", "not an address").contains("USER_MAIL_FROM"));
     }
 
     #[test]

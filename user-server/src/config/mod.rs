@@ -9,7 +9,7 @@ use std::time::Duration;
 use clap::Parser;
 use ipnet::IpNet;
 use user_core::ServiceConfig;
-use user_core::mail::{LogTransport, MailSettings, Mailer};
+use user_core::mail::{LogTransport, MailSettings, MailTransport, Mailer, SmtpTransport};
 use user_core::tasks::{LogSink, RelayConfig, TaskSink, WebhookSink};
 
 use crate::security::{Policy, Rate, Throttle};
@@ -145,6 +145,10 @@ pub struct Config {
     /// An app's own password-reset page for links in mails, with `{token}` where the token goes (instead of /account/reset).
     #[arg(long, env = "USER_MAIL_RESET_URL")]
     pub mail_reset_url: Option<String>,
+
+    /// Time an SMTP exchange may take; then it is retried later.
+    #[arg(long, env = "USER_MAIL_SMTP_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub mail_smtp_timeout: Duration,
 
     /// The product's name in mails.
     #[arg(long, env = "USER_MAIL_PRODUCT_NAME", default_value = "Music")]
@@ -352,12 +356,21 @@ impl Config {
     /// # Errors
     /// A template that is missing or broken, or a link template without `{token}`.
     pub fn mailer(&self, addr: SocketAddr) -> Result<Option<Arc<Mailer>>, String> {
-        if !self.service.mail_dev_log {
-            return Ok(None);
-        }
-        tracing::warn!(
-            "USER_MAIL_DEV_LOG is on: mails, with their links, go to the log and are not sent; for development only"
-        );
+        let transport: Arc<dyn MailTransport> = match (&self.service.mail_smtp_url, self.service.mail_dev_log) {
+            (Some(_), true) => return Err("give USER_MAIL_SMTP_URL or USER_MAIL_DEV_LOG, not both".into()),
+            (Some(url), false) => {
+                let from =
+                    self.service.mail_from.as_deref().ok_or("USER_MAIL_FROM is required with USER_MAIL_SMTP_URL")?;
+                Arc::new(SmtpTransport::new(url.expose(), from, self.mail_smtp_timeout)?)
+            }
+            (None, true) => {
+                tracing::warn!(
+                    "USER_MAIL_DEV_LOG is on: mails, with their links, go to the log and are not sent; for development only"
+                );
+                Arc::new(LogTransport)
+            }
+            (None, false) => return Ok(None),
+        };
         let scheme = if self.tls_files().is_some() { "https" } else { "http" };
         let settings = MailSettings {
             product: self.mail_product_name.clone(),
@@ -367,8 +380,7 @@ impl Config {
             verify_token_ttl: self.service.verify_token_ttl.into(),
             reset_token_ttl: self.service.reset_token_ttl.into(),
         };
-        let mailer = Mailer::new(settings, Arc::new(LogTransport), self.mail_templates_dir.as_deref())
-            .map_err(|e| e.to_string())?;
+        let mailer = Mailer::new(settings, transport, self.mail_templates_dir.as_deref()).map_err(|e| e.to_string())?;
         Ok(Some(Arc::new(mailer)))
     }
 

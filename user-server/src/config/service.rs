@@ -110,6 +110,14 @@ pub struct ServiceSettings {
     #[arg(long, env = "USER_MAIL_DEV_LOG", global = true, action = clap::ArgAction::Set, default_value_t = false)]
     pub mail_dev_log: bool,
 
+    /// Send mails over SMTP: `smtp://user:pass@host:587` (STARTTLS), `smtps://user:pass@host:465` (TLS), `smtp://host:1025?tls=none` (a local catcher).
+    #[arg(long, env = "USER_MAIL_SMTP_URL", global = true, hide_env_values = true)]
+    pub mail_smtp_url: Option<Secret>,
+
+    /// The sender of mails, e.g. `Music <no-reply@music.example>`; required with USER_MAIL_SMTP_URL.
+    #[arg(long, env = "USER_MAIL_FROM", global = true)]
+    pub mail_from: Option<String>,
+
     /// How long a verification link works.
     #[arg(long, env = "USER_VERIFY_TOKEN_TTL", global = true, default_value_t = mail().verify_token_ttl.into())]
     pub verify_token_ttl: humantime::Duration,
@@ -181,7 +189,7 @@ impl ServiceSettings {
                 cap: self.login_lockout_cap.into(),
             },
             mail: MailPolicy {
-                enabled: self.mail_dev_log,
+                enabled: self.mail_dev_log || self.mail_smtp_url.is_some(),
                 verify_token_ttl: self.verify_token_ttl.into(),
                 reset_token_ttl: self.reset_token_ttl.into(),
                 require_verified_email: self.require_verified_email,
