@@ -254,7 +254,11 @@ pub enum TokenMail {
 pub trait TokenStore: Send + Sync {
     /// Stores `mail.token` (replacing the account's older tokens of its
     /// purpose) and enqueues `mail` for the account `owner` names, unless it
-    /// made a token of the same purpose after `not_before`.
+    /// made a token of the same purpose after `not_before`. For an address
+    /// no account has, it does the same statements for an id no account
+    /// has (the task is written, no token is, the relay drops the task) and
+    /// answers [`TokenMail::NoAccount`]: the request costs the same either
+    /// way, so its timing does not tell whether the address exists.
     async fn send_token_mail(
         &self,
         owner: TokenOwner<'_>,

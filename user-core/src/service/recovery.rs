@@ -57,8 +57,8 @@ impl UserService {
 
     /// Sends a password-reset mail to the account with this address, if
     /// there is one. The caller cannot tell which: the answer, and the work
-    /// done on the way (a token made and hashed, one store transaction), are
-    /// the same either way. Limiting requests per address and per client is
+    /// done on the way (a token made and hashed, the same store statements,
+    /// one audit entry), are the same either way. Limiting requests per address and per client is
     /// the caller's (the server's) job, for existing and unknown addresses
     /// alike, or the limit itself would tell.
     ///
@@ -72,12 +72,14 @@ impl UserService {
             payload: MailPayload { to: None, token: Some(raw) },
             token: Some(token),
         };
-        if let TokenMail::Sent(user) =
-            self.store.send_token_mail(TokenOwner::Email(email), &mail, None, self.clock.now()).await?
-        {
-            self.task_waker.wake();
-            self.audit(AuditEvent::PasswordResetRequested, Some(user), client, None).await;
-        }
+        // Both outcomes write one task and one audit entry.
+        let (user, detail) =
+            match self.store.send_token_mail(TokenOwner::Email(email), &mail, None, self.clock.now()).await? {
+                TokenMail::Sent(user) => (Some(user), None),
+                _ => (None, Some("no account has the address".to_owned())),
+            };
+        self.task_waker.wake();
+        self.audit(AuditEvent::PasswordResetRequested, user, client, detail).await;
         Ok(())
     }
 

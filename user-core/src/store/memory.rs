@@ -127,7 +127,7 @@ impl Inner {
     /// purpose) and enqueues the mail.
     fn enqueue_mails(&mut self, user: UserId, mails: &[NewMail], now: DateTime<Utc>) {
         for mail in mails {
-            if let Some(token) = &mail.token {
+            if let Some(token) = mail.token.as_ref().filter(|_| self.users.contains_key(&user)) {
                 self.void_tokens(user, token.purpose);
                 let stored = StoredToken {
                     user,
@@ -597,14 +597,19 @@ impl TokenStore for MemoryStore {
             TokenOwner::Id(id) => inner.users.contains_key(&id).then_some(id),
             TokenOwner::Email(email) => inner.by_email.get(email.as_str()).copied(),
         };
-        let Some(user) = user else { return Ok(TokenMail::NoAccount) };
+        let (user, known) = match (user, matches!(owner, TokenOwner::Email(_))) {
+            (Some(user), _) => (user, true),
+            // As the other stores: the same work for an id no account has.
+            (None, true) => (UserId::new(), false),
+            (None, false) => return Ok(TokenMail::NoAccount),
+        };
         if let (Some(since), Some(token)) = (not_before, &mail.token)
             && inner.tokens.values().any(|t| t.user == user && t.purpose == token.purpose && t.created_at > since)
         {
             return Ok(TokenMail::TooSoon);
         }
         inner.enqueue_mails(user, std::slice::from_ref(mail), now);
-        Ok(TokenMail::Sent(user))
+        Ok(if known { TokenMail::Sent(user) } else { TokenMail::NoAccount })
     }
 
     async fn verify_email(&self, digest: &[u8; 32], now: DateTime<Utc>) -> Result<Option<UserId>> {

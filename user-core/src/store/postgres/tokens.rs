@@ -35,7 +35,15 @@ impl TokenStore for PostgresStore {
             .fetch_optional(&mut *tx)
             .await
             .map_err(map_err)?;
-        let Some(user) = user.map(UserId::from_uuid) else { return Ok(TokenMail::NoAccount) };
+        let (user, known) = match (user, email.is_some()) {
+            (Some(user), _) => (UserId::from_uuid(user), true),
+            // An unknown address gets the same statements as a known one,
+            // for an id no account has: the token insert finds no account
+            // and writes nothing, the task is dropped by the relay. So the
+            // request costs the same either way.
+            (None, true) => (UserId::new(), false),
+            (None, false) => return Ok(TokenMail::NoAccount),
+        };
         if let (Some(since), Some(token)) = (not_before, &mail.token) {
             let recent: Option<i32> = sqlx::query_scalar(
                 "select 1 from account_tokens where user_id = $1 and purpose = $2 and created_at > $3 limit 1",
@@ -52,7 +60,7 @@ impl TokenStore for PostgresStore {
         }
         enqueue_mails(&mut tx, user, std::slice::from_ref(mail), now).await?;
         tx.commit().await.map_err(map_err)?;
-        Ok(TokenMail::Sent(user))
+        Ok(if known { TokenMail::Sent(user) } else { TokenMail::NoAccount })
     }
 
     async fn verify_email(&self, digest: &[u8; 32], now: DateTime<Utc>) -> Result<Option<UserId>> {
@@ -146,7 +154,7 @@ pub(super) async fn enqueue_mails(
             void_tokens(tx, user, token.purpose).await?;
             sqlx::query(
                 "insert into account_tokens (digest, user_id, purpose, email, created_at, expires_at) \
-                 values ($1, $2, $3, $4, $5, $6)",
+                 select $1, id, $3, $4, $5, $6 from users where id = $2",
             )
             .bind(token.digest.as_slice())
             .bind(user.as_uuid())

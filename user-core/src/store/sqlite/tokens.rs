@@ -31,7 +31,15 @@ impl TokenStore for SqliteStore {
                 query_opt(conn, "select id from users where id = ?1 or email = ?2", params![id, email], |row| {
                     col::<uuid::Uuid>(row, "id")
                 })?;
-            let Some(user) = user.map(UserId::from_uuid) else { return Ok(TokenMail::NoAccount) };
+            let (user, known) = match (user, email.is_some()) {
+                (Some(user), _) => (UserId::from_uuid(user), true),
+                // An unknown address gets the same statements as a known
+                // one, for an id no account has: the token insert finds no
+                // account and writes nothing, the task is dropped by the
+                // relay. So the request costs the same either way.
+                (None, true) => (UserId::new(), false),
+                (None, false) => return Ok(TokenMail::NoAccount),
+            };
             if let (Some(since), Some(token)) = (not_before, &mail.token) {
                 let recent = query_opt(
                     conn,
@@ -44,7 +52,7 @@ impl TokenStore for SqliteStore {
                 }
             }
             enqueue_mails(conn, user, std::slice::from_ref(&mail), now)?;
-            Ok(TokenMail::Sent(user))
+            Ok(if known { TokenMail::Sent(user) } else { TokenMail::NoAccount })
         })
         .await
     }
@@ -127,7 +135,7 @@ pub(super) fn enqueue_mails(conn: &Connection, user: UserId, mails: &[NewMail], 
             execute(
                 conn,
                 "insert into account_tokens (digest, user_id, purpose, email, created_at, expires_at) \
-                 values (?1, ?2, ?3, ?4, ?5, ?6)",
+                 select ?1, id, ?3, ?4, ?5, ?6 from users where id = ?2",
                 params![
                     token.digest.as_slice(),
                     user.as_uuid(),
