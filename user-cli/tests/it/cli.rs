@@ -58,7 +58,11 @@ fn stderr(cmd: &mut Command, code: i32) -> String {
 
 /// Starts a server on the environment's database; returns its URL.
 async fn serve(database: &str) -> (String, tokio::sync::oneshot::Sender<()>) {
-    let server = user_server::start(&user_server::Config::for_tests(database)).await.unwrap();
+    serve_config(user_server::Config::for_tests(database)).await
+}
+
+async fn serve_config(config: user_server::Config) -> (String, tokio::sync::oneshot::Sender<()>) {
+    let server = user_server::start(&config).await.unwrap();
     let url = format!("http://{}", server.addr);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(server.run(async move {
@@ -73,13 +77,7 @@ async fn serve_with_mail(database: &str) -> (String, tokio::sync::oneshot::Sende
     let mut config = user_server::Config::for_tests(database);
     config.service.mail_dev_log = true;
     config.tasks_relay = false;
-    let server = user_server::start(&config).await.unwrap();
-    let url = format!("http://{}", server.addr);
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(server.run(async move {
-        let _ = stopped.await;
-    }));
-    (url, stop)
+    serve_config(config).await
 }
 
 /// The raw token of the newest mail of `kind` in the database's outbox.
