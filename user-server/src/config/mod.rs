@@ -146,6 +146,10 @@ pub struct Config {
     #[arg(long, env = "USER_MAIL_RESET_URL")]
     pub mail_reset_url: Option<String>,
 
+    /// HMAC-SHA256 key of the mail webhook's signatures, at least 32 bytes.
+    #[arg(long, env = "USER_MAIL_WEBHOOK_SECRET", hide_env_values = true)]
+    pub mail_webhook_secret: Option<Secret>,
+
     /// Time an SMTP exchange may take; then it is retried later.
     #[arg(long, env = "USER_MAIL_SMTP_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub mail_smtp_timeout: Duration,
@@ -325,29 +329,40 @@ impl Config {
     /// A message when the webhook URL comes without a secret or is not http(s).
     pub fn task_sink(&self) -> Result<Arc<dyn TaskSink>, String> {
         let Some(url) = &self.tasks_webhook_url else { return Ok(Arc::new(LogSink)) };
+        let secret = self.tasks_webhook_secret.as_ref();
+        Ok(Arc::new(self.webhook("USER_TASKS_WEBHOOK", url, secret, self.tasks_webhook_timeout)?))
+    }
+
+    /// A signed webhook to `url` (`setting` names it in errors), trusting
+    /// `USER_TASKS_WEBHOOK_CA_FILE` besides the system's roots.
+    fn webhook(
+        &self,
+        setting: &str,
+        url: &str,
+        secret: Option<&Secret>,
+        timeout: Duration,
+    ) -> Result<WebhookSink, String> {
         if !(url.starts_with("http://") || url.starts_with("https://")) {
-            return Err("USER_TASKS_WEBHOOK_URL must be an http:// or https:// URL".into());
+            return Err(format!("{setting}_URL must be an http:// or https:// URL"));
         }
-        let secret = self
-            .tasks_webhook_secret
-            .as_ref()
+        let secret = secret
             .map(Secret::expose)
             .filter(|s| !s.is_empty())
-            .ok_or("USER_TASKS_WEBHOOK_SECRET is required with USER_TASKS_WEBHOOK_URL")?;
+            .ok_or_else(|| format!("{setting}_SECRET is required with {setting}_URL"))?;
         if secret.len() < MIN_WEBHOOK_SECRET_BYTES {
             return Err(format!(
-                "USER_TASKS_WEBHOOK_SECRET must be at least {MIN_WEBHOOK_SECRET_BYTES} bytes (it has {}); \
+                "{setting}_SECRET must be at least {MIN_WEBHOOK_SECRET_BYTES} bytes (it has {}); \
                  e.g. `openssl rand -base64 32`",
                 secret.len()
             ));
         }
-        let mut sink = WebhookSink::new(url.clone(), secret.as_bytes().to_vec(), self.tasks_webhook_timeout)
-            .map_err(|e| e.to_string())?;
+        let mut sink =
+            WebhookSink::new(url.to_owned(), secret.as_bytes().to_vec(), timeout).map_err(|e| e.to_string())?;
         if let Some(path) = &self.tasks_webhook_ca_file {
             let pem = std::fs::read(path).map_err(|e| format!("USER_TASKS_WEBHOOK_CA_FILE {}: {e}", path.display()))?;
             sink = sink.trusting(&pem).map_err(|e| format!("USER_TASKS_WEBHOOK_CA_FILE {}: {e}", path.display()))?;
         }
-        Ok(Arc::new(sink))
+        Ok(sink)
     }
 
     /// The mailer the settings select, when mail is configured; links in
@@ -356,20 +371,29 @@ impl Config {
     /// # Errors
     /// A template that is missing or broken, or a link template without `{token}`.
     pub fn mailer(&self, addr: SocketAddr) -> Result<Option<Arc<Mailer>>, String> {
-        let transport: Arc<dyn MailTransport> = match (&self.service.mail_smtp_url, self.service.mail_dev_log) {
-            (Some(_), true) => return Err("give USER_MAIL_SMTP_URL or USER_MAIL_DEV_LOG, not both".into()),
-            (Some(url), false) => {
-                let from =
-                    self.service.mail_from.as_deref().ok_or("USER_MAIL_FROM is required with USER_MAIL_SMTP_URL")?;
+        let service = &self.service;
+        let chosen = [service.mail_smtp_url.is_some(), service.mail_webhook_url.is_some(), service.mail_dev_log];
+        if chosen.iter().filter(|c| **c).count() > 1 {
+            return Err("give one of USER_MAIL_SMTP_URL, USER_MAIL_WEBHOOK_URL and USER_MAIL_DEV_LOG".into());
+        }
+        let transport: Arc<dyn MailTransport> = match (&service.mail_smtp_url, &service.mail_webhook_url) {
+            (Some(url), _) => {
+                let from = service.mail_from.as_deref().ok_or("USER_MAIL_FROM is required with USER_MAIL_SMTP_URL")?;
                 Arc::new(SmtpTransport::new(url.expose(), from, self.mail_smtp_timeout)?)
             }
-            (None, true) => {
+            (None, Some(url)) => Arc::new(self.webhook(
+                "USER_MAIL_WEBHOOK",
+                url,
+                self.mail_webhook_secret.as_ref(),
+                self.tasks_webhook_timeout,
+            )?),
+            (None, None) if service.mail_dev_log => {
                 tracing::warn!(
                     "USER_MAIL_DEV_LOG is on: mails, with their links, go to the log and are not sent; for development only"
                 );
                 Arc::new(LogTransport)
             }
-            (None, false) => return Ok(None),
+            (None, None) => return Ok(None),
         };
         let scheme = if self.tls_files().is_some() { "https" } else { "http" };
         let settings = MailSettings {

@@ -114,6 +114,10 @@ pub struct ServiceSettings {
     #[arg(long, env = "USER_MAIL_SMTP_URL", global = true, hide_env_values = true)]
     pub mail_smtp_url: Option<Secret>,
 
+    /// POST each mail as signed JSON to this URL instead (a provider's API behind your own endpoint); needs USER_MAIL_WEBHOOK_SECRET.
+    #[arg(long, env = "USER_MAIL_WEBHOOK_URL", global = true)]
+    pub mail_webhook_url: Option<String>,
+
     /// The sender of mails, e.g. `Music <no-reply@music.example>`; required with USER_MAIL_SMTP_URL.
     #[arg(long, env = "USER_MAIL_FROM", global = true)]
     pub mail_from: Option<String>,
@@ -189,7 +193,7 @@ impl ServiceSettings {
                 cap: self.login_lockout_cap.into(),
             },
             mail: MailPolicy {
-                enabled: self.mail_dev_log || self.mail_smtp_url.is_some(),
+                enabled: self.mail_dev_log || self.mail_smtp_url.is_some() || self.mail_webhook_url.is_some(),
                 verify_token_ttl: self.verify_token_ttl.into(),
                 reset_token_ttl: self.reset_token_ttl.into(),
                 require_verified_email: self.require_verified_email,

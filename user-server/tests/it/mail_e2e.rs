@@ -157,3 +157,25 @@ async fn a_mail_acknowledged_before_a_sigkill_arrives_after_the_restart() {
     let mail = mails(&catcher).remove(0);
     assert!(mail.contains("/account/verify?token="), "{mail}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mail_webhook_gets_each_mail_signed_like_task_events() {
+    let (webhook, received) = crate::common::process::start_receiver().await;
+    let dir = tempfile::tempdir().unwrap();
+    let database = format!("sqlite://{}", dir.path().join("users.db").display());
+    let server = Server::start(&[
+        ("USER_DATABASE_URL", database),
+        ("USER_MAIL_WEBHOOK_URL", webhook),
+        ("USER_MAIL_WEBHOOK_SECRET", crate::common::process::SECRET.to_owned()),
+        ("USER_TASKS_POLL_INTERVAL", "100ms".to_owned()),
+    ]);
+    let client = crate::common::http().build().unwrap();
+    let alice = json!({"username": "alice", "password": "correct horse", "email": "alice@example.com"});
+    assert_eq!(post(&client, format!("{}/user/register", server.base), alice).await, 200);
+    let forgot = json!({"email": "alice@example.com"});
+    assert_eq!(post(&client, format!("{}/user/password/forgot", server.base), forgot).await, 202);
+    eventually("two signed mails", Duration::from_secs(30), || received.lock().unwrap().ids.len() == 2).await;
+    let r = received.lock().unwrap();
+    assert_eq!(r.bad_signatures, 0);
+    assert!(r.ids.values().all(|n| *n == 1), "each mail once: {:?}", r.ids);
+}
