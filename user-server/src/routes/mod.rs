@@ -15,6 +15,7 @@ mod admin;
 mod favorites;
 mod guard;
 mod ops;
+mod pages;
 mod recovery;
 mod session;
 
@@ -47,7 +48,7 @@ type Mount = Box<dyn Fn(&'static Endpoint, &Arc<AppState>) -> Route + Send + Syn
 /// handler (with its `#[utoipa::path]` documentation) in the module of its
 /// resource and add one line here.
 fn table() -> Vec<Endpoint> {
-    use {account::*, admin::*, favorites::*, ops::*, recovery::*, session::*};
+    use {account::*, admin::*, favorites::*, ops::*, pages::*, recovery::*, session::*};
     vec![
         Endpoint::of::<__path_register, _, _, _>(register).throttled(Action::Register),
         Endpoint::of::<__path_login, _, _, _>(login).throttled(Action::Login),
@@ -63,6 +64,10 @@ fn table() -> Vec<Endpoint> {
         Endpoint::of::<__path_verify_email, _, _, _>(verify_email),
         Endpoint::of::<__path_forgot_password, _, _, _>(forgot_password).throttled(Action::Forgot),
         Endpoint::of::<__path_reset_password, _, _, _>(reset_password).throttled(Action::Forgot),
+        Endpoint::of::<__path_verify_page, _, _, _>(verify_page),
+        Endpoint::of::<__path_reset_page, _, _, _>(reset_page),
+        Endpoint::of::<__path_page_script, _, _, _>(page_script),
+        Endpoint::of::<__path_page_style, _, _, _>(page_style),
         Endpoint::of::<__path_all_users, _, _, _>(all_users),
         Endpoint::of::<__path_search_users, _, _, _>(search_users),
         Endpoint::of::<__path_create_account, _, _, _>(create_account),

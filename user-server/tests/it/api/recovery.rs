@@ -230,3 +230,40 @@ async fn each_address_gets_one_reset_mail_a_minute_known_or_not() {
         assert!(second.header("retry-after").is_some(), "{email}");
     }
 }
+
+#[tokio::test]
+async fn the_account_pages_show_a_form_in_the_readers_language_and_use_nothing_on_get() {
+    let app = mail_app().await;
+    app.register("alice").await;
+    let (token, _) = mailed_token(&app, TaskKind::EmailVerify).await;
+    for _ in 0..2 {
+        let page = app.send(req("GET", &format!("/account/verify?token={token}"))).await;
+        assert_eq!(page.status, 200);
+        assert_eq!(page.header("content-type"), Some("text/html; charset=utf-8"));
+        let csp = page.header("content-security-policy").unwrap();
+        assert!(csp.contains("default-src 'none'") && csp.contains("script-src 'self'"), "{csp}");
+        let html = String::from_utf8(page.raw.to_vec()).unwrap();
+        assert!(html.contains(&format!(r#"name="token" value="{token}""#)), "{html}");
+        assert!(html.contains(r#"data-endpoint="/user/email/verify""#) && html.contains(r#"lang="en""#));
+        assert!(!html.contains("http://") && !html.contains("https://"), "no external assets");
+    }
+    // Showing the page twice used nothing: the token still verifies.
+    assert_eq!(app.send(req("POST", "/user/email/verify").json(json!({"token": token}))).await.status, 200);
+
+    let ru = app.send(req("GET", "/account/reset?token=abc").header("accept-language", "ru-RU,ru;q=0.9")).await;
+    let html = String::from_utf8(ru.raw.to_vec()).unwrap();
+    assert!(html.contains(r#"lang="ru""#) && html.contains("Новый пароль"), "{html}");
+    assert!(
+        html.contains(r#"type="password" name="password""#) && html.contains(r#"data-endpoint="/user/password/reset""#)
+    );
+    let hostile = app.send(req("GET", "/account/verify?token=%22%3E%3Cscript%3Ealert(1)%3C%2Fscript%3E")).await;
+    let html = String::from_utf8(hostile.raw.to_vec()).unwrap();
+    assert!(!html.contains("<script>alert"), "the token is escaped: {html}");
+    let blank = app.send(req("GET", "/account/verify")).await;
+    assert!(String::from_utf8(blank.raw.to_vec()).unwrap().contains(r#"<input name="token" required"#));
+    for (path, kind) in [("/account/assets/pages.js", "text/javascript"), ("/account/assets/pages.css", "text/css")] {
+        let asset = app.send(req("GET", path)).await;
+        assert_eq!(asset.status, 200);
+        assert!(asset.header("content-type").unwrap().starts_with(kind), "{path}");
+    }
+}
