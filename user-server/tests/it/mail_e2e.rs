@@ -179,3 +179,123 @@ async fn a_mail_webhook_gets_each_mail_signed_like_task_events() {
     assert_eq!(r.bad_signatures, 0);
     assert!(r.ids.values().all(|n| *n == 1), "each mail once: {:?}", r.ids);
 }
+
+/// chromedriver on a free loopback port; killed on drop.
+struct Chromedriver {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Chromedriver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Whether Debian's chromium and chromedriver are here; without them the test
+/// prints why it skips, unless `USER_TEST_REQUIRE_BROWSER=1` (set in `.ci/run`).
+fn browser_available() -> bool {
+    let ok = Path::new("/usr/bin/chromium").exists() && Path::new("/usr/bin/chromedriver").exists();
+    if !ok {
+        assert!(
+            std::env::var("USER_TEST_REQUIRE_BROWSER").as_deref() != Ok("1"),
+            "USER_TEST_REQUIRE_BROWSER=1 but chromium or chromedriver is missing: apt-get install chromium chromium-driver"
+        );
+        user_core::testing::skipped("no browser: apt-get install chromium chromium-driver");
+    }
+    ok
+}
+
+async fn start_chromedriver() -> Chromedriver {
+    let port = free_port();
+    let child = Command::new("/usr/bin/chromedriver")
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let driver = Chromedriver { child, url: format!("http://127.0.0.1:{port}") };
+    let client = crate::common::http().build().unwrap();
+    let status = format!("{}/status", driver.url);
+    for _ in 0..200 {
+        if client.get(&status).send().await.is_ok_and(|r| r.status().is_success()) {
+            return driver;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("chromedriver did not start");
+}
+
+/// A headless Chromium session with the flags this machine needs (no
+/// network beyond loopback, a fresh profile).
+async fn browser(driver: &Chromedriver, profile: &Path) -> fantoccini::Client {
+    let args = [
+        "--headless=new".to_owned(),
+        "--no-sandbox".to_owned(),
+        "--disable-gpu".to_owned(),
+        "--disable-background-networking".to_owned(),
+        "--disable-component-update".to_owned(),
+        "--disable-sync".to_owned(),
+        "--no-first-run".to_owned(),
+        format!("--user-data-dir={}", profile.display()),
+    ];
+    let mut capabilities = serde_json::Map::new();
+    capabilities.insert("goog:chromeOptions".into(), json!({"binary": "/usr/bin/chromium", "args": args}));
+    let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+    fantoccini::ClientBuilder::new(connector).capabilities(capabilities).connect(&driver.url).await.unwrap()
+}
+
+/// The outcome line the page shows once its request answered.
+async fn outcome(page: &fantoccini::Client) -> String {
+    use fantoccini::Locator;
+    let shown = page.wait().at_most(Duration::from_secs(20)).for_element(Locator::Css("#outcome:not([hidden])"));
+    shown.await.unwrap().text().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_a_browser_a_person_verifies_and_resets_from_the_links_in_the_mails() {
+    use fantoccini::Locator;
+    if !aiosmtpd_available() || !browser_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let smtp_port = free_port();
+    let catcher = start_catcher(smtp_port, dir.path());
+    let database = format!("sqlite://{}", dir.path().join("users.db").display());
+    let listen_port = free_port();
+    let base = format!("http://127.0.0.1:{listen_port}");
+    let mut env = env(&database, smtp_port);
+    env.retain(|(k, _)| *k != "USER_PUBLIC_URL");
+    env.push(("USER_PUBLIC_URL", base.clone()));
+    env.push(("USER_LISTEN", format!("127.0.0.1:{listen_port}")));
+    let _server = Server::start(&env);
+    let client = crate::common::http().build().unwrap();
+    let alice = json!({"username": "alice", "password": "correct horse", "email": "alice@example.com"});
+    assert_eq!(post(&client, format!("{base}/user/register"), alice).await, 200);
+    eventually("the verification mail", Duration::from_secs(30), || !mails(&catcher).is_empty()).await;
+    let verify_link =
+        format!("{base}/account/verify?token={}", link_token(&mails(&catcher)[0], &format!("{base}/account/verify")));
+
+    let driver = start_chromedriver().await;
+    let page = browser(&driver, &dir.path().join("profile")).await;
+    page.goto(&verify_link).await.unwrap();
+    page.find(Locator::Css("button[type=submit]")).await.unwrap().click().await.unwrap();
+    assert!(outcome(&page).await.contains("Your address is confirmed"));
+
+    let forgot = json!({"email": "alice@example.com"});
+    assert_eq!(post(&client, format!("{base}/user/password/forgot"), forgot).await, 202);
+    eventually("the reset mail", Duration::from_secs(30), || mails(&catcher).len() >= 2).await;
+    let token = link_token(&mails(&catcher)[1], &format!("{base}/account/reset"));
+    page.goto(&format!("{base}/account/reset?token={token}")).await.unwrap();
+    page.find(Locator::Css("input[name=password]")).await.unwrap().send_keys("a brand new secret").await.unwrap();
+    page.find(Locator::Css("input[name=repeat]")).await.unwrap().send_keys("a brand new secret").await.unwrap();
+    page.find(Locator::Css("button[type=submit]")).await.unwrap().click().await.unwrap();
+    assert!(outcome(&page).await.contains("Your password is changed"));
+    page.close().await.unwrap();
+
+    let old = json!({"username": "alice", "password": "correct horse"});
+    assert_eq!(post(&client, format!("{base}/user/login"), old).await, 401);
+    let new = json!({"username": "alice", "password": "a brand new secret"});
+    assert_eq!(post(&client, format!("{base}/user/login"), new).await, 200);
+}
