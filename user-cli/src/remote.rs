@@ -87,8 +87,16 @@ async fn execute(client: &Client, command: Command, out: &Output) -> Result<(), 
             let me = client.me().await?;
             out.table(
                 &json!(me),
-                &["id", "username", "email", "role", "created_at"],
-                vec![vec![me.id.to_string(), me.username, me.email, me.role.to_string(), me.created_at.to_rfc3339()]],
+                &["id", "username", "email", "verified", "locale", "role", "created_at"],
+                vec![vec![
+                    me.id.to_string(),
+                    me.username,
+                    me.email,
+                    if me.email_verified { "yes" } else { "no" }.to_owned(),
+                    me.locale.to_string(),
+                    me.role.to_string(),
+                    me.created_at.to_rfc3339(),
+                ]],
             );
         }
         Command::Update { username, email, new_password, current_password, password } => {

@@ -42,7 +42,7 @@ use user_core::api::{
     LoginResponse, MainResponse, RefreshResponse, RegisterRequest, ResetPasswordRequest, RevokedResponse, SessionInfo,
     SessionListResponse, TokenRequest, UpdateRequest, UserListResponse, UserResponse, UserSummary,
 };
-use user_core::domain::{DeviceName, Email, Login, Password, TrackBatch, TrackId, Username, ValidationError};
+use user_core::domain::{DeviceName, Email, Locale, Login, Password, TrackBatch, TrackId, Username, ValidationError};
 
 pub use admin::{Admin, AuditQuery};
 pub use error::{Error, Result};
@@ -61,6 +61,8 @@ pub struct Client {
     jar: Option<Arc<Jar>>,
     /// The name each login gives its session.
     device_name: Option<String>,
+    /// The mail language of accounts this client registers.
+    locale: Option<Locale>,
 }
 
 /// A session to keep between runs (e.g. in a credentials file), from
@@ -128,6 +130,7 @@ pub struct ClientBuilder {
     timeout: Duration,
     user_agent: String,
     device_name: Option<String>,
+    locale: Option<Locale>,
     roots: Vec<reqwest::Certificate>,
     http: Option<reqwest::Client>,
 }
@@ -152,6 +155,15 @@ impl ClientBuilder {
     #[must_use]
     pub fn device_name(mut self, name: impl Into<String>) -> Self {
         self.device_name = Some(name.into());
+        self
+    }
+
+    /// The language of the mails (verification, reset) of accounts this
+    /// client registers: the app's own language. Without it the server
+    /// uses its default (`en`).
+    #[must_use]
+    pub fn locale(mut self, locale: Locale) -> Self {
+        self.locale = Some(locale);
         self
     }
 
@@ -216,7 +228,7 @@ impl ClientBuilder {
             }
         };
         let base = self.base.trim_end_matches('/').to_owned();
-        Ok(Client { http, base, session: Arc::default(), jar, device_name: self.device_name })
+        Ok(Client { http, base, session: Arc::default(), jar, device_name: self.device_name, locale: self.locale })
     }
 }
 
@@ -237,6 +249,7 @@ impl Client {
             timeout: Duration::from_secs(30),
             user_agent: concat!("user-client/", env!("CARGO_PKG_VERSION")).to_owned(),
             device_name: None,
+            locale: None,
             roots: Vec::new(),
             http: None,
         }
@@ -291,8 +304,12 @@ impl Client {
         Username::parse(username)?;
         Email::parse(email)?;
         Password::parse(password)?;
-        let body =
-            RegisterRequest { username: username.into(), password: password.into(), email: email.into(), locale: None };
+        let body = RegisterRequest {
+            username: username.into(),
+            password: password.into(),
+            email: email.into(),
+            locale: self.locale,
+        };
         self.send(self.http.post(self.url("/user/register")).json(&body)).await
     }
 

@@ -564,6 +564,8 @@ async fn a_user_verifies_an_address_and_resets_a_forgotten_password_from_the_she
         r(&["login", "alice", "--password-stdin"]).write_stdin("a brand new secret\n").assert().success();
         let me = json(&mut r(&["whoami"]));
         assert_eq!(me["email_verified"], true);
+        let table = String::from_utf8(r(&["whoami"]).output().unwrap().stdout).unwrap();
+        assert!(table.lines().next().unwrap().contains("verified") && table.contains(" yes "), "{table}");
     })
     .await;
 }

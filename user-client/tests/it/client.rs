@@ -260,4 +260,9 @@ async fn verification_and_password_reset_through_the_sdk() {
     anonymous.reset_password(&token, "a brand new secret").await.unwrap();
     assert_eq!(alice.me().await.unwrap_err().status(), Some(401), "every session ended");
     anonymous.login("alice", "a brand new secret").await.unwrap();
+
+    let russian = user_client::Client::builder(&srv.base).locale(user_client::api::Locale::Ru).build().unwrap();
+    russian.register("boris", "boris@example.com", "correct horse").await.unwrap();
+    russian.login("boris", "correct horse").await.unwrap();
+    assert_eq!(russian.me().await.unwrap().locale, user_client::api::Locale::Ru);
 }
