@@ -96,7 +96,8 @@ pub enum Command {
     },
     /// Verify an email address with the token from its mail (remote; no login needed).
     VerifyEmail {
-        /// The token (the `token=` part of the link).
+        /// The token (the `token=` part of the link); it may start with `-`.
+        #[arg(allow_hyphen_values = true)]
         token: String,
     },
     /// Forgotten passwords: ask for a reset mail, or set a new password with its token (remote).
@@ -138,8 +139,8 @@ pub enum PasswordCommand {
     },
     /// Set a new password with the token from a reset mail; every session of the account ends.
     Reset {
-        /// The token (the `token=` part of the link).
-        #[arg(long)]
+        /// The token (the `token=` part of the link); it may start with `-`.
+        #[arg(long, allow_hyphen_values = true)]
         token: String,
         #[command(flatten)]
         password: PasswordSource,

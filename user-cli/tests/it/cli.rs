@@ -542,6 +542,13 @@ async fn a_user_verifies_an_address_and_resets_a_forgotten_password_from_the_she
         assert_eq!(verified["status"], "email verified");
         let msg = stderr(&mut r(&["verify-email", &token]), 1);
         assert!(msg.contains("invalid or expired token"), "{msg}");
+        // A token is URL-safe base64: it may start with `-`, and is still a token.
+        let dashed = format!("-{}", "A".repeat(42));
+        let msg = stderr(&mut r(&["verify-email", &dashed]), 1);
+        assert!(msg.contains("invalid or expired token"), "{msg}");
+        let msg =
+            stderr(r(&["password", "reset", "--token", &dashed, "--password-stdin"]).write_stdin("long enough\n"), 1);
+        assert!(msg.contains("invalid or expired token"), "{msg}");
         for email in ["nobody@example.com", "alice@example.com"] {
             let out = r(&["password", "forgot", email]).output().unwrap();
             assert!(out.status.success());
