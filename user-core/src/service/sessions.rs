@@ -59,13 +59,19 @@ impl UserService {
         };
         let id = record.user.id;
         let verified = self.check_password(&record, password, client, "wrong password").await?;
-        if record.user.disabled_at.is_some() {
-            self.audit(AuditEvent::LoginFailed, Some(id), client, Some("account disabled".into())).await;
-            return Err(Error::Forbidden(ForbiddenReason::AccountDisabled));
-        }
-        if self.mail.require_verified_email && !record.user.email_verified {
-            self.audit(AuditEvent::LoginFailed, Some(id), client, Some("email not verified".into())).await;
-            return Err(Error::Forbidden(ForbiddenReason::EmailNotVerified));
+        let refused = if record.user.disabled_at.is_some() {
+            Some(ForbiddenReason::AccountDisabled)
+        } else if self.mail.require_verified_email && !record.user.email_verified {
+            Some(ForbiddenReason::EmailNotVerified)
+        } else {
+            None
+        };
+        if let Some(reason) = refused {
+            // The password was right: the attempt must not count toward the
+            // lockout, or a user who tries until verified is locked out.
+            self.store.reset_login_failures(id).await?;
+            self.audit(AuditEvent::LoginFailed, Some(id), client, Some(reason.to_string())).await;
+            return Err(Error::Forbidden(reason));
         }
         let Some(tokens) = self.open_session(&record, verified.rehashed, client).await? else {
             // The password, role or state changed between reading the
