@@ -59,6 +59,7 @@ macro_rules! suite {
             a_reset_token_sets_the_password_once_and_ends_every_session,
             a_mail_token_leaves_the_outbox_once_delivered_or_dead,
             mail_does_not_wait_behind_a_users_held_events,
+            a_token_used_by_many_at_once_works_exactly_once,
             expired_tokens_are_purged
         );
     };

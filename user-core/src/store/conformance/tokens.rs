@@ -188,3 +188,34 @@ pub(crate) async fn expired_tokens_are_purged(store: Arc<dyn Store>) {
     assert_eq!(store.purge_expired_tokens(expiry, 10).await.unwrap(), 1);
     store.delete_user(alice, t0()).await.unwrap();
 }
+
+pub(crate) async fn a_token_used_by_many_at_once_works_exactly_once(store: Arc<dyn Store>) {
+    let alice = user(&store, "alice").await;
+    store.send_token_mail(TokenOwner::Id(alice), &reset("alice@example.com", 1), None, t0()).await.unwrap();
+    store.send_token_mail(TokenOwner::Id(alice), &verify("alice@example.com", 2), None, t0()).await.unwrap();
+    let notice = NewMail { kind: TaskKind::EmailPasswordChanged, payload: MailPayload::default(), token: None };
+    let barrier = Arc::new(tokio::sync::Barrier::new(16));
+    let attempts: Vec<_> = (0..16)
+        .map(|n| {
+            let (store, barrier, notice) = (store.clone(), barrier.clone(), notice.clone());
+            tokio::spawn(async move {
+                barrier.wait().await;
+                if n % 2 == 0 {
+                    store.reset_password(&[1; 32], &format!("hash-{n}"), &notice, t0()).await.unwrap()
+                } else {
+                    store.verify_email(&[2; 32], t0()).await.unwrap()
+                }
+            })
+        })
+        .collect();
+    let mut resets = 0;
+    let mut verifies = 0;
+    for (n, attempt) in attempts.into_iter().enumerate() {
+        if attempt.await.unwrap().is_some() {
+            if n % 2 == 0 { resets += 1 } else { verifies += 1 }
+        }
+    }
+    assert_eq!((resets, verifies), (1, 1), "each token works once");
+    let changed = mail_tasks(&store).await.iter().filter(|t| t.kind == TaskKind::EmailPasswordChanged).count();
+    assert_eq!(changed, 1, "one reset, one notice");
+}
