@@ -152,9 +152,20 @@ pub async fn purge_delivered(
     let Some(before) = chrono::TimeDelta::from_std(older_than).ok().and_then(|age| now.checked_sub_signed(age)) else {
         return Ok(0);
     };
+    in_batches(max_batches, |limit| store.purge_done_tasks(before, limit)).await
+}
+
+/// Runs `delete` (which deletes up to its limit and says how many) until a
+/// batch comes back short, at most `max_batches` times; returns the total.
+/// Yields between batches so other writers are never held up for long.
+async fn in_batches<F, Fut>(max_batches: u32, mut delete: F) -> Result<u64>
+where
+    F: FnMut(u32) -> Fut,
+    Fut: Future<Output = Result<u64>>,
+{
     let mut purged = 0;
     for _ in 0..max_batches {
-        let n = store.purge_done_tasks(before, PURGE_BATCH).await?;
+        let n = delete(PURGE_BATCH).await?;
         purged += n;
         if n < u64::from(PURGE_BATCH) {
             break;
@@ -345,16 +356,7 @@ impl Relay {
     /// [`crate::Error::Internal`] if the store fails.
     pub async fn purge_expired_tokens(&self) -> Result<u64> {
         let now = self.clock.now();
-        let mut purged = 0;
-        for _ in 0..PURGE_MAX_BATCHES {
-            let n = self.store.purge_expired_tokens(now, PURGE_BATCH).await?;
-            purged += n;
-            if n < u64::from(PURGE_BATCH) {
-                break;
-            }
-            tokio::task::yield_now().await;
-        }
-        Ok(purged)
+        in_batches(PURGE_MAX_BATCHES, |limit| self.store.purge_expired_tokens(now, limit)).await
     }
 
     /// Delivers until `shutdown` completes: a full batch is followed at once

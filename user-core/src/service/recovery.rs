@@ -58,9 +58,9 @@ impl UserService {
     /// Sends a password-reset mail to the account with this address, if
     /// there is one. The caller cannot tell which: the answer, and the work
     /// done on the way (a token made and hashed, the same store statements,
-    /// one audit entry), are the same either way. Limiting requests per address and per client is
-    /// the caller's (the server's) job, for existing and unknown addresses
-    /// alike, or the limit itself would tell.
+    /// one audit entry), are the same either way. Limiting requests per
+    /// address and per client is the caller's (the server's) job, for
+    /// existing and unknown addresses alike, or the limit itself would tell.
     ///
     /// # Errors
     /// [`Error::MailNotConfigured`] only.

@@ -109,9 +109,9 @@ fn templates() -> &'static Environment<'static> {
     })
 }
 
-fn page(call: &Call<Open>, words: Words, endpoint: &str, password: bool) -> Result<Response, ApiError> {
+fn page(call: &Call<Open>, words: fn(Locale) -> Words, endpoint: &str, password: bool) -> Result<Response, ApiError> {
     let locale = preferred_locale(&call.ctx.headers).unwrap_or_default();
-    let common = common(locale);
+    let (words, common) = (words(locale), common(locale));
     let token = call.query.single("token")?.unwrap_or_default();
     if token.chars().count() > MAX_TOKEN_CHARS {
         let invalid = user_core::domain::ValidationError::new("token", "must be at most 128 characters");
@@ -128,14 +128,15 @@ fn page(call: &Call<Open>, words: Words, endpoint: &str, password: bool) -> Resu
             })
         })
         .map_err(|e| ApiError::Core(user_core::Error::internal(e)))?;
-    Ok(with_type(html.into_response(), "text/html; charset=utf-8"))
+    let mut response = with_type(html.into_response(), "text/html; charset=utf-8");
+    response.headers_mut().insert(header::CONTENT_LANGUAGE, HeaderValue::from_static(locale.as_str()));
+    Ok(response)
 }
 
 fn with_type(mut response: Response, content_type: &'static str) -> Response {
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(PAGE_CSP));
-    headers.insert(header::CONTENT_LANGUAGE, HeaderValue::from_static("en, ru"));
     response
 }
 
@@ -147,8 +148,7 @@ fn with_type(mut response: Response, content_type: &'static str) -> Response {
     (status = 400, description = "The token given more than once or longer than 128 characters", body = user_core::api::MainResponse),
 ))]
 pub(super) async fn verify_page(call: Call<Open>) -> Result<Response, ApiError> {
-    let locale = preferred_locale(&call.ctx.headers).unwrap_or_default();
-    page(&call, verify_words(locale), "/user/email/verify", false)
+    page(&call, verify_words, "/user/email/verify", false)
 }
 
 /// The page a reset link opens: a form for the new password.
@@ -159,8 +159,7 @@ pub(super) async fn verify_page(call: Call<Open>) -> Result<Response, ApiError> 
     (status = 400, description = "The token given more than once or longer than 128 characters", body = user_core::api::MainResponse),
 ))]
 pub(super) async fn reset_page(call: Call<Open>) -> Result<Response, ApiError> {
-    let locale = preferred_locale(&call.ctx.headers).unwrap_or_default();
-    page(&call, reset_words(locale), "/user/password/reset", true)
+    page(&call, reset_words, "/user/password/reset", true)
 }
 
 /// The pages' script.

@@ -256,6 +256,7 @@ async fn the_account_pages_show_a_form_in_the_readers_language_and_use_nothing_o
     let ru = app.send(req("GET", "/account/reset?token=abc").header("accept-language", "ru-RU,ru;q=0.9")).await;
     let html = String::from_utf8(ru.raw.to_vec()).unwrap();
     assert!(html.contains(r#"lang="ru""#) && html.contains("Новый пароль"), "{html}");
+    assert_eq!(ru.header("content-language"), Some("ru"));
     assert!(
         html.contains(r#"type="password" name="password""#) && html.contains(r#"data-endpoint="/user/password/reset""#)
     );
@@ -269,4 +270,21 @@ async fn the_account_pages_show_a_form_in_the_readers_language_and_use_nothing_o
         assert_eq!(asset.status, 200);
         assert!(asset.header("content-type").unwrap().starts_with(kind), "{path}");
     }
+}
+
+#[tokio::test]
+async fn forgot_is_limited_per_client_address() {
+    let mut app = mail_app().await;
+    let (plenty, two) = ("100/min".parse().unwrap(), "2/min".parse().unwrap());
+    app.state.policy = std::sync::Arc::new(Policy {
+        throttle: Some(Throttle::new(plenty, plenty, plenty, plenty, two)),
+        ..Policy::default()
+    });
+    for n in 0..2 {
+        let body = json!({"email": format!("someone{n}@example.com")});
+        assert_eq!(app.send(req("POST", "/user/password/forgot").json(body)).await.status, 202);
+    }
+    let third = app.send(req("POST", "/user/password/forgot").json(json!({"email": "someone2@example.com"}))).await;
+    third.error(429);
+    assert!(third.header("retry-after").is_some());
 }
