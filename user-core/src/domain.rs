@@ -345,6 +345,104 @@ impl DeviceName {
 }
 text_value!(DeviceName);
 
+/// `ip`, with an IPv4-mapped IPv6 address (`::ffff:192.0.2.1`) taken as the
+/// IPv4 address it carries.
+pub fn canonical_ip(ip: std::net::IpAddr) -> std::net::IpAddr {
+    match ip {
+        std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, std::net::IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+/// The key a client is counted under by rate and connection limits: its
+/// IPv4 address, or its IPv6 /64 (one subscriber gets a whole /64, so
+/// counting single IPv6 addresses would let anyone rotate past any limit).
+pub fn rate_key(ip: std::net::IpAddr) -> std::net::IpAddr {
+    match canonical_ip(ip) {
+        std::net::IpAddr::V6(v6) => {
+            std::net::IpAddr::V6(std::net::Ipv6Addr::from(u128::from(v6) & !u128::from(u64::MAX)))
+        }
+        v4 => v4,
+    }
+}
+
+/// The short code a person types to sign a device in (RFC 8628): 8 letters
+/// of `BCDFGHJKLMNPQRSTVWXZ` (no vowels, so no words; no look-alikes),
+/// shown as `XXXX-XXXX`. Parsing ignores case, dashes and spaces; the value
+/// is kept without the dash.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct UserCode(String);
+
+impl UserCode {
+    /// The letters a user code is made of.
+    pub const ALPHABET: &'static [u8; 20] = b"BCDFGHJKLMNPQRSTVWXZ";
+    /// How many letters a user code has.
+    pub const LEN: usize = 8;
+
+    /// Reads a code as a person typed it.
+    ///
+    /// # Errors
+    /// A [`ValidationError`] on `user_code` unless it is 8 letters of the alphabet.
+    pub fn parse(s: &str) -> Result<Self, ValidationError> {
+        let invalid = || ValidationError::new("user_code", "must be 8 letters shown as XXXX-XXXX");
+        if s.len() > 32 {
+            return Err(invalid());
+        }
+        let code: String = s
+            .chars()
+            .filter(|c| !matches!(c, '-' | ' ' | '\u{2010}'..='\u{2015}'))
+            .map(|c| c.to_ascii_uppercase())
+            .collect();
+        if code.len() != Self::LEN || !code.bytes().all(|b| Self::ALPHABET.contains(&b)) {
+            return Err(invalid());
+        }
+        Ok(Self(code))
+    }
+
+    /// A new random code.
+    #[cfg(feature = "service")]
+    pub fn generate() -> Self {
+        use rand::Rng as _;
+        let mut rng = rand::rng();
+        let code =
+            (0..Self::LEN).map(|_| char::from(Self::ALPHABET[rng.random_range(0..Self::ALPHABET.len())])).collect();
+        Self(code)
+    }
+
+    /// The 8 letters, without the dash (as stored).
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The first four letters and the last four.
+    pub fn halves(&self) -> (&str, &str) {
+        self.0.split_at(Self::LEN / 2)
+    }
+}
+
+/// `XXXX-XXXX`, as a person reads it.
+impl fmt::Display for UserCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (head, tail) = self.halves();
+        write!(f, "{head}-{tail}")
+    }
+}
+
+/// Shown, unlike a secret: the person reads it off the device's screen.
+impl fmt::Debug for UserCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "UserCode({self})")
+    }
+}
+
+impl FromStr for UserCode {
+    type Err = ValidationError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::parse(s)
+    }
+}
+
 /// What one favorites call takes: 1–50 distinct track ids, in the order they
 /// were first given. The only place the batch rule is written; the service
 /// takes nothing else, and the SDK checks with it before sending.
@@ -648,6 +746,23 @@ mod tests {
         assert!(matches!(Login::parse("Bob@Example.com").unwrap(), Login::Email(e) if e.as_str() == "bob@example.com"));
         assert!(matches!(Login::parse("bob").unwrap(), Login::Username(_)));
         assert_eq!(Login::parse("bob@").unwrap_err().field, "username");
+    }
+
+    #[test]
+    fn user_codes_ignore_case_and_dashes_and_show_with_one() {
+        let code = UserCode::parse("bcdf-ghjk").unwrap();
+        assert_eq!(code.as_str(), "BCDFGHJK");
+        assert_eq!(code.to_string(), "BCDF-GHJK");
+        assert_eq!(UserCode::parse("BCDFGHJK").unwrap(), code);
+        assert_eq!(UserCode::parse(" bcdf ghjk ").unwrap(), code);
+        for bad in ["", "BCDF-GHJ", "BCDF-GHJKL", "ABCD-EFGH", "BCDF-GHJ1", "ВCDF-GHJK"] {
+            assert_eq!(UserCode::parse(bad).unwrap_err().field, "user_code", "{bad:?}");
+        }
+        #[cfg(feature = "service")]
+        for _ in 0..100 {
+            let fresh = UserCode::generate();
+            assert_eq!(UserCode::parse(&fresh.to_string()).unwrap(), fresh);
+        }
     }
 
     #[test]

@@ -39,6 +39,13 @@ pub enum Error {
     /// A mail token that is unknown, used, expired or void (HTTP 400).
     #[error("invalid or expired token")]
     InvalidToken,
+    /// A user code that is unknown, expired, already decided or void (HTTP 400).
+    #[error("invalid or expired code")]
+    InvalidUserCode,
+    /// A device sign-in or token request refused with an OAuth error code
+    /// (RFC 6749 §5.2, RFC 8628 §3.5): HTTP 400, 401 for an unknown client.
+    #[error("{}", .0.description())]
+    Grant(GrantError),
     /// The address is verified already (HTTP 409).
     #[error("email already verified")]
     EmailAlreadyVerified,
@@ -82,7 +89,9 @@ impl Error {
     /// The HTTP status code this error maps to; the single source of that mapping.
     pub fn http_status(&self) -> u16 {
         match self {
-            Error::Validation(_) | Error::InvalidToken => 400,
+            Error::Validation(_) | Error::InvalidToken | Error::InvalidUserCode => 400,
+            Error::Grant(GrantError::InvalidClient) => 401,
+            Error::Grant(_) => 400,
             Error::InvalidCredentials | Error::Unauthorized(_) => 401,
             Error::Forbidden(_) => 403,
             Error::UserNotFound | Error::SessionNotFound | Error::TaskNotFound => 404,
@@ -101,6 +110,59 @@ impl Error {
             Error::Unauthorized(_) => "unauthorized: the token is missing, invalid, expired or revoked".to_owned(),
             Error::Internal(_) => "internal server error".to_owned(),
             other => other.to_string(),
+        }
+    }
+}
+
+/// Why a device sign-in or token request was refused: the OAuth error
+/// codes of RFC 6749 §5.2 and RFC 8628 §3.5.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum GrantError {
+    /// The `client_id` is not one of the configured public clients.
+    InvalidClient,
+    /// The request is malformed: a parameter missing, repeated or invalid.
+    InvalidRequest,
+    /// The `grant_type` is not one this server supports.
+    UnsupportedGrantType,
+    /// Nobody has approved or declined the device yet: poll again after the interval.
+    AuthorizationPending,
+    /// Polled sooner than the interval: wait 5 s longer from now on.
+    SlowDown,
+    /// The user declined the device.
+    AccessDenied,
+    /// The device code expired (or was voided by wrong user codes): start again.
+    ExpiredToken,
+    /// The code or refresh token is unknown, used, revoked, or another client's.
+    InvalidGrant,
+}
+
+impl GrantError {
+    /// The RFC's code, e.g. `authorization_pending`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            GrantError::InvalidClient => "invalid_client",
+            GrantError::InvalidRequest => "invalid_request",
+            GrantError::UnsupportedGrantType => "unsupported_grant_type",
+            GrantError::AuthorizationPending => "authorization_pending",
+            GrantError::SlowDown => "slow_down",
+            GrantError::AccessDenied => "access_denied",
+            GrantError::ExpiredToken => "expired_token",
+            GrantError::InvalidGrant => "invalid_grant",
+        }
+    }
+
+    /// A sentence for people.
+    pub fn description(&self) -> &'static str {
+        match self {
+            GrantError::InvalidClient => "unknown client_id",
+            GrantError::InvalidRequest => "the request is missing a parameter or has an invalid one",
+            GrantError::UnsupportedGrantType => "unsupported grant_type",
+            GrantError::AuthorizationPending => "the user has not approved the device yet",
+            GrantError::SlowDown => "polling too fast: wait longer between requests",
+            GrantError::AccessDenied => "the user declined the device",
+            GrantError::ExpiredToken => "the device code expired; start again",
+            GrantError::InvalidGrant => "the code or token is invalid, used or revoked",
         }
     }
 }

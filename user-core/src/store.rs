@@ -24,7 +24,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use crate::domain::{Email, SessionId, TrackId, UserId};
+use crate::domain::{Email, SessionId, TrackId, UserCode, UserId};
 #[cfg(doc)]
 use crate::error::Error;
 use crate::error::Result;
@@ -33,9 +33,10 @@ pub use memory::MemoryStore;
 #[cfg(feature = "postgres")]
 pub use postgres::PostgresStore;
 pub use records::{
-    AccountChanges, AuditFilter, AuditRecord, Claim, DeferredTask, Favorite, LoginAttempt, MailPayload, NewMail,
-    NewSession, NewToken, Rotation, SessionRecord, TaskChannel, TaskCounts, TaskKind, TaskStatus, TokenPurpose, User,
-    UserChanges, UserKey, UserRecord, WaitingTasks,
+    AccountChanges, AuditFilter, AuditRecord, Claim, DeferredTask, DeviceDecision, DeviceGrant, DevicePoll, Favorite,
+    LoginAttempt, MailPayload, NewDeviceGrant, NewMail, NewSession, NewToken, Rotation, SessionRecord, TaskChannel,
+    TaskCounts, TaskKind, TaskStatus, TokenPurpose, User, UserChanges, UserCodeAction, UserKey, UserRecord,
+    WaitingTasks,
 };
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
@@ -285,8 +286,58 @@ pub trait TokenStore: Send + Sync {
         now: DateTime<Utc>,
     ) -> Result<Option<UserId>>;
 
-    /// Deletes up to `limit` tokens that expired before `now`; returns how many.
+    /// Deletes up to `limit` mail tokens that expired before `now`, and up
+    /// to `limit` device sign-in requests that expired before `now` less
+    /// [`DEVICE_GRANT_KEPT`]; returns how many rows went.
     async fn purge_expired_tokens(&self, now: DateTime<Utc>, limit: u32) -> Result<u64>;
+}
+
+/// How long an expired device sign-in request is kept, so a device that
+/// polls late still hears `expired_token` rather than `invalid_grant`.
+pub const DEVICE_GRANT_KEPT: chrono::TimeDelta = chrono::TimeDelta::hours(1);
+
+/// Device sign-in requests (RFC 8628): any replica can answer any poll.
+/// Each method is one transaction.
+#[async_trait]
+pub trait DeviceStore: Send + Sync {
+    /// Stores a new request; `false` (and nothing stored) if a stored
+    /// request has the same user code, so the caller draws another.
+    async fn insert_device_grant(&self, grant: &NewDeviceGrant) -> Result<bool>;
+
+    /// Records a poll of the request with this device-code digest at `now`
+    /// and returns it; `None` if there is none. While it is pending and
+    /// unexpired, a poll that comes sooner than its interval (less `leeway`)
+    /// after the previous one grows the interval by `step` seconds and is
+    /// reported too fast.
+    async fn poll_device_grant(
+        &self,
+        digest: &[u8; 32],
+        now: DateTime<Utc>,
+        leeway: chrono::TimeDelta,
+        step: u32,
+    ) -> Result<Option<DevicePoll>>;
+
+    /// Finds the pending, unexpired request with this user code that has
+    /// fewer than `max_wrong` wrong tries, and applies `action` to it (a
+    /// decision is taken once). When there is none, the code was wrong: one
+    /// try is counted against every pending request, not yet void, whose
+    /// code shares its first or its last four letters (a typo, or a guess by
+    /// someone who saw half the code), and `None` is returned.
+    async fn resolve_user_code(
+        &self,
+        code: &UserCode,
+        action: UserCodeAction,
+        max_wrong: u32,
+        now: DateTime<Utc>,
+    ) -> Result<Option<DeviceGrant>>;
+
+    /// Exchanges an approved request for the session `login` opens, once:
+    /// in one transaction, takes (deletes) the request if it is approved for
+    /// `login`'s user and unexpired at the session's creation, then opens
+    /// the session as [`SessionStore::open_session`] does. `false` if there
+    /// was no such request to take, or if the session could not be opened
+    /// (the account changed or was disabled since; the request is used up).
+    async fn redeem_device_grant(&self, digest: &[u8; 32], login: &NewSession) -> Result<bool>;
 }
 
 /// Service secrets (generated signing keys).
@@ -300,13 +351,35 @@ pub trait SecretStore: Send + Sync {
 /// A complete backend.
 #[async_trait]
 pub trait Store:
-    UserStore + SessionStore + FavoriteStore + TaskStore + TokenStore + SecretStore + AuditStore + std::fmt::Debug
+    UserStore
+    + SessionStore
+    + FavoriteStore
+    + TaskStore
+    + TokenStore
+    + DeviceStore
+    + SecretStore
+    + AuditStore
+    + std::fmt::Debug
 {
     /// Brings the schema up to date (idempotent).
     async fn migrate(&self) -> Result<()>;
 
     /// Checks the backend is reachable.
     async fn ping(&self) -> Result<()>;
+}
+
+/// Whether a poll at `now` of a pending, unexpired request comes too soon
+/// after the one at `previous`: sooner than the interval, less `leeway`
+/// (for a client's timer and the network's jitter).
+pub(crate) fn polled_too_fast(
+    grant: &DeviceGrant,
+    previous: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+    leeway: chrono::TimeDelta,
+) -> bool {
+    let waiting = grant.decision == DeviceDecision::Pending && grant.expires_at > now;
+    let interval = chrono::TimeDelta::seconds(i64::from(grant.interval_secs)) - leeway;
+    waiting && previous.is_some_and(|at| now - at < interval)
 }
 
 /// The exclusive upper end of the range of strings that start with `prefix`

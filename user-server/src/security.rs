@@ -12,6 +12,8 @@ use governor::{DefaultKeyedRateLimiter, Quota};
 use ipnet::IpNet;
 use warp::http::HeaderMap;
 
+pub use user_core::domain::{canonical_ip as canonical, rate_key};
+
 use crate::error::ApiError;
 
 /// A rate as `N/s`, `N/min` or `N/h` (e.g. `30/min`): N requests per period,
@@ -230,25 +232,6 @@ impl Policy {
             tracing::warn!(target: "audit", event = "csrf.refused", origin = ?source, "cross-site request refused");
             Err(ApiError::Forbidden("cross-site request refused".into()))
         }
-    }
-}
-
-/// `ip`, with an IPv4-mapped IPv6 address (`::ffff:192.0.2.1`) taken as the
-/// IPv4 address it carries.
-pub fn canonical(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        v4 => v4,
-    }
-}
-
-/// The key a client is counted under by rate and connection limits: its
-/// IPv4 address, or its IPv6 /64 (one subscriber gets a whole /64, so
-/// counting single IPv6 addresses would let anyone rotate past any limit).
-pub fn rate_key(ip: IpAddr) -> IpAddr {
-    match canonical(ip) {
-        IpAddr::V6(v6) => IpAddr::V6(std::net::Ipv6Addr::from(u128::from(v6) & !u128::from(u64::MAX))),
-        v4 => v4,
     }
 }
 

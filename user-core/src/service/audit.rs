@@ -49,6 +49,12 @@ pub enum AuditEvent {
     PasswordResetRequested,
     /// The password was set by a reset link; every session ended.
     PasswordReset,
+    /// The user approved a device's sign-in.
+    DeviceApproved,
+    /// The user declined a device's sign-in.
+    DeviceDenied,
+    /// A user code that names no pending device sign-in was typed.
+    DeviceCodeWrong,
 }
 
 impl AuditEvent {
@@ -74,6 +80,9 @@ impl AuditEvent {
             AuditEvent::EmailVerified => "email.verified",
             AuditEvent::PasswordResetRequested => "password.reset_request",
             AuditEvent::PasswordReset => "password.reset",
+            AuditEvent::DeviceApproved => "device.approve",
+            AuditEvent::DeviceDenied => "device.deny",
+            AuditEvent::DeviceCodeWrong => "device.wrong_code",
         }
     }
 }

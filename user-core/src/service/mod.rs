@@ -3,6 +3,7 @@
 mod accounts;
 mod admin;
 mod audit;
+mod device;
 mod favorites;
 mod recovery;
 mod sessions;
@@ -11,8 +12,9 @@ mod tasks;
 
 pub use accounts::{ProfileUpdate, Registration};
 pub use audit::AuditEvent;
+pub use device::DeviceAuthorization;
 pub use sessions::{ClientInfo, LoginOutcome};
-pub use settings::{LockoutPolicy, MailPolicy, ServiceConfig};
+pub use settings::{DevicePolicy, LockoutPolicy, MailPolicy, ServiceConfig};
 
 use std::sync::Arc;
 
@@ -61,6 +63,7 @@ pub struct UserService {
     require_current_password: bool,
     lockout: LockoutPolicy,
     mail: MailPolicy,
+    device: Arc<device::DeviceLogins>,
     task_waker: TaskWaker,
 }
 
@@ -104,6 +107,7 @@ impl UserService {
             require_current_password: config.require_current_password,
             lockout: config.lockout,
             mail: config.mail,
+            device: Arc::new(device::DeviceLogins::new(config.device)),
             task_waker: TaskWaker::default(),
         })
     }

@@ -117,9 +117,7 @@ impl UserService {
             TokenPurpose::Reset => self.mail.reset_token_ttl,
         };
         let expires_at = self.clock.now() + chrono::Duration::from_std(ttl).map_err(Error::internal)?;
-        let bytes: [u8; TOKEN_BYTES] = rand::random();
-        let raw = URL_SAFE_NO_PAD.encode(bytes);
-        let digest = Sha256::digest(raw.as_bytes()).into();
+        let (raw, digest) = new_secret();
         Ok((raw, NewToken { digest, purpose, email: email.clone(), expires_at }))
     }
 
@@ -133,9 +131,18 @@ impl UserService {
     }
 }
 
-/// The stored form of a token a client sent back; anything that is not a
-/// token we could have made is refused like an unknown one.
-fn token_digest(token: &str) -> Result<[u8; 32]> {
+/// A new random secret to hand out (a mail token, a device code), and the
+/// digest to store in its place.
+pub(super) fn new_secret() -> (String, [u8; 32]) {
+    let bytes: [u8; TOKEN_BYTES] = rand::random();
+    let raw = URL_SAFE_NO_PAD.encode(bytes);
+    let digest = Sha256::digest(raw.as_bytes()).into();
+    (raw, digest)
+}
+
+/// The stored form of a secret a client sent back; anything that is not a
+/// secret we could have made is refused like an unknown one.
+pub(super) fn token_digest(token: &str) -> Result<[u8; 32]> {
     let well_formed = URL_SAFE_NO_PAD.decode(token).is_ok_and(|bytes| bytes.len() == TOKEN_BYTES);
     if !well_formed {
         return Err(Error::InvalidToken);

@@ -128,6 +128,17 @@ impl UserService {
         rehash: Option<String>,
         client: &ClientInfo,
     ) -> Result<Option<IssuedTokens>> {
+        let (login, tokens) = self.new_session(record, rehash, client)?;
+        Ok(self.store.open_session(&login).await?.then_some(tokens))
+    }
+
+    /// A session for `record`'s account, opened now, and its tokens.
+    pub(super) fn new_session(
+        &self,
+        record: &UserRecord,
+        rehash: Option<String>,
+        client: &ClientInfo,
+    ) -> Result<(NewSession, IssuedTokens)> {
         let user = &record.user;
         let now = self.clock.now();
         let sid = SessionId::new();
@@ -148,18 +159,10 @@ impl UserService {
             ip: client.ip.map(|ip| ip.to_string()),
             device_name: client.device_name.as_ref().map(ToString::to_string),
         };
-        let opened = self
-            .store
-            .open_session(&NewSession { session, credential_version: record.credential_version, rehash })
-            .await?;
-        Ok(opened.then_some(IssuedTokens {
-            access,
-            access_expires_at,
-            refresh,
-            refresh_expires_at,
-            session_id: sid,
-            user_id: user.id,
-        }))
+        let login = NewSession { session, credential_version: record.credential_version, rehash };
+        let tokens =
+            IssuedTokens { access, access_expires_at, refresh, refresh_expires_at, session_id: sid, user_id: user.id };
+        Ok((login, tokens))
     }
 
     /// Exchanges a refresh token for a new pair, rotating the session's refresh

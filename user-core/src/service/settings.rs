@@ -24,6 +24,8 @@ pub struct ServiceConfig {
     pub lockout: LockoutPolicy,
     /// Verification and password-reset mails.
     pub mail: MailPolicy,
+    /// Device sign-in (RFC 8628).
+    pub device: DevicePolicy,
 }
 
 impl Default for ServiceConfig {
@@ -36,6 +38,7 @@ impl Default for ServiceConfig {
             require_current_password: false,
             lockout: LockoutPolicy::default(),
             mail: MailPolicy::default(),
+            device: DevicePolicy::default(),
         }
     }
 }
@@ -98,5 +101,41 @@ impl LockoutPolicy {
     pub fn wait_after(&self, failures: u32) -> Option<Duration> {
         let over = failures.checked_sub(self.threshold)?;
         Some(self.base.saturating_mul(1u32 << over.min(31)).min(self.cap))
+    }
+}
+
+/// Device sign-in (RFC 8628): which clients may start it, how long its codes
+/// live, how often a device may poll, and how many wrong user codes a person
+/// may type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DevicePolicy {
+    /// The public client ids that may start a device sign-in; empty (the
+    /// default) turns device sign-in off: every client is unknown.
+    pub clients: Vec<String>,
+    /// How long the codes work (default 10 min).
+    pub code_ttl: Duration,
+    /// The least time between two polls (default 5 s); `slow_down` adds 5 s.
+    pub interval: Duration,
+    /// Wrong user codes sharing half of a code that void it (default 5).
+    pub max_wrong_tries: u32,
+    /// Wrong user codes one account may type per window (default 10).
+    pub wrong_codes_per_user: u32,
+    /// Wrong user codes one client address (IPv6: its /64) may send per window (default 20).
+    pub wrong_codes_per_ip: u32,
+    /// The window of the two limits above (default 15 min).
+    pub wrong_code_window: Duration,
+}
+
+impl Default for DevicePolicy {
+    fn default() -> Self {
+        Self {
+            clients: Vec::new(),
+            code_ttl: Duration::from_secs(600),
+            interval: Duration::from_secs(5),
+            max_wrong_tries: 5,
+            wrong_codes_per_user: 10,
+            wrong_codes_per_ip: 20,
+            wrong_code_window: Duration::from_secs(15 * 60),
+        }
     }
 }

@@ -15,7 +15,11 @@ use super::{
     TaskCounts, TaskKind, TaskStatus, TaskStore, TokenMail, TokenOwner, TokenPurpose, TokenStore, User, UserChanges,
     UserKey, UserRecord, UserStore, WaitingTasks,
 };
-use crate::domain::{Email, Role, SessionId, TrackId, UserId};
+use super::{
+    DEVICE_GRANT_KEPT, DeviceDecision, DeviceGrant, DevicePoll, DeviceStore, NewDeviceGrant, UserCodeAction,
+    polled_too_fast,
+};
+use crate::domain::{Email, Role, SessionId, TrackId, UserCode, UserId};
 use crate::error::{ConflictField, Error, Result};
 
 /// Keeps everything in process memory; nothing survives a restart.
@@ -40,6 +44,13 @@ struct Inner {
     secrets: HashMap<String, Vec<u8>>,
     audit: Vec<AuditRecord>,
     tokens: HashMap<[u8; 32], StoredToken>,
+    devices: HashMap<[u8; 32], StoredDeviceGrant>,
+}
+
+#[derive(Debug, Clone)]
+struct StoredDeviceGrant {
+    grant: DeviceGrant,
+    polled_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone)]
@@ -106,6 +117,23 @@ impl Inner {
                 updated_at: now,
             },
         );
+    }
+
+    /// Opens the session of a login (see [`SessionStore::open_session`]).
+    fn open_session(&mut self, login: &NewSession) -> bool {
+        let session = &login.session;
+        let Some(record) = self.users.get_mut(&session.user_id) else { return false };
+        if record.credential_version != login.credential_version || record.user.disabled_at.is_some() {
+            return false;
+        }
+        record.failed_logins = 0;
+        record.locked_until = None;
+        record.user.last_login_at = Some(session.created_at);
+        if let Some(hash) = &login.rehash {
+            record.password_hash = hash.clone();
+        }
+        self.sessions.insert(session.id, session.clone());
+        true
     }
 
     /// Refuses a change that would leave no active admin, when `id` is the only one.
@@ -338,20 +366,7 @@ impl UserStore for MemoryStore {
 #[async_trait]
 impl SessionStore for MemoryStore {
     async fn open_session(&self, login: &NewSession) -> Result<bool> {
-        let mut inner = self.lock()?;
-        let session = &login.session;
-        let Some(record) = inner.users.get_mut(&session.user_id) else { return Ok(false) };
-        if record.credential_version != login.credential_version || record.user.disabled_at.is_some() {
-            return Ok(false);
-        }
-        record.failed_logins = 0;
-        record.locked_until = None;
-        record.user.last_login_at = Some(session.created_at);
-        if let Some(hash) = &login.rehash {
-            record.password_hash = hash.clone();
-        }
-        inner.sessions.insert(session.id, session.clone());
-        Ok(true)
+        Ok(self.lock()?.open_session(login))
     }
 
     async fn list_sessions(&self, user: UserId, now: DateTime<Utc>) -> Result<Vec<SessionRecord>> {
@@ -651,7 +666,100 @@ impl TokenStore for MemoryStore {
         for digest in &expired {
             inner.tokens.remove(digest);
         }
-        Ok(expired.len() as u64)
+        let before = now - DEVICE_GRANT_KEPT;
+        let expired_grants: Vec<[u8; 32]> = inner
+            .devices
+            .iter()
+            .filter(|(_, g)| g.grant.expires_at <= before)
+            .take(limit as usize)
+            .map(|(d, _)| *d)
+            .collect();
+        for digest in &expired_grants {
+            inner.devices.remove(digest);
+        }
+        Ok((expired.len() + expired_grants.len()) as u64)
+    }
+}
+
+#[async_trait]
+impl DeviceStore for MemoryStore {
+    async fn insert_device_grant(&self, g: &NewDeviceGrant) -> Result<bool> {
+        let mut inner = self.lock()?;
+        if inner.devices.values().any(|d| d.grant.user_code == g.user_code) {
+            return Ok(false);
+        }
+        let grant = DeviceGrant {
+            user_code: g.user_code.clone(),
+            client_id: g.client_id.clone(),
+            device_name: g.device_name.clone(),
+            expires_at: g.expires_at,
+            interval_secs: g.interval_secs,
+            wrong_tries: 0,
+            decision: DeviceDecision::Pending,
+        };
+        inner.devices.insert(g.digest, StoredDeviceGrant { grant, polled_at: None });
+        Ok(true)
+    }
+
+    async fn poll_device_grant(
+        &self,
+        digest: &[u8; 32],
+        now: DateTime<Utc>,
+        leeway: chrono::TimeDelta,
+        step: u32,
+    ) -> Result<Option<DevicePoll>> {
+        let mut inner = self.lock()?;
+        let Some(stored) = inner.devices.get_mut(digest) else { return Ok(None) };
+        let too_fast = polled_too_fast(&stored.grant, stored.polled_at, now, leeway);
+        if too_fast {
+            stored.grant.interval_secs += step;
+        }
+        stored.polled_at = Some(now);
+        Ok(Some(DevicePoll { grant: stored.grant.clone(), too_fast }))
+    }
+
+    async fn resolve_user_code(
+        &self,
+        code: &UserCode,
+        action: UserCodeAction,
+        max_wrong: u32,
+        now: DateTime<Utc>,
+    ) -> Result<Option<DeviceGrant>> {
+        let mut inner = self.lock()?;
+        let pending = |g: &DeviceGrant| g.decision == DeviceDecision::Pending && g.expires_at > now;
+        let found = inner
+            .devices
+            .values_mut()
+            .find(|d| d.grant.user_code == *code && pending(&d.grant) && d.grant.wrong_tries < max_wrong);
+        let Some(stored) = found else {
+            let (head, tail) = code.halves();
+            for d in inner.devices.values_mut().filter(|d| pending(&d.grant) && d.grant.wrong_tries < max_wrong) {
+                let (h, t) = d.grant.user_code.halves();
+                if h == head || t == tail {
+                    d.grant.wrong_tries += 1;
+                }
+            }
+            return Ok(None);
+        };
+        match action {
+            UserCodeAction::Look => {}
+            UserCodeAction::Approve(user) => stored.grant.decision = DeviceDecision::Approved(user),
+            UserCodeAction::Deny(user) => stored.grant.decision = DeviceDecision::Denied(user),
+        }
+        Ok(Some(stored.grant.clone()))
+    }
+
+    async fn redeem_device_grant(&self, digest: &[u8; 32], login: &NewSession) -> Result<bool> {
+        let s = &login.session;
+        let mut inner = self.lock()?;
+        let takeable = inner.devices.get(digest).is_some_and(|d| {
+            d.grant.decision == DeviceDecision::Approved(s.user_id) && d.grant.expires_at > s.created_at
+        });
+        if !takeable {
+            return Ok(false);
+        }
+        inner.devices.remove(digest);
+        Ok(inner.open_session(login))
     }
 }
 

@@ -5,8 +5,8 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 #[cfg(doc)]
-use super::{SessionStore, UserStore};
-use crate::domain::{Email, Locale, Role, SessionId, TrackId, UserId, Username};
+use super::{DeviceStore, SessionStore, UserStore};
+use crate::domain::{Email, Locale, Role, SessionId, TrackId, UserCode, UserId, Username};
 use crate::error::{Error, Result};
 
 /// A user account as callers see it (no password hash).
@@ -502,4 +502,86 @@ pub struct AuditRecord {
     pub user_agent: Option<String>,
     /// A short detail (a reason, a new role); never a secret.
     pub detail: Option<String>,
+}
+
+/// A device's sign-in request (RFC 8628) to store: the device polls with
+/// the raw device code, of which only the digest is kept; a person types
+/// the user code on another screen.
+#[derive(Clone, PartialEq, Eq)]
+pub struct NewDeviceGrant {
+    /// SHA-256 of the raw device code.
+    pub digest: [u8; 32],
+    /// The user code, normalized (8 upper-case letters, no dash).
+    pub user_code: UserCode,
+    /// The public client that asked.
+    pub client_id: String,
+    /// The name the device gave itself, for the person approving and for the session.
+    pub device_name: Option<String>,
+    /// When it was asked for.
+    pub created_at: DateTime<Utc>,
+    /// When the codes stop working.
+    pub expires_at: DateTime<Utc>,
+    /// The least time between two polls, in seconds.
+    pub interval_secs: u32,
+}
+
+impl std::fmt::Debug for NewDeviceGrant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewDeviceGrant")
+            .field("client_id", &self.client_id)
+            .field("device_name", &self.device_name)
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where a device's sign-in request stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceDecision {
+    /// Nobody has approved or declined it yet.
+    Pending,
+    /// The user approved it: the device may exchange it for a session.
+    Approved(UserId),
+    /// The user declined it.
+    Denied(UserId),
+}
+
+/// A device's sign-in request as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceGrant {
+    /// The user code, normalized.
+    pub user_code: UserCode,
+    /// The public client that asked.
+    pub client_id: String,
+    /// The name the device gave itself.
+    pub device_name: Option<String>,
+    /// When the codes stop working.
+    pub expires_at: DateTime<Utc>,
+    /// The least time between two polls, in seconds (grown by each `slow_down`).
+    pub interval_secs: u32,
+    /// Wrong user codes counted against this one (it is void at the limit).
+    pub wrong_tries: u32,
+    /// Approved, declined, or neither yet.
+    pub decision: DeviceDecision,
+}
+
+/// One poll of a device's sign-in request (see [`DeviceStore::poll_device_grant`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DevicePoll {
+    /// The request, after the poll.
+    pub grant: DeviceGrant,
+    /// The poll came sooner than the interval after the previous one, and
+    /// the interval grew.
+    pub too_fast: bool,
+}
+
+/// What a person does with a user code (see [`DeviceStore::resolve_user_code`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserCodeAction {
+    /// Only look: which device is asking.
+    Look,
+    /// Approve it for this user.
+    Approve(UserId),
+    /// Decline it, as this user.
+    Deny(UserId),
 }

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use clap::Args;
 use user_core::ServiceConfig;
 use user_core::auth::{HashingConfig, SigningConfig, TokenConfig};
-use user_core::service::{LockoutPolicy, MailPolicy};
+use user_core::service::{DevicePolicy, LockoutPolicy, MailPolicy};
 
 use super::{JwtAlgorithm, LoadError, Secret};
 
@@ -134,6 +134,19 @@ pub struct ServiceSettings {
     #[arg(long, env = "USER_REQUIRE_VERIFIED_EMAIL", global = true, action = clap::ArgAction::Set,
           default_value_t = mail().require_verified_email)]
     pub require_verified_email: bool,
+
+    /// Public client ids (comma-separated) that may sign devices in by code (`POST /oauth/device/code`); none: device sign-in is off.
+    #[arg(long, env = "USER_OAUTH_CLIENTS", global = true, value_delimiter = ',', value_parser = client_id)]
+    pub oauth_clients: Vec<String>,
+}
+
+/// A public client id: 1–64 visible ASCII characters.
+fn client_id(s: &str) -> Result<String, String> {
+    let s = s.trim();
+    if s.is_empty() || s.len() > 64 || !s.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(format!("{s:?}: a client id is 1-64 visible ASCII characters"));
+    }
+    Ok(s.to_owned())
 }
 
 impl ServiceSettings {
@@ -199,6 +212,7 @@ impl ServiceSettings {
                 require_verified_email: self.require_verified_email,
                 ..mail()
             },
+            device: DevicePolicy { clients: self.oauth_clients.clone(), ..DevicePolicy::default() },
         })
     }
 }

@@ -60,7 +60,13 @@ macro_rules! suite {
             a_mail_token_leaves_the_outbox_once_delivered_or_dead,
             mail_does_not_wait_behind_a_users_held_events,
             a_token_used_by_many_at_once_works_exactly_once,
-            expired_tokens_are_purged
+            expired_tokens_are_purged,
+            device_polls_faster_than_the_interval_slow_down,
+            a_user_code_is_decided_once_and_redeemed_once,
+            declined_expired_and_disabled_requests_give_no_session,
+            wrong_codes_sharing_a_half_void_a_code_at_the_limit,
+            one_of_many_concurrent_decisions_wins,
+            expired_device_requests_are_purged_after_a_while
         );
     };
     (@cases $make:expr; $($name:ident),* $(,)?) => {
@@ -76,12 +82,14 @@ macro_rules! suite {
 }
 pub(crate) use suite;
 
+mod devices;
 mod favorites;
 mod sessions;
 mod tasks;
 mod tokens;
 mod users;
 
+pub(crate) use devices::*;
 pub(crate) use favorites::*;
 pub(crate) use sessions::*;
 pub(crate) use tasks::*;

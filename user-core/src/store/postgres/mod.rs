@@ -20,6 +20,7 @@ use crate::store::{Store, UserRecord};
 
 mod audit;
 mod batch;
+mod devices;
 mod favorites;
 mod rows;
 mod secrets;

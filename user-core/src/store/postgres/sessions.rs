@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::postgres::PgPool;
-use sqlx::{Postgres, Row, Transaction};
+use sqlx::{PgExecutor, Postgres, Row, Transaction};
 use uuid::Uuid;
 
 use super::PostgresStore;
@@ -71,40 +71,46 @@ pub(super) async fn revoke_sessions(
     Ok(done.rows_affected())
 }
 
+/// Opens the session of a login (see [`SessionStore::open_session`]), on
+/// the pool or inside the caller's transaction.
+pub(super) async fn insert_session<'e>(executor: impl PgExecutor<'e>, login: &NewSession) -> Result<bool> {
+    let s = &login.session;
+    // One statement: the user's row is locked by the update and held to
+    // the commit, so a concurrent password change either waits for this
+    // session (and then revokes it) or commits first (and this inserts nothing).
+    let done = sqlx::query(
+        "with current_user_row as ( \
+           update users set failed_logins = 0, locked_until = null, password_hash = coalesce($12, password_hash), \
+             last_login_at = $6 \
+           where id = $2 and credential_version = $13 and disabled_at is null returning id) \
+         insert into sessions (id, user_id, refresh_jti, previous_jti, rotated_at, created_at, last_used_at, \
+           expires_at, revoked_at, user_agent, ip, device_name) \
+         select $1, id, $3, $4, $5, $6, $7, $8, $9, $10, $11, $14 from current_user_row",
+    )
+    .bind(s.id.as_uuid())
+    .bind(s.user_id.as_uuid())
+    .bind(s.refresh_jti)
+    .bind(s.previous_jti)
+    .bind(s.rotated_at)
+    .bind(s.created_at)
+    .bind(s.last_used_at)
+    .bind(s.expires_at)
+    .bind(s.revoked_at)
+    .bind(s.user_agent.as_deref())
+    .bind(s.ip.as_deref())
+    .bind(login.rehash.as_deref())
+    .bind(login.credential_version)
+    .bind(s.device_name.as_deref())
+    .execute(executor)
+    .await
+    .map_err(map_err)?;
+    Ok(done.rows_affected() == 1)
+}
+
 #[async_trait]
 impl SessionStore for PostgresStore {
     async fn open_session(&self, login: &NewSession) -> Result<bool> {
-        let s = &login.session;
-        // One statement: the user's row is locked by the update and held to
-        // the commit, so a concurrent password change either waits for this
-        // session (and then revokes it) or commits first (and this inserts nothing).
-        let done = sqlx::query(
-            "with current_user_row as ( \
-               update users set failed_logins = 0, locked_until = null, password_hash = coalesce($12, password_hash), \
-                 last_login_at = $6 \
-               where id = $2 and credential_version = $13 and disabled_at is null returning id) \
-             insert into sessions (id, user_id, refresh_jti, previous_jti, rotated_at, created_at, last_used_at, \
-               expires_at, revoked_at, user_agent, ip, device_name) \
-             select $1, id, $3, $4, $5, $6, $7, $8, $9, $10, $11, $14 from current_user_row",
-        )
-        .bind(s.id.as_uuid())
-        .bind(s.user_id.as_uuid())
-        .bind(s.refresh_jti)
-        .bind(s.previous_jti)
-        .bind(s.rotated_at)
-        .bind(s.created_at)
-        .bind(s.last_used_at)
-        .bind(s.expires_at)
-        .bind(s.revoked_at)
-        .bind(s.user_agent.as_deref())
-        .bind(s.ip.as_deref())
-        .bind(login.rehash.as_deref())
-        .bind(login.credential_version)
-        .bind(s.device_name.as_deref())
-        .execute(&self.pool)
-        .await
-        .map_err(map_err)?;
-        Ok(done.rows_affected() == 1)
+        insert_session(&self.pool, login).await
     }
 
     async fn list_sessions(&self, user: UserId, now: DateTime<Utc>) -> Result<Vec<SessionRecord>> {

@@ -6,12 +6,13 @@ use sqlx::{Postgres, Row as _, Transaction};
 use uuid::Uuid;
 
 use super::PostgresStore;
+use super::devices::purge_device_grants;
 use super::rows::map_err;
 use super::sessions::revoke_sessions;
 use super::tasks::enqueue_with;
 use crate::domain::UserId;
 use crate::error::Result;
-use crate::store::{NewMail, TokenMail, TokenOwner, TokenPurpose, TokenStore};
+use crate::store::{DEVICE_GRANT_KEPT, NewMail, TokenMail, TokenOwner, TokenPurpose, TokenStore};
 
 #[async_trait]
 impl TokenStore for PostgresStore {
@@ -117,7 +118,7 @@ impl TokenStore for PostgresStore {
         .execute(&self.pool)
         .await
         .map_err(map_err)?;
-        Ok(done.rows_affected())
+        Ok(done.rows_affected() + purge_device_grants(&self.pool, now - DEVICE_GRANT_KEPT, limit).await?)
     }
 }
 

@@ -23,6 +23,7 @@ use crate::error::{Error, Result};
 use crate::store::Store;
 
 mod audit;
+mod devices;
 mod favorites;
 mod migrate;
 mod pool;

@@ -24,45 +24,48 @@ pub(super) fn revoke_sessions(
     )
 }
 
+/// Opens the session of a login on the caller's transaction (see
+/// [`SessionStore::open_session`]).
+pub(super) fn insert_session(conn: &Connection, login: &NewSession) -> Result<bool> {
+    let s = &login.session;
+    let current = execute(
+        conn,
+        "update users set failed_logins = 0, locked_until = null, \
+           password_hash = coalesce(?3, password_hash), last_login_at = ?4 \
+         where id = ?1 and credential_version = ?2 and disabled_at is null",
+        params![s.user_id.as_uuid(), login.credential_version, login.rehash, millis(s.created_at)],
+    )?;
+    if current == 0 {
+        return Ok(false);
+    }
+    execute(
+        conn,
+        "insert into sessions (id, user_id, refresh_jti, previous_jti, rotated_at, created_at, last_used_at, \
+         expires_at, revoked_at, user_agent, ip, device_name) \
+         values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+        params![
+            s.id.as_uuid(),
+            s.user_id.as_uuid(),
+            s.refresh_jti,
+            s.previous_jti,
+            s.rotated_at.map(millis),
+            millis(s.created_at),
+            millis(s.last_used_at),
+            millis(s.expires_at),
+            s.revoked_at.map(millis),
+            s.user_agent,
+            s.ip,
+            s.device_name,
+        ],
+    )?;
+    Ok(true)
+}
+
 #[async_trait]
 impl SessionStore for SqliteStore {
     async fn open_session(&self, login: &NewSession) -> Result<bool> {
         let login = login.clone();
-        self.write(move |conn| {
-            let s = &login.session;
-            let current = execute(
-                conn,
-                "update users set failed_logins = 0, locked_until = null, \
-                   password_hash = coalesce(?3, password_hash), last_login_at = ?4 \
-                 where id = ?1 and credential_version = ?2 and disabled_at is null",
-                params![s.user_id.as_uuid(), login.credential_version, login.rehash, millis(s.created_at)],
-            )?;
-            if current == 0 {
-                return Ok(false);
-            }
-            execute(
-                conn,
-                "insert into sessions (id, user_id, refresh_jti, previous_jti, rotated_at, created_at, last_used_at, \
-                 expires_at, revoked_at, user_agent, ip, device_name) \
-                 values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-                params![
-                    s.id.as_uuid(),
-                    s.user_id.as_uuid(),
-                    s.refresh_jti,
-                    s.previous_jti,
-                    s.rotated_at.map(millis),
-                    millis(s.created_at),
-                    millis(s.last_used_at),
-                    millis(s.expires_at),
-                    s.revoked_at.map(millis),
-                    s.user_agent,
-                    s.ip,
-                    s.device_name,
-                ],
-            )?;
-            Ok(true)
-        })
-        .await
+        self.write(move |conn| insert_session(conn, &login)).await
     }
 
     async fn list_sessions(&self, user: UserId, now: DateTime<Utc>) -> Result<Vec<SessionRecord>> {

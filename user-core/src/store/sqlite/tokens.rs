@@ -5,12 +5,13 @@ use chrono::{DateTime, Utc};
 use rusqlite::{Connection, params};
 
 use super::SqliteStore;
+use super::devices::purge_device_grants;
 use super::rows::{col, execute, millis, query_opt};
 use super::sessions::revoke_sessions;
 use super::tasks::enqueue_with;
 use crate::domain::UserId;
 use crate::error::Result;
-use crate::store::{NewMail, TokenMail, TokenOwner, TokenPurpose, TokenStore};
+use crate::store::{DEVICE_GRANT_KEPT, NewMail, TokenMail, TokenOwner, TokenPurpose, TokenStore};
 
 #[async_trait]
 impl TokenStore for SqliteStore {
@@ -100,12 +101,13 @@ impl TokenStore for SqliteStore {
 
     async fn purge_expired_tokens(&self, now: DateTime<Utc>, limit: u32) -> Result<u64> {
         self.write(move |conn| {
-            execute(
+            let tokens = execute(
                 conn,
                 "delete from account_tokens where digest in \
                    (select digest from account_tokens where expires_at <= ?1 order by expires_at limit ?2)",
                 params![millis(now), i64::from(limit)],
-            )
+            )?;
+            Ok(tokens + purge_device_grants(conn, now - DEVICE_GRANT_KEPT, limit)?)
         })
         .await
     }

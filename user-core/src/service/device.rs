@@ -1,0 +1,273 @@
+//! Device sign-in (RFC 8628): a TV asks for a pair of codes, shows the short
+//! one, and polls with the long one while a person approves it from a
+//! signed-in phone or browser.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+
+use super::recovery::{new_secret, token_digest};
+use super::{AuditEvent, ClientInfo, DevicePolicy, UserService};
+use crate::auth::IssuedTokens;
+use crate::domain::{DeviceName, UserCode, UserId, rate_key};
+use crate::error::{Error, GrantError, Result};
+use crate::store::{DeviceDecision, DeviceGrant, NewDeviceGrant, UserCodeAction, UserKey};
+
+/// How much sooner than the interval a poll may come without `slow_down`:
+/// a device's timer and the network are not exact.
+const POLL_LEEWAY: TimeDelta = TimeDelta::milliseconds(500);
+
+/// What `slow_down` adds to a device's interval (RFC 8628 §3.5).
+const SLOW_DOWN_STEP_SECS: u32 = 5;
+
+/// A started device sign-in: what the device keeps, and what it shows.
+#[derive(Clone)]
+pub struct DeviceAuthorization {
+    /// The secret the device polls with; only its digest is stored.
+    pub device_code: String,
+    /// The code the person types, shown as `XXXX-XXXX`.
+    pub user_code: UserCode,
+    /// How long both codes work.
+    pub expires_in: Duration,
+    /// The least time between two polls.
+    pub interval: Duration,
+}
+
+impl std::fmt::Debug for DeviceAuthorization {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeviceAuthorization")
+            .field("user_code", &self.user_code)
+            .field("expires_in", &self.expires_in)
+            .field("interval", &self.interval)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The policy and the counts of wrong user codes, shared by the service's clones.
+#[derive(Debug)]
+pub(super) struct DeviceLogins {
+    policy: DevicePolicy,
+    /// Wrong user codes per account and per client address, in fixed
+    /// windows. In this process: each replica counts its own.
+    wrong: Mutex<HashMap<GuessKey, Window>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum GuessKey {
+    User(UserId),
+    Ip(IpAddr),
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Window {
+    started: DateTime<Utc>,
+    count: u32,
+}
+
+/// Entries kept before the stale ones are swept.
+const SWEEP_AT: usize = 10_000;
+
+impl DeviceLogins {
+    pub(super) fn new(policy: DevicePolicy) -> Self {
+        Self { policy, wrong: Mutex::new(HashMap::new()) }
+    }
+
+    fn keys(user: UserId, client: &ClientInfo) -> impl Iterator<Item = GuessKey> {
+        std::iter::once(GuessKey::User(user)).chain(client.ip.map(|ip| GuessKey::Ip(rate_key(ip))))
+    }
+
+    fn limit(&self, key: GuessKey) -> u32 {
+        match key {
+            GuessKey::User(_) => self.policy.wrong_codes_per_user,
+            GuessKey::Ip(_) => self.policy.wrong_codes_per_ip,
+        }
+    }
+
+    fn window(&self) -> TimeDelta {
+        TimeDelta::from_std(self.policy.wrong_code_window).unwrap_or(TimeDelta::MAX)
+    }
+
+    /// How long the account or the address must wait, if either used up its wrong codes.
+    fn blocked(&self, user: UserId, client: &ClientInfo, now: DateTime<Utc>) -> Option<Duration> {
+        let wrong = self.wrong.lock().unwrap_or_else(|p| p.into_inner());
+        Self::keys(user, client)
+            .filter_map(|key| {
+                let w = wrong.get(&key)?;
+                let ends = w.started + self.window();
+                (w.count >= self.limit(key) && ends > now).then(|| (ends - now).to_std().unwrap_or_default())
+            })
+            .max()
+    }
+
+    fn count_wrong(&self, user: UserId, client: &ClientInfo, now: DateTime<Utc>) {
+        let window = self.window();
+        let mut wrong = self.wrong.lock().unwrap_or_else(|p| p.into_inner());
+        if wrong.len() >= SWEEP_AT {
+            wrong.retain(|_, w| w.started + window > now);
+        }
+        for key in Self::keys(user, client) {
+            let w = wrong.entry(key).or_insert(Window { started: now, count: 0 });
+            if w.started + window <= now {
+                *w = Window { started: now, count: 0 };
+            }
+            w.count += 1;
+        }
+    }
+}
+
+impl UserService {
+    /// Starts a device sign-in for a public client: a device code to poll
+    /// with and a user code to show.
+    ///
+    /// # Errors
+    /// [`Error::Grant`] with [`GrantError::InvalidClient`] for a client not in
+    /// [`DevicePolicy::clients`].
+    pub async fn start_device_login(
+        &self,
+        client_id: &str,
+        device_name: Option<&DeviceName>,
+    ) -> Result<DeviceAuthorization> {
+        let policy = &self.device.policy;
+        if !policy.clients.iter().any(|c| c == client_id) {
+            return Err(Error::Grant(GrantError::InvalidClient));
+        }
+        let now = self.clock.now();
+        let interval_secs = u32::try_from(policy.interval.as_secs()).unwrap_or(u32::MAX).max(1);
+        // 20^8 codes: a collision with a stored one is rare, three in a row unheard of.
+        for _ in 0..3 {
+            let (device_code, digest) = new_secret();
+            let grant = NewDeviceGrant {
+                digest,
+                user_code: UserCode::generate(),
+                client_id: client_id.to_owned(),
+                device_name: device_name.map(ToString::to_string),
+                created_at: now,
+                expires_at: now + TimeDelta::from_std(policy.code_ttl).map_err(Error::internal)?,
+                interval_secs,
+            };
+            if self.store.insert_device_grant(&grant).await? {
+                return Ok(DeviceAuthorization {
+                    device_code,
+                    user_code: grant.user_code,
+                    expires_in: policy.code_ttl,
+                    interval: Duration::from_secs(interval_secs.into()),
+                });
+            }
+        }
+        Err(Error::internal("three user codes in a row were taken"))
+    }
+
+    /// One poll of the device: once the person approved it, the new
+    /// session's tokens, exactly once.
+    ///
+    /// # Errors
+    /// [`Error::Grant`] with `authorization_pending`, `slow_down` (the
+    /// device's interval grew), `access_denied`, `expired_token` (also for a
+    /// code voided by wrong user codes) or `invalid_grant` (unknown, used, or
+    /// another client's code; the account was disabled or changed its
+    /// credentials meanwhile).
+    pub async fn poll_device_login(
+        &self,
+        client_id: &str,
+        device_code: &str,
+        client: &ClientInfo,
+    ) -> Result<IssuedTokens> {
+        let grant_error = |e| Err(Error::Grant(e));
+        let Ok(digest) = token_digest(device_code) else { return grant_error(GrantError::InvalidGrant) };
+        let now = self.clock.now();
+        let Some(poll) = self.store.poll_device_grant(&digest, now, POLL_LEEWAY, SLOW_DOWN_STEP_SECS).await? else {
+            return grant_error(GrantError::InvalidGrant);
+        };
+        let grant = poll.grant;
+        if grant.client_id != client_id {
+            return grant_error(GrantError::InvalidGrant);
+        }
+        if grant.expires_at <= now || grant.wrong_tries >= self.device.policy.max_wrong_tries {
+            return grant_error(GrantError::ExpiredToken);
+        }
+        let user = match grant.decision {
+            DeviceDecision::Pending if poll.too_fast => return grant_error(GrantError::SlowDown),
+            DeviceDecision::Pending => return grant_error(GrantError::AuthorizationPending),
+            DeviceDecision::Denied(_) => return grant_error(GrantError::AccessDenied),
+            DeviceDecision::Approved(user) => user,
+        };
+        let Some(record) = self.store.find_user(UserKey::Id(user)).await? else {
+            return grant_error(GrantError::InvalidGrant);
+        };
+        let device = ClientInfo {
+            device_name: grant.device_name.as_deref().map(DeviceName::parse).transpose()?,
+            ..client.clone()
+        };
+        let (login, tokens) = self.new_session(&record, None, &device)?;
+        if !self.store.redeem_device_grant(&digest, &login).await? {
+            return grant_error(GrantError::InvalidGrant);
+        }
+        let detail = format!("device sign-in ({client_id}): {}", grant.device_name.as_deref().unwrap_or("unnamed"));
+        self.audit(AuditEvent::LoginSucceeded, Some(user), &device, Some(detail)).await;
+        Ok(tokens)
+    }
+
+    /// The pending device sign-in a user code names, for the person to see
+    /// which device is asking before they decide. A wrong code counts as
+    /// [`UserService::decide_device_login`]'s do.
+    ///
+    /// # Errors
+    /// As [`UserService::decide_device_login`].
+    pub async fn device_login_request(
+        &self,
+        user: UserId,
+        code: &UserCode,
+        client: &ClientInfo,
+    ) -> Result<DeviceGrant> {
+        self.resolve_user_code(user, code, UserCodeAction::Look, client).await
+    }
+
+    /// Approves or declines the device sign-in a user code names, as `user`.
+    /// Wrong codes are counted per account and per client address, and
+    /// against the pending codes that share a half with them (five void a code).
+    ///
+    /// # Errors
+    /// [`Error::InvalidUserCode`] for a code that is unknown, expired,
+    /// decided or void; [`Error::Throttled`] once the account or the address
+    /// has typed too many wrong codes.
+    pub async fn decide_device_login(
+        &self,
+        user: UserId,
+        code: &UserCode,
+        approve: bool,
+        client: &ClientInfo,
+    ) -> Result<DeviceGrant> {
+        let action = if approve { UserCodeAction::Approve(user) } else { UserCodeAction::Deny(user) };
+        let grant = self.resolve_user_code(user, code, action, client).await?;
+        let event = if approve { AuditEvent::DeviceApproved } else { AuditEvent::DeviceDenied };
+        let detail =
+            format!("{} ({}, code {code})", grant.device_name.as_deref().unwrap_or("unnamed"), grant.client_id);
+        self.audit(event, Some(user), client, Some(detail)).await;
+        Ok(grant)
+    }
+
+    async fn resolve_user_code(
+        &self,
+        user: UserId,
+        code: &UserCode,
+        action: UserCodeAction,
+        client: &ClientInfo,
+    ) -> Result<DeviceGrant> {
+        let now = self.clock.now();
+        if let Some(wait) = self.device.blocked(user, client, now) {
+            return Err(Error::Throttled { retry_after: wait.max(Duration::from_secs(1)) });
+        }
+        let max_wrong = self.device.policy.max_wrong_tries;
+        match self.store.resolve_user_code(code, action, max_wrong, now).await? {
+            Some(grant) => Ok(grant),
+            None => {
+                self.device.count_wrong(user, client, now);
+                self.audit(AuditEvent::DeviceCodeWrong, Some(user), client, Some(format!("code {code}"))).await;
+                Err(Error::InvalidUserCode)
+            }
+        }
+    }
+}

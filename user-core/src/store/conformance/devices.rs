@@ -1,0 +1,153 @@
+//! Device sign-in requests: polling and `slow_down`, decisions taken once,
+//! wrong user codes, the single exchange for a session, and retention.
+
+use std::sync::Arc;
+
+use chrono::TimeDelta;
+
+use super::{login, session_template, set_disabled, t0, user};
+use crate::domain::UserCode;
+use crate::store::{DEVICE_GRANT_KEPT, DeviceDecision, NewDeviceGrant, Store, UserCodeAction};
+
+const LEEWAY: TimeDelta = TimeDelta::milliseconds(500);
+
+fn grant(byte: u8, code: &str) -> NewDeviceGrant {
+    NewDeviceGrant {
+        digest: [byte; 32],
+        user_code: UserCode::parse(code).unwrap(),
+        client_id: "tv-app".into(),
+        device_name: Some("Living-room TV".into()),
+        created_at: t0(),
+        expires_at: t0() + TimeDelta::minutes(10),
+        interval_secs: 5,
+    }
+}
+
+fn secs(n: i64) -> chrono::DateTime<chrono::Utc> {
+    t0() + TimeDelta::seconds(n)
+}
+
+pub(crate) async fn device_polls_faster_than_the_interval_slow_down(store: Arc<dyn Store>) {
+    assert!(store.insert_device_grant(&grant(1, "BCDF-GHJK")).await.unwrap());
+    assert!(!store.insert_device_grant(&grant(2, "BCDF-GHJK")).await.unwrap(), "a user code is stored once");
+    assert!(store.poll_device_grant(&[9; 32], secs(1), LEEWAY, 5).await.unwrap().is_none(), "unknown code");
+
+    let first = store.poll_device_grant(&[1; 32], secs(1), LEEWAY, 5).await.unwrap().unwrap();
+    assert!(!first.too_fast, "the first poll has nothing to be too close to");
+    assert_eq!(first.grant.decision, DeviceDecision::Pending);
+    assert_eq!(first.grant.device_name.as_deref(), Some("Living-room TV"));
+    let early = store.poll_device_grant(&[1; 32], secs(3), LEEWAY, 5).await.unwrap().unwrap();
+    assert!(early.too_fast);
+    assert_eq!(early.grant.interval_secs, 10, "slow_down adds the step");
+    let jittered = t0() + TimeDelta::milliseconds(12_700);
+    let on_time = store.poll_device_grant(&[1; 32], jittered, LEEWAY, 5).await.unwrap().unwrap();
+    assert!(!on_time.too_fast, "the new interval, less the leeway, is enough");
+    assert_eq!(on_time.grant.interval_secs, 10, "and the interval stays grown");
+}
+
+pub(crate) async fn a_user_code_is_decided_once_and_redeemed_once(store: Arc<dyn Store>) {
+    let alice = user(&store, "alice").await;
+    let bob = user(&store, "bob").await;
+    store.insert_device_grant(&grant(1, "BCDF-GHJK")).await.unwrap();
+    let code = UserCode::parse("bcdfghjk").unwrap();
+
+    let seen = store.resolve_user_code(&code, UserCodeAction::Look, 5, secs(1)).await.unwrap().unwrap();
+    assert_eq!((seen.decision, seen.client_id.as_str()), (DeviceDecision::Pending, "tv-app"));
+    let approved = store.resolve_user_code(&code, UserCodeAction::Approve(alice), 5, secs(2)).await.unwrap();
+    assert_eq!(approved.unwrap().decision, DeviceDecision::Approved(alice));
+    let again = store.resolve_user_code(&code, UserCodeAction::Deny(bob), 5, secs(3)).await.unwrap();
+    assert!(again.is_none(), "a decision is taken once");
+    let polled = store.poll_device_grant(&[1; 32], secs(4), LEEWAY, 5).await.unwrap().unwrap();
+    assert_eq!(polled.grant.decision, DeviceDecision::Approved(alice));
+
+    let mut for_bob = session_template(bob);
+    for_bob.created_at = secs(5);
+    assert!(!store.redeem_device_grant(&[1; 32], &login(&store, &for_bob).await).await.unwrap(), "alice's, not bob's");
+    let mut device = session_template(alice);
+    device.created_at = secs(5);
+    device.device_name = Some("Living-room TV".into());
+    let new = login(&store, &device).await;
+    assert!(store.redeem_device_grant(&[1; 32], &new).await.unwrap());
+    let live = store.list_sessions(alice, secs(6)).await.unwrap();
+    assert_eq!(live.iter().map(|s| s.device_name.as_deref()).collect::<Vec<_>>(), [Some("Living-room TV")]);
+    let mut second = session_template(alice);
+    second.created_at = secs(6);
+    assert!(!store.redeem_device_grant(&[1; 32], &login(&store, &second).await).await.unwrap(), "exactly once");
+    assert!(store.poll_device_grant(&[1; 32], secs(7), LEEWAY, 5).await.unwrap().is_none(), "and then gone");
+}
+
+pub(crate) async fn declined_expired_and_disabled_requests_give_no_session(store: Arc<dyn Store>) {
+    let alice = user(&store, "alice").await;
+    store.insert_device_grant(&grant(1, "BCDF-GHJK")).await.unwrap();
+    store.insert_device_grant(&grant(2, "CDFG-HJKL")).await.unwrap();
+    store.insert_device_grant(&grant(3, "DFGH-JKLM")).await.unwrap();
+    let code = |s| UserCode::parse(s).unwrap();
+
+    let denied = store.resolve_user_code(&code("BCDFGHJK"), UserCodeAction::Deny(alice), 5, secs(1)).await.unwrap();
+    assert_eq!(denied.unwrap().decision, DeviceDecision::Denied(alice));
+    let mut s = session_template(alice);
+    s.created_at = secs(2);
+    assert!(!store.redeem_device_grant(&[1; 32], &login(&store, &s).await).await.unwrap(), "declined");
+
+    let late = secs(600);
+    let expired = store.resolve_user_code(&code("CDFGHJKL"), UserCodeAction::Approve(alice), 5, late).await.unwrap();
+    assert!(expired.is_none(), "expired at its expiry");
+
+    store.resolve_user_code(&code("DFGHJKLM"), UserCodeAction::Approve(alice), 5, secs(1)).await.unwrap().unwrap();
+    assert!(set_disabled(&store, alice, true).await.unwrap());
+    let mut s = session_template(alice);
+    s.created_at = secs(2);
+    let login = login(&store, &s).await;
+    assert!(!store.redeem_device_grant(&[3; 32], &login).await.unwrap(), "no session for a disabled account");
+    assert!(store.poll_device_grant(&[3; 32], secs(3), LEEWAY, 5).await.unwrap().is_none(), "the request is used up");
+}
+
+pub(crate) async fn wrong_codes_sharing_a_half_void_a_code_at_the_limit(store: Arc<dyn Store>) {
+    let alice = user(&store, "alice").await;
+    store.insert_device_grant(&grant(1, "BCDF-GHJK")).await.unwrap();
+    store.insert_device_grant(&grant(2, "XZXZ-XZXZ")).await.unwrap();
+    let code = |s| UserCode::parse(s).unwrap();
+    let look = UserCodeAction::Look;
+    // Two wrong codes with the right first half, three with the right last half.
+    for wrong in ["BCDF-BBBB", "BCDF-CCCC", "DDDD-GHJK", "FFFF-GHJK"] {
+        assert!(store.resolve_user_code(&code(wrong), look, 5, secs(1)).await.unwrap().is_none(), "{wrong}");
+    }
+    let after_four = store.resolve_user_code(&code("BCDF-GHJK"), look, 5, secs(1)).await.unwrap().unwrap();
+    assert_eq!(after_four.wrong_tries, 4, "each counted once against the code they share a half with");
+    let other = store.resolve_user_code(&code("XZXZ-XZXZ"), look, 5, secs(1)).await.unwrap().unwrap();
+    assert_eq!(other.wrong_tries, 0, "codes sharing no half are not touched");
+    assert!(store.resolve_user_code(&code("GGGG-GHJK"), look, 5, secs(1)).await.unwrap().is_none());
+    let voided = store.resolve_user_code(&code("BCDF-GHJK"), UserCodeAction::Approve(alice), 5, secs(2)).await;
+    assert!(voided.unwrap().is_none(), "five wrong tries void the code, even typed right");
+    let poll = store.poll_device_grant(&[1; 32], secs(3), LEEWAY, 5).await.unwrap().unwrap();
+    assert_eq!(poll.grant.wrong_tries, 5, "the device sees why");
+}
+
+pub(crate) async fn one_of_many_concurrent_decisions_wins(store: Arc<dyn Store>) {
+    let alice = user(&store, "alice").await;
+    store.insert_device_grant(&grant(1, "BCDF-GHJK")).await.unwrap();
+    let code = UserCode::parse("BCDF-GHJK").unwrap();
+    let barrier = Arc::new(tokio::sync::Barrier::new(16));
+    let calls = (0..16).map(|n| {
+        let (store, barrier, code) = (store.clone(), barrier.clone(), code.clone());
+        tokio::spawn(async move {
+            let action = if n % 2 == 0 { UserCodeAction::Approve(alice) } else { UserCodeAction::Deny(alice) };
+            barrier.wait().await;
+            store.resolve_user_code(&code, action, 5, secs(1)).await.unwrap()
+        })
+    });
+    let outcomes = futures_util::future::join_all(calls).await;
+    let won: Vec<_> = outcomes.into_iter().filter_map(|o| o.unwrap()).collect();
+    assert_eq!(won.len(), 1, "exactly one decision: {won:?}");
+    let polled = store.poll_device_grant(&[1; 32], secs(2), LEEWAY, 5).await.unwrap().unwrap();
+    assert_eq!(polled.grant.decision, won[0].decision);
+}
+
+pub(crate) async fn expired_device_requests_are_purged_after_a_while(store: Arc<dyn Store>) {
+    store.insert_device_grant(&grant(1, "BCDF-GHJK")).await.unwrap();
+    let expiry = t0() + TimeDelta::minutes(10);
+    assert_eq!(store.purge_expired_tokens(expiry, 100).await.unwrap(), 0, "kept for late polls");
+    assert!(store.poll_device_grant(&[1; 32], expiry, LEEWAY, 5).await.unwrap().is_some());
+    assert_eq!(store.purge_expired_tokens(expiry + DEVICE_GRANT_KEPT, 100).await.unwrap(), 1);
+    assert!(store.poll_device_grant(&[1; 32], expiry, LEEWAY, 5).await.unwrap().is_none());
+}
