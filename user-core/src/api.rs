@@ -263,6 +263,107 @@ pub struct TokenRequest {
     pub token: String,
 }
 
+/// The device-code grant type of RFC 8628, as `grant_type` names it.
+pub const DEVICE_CODE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
+
+/// `POST /oauth/device/code` request (a form or JSON).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct DeviceCodeRequest {
+    /// A public client id from `USER_OAUTH_CLIENTS`.
+    pub client_id: String,
+    /// Accepted and ignored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    /// The name the new session will carry, shown to the person approving
+    /// (1–64 characters, no control characters).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 64))]
+    pub device_name: Option<String>,
+}
+
+/// `POST /oauth/device/code` response (RFC 8628 §3.2).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct DeviceCodeResponse {
+    /// The secret the device polls `/oauth/token` with.
+    pub device_code: String,
+    /// The code to show the person, `XXXX-XXXX`.
+    pub user_code: String,
+    /// Where the person goes to type the code.
+    pub verification_uri: String,
+    /// The same page with the code filled in (for a QR code).
+    pub verification_uri_complete: String,
+    /// Seconds until both codes stop working.
+    pub expires_in: u64,
+    /// Seconds to wait between polls.
+    pub interval: u64,
+}
+
+/// `POST /oauth/token` request (a form or JSON): the device-code grant
+/// (`device_code`, `client_id`) or the refresh-token grant (`refresh_token`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct OAuthTokenRequest {
+    /// `urn:ietf:params:oauth:grant-type:device_code` or `refresh_token`.
+    pub grant_type: String,
+    /// The device code (device-code grant).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_code: Option<String>,
+    /// The public client id (device-code grant).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// The refresh token (refresh-token grant).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+}
+
+/// `POST /oauth/token` response (RFC 6749 §5.1).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct OAuthTokenResponse {
+    /// The access JWT.
+    pub access_token: String,
+    /// The refresh JWT; rotated on each use.
+    pub refresh_token: String,
+    /// Always `Bearer`.
+    pub token_type: String,
+    /// Seconds until the access token expires.
+    pub expires_in: u64,
+}
+
+impl std::fmt::Debug for OAuthTokenResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OAuthTokenResponse").field("expires_in", &self.expires_in).finish_non_exhaustive()
+    }
+}
+
+/// The errors of `/oauth/*`: RFC 6749's `error` and `error_description`,
+/// with the contract's `message` and `status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct OAuthErrorResponse {
+    /// The RFC's code, e.g. `authorization_pending`.
+    pub error: String,
+    /// What went wrong, for people.
+    pub error_description: String,
+    /// The same text.
+    pub message: String,
+    /// The HTTP status code.
+    pub status: u16,
+}
+
+/// `POST /user/device/approve` request.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct DeviceApproveRequest {
+    /// The code the device shows; case and dashes are ignored.
+    #[cfg_attr(feature = "openapi", schema(example = "BCDF-GHJK", max_length = 32))]
+    pub user_code: String,
+    /// `true` approves the device, `false` declines it.
+    pub approve: bool,
+}
+
 /// `POST /user/password/forgot` request.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

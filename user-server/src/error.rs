@@ -28,6 +28,16 @@ pub enum ApiError {
     Unavailable(String),
     /// A handler panicked (500).
     Panic,
+    /// An error of an `/oauth/*` route, in RFC 6749's shape (see [`ApiError::oauth`]).
+    OAuth {
+        /// The RFC's code.
+        error: &'static str,
+        /// For people.
+        description: String,
+        status: StatusCode,
+        /// The wait, for `Retry-After`.
+        retry_after: Option<std::time::Duration>,
+    },
 }
 
 impl From<user_core::Error> for ApiError {
@@ -54,6 +64,59 @@ impl ApiError {
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Panic => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::OAuth { status, .. } => *status,
+        }
+    }
+
+    /// The same failure as an `/oauth/*` route answers it: RFC 6749 §5.2's
+    /// codes, 400 for whatever the client got wrong (401 for an unknown
+    /// client), `invalid_grant` for a refresh token the service refused.
+    pub fn oauth(self) -> ApiError {
+        use user_core::{Error, GrantError};
+        let invalid_request = |description| ApiError::OAuth {
+            error: GrantError::InvalidRequest.code(),
+            description,
+            status: StatusCode::BAD_REQUEST,
+            retry_after: None,
+        };
+        let unavailable = |status, retry_after| ApiError::OAuth {
+            error: "temporarily_unavailable",
+            description: "too many requests; retry later".into(),
+            status,
+            retry_after: Some(retry_after),
+        };
+        match self {
+            ApiError::Core(Error::Grant(grant)) => ApiError::OAuth {
+                error: grant.code(),
+                description: grant.description().into(),
+                status: StatusCode::from_u16(Error::Grant(grant).http_status()).unwrap_or(StatusCode::BAD_REQUEST),
+                retry_after: None,
+            },
+            ApiError::Core(Error::Unauthorized(reason)) => {
+                tracing::info!(%reason, "refresh grant refused");
+                let grant = GrantError::InvalidGrant;
+                ApiError::OAuth {
+                    error: grant.code(),
+                    description: grant.description().into(),
+                    status: StatusCode::BAD_REQUEST,
+                    retry_after: None,
+                }
+            }
+            ApiError::Core(Error::Throttled { retry_after }) => unavailable(StatusCode::TOO_MANY_REQUESTS, retry_after),
+            ApiError::Core(Error::Overloaded) => {
+                unavailable(StatusCode::SERVICE_UNAVAILABLE, std::time::Duration::from_secs(1))
+            }
+            e @ (ApiError::Core(Error::Internal(_)) | ApiError::Panic) => {
+                e.log();
+                ApiError::OAuth {
+                    error: "server_error",
+                    description: "internal server error".into(),
+                    status: StatusCode::INTERNAL_SERVER_ERROR,
+                    retry_after: None,
+                }
+            }
+            e @ ApiError::OAuth { .. } => e,
+            other => invalid_request(other.message()),
         }
     }
 
@@ -66,6 +129,7 @@ impl ApiError {
             ApiError::PayloadTooLarge => "request body is larger than 64 KiB".to_owned(),
             ApiError::UnsupportedMediaType => "Content-Type must be application/json".to_owned(),
             ApiError::Panic => "internal server error".to_owned(),
+            ApiError::OAuth { description, .. } => description.clone(),
         }
     }
 
@@ -85,6 +149,21 @@ impl ApiError {
 
 impl Reply for ApiError {
     fn into_response(self) -> Response {
+        if let ApiError::OAuth { error, description, status, retry_after } = self {
+            let body = user_core::api::OAuthErrorResponse {
+                error: error.to_owned(),
+                error_description: description.clone(),
+                message: description,
+                status: status.as_u16(),
+            };
+            let mut response = warp::reply::with_status(warp::reply::json(&body), status).into_response();
+            if let Some(wait) = retry_after
+                && let Ok(v) = HeaderValue::from_str(&(wait.as_secs_f64().ceil().max(1.0) as u64).to_string())
+            {
+                response.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+            return response;
+        }
         self.log();
         let mut response = error_response(self.status(), self.message());
         if let ApiError::Core(user_core::Error::Throttled { retry_after }) = &self {

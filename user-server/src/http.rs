@@ -127,16 +127,32 @@ where
     response
 }
 
-/// Reads a JSON request body of at most [`MAX_BODY_BYTES`]; the outcome is
-/// left to the handler, so a bad body is answered by its route.
-pub fn json_body() -> impl Filter<Extract = (Result<Bytes, ApiError>,), Error = Rejection> + Clone {
+/// A request body as read: its bytes, and whether they are a form
+/// (`application/x-www-form-urlencoded`) rather than JSON.
+#[derive(Debug)]
+pub struct Body {
+    pub bytes: Bytes,
+    pub form: bool,
+}
+
+/// Reads a JSON request body (or, when `forms`, a URL-encoded form) of at
+/// most [`MAX_BODY_BYTES`]; the outcome is left to the handler, so a bad
+/// body is answered by its route.
+pub fn request_body(forms: bool) -> impl Filter<Extract = (Result<Body, ApiError>,), Error = Rejection> + Clone {
     warp::header::optional::<String>("content-type")
         .and(warp::header::optional::<u64>("content-length"))
         .and(warp::body::stream())
-        .then(|content_type: Option<String>, length: Option<u64>, body| read_body(content_type, length, body))
+        .then(move |content_type: Option<String>, length: Option<u64>, body| {
+            read_body(content_type, length, body, forms)
+        })
 }
 
-async fn read_body<S, B>(content_type: Option<String>, length: Option<u64>, body: S) -> Result<Bytes, ApiError>
+async fn read_body<S, B>(
+    content_type: Option<String>,
+    length: Option<u64>,
+    body: S,
+    forms: bool,
+) -> Result<Body, ApiError>
 where
     S: Stream<Item = Result<B, warp::Error>>,
     B: Buf,
@@ -144,7 +160,9 @@ where
     if length.is_some_and(|n| n > MAX_BODY_BYTES) {
         return Err(ApiError::PayloadTooLarge);
     }
-    if !content_type.as_deref().is_some_and(is_json) {
+    let content_type = content_type.unwrap_or_default();
+    let form = forms && is_form(&content_type);
+    if !form && !is_json(&content_type) {
         return Err(ApiError::UnsupportedMediaType);
     }
     let mut buf = BytesMut::new();
@@ -162,7 +180,23 @@ where
             chunk.advance(n);
         }
     }
-    Ok(buf.freeze())
+    Ok(Body { bytes: buf.freeze(), form })
+}
+
+fn is_form(content_type: &str) -> bool {
+    content_type.split(';').next().unwrap_or_default().trim().eq_ignore_ascii_case(FORM)
+}
+
+/// The media type of HTML forms, which OAuth clients send.
+pub const FORM: &str = "application/x-www-form-urlencoded";
+
+/// Parses a URL-encoded form into `T`; a parameter given twice is an error
+/// (RFC 6749 §3.2), an unknown one is ignored.
+///
+/// # Errors
+/// [`ApiError::BadRequest`] naming what is wrong.
+pub fn parse_form<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_urlencoded::from_bytes(body).map_err(|e| ApiError::BadRequest(format!("malformed form: {e}")))
 }
 
 fn is_json(content_type: &str) -> bool {

@@ -40,6 +40,9 @@ pub struct AppState {
     pub policy: security::SharedPolicy,
     /// Whether `/metrics` is served here (no metrics listener of its own).
     pub metrics_public: bool,
+    /// `USER_PUBLIC_URL`: the base of the `verification_uri` devices show
+    /// (else the request's own host).
+    pub public_url: Option<String>,
 }
 
 /// The OpenAPI 3 document `/openapi.json` serves (committed as `docs/openapi.json`).
@@ -130,6 +133,7 @@ pub async fn start(config: &Config) -> Result<RunningServer, StartError> {
         cookies: CookiePolicy { secure: config.cookie_secure_for(addr) },
         policy: std::sync::Arc::new(config.policy()),
         metrics_public: metrics_listener.is_none(),
+        public_url: config.public_url.clone(),
     };
     Ok(RunningServer {
         addr,

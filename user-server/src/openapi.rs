@@ -7,10 +7,11 @@ use std::sync::OnceLock;
 
 use user_core::api::{
     AccountPatch, AccountResponse, AdminAccountResponse, AuditEventInfo, AuditListResponse, ContainsResponse,
-    CreateAccountRequest, FavoriteListResponse, FavoriteTrack, ForgotPasswordRequest, LoginRequest, LoginResponse,
-    MainResponse, RefreshResponse, RegisterRequest, ResetPasswordRequest, RevokedResponse, SessionInfo,
-    SessionListResponse, TaskInfo, TaskListResponse, TaskState, TokenRequest, UpdateRequest, UserListResponse,
-    UserResponse, UserSummary,
+    CreateAccountRequest, DeviceApproveRequest, DeviceCodeRequest, DeviceCodeResponse, FavoriteListResponse,
+    FavoriteTrack, ForgotPasswordRequest, LoginRequest, LoginResponse, MainResponse, OAuthErrorResponse,
+    OAuthTokenRequest, OAuthTokenResponse, RefreshResponse, RegisterRequest, ResetPasswordRequest, RevokedResponse,
+    SessionInfo, SessionListResponse, TaskInfo, TaskListResponse, TaskState, TokenRequest, UpdateRequest,
+    UserListResponse, UserResponse, UserSummary,
 };
 use user_core::domain::{Locale, Role};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -65,7 +66,8 @@ fn non_empty_subset(doc: &mut serde_json::Value, schema: &str, fields: &[&str]) 
         UpdateRequest, UserSummary, UserListResponse, FavoriteTrack, FavoriteListResponse, ContainsResponse, Role,
         SessionInfo, SessionListResponse, RevokedResponse, CreateAccountRequest, AccountPatch, AdminAccountResponse,
         TaskState, TaskInfo, TaskListResponse, AuditEventInfo, AuditListResponse, Locale, TokenRequest,
-        ForgotPasswordRequest, ResetPasswordRequest
+        ForgotPasswordRequest, ResetPasswordRequest, DeviceCodeRequest, DeviceCodeResponse, OAuthTokenRequest,
+        OAuthTokenResponse, OAuthErrorResponse, DeviceApproveRequest
     )),
     modifiers(&Security)
 )]

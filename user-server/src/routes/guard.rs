@@ -78,6 +78,16 @@ impl Guard for Authenticated {
     }
 }
 
+/// A page's visitor: signed in (a valid access token of a live session) or
+/// not. Never refuses; a duplicated or invalid token is "not signed in".
+pub(crate) struct Visitor(pub Option<Authenticated>);
+
+impl Guard for Visitor {
+    async fn check(state: &AppState, creds: &Credentials) -> Result<Self, ApiError> {
+        Ok(Visitor(Authenticated::check(state, creds).await.ok()))
+    }
+}
+
 /// An authenticated caller whose token carries the admin role.
 pub(crate) struct Admin(Authenticated);
 

@@ -12,6 +12,7 @@
 
 mod account;
 mod admin;
+mod device;
 mod favorites;
 mod guard;
 mod ops;
@@ -23,7 +24,6 @@ use std::future::Future;
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
-use bytes::Bytes;
 use serde::de::DeserializeOwned;
 use user_core::api::MainResponse;
 use utoipa::openapi::path::{HttpMethod, Operation};
@@ -36,7 +36,7 @@ use guard::Guard;
 
 use crate::AppState;
 use crate::error::ApiError;
-use crate::http::{Credentials, Query, RequestCtx, ctx, finish, json, json_body, parse_json, query, respond};
+use crate::http::{Body, Credentials, Query, RequestCtx, ctx, finish, json, parse_json, query, request_body, respond};
 use crate::security::{Action, SharedPolicy};
 
 type Route = BoxedFilter<(Response,)>;
@@ -48,7 +48,7 @@ type Mount = Box<dyn Fn(&'static Endpoint, &Arc<AppState>) -> Route + Send + Syn
 /// handler (with its `#[utoipa::path]` documentation) in the module of its
 /// resource and add one line here.
 fn table() -> Vec<Endpoint> {
-    use {account::*, admin::*, favorites::*, ops::*, pages::*, recovery::*, session::*};
+    use {account::*, admin::*, device::*, favorites::*, ops::*, pages::*, recovery::*, session::*};
     vec![
         Endpoint::of::<__path_register, _, _, _>(register).throttled(Action::Register),
         Endpoint::of::<__path_login, _, _, _>(login).throttled(Action::Login),
@@ -57,6 +57,10 @@ fn table() -> Vec<Endpoint> {
         Endpoint::of::<__path_list_sessions, _, _, _>(list_sessions),
         Endpoint::of::<__path_revoke_session, _, _, _>(revoke_session),
         Endpoint::of::<__path_revoke_other_sessions, _, _, _>(revoke_other_sessions),
+        Endpoint::of::<__path_device_code, _, _, _>(device_code).throttled(Action::Login),
+        Endpoint::of::<__path_token, _, _, _>(token),
+        Endpoint::of::<__path_approve_device, _, _, _>(approve_device),
+        Endpoint::of::<__path_device_page, _, _, _>(device_page),
         Endpoint::of::<__path_get_user, _, _, _>(get_user),
         Endpoint::of::<__path_update, _, _, _>(update).throttled(Action::Update),
         Endpoint::of::<__path_delete, _, _, _>(delete),
@@ -116,7 +120,7 @@ pub(crate) struct Call<G> {
     pub query: Query,
     /// The path parameter (`{…}` in the path), as sent: still percent-encoded.
     pub path_param: Option<String>,
-    body: Option<Result<Bytes, ApiError>>,
+    body: Option<Result<Body, ApiError>>,
 }
 
 impl<G> Call<G> {
@@ -127,7 +131,8 @@ impl<G> Call<G> {
     /// operation declares no request body (so none was read).
     fn json<T: DeserializeOwned>(&mut self) -> Result<T, ApiError> {
         match self.body.take() {
-            Some(body) => parse_json(&body?),
+            Some(Ok(body)) if body.form => Err(ApiError::UnsupportedMediaType),
+            Some(body) => parse_json(&body?.bytes),
             None => Err(user_core::Error::internal("this route reads a body its operation does not declare").into()),
         }
     }
@@ -196,6 +201,16 @@ impl Endpoint {
         self.operation.request_body.is_some()
     }
 
+    /// Whether the body may be a URL-encoded form as well as JSON (the OAuth routes).
+    fn takes_forms(&self) -> bool {
+        self.operation.request_body.as_ref().is_some_and(|b| b.content.contains_key(crate::http::FORM))
+    }
+
+    /// Whether errors take RFC 6749's shape (see [`ApiError::oauth`]).
+    fn speaks_oauth(&self) -> bool {
+        self.path.starts_with("/oauth/")
+    }
+
     /// Routes with parameters read the query string: a path-parameter route
     /// too, to refuse the same parameter given twice. Routes without leave it
     /// alone, so a stray query on them is no error.
@@ -226,7 +241,11 @@ where
     F: Future<Output = Result<Response, ApiError>> + Send + 'static,
 {
     let query = if endpoint.reads_query() { query().boxed() } else { warp::any().map(Query::default).boxed() };
-    let body = if endpoint.has_body() { json_body().map(Some).boxed() } else { warp::any().map(|| None).boxed() };
+    let body = if endpoint.has_body() {
+        request_body(endpoint.takes_forms()).map(Some).boxed()
+    } else {
+        warp::any().map(|| None).boxed()
+    };
     let state = state.clone();
     let writes = !matches!(endpoint.method, Method::GET | Method::HEAD);
     path_and_method(endpoint)
@@ -236,16 +255,23 @@ where
         .then(move |path_param: Option<String>, ctx: RequestCtx, query: Query, body| {
             let state = state.clone();
             respond(&endpoint.label, ctx.id.clone(), async move {
-                if let Some(action) = endpoint.throttle {
-                    ctx.throttle(action)?;
+                let outcome = async {
+                    if let Some(action) = endpoint.throttle {
+                        ctx.throttle(action)?;
+                    }
+                    let creds = if G::READS_CREDENTIALS {
+                        Credentials::from_headers(&ctx.headers)
+                    } else {
+                        Credentials::default()
+                    };
+                    let caller = G::check(&state, &creds).await?;
+                    if writes {
+                        G::check_origin(&ctx, &creds)?;
+                    }
+                    handler(Call { ctx, state, caller, query, path_param, body }).await
                 }
-                let creds =
-                    if G::READS_CREDENTIALS { Credentials::from_headers(&ctx.headers) } else { Credentials::default() };
-                let caller = G::check(&state, &creds).await?;
-                if writes {
-                    G::check_origin(&ctx, &creds)?;
-                }
-                handler(Call { ctx, state, caller, query, path_param, body }).await
+                .await;
+                if endpoint.speaks_oauth() { outcome.map_err(ApiError::oauth) } else { outcome }
             })
         })
         .boxed()

@@ -7,13 +7,13 @@
 use std::sync::OnceLock;
 
 use minijinja::{AutoEscape, Environment, context};
-use user_core::domain::Locale;
+use user_core::domain::{Locale, UserCode};
 use warp::http::{HeaderValue, header};
 use warp::reply::{Reply as _, Response};
 
 use super::Call;
 use super::account::preferred_locale;
-use super::guard::Open;
+use super::guard::{Open, Visitor};
 use crate::error::ApiError;
 
 /// What the pages may load and where they may send: their own script and
@@ -105,8 +105,20 @@ fn templates() -> &'static Environment<'static> {
         let mut env = Environment::new();
         env.set_auto_escape_callback(|_| AutoEscape::Html);
         env.add_template("page.html", include_str!("../../pages/page.html")).expect("the built-in page parses");
+        env.add_template("device.html", include_str!("../../pages/device.html")).expect("the device page parses");
         env
     })
+}
+
+/// Renders a built-in template as the page's answer, in `locale`.
+fn render(template: &str, locale: Locale, ctx: minijinja::Value) -> Result<Response, ApiError> {
+    let html = templates()
+        .get_template(template)
+        .and_then(|t| t.render(ctx))
+        .map_err(|e| ApiError::Core(user_core::Error::internal(e)))?;
+    let mut response = with_type(html.into_response(), "text/html; charset=utf-8");
+    response.headers_mut().insert(header::CONTENT_LANGUAGE, HeaderValue::from_static(locale.as_str()));
+    Ok(response)
 }
 
 fn page(call: &Call<Open>, words: fn(Locale) -> Words, endpoint: &str, password: bool) -> Result<Response, ApiError> {
@@ -117,20 +129,16 @@ fn page(call: &Call<Open>, words: fn(Locale) -> Words, endpoint: &str, password:
         let invalid = user_core::domain::ValidationError::new("token", "must be at most 128 characters");
         return Err(ApiError::Core(invalid.into()));
     }
-    let html = templates()
-        .get_template("page.html")
-        .and_then(|t| {
-            t.render(context! {
-                lang => locale.as_str(), title => words.title, intro => words.intro, button => words.button,
-                done => words.done, failed => words.failed, endpoint => endpoint, token => token,
-                password => password, token_label => common.token_label, password_label => common.password_label,
-                repeat_label => common.repeat_label, mismatch => common.mismatch, noscript => common.noscript,
-            })
-        })
-        .map_err(|e| ApiError::Core(user_core::Error::internal(e)))?;
-    let mut response = with_type(html.into_response(), "text/html; charset=utf-8");
-    response.headers_mut().insert(header::CONTENT_LANGUAGE, HeaderValue::from_static(locale.as_str()));
-    Ok(response)
+    render(
+        "page.html",
+        locale,
+        context! {
+            lang => locale.as_str(), title => words.title, intro => words.intro, button => words.button,
+            done => words.done, failed => words.failed, endpoint => endpoint, token => token,
+            password => password, token_label => common.token_label, password_label => common.password_label,
+            repeat_label => common.repeat_label, mismatch => common.mismatch, noscript => common.noscript,
+        },
+    )
 }
 
 fn with_type(mut response: Response, content_type: &'static str) -> Response {
@@ -176,4 +184,148 @@ pub(super) async fn page_script(_: Call<Open>) -> Result<Response, ApiError> {
 ))]
 pub(super) async fn page_style(_: Call<Open>) -> Result<Response, ApiError> {
     Ok(with_type(include_str!("../../pages/pages.css").into_response(), "text/css; charset=utf-8"))
+}
+
+/// The words of the device page in one language.
+struct DeviceWords {
+    title: &'static str,
+    sign_in_intro: &'static str,
+    login_label: &'static str,
+    password_label: &'static str,
+    sign_in: &'static str,
+    sign_in_failed: &'static str,
+    code_intro: &'static str,
+    code_label: &'static str,
+    next: &'static str,
+    wrong_code: &'static str,
+    too_many: &'static str,
+    confirm_intro: &'static str,
+    code_shown: &'static str,
+    check_code: &'static str,
+    approve: &'static str,
+    decline: &'static str,
+    approved: &'static str,
+    declined: &'static str,
+    decide_failed: &'static str,
+    noscript: &'static str,
+}
+
+impl DeviceWords {
+    /// The words as the template reads them (`w.title`, …).
+    fn to_value(&self) -> minijinja::Value {
+        minijinja::Value::from_pairs([
+            ("title", self.title),
+            ("sign_in_intro", self.sign_in_intro),
+            ("login_label", self.login_label),
+            ("password_label", self.password_label),
+            ("sign_in", self.sign_in),
+            ("sign_in_failed", self.sign_in_failed),
+            ("code_intro", self.code_intro),
+            ("code_label", self.code_label),
+            ("next", self.next),
+            ("wrong_code", self.wrong_code),
+            ("too_many", self.too_many),
+            ("confirm_intro", self.confirm_intro),
+            ("code_shown", self.code_shown),
+            ("check_code", self.check_code),
+            ("approve", self.approve),
+            ("decline", self.decline),
+            ("approved", self.approved),
+            ("declined", self.declined),
+            ("decide_failed", self.decide_failed),
+            ("noscript", self.noscript),
+        ])
+    }
+}
+
+fn device_words(locale: Locale) -> DeviceWords {
+    match locale {
+        Locale::En => DeviceWords {
+            title: "Sign in a device",
+            sign_in_intro: "Sign in first; then you can let the device in.",
+            login_label: "Username or email",
+            password_label: "Password",
+            sign_in: "Sign in",
+            sign_in_failed: "Could not sign in",
+            code_intro: "Type the code your TV, car or speaker shows.",
+            code_label: "Code",
+            next: "Continue",
+            wrong_code: "That code is not valid, or it expired. Check the code on the device's screen.",
+            too_many: "Too many wrong codes. Wait a few minutes and try again.",
+            confirm_intro: "This device asks to sign in to the account",
+            code_shown: "Code:",
+            check_code: "Approve only if the device you are holding or looking at shows this code.",
+            approve: "Approve",
+            decline: "Decline",
+            approved: "Done: the device is signed in. You can close this page.",
+            declined: "Declined: the device was not signed in.",
+            decide_failed: "That did not work",
+            noscript: "This page needs JavaScript to sign in and to approve.",
+        },
+        Locale::Ru => DeviceWords {
+            title: "Вход на устройстве",
+            sign_in_intro: "Сначала войдите, затем подтвердите вход устройства.",
+            login_label: "Имя пользователя или email",
+            password_label: "Пароль",
+            sign_in: "Войти",
+            sign_in_failed: "Не удалось войти",
+            code_intro: "Введите код, который показывает телевизор, автомобиль или колонка.",
+            code_label: "Код",
+            next: "Продолжить",
+            wrong_code: "Код неверен или устарел. Проверьте код на экране устройства.",
+            too_many: "Слишком много неверных кодов. Подождите несколько минут и попробуйте снова.",
+            confirm_intro: "Это устройство просит войти в аккаунт",
+            code_shown: "Код:",
+            check_code: "Подтверждайте, только если этот код показывает устройство перед вами.",
+            approve: "Разрешить",
+            decline: "Отклонить",
+            approved: "Готово: вход на устройстве выполнен. Эту страницу можно закрыть.",
+            declined: "Отклонено: вход на устройстве не выполнен.",
+            decide_failed: "Не получилось",
+            noscript: "Чтобы войти и подтвердить вход, включите JavaScript.",
+        },
+    }
+}
+
+/// Where people let a device in: sign in (when not signed in), type the
+/// device's code, see which device asks, approve or decline it.
+#[utoipa::path(get, path = "/device", tag = "pages", params(
+    ("user_code" = Option<String>, Query, description = "The device's code, to fill in (from `verification_uri_complete`)", max_length = 32),
+), responses(
+    (status = 200, description = "An HTML page in the reader's language (Accept-Language): a sign-in form, the code form, or the device to approve", content_type = "text/html"),
+    (status = 400, description = "`user_code` given more than once", body = user_core::api::MainResponse),
+))]
+pub(super) async fn device_page(call: Call<Visitor>) -> Result<Response, ApiError> {
+    let locale = preferred_locale(&call.ctx.headers).unwrap_or_default();
+    let words = device_words(locale);
+    let given = call.query.single("user_code")?.map(|c| c.chars().take(32).collect::<String>());
+    let code = given.as_deref().and_then(|c| UserCode::parse(c).ok());
+    let shown = code.as_ref().map_or_else(|| given.clone().unwrap_or_default(), ToString::to_string);
+    let page = |view: &str, problem: Option<&str>, grant: Option<(&str, &str)>| {
+        let (device_name, username) = grant.unwrap_or_default();
+        render(
+            "device.html",
+            locale,
+            context! {
+                lang => locale.as_str(), w => words.to_value(), view => view,
+                code => shown, problem => problem, device_name => device_name, username => username,
+            },
+        )
+    };
+    let Some(visitor) = &call.caller.0 else { return page("sign-in", None, None) };
+    let Some(raw) = given.as_deref() else { return page("enter-code", None, None) };
+    // A code that cannot be one names no device; it is not counted as a guess.
+    let Some(code) = code else { return page("enter-code", Some(words.wrong_code), None) };
+    match call.state.service.device_login_request(visitor.id(), &code, &call.ctx.client()).await {
+        Ok(grant) => {
+            let name = grant.device_name.unwrap_or_else(|| grant.client_id.clone());
+            page("confirm", None, Some((&name, visitor.user().username.as_str())))
+        }
+        Err(user_core::Error::InvalidUserCode) => page("enter-code", Some(words.wrong_code), None),
+        Err(user_core::Error::Throttled { .. }) => {
+            tracing::debug!(code = raw, "device page: too many wrong codes");
+            page("enter-code", Some(words.too_many), None)
+        }
+        Err(e) => Err(e.into()),
+    }
 }

@@ -12,6 +12,7 @@ use user_core::store::TaskKind;
 mod accounts;
 mod admin;
 mod admin_ops;
+mod device;
 mod favorites;
 mod recovery;
 mod sessions;

@@ -16,6 +16,9 @@ use user_core::{ServiceConfig, UserService};
 use user_server::{AppState, CookiePolicy};
 use warp::http::HeaderMap;
 
+/// The media type OAuth clients send forms in.
+pub const FORM: &str = "application/x-www-form-urlencoded";
+
 pub struct TestApp {
     pub state: AppState,
     pub clock: Arc<ManualClock>,
@@ -75,8 +78,13 @@ pub async fn app_with(config: ServiceConfig) -> TestApp {
     let store = Arc::new(MemoryStore::new());
     let clock = Arc::new(ManualClock::default());
     let service = UserService::with_clock(store.clone(), config, clock.clone()).await.unwrap();
-    let state =
-        AppState { service, cookies: CookiePolicy { secure: false }, policy: Default::default(), metrics_public: true };
+    let state = AppState {
+        service,
+        cookies: CookiePolicy { secure: false },
+        policy: Default::default(),
+        metrics_public: true,
+        public_url: None,
+    };
     TestApp { state, clock, store }
 }
 
