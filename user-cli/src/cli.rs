@@ -66,12 +66,24 @@ pub enum Command {
         #[command(flatten)]
         password: PasswordSource,
     },
-    /// Log in and keep the session in the credentials file (remote).
+    /// Log in and keep the session in the credentials file (remote). With
+    /// --device, sign in by code instead: it prints a code and a URL, and
+    /// waits while you approve it from a browser where you are signed in.
     Login {
-        /// Username or email.
-        username: String,
+        /// Username or email (not with --device).
+        #[arg(required_unless_present = "device", conflicts_with = "device")]
+        username: Option<String>,
         #[command(flatten)]
         password: PasswordSource,
+        /// Sign in by code from another device (RFC 8628): no password typed here.
+        #[arg(long)]
+        device: bool,
+        /// The public client id to sign in as with --device (one of the server's USER_OAUTH_CLIENTS).
+        #[arg(long, env = "USER_OAUTH_CLIENT_ID", default_value = "user-cli", requires = "device")]
+        client_id: String,
+        /// The name the session gets with --device, shown where it is approved and in `sessions`.
+        #[arg(long, default_value = "user-cli", requires = "device")]
+        device_name: String,
     },
     /// End the session on the server and remove the credentials file (remote).
     Logout,

@@ -26,6 +26,9 @@ pub async fn run(server: &str, ca_cert: Option<&Path>, command: Command, out: &O
             .add_root_certificate(&pem)
             .map_err(|e| Failure::Usage(format!("--ca-cert {}: {e}", path.display())))?;
     }
+    if let Command::Login { device: true, device_name, .. } = &command {
+        builder = builder.device_name(device_name);
+    }
     let client = builder.build()?;
     if let Some(saved) = credentials::load(server) {
         client.restore_session(&saved).await;
@@ -38,6 +41,34 @@ pub async fn run(server: &str, ca_cert: Option<&Path>, command: Command, out: &O
     result
 }
 
+/// Signs this shell in by code: prints the code and where to type it (on
+/// stderr, or as a first JSON line on stdout with --json), then waits for
+/// the approval; the session is kept like a password login's.
+async fn device_login(client: &Client, client_id: &str, out: &Output) -> Result<(), Failure> {
+    let login = client.start_device_login(client_id).await?;
+    if out.json {
+        let started = json!({
+            "user_code": login.user_code(),
+            "verification_uri": login.verification_uri(),
+            "verification_uri_complete": login.verification_uri_complete(),
+            "expires_in": login.expires_in().as_secs(),
+        });
+        println!("{started}");
+    } else {
+        eprintln!(
+            "To sign in, open {} and type the code {}\n(or open {})\nWaiting for approval…",
+            login.verification_uri(),
+            login.user_code(),
+            login.verification_uri_complete()
+        );
+    }
+    let signed_in = login.wait().await?;
+    client.restore_session(&signed_in.save_session().await).await;
+    let me = client.me().await?;
+    out.done(&json!({"id": me.id, "status": "logged in"}), &format!("logged in as {}", me.username));
+    Ok(())
+}
+
 async fn execute(client: &Client, command: Command, out: &Output) -> Result<(), Failure> {
     match command {
         Command::Register { username, email, password } => {
@@ -45,7 +76,9 @@ async fn execute(client: &Client, command: Command, out: &Output) -> Result<(), 
             let account = client.register(&username, &email, &pw).await?;
             out.done(&json!(account), &format!("registered {} ({})", account.username, account.id));
         }
-        Command::Login { username, password } => {
+        Command::Login { device: true, client_id, .. } => device_login(client, &client_id, out).await?,
+        Command::Login { username, password, .. } => {
+            let username = username.unwrap_or_default();
             let pw = secrets(&password, &["Password"])?.remove(0);
             let login = client.login(&username, &pw).await?;
             out.done(&json!({"id": login.id, "status": "logged in"}), &format!("logged in as {username}"));

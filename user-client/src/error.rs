@@ -21,6 +21,17 @@ pub enum Error {
         /// The server's `message`.
         message: String,
     },
+    /// An `/oauth/*` route refused: RFC 6749's error code (`invalid_grant`,
+    /// `authorization_pending`, …), its status and description.
+    #[error("{status} {error}: {message}")]
+    Grant {
+        /// The HTTP status.
+        status: u16,
+        /// The RFC's error code.
+        error: String,
+        /// The server's `message` (its `error_description`).
+        message: String,
+    },
     /// The input broke a rule of the contract; nothing was sent.
     #[error("invalid input: {0}")]
     Invalid(#[from] ValidationError),
@@ -45,9 +56,18 @@ impl Error {
     /// The HTTP status: the server's, or 400 for input refused locally.
     pub fn status(&self) -> Option<u16> {
         match self {
-            Error::Api { status, .. } | Error::Decode { status, .. } => Some(*status),
+            Error::Api { status, .. } | Error::Grant { status, .. } | Error::Decode { status, .. } => Some(*status),
             Error::Invalid(_) => Some(400),
             Error::Transport(e) => e.status().map(|s| s.as_u16()),
+        }
+    }
+
+    /// The OAuth error code of an `/oauth/*` refusal (`invalid_grant`,
+    /// `access_denied`, `expired_token`, …).
+    pub fn grant_error(&self) -> Option<&str> {
+        match self {
+            Error::Grant { error, .. } => Some(error),
+            _ => None,
         }
     }
 

@@ -27,6 +27,7 @@
 #![warn(missing_docs)]
 
 mod admin;
+mod device;
 mod error;
 
 use std::sync::Arc;
@@ -39,12 +40,14 @@ use serde::de::DeserializeOwned;
 use tokio::sync::{Mutex, RwLock};
 use user_core::api::{
     AccountResponse, ContainsResponse, FavoriteListResponse, FavoriteTrack, ForgotPasswordRequest, LoginRequest,
-    LoginResponse, MainResponse, RefreshResponse, RegisterRequest, ResetPasswordRequest, RevokedResponse, SessionInfo,
-    SessionListResponse, TokenRequest, UpdateRequest, UserListResponse, UserResponse, UserSummary,
+    LoginResponse, MainResponse, OAuthErrorResponse, OAuthTokenRequest, OAuthTokenResponse, RefreshResponse,
+    RegisterRequest, ResetPasswordRequest, RevokedResponse, SessionInfo, SessionListResponse, TokenRequest,
+    UpdateRequest, UserListResponse, UserResponse, UserSummary,
 };
 use user_core::domain::{DeviceName, Email, Locale, Login, Password, TrackBatch, TrackId, Username, ValidationError};
 
 pub use admin::{Admin, AuditQuery};
+pub use device::DeviceLogin;
 pub use error::{Error, Result};
 pub use user_core::api;
 
@@ -98,8 +101,22 @@ impl std::fmt::Debug for Client {
 struct Session {
     /// The access token and how many times it was replaced.
     access: RwLock<(Option<String>, u64)>,
+    /// The refresh token when the client holds it itself ([`Client::with_tokens`])
+    /// rather than in a cookie; it is then rotated through `POST /oauth/token`.
+    /// Only touched while `refreshing` is held, or before the session is shared.
+    refresh: std::sync::Mutex<Option<String>>,
     /// Held while refreshing, so concurrent 401s share one refresh.
     refreshing: Mutex<()>,
+}
+
+impl Session {
+    fn held_refresh(&self) -> Option<String> {
+        self.refresh.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn hold_refresh(&self, token: String) {
+        *self.refresh.lock().unwrap_or_else(|p| p.into_inner()) = Some(token);
+    }
 }
 
 impl std::fmt::Debug for Session {
@@ -267,9 +284,39 @@ impl Client {
         access.1 += 1;
     }
 
-    /// The current session, to save between runs. The refresh token is only
-    /// known when the client built its own HTTP client (its cookie store).
+    /// This client with a session of its own whose tokens it holds itself,
+    /// not in cookies: a native app's tokens from `POST /oauth/token` (a
+    /// [`DeviceLogin`], or tokens kept in the platform's keychain). On a 401
+    /// it rotates the refresh token through `POST /oauth/token` with the
+    /// refresh-token grant, with the same reuse detection as the cookie path;
+    /// [`Client::save_session`] gives the newest pair to keep.
+    ///
+    /// ```no_run
+    /// # async fn run(saved: user_client::SavedSession) -> Result<(), user_client::Error> {
+    /// let client = user_client::Client::new("https://users.example")?;
+    /// let (Some(access), Some(refresh)) = (saved.access_token, saved.refresh_token) else { return Ok(()) };
+    /// let client = client.with_tokens(access, refresh);
+    /// let me = client.me().await?; // refreshes by itself when the access token expired
+    /// let keep = client.save_session().await; // the rotated pair, for the keychain
+    /// # let _ = (me, keep); Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn with_tokens(&self, access_token: impl Into<String>, refresh_token: impl Into<String>) -> Client {
+        let session = Session {
+            access: RwLock::new((Some(access_token.into()), 0)),
+            refresh: std::sync::Mutex::new(Some(refresh_token.into())),
+            refreshing: Mutex::new(()),
+        };
+        Client { session: Arc::new(session), ..self.clone() }
+    }
+
+    /// The current session, to save between runs. The refresh token is
+    /// known when the client holds it ([`Client::with_tokens`]) or built its
+    /// own HTTP client (its cookie store).
     pub async fn save_session(&self) -> SavedSession {
+        if let Some(refresh_token) = self.session.held_refresh() {
+            return SavedSession { access_token: self.access_token().await, refresh_token: Some(refresh_token) };
+        }
         let refresh_token = self.jar.as_ref().and_then(|jar| {
             let url = reqwest::Url::parse(&self.base).ok()?;
             let header = jar.cookies(&url)?;
@@ -338,11 +385,25 @@ impl Client {
         reply
     }
 
-    /// `POST /user/refresh`: rotates the tokens (done automatically on a 401).
+    /// Rotates the tokens (done automatically on a 401): `POST /user/refresh`
+    /// with the refresh cookie, or, when the client holds its tokens
+    /// ([`Client::with_tokens`]), `POST /oauth/token` with the refresh-token grant.
     ///
     /// # Errors
-    /// 401 when the refresh token is missing, expired, revoked or reused.
+    /// 401 when the refresh cookie is missing, expired, revoked or reused;
+    /// 400 `invalid_grant` ([`Error::grant_error`]) for a held token so refused.
     pub async fn refresh(&self) -> Result<RefreshResponse> {
+        if let Some(refresh_token) = self.session.held_refresh() {
+            let body = OAuthTokenRequest {
+                grant_type: "refresh_token".into(),
+                refresh_token: Some(refresh_token),
+                ..OAuthTokenRequest::default()
+            };
+            let tokens: OAuthTokenResponse = self.send(self.http.post(self.url("/oauth/token")).form(&body)).await?;
+            self.session.hold_refresh(tokens.refresh_token);
+            self.set_access_token(Some(tokens.access_token.clone())).await;
+            return Ok(RefreshResponse { message: "success".into(), status: 200, token: tokens.access_token });
+        }
         let reply: RefreshResponse = self.send(self.http.post(self.url("/user/refresh"))).await?;
         self.set_access_token(Some(reply.token.clone())).await;
         Ok(reply)
@@ -650,6 +711,9 @@ async fn decode<T: DeserializeOwned>(response: Response) -> Result<T> {
             body: excerpt(&bytes),
             source,
         });
+    }
+    if let Ok(body) = serde_json::from_slice::<OAuthErrorResponse>(&bytes) {
+        return Err(Error::Grant { status, error: body.error, message: body.message });
     }
     match serde_json::from_slice::<MainResponse>(&bytes) {
         Ok(body) => Err(Error::Api { status, message: body.message }),

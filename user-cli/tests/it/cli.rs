@@ -576,3 +576,46 @@ async fn a_user_verifies_an_address_and_resets_a_forgotten_password_from_the_she
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shell_signs_in_by_code_approved_from_another_device() {
+    use std::io::BufRead as _;
+    let env = std::sync::Arc::new(Env::new());
+    let mut config = user_server::Config::for_tests("memory:");
+    config.service.oauth_clients = vec!["user-cli".into()];
+    let (url, _stop) = serve_config(config).await;
+    let phone = user_client::Client::new(&url).unwrap();
+    phone.register("alice", "alice@example.com", "correct horse").await.unwrap();
+    phone.login("alice", "correct horse").await.unwrap();
+
+    let mut login = std::process::Command::new(assert_cmd::cargo::cargo_bin("user-cli"));
+    login
+        .env("USER_CLI_CREDENTIALS", env.credentials())
+        .args(["--server", &url, "--json", "login", "--device", "--device-name", "build box"])
+        .stdout(std::process::Stdio::piped());
+    let mut child = login.spawn().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (first, rest) = blocking(move || {
+        let mut lines = std::io::BufReader::new(stdout).lines();
+        let first: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+        (first, lines)
+    })
+    .await;
+    assert_eq!(first["verification_uri"], format!("{url}/device"));
+    assert_eq!(first["expires_in"], 600);
+    phone.approve_device(first["user_code"].as_str().unwrap(), true).await.unwrap();
+    let (status, done) = blocking(move || {
+        let done: Vec<String> = rest.map(Result::unwrap).collect();
+        (child.wait().unwrap(), done)
+    })
+    .await;
+    assert!(status.success());
+    let done: Value = serde_json::from_str(&done.join("\n")).unwrap();
+    assert_eq!(done["status"], "logged in");
+
+    let e = env.clone();
+    let whoami = blocking(move || json(&mut e.remote(&url, &["whoami"]))).await;
+    assert_eq!(whoami["username"], "alice", "the session was kept in the credentials file");
+    let sessions = phone.sessions().await.unwrap();
+    assert!(sessions.iter().any(|s| s.device_name.as_deref() == Some("build box")));
+}
