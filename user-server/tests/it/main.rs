@@ -5,6 +5,7 @@
 
 mod api;
 mod common;
+mod device_e2e;
 mod mail_e2e;
 mod relay_e2e;
 mod replicas;

@@ -1,6 +1,7 @@
 //! Test harness: the real warp filters over a fresh store, driven with
 //! `warp::test` (no socket) or served on an ephemeral loopback port.
 
+pub mod browser;
 pub mod process;
 pub mod tls;
 
