@@ -293,12 +293,16 @@ fn device_words(locale: Locale) -> DeviceWords {
     ("user_code" = Option<String>, Query, description = "The device's code, to fill in (from `verification_uri_complete`)", max_length = 32),
 ), responses(
     (status = 200, description = "An HTML page in the reader's language (Accept-Language): a sign-in form, the code form, or the device to approve", content_type = "text/html"),
-    (status = 400, description = "`user_code` given more than once", body = user_core::api::MainResponse),
+    (status = 400, description = "`user_code` given more than once or longer than 32 characters", body = user_core::api::MainResponse),
 ))]
 pub(super) async fn device_page(call: Call<Visitor>) -> Result<Response, ApiError> {
     let locale = preferred_locale(&call.ctx.headers).unwrap_or_default();
     let words = device_words(locale);
-    let given = call.query.single("user_code")?.map(|c| c.chars().take(32).collect::<String>());
+    let given = call.query.single("user_code")?.map(str::to_owned);
+    if given.as_ref().is_some_and(|c| c.chars().count() > 32) {
+        let invalid = user_core::domain::ValidationError::new("user_code", "must be at most 32 characters");
+        return Err(ApiError::Core(invalid.into()));
+    }
     let code = given.as_deref().and_then(|c| UserCode::parse(c).ok());
     let shown = code.as_ref().map_or_else(|| given.clone().unwrap_or_default(), ToString::to_string);
     let page = |view: &str, problem: Option<&str>, grant: Option<(&str, &str)>| {

@@ -267,6 +267,8 @@ async fn the_device_page_signs_in_shows_the_device_and_speaks_both_languages() {
         String::from_utf8_lossy(&app.send(signed_in("?user_code=%3Cscript%3E".into())).await.raw).into_owned();
     assert!(!escaped.contains("<script>") && escaped.contains("&lt;script&gt;"), "{escaped}");
     app.send(page("?user_code=a&user_code=b".into())).await.error(400);
+    let long = app.send(page(format!("?user_code={}", "B".repeat(33)))).await.error(400);
+    assert!(long.contains("user_code"), "{long}");
     // Looking is not deciding: the device still waits.
     assert_eq!(oauth_error(&poll(&app, started["device_code"].as_str().unwrap()).await, 400), "authorization_pending");
 }
