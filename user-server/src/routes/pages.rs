@@ -15,6 +15,7 @@ use super::Call;
 use super::account::preferred_locale;
 use super::guard::{Open, Visitor};
 use crate::error::ApiError;
+use crate::http::Query;
 
 /// What the pages may load and where they may send: their own script and
 /// style, and the API on this origin.
@@ -23,6 +24,19 @@ const PAGE_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self';
 
 /// Longer than any token we make (43); a longer one is refused, not shown.
 const MAX_TOKEN_CHARS: usize = 128;
+
+/// Room for a user code typed with spaces and dashes; a longer one is refused.
+const MAX_USER_CODE_CHARS: usize = 32;
+
+/// A page's query parameter, given at most once and at most `max` characters long.
+fn bounded_param<'q>(query: &'q Query, name: &'static str, max: usize) -> Result<Option<&'q str>, ApiError> {
+    let value = query.single(name)?;
+    if value.is_some_and(|v| v.chars().count() > max) {
+        let invalid = user_core::domain::ValidationError::new(name, format!("must be at most {max} characters"));
+        return Err(ApiError::Core(invalid.into()));
+    }
+    Ok(value)
+}
 
 /// The words of one page in one language.
 struct Words {
@@ -104,6 +118,7 @@ fn templates() -> &'static Environment<'static> {
     ENV.get_or_init(|| {
         let mut env = Environment::new();
         env.set_auto_escape_callback(|_| AutoEscape::Html);
+        env.add_template("layout.html", include_str!("../../pages/layout.html")).expect("the layout parses");
         env.add_template("page.html", include_str!("../../pages/page.html")).expect("the built-in page parses");
         env.add_template("device.html", include_str!("../../pages/device.html")).expect("the device page parses");
         env
@@ -124,11 +139,7 @@ fn render(template: &str, locale: Locale, ctx: minijinja::Value) -> Result<Respo
 fn page(call: &Call<Open>, words: fn(Locale) -> Words, endpoint: &str, password: bool) -> Result<Response, ApiError> {
     let locale = preferred_locale(&call.ctx.headers).unwrap_or_default();
     let (words, common) = (words(locale), common(locale));
-    let token = call.query.single("token")?.unwrap_or_default();
-    if token.chars().count() > MAX_TOKEN_CHARS {
-        let invalid = user_core::domain::ValidationError::new("token", "must be at most 128 characters");
-        return Err(ApiError::Core(invalid.into()));
-    }
+    let token = bounded_param(&call.query, "token", MAX_TOKEN_CHARS)?.unwrap_or_default();
     render(
         "page.html",
         locale,
@@ -298,11 +309,7 @@ fn device_words(locale: Locale) -> DeviceWords {
 pub(super) async fn device_page(call: Call<Visitor>) -> Result<Response, ApiError> {
     let locale = preferred_locale(&call.ctx.headers).unwrap_or_default();
     let words = device_words(locale);
-    let given = call.query.single("user_code")?.map(str::to_owned);
-    if given.as_ref().is_some_and(|c| c.chars().count() > 32) {
-        let invalid = user_core::domain::ValidationError::new("user_code", "must be at most 32 characters");
-        return Err(ApiError::Core(invalid.into()));
-    }
+    let given = bounded_param(&call.query, "user_code", MAX_USER_CODE_CHARS)?.map(str::to_owned);
     let code = given.as_deref().and_then(|c| UserCode::parse(c).ok());
     let shown = code.as_ref().map_or_else(|| given.clone().unwrap_or_default(), ToString::to_string);
     let page = |view: &str, problem: Option<&str>, grant: Option<(&str, &str)>| {
