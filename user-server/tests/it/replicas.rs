@@ -282,3 +282,37 @@ async fn two_admins_demoting_each_other_on_two_replicas_leave_one_admin() {
         assert_eq!(admins, 1, "round {round}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_signs_in_with_each_step_on_another_replica() {
+    let Some(database) = user_core::testing::postgres_schema_url().await else { return };
+    let env = [("USER_DATABASE_URL", database), ("USER_OAUTH_CLIENTS", "tv-app".to_owned())];
+    let cluster = Cluster::start_with(&env);
+    let bases: Vec<String> = cluster.replicas.iter().map(|r| r.base.clone()).collect();
+    assert_eq!(cluster.register("alice").await, StatusCode::OK);
+    let (phone, _) = cluster.login(&bases[0], "alice").await;
+    let client = &cluster.client;
+    let form = [("client_id", "tv-app"), ("device_name", "Living room TV")];
+    let started: Value =
+        client.post(format!("{}/oauth/device/code", bases[0])).form(&form).send().await.unwrap().json().await.unwrap();
+    let device_code = started["device_code"].as_str().unwrap();
+    let grant = "urn:ietf:params:oauth:grant-type:device_code";
+    let poll = |base: &str| {
+        let form = [("grant_type", grant), ("device_code", device_code), ("client_id", "tv-app")];
+        client.post(format!("{base}/oauth/token")).form(&form).send()
+    };
+    let pending: Value = poll(&bases[1]).await.unwrap().json().await.unwrap();
+    assert_eq!(pending["error"], "authorization_pending");
+    let fast: Value = poll(&bases[2]).await.unwrap().json().await.unwrap();
+    assert_eq!(fast["error"], "slow_down", "another replica knows the last poll");
+    let body = json!({"user_code": started["user_code"], "approve": true});
+    let approved = client.post(format!("{}/user/device/approve", bases[1])).bearer_auth(&phone).json(&body).send();
+    assert_eq!(approved.await.unwrap().status(), StatusCode::OK);
+    let tokens = poll(&bases[2]).await.unwrap();
+    assert_eq!(tokens.status(), StatusCode::OK);
+    let tokens: Value = tokens.json().await.unwrap();
+    let again: Value = poll(&bases[0]).await.unwrap().json().await.unwrap();
+    assert_eq!(again["error"], "invalid_grant", "exactly once, whichever replica is asked");
+    let me = client.get(format!("{}/user/get", bases[0])).bearer_auth(tokens["access_token"].as_str().unwrap());
+    assert_eq!(me.send().await.unwrap().status(), StatusCode::OK);
+}
