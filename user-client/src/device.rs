@@ -53,8 +53,8 @@ impl Client {
     /// name of the session to come.
     ///
     /// # Errors
-    /// [`Error::Invalid`] for a bad device name; 401 `invalid_client` for a
-    /// client the server does not list ([`Error::grant_error`]).
+    /// [`Error::Invalid`](crate::Error::Invalid) for a bad device name; 401 `invalid_client` for a
+    /// client the server does not list ([`Error::grant_error`](crate::Error::grant_error)).
     pub async fn start_device_login(&self, client_id: &str) -> Result<DeviceLogin> {
         let device_name = self.device_name.as_deref().map(DeviceName::parse).transpose()?.map(|d| d.to_string());
         let body = DeviceCodeRequest { client_id: client_id.into(), scope: None, device_name };
@@ -96,7 +96,7 @@ impl DeviceLogin {
     /// [`DeviceLogin::interval`] and is `Ok(None)` too.
     ///
     /// # Errors
-    /// [`Error::grant_error`] `access_denied` (declined), `expired_token`
+    /// [`Error::grant_error`](crate::Error::grant_error) `access_denied` (declined), `expired_token`
     /// (start again), `invalid_grant` (already used); transport errors.
     pub async fn poll(&mut self) -> Result<Option<Client>> {
         let body = OAuthTokenRequest {
