@@ -366,6 +366,41 @@ pub trait Store:
 
     /// Checks the backend is reachable.
     async fn ping(&self) -> Result<()>;
+
+    /// Whether every process using this database can share per-client rate
+    /// limits through it ([`Store::hit_rate_limit`]): PostgreSQL. An embedded
+    /// store serves one process, which keeps its limits in memory.
+    fn shares_rate_limits(&self) -> bool {
+        false
+    }
+
+    /// Counts one request under `key` against `count` requests per `period`
+    /// (up to `count` at once; GCRA), in one statement, for every process on
+    /// the database alike: `None` when it is let through, else how long to
+    /// wait. A refused request is not counted.
+    ///
+    /// # Errors
+    /// [`Error::Internal`] where the store does not share limits, or fails.
+    async fn hit_rate_limit(
+        &self,
+        key: &str,
+        count: u32,
+        period: std::time::Duration,
+        now: DateTime<Utc>,
+    ) -> Result<Option<std::time::Duration>> {
+        let _ = (key, count, period, now);
+        Err(crate::error::Error::internal("this store does not share rate limits"))
+    }
+
+    /// Deletes the rate-limit state of keys whose budget is full again at
+    /// `now` (they behave as if never seen); returns how many.
+    ///
+    /// # Errors
+    /// [`Error::Internal`] if the store fails.
+    async fn purge_rate_limits(&self, now: DateTime<Utc>) -> Result<u64> {
+        let _ = now;
+        Ok(0)
+    }
 }
 
 /// Whether a poll at `now` of a pending, unexpired request comes too soon

@@ -53,9 +53,9 @@ impl RequestCtx {
     ///
     /// # Errors
     /// 429 when over the limit.
-    pub fn throttle(&self, action: Action) -> Result<(), ApiError> {
+    pub async fn throttle(&self, action: Action) -> Result<(), ApiError> {
         match (&self.policy.throttle, self.ip) {
-            (Some(throttle), Some(ip)) => throttle.check(action, ip),
+            (Some(throttle), Some(ip)) => throttle.check(action, ip).await,
             _ => Ok(()),
         }
     }

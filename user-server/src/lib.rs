@@ -109,7 +109,7 @@ pub async fn start(config: &Config) -> Result<RunningServer, StartError> {
     let mailer = config.mailer(addr).map_err(StartError::Config)?;
     let relay = if config.tasks_relay {
         let sink = config.task_sink().map_err(StartError::Config)?;
-        let mut relay = Relay::new(store, sink, config.relay_config()).with_waker(service.task_waker());
+        let mut relay = Relay::new(store.clone(), sink, config.relay_config()).with_waker(service.task_waker());
         if let Some(mailer) = mailer {
             relay = relay.with_mailer(mailer);
         }
@@ -128,10 +128,18 @@ pub async fn start(config: &Config) -> Result<RunningServer, StartError> {
         None => None,
     };
     let metrics_addr = metrics_listener.as_ref().map(TcpListener::local_addr).transpose()?;
+    let mut policy = config.policy();
+    if store.shares_rate_limits() {
+        // Every replica on this database counts against one budget per client.
+        if policy.throttle.is_some() {
+            tracing::info!("per-client rate limits are kept in the database, shared by every replica");
+        }
+        policy.throttle = policy.throttle.map(|t| t.shared_through(store.clone()));
+    }
     let state = AppState {
         service,
         cookies: CookiePolicy { secure: config.cookie_secure_for(addr) },
-        policy: std::sync::Arc::new(config.policy()),
+        policy: std::sync::Arc::new(policy),
         metrics_public: metrics_listener.is_none(),
         public_url: config.public_url.clone(),
     };

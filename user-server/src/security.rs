@@ -14,6 +14,8 @@ use warp::http::HeaderMap;
 
 pub use user_core::domain::{canonical_ip as canonical, rate_key};
 
+use user_core::store::Store;
+
 use crate::error::ApiError;
 
 /// A rate as `N/s`, `N/min` or `N/h` (e.g. `30/min`): N requests per period,
@@ -58,7 +60,22 @@ pub enum Action {
     Forgot,
 }
 
-/// Per-IP limits on register, login and refresh.
+impl Action {
+    /// The action's name in metrics, logs and shared limit keys.
+    fn name(self) -> &'static str {
+        match self {
+            Action::Register => "register",
+            Action::Login => "login",
+            Action::Refresh => "refresh",
+            Action::Update => "update",
+            Action::Forgot => "forgot",
+        }
+    }
+}
+
+/// Per-IP limits on register, login, refresh, update and forgot, in this
+/// process (governor), or shared by every replica through the database
+/// ([`Throttle::shared_through`]).
 pub struct Throttle {
     register: DefaultKeyedRateLimiter<IpAddr>,
     login: DefaultKeyedRateLimiter<IpAddr>,
@@ -68,12 +85,15 @@ pub struct Throttle {
     /// One reset mail per address a minute, whether or not the address has
     /// an account (a limit that held only for accounts would tell).
     forgot_address: DefaultKeyedRateLimiter<String>,
+    rates: [Rate; 5],
+    /// Where the limits live when every replica shares them.
+    shared: Option<Arc<dyn Store>>,
     checks: AtomicU64,
 }
 
 impl std::fmt::Debug for Throttle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Throttle")
+        f.debug_struct("Throttle").field("shared", &self.shared.is_some()).finish_non_exhaustive()
     }
 }
 
@@ -84,61 +104,114 @@ fn limiter<K: std::hash::Hash + Eq + Clone>(rate: Rate) -> DefaultKeyedRateLimit
     DefaultKeyedRateLimiter::keyed(quota)
 }
 
+/// One reset mail per address a minute.
+const ONE_A_MINUTE: Rate = Rate { count: NonZeroU32::MIN, per: Duration::from_secs(60) };
+
 impl Throttle {
     /// Limits of `register`, `login`, `refresh`, `update` and `forgot`
     /// requests per client address (an IPv6 /64 counting as one address).
     pub fn new(register: Rate, login: Rate, refresh: Rate, update: Rate, forgot: Rate) -> Self {
-        let one_a_minute = Rate { count: std::num::NonZeroU32::MIN, per: Duration::from_secs(60) };
         Self {
             register: limiter(register),
             login: limiter(login),
             refresh: limiter(refresh),
             update: limiter(update),
             forgot: limiter(forgot),
-            forgot_address: limiter(one_a_minute),
+            forgot_address: limiter(ONE_A_MINUTE),
+            rates: [register, login, refresh, update, forgot],
+            shared: None,
             checks: AtomicU64::new(0),
         }
+    }
+
+    /// The same limits kept in `store` (one that [shares
+    /// them](user_core::store::Store::shares_rate_limits): PostgreSQL), so
+    /// that N replicas together allow what one would, not N times as much.
+    /// If the store cannot be asked, requests are let through (and logged):
+    /// a limiter must not add an outage of its own.
+    #[must_use]
+    pub fn shared_through(mut self, store: Arc<dyn Store>) -> Self {
+        self.shared = Some(store);
+        self
     }
 
     /// Counts one reset-mail request for `email` (lower-cased).
     ///
     /// # Errors
     /// 429 with the wait when one was asked for less than a minute ago.
-    pub fn check_forgot_address(&self, email: &str) -> Result<(), ApiError> {
-        self.forgot_address.check_key(&email.to_owned()).map_err(|not_until| {
-            let wait = not_until.wait_time_from(DefaultClock::default().now());
-            metrics::counter!("throttled_total", "action" => "forgot_address").increment(1);
-            ApiError::Core(user_core::Error::Throttled { retry_after: wait.max(Duration::from_secs(1)) })
-        })
+    pub async fn check_forgot_address(&self, email: &str) -> Result<(), ApiError> {
+        let wait = match &self.shared {
+            Some(store) => shared_hit(store.as_ref(), &format!("forgot_address:{email}"), ONE_A_MINUTE).await,
+            None => local_hit(&self.forgot_address, &email.to_owned()),
+        };
+        match wait {
+            None => Ok(()),
+            Some(wait) => {
+                metrics::counter!("throttled_total", "action" => "forgot_address").increment(1);
+                Err(ApiError::Core(user_core::Error::Throttled { retry_after: wait.max(Duration::from_secs(1)) }))
+            }
+        }
     }
 
     /// Counts one `action` from `ip`.
     ///
     /// # Errors
     /// 429 with the wait when over the limit.
-    pub fn check(&self, action: Action, ip: IpAddr) -> Result<(), ApiError> {
-        let limiter = match action {
-            Action::Register => &self.register,
-            Action::Login => &self.login,
-            Action::Refresh => &self.refresh,
-            Action::Update => &self.update,
-            Action::Forgot => &self.forgot,
+    pub async fn check(&self, action: Action, ip: IpAddr) -> Result<(), ApiError> {
+        let (limiter, rate) = match action {
+            Action::Register => (&self.register, self.rates[0]),
+            Action::Login => (&self.login, self.rates[1]),
+            Action::Refresh => (&self.refresh, self.rates[2]),
+            Action::Update => (&self.update, self.rates[3]),
+            Action::Forgot => (&self.forgot, self.rates[4]),
         };
-        // Forget idle addresses now and then, so memory stays bounded.
+        // Forget idle addresses now and then, so memory (or the table) stays bounded.
         if self.checks.fetch_add(1, Ordering::Relaxed) % 4096 == 4095 {
-            self.register.retain_recent();
-            self.login.retain_recent();
-            self.refresh.retain_recent();
-            self.update.retain_recent();
-            self.forgot.retain_recent();
-            self.forgot_address.retain_recent();
+            self.sweep();
         }
-        limiter.check_key(&rate_key(ip)).map_err(|not_until| {
-            let wait = not_until.wait_time_from(DefaultClock::default().now());
-            metrics::counter!("throttled_total", "action" => format!("{action:?}").to_lowercase()).increment(1);
-            tracing::warn!(target: "audit", event = "throttled", ip = %ip, action = ?action, "rate limit");
-            ApiError::Core(user_core::Error::Throttled { retry_after: wait.max(Duration::from_secs(1)) })
-        })
+        let key = rate_key(ip);
+        let wait = match &self.shared {
+            Some(store) => shared_hit(store.as_ref(), &format!("{}:{key}", action.name()), rate).await,
+            None => local_hit(limiter, &key),
+        };
+        let Some(wait) = wait else { return Ok(()) };
+        metrics::counter!("throttled_total", "action" => action.name()).increment(1);
+        tracing::warn!(target: "audit", event = "throttled", ip = %ip, action = ?action, "rate limit");
+        Err(ApiError::Core(user_core::Error::Throttled { retry_after: wait.max(Duration::from_secs(1)) }))
+    }
+
+    fn sweep(&self) {
+        self.register.retain_recent();
+        self.login.retain_recent();
+        self.refresh.retain_recent();
+        self.update.retain_recent();
+        self.forgot.retain_recent();
+        self.forgot_address.retain_recent();
+        if let Some(store) = self.shared.clone() {
+            tokio::spawn(async move {
+                if let Err(e) = store.purge_rate_limits(chrono::Utc::now()).await {
+                    tracing::warn!(error = %user_core::error_chain(&e), "could not sweep the shared rate limits");
+                }
+            });
+        }
+    }
+}
+
+/// The wait `limiter` imposes on `key`, if any, counting the request when not.
+fn local_hit<K: std::hash::Hash + Eq + Clone>(limiter: &DefaultKeyedRateLimiter<K>, key: &K) -> Option<Duration> {
+    limiter.check_key(key).err().map(|not_until| not_until.wait_time_from(DefaultClock::default().now()))
+}
+
+/// The wait the shared limit imposes on `key`, if any; a store that cannot
+/// be asked lets the request through.
+async fn shared_hit(store: &dyn Store, key: &str, rate: Rate) -> Option<Duration> {
+    match store.hit_rate_limit(key, rate.count.get(), rate.per, chrono::Utc::now()).await {
+        Ok(wait) => wait,
+        Err(e) => {
+            metrics::counter!("rate_limit_errors_total").increment(1);
+            tracing::warn!(error = %user_core::error_chain(&e), "shared rate limit unavailable; request let through");
+            None
+        }
     }
 }
 
@@ -288,8 +361,8 @@ mod tests {
         assert_eq!(policy.client_ip(proxy, &h), Some("203.0.113.7".parse().unwrap()), "nearest hop first");
     }
 
-    #[test]
-    fn ipv4_mapped_peers_match_ipv4_proxies_and_ipv6_clients_count_by_their_64() {
+    #[tokio::test]
+    async fn ipv4_mapped_peers_match_ipv4_proxies_and_ipv6_clients_count_by_their_64() {
         let policy = Policy { trusted_proxies: vec!["10.0.0.0/8".parse().unwrap()], ..Policy::default() };
         let mapped = Some("[::ffff:10.0.0.2]:5000".parse().unwrap());
         let h = headers(&[("x-forwarded-for", "::ffff:203.0.113.7")]);
@@ -302,9 +375,9 @@ mod tests {
         assert_eq!(rate_key("192.0.2.1".parse().unwrap()), "192.0.2.1".parse::<IpAddr>().unwrap());
         let rate = "1/min".parse().unwrap();
         let t = Throttle::new(rate, rate, rate, rate, rate);
-        assert!(t.check(Action::Login, a).is_ok());
-        assert!(t.check(Action::Login, b).is_err(), "one /64, one budget");
-        assert!(t.check(Action::Login, other).is_ok());
+        assert!(t.check(Action::Login, a).await.is_ok());
+        assert!(t.check(Action::Login, b).await.is_err(), "one /64, one budget");
+        assert!(t.check(Action::Login, other).await.is_ok());
     }
 
     #[test]
@@ -321,21 +394,21 @@ mod tests {
         assert!(!policy.forwarded_https(proxy, &HeaderMap::new()));
     }
 
-    #[test]
-    fn the_throttle_refuses_past_the_burst_with_a_wait() {
+    #[tokio::test]
+    async fn the_throttle_refuses_past_the_burst_with_a_wait() {
         let rate = "2/min".parse().unwrap();
         let t = Throttle::new(rate, rate, rate, rate, rate);
         let ip: IpAddr = "192.0.2.1".parse().unwrap();
-        assert!(t.check(Action::Login, ip).is_ok());
-        assert!(t.check(Action::Login, ip).is_ok());
-        match t.check(Action::Login, ip) {
+        assert!(t.check(Action::Login, ip).await.is_ok());
+        assert!(t.check(Action::Login, ip).await.is_ok());
+        match t.check(Action::Login, ip).await {
             Err(ApiError::Core(user_core::Error::Throttled { retry_after })) => {
                 assert!(retry_after >= Duration::from_secs(1) && retry_after <= Duration::from_secs(30));
             }
             other => panic!("{other:?}"),
         }
-        assert!(t.check(Action::Login, "192.0.2.2".parse().unwrap()).is_ok(), "per address");
-        assert!(t.check(Action::Register, ip).is_ok(), "per action");
+        assert!(t.check(Action::Login, "192.0.2.2".parse().unwrap()).await.is_ok(), "per address");
+        assert!(t.check(Action::Register, ip).await.is_ok(), "per action");
     }
 
     #[test]

@@ -91,7 +91,7 @@ pub(super) async fn token(mut call: Call<Open>) -> Result<Response, ApiError> {
             call.state.service.poll_device_login(&client_id, &device_code, &client).await?
         }
         "refresh_token" => {
-            call.ctx.throttle(Action::Refresh)?;
+            call.ctx.throttle(Action::Refresh).await?;
             let refresh = required(req.refresh_token, "refresh_token")?;
             call.state.service.refresh(&refresh, &client).await?
         }

@@ -257,7 +257,7 @@ where
             respond(&endpoint.label, ctx.id.clone(), async move {
                 let outcome = async {
                     if let Some(action) = endpoint.throttle {
-                        ctx.throttle(action)?;
+                        ctx.throttle(action).await?;
                     }
                     let creds = if G::READS_CREDENTIALS {
                         Credentials::from_headers(&ctx.headers)

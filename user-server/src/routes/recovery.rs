@@ -53,7 +53,7 @@ pub(super) async fn forgot_password(mut call: Call<Open>) -> Result<Response, Ap
     let req: ForgotPasswordRequest = call.json()?;
     let email = Email::parse(&req.email)?;
     if let Some(throttle) = &call.ctx.policy.throttle {
-        throttle.check_forgot_address(email.as_str())?;
+        throttle.check_forgot_address(email.as_str()).await?;
     }
     call.state.service.forgot_password(&email, &call.ctx.client()).await?;
     let mut response = json(&MainResponse::new(FORGOT_PASSWORD_MESSAGE, 202));

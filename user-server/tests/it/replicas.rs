@@ -27,6 +27,8 @@ impl Cluster {
             ("USER_TASKS_LEASE", "2s".to_owned()),
             ("USER_TASKS_BACKOFF_BASE", "50ms".to_owned()),
             ("USER_REFRESH_GRACE", "0s".to_owned()),
+            // Many clients' worth of requests come from one address here.
+            ("USER_RATE_LIMIT", "off".to_owned()),
         ];
         Self::start_with(&env)
     }
@@ -315,4 +317,31 @@ async fn a_device_signs_in_with_each_step_on_another_replica() {
     assert_eq!(again["error"], "invalid_grant", "exactly once, whichever replica is asked");
     let me = client.get(format!("{}/user/get", bases[0])).bearer_auth(tokens["access_token"].as_str().unwrap());
     assert_eq!(me.send().await.unwrap().status(), StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_replicas_share_one_per_ip_allowance() {
+    let Some(database) = user_core::testing::postgres_schema_url().await else { return };
+    let env = [("USER_DATABASE_URL", database), ("USER_RATE_LIMIT_LOGIN", "6/min".to_owned())];
+    let cluster = std::sync::Arc::new(Cluster::start_with(&env));
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(30));
+    // Thirty logins from one address at once, ten on each replica.
+    let attempts: Vec<_> = (0..30)
+        .map(|_| {
+            let (cluster, barrier) = (cluster.clone(), barrier.clone());
+            let url = format!("{}/user/login", cluster.base());
+            tokio::spawn(async move {
+                let body = json!({"username": "nobody", "password": "correct horse"});
+                barrier.wait().await;
+                cluster.client.post(url).json(&body).send().await.unwrap().status()
+            })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for attempt in attempts {
+        statuses.push(attempt.await.unwrap());
+    }
+    let let_through = statuses.iter().filter(|s| **s != StatusCode::TOO_MANY_REQUESTS).count();
+    assert_eq!(let_through, 6, "the configured allowance, not three times it: {statuses:?}");
+    assert!(statuses.iter().all(|s| [StatusCode::NOT_FOUND, StatusCode::TOO_MANY_REQUESTS].contains(s)));
 }

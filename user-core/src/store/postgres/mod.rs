@@ -11,6 +11,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Postgres, Transaction};
 
@@ -101,6 +102,56 @@ impl Store for PostgresStore {
         sqlx::query("select 1").execute(&self.pool).await.map_err(map_err)?;
         Ok(())
     }
+
+    fn shares_rate_limits(&self) -> bool {
+        true
+    }
+
+    async fn hit_rate_limit(
+        &self,
+        key: &str,
+        count: u32,
+        period: std::time::Duration,
+        now: DateTime<Utc>,
+    ) -> Result<Option<std::time::Duration>> {
+        let micros = |d: std::time::Duration| i64::try_from(d.as_micros()).unwrap_or(i64::MAX);
+        let period_us = micros(period).max(1);
+        let emission_us = (period_us / i64::from(count.max(1))).max(1);
+        let now_us = now.timestamp_micros();
+        // GCRA: each request moves the theoretical arrival time one emission
+        // interval on from now or from where it was; it is let through while
+        // that stays within one period of now. One statement, so concurrent
+        // requests on any replica each see the other's step.
+        let row = sqlx::query(
+            "insert into rate_limits as r (key, tat, allowed) values ($1, $2 + $3, true) \
+             on conflict (key) do update set \
+               allowed = greatest(r.tat, $2) + $3 <= $2 + $4, \
+               tat = case when greatest(r.tat, $2) + $3 <= $2 + $4 then greatest(r.tat, $2) + $3 else r.tat end \
+             returning tat, allowed",
+        )
+        .bind(key)
+        .bind(now_us)
+        .bind(emission_us)
+        .bind(period_us)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(map_err)?;
+        let (tat, allowed): (i64, bool) = (rows::get(&row, "tat")?, rows::get(&row, "allowed")?);
+        if allowed {
+            return Ok(None);
+        }
+        let wait_us = (tat + emission_us - period_us - now_us).max(0);
+        Ok(Some(std::time::Duration::from_micros(u64::try_from(wait_us).unwrap_or_default())))
+    }
+
+    async fn purge_rate_limits(&self, now: DateTime<Utc>) -> Result<u64> {
+        let done = sqlx::query("delete from rate_limits where tat <= $1")
+            .bind(now.timestamp_micros())
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(done.rows_affected())
+    }
 }
 
 #[cfg(test)]
@@ -115,4 +166,32 @@ mod tests {
             None => None,
         }
     });
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_shared_rate_limit_lets_exactly_its_budget_through_under_concurrency() {
+        use crate::store::Store as _;
+        let Some(url) = crate::testing::postgres_schema_url().await else { return };
+        let store = std::sync::Arc::new(super::PostgresStore::connect(&url, 8).await.unwrap());
+        store.migrate().await.unwrap();
+        let now = chrono::Utc::now();
+        let minute = std::time::Duration::from_secs(60);
+        let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(20));
+        let hits = (0..20).map(|_| {
+            let (store, barrier) = (store.clone(), barrier.clone());
+            tokio::spawn(async move {
+                barrier.wait().await;
+                store.hit_rate_limit("login:192.0.2.1", 5, minute, now).await.unwrap()
+            })
+        });
+        let outcomes: Vec<_> = futures_util::future::join_all(hits).await.into_iter().map(Result::unwrap).collect();
+        assert_eq!(outcomes.iter().filter(|o| o.is_none()).count(), 5, "{outcomes:?}");
+        let wait = outcomes.iter().flatten().max().copied().unwrap();
+        assert!(wait > std::time::Duration::from_secs(11) && wait <= std::time::Duration::from_secs(12), "{wait:?}");
+        assert!(store.hit_rate_limit("login:192.0.2.2", 5, minute, now).await.unwrap().is_none(), "per key");
+        let later = now + chrono::TimeDelta::seconds(12);
+        assert!(store.hit_rate_limit("login:192.0.2.1", 5, minute, later).await.unwrap().is_none(), "one back");
+        assert!(store.hit_rate_limit("login:192.0.2.1", 5, minute, later).await.unwrap().is_some());
+        assert_eq!(store.purge_rate_limits(now + chrono::TimeDelta::seconds(61)).await.unwrap(), 1, "a full budget");
+        assert_eq!(store.purge_rate_limits(now + chrono::TimeDelta::seconds(72)).await.unwrap(), 1);
+    }
 }
