@@ -15,7 +15,7 @@ use user_core::auth::HashingConfig;
 use user_core::domain::{Email, Password, TrackBatch, TrackId, Username};
 use user_core::service::Registration;
 use user_core::store::{self, Store};
-use user_core::tasks::{LogSink, Relay, RelayConfig, TaskSink, WebhookSink};
+use user_core::tasks::{LogSink, NatsConfig, NatsSink, Relay, RelayConfig, TaskSink, WebhookSink};
 use user_core::{ServiceConfig, UserService};
 
 const TRACKS_PER_USER: usize = 20;
@@ -140,6 +140,7 @@ async fn main() {
         let (n, t) = drain(store, sink, batch).await;
         report("webhook", batch, n, t);
     }
+    nats(tasks).await;
     let (_dir, store) = seeded(tasks).await;
     held_backlog_claim("sqlite", store, tasks).await;
     if std::env::var("USER_TEST_POSTGRES_URL").is_ok() {
@@ -148,6 +149,36 @@ async fn main() {
         }
     } else {
         println!("postgres: set USER_TEST_POSTGRES_URL to measure it too");
+    }
+}
+
+/// The NATS JetStream sink against `USER_BENCH_NATS_URL` (default the
+/// machine's `nats://127.0.0.1:4222`), on a stream of its own that it
+/// deletes afterwards.
+async fn nats(tasks: usize) {
+    let url = std::env::var("USER_BENCH_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
+    let name = format!("BENCH_{}", std::process::id());
+    let config = NatsConfig {
+        url: url.clone(),
+        subject: format!("bench-{}.tasks.{{kind}}", std::process::id()),
+        stream: name.clone(),
+        create_stream: true,
+        ..NatsConfig::default()
+    };
+    let sink = match NatsSink::connect(&config).await {
+        Ok(sink) => Arc::new(sink),
+        Err(e) => {
+            println!("nats: not measured ({e})");
+            return;
+        }
+    };
+    for batch in [100, 500] {
+        let (_dir, store) = seeded(tasks).await;
+        let (n, t) = drain(store, sink.clone(), batch).await;
+        report("nats", batch, n, t);
+    }
+    if let Ok(client) = async_nats::connect(url.as_str()).await {
+        let _ = async_nats::jetstream::new(client).delete_stream(&name).await;
     }
 }
 

@@ -8,6 +8,8 @@
 //! mid-delivery loses nothing: its lease runs out and another relay claims
 //! the tasks again. Consumers deduplicate on the task id, which only grows.
 
+#[cfg(feature = "nats")]
+mod nats;
 mod sink;
 
 use std::collections::HashMap;
@@ -20,6 +22,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 use uuid::Uuid;
 
+#[cfg(feature = "nats")]
+pub use nats::{NatsConfig, NatsSink};
 #[cfg(feature = "webhook")]
 pub use sink::WebhookSink;
 pub use sink::{DeliveryError, LogSink, TaskSink};

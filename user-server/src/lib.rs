@@ -108,7 +108,7 @@ pub async fn start(config: &Config) -> Result<RunningServer, StartError> {
     // Built (and its templates checked) whether or not this process relays.
     let mailer = config.mailer(addr).map_err(StartError::Config)?;
     let relay = if config.tasks_relay {
-        let sink = config.task_sink().map_err(StartError::Config)?;
+        let sink = config.task_sink().await.map_err(StartError::Config)?;
         let mut relay = Relay::new(store.clone(), sink, config.relay_config()).with_waker(service.task_waker());
         if let Some(mailer) = mailer {
             relay = relay.with_mailer(mailer);

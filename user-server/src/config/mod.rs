@@ -10,7 +10,7 @@ use clap::Parser;
 use ipnet::IpNet;
 use user_core::ServiceConfig;
 use user_core::mail::{LogTransport, MailSettings, MailTransport, Mailer, SmtpTransport};
-use user_core::tasks::{LogSink, RelayConfig, TaskSink, WebhookSink};
+use user_core::tasks::{LogSink, NatsConfig, NatsSink, RelayConfig, TaskSink, WebhookSink};
 
 use crate::security::{Policy, Rate, Throttle};
 
@@ -133,6 +133,46 @@ pub struct Config {
     /// Also trust the CA certificate(s) in this PEM file for the webhook (a receiver whose certificate a private CA issued).
     #[arg(long, env = "USER_TASKS_WEBHOOK_CA_FILE")]
     pub tasks_webhook_ca_file: Option<PathBuf>,
+
+    /// Publish tasks to NATS JetStream instead: `nats://host:4222`, `tls://host:4222`, credentials may ride in it (`nats://user:pass@host`); several servers comma-separated.
+    #[arg(long, env = "USER_TASKS_NATS_URL", hide_env_values = true)]
+    pub tasks_nats_url: Option<Secret>,
+
+    /// The subject of each task, `{kind}` standing for its kind (consumers subscribe to e.g. `user-service.tasks.favorite.*`).
+    #[arg(long, env = "USER_TASKS_NATS_SUBJECT", default_value_t = nats().subject)]
+    pub tasks_nats_subject: String,
+
+    /// The JetStream stream that captures the task subjects (checked at start).
+    #[arg(long, env = "USER_TASKS_NATS_STREAM", default_value_t = nats().stream)]
+    pub tasks_nats_stream: String,
+
+    /// Create (or update) the stream at start, for the task subjects, with the duplicate window and age below.
+    #[arg(long, env = "USER_TASKS_NATS_CREATE_STREAM", default_value_t = false, action = clap::ArgAction::Set)]
+    pub tasks_nats_create_stream: bool,
+
+    /// The duplicate window of the stream it creates: a task republished within it (after a relay crash) is stored once.
+    #[arg(long, env = "USER_TASKS_NATS_DUPLICATE_WINDOW", default_value_t = nats().duplicate_window.into())]
+    pub tasks_nats_duplicate_window: humantime::Duration,
+
+    /// How long the stream it creates keeps messages.
+    #[arg(long, env = "USER_TASKS_NATS_MAX_AGE", default_value_t = nats().max_age.into())]
+    pub tasks_nats_max_age: humantime::Duration,
+
+    /// A NATS credentials file (`.creds`: user JWT and NKey seed).
+    #[arg(long, env = "USER_TASKS_NATS_CREDS_FILE", value_name = "FILE")]
+    pub tasks_nats_creds_file: Option<PathBuf>,
+
+    /// A file holding an NKey seed (`SU…`) to authenticate with.
+    #[arg(long, env = "USER_TASKS_NATS_NKEY_FILE", value_name = "FILE")]
+    pub tasks_nats_nkey_file: Option<PathBuf>,
+
+    /// An authentication token for NATS.
+    #[arg(long, env = "USER_TASKS_NATS_TOKEN", hide_env_values = true)]
+    pub tasks_nats_token: Option<Secret>,
+
+    /// Trust the CA certificate(s) in this PEM file for NATS, and require TLS.
+    #[arg(long, env = "USER_TASKS_NATS_CA_FILE", value_name = "FILE")]
+    pub tasks_nats_ca_file: Option<PathBuf>,
 
     /// The service's public base URL, where links in mails point (`/account/verify`, `/account/reset`) [default: http:// and the listen address].
     #[arg(long, env = "USER_PUBLIC_URL")]
@@ -327,10 +367,44 @@ impl Config {
     ///
     /// # Errors
     /// A message when the webhook URL comes without a secret or is not http(s).
-    pub fn task_sink(&self) -> Result<Arc<dyn TaskSink>, String> {
-        let Some(url) = &self.tasks_webhook_url else { return Ok(Arc::new(LogSink)) };
-        let secret = self.tasks_webhook_secret.as_ref();
-        Ok(Arc::new(self.webhook("USER_TASKS_WEBHOOK", url, secret, self.tasks_webhook_timeout)?))
+    pub async fn task_sink(&self) -> Result<Arc<dyn TaskSink>, String> {
+        match (&self.tasks_webhook_url, &self.tasks_nats_url) {
+            (Some(_), Some(_)) => Err("give USER_TASKS_WEBHOOK_URL or USER_TASKS_NATS_URL, not both".into()),
+            (Some(url), None) => {
+                let secret = self.tasks_webhook_secret.as_ref();
+                Ok(Arc::new(self.webhook("USER_TASKS_WEBHOOK", url, secret, self.tasks_webhook_timeout)?))
+            }
+            (None, Some(url)) => {
+                Ok(Arc::new(NatsSink::connect(&self.nats_config(url)?).await.map_err(|e| e.to_string())?))
+            }
+            (None, None) => Ok(Arc::new(LogSink)),
+        }
+    }
+
+    /// The NATS sink these settings describe.
+    fn nats_config(&self, url: &Secret) -> Result<NatsConfig, String> {
+        let nkey_seed = match &self.tasks_nats_nkey_file {
+            Some(path) => Some(
+                std::fs::read_to_string(path)
+                    .map_err(|e| format!("USER_TASKS_NATS_NKEY_FILE {}: {e}", path.display()))?
+                    .trim()
+                    .to_owned(),
+            ),
+            None => None,
+        };
+        Ok(NatsConfig {
+            url: url.expose().to_owned(),
+            subject: self.tasks_nats_subject.clone(),
+            stream: self.tasks_nats_stream.clone(),
+            create_stream: self.tasks_nats_create_stream,
+            duplicate_window: self.tasks_nats_duplicate_window.into(),
+            max_age: self.tasks_nats_max_age.into(),
+            credentials_file: self.tasks_nats_creds_file.clone(),
+            nkey_seed,
+            token: self.tasks_nats_token.as_ref().map(|t| t.expose().to_owned()),
+            ca_file: self.tasks_nats_ca_file.clone(),
+            ..nats()
+        })
     }
 
     /// A signed webhook to `url` (`setting` names it in errors), trusting
@@ -421,6 +495,11 @@ impl Config {
             _ => None,
         }
     }
+}
+
+/// The NATS sink's defaults, which the `USER_TASKS_NATS_*` settings show.
+fn nats() -> NatsConfig {
+    NatsConfig::default()
 }
 
 /// The relay's defaults, which the `USER_TASKS_*` settings show.
@@ -516,16 +595,16 @@ mod tests {
         assert!(bad.to_string().contains("or off"), "{bad}");
     }
 
-    #[test]
-    fn the_webhook_needs_a_secret_and_an_http_url() {
+    #[tokio::test]
+    async fn the_webhook_needs_a_secret_and_an_http_url() {
         let log = Config::parse_from(["user-server"]);
-        assert!(format!("{:?}", log.task_sink().unwrap()).contains("LogSink"));
+        assert!(format!("{:?}", log.task_sink().await.unwrap()).contains("LogSink"));
         let no_secret = Config::parse_from(["user-server", "--tasks-webhook-url", "http://127.0.0.1:9/hook"]);
-        assert!(no_secret.task_sink().unwrap_err().contains("SECRET"));
+        assert!(no_secret.task_sink().await.unwrap_err().contains("SECRET"));
         let secret = "0123456789abcdef0123456789abcdef";
         let bad_url =
             Config::parse_from(["user-server", "--tasks-webhook-url", "ftp://x", "--tasks-webhook-secret", secret]);
-        assert!(bad_url.task_sink().is_err());
+        assert!(bad_url.task_sink().await.is_err());
         let short = Config::parse_from([
             "user-server",
             "--tasks-webhook-url",
@@ -533,7 +612,7 @@ mod tests {
             "--tasks-webhook-secret",
             "k",
         ]);
-        assert!(short.task_sink().unwrap_err().contains("at least 32 bytes"));
+        assert!(short.task_sink().await.unwrap_err().contains("at least 32 bytes"));
         let ok = Config::parse_from([
             "user-server",
             "--tasks-webhook-url",
@@ -541,7 +620,7 @@ mod tests {
             "--tasks-webhook-secret",
             secret,
         ]);
-        assert!(format!("{:?}", ok.task_sink().unwrap()).contains("WebhookSink"));
+        assert!(format!("{:?}", ok.task_sink().await.unwrap()).contains("WebhookSink"));
     }
 
     #[test]

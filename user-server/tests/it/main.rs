@@ -7,6 +7,7 @@ mod api;
 mod common;
 mod device_e2e;
 mod mail_e2e;
+mod nats;
 mod relay_e2e;
 mod replicas;
 mod security;
