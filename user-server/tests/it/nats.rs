@@ -148,7 +148,7 @@ async fn favorites_reach_jetstream_once_per_task_in_user_order_across_a_crash_an
     let store = Arc::new(MemoryStore::new());
     let service = service(store.clone()).await;
     let sink: Arc<dyn TaskSink> = Arc::new(NatsSink::connect(&sink_config(&nats.url())).await.unwrap());
-    let relay = Relay::new(store.clone(), sink.clone(), relay_config());
+    let relay = Relay::new(store.clone(), sink.clone(), RelayConfig { batch_size: 7, ..relay_config() });
 
     // Users change favorites concurrently: each user's tasks interleave with the others'.
     let users: Vec<UserId> = futures_util::future::join_all((0..8).map(|n| user(&service, format!("user{n}")))).await;
@@ -184,9 +184,13 @@ async fn favorites_reach_jetstream_once_per_task_in_user_order_across_a_crash_an
 
     let expected = store.list_tasks(None, None, 10_000).await.unwrap().len();
     assert_eq!(expected, 8 * 5 * 3);
+    // Two relays drain the rest together, as two replicas would.
+    let other = Relay::new(store.clone(), sink.clone(), relay_config());
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
-        relay.run_once().await.unwrap();
+        let (a, b) = tokio::join!(relay.run_once(), other.run_once());
+        a.unwrap();
+        b.unwrap();
         if store.count_waiting_tasks().await.unwrap().pending == 0 {
             break;
         }
