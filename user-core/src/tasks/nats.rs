@@ -22,7 +22,8 @@ pub struct NatsConfig {
     /// The stream that must capture those subjects; made at start when
     /// `create_stream` is set.
     pub stream: String,
-    /// Create (or update) the stream at start, with the two settings below.
+    /// Create the stream at start when it does not exist, with the two
+    /// settings below (an existing stream is left as it is).
     pub create_stream: bool,
     /// How long JetStream remembers a message id to drop a republished
     /// duplicate (of the stream it creates).

@@ -146,7 +146,7 @@ pub struct Config {
     #[arg(long, env = "USER_TASKS_NATS_STREAM", default_value_t = nats().stream)]
     pub tasks_nats_stream: String,
 
-    /// Create (or update) the stream at start, for the task subjects, with the duplicate window and age below.
+    /// Create the stream at start when it does not exist, for the task subjects, with the duplicate window and age below (an existing one is left as it is).
     #[arg(long, env = "USER_TASKS_NATS_CREATE_STREAM", default_value_t = false, action = clap::ArgAction::Set)]
     pub tasks_nats_create_stream: bool,
 
