@@ -392,6 +392,22 @@ pub trait Store:
         Err(crate::error::Error::internal("this store does not share rate limits"))
     }
 
+    /// How long a request under `key` would have to wait now, without
+    /// counting one (see [`Store::hit_rate_limit`]); `None` when it would pass.
+    ///
+    /// # Errors
+    /// [`Error::Internal`] where the store does not share limits, or fails.
+    async fn rate_limit_wait(
+        &self,
+        key: &str,
+        count: u32,
+        period: std::time::Duration,
+        now: DateTime<Utc>,
+    ) -> Result<Option<std::time::Duration>> {
+        let _ = (key, count, period, now);
+        Err(crate::error::Error::internal("this store does not share rate limits"))
+    }
+
     /// Deletes the rate-limit state of keys whose budget is full again at
     /// `now` (they behave as if never seen); returns how many.
     ///

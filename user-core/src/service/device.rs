@@ -51,7 +51,7 @@ impl std::fmt::Debug for DeviceAuthorization {
 pub(super) struct DeviceLogins {
     policy: DevicePolicy,
     /// Wrong user codes per account and per client address, in fixed
-    /// windows. In this process: each replica counts its own.
+    /// windows, when the store does not share limits (one process).
     wrong: Mutex<HashMap<GuessKey, Window>>,
 }
 
@@ -65,6 +65,14 @@ enum GuessKey {
 struct Window {
     started: DateTime<Utc>,
     count: u32,
+}
+
+/// The key of a wrong-code count in the store's shared limits.
+fn shared_key(key: GuessKey) -> String {
+    match key {
+        GuessKey::User(user) => format!("device_code:user:{user}"),
+        GuessKey::Ip(ip) => format!("device_code:ip:{ip}"),
+    }
 }
 
 /// Entries kept before the stale ones are swept.
@@ -119,6 +127,34 @@ impl DeviceLogins {
 }
 
 impl UserService {
+    /// How long the account or the client address must wait before typing
+    /// another code, if either used up its wrong codes: counted in the
+    /// database when it shares limits (every replica together), else here.
+    async fn wrong_code_wait(&self, user: UserId, client: &ClientInfo, now: DateTime<Utc>) -> Result<Option<Duration>> {
+        if !self.store.shares_rate_limits() {
+            return Ok(self.device.blocked(user, client, now));
+        }
+        let mut wait = None;
+        for key in DeviceLogins::keys(user, client) {
+            let (name, limit) = (shared_key(key), self.device.limit(key));
+            let this = self.store.rate_limit_wait(&name, limit, self.device.policy.wrong_code_window, now).await?;
+            wait = wait.max(this);
+        }
+        Ok(wait)
+    }
+
+    async fn count_wrong_code(&self, user: UserId, client: &ClientInfo, now: DateTime<Utc>) -> Result<()> {
+        if !self.store.shares_rate_limits() {
+            self.device.count_wrong(user, client, now);
+            return Ok(());
+        }
+        for key in DeviceLogins::keys(user, client) {
+            let (name, limit) = (shared_key(key), self.device.limit(key));
+            self.store.hit_rate_limit(&name, limit, self.device.policy.wrong_code_window, now).await?;
+        }
+        Ok(())
+    }
+
     /// Starts a device sign-in for a public client: a device code to poll
     /// with and a user code to show.
     ///
@@ -257,14 +293,14 @@ impl UserService {
         client: &ClientInfo,
     ) -> Result<DeviceGrant> {
         let now = self.clock.now();
-        if let Some(wait) = self.device.blocked(user, client, now) {
+        if let Some(wait) = self.wrong_code_wait(user, client, now).await? {
             return Err(Error::Throttled { retry_after: wait.max(Duration::from_secs(1)) });
         }
         let max_wrong = self.device.policy.max_wrong_tries;
         match self.store.resolve_user_code(code, action, max_wrong, now).await? {
             Some(grant) => Ok(grant),
             None => {
-                self.device.count_wrong(user, client, now);
+                self.count_wrong_code(user, client, now).await?;
                 self.audit(AuditEvent::DeviceCodeWrong, Some(user), client, Some(format!("code {code}"))).await;
                 Err(Error::InvalidUserCode)
             }

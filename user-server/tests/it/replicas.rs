@@ -345,3 +345,25 @@ async fn three_replicas_share_one_per_ip_allowance() {
     assert_eq!(let_through, 6, "the configured allowance, not three times it: {statuses:?}");
     assert!(statuses.iter().all(|s| [StatusCode::NOT_FOUND, StatusCode::TOO_MANY_REQUESTS].contains(s)));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_device_codes_count_once_across_replicas() {
+    let Some(database) = user_core::testing::postgres_schema_url().await else { return };
+    let env = [("USER_DATABASE_URL", database), ("USER_OAUTH_CLIENTS", "tv-app".to_owned())];
+    let cluster = Cluster::start_with(&env);
+    assert_eq!(cluster.register("alice").await, StatusCode::OK);
+    let (phone, _) = cluster.login(&cluster.base(), "alice").await;
+    let approve = |code: &str| {
+        let body = json!({"user_code": code, "approve": true});
+        cluster.client.post(format!("{}/user/device/approve", cluster.base())).bearer_auth(&phone).json(&body).send()
+    };
+    // Ten wrong codes, spread over the three replicas, use up the account's allowance.
+    for _ in 0..10 {
+        assert_eq!(approve("ZZZZ-ZZZZ").await.unwrap().status(), StatusCode::BAD_REQUEST);
+    }
+    for _ in 0..3 {
+        let refused = approve("ZZZZ-ZZZZ").await.unwrap();
+        assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS, "on every replica");
+        assert!(refused.headers().contains_key("retry-after"));
+    }
+}
