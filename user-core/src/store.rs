@@ -392,19 +392,14 @@ pub trait Store:
         Err(crate::error::Error::internal("this store does not share rate limits"))
     }
 
-    /// How long a request under `key` would have to wait now, without
-    /// counting one (see [`Store::hit_rate_limit`]); `None` when it would pass.
+    /// Gives back one request [`Store::hit_rate_limit`] let through under
+    /// `key` (an attempt reserved before it was checked, that turned out
+    /// right), in one statement.
     ///
     /// # Errors
     /// [`Error::Internal`] where the store does not share limits, or fails.
-    async fn rate_limit_wait(
-        &self,
-        key: &str,
-        count: u32,
-        period: std::time::Duration,
-        now: DateTime<Utc>,
-    ) -> Result<Option<std::time::Duration>> {
-        let _ = (key, count, period, now);
+    async fn refund_rate_limit(&self, key: &str, count: u32, period: std::time::Duration) -> Result<()> {
+        let _ = (key, count, period);
         Err(crate::error::Error::internal("this store does not share rate limits"))
     }
 
@@ -416,6 +411,39 @@ pub trait Store:
     async fn purge_rate_limits(&self, now: DateTime<Utc>) -> Result<u64> {
         let _ = now;
         Ok(0)
+    }
+}
+
+/// A limit of `count` requests per `period`, up to `count` at once, as the
+/// generic cell rate algorithm keeps it: one "theoretical arrival time" per
+/// key, in µs since the epoch. Written once for the stores that share limits
+/// (in SQL) and the service's in-process limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Gcra {
+    /// The period, µs.
+    pub(crate) period_us: i64,
+    /// The time one request takes from the budget, µs.
+    pub(crate) emission_us: i64,
+}
+
+impl Gcra {
+    pub(crate) fn new(count: u32, period: std::time::Duration) -> Self {
+        let period_us = i64::try_from(period.as_micros()).unwrap_or(i64::MAX).max(1);
+        Self { period_us, emission_us: (period_us / i64::from(count.max(1))).max(1) }
+    }
+
+    /// One request at `now_us` against the arrival time `tat` (`None`: a key
+    /// never seen): the new arrival time when it is let through, else how
+    /// long to wait (and `tat` stays).
+    pub(crate) fn step(&self, tat: Option<i64>, now_us: i64) -> std::result::Result<i64, std::time::Duration> {
+        let next = tat.unwrap_or(now_us).max(now_us) + self.emission_us;
+        if next <= now_us + self.period_us { Ok(next) } else { Err(self.wait(next - self.emission_us, now_us)) }
+    }
+
+    /// How long until a request may pass when the arrival time is `tat`.
+    pub(crate) fn wait(&self, tat: i64, now_us: i64) -> std::time::Duration {
+        let wait_us = (tat + self.emission_us - self.period_us - now_us).max(0);
+        std::time::Duration::from_micros(u64::try_from(wait_us).unwrap_or_default())
     }
 }
 

@@ -3,7 +3,6 @@
 //! signed-in phone or browser.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -14,7 +13,7 @@ use super::{AuditEvent, ClientInfo, DevicePolicy, UserService};
 use crate::auth::IssuedTokens;
 use crate::domain::{DeviceName, UserCode, UserId, rate_key};
 use crate::error::{Error, GrantError, Result};
-use crate::store::{DeviceDecision, DeviceGrant, NewDeviceGrant, UserCodeAction, UserKey};
+use crate::store::{DeviceDecision, DeviceGrant, Gcra, NewDeviceGrant, UserCodeAction, UserKey};
 
 /// How much sooner than the interval a poll may come without `slow_down`:
 /// a device's timer and the network are not exact.
@@ -50,107 +49,84 @@ impl std::fmt::Debug for DeviceAuthorization {
 #[derive(Debug)]
 pub(super) struct DeviceLogins {
     policy: DevicePolicy,
-    /// Wrong user codes per account and per client address, in fixed
-    /// windows, when the store does not share limits (one process).
-    wrong: Mutex<HashMap<GuessKey, Window>>,
+    /// GCRA arrival times of the wrong-code allowances, by key, when the
+    /// store does not share limits (one process); else they are in the store.
+    local: Mutex<HashMap<String, i64>>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-enum GuessKey {
-    User(UserId),
-    Ip(IpAddr),
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Window {
-    started: DateTime<Utc>,
-    count: u32,
-}
-
-/// The key of a wrong-code count in the store's shared limits.
-fn shared_key(key: GuessKey) -> String {
-    match key {
-        GuessKey::User(user) => format!("device_code:user:{user}"),
-        GuessKey::Ip(ip) => format!("device_code:ip:{ip}"),
-    }
-}
-
-/// Entries kept before the stale ones are swept.
+/// Entries kept before the ones whose allowance is whole again are swept.
 const SWEEP_AT: usize = 10_000;
 
 impl DeviceLogins {
     pub(super) fn new(policy: DevicePolicy) -> Self {
-        Self { policy, wrong: Mutex::new(HashMap::new()) }
+        Self { policy, local: Mutex::new(HashMap::new()) }
     }
 
-    fn keys(user: UserId, client: &ClientInfo) -> impl Iterator<Item = GuessKey> {
-        std::iter::once(GuessKey::User(user)).chain(client.ip.map(|ip| GuessKey::Ip(rate_key(ip))))
-    }
-
-    fn limit(&self, key: GuessKey) -> u32 {
-        match key {
-            GuessKey::User(_) => self.policy.wrong_codes_per_user,
-            GuessKey::Ip(_) => self.policy.wrong_codes_per_ip,
+    /// The allowances a code typed by `user` from `client` counts against.
+    fn allowances(&self, user: UserId, client: &ClientInfo) -> Vec<(String, u32)> {
+        let mut keys = vec![(format!("device_code:user:{user}"), self.policy.wrong_codes_per_user)];
+        if let Some(ip) = client.ip {
+            keys.push((format!("device_code:ip:{}", rate_key(ip)), self.policy.wrong_codes_per_ip));
         }
+        keys
     }
 
-    fn window(&self) -> TimeDelta {
-        TimeDelta::from_std(self.policy.wrong_code_window).unwrap_or(TimeDelta::MAX)
-    }
-
-    /// How long the account or the address must wait, if either used up its wrong codes.
-    fn blocked(&self, user: UserId, client: &ClientInfo, now: DateTime<Utc>) -> Option<Duration> {
-        let wrong = self.wrong.lock().unwrap_or_else(|p| p.into_inner());
-        Self::keys(user, client)
-            .filter_map(|key| {
-                let w = wrong.get(&key)?;
-                let ends = w.started + self.window();
-                (w.count >= self.limit(key) && ends > now).then(|| (ends - now).to_std().unwrap_or_default())
-            })
-            .max()
-    }
-
-    fn count_wrong(&self, user: UserId, client: &ClientInfo, now: DateTime<Utc>) {
-        let window = self.window();
-        let mut wrong = self.wrong.lock().unwrap_or_else(|p| p.into_inner());
-        if wrong.len() >= SWEEP_AT {
-            wrong.retain(|_, w| w.started + window > now);
-        }
-        for key in Self::keys(user, client) {
-            let w = wrong.entry(key).or_insert(Window { started: now, count: 0 });
-            if w.started + window <= now {
-                *w = Window { started: now, count: 0 };
-            }
-            w.count += 1;
-        }
+    fn local(&self) -> std::sync::MutexGuard<'_, HashMap<String, i64>> {
+        self.local.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
 impl UserService {
-    /// How long the account or the client address must wait before typing
-    /// another code, if either used up its wrong codes: counted in the
-    /// database when it shares limits (every replica together), else here.
-    async fn wrong_code_wait(&self, user: UserId, client: &ClientInfo, now: DateTime<Utc>) -> Result<Option<Duration>> {
-        if !self.store.shares_rate_limits() {
-            return Ok(self.device.blocked(user, client, now));
+    /// Counts one code about to be looked up against the account's and the
+    /// address's allowances, before the lookup, so that guesses sent at once
+    /// get no more lookups than the allowance (a right code is given back
+    /// by [`UserService::refund_code_try`]). `Some(wait)` when either is used
+    /// up; nothing stays counted then. In the store when it shares limits
+    /// (every replica together), else in this process.
+    async fn reserve_code_try(
+        &self,
+        user: UserId,
+        client: &ClientInfo,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Duration>> {
+        let window = self.device.policy.wrong_code_window;
+        let mut counted = Vec::new();
+        for (key, count) in self.device.allowances(user, client) {
+            let refused = if self.store.shares_rate_limits() {
+                self.store.hit_rate_limit(&key, count, window, now).await?
+            } else {
+                let gcra = Gcra::new(count, window);
+                let now_us = now.timestamp_micros();
+                let mut local = self.device.local();
+                if local.len() >= SWEEP_AT {
+                    local.retain(|_, tat| *tat > now_us);
+                }
+                match gcra.step(local.get(&key).copied(), now_us) {
+                    Ok(tat) => {
+                        local.insert(key.clone(), tat);
+                        None
+                    }
+                    Err(wait) => Some(wait),
+                }
+            };
+            if let Some(wait) = refused {
+                self.refund_code_try(&counted).await?;
+                return Ok(Some(wait));
+            }
+            counted.push((key, count));
         }
-        let mut wait = None;
-        for key in DeviceLogins::keys(user, client) {
-            let (name, limit) = (shared_key(key), self.device.limit(key));
-            let this = self.store.rate_limit_wait(&name, limit, self.device.policy.wrong_code_window, now).await?;
-            wait = wait.max(this);
-        }
-        Ok(wait)
+        Ok(None)
     }
 
-    async fn count_wrong_code(&self, user: UserId, client: &ClientInfo, now: DateTime<Utc>) -> Result<()> {
-        if !self.store.shares_rate_limits() {
-            self.device.count_wrong(user, client, now);
-            return Ok(());
-        }
-        for key in DeviceLogins::keys(user, client) {
-            let (name, limit) = (shared_key(key), self.device.limit(key));
-            self.store.hit_rate_limit(&name, limit, self.device.policy.wrong_code_window, now).await?;
+    /// Gives back the tries [`UserService::reserve_code_try`] counted.
+    async fn refund_code_try(&self, counted: &[(String, u32)]) -> Result<()> {
+        let window = self.device.policy.wrong_code_window;
+        for (key, count) in counted {
+            if self.store.shares_rate_limits() {
+                self.store.refund_rate_limit(key, *count, window).await?;
+            } else if let Some(tat) = self.device.local().get_mut(key) {
+                *tat -= Gcra::new(*count, window).emission_us;
+            }
         }
         Ok(())
     }
@@ -293,14 +269,17 @@ impl UserService {
         client: &ClientInfo,
     ) -> Result<DeviceGrant> {
         let now = self.clock.now();
-        if let Some(wait) = self.wrong_code_wait(user, client, now).await? {
+        if let Some(wait) = self.reserve_code_try(user, client, now).await? {
             return Err(Error::Throttled { retry_after: wait.max(Duration::from_secs(1)) });
         }
         let max_wrong = self.device.policy.max_wrong_tries;
         match self.store.resolve_user_code(code, action, max_wrong, now).await? {
-            Some(grant) => Ok(grant),
+            Some(grant) => {
+                // A right code costs nothing: only wrong ones use the allowance up.
+                self.refund_code_try(&self.device.allowances(user, client)).await?;
+                Ok(grant)
+            }
             None => {
-                self.count_wrong_code(user, client, now).await?;
                 self.audit(AuditEvent::DeviceCodeWrong, Some(user), client, Some(format!("code {code}"))).await;
                 Err(Error::InvalidUserCode)
             }

@@ -17,7 +17,7 @@ use sqlx::{Postgres, Transaction};
 
 use crate::domain::ValidationError;
 use crate::error::{Error, Result};
-use crate::store::{Store, UserRecord};
+use crate::store::{Gcra, Store, UserRecord};
 
 mod audit;
 mod batch;
@@ -114,7 +114,7 @@ impl Store for PostgresStore {
         period: std::time::Duration,
         now: DateTime<Utc>,
     ) -> Result<Option<std::time::Duration>> {
-        let (period_us, emission_us) = gcra(count, period);
+        let gcra = Gcra::new(count, period);
         let now_us = now.timestamp_micros();
         // GCRA: each request moves the theoretical arrival time one emission
         // interval on from now or from where it was; it is let through while
@@ -129,8 +129,8 @@ impl Store for PostgresStore {
         )
         .bind(key)
         .bind(now_us)
-        .bind(emission_us)
-        .bind(period_us)
+        .bind(gcra.emission_us)
+        .bind(gcra.period_us)
         .fetch_one(&self.pool)
         .await
         .map_err(map_err)?;
@@ -138,26 +138,17 @@ impl Store for PostgresStore {
         if allowed {
             return Ok(None);
         }
-        Ok(Some(gcra_wait(tat, period_us, emission_us, now_us)))
+        Ok(Some(gcra.wait(tat, now_us)))
     }
 
-    async fn rate_limit_wait(
-        &self,
-        key: &str,
-        count: u32,
-        period: std::time::Duration,
-        now: DateTime<Utc>,
-    ) -> Result<Option<std::time::Duration>> {
-        let (period_us, emission_us) = gcra(count, period);
-        let now_us = now.timestamp_micros();
-        let tat: Option<i64> = sqlx::query_scalar("select tat from rate_limits where key = $1")
+    async fn refund_rate_limit(&self, key: &str, count: u32, period: std::time::Duration) -> Result<()> {
+        sqlx::query("update rate_limits set tat = tat - $2 where key = $1")
             .bind(key)
-            .fetch_optional(&self.pool)
+            .bind(Gcra::new(count, period).emission_us)
+            .execute(&self.pool)
             .await
             .map_err(map_err)?;
-        Ok(tat
-            .filter(|tat| (*tat).max(now_us) + emission_us > now_us + period_us)
-            .map(|tat| gcra_wait(tat, period_us, emission_us, now_us)))
+        Ok(())
     }
 
     async fn purge_rate_limits(&self, now: DateTime<Utc>) -> Result<u64> {
@@ -168,19 +159,6 @@ impl Store for PostgresStore {
             .map_err(map_err)?;
         Ok(done.rows_affected())
     }
-}
-
-/// A limit of `count` per `period` as GCRA sees it: the period and the
-/// emission interval, in µs.
-fn gcra(count: u32, period: Duration) -> (i64, i64) {
-    let period_us = i64::try_from(period.as_micros()).unwrap_or(i64::MAX).max(1);
-    (period_us, (period_us / i64::from(count.max(1))).max(1))
-}
-
-/// How long until a request may pass when the arrival time is `tat`.
-fn gcra_wait(tat: i64, period_us: i64, emission_us: i64, now_us: i64) -> Duration {
-    let wait_us = (tat + emission_us - period_us - now_us).max(0);
-    Duration::from_micros(u64::try_from(wait_us).unwrap_or_default())
 }
 
 #[cfg(test)]
@@ -217,9 +195,9 @@ mod tests {
         let wait = outcomes.iter().flatten().max().copied().unwrap();
         assert!(wait > std::time::Duration::from_secs(11) && wait <= std::time::Duration::from_secs(12), "{wait:?}");
         assert!(store.hit_rate_limit("login:192.0.2.2", 5, minute, now).await.unwrap().is_none(), "per key");
-        let peeked = store.rate_limit_wait("login:192.0.2.1", 5, minute, now).await.unwrap();
-        assert_eq!(peeked, Some(wait), "looking costs nothing and tells the same wait");
-        assert_eq!(store.rate_limit_wait("login:192.0.2.2", 5, minute, now).await.unwrap(), None);
+        store.refund_rate_limit("login:192.0.2.1", 5, minute).await.unwrap();
+        assert!(store.hit_rate_limit("login:192.0.2.1", 5, minute, now).await.unwrap().is_none(), "one given back");
+        assert_eq!(store.hit_rate_limit("login:192.0.2.1", 5, minute, now).await.unwrap(), Some(wait));
         let later = now + chrono::TimeDelta::seconds(12);
         assert!(store.hit_rate_limit("login:192.0.2.1", 5, minute, later).await.unwrap().is_none(), "one back");
         assert!(store.hit_rate_limit("login:192.0.2.1", 5, minute, later).await.unwrap().is_some());

@@ -293,3 +293,17 @@ async fn wrong_codes_are_limited_per_client_address_across_accounts() {
     limited.error(429);
     assert!(limited.header("retry-after").is_some());
 }
+
+#[tokio::test]
+async fn right_codes_use_none_of_the_wrong_code_allowance() {
+    let app = device_app().await;
+    let alice = app.user("alice").await;
+    for _ in 0..12 {
+        let started = start(&app, "TV").await;
+        assert_eq!(approve(&app, &alice.access, started["user_code"].as_str().unwrap(), true).await.status, 200);
+    }
+    for _ in 0..10 {
+        approve(&app, &alice.access, "ZZZZ-ZZZZ", true).await.error(400);
+    }
+    approve(&app, &alice.access, "ZZZZ-ZZZZ", true).await.error(429);
+}
