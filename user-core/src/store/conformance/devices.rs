@@ -151,3 +151,27 @@ pub(crate) async fn expired_device_requests_are_purged_after_a_while(store: Arc<
     assert_eq!(store.purge_expired_tokens(expiry + DEVICE_GRANT_KEPT, 100).await.unwrap(), 1);
     assert!(store.poll_device_grant(&[1; 32], expiry, LEEWAY, 5).await.unwrap().is_none());
 }
+
+pub(crate) async fn an_approved_request_redeemed_by_many_at_once_opens_one_session(store: Arc<dyn Store>) {
+    let alice = user(&store, "alice").await;
+    store.insert_device_grant(&grant(1, "BCDF-GHJK")).await.unwrap();
+    let code = UserCode::parse("BCDF-GHJK").unwrap();
+    store.resolve_user_code(&code, UserCodeAction::Approve(alice), 5, secs(1)).await.unwrap().unwrap();
+    let barrier = Arc::new(tokio::sync::Barrier::new(8));
+    let mut logins = Vec::new();
+    for _ in 0..8 {
+        let mut session = session_template(alice);
+        session.created_at = secs(2);
+        logins.push(login(&store, &session).await);
+    }
+    let redeems = logins.into_iter().map(|login| {
+        let (store, barrier) = (store.clone(), barrier.clone());
+        tokio::spawn(async move {
+            barrier.wait().await;
+            store.redeem_device_grant(&[1; 32], &login).await.unwrap()
+        })
+    });
+    let won = futures_util::future::join_all(redeems).await.into_iter().filter(|r| *r.as_ref().unwrap()).count();
+    assert_eq!(won, 1, "one exchange, whoever asks at the same moment");
+    assert_eq!(store.list_sessions(alice, secs(3)).await.unwrap().len(), 1);
+}

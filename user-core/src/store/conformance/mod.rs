@@ -66,6 +66,7 @@ macro_rules! suite {
             declined_expired_and_disabled_requests_give_no_session,
             wrong_codes_sharing_a_half_void_a_code_at_the_limit,
             one_of_many_concurrent_decisions_wins,
+            an_approved_request_redeemed_by_many_at_once_opens_one_session,
             expired_device_requests_are_purged_after_a_while
         );
     };
