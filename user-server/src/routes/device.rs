@@ -4,7 +4,6 @@
 //! browser or app. The `/oauth/*` routes take forms or JSON and answer
 //! errors in RFC 6749's shape.
 
-use serde::de::DeserializeOwned;
 use user_core::api::{
     DEVICE_CODE_GRANT, DeviceApproveRequest, DeviceCodeRequest, DeviceCodeResponse, MainResponse, OAuthErrorResponse,
     OAuthTokenRequest, OAuthTokenResponse,
@@ -17,20 +16,8 @@ use warp::reply::Response;
 use super::guard::{Authenticated, Open};
 use super::{Call, success};
 use crate::error::ApiError;
-use crate::http::{json, parse_form, parse_json};
+use crate::http::json;
 use crate::security::Action;
-
-impl<G> Call<G> {
-    /// The body as `T`, from a form or JSON, whichever was sent.
-    fn form_or_json<T: DeserializeOwned>(&mut self) -> Result<T, ApiError> {
-        match self.body.take() {
-            Some(Ok(body)) if body.form => parse_form(&body.bytes),
-            Some(Ok(body)) => parse_json(&body.bytes),
-            Some(Err(e)) => Err(e),
-            None => Err(Error::internal("this route reads a body its operation does not declare").into()),
-        }
-    }
-}
 
 /// A parameter the grant needs.
 fn required(value: Option<String>, name: &str) -> Result<String, ApiError> {

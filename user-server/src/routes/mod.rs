@@ -36,7 +36,9 @@ use guard::Guard;
 
 use crate::AppState;
 use crate::error::ApiError;
-use crate::http::{Body, Credentials, Query, RequestCtx, ctx, finish, json, parse_json, query, request_body, respond};
+use crate::http::{
+    Body, Credentials, Query, RequestCtx, ctx, finish, json, parse_form, parse_json, query, request_body, respond,
+};
 use crate::security::{Action, SharedPolicy};
 
 type Route = BoxedFilter<(Response,)>;
@@ -130,11 +132,23 @@ impl<G> Call<G> {
     /// 400/413/415 for a body the contract refuses; 500 if the route's
     /// operation declares no request body (so none was read).
     fn json<T: DeserializeOwned>(&mut self) -> Result<T, ApiError> {
-        match self.body.take() {
-            Some(Ok(body)) if body.form => Err(ApiError::UnsupportedMediaType),
-            Some(body) => parse_json(&body?.bytes),
-            None => Err(user_core::Error::internal("this route reads a body its operation does not declare").into()),
-        }
+        parse_json(&self.body()?.bytes)
+    }
+
+    /// The body as `T`, from a form or JSON, whichever was sent (only routes
+    /// whose operation lists a form body are given forms).
+    ///
+    /// # Errors
+    /// As [`Call::json`].
+    fn form_or_json<T: DeserializeOwned>(&mut self) -> Result<T, ApiError> {
+        let body = self.body()?;
+        if body.form { parse_form(&body.bytes) } else { parse_json(&body.bytes) }
+    }
+
+    fn body(&mut self) -> Result<Body, ApiError> {
+        self.body.take().unwrap_or_else(|| {
+            Err(user_core::Error::internal("this route reads a body its operation does not declare").into())
+        })
     }
 }
 
