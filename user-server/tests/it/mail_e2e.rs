@@ -51,7 +51,16 @@ fn start_catcher(port: u16, dir: &Path) -> SmtpCatcher {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    SmtpCatcher { child, maildir }
+    let catcher = SmtpCatcher { child, maildir };
+    // Ready when it accepts connections: a server started before that would
+    // spend its attempts on a catcher still importing Python.
+    for _ in 0..400 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return catcher;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+    panic!("aiosmtpd did not start listening on {port}");
 }
 
 /// The messages delivered so far, each decoded enough to read its links
@@ -86,6 +95,9 @@ fn env(database: &str, smtp_port: u16) -> Vec<(&'static str, String)> {
         ("USER_TASKS_BACKOFF_BASE", "50ms".to_owned()),
         ("USER_TASKS_BACKOFF_CAP", "200ms".to_owned()),
         ("USER_TASKS_POLL_INTERVAL", "100ms".to_owned()),
+        // While no mail server is up a mail waits; with short backoffs, ten
+        // attempts would make it dead within a second or two.
+        ("USER_TASKS_MAX_ATTEMPTS", "100000".to_owned()),
     ]
 }
 
@@ -165,6 +177,9 @@ async fn a_mail_webhook_gets_each_mail_signed_like_task_events() {
         ("USER_MAIL_WEBHOOK_URL", webhook),
         ("USER_MAIL_WEBHOOK_SECRET", crate::common::process::SECRET.to_owned()),
         ("USER_TASKS_POLL_INTERVAL", "100ms".to_owned()),
+        // While no mail server is up a mail waits; with short backoffs, ten
+        // attempts would make it dead within a second or two.
+        ("USER_TASKS_MAX_ATTEMPTS", "100000".to_owned()),
     ]);
     let client = crate::common::http().build().unwrap();
     let alice = json!({"username": "alice", "password": "correct horse", "email": "alice@example.com"});
