@@ -82,25 +82,67 @@ pub struct PeerAddr {
 #[derive(Debug, Clone, Copy)]
 pub struct RouteLabel(pub &'static str);
 
-/// Extracts the [`RequestCtx`]; never rejects.
-pub fn ctx(
-    policy: &SharedPolicy,
-) -> impl Filter<Extract = (RequestCtx,), Error = std::convert::Infallible> + Clone + use<> {
+impl RequestCtx {
+    /// The context of a request with `headers`, which came on `served` (by
+    /// [`crate::serve`]) or from `tested` (warp's own server or tests).
+    pub fn new(
+        headers: warp::http::HeaderMap,
+        served: Option<PeerAddr>,
+        tested: Option<SocketAddr>,
+        policy: &SharedPolicy,
+    ) -> Self {
+        let given = headers.get("x-request-id").and_then(|v| v.to_str().ok()).filter(|id| is_sane_request_id(id));
+        let peer = served.map(|p| p.addr).or(tested);
+        RequestCtx {
+            id: given.map_or_else(|| uuid::Uuid::now_v7().simple().to_string(), str::to_owned),
+            ip: policy.client_ip(peer, &headers),
+            https: served.is_some_and(|p| p.tls) || policy.forwarded_https(peer, &headers),
+            user_agent: headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(str::to_owned),
+            headers,
+            policy: policy.clone(),
+        }
+    }
+}
+
+/// A request body, not yet read.
+pub type BodyStream = std::pin::Pin<Box<dyn Stream<Item = Result<Bytes, warp::Error>> + Send>>;
+
+/// Everything read off a request before its route is chosen: one filter
+/// for every route, so a request costs the same whichever route it reaches.
+pub struct Arrival {
+    pub method: Method,
+    pub path: warp::path::FullPath,
+    /// The query string as sent, if any.
+    pub query: Option<String>,
+    pub ctx: RequestCtx,
+    pub body: BodyStream,
+}
+
+/// Extracts the [`Arrival`]; rejects only if the body was already taken.
+pub fn arrival(policy: &SharedPolicy) -> impl Filter<Extract = (Arrival,), Error = Rejection> + Clone + use<> {
     let policy = policy.clone();
-    warp::header::headers_cloned().and(warp::ext::optional::<PeerAddr>()).and(warp::addr::remote()).map(
-        move |headers: warp::http::HeaderMap, served: Option<PeerAddr>, tested: Option<SocketAddr>| {
-            let given = headers.get("x-request-id").and_then(|v| v.to_str().ok()).filter(|id| is_sane_request_id(id));
-            let peer = served.map(|p| p.addr).or(tested);
-            RequestCtx {
-                id: given.map_or_else(|| uuid::Uuid::now_v7().simple().to_string(), str::to_owned),
-                ip: policy.client_ip(peer, &headers),
-                https: served.is_some_and(|p| p.tls) || policy.forwarded_https(peer, &headers),
-                user_agent: headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(str::to_owned),
-                headers,
-                policy: policy.clone(),
-            }
-        },
-    )
+    warp::method()
+        .and(warp::path::full())
+        .and(warp::query::raw().map(Some).or(warp::any().map(|| None)).unify())
+        .and(warp::header::headers_cloned())
+        .and(warp::ext::optional::<PeerAddr>())
+        .and(warp::addr::remote())
+        .and(warp::body::stream())
+        .map(move |method, path, query, headers, served, tested, body| Arrival {
+            method,
+            path,
+            query,
+            ctx: RequestCtx::new(headers, served, tested, &policy),
+            body: boxed_body(body),
+        })
+}
+
+fn boxed_body<S, B>(body: S) -> BodyStream
+where
+    S: Stream<Item = Result<B, warp::Error>> + Send + 'static,
+    B: Buf,
+{
+    Box::pin(body.map_ok(|mut chunk| chunk.copy_to_bytes(chunk.remaining())))
 }
 
 fn is_sane_request_id(id: &str) -> bool {
@@ -136,51 +178,47 @@ pub struct Body {
 }
 
 /// Reads a JSON request body (or, when `forms`, a URL-encoded form) of at
-/// most [`MAX_BODY_BYTES`]; the outcome is left to the handler, so a bad
-/// body is answered by its route.
-pub fn request_body(forms: bool) -> impl Filter<Extract = (Result<Body, ApiError>,), Error = Rejection> + Clone {
-    warp::header::optional::<String>("content-type")
-        .and(warp::header::optional::<u64>("content-length"))
-        .and(warp::body::stream())
-        .then(move |content_type: Option<String>, length: Option<u64>, body| {
-            read_body(content_type, length, body, forms)
-        })
-}
-
-async fn read_body<S, B>(
-    content_type: Option<String>,
-    length: Option<u64>,
-    body: S,
-    forms: bool,
-) -> Result<Body, ApiError>
-where
-    S: Stream<Item = Result<B, warp::Error>>,
-    B: Buf,
-{
+/// most [`MAX_BODY_BYTES`].
+///
+/// # Errors
+/// 400 for an unreadable body or a malformed `Content-Type`/`Content-Length`,
+/// 413 past the limit, 415 for another media type.
+pub async fn read_body(headers: &warp::http::HeaderMap, body: BodyStream, forms: bool) -> Result<Body, ApiError> {
+    let content_type = header_str(headers, header::CONTENT_TYPE)?.unwrap_or_default();
+    let length = match header_str(headers, header::CONTENT_LENGTH)? {
+        Some(n) => Some(n.parse::<u64>().map_err(|_| invalid_header(header::CONTENT_LENGTH))?),
+        None => None,
+    };
     if length.is_some_and(|n| n > MAX_BODY_BYTES) {
         return Err(ApiError::PayloadTooLarge);
     }
-    let content_type = content_type.unwrap_or_default();
-    let form = forms && is_form(&content_type);
-    if !form && !is_json(&content_type) {
+    let form = forms && is_form(content_type);
+    if !form && !is_json(content_type) {
         return Err(ApiError::UnsupportedMediaType);
     }
     let mut buf = BytesMut::new();
-    let mut body = std::pin::pin!(body);
-    while let Some(mut chunk) =
+    let mut body = body;
+    while let Some(chunk) =
         body.try_next().await.map_err(|_| ApiError::BadRequest("could not read the request body".into()))?
     {
-        if buf.len() as u64 + chunk.remaining() as u64 > MAX_BODY_BYTES {
+        if buf.len() + chunk.len() > MAX_BODY_BYTES as usize {
             return Err(ApiError::PayloadTooLarge);
         }
-        while chunk.has_remaining() {
-            let piece = chunk.chunk();
-            buf.extend_from_slice(piece);
-            let n = piece.len();
-            chunk.advance(n);
-        }
+        buf.extend_from_slice(&chunk);
     }
     Ok(Body { bytes: buf.freeze(), form })
+}
+
+/// A header's value as text, if present.
+fn header_str(headers: &warp::http::HeaderMap, name: header::HeaderName) -> Result<Option<&str>, ApiError> {
+    match headers.get(&name) {
+        None => Ok(None),
+        Some(v) => v.to_str().map(Some).map_err(|_| invalid_header(name)),
+    }
+}
+
+fn invalid_header(name: header::HeaderName) -> ApiError {
+    ApiError::BadRequest(format!("Invalid request header {:?}", name.as_str()))
 }
 
 fn is_form(content_type: &str) -> bool {
@@ -356,6 +394,19 @@ impl CookiePolicy {
 pub struct Query(pub Vec<(String, String)>);
 
 impl Query {
+    /// Parses a query string as sent (`None`: there was none).
+    ///
+    /// # Errors
+    /// 400 for a malformed query string.
+    pub fn parse(raw: Option<&str>) -> Result<Self, ApiError> {
+        match raw {
+            None => Ok(Self::default()),
+            Some(raw) => serde_urlencoded::from_str(raw)
+                .map(Query)
+                .map_err(|_| ApiError::BadRequest("invalid query string: Invalid query string".into())),
+        }
+    }
+
     /// A parameter given at most once.
     ///
     /// # Errors
@@ -376,11 +427,6 @@ impl Query {
     }
 }
 
-/// Extracts the [`Query`]; a malformed query string rejects with 400.
-pub fn query() -> impl Filter<Extract = (Query,), Error = Rejection> + Clone {
-    warp::query::<Vec<(String, String)>>().map(Query)
-}
-
 /// Serialises `body` as the JSON reply.
 pub fn json<T: serde::Serialize>(body: &T) -> Response {
     warp::reply::json(body).into_response()
@@ -388,25 +434,9 @@ pub fn json<T: serde::Serialize>(body: &T) -> Response {
 
 /// Adds what every response carries (request id, hardening headers, CORS
 /// for allowed origins), then writes the access log line and metrics.
-pub fn finish(
-    started: Instant,
-    method: &Method,
-    path: &str,
-    origin: Option<&str>,
-    policy: &Policy,
-    reply: impl Reply,
-) -> Response {
+pub fn finish(started: Instant, method: &Method, origin: Option<&str>, policy: &Policy, reply: impl Reply) -> Response {
     let mut response = reply.into_response();
-    let status = response.status();
     let headers = response.headers_mut();
-    // RFC 9110 §15.5.6: a 405 lists what the resource does support.
-    if status == warp::http::StatusCode::METHOD_NOT_ALLOWED
-        && !headers.contains_key(header::ALLOW)
-        && let Some(allowed) = crate::routes::allowed_methods(path)
-        && let Ok(allowed) = HeaderValue::from_str(&allowed)
-    {
-        headers.insert(header::ALLOW, allowed);
-    }
     if let Some(origin) = origin.filter(|o| policy.cors_allows(o))
         && let Ok(v) = HeaderValue::from_str(origin)
     {
@@ -456,7 +486,6 @@ pub struct RequestHead {
     started: Instant,
     method: Method,
     // Clones of the request's own buffers: no allocation per request.
-    uri: warp::http::Uri,
     origin: Option<HeaderValue>,
     request_id: Option<HeaderValue>,
 }
@@ -468,7 +497,6 @@ impl RequestHead {
         Self {
             started: Instant::now(),
             method: request.method().clone(),
-            uri: request.uri().clone(),
             origin: headers.get(header::ORIGIN).cloned(),
             request_id: headers.get("x-request-id").filter(|v| v.to_str().is_ok_and(is_sane_request_id)).cloned(),
         }
@@ -486,7 +514,7 @@ impl RequestHead {
         }
         response.extensions_mut().insert(RouteLabel("timed out"));
         let origin = self.origin.as_ref().and_then(|v| v.to_str().ok());
-        finish(self.started, &self.method, self.uri.path(), origin, policy, response)
+        finish(self.started, &self.method, origin, policy, response)
     }
 }
 
@@ -496,8 +524,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_handler_panic_becomes_a_500_in_the_contract_shape() {
-        let boom = ctx(&SharedPolicy::default())
-            .then(|ctx: RequestCtx| respond("GET /boom", ctx.id.clone(), async { panic!("boom") }));
+        let boom = arrival(&SharedPolicy::default())
+            .then(|arrival: Arrival| respond("GET /boom", arrival.ctx.id, async { panic!("boom") }));
         let response = warp::test::request().header("x-request-id", "req-1").reply(&boom).await;
         assert_eq!(response.status(), 500);
         assert_eq!(response.headers()["x-request-id"], "req-1");

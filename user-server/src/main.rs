@@ -28,7 +28,7 @@ async fn main() -> ExitCode {
         println!("{doc}");
         return ExitCode::SUCCESS;
     }
-    telemetry::init_logging(config.log_format, &config.log);
+    let _log = telemetry::init_logging(config.log_format, &config.log);
     let server = match start(&config).await {
         Ok(server) => server,
         Err(e) => {

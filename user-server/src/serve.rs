@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::{Notify, Semaphore};
 use tokio_rustls::TlsAcceptor;
 use tower_service::Service as _;
 use warp::Filter;
@@ -112,10 +112,10 @@ pub async fn serve<F>(
             let policy = policy.clone();
             let in_flight = handler_activity.start();
             async move {
-                let _in_flight = in_flight;
-                match tokio::time::timeout(limits.request_timeout, service.call(request)).await {
-                    Ok(response) => response,
-                    Err(_) => {
+                let call = std::pin::pin!(service.call(request));
+                match in_flight.within(limits.request_timeout, call).await {
+                    Some(response) => response,
+                    None => {
                         tracing::warn!(%peer, "request timed out");
                         Ok(head.timed_out(&policy))
                     }
@@ -155,7 +155,7 @@ pub async fn serve<F>(
         tokio::spawn(async move {
             tokio::select! {
                 _ = closed => {}
-                () = activity.idle_past(limits.header_read_timeout, limits.idle_timeout) => {
+                () = activity.watch(&limits) => {
                     abort.abort();
                     metrics::counter!("connections_closed_idle_total").increment(1);
                     tracing::debug!(%peer, "connection idle past its deadline; closed");
@@ -200,7 +200,12 @@ impl Builders {
     }
 }
 
-/// What a connection is doing, for its idle deadline.
+/// What a connection is doing, for its deadlines.
+///
+/// One watchdog task per connection keeps every deadline of the connection
+/// (first request, idle, each request's timeout), so a request registers no
+/// timer of its own: a timer per request meant two turns of the runtime's one
+/// timer lock per request, contended by every worker.
 struct Activity {
     opened: Instant,
     in_flight: AtomicUsize,
@@ -208,6 +213,12 @@ struct Activity {
     served: AtomicUsize,
     /// When the last request finished, in milliseconds since `opened`.
     last_done_ms: AtomicU64,
+    /// When the connection last went from no request in flight to one, in
+    /// milliseconds since `opened`: the start of its oldest request (on
+    /// HTTP/1, the one request), or earlier (on HTTP/2).
+    busy_since_ms: AtomicU64,
+    /// Wakes the requests in flight to look at their deadline.
+    expired: Notify,
 }
 
 impl Activity {
@@ -217,49 +228,91 @@ impl Activity {
             in_flight: AtomicUsize::new(0),
             served: AtomicUsize::new(0),
             last_done_ms: AtomicU64::new(0),
+            busy_since_ms: AtomicU64::new(0),
+            expired: Notify::new(),
         }
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.opened.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
     /// Marks a request in flight until the guard drops (also when the
     /// request is cancelled).
     fn start(self: &Arc<Self>) -> InFlight {
-        self.in_flight.fetch_add(1, Ordering::Relaxed);
-        InFlight(self.clone())
+        if self.in_flight.fetch_add(1, Ordering::Relaxed) == 0 {
+            self.busy_since_ms.store(self.now_ms(), Ordering::Relaxed);
+        }
+        InFlight { activity: self.clone(), started: Instant::now() }
     }
 
-    /// Completes once the connection has had no request in flight for too
-    /// long: `first` from connecting until a first request arrives (the
-    /// protocol sniff and a half-sent HTTP/2 preface included), `idle` after
-    /// each request.
-    async fn idle_past(&self, first: Duration, idle: Duration) {
+    /// Completes once the connection should be closed: nothing complete
+    /// arrived within `header_read_timeout` of connecting (the protocol sniff
+    /// and a half-sent HTTP/2 preface included), or no request has been in
+    /// flight for `idle_timeout`. Meanwhile, wakes requests in flight once
+    /// the oldest may have run past `request_timeout` (see [`InFlight::within`]).
+    async fn watch(&self, limits: &TransportLimits) {
+        let timeout_ms = u64::try_from(limits.request_timeout.as_millis()).unwrap_or(u64::MAX);
         loop {
-            let since_open = self.opened.elapsed();
+            let now = self.now_ms();
             // Relaxed: a stale read only moves the next look a little later.
-            let deadline = if self.served.load(Ordering::Relaxed) == 0 {
-                first
+            let wake_at = if self.in_flight.load(Ordering::Relaxed) > 0 {
+                let due = self.busy_since_ms.load(Ordering::Relaxed).saturating_add(timeout_ms);
+                if now >= due {
+                    self.expired.notify_waiters();
+                    // Requests still in flight started later (HTTP/2): look
+                    // again a fraction of the timeout on.
+                    now + (timeout_ms / 8).max(1)
+                } else {
+                    due
+                }
             } else {
-                Duration::from_millis(self.last_done_ms.load(Ordering::Relaxed)) + idle
+                let deadline = if self.served.load(Ordering::Relaxed) == 0 {
+                    limits.header_read_timeout
+                } else {
+                    Duration::from_millis(self.last_done_ms.load(Ordering::Relaxed)) + limits.idle_timeout
+                };
+                let deadline = u64::try_from(deadline.as_millis()).unwrap_or(u64::MAX);
+                if now >= deadline {
+                    return;
+                }
+                // A request may start meanwhile: its deadline is at most a
+                // timeout from now.
+                deadline.min(now.saturating_add(timeout_ms))
             };
-            if self.in_flight.load(Ordering::Relaxed) > 0 {
-                // Busy: the request timeout bounds it; look again after that.
-                tokio::time::sleep(idle.min(first)).await;
-            } else if since_open >= deadline {
-                return;
-            } else {
-                tokio::time::sleep(deadline - since_open).await;
-            }
+            tokio::time::sleep(Duration::from_millis(wake_at - now)).await;
         }
     }
 }
 
 /// A request in flight on a connection.
-struct InFlight(Arc<Activity>);
+struct InFlight {
+    activity: Arc<Activity>,
+    started: Instant,
+}
+
+impl InFlight {
+    /// Runs `request` to its end, or `None` once it has run `timeout` (as
+    /// the connection's watchdog tells it to look).
+    async fn within<F: Future>(&self, timeout: Duration, mut request: std::pin::Pin<&mut F>) -> Option<F::Output> {
+        loop {
+            tokio::select! {
+                biased;
+                output = &mut request => return Some(output),
+                () = self.activity.expired.notified() => {
+                    if self.started.elapsed() >= timeout {
+                        return None;
+                    }
+                }
+            }
+        }
+    }
+}
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        let activity = &self.0;
-        let elapsed = u64::try_from(activity.opened.elapsed().as_millis()).unwrap_or(u64::MAX);
-        activity.last_done_ms.store(elapsed, Ordering::Relaxed);
+        let activity = &self.activity;
+        activity.last_done_ms.store(activity.now_ms(), Ordering::Relaxed);
         activity.served.fetch_add(1, Ordering::Relaxed);
         activity.in_flight.fetch_sub(1, Ordering::Relaxed);
     }

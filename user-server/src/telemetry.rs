@@ -1,22 +1,162 @@
 //! Logs (tracing) and metrics (Prometheus).
 
-use std::sync::OnceLock;
+use std::io::Write;
+use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 use crate::config::LogFormat;
 
-/// Installs the global tracing subscriber; later calls are no-ops.
-pub fn init_logging(format: LogFormat, filter: &str) {
+/// Installs the global tracing subscriber; later calls are no-ops (their
+/// guard holds nothing).
+///
+/// Lines go to stderr through a [`BatchedStderr`], so a request never waits
+/// on the terminal or the pipe behind it (the access log writes one line per
+/// request); no line is dropped.
+pub fn init_logging(format: LogFormat, filter: &str) -> LogGuard {
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,warp::server=off"));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr);
-    let _ = match format {
+    let (writer, guard) = BatchedStderr::start();
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(writer);
+    let installed = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).try_init(),
     };
+    if installed.is_err() {
+        drop(guard);
+        return LogGuard(None);
+    }
+    LogGuard(Some(guard))
+}
+
+/// Keeps the log writer running; dropping it writes out what is waiting.
+#[must_use = "dropping the guard stops the log writer"]
+pub struct LogGuard(#[allow(dead_code)] Option<WriterGuard>);
+
+/// Bytes of log waiting to be written past which a request waits for the
+/// writer (backpressure, never a lost line).
+const LOG_BUFFER_LIMIT: usize = 4 << 20;
+
+/// How long the writer lets lines gather after the first one arrives, so a
+/// busy server writes a few large chunks a second instead of a line per
+/// request (and the writer thread is woken once per chunk).
+const LOG_GATHER: Duration = Duration::from_millis(10);
+
+/// A log sink whose writes append to a shared buffer that a thread of its
+/// own writes to stderr.
+#[derive(Clone)]
+pub struct BatchedStderr(Arc<LogBuffer>);
+
+struct LogBuffer {
+    pending: Mutex<Pending>,
+    /// Signals the writer that lines arrived, and writers that room came.
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct Pending {
+    bytes: Vec<u8>,
+    closed: bool,
+}
+
+/// Stops the writer thread after it has written everything (on drop).
+pub struct WriterGuard {
+    buffer: Arc<LogBuffer>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl BatchedStderr {
+    fn start() -> (Self, WriterGuard) {
+        let buffer = Arc::new(LogBuffer { pending: Mutex::new(Pending::default()), changed: Condvar::new() });
+        let shared = buffer.clone();
+        let thread =
+            std::thread::Builder::new().name("log-writer".into()).spawn(move || shared.write_out(std::io::stderr()));
+        let thread = match thread {
+            Ok(thread) => Some(thread),
+            // No thread: writes go straight to stderr (see `write`).
+            Err(_) => {
+                buffer.lock().closed = true;
+                None
+            }
+        };
+        (Self(buffer.clone()), WriterGuard { buffer, thread })
+    }
+}
+
+impl LogBuffer {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Pending> {
+        self.pending.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The writer thread: waits for lines, lets more gather, writes them.
+    fn write_out(&self, mut out: impl Write) {
+        let mut chunk = Vec::new();
+        loop {
+            {
+                let mut pending = self.lock();
+                while pending.bytes.is_empty() && !pending.closed {
+                    pending = self.changed.wait(pending).unwrap_or_else(PoisonError::into_inner);
+                }
+                if pending.bytes.is_empty() {
+                    return;
+                }
+                if !pending.closed {
+                    drop(pending);
+                    std::thread::sleep(LOG_GATHER);
+                    pending = self.lock();
+                }
+                std::mem::swap(&mut chunk, &mut pending.bytes);
+            }
+            self.changed.notify_all();
+            // Nowhere to report a failing stderr; the lines are dropped.
+            let _ = out.write_all(&chunk).and_then(|()| out.flush());
+            chunk.clear();
+        }
+    }
+}
+
+impl Write for BatchedStderr {
+    fn write(&mut self, line: &[u8]) -> std::io::Result<usize> {
+        let mut pending = self.0.lock();
+        if pending.closed {
+            drop(pending);
+            return std::io::stderr().write(line);
+        }
+        while pending.bytes.len() >= LOG_BUFFER_LIMIT && !pending.closed {
+            pending = self.0.changed.wait(pending).unwrap_or_else(PoisonError::into_inner);
+        }
+        let was_empty = pending.bytes.is_empty();
+        pending.bytes.extend_from_slice(line);
+        drop(pending);
+        if was_empty {
+            self.0.changed.notify_all();
+        }
+        Ok(line.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for BatchedStderr {
+    type Writer = BatchedStderr;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+impl Drop for WriterGuard {
+    fn drop(&mut self) {
+        self.buffer.lock().closed = true;
+        self.buffer.changed.notify_all();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 /// How often the recorder folds recorded histogram samples into its buckets.

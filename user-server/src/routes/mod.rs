@@ -20,15 +20,16 @@ mod pages;
 mod recovery;
 mod session;
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
+use futures_util::future::BoxFuture;
 use serde::de::DeserializeOwned;
 use user_core::api::MainResponse;
 use utoipa::openapi::path::{HttpMethod, Operation};
-use warp::filters::BoxedFilter;
-use warp::http::{HeaderValue, Method, header};
+use warp::http::{HeaderValue, Method, StatusCode, header};
 use warp::reply::Response;
 use warp::{Filter, Reply};
 
@@ -36,15 +37,17 @@ use guard::Guard;
 
 use crate::AppState;
 use crate::error::ApiError;
+use crate::error::error_response;
 use crate::http::{
-    Body, Credentials, Query, RequestCtx, ctx, finish, json, parse_form, parse_json, query, request_body, respond,
+    Arrival, Body, Credentials, Query, RequestCtx, arrival, finish, json, parse_form, parse_json, read_body, respond,
 };
 use crate::security::{Action, SharedPolicy};
 
-type Route = BoxedFilter<(Response,)>;
+/// An endpoint's handler behind its guard, ready to run a request.
+type Handler = Box<dyn Fn(Arrival, Option<String>) -> BoxFuture<'static, Response> + Send + Sync>;
 
-/// Builds an endpoint's filter over the shared state.
-type Mount = Box<dyn Fn(&'static Endpoint, &Arc<AppState>) -> Route + Send + Sync>;
+/// Builds an endpoint's handler over the shared state.
+type Mount = Box<dyn Fn(&'static Endpoint, &Arc<AppState>) -> Handler + Send + Sync>;
 
 /// Every route of the service, in one place. Adding a route: write its
 /// handler (with its `#[utoipa::path]` documentation) in the module of its
@@ -245,66 +248,95 @@ impl Endpoint {
     }
 }
 
-/// The filter for one endpoint: path and method (404/405 rejections, as
-/// warp's own filters give), then the request context, throttle, guard,
-/// same-site rule for writes, and the handler.
-fn mount<G, H, F>(endpoint: &'static Endpoint, state: &Arc<AppState>, handler: H) -> Route
+/// The handler for one endpoint: the query and body read, then throttle,
+/// guard, same-site rule for writes, and the handler.
+fn mount<G, H, F>(endpoint: &'static Endpoint, state: &Arc<AppState>, handler: H) -> Handler
 where
     G: Guard,
     H: Fn(Call<G>) -> F + Copy + Send + Sync + 'static,
     F: Future<Output = Result<Response, ApiError>> + Send + 'static,
 {
-    let query = if endpoint.reads_query() { query().boxed() } else { warp::any().map(Query::default).boxed() };
-    let body = if endpoint.has_body() {
-        request_body(endpoint.takes_forms()).map(Some).boxed()
-    } else {
-        warp::any().map(|| None).boxed()
-    };
     let state = state.clone();
     let writes = !matches!(endpoint.method, Method::GET | Method::HEAD);
-    path_and_method(endpoint)
-        .and(ctx(&state.policy))
-        .and(query)
-        .and(body)
-        .then(move |path_param: Option<String>, ctx: RequestCtx, query: Query, body| {
-            let state = state.clone();
-            respond(&endpoint.label, ctx.id.clone(), async move {
-                let outcome = async {
-                    if let Some(action) = endpoint.throttle {
-                        ctx.throttle(action).await?;
-                    }
-                    let creds = if G::READS_CREDENTIALS {
-                        Credentials::from_headers(&ctx.headers)
-                    } else {
-                        Credentials::default()
-                    };
-                    let caller = G::check(&state, &creds).await?;
-                    if writes {
-                        G::check_origin(&ctx, &creds)?;
-                    }
-                    handler(Call { ctx, state, caller, query, path_param, body }).await
+    Box::new(move |arrival: Arrival, path_param: Option<String>| {
+        let state = state.clone();
+        let Arrival { query, ctx, body, .. } = arrival;
+        Box::pin(respond(&endpoint.label, ctx.id.clone(), async move {
+            let outcome = async {
+                let query = if endpoint.reads_query() { Query::parse(query.as_deref())? } else { Query::default() };
+                let body = if endpoint.has_body() {
+                    Some(read_body(&ctx.headers, body, endpoint.takes_forms()).await)
+                } else {
+                    None
+                };
+                if let Some(action) = endpoint.throttle {
+                    ctx.throttle(action).await?;
                 }
-                .await;
-                if endpoint.speaks_oauth() { outcome.map_err(ApiError::oauth) } else { outcome }
-            })
-        })
-        .boxed()
+                let creds =
+                    if G::READS_CREDENTIALS { Credentials::from_headers(&ctx.headers) } else { Credentials::default() };
+                let caller = G::check(&state, &creds).await?;
+                if writes {
+                    G::check_origin(&ctx, &creds)?;
+                }
+                handler(Call { ctx, state, caller, query, path_param, body }).await
+            }
+            .await;
+            if endpoint.speaks_oauth() { outcome.map_err(ApiError::oauth) } else { outcome }
+        }))
+    })
 }
 
-/// Matches the endpoint's path (404 otherwise) and method (405 otherwise,
-/// as warp's own method filters reject); extracts the path parameter.
-fn path_and_method(endpoint: &'static Endpoint) -> BoxedFilter<(Option<String>,)> {
-    let path = warp::path::full().and_then(move |full: warp::path::FullPath| {
-        std::future::ready(endpoint.pattern.matches(full.as_str()).ok_or_else(warp::reject::not_found))
-    });
-    let method = match endpoint.method {
-        Method::GET => warp::get().or(warp::head()).unify().boxed(),
-        Method::POST => warp::post().boxed(),
-        Method::PUT => warp::put().boxed(),
-        Method::PATCH => warp::patch().boxed(),
-        _ => warp::delete().boxed(),
-    };
-    path.and(method).boxed()
+/// Chooses each request's endpoint by its path and method in one lookup
+/// (not a chain of filters tried in turn): 404 for a path no template
+/// matches, 405 for a method the path does not answer.
+struct Router {
+    routes: Vec<(&'static Endpoint, Handler)>,
+    /// Templates without a parameter, by their path without slashes at the ends.
+    literal: HashMap<String, Vec<usize>>,
+    /// Templates with a parameter, tried in turn (a handful).
+    with_param: Vec<usize>,
+}
+
+impl Router {
+    fn new(routes: Vec<(&'static Endpoint, Handler)>) -> Self {
+        let mut literal: HashMap<String, Vec<usize>> = HashMap::new();
+        let mut with_param = Vec::new();
+        for (i, (endpoint, _)) in routes.iter().enumerate() {
+            if endpoint.pattern.has_param() {
+                with_param.push(i);
+            } else {
+                literal.entry(endpoint.path.trim_matches('/').to_owned()).or_default().push(i);
+            }
+        }
+        Self { routes, literal, with_param }
+    }
+
+    fn run(&self, arrival: Arrival) -> BoxFuture<'static, Response> {
+        let path = arrival.path.as_str();
+        let key = path.strip_prefix('/').map(|p| p.strip_suffix('/').unwrap_or(p));
+        let literal = key.and_then(|k| self.literal.get(k)).into_iter().flatten().map(|&i| (i, None));
+        let with_param = self.with_param.iter().filter_map(|&i| Some((i, self.routes[i].0.pattern.matches(path)?)));
+        let mut path_known = false;
+        for (i, param) in literal.chain(with_param) {
+            let (endpoint, handler) = &self.routes[i];
+            if endpoint.answers().contains(&arrival.method) {
+                return handler(arrival, param);
+            }
+            path_known = true;
+        }
+        let error = if path_known {
+            let mut response =
+                error_response(StatusCode::METHOD_NOT_ALLOWED, "method not allowed on this route".into());
+            // RFC 9110 §15.5.6: a 405 lists what the resource does support.
+            if let Some(allowed) = allowed_methods(path).and_then(|a| HeaderValue::from_str(&a).ok()) {
+                response.headers_mut().insert(header::ALLOW, allowed);
+            }
+            response
+        } else {
+            error_response(StatusCode::NOT_FOUND, "no such route".into())
+        };
+        Box::pin(std::future::ready(error))
+    }
 }
 
 /// A path template split into segments, `{name}` matching any one
@@ -321,6 +353,10 @@ enum Segment {
 }
 
 impl Pattern {
+    fn has_param(&self) -> bool {
+        self.segments.iter().any(|s| matches!(s, Segment::Param { .. }))
+    }
+
     fn parse(template: &str) -> Self {
         let segments = template
             .trim_start_matches('/')
@@ -405,21 +441,19 @@ pub fn allowed_methods(path: &str) -> Option<String> {
     Some(methods.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(", "))
 }
 
-/// Every route, with rejections rendered as `{message, status}` and the
+/// Every route, with errors rendered as `{message, status}` and the
 /// common headers, access log and metrics applied.
 pub fn all(state: AppState) -> impl Filter<Extract = (Response,), Error = std::convert::Infallible> + Clone {
     // Install the recorder before the first request is counted.
     crate::telemetry::metrics();
     let state = Arc::new(state);
-    let mut routes = preflight(&state.policy);
-    for endpoint in endpoints() {
+    let routes = endpoints()
+        .iter()
         // With a metrics listener of its own, `/metrics` is not served here.
-        if endpoint.path == "/metrics" && !state.metrics_public {
-            continue;
-        }
-        routes = routes.or((endpoint.mount)(endpoint, &state)).unify().boxed();
-    }
-    finished(routes, state.policy.clone())
+        .filter(|endpoint| endpoint.path != "/metrics" || state.metrics_public)
+        .map(|endpoint| (endpoint, (endpoint.mount)(endpoint, &state)))
+        .collect();
+    finished(Router::new(routes), state.policy.clone())
 }
 
 /// Only `GET /metrics`, for the separate metrics listener (`USER_METRICS_LISTEN`).
@@ -428,71 +462,63 @@ pub fn metrics_only(
 ) -> impl Filter<Extract = (Response,), Error = std::convert::Infallible> + Clone {
     crate::telemetry::metrics();
     let endpoint = endpoints().iter().find(|e| e.path == "/metrics").expect("the table has /metrics");
-    let route = path_and_method(endpoint)
-        .and(ctx(&policy))
-        .then(move |_, ctx: RequestCtx| respond(&endpoint.label, ctx.id.clone(), async { Ok(ops::render_metrics()) }))
-        .boxed();
-    finished(route, policy)
+    let handler: Handler = Box::new(move |arrival: Arrival, _| {
+        Box::pin(respond(&endpoint.label, arrival.ctx.id, async { Ok(ops::render_metrics()) }))
+    });
+    finished(Router::new(vec![(endpoint, handler)]), policy)
 }
 
-/// `routes` with rejections rendered as `{message, status}`, and the common
-/// headers, access log and metrics applied.
-fn finished<F>(
-    routes: F,
+/// The router's answers (CORS preflight first), with the common headers,
+/// access log and metrics applied.
+fn finished(
+    router: Router,
     policy: SharedPolicy,
-) -> impl Filter<Extract = (Response,), Error = std::convert::Infallible> + Clone
-where
-    F: Filter<Extract = (Response,), Error = warp::Rejection> + Clone + Send + Sync + 'static,
-{
+) -> impl Filter<Extract = (Response,), Error = std::convert::Infallible> + Clone {
+    let router = Arc::new(router);
+    let preflight_policy = policy.clone();
     warp::any()
         .map(Instant::now)
-        .and(warp::method())
-        .and(warp::path::full())
-        .and(warp::header::optional::<String>("origin").or(warp::any().map(|| None)).unify())
-        .and(routes.recover(crate::error::recover).unify())
-        .map(move |started, method, path: warp::path::FullPath, origin: Option<String>, reply| {
-            finish(started, &method, path.as_str(), origin.as_deref(), &policy, reply)
+        .and(arrival(&policy))
+        .then(move |started: Instant, arrival: Arrival| {
+            let origin = arrival.ctx.headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()).map(str::to_owned);
+            let method = arrival.method.clone();
+            let reply = preflight(&preflight_policy, &arrival)
+                .map_or_else(|| router.run(arrival), |r| Box::pin(std::future::ready(r)));
+            let policy = policy.clone();
+            async move {
+                let reply = reply.await;
+                finish(started, &method, origin.as_deref(), &policy, reply)
+            }
         })
+        .recover(crate::error::recover)
+        .unify()
 }
 
 /// CORS preflight (`OPTIONS` with `Origin` and `Access-Control-Request-Method`):
 /// 204 for an allowed origin, 403 otherwise. Without CORS origins configured
-/// it does not match, and `OPTIONS` is 405 like any other unknown method.
-fn preflight(policy: &SharedPolicy) -> Route {
-    let policy = policy.clone();
-    // Built from optional parts so that it never rejects with 405 and
-    // outranks the other routes' 404 for an unknown path.
-    warp::method()
-        .and(warp::header::optional::<String>("origin"))
-        .and(warp::header::optional::<String>("access-control-request-method"))
-        .and_then(move |method: Method, origin: Option<String>, requested: Option<String>| {
-            let policy = policy.clone();
-            async move {
-                let Some(origin) = origin
-                    .filter(|_| method == Method::OPTIONS && requested.is_some() && !policy.cors_origins.is_empty())
-                else {
-                    return Err(warp::reject::not_found());
-                };
-                if !policy.cors_allows(&origin) {
-                    return Ok(ApiError::Forbidden("origin not allowed".into()).into_response());
-                }
-                let mut response =
-                    warp::reply::with_status(warp::reply(), warp::http::StatusCode::NO_CONTENT).into_response();
-                let h = response.headers_mut();
-                h.insert(
-                    header::ACCESS_CONTROL_ALLOW_METHODS,
-                    HeaderValue::from_static("GET, POST, PUT, PATCH, DELETE"),
-                );
-                h.insert(
-                    header::ACCESS_CONTROL_ALLOW_HEADERS,
-                    HeaderValue::from_static("authorization, content-type, x-request-id"),
-                );
-                h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
-                response.extensions_mut().insert(crate::http::RouteLabel("OPTIONS (preflight)"));
-                Ok(response)
-            }
-        })
-        .boxed()
+/// it is `None`, and `OPTIONS` is 405 like any other unknown method.
+fn preflight(policy: &SharedPolicy, arrival: &Arrival) -> Option<Response> {
+    let headers = &arrival.ctx.headers;
+    if arrival.method != Method::OPTIONS
+        || policy.cors_origins.is_empty()
+        || !headers.contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
+    {
+        return None;
+    }
+    let origin = headers.get(header::ORIGIN)?.to_str().ok()?;
+    if !policy.cors_allows(origin) {
+        return Some(ApiError::Forbidden("origin not allowed".into()).into_response());
+    }
+    let mut response = warp::reply::with_status(warp::reply(), StatusCode::NO_CONTENT).into_response();
+    let h = response.headers_mut();
+    h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("GET, POST, PUT, PATCH, DELETE"));
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static("authorization, content-type, x-request-id"),
+    );
+    h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
+    response.extensions_mut().insert(crate::http::RouteLabel("OPTIONS (preflight)"));
+    Some(response)
 }
 
 fn success() -> Response {
