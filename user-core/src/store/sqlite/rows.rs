@@ -81,61 +81,138 @@ pub(super) fn execute(conn: &Connection, sql: &str, params: impl Params) -> Resu
     Ok(stmt.execute(params).map_err(map_err)? as u64)
 }
 
+/// The columns [`user_record`] reads, in its order: a query selects
+/// exactly these (`select {USER_COLUMNS} from users`), so a row is read by
+/// position (by name, the lookups took a quarter of a page of users).
+macro_rules! user_columns {
+    () => {
+        "id, username, email, role, disabled_at, email_verified, locale, last_login_at, created_at, updated_at, \
+         password_hash, failed_logins, locked_until, credential_version"
+    };
+    ($table:literal) => {
+        concat!(
+            $table,
+            ".id, ",
+            $table,
+            ".username, ",
+            $table,
+            ".email, ",
+            $table,
+            ".role, ",
+            $table,
+            ".disabled_at, ",
+            $table,
+            ".email_verified, ",
+            $table,
+            ".locale, ",
+            $table,
+            ".last_login_at, ",
+            $table,
+            ".created_at, ",
+            $table,
+            ".updated_at, ",
+            $table,
+            ".password_hash, ",
+            $table,
+            ".failed_logins, ",
+            $table,
+            ".locked_until, ",
+            $table,
+            ".credential_version"
+        )
+    };
+}
+pub(super) use user_columns;
+
 pub(super) fn user_record(row: &Row<'_>) -> Result<UserRecord> {
+    check_columns(row, user_columns!());
     Ok(UserRecord {
         user: User {
-            id: UserId::from_uuid(col(row, "id")?),
-            username: col::<String>(row, "username")?.try_into().map_err(Error::internal)?,
-            email: col::<String>(row, "email")?.try_into().map_err(Error::internal)?,
-            role: col::<String>(row, "role")?.parse::<Role>().map_err(Error::internal)?,
-            disabled_at: opt_time(col(row, "disabled_at")?)?,
-            email_verified: col(row, "email_verified")?,
-            locale: col::<String>(row, "locale")?.parse().map_err(Error::internal)?,
-            last_login_at: opt_time(col(row, "last_login_at")?)?,
-            created_at: time(col(row, "created_at")?)?,
-            updated_at: time(col(row, "updated_at")?)?,
+            id: UserId::from_uuid(at_col(row, 0)?),
+            username: at_col::<String>(row, 1)?.try_into().map_err(Error::internal)?,
+            email: at_col::<String>(row, 2)?.try_into().map_err(Error::internal)?,
+            role: at_col::<String>(row, 3)?.parse::<Role>().map_err(Error::internal)?,
+            disabled_at: opt_time(at_col(row, 4)?)?,
+            email_verified: at_col(row, 5)?,
+            locale: at_col::<String>(row, 6)?.parse().map_err(Error::internal)?,
+            last_login_at: opt_time(at_col(row, 7)?)?,
+            created_at: time(at_col(row, 8)?)?,
+            updated_at: time(at_col(row, 9)?)?,
         },
-        password_hash: col(row, "password_hash")?,
-        failed_logins: col::<i64>(row, "failed_logins")? as u32,
-        locked_until: opt_time(col(row, "locked_until")?)?,
-        credential_version: col(row, "credential_version")?,
+        password_hash: at_col(row, 10)?,
+        failed_logins: at_col::<i64>(row, 11)? as u32,
+        locked_until: opt_time(at_col(row, 12)?)?,
+        credential_version: at_col(row, 13)?,
     })
 }
+
+/// Column `i` of `row`.
+fn at_col<T: FromSql>(row: &Row<'_>, i: usize) -> Result<T> {
+    row.get(i).map_err(Error::internal)
+}
+
+/// The columns [`session_record`] reads, in its order (see [`user_columns`]).
+macro_rules! session_columns {
+    () => {
+        "id, user_id, refresh_jti, previous_jti, rotated_at, created_at, last_used_at, expires_at, revoked_at, \
+         user_agent, ip, device_name"
+    };
+}
+pub(super) use session_columns;
 
 pub(super) fn session_record(row: &Row<'_>) -> Result<SessionRecord> {
+    check_columns(row, session_columns!());
     Ok(SessionRecord {
-        id: SessionId::from_uuid(col(row, "id")?),
-        user_id: UserId::from_uuid(col(row, "user_id")?),
-        refresh_jti: col(row, "refresh_jti")?,
-        previous_jti: col(row, "previous_jti")?,
-        rotated_at: opt_time(col(row, "rotated_at")?)?,
-        created_at: time(col(row, "created_at")?)?,
-        last_used_at: time(col(row, "last_used_at")?)?,
-        expires_at: time(col(row, "expires_at")?)?,
-        revoked_at: opt_time(col(row, "revoked_at")?)?,
-        user_agent: col(row, "user_agent")?,
-        ip: col(row, "ip")?,
-        device_name: col(row, "device_name")?,
+        id: SessionId::from_uuid(at_col(row, 0)?),
+        user_id: UserId::from_uuid(at_col(row, 1)?),
+        refresh_jti: at_col(row, 2)?,
+        previous_jti: at_col(row, 3)?,
+        rotated_at: opt_time(at_col(row, 4)?)?,
+        created_at: time(at_col(row, 5)?)?,
+        last_used_at: time(at_col(row, 6)?)?,
+        expires_at: time(at_col(row, 7)?)?,
+        revoked_at: opt_time(at_col(row, 8)?)?,
+        user_agent: at_col(row, 9)?,
+        ip: at_col(row, 10)?,
+        device_name: at_col(row, 11)?,
     })
 }
 
+/// The columns [`task_record`] reads, in its order (see [`user_columns`]).
+macro_rules! task_columns {
+    () => {
+        "id, kind, user_id, track_id, payload, occurred_at, status, attempts, available_at, last_error, \
+         leased_until, updated_at"
+    };
+}
+pub(super) use task_columns;
+
 pub(super) fn task_record(row: &Row<'_>) -> Result<DeferredTask> {
-    let track: Option<String> = col(row, "track_id")?;
-    let payload: Option<String> = col(row, "payload")?;
+    check_columns(row, task_columns!());
+    let track: Option<String> = at_col(row, 3)?;
+    let payload: Option<String> = at_col(row, 4)?;
     Ok(DeferredTask {
-        id: col(row, "id")?,
-        kind: TaskKind::parse(&col::<String>(row, "kind")?)?,
-        user_id: UserId::from_uuid(col(row, "user_id")?),
+        id: at_col(row, 0)?,
+        kind: TaskKind::parse(&at_col::<String>(row, 1)?)?,
+        user_id: UserId::from_uuid(at_col(row, 2)?),
         track_id: track.map(TrackId::try_from).transpose().map_err(Error::internal)?,
         payload: payload.map(|p| serde_json::from_str(&p)).transpose().map_err(Error::internal)?,
-        occurred_at: time(col(row, "occurred_at")?)?,
-        status: TaskStatus::parse(&col::<String>(row, "status")?)?,
-        attempts: col::<i64>(row, "attempts")? as u32,
-        available_at: time(col(row, "available_at")?)?,
-        last_error: col(row, "last_error")?,
-        leased_until: opt_time(col(row, "leased_until")?)?,
-        updated_at: time(col(row, "updated_at")?)?,
+        occurred_at: time(at_col(row, 5)?)?,
+        status: TaskStatus::parse(&at_col::<String>(row, 6)?)?,
+        attempts: at_col::<i64>(row, 7)? as u32,
+        available_at: time(at_col(row, 8)?)?,
+        last_error: at_col(row, 9)?,
+        leased_until: opt_time(at_col(row, 10)?)?,
+        updated_at: time(at_col(row, 11)?)?,
     })
+}
+
+/// In debug builds (the tests), that a query selected `columns` in order.
+fn check_columns(row: &Row<'_>, columns: &str) {
+    if cfg!(debug_assertions) {
+        let expected: Vec<&str> = columns.split(',').map(str::trim).collect();
+        assert_eq!(row.as_ref().column_names(), expected, "the query must select exactly these columns in order");
+    }
 }
 
 /// Ids as a JSON array, for `id in (select value from json_each(?))`. Built

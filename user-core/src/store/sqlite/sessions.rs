@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::{Connection, params};
 
 use super::SqliteStore;
-use super::rows::{execute, millis, query_all, query_opt, session_record, user_record};
+use super::rows::{execute, millis, query_all, query_opt, session_columns, session_record, user_columns, user_record};
 use crate::domain::{SessionId, UserId};
 use crate::error::Result;
 use crate::store::{NewSession, Rotation, SessionRecord, SessionStore, UserRecord};
@@ -72,8 +72,12 @@ impl SessionStore for SqliteStore {
         self.read(|conn| {
             query_all(
                 conn,
-                "select * from sessions where user_id = ?1 and revoked_at is null and expires_at > ?2 \
-                 order by created_at desc, id desc",
+                concat!(
+                    "select ",
+                    session_columns!(),
+                    " from sessions where user_id = ?1 and revoked_at is null and expires_at > ?2 \
+                     order by created_at desc, id desc"
+                ),
                 params![user.as_uuid(), millis(now)],
                 session_record,
             )
@@ -81,15 +85,26 @@ impl SessionStore for SqliteStore {
     }
 
     async fn session(&self, id: SessionId) -> Result<Option<SessionRecord>> {
-        self.read(|conn| query_opt(conn, "select * from sessions where id = ?1", [id.as_uuid()], session_record))
+        self.read(|conn| {
+            query_opt(
+                conn,
+                concat!("select ", session_columns!(), " from sessions where id = ?1"),
+                [id.as_uuid()],
+                session_record,
+            )
+        })
     }
 
     async fn session_user(&self, id: SessionId, user: UserId, now: DateTime<Utc>) -> Result<Option<UserRecord>> {
         self.read(|conn| {
             query_opt(
                 conn,
-                "select u.* from sessions s join users u on u.id = s.user_id \
-                 where s.id = ?1 and s.user_id = ?2 and s.revoked_at is null and s.expires_at > ?3",
+                concat!(
+                    "select ",
+                    user_columns!("u"),
+                    " from sessions s join users u on u.id = s.user_id \
+                     where s.id = ?1 and s.user_id = ?2 and s.revoked_at is null and s.expires_at > ?3"
+                ),
                 params![id.as_uuid(), user.as_uuid(), millis(now)],
                 user_record,
             )

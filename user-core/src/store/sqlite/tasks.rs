@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::{Connection, params};
 
 use super::SqliteStore;
-use super::rows::{col, execute, json_ids, millis, query_all, query_opt, task_record};
+use super::rows::{col, execute, json_ids, millis, query_all, query_opt, task_columns, task_record};
 use crate::domain::{TrackId, UserId};
 use crate::error::{Error, Result};
 use crate::store::{Claim, DeferredTask, MailPayload, TaskCounts, TaskKind, TaskStatus, TaskStore, WaitingTasks};
@@ -57,8 +57,11 @@ impl TaskStore for SqliteStore {
         self.read(|conn| {
             query_all(
                 conn,
-                "select * from deferred_tasks where (?1 is null or status = ?1) and id > ?2 \
-                 order by id limit ?3",
+                concat!(
+                    "select ",
+                    task_columns!(),
+                    " from deferred_tasks where (?1 is null or status = ?1) and id > ?2 order by id limit ?3"
+                ),
                 params![status.map(|s| s.as_str()), after.unwrap_or(0), i64::from(limit)],
                 task_record,
             )
@@ -78,7 +81,8 @@ impl TaskStore for SqliteStore {
             .write(move |conn| {
                 query_all(
                     conn,
-                    "update deferred_tasks set leased_until = ?2, lease_id = ?3, updated_at = ?1 \
+                    concat!(
+                        "update deferred_tasks set leased_until = ?2, lease_id = ?3, updated_at = ?1 \
                      where id in ( \
                        select t.id from deferred_tasks t \
                        where t.status = 'pending' and t.available_at <= ?1 \
@@ -89,7 +93,9 @@ impl TaskStore for SqliteStore {
                              and e.id < t.id \
                              and (e.available_at > ?1 or (e.leased_until is not null and e.leased_until > ?1))) \
                        order by t.id limit ?4) \
-                     returning *",
+                     returning ",
+                        task_columns!()
+                    ),
                     params![millis(now), millis(lease_until), lease_id, i64::from(limit)],
                     task_record,
                 )

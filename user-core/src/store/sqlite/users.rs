@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::{Connection, params};
 
 use super::SqliteStore;
-use super::rows::{col, execute, millis, opt_time, query_all, query_opt, user_record};
+use super::rows::{col, execute, millis, opt_time, query_all, query_opt, user_columns, user_record};
 use super::sessions::revoke_sessions;
 use super::tasks::enqueue;
 use super::tokens::{enqueue_mails, void_stale_verification, void_tokens};
@@ -50,13 +50,24 @@ impl UserStore for SqliteStore {
 
     async fn find_user(&self, key: UserKey<'_>) -> Result<Option<UserRecord>> {
         self.read(|conn| match key {
-            UserKey::Id(id) => query_opt(conn, "select * from users where id = ?1", [id.as_uuid()], user_record),
-            UserKey::Username(name) => {
-                query_opt(conn, "select * from users where lower(username) = ?1", [name.folded()], user_record)
-            }
-            UserKey::Email(email) => {
-                query_opt(conn, "select * from users where email = ?1", [email.as_str()], user_record)
-            }
+            UserKey::Id(id) => query_opt(
+                conn,
+                concat!("select ", user_columns!(), " from users where id = ?1"),
+                [id.as_uuid()],
+                user_record,
+            ),
+            UserKey::Username(name) => query_opt(
+                conn,
+                concat!("select ", user_columns!(), " from users where lower(username) = ?1"),
+                [name.folded()],
+                user_record,
+            ),
+            UserKey::Email(email) => query_opt(
+                conn,
+                concat!("select ", user_columns!(), " from users where email = ?1"),
+                [email.as_str()],
+                user_record,
+            ),
         })
     }
 
@@ -65,7 +76,8 @@ impl UserStore for SqliteStore {
         self.write(move |conn| {
             let record = query_opt(
                 conn,
-                "update users set \
+                concat!(
+                    "update users set \
                    username = coalesce(?2, username), \
                    email = coalesce(?3, email), \
                    email_verified = email_verified and coalesce(?3, email) = email, \
@@ -74,7 +86,9 @@ impl UserStore for SqliteStore {
                    locale = coalesce(?7, locale), \
                    updated_at = ?5 \
                  where id = ?1 and (?6 is null or credential_version = ?6) \
-                 returning *",
+                 returning ",
+                    user_columns!()
+                ),
                 params![
                     id.as_uuid(),
                     changes.username.as_ref().map(|u| u.as_str()),
@@ -144,7 +158,12 @@ impl UserStore for SqliteStore {
     async fn change_account(&self, id: UserId, changes: &AccountChanges, now: DateTime<Utc>) -> Result<Option<User>> {
         let changes = *changes;
         self.write(move |conn| {
-            let Some(before) = query_opt(conn, "select * from users where id = ?1", [id.as_uuid()], user_record)?
+            let Some(before) = query_opt(
+                conn,
+                concat!("select ", user_columns!(), " from users where id = ?1"),
+                [id.as_uuid()],
+                user_record,
+            )?
             else {
                 return Ok(None);
             };
@@ -157,11 +176,14 @@ impl UserStore for SqliteStore {
             let ends_sessions = role_changes || disabling;
             let user = query_opt(
                 conn,
-                "update users set role = coalesce(?2, role), \
+                concat!(
+                    "update users set role = coalesce(?2, role), \
                    disabled_at = case when ?3 is null then disabled_at when ?3 then coalesce(disabled_at, ?5) end, \
                    email_verified = coalesce(?4, email_verified), \
                    credential_version = credential_version + ?6, updated_at = ?5 \
-                 where id = ?1 returning *",
+                 where id = ?1 returning ",
+                    user_columns!()
+                ),
                 params![
                     id.as_uuid(),
                     changes.role.map(|r| r.as_str()),
@@ -199,7 +221,7 @@ impl UserStore for SqliteStore {
         self.read(|conn| {
             query_all(
                 conn,
-                "select * from users where id > ?1 order by id limit ?2",
+                concat!("select ", user_columns!(), " from users where id > ?1 order by id limit ?2"),
                 params![after.map_or(uuid::Uuid::nil(), |a| a.as_uuid()), i64::from(limit)],
                 |row| user_record(row).map(|r| r.user),
             )
@@ -225,9 +247,13 @@ impl UserStore for SqliteStore {
             .unwrap_or_default();
             if matches < SEARCH_PLAN_SWITCH {
                 // Planned as a multi-index OR over the two ranges, then a sort.
-                let sql = "select * from users \
+                let sql = concat!(
+                    "select ",
+                    user_columns!(),
+                    " from users \
                            where ((lower(username) >= ?1 and lower(username) < ?2) or (email >= ?1 and email < ?2)) \
-                             and id > ?3 order by id limit ?4";
+                             and id > ?3 order by id limit ?4"
+                );
                 return query_all(conn, sql, params![prefix, upper, after, i64::from(limit)], |row| {
                     user_record(row).map(|r| r.user)
                 });
@@ -235,9 +261,13 @@ impl UserStore for SqliteStore {
             // SQLite's LIKE ignores ASCII case (usernames are ASCII, emails
             // stored lower-cased), and on these BINARY-collated columns it
             // cannot use the prefix indexes: the walk stays on the id order.
-            let sql = "select * from users where id > ?1 \
+            let sql = concat!(
+                "select ",
+                user_columns!(),
+                " from users where id > ?1 \
                          and (username like ?2 escape '\\' or email like ?2 escape '\\') \
-                       order by id limit ?3";
+                       order by id limit ?3"
+            );
             query_all(conn, sql, params![after, crate::store::like_prefix(prefix), i64::from(limit)], |row| {
                 user_record(row).map(|r| r.user)
             })
