@@ -40,6 +40,7 @@ fn soak(report: &Value, latency: &str, memory: &str) -> Result<()> {
         series: vec![
             Series { name: "p50".into(), points: minutes(report, "p50_ms") },
             Series { name: "p99".into(), points: minutes(report, "p99_ms") },
+            Series { name: "p99 without logins".into(), points: minutes(report, "p99_without_logins_ms") },
         ],
     };
     std::fs::write(latency, chart.svg())?;
