@@ -1,13 +1,11 @@
-//! Every failure becomes `{"message", "status"}` here: business outcomes via
-//! [`ApiError`], routing failures via [`recover`]. The one place that maps
+//! Every failure becomes `{"message", "status"}` here, by way of [`ApiError`]
+//! or [`error_response`] (the router's 404 and 405). The one place that maps
 //! errors to HTTP statuses (by way of `user_core::Error::http_status`).
 
-use std::convert::Infallible;
-
 use user_core::api::MainResponse;
+use warp::Reply;
 use warp::http::{HeaderValue, StatusCode, header};
 use warp::reply::Response;
-use warp::{Rejection, Reply};
 
 /// A request that failed; renders as the contract's error body.
 #[derive(Debug)]
@@ -189,28 +187,6 @@ pub fn error_response(status: StatusCode, message: String) -> Response {
         headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
     }
     response
-}
-
-/// Turns every rejection left after routing into the contract's error body.
-/// Business errors never get here: handlers reply with [`ApiError`] directly.
-pub async fn recover(rejection: Rejection) -> Result<Response, Infallible> {
-    let (status, message) = if rejection.is_not_found() {
-        (StatusCode::NOT_FOUND, "no such route".to_owned())
-    } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
-        (StatusCode::METHOD_NOT_ALLOWED, "method not allowed on this route".to_owned())
-    } else if let Some(e) = rejection.find::<warp::reject::InvalidQuery>() {
-        (StatusCode::BAD_REQUEST, format!("invalid query string: {e}"))
-    } else if rejection.find::<warp::reject::PayloadTooLarge>().is_some() {
-        (StatusCode::PAYLOAD_TOO_LARGE, ApiError::PayloadTooLarge.message())
-    } else if rejection.find::<warp::reject::UnsupportedMediaType>().is_some() {
-        (StatusCode::UNSUPPORTED_MEDIA_TYPE, ApiError::UnsupportedMediaType.message())
-    } else if let Some(e) = rejection.find::<warp::reject::InvalidHeader>() {
-        (StatusCode::BAD_REQUEST, e.to_string())
-    } else {
-        tracing::error!(?rejection, "unhandled rejection");
-        (StatusCode::INTERNAL_SERVER_ERROR, "internal server error".to_owned())
-    };
-    Ok(error_response(status, message))
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use tracing::Instrument;
 use user_core::UnauthorizedReason;
 use warp::http::{HeaderValue, Method, header};
 use warp::reply::Response;
-use warp::{Filter, Rejection, Reply};
+use warp::{Filter, Reply};
 
 use crate::error::ApiError;
 use crate::security::{Action, Policy, SharedPolicy};
@@ -105,7 +105,10 @@ impl RequestCtx {
 }
 
 /// A request body, not yet read.
-pub type BodyStream = std::pin::Pin<Box<dyn Stream<Item = Result<Bytes, warp::Error>> + Send>>;
+pub type BodyStream = std::pin::Pin<Box<dyn Stream<Item = Result<Bytes, BodyError>> + Send>>;
+
+/// Why a request body could not be read.
+pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Everything read off a request before its route is chosen: one filter
 /// for every route, so a request costs the same whichever route it reaches.
@@ -118,8 +121,10 @@ pub struct Arrival {
     pub body: BodyStream,
 }
 
-/// Extracts the [`Arrival`]; rejects only if the body was already taken.
-pub fn arrival(policy: &SharedPolicy) -> impl Filter<Extract = (Arrival,), Error = Rejection> + Clone + use<> {
+/// Extracts the [`Arrival`]; never rejects.
+pub fn arrival(
+    policy: &SharedPolicy,
+) -> impl Filter<Extract = (Arrival,), Error = std::convert::Infallible> + Clone + use<> {
     let policy = policy.clone();
     warp::method()
         .and(warp::path::full())
@@ -127,14 +132,20 @@ pub fn arrival(policy: &SharedPolicy) -> impl Filter<Extract = (Arrival,), Error
         .and(warp::header::headers_cloned())
         .and(warp::ext::optional::<PeerAddr>())
         .and(warp::addr::remote())
-        .and(warp::body::stream())
+        // Only an outer filter reading the body first could leave none to
+        // stream: a route that reads it then fails with a 400, like a broken upload.
+        .and(warp::body::stream().map(boxed_body).or(warp::any().map(body_already_read)).unify())
         .map(move |method, path, query, headers, served, tested, body| Arrival {
             method,
             path,
             query,
             ctx: RequestCtx::new(headers, served, tested, &policy),
-            body: boxed_body(body),
+            body,
         })
+}
+
+fn body_already_read() -> BodyStream {
+    Box::pin(futures_util::stream::once(std::future::ready(Err("the request body was already read".into()))))
 }
 
 fn boxed_body<S, B>(body: S) -> BodyStream
@@ -142,7 +153,7 @@ where
     S: Stream<Item = Result<B, warp::Error>> + Send + 'static,
     B: Buf,
 {
-    Box::pin(body.map_ok(|mut chunk| chunk.copy_to_bytes(chunk.remaining())))
+    Box::pin(body.map_ok(|mut chunk| chunk.copy_to_bytes(chunk.remaining())).map_err(Into::into))
 }
 
 fn is_sane_request_id(id: &str) -> bool {
@@ -183,7 +194,7 @@ pub struct Body {
 /// # Errors
 /// 400 for an unreadable body or a malformed `Content-Type`/`Content-Length`,
 /// 413 past the limit, 415 for another media type.
-pub async fn read_body(headers: &warp::http::HeaderMap, body: BodyStream, forms: bool) -> Result<Body, ApiError> {
+pub async fn read_body(headers: &warp::http::HeaderMap, mut body: BodyStream, forms: bool) -> Result<Body, ApiError> {
     let content_type = header_str(headers, header::CONTENT_TYPE)?.unwrap_or_default();
     let length = match header_str(headers, header::CONTENT_LENGTH)? {
         Some(n) => Some(n.parse::<u64>().map_err(|_| invalid_header(header::CONTENT_LENGTH))?),
@@ -197,7 +208,6 @@ pub async fn read_body(headers: &warp::http::HeaderMap, body: BodyStream, forms:
         return Err(ApiError::UnsupportedMediaType);
     }
     let mut buf = BytesMut::new();
-    let mut body = body;
     while let Some(chunk) =
         body.try_next().await.map_err(|_| ApiError::BadRequest("could not read the request body".into()))?
     {
@@ -403,7 +413,7 @@ impl Query {
             None => Ok(Self::default()),
             Some(raw) => serde_urlencoded::from_str(raw)
                 .map(Query)
-                .map_err(|_| ApiError::BadRequest("invalid query string: Invalid query string".into())),
+                .map_err(|e| ApiError::BadRequest(format!("invalid query string: {e}"))),
         }
     }
 

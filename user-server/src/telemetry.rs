@@ -24,16 +24,14 @@ pub fn init_logging(format: LogFormat, filter: &str) -> LogGuard {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).try_init(),
     };
-    if installed.is_err() {
-        drop(guard);
-        return LogGuard(None);
-    }
-    LogGuard(Some(guard))
+    LogGuard { _writer: installed.is_ok().then_some(guard) }
 }
 
 /// Keeps the log writer running; dropping it writes out what is waiting.
 #[must_use = "dropping the guard stops the log writer"]
-pub struct LogGuard(#[allow(dead_code)] Option<WriterGuard>);
+pub struct LogGuard {
+    _writer: Option<WriterGuard>,
+}
 
 /// Bytes of log waiting to be written past which a request waits for the
 /// writer (backpressure, never a lost line).
@@ -69,10 +67,14 @@ pub struct WriterGuard {
 
 impl BatchedStderr {
     fn start() -> (Self, WriterGuard) {
+        Self::start_to(std::io::stderr())
+    }
+
+    /// The writer, writing to `out` instead of stderr.
+    fn start_to(out: impl Write + Send + 'static) -> (Self, WriterGuard) {
         let buffer = Arc::new(LogBuffer { pending: Mutex::new(Pending::default()), changed: Condvar::new() });
         let shared = buffer.clone();
-        let thread =
-            std::thread::Builder::new().name("log-writer".into()).spawn(move || shared.write_out(std::io::stderr()));
+        let thread = std::thread::Builder::new().name("log-writer".into()).spawn(move || shared.write_out(out));
         let thread = match thread {
             Ok(thread) => Some(thread),
             // No thread: writes go straight to stderr (see `write`).
@@ -239,6 +241,60 @@ pub fn record_login(outcome: &'static str) {
 
 #[cfg(test)]
 mod tests {
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+
+    /// A `Write` whose bytes the test can read afterwards.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Lines from many threads, more than the buffer holds at once, all
+    /// arrive whole and in each thread's order once the guard is dropped.
+    #[test]
+    fn the_batched_writer_loses_no_line_and_writes_all_on_drop() {
+        let out = Captured::default();
+        let (writer, guard) = super::BatchedStderr::start_to(out.clone());
+        let line = "x".repeat(1000);
+        let threads: Vec<_> = (0..4)
+            .map(|t| {
+                let mut writer = writer.clone();
+                let line = line.clone();
+                std::thread::spawn(move || {
+                    for i in 0..2_000 {
+                        writer.write_all(format!("{t} {i} {line}\n").as_bytes()).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().unwrap();
+        }
+        drop(guard);
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 8_000, "8 MB through a 4 MiB buffer, none lost");
+        for t in 0..4 {
+            let order: Vec<usize> = lines
+                .iter()
+                .filter_map(|l| l.strip_prefix(&format!("{t} ")))
+                .map(|rest| rest.split(' ').next().unwrap().parse().unwrap())
+                .collect();
+            assert_eq!(order, (0..2_000).collect::<Vec<_>>());
+            assert!(lines.iter().all(|l| l.ends_with(&line)));
+        }
+    }
+
     /// Histogram samples are folded into buckets by a thread of the
     /// recorder's own, so memory does not grow while nobody scrapes.
     #[cfg(target_os = "linux")]

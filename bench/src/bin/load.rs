@@ -551,9 +551,9 @@ async fn connection(
             let user = &mut users[u];
             match (&answer, endpoint) {
                 (Some(_), "add" | "remove") => {
-                    let batch = user.added.last();
+                    let ids = user.added.last();
                     stats.lock().unwrap_or_else(PoisonError::into_inner).changes +=
-                        batch.map_or(0, |b| b.split(',').count() as u64);
+                        ids.map_or(0, |b| b.split(',').count() as u64);
                     if endpoint == "remove" {
                         user.added.pop();
                     }

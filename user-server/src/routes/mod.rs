@@ -476,22 +476,17 @@ fn finished(
 ) -> impl Filter<Extract = (Response,), Error = std::convert::Infallible> + Clone {
     let router = Arc::new(router);
     let preflight_policy = policy.clone();
-    warp::any()
-        .map(Instant::now)
-        .and(arrival(&policy))
-        .then(move |started: Instant, arrival: Arrival| {
-            let origin = arrival.ctx.headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()).map(str::to_owned);
-            let method = arrival.method.clone();
-            let reply = preflight(&preflight_policy, &arrival)
-                .map_or_else(|| router.run(arrival), |r| Box::pin(std::future::ready(r)));
-            let policy = policy.clone();
-            async move {
-                let reply = reply.await;
-                finish(started, &method, origin.as_deref(), &policy, reply)
-            }
-        })
-        .recover(crate::error::recover)
-        .unify()
+    warp::any().map(Instant::now).and(arrival(&policy)).then(move |started: Instant, arrival: Arrival| {
+        let origin = arrival.ctx.headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let method = arrival.method.clone();
+        let reply = preflight(&preflight_policy, &arrival)
+            .map_or_else(|| router.run(arrival), |r| Box::pin(std::future::ready(r)));
+        let policy = policy.clone();
+        async move {
+            let reply = reply.await;
+            finish(started, &method, origin.as_deref(), &policy, reply)
+        }
+    })
 }
 
 /// CORS preflight (`OPTIONS` with `Origin` and `Access-Control-Request-Method`):
