@@ -12,6 +12,11 @@ pub(crate) async fn favorites_are_idempotent_and_write_exactly_one_task_per_chan
     assert_eq!(store.remove_favorites(alice, &tracks("a,zzz"), later).await.unwrap(), 1);
     assert_eq!(store.remove_favorites(alice, &tracks("a"), later).await.unwrap(), 0);
     assert_eq!(store.favorites_contain(alice, &tracks("a,b,c")).await.unwrap(), [false, true, false]);
+    // Answers keep the question's order; another user's favorites never count.
+    assert_eq!(store.favorites_contain(alice, &tracks("b,c,a")).await.unwrap(), [true, false, false]);
+    let bob = user(&store, "bob").await;
+    assert_eq!(store.favorites_contain(bob, &tracks("b")).await.unwrap(), [false]);
+    assert_eq!(store.favorites_contain(alice, &[]).await.unwrap(), Vec::<bool>::new());
     let tasks = store.list_tasks(Some(TaskStatus::Pending), None, 100).await.unwrap();
     let summary: Vec<_> = tasks.iter().map(|t| (t.kind, t.track_id.as_ref().unwrap().as_str(), t.user_id)).collect();
     assert_eq!(

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::params;
 
 use super::SqliteStore;
-use super::rows::{col, execute, millis, query_all, query_opt, time};
+use super::rows::{col, execute, favorite_columns, favorite_record, millis, query_all};
 use super::tasks::enqueue;
 use crate::domain::{TrackId, UserId};
 use crate::error::{Error, Result};
@@ -55,36 +55,32 @@ impl FavoriteStore for SqliteStore {
     }
 
     async fn favorites_contain(&self, user: UserId, tracks: &[TrackId]) -> Result<Vec<bool>> {
-        self.read(|conn| {
-            tracks
-                .iter()
-                .map(|track| {
-                    let found = query_opt(
-                        conn,
-                        "select 1 from favorites where user_id = ?1 and track_id = ?2",
-                        params![user.as_uuid(), track.as_str()],
-                        |_| Ok(()),
-                    )?;
-                    Ok(found.is_some())
-                })
-                .collect()
-        })
+        // One statement, so one read transaction whatever the batch's size.
+        let wanted =
+            serde_json::to_string(&tracks.iter().map(TrackId::as_str).collect::<Vec<_>>()).map_err(Error::internal)?;
+        let found = self.read(|conn| {
+            query_all(
+                conn,
+                "select track_id from favorites \
+                 where user_id = ?1 and track_id in (select value from json_each(?2))",
+                params![user.as_uuid(), wanted],
+                |row| col::<String>(row, "track_id"),
+            )
+        })?;
+        Ok(tracks.iter().map(|t| found.iter().any(|f| f == t.as_str())).collect())
     }
 
     async fn list_favorites(&self, user: UserId, before: Option<i64>, limit: u32) -> Result<Vec<Favorite>> {
         self.read(|conn| {
             query_all(
                 conn,
-                "select id, track_id, created_at from favorites where user_id = ?1 and id < ?2 \
-                 order by id desc limit ?3",
+                concat!(
+                    "select ",
+                    favorite_columns!(),
+                    " from favorites where user_id = ?1 and id < ?2 order by id desc limit ?3"
+                ),
                 params![user.as_uuid(), before.unwrap_or(i64::MAX), i64::from(limit)],
-                |row| {
-                    Ok(Favorite {
-                        seq: col(row, "id")?,
-                        track_id: col::<String>(row, "track_id")?.try_into().map_err(Error::internal)?,
-                        added_at: time(col(row, "created_at")?)?,
-                    })
-                },
+                favorite_record,
             )
         })
     }

@@ -200,6 +200,22 @@ mod tests {
         assert_eq!(store.list_users(None, 1000).await.unwrap().len(), 1 + 133);
     }
 
+    /// A page query binds its `limit` anew on every call; the cached
+    /// statement must run as prepared, not be parsed and planned again.
+    #[test]
+    fn a_bound_limit_does_not_prepare_the_statement_again() {
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        super::pool::configure(&conn, true).unwrap();
+        conn.execute_batch("create table t (id integer primary key); insert into t values (1), (2), (3);").unwrap();
+        let sql = "select id from t where id > ?1 order by id limit ?2";
+        for limit in 1..=3 {
+            let mut stmt = conn.prepare_cached(sql).unwrap();
+            let rows: Vec<i64> = stmt.query_map([0, limit], |r| r.get(0)).unwrap().map(Result::unwrap).collect();
+            assert_eq!(rows.len(), limit as usize);
+            assert_eq!(stmt.get_status(rusqlite::StatementStatus::RePrepare), 0, "limit {limit}");
+        }
+    }
+
     /// Migrating an up-to-date database changes nothing; one whose applied
     /// migration was edited afterwards is refused rather than half-trusted.
     #[tokio::test]

@@ -6,7 +6,7 @@ use rusqlite::{Connection, ErrorCode, Params, Row};
 
 use crate::domain::{Role, SessionId, TrackId, UserId};
 use crate::error::{ConflictField, Error, Result};
-use crate::store::{DeferredTask, SessionRecord, TaskKind, TaskStatus, User, UserRecord};
+use crate::store::{DeferredTask, Favorite, SessionRecord, TaskKind, TaskStatus, User, UserRecord};
 
 pub(super) fn millis(t: DateTime<Utc>) -> i64 {
     t.timestamp_millis()
@@ -204,6 +204,23 @@ pub(super) fn task_record(row: &Row<'_>) -> Result<DeferredTask> {
         last_error: at_col(row, 9)?,
         leased_until: opt_time(at_col(row, 10)?)?,
         updated_at: time(at_col(row, 11)?)?,
+    })
+}
+
+/// The columns [`favorite_record`] reads, in its order (see [`user_columns`]).
+macro_rules! favorite_columns {
+    () => {
+        "id, track_id, created_at"
+    };
+}
+pub(super) use favorite_columns;
+
+pub(super) fn favorite_record(row: &Row<'_>) -> Result<Favorite> {
+    check_columns(row, favorite_columns!());
+    Ok(Favorite {
+        seq: at_col(row, 0)?,
+        track_id: at_col::<String>(row, 1)?.try_into().map_err(Error::internal)?,
+        added_at: time(at_col(row, 2)?)?,
     })
 }
 
