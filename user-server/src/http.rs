@@ -476,15 +476,7 @@ pub fn finish(started: Instant, method: &Method, origin: Option<&str>, policy: &
     let status = response.status().as_u16();
     let elapsed = started.elapsed();
     let request_id = response.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or_default();
-    tracing::info!(
-        target: "access",
-        request_id,
-        method = %method,
-        route,
-        status,
-        latency_ms = elapsed.as_secs_f64() * 1000.0,
-        "request"
-    );
+    crate::telemetry::log_access(request_id, method.as_str(), route, status, elapsed);
     crate::telemetry::record_request(route, status, elapsed);
     response
 }
