@@ -5,11 +5,16 @@ use chrono::{DateTime, Utc};
 use rusqlite::params;
 
 use super::SqliteStore;
-use super::rows::{col, execute, favorite_columns, favorite_record, millis, query_all};
+use super::rows::{col, execute, favorite_columns, favorite_record, millis, query_all, query_first};
 use super::tasks::enqueue;
 use crate::domain::{TrackId, UserId};
 use crate::error::{Error, Result};
 use crate::store::{Favorite, FavoriteStore, TaskKind};
+
+/// A page of a user's favorites, newest first: a backward walk of the
+/// `(user_id, id)` index, stopped after the page (see [`query_first`]).
+pub(super) const LIST_FAVORITES: &str =
+    concat!("select ", favorite_columns!(), " from favorites where user_id = ?1 and id < ?2 order by id desc");
 
 #[async_trait]
 impl FavoriteStore for SqliteStore {
@@ -72,16 +77,8 @@ impl FavoriteStore for SqliteStore {
 
     async fn list_favorites(&self, user: UserId, before: Option<i64>, limit: u32) -> Result<Vec<Favorite>> {
         self.read(|conn| {
-            query_all(
-                conn,
-                concat!(
-                    "select ",
-                    favorite_columns!(),
-                    " from favorites where user_id = ?1 and id < ?2 order by id desc limit ?3"
-                ),
-                params![user.as_uuid(), before.unwrap_or(i64::MAX), i64::from(limit)],
-                favorite_record,
-            )
+            let params = params![user.as_uuid(), before.unwrap_or(i64::MAX)];
+            query_first(conn, LIST_FAVORITES, params, limit, favorite_record)
         })
     }
 }

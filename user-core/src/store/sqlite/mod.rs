@@ -200,19 +200,28 @@ mod tests {
         assert_eq!(store.list_users(None, 1000).await.unwrap().len(), 1 + 133);
     }
 
-    /// A page query binds its `limit` anew on every call; the cached
-    /// statement must run as prepared, not be parsed and planned again.
-    #[test]
-    fn a_bound_limit_does_not_prepare_the_statement_again() {
-        let conn = rusqlite::Connection::open_in_memory().unwrap();
+    /// A page of favorites is read by a statement prepared once: with its
+    /// limit bound, SQLite would prepare it again for every other limit.
+    #[tokio::test]
+    async fn a_favorites_page_is_not_prepared_again() {
+        let (dir, store) = store().await;
+        drop(store);
+        let conn = rusqlite::Connection::open(dir.path().join("test.db")).unwrap();
         super::pool::configure(&conn, true).unwrap();
-        conn.execute_batch("create table t (id integer primary key); insert into t values (1), (2), (3);").unwrap();
-        let sql = "select id from t where id > ?1 order by id limit ?2";
-        for limit in 1..=3 {
+        let user = uuid::Uuid::now_v7();
+        let reprepared = |sql: &str, params: &[&dyn rusqlite::ToSql]| {
             let mut stmt = conn.prepare_cached(sql).unwrap();
-            let rows: Vec<i64> = stmt.query_map([0, limit], |r| r.get(0)).unwrap().map(Result::unwrap).collect();
-            assert_eq!(rows.len(), limit as usize);
-            assert_eq!(stmt.get_status(rusqlite::StatementStatus::RePrepare), 0, "limit {limit}");
+            stmt.query(params).unwrap().next().unwrap();
+            stmt.get_status(rusqlite::StatementStatus::RePrepare)
+        };
+        // The mechanism: binding a limit costs a new plan, every call.
+        let with_limit = format!("{} limit ?3", super::favorites::LIST_FAVORITES);
+        for (call, limit) in [1, 50, 3, 7].into_iter().enumerate() {
+            assert_eq!(reprepared(&with_limit, &[&user, &i64::MAX, &limit]), call as i32 + 1);
+        }
+        // Ours: any cursor, any page size, one plan.
+        for before in [1, 50, 3, i64::MAX] {
+            assert_eq!(reprepared(super::favorites::LIST_FAVORITES, &[&user, &before]), 0, "before {before}");
         }
     }
 

@@ -106,10 +106,6 @@ pub(super) fn parse_url(url: &str) -> Result<Option<PathBuf>> {
 pub(super) fn configure(conn: &Connection, writer: bool) -> Result<()> {
     conn.busy_timeout(Duration::from_secs(5)).map_err(map_err)?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
-    // Without the planner stability guarantee SQLite plans a `limit ?` with
-    // the value bound, and so prepares the statement again whenever a new
-    // value is bound: every page read would pay a parse and a plan.
-    conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true).map_err(map_err)?;
     let pragmas = if writer {
         "pragma journal_mode = wal; pragma synchronous = normal; pragma foreign_keys = on;"
     } else {

@@ -75,6 +75,29 @@ pub(super) fn query_all<T>(
     Ok(out)
 }
 
+/// The first `limit` rows `sql` returns, mapped.
+///
+/// For hot pages whose plan does not depend on the limit: `sql` has no
+/// `limit ?`, because SQLite's planner reads a bound limit's value and so
+/// prepares the statement again whenever another value is bound.
+pub(super) fn query_first<T>(
+    conn: &Connection,
+    sql: &str,
+    params: impl Params,
+    limit: u32,
+    map: impl Fn(&Row<'_>) -> Result<T>,
+) -> Result<Vec<T>> {
+    let mut stmt = conn.prepare_cached(sql).map_err(map_err)?;
+    let mut rows = stmt.query(params).map_err(map_err)?;
+    let mut out = Vec::with_capacity(limit as usize);
+    while out.len() < limit as usize
+        && let Some(row) = rows.next().map_err(map_err)?
+    {
+        out.push(map(row)?);
+    }
+    Ok(out)
+}
+
 /// Runs one statement; the number of rows it changed.
 pub(super) fn execute(conn: &Connection, sql: &str, params: impl Params) -> Result<u64> {
     let mut stmt = conn.prepare_cached(sql).map_err(map_err)?;
