@@ -156,7 +156,8 @@ where
     Box::pin(body.map_ok(|mut chunk| chunk.copy_to_bytes(chunk.remaining())).map_err(Into::into))
 }
 
-fn is_sane_request_id(id: &str) -> bool {
+/// Whether a request id is short and plain enough to echo and log as is.
+pub(crate) fn is_sane_request_id(id: &str) -> bool {
     (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 

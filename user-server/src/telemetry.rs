@@ -70,14 +70,13 @@ struct AccessLine<'a> {
 }
 
 impl AccessLine<'_> {
-    /// Appends the line, newline included. The fields need no escaping: the
-    /// request id is checked (letters, digits, `-_.`), a method is an HTTP
-    /// token and routes are ours.
+    /// Appends the line, newline included. No field needs escaping: a
+    /// method is an HTTP token, routes are ours, and a request id that is not
+    /// of the checked kind (letters, digits, `-_.`) is written as `invalid`.
     fn write(&self, out: &mut Vec<u8>, format: LogFormat, timestamp: &[u8]) {
         let json = format == LogFormat::Json;
-        let mut push = |text: &str| out.extend_from_slice(text.as_bytes());
         if json {
-            push("{\"timestamp\":\"");
+            out.extend_from_slice(b"{\"timestamp\":\"");
         }
         out.extend_from_slice(timestamp);
         let (id, method, route, status, latency, end) = if json {
@@ -94,7 +93,7 @@ impl AccessLine<'_> {
         };
         let mut push = |text: &str| out.extend_from_slice(text.as_bytes());
         push(id);
-        push(self.request_id);
+        push(if crate::http::is_sane_request_id(self.request_id) { self.request_id } else { "invalid" });
         push(method);
         push(self.method);
         push(route);
@@ -520,6 +519,23 @@ mod tests {
             line.write(&mut ours, format, b"2026-11-28T11:27:17.004223Z");
             assert_eq!(String::from_utf8(ours).unwrap(), String::from_utf8(out.0.lock().unwrap().clone()).unwrap());
         }
+    }
+
+    /// A request id that could break the line out of its field is not
+    /// written (the server never lets one through; this is the last guard).
+    #[test]
+    fn an_unchecked_request_id_cannot_forge_fields() {
+        let line = super::AccessLine {
+            request_id: "x\",\"status\":200,\"y\":\"",
+            method: "GET",
+            route: "GET /healthz",
+            status: 500,
+            elapsed: std::time::Duration::ZERO,
+        };
+        let mut out = Vec::new();
+        line.write(&mut out, crate::config::LogFormat::Json, b"2026-11-28T11:27:17.004223Z");
+        let parsed: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!((parsed["request_id"].as_str(), parsed["status"].as_u64()), (Some("invalid"), Some(500)));
     }
 
     /// Latencies are milliseconds to the nanosecond, like f64's shortest
