@@ -74,31 +74,35 @@ impl AccessLine<'_> {
     /// method is an HTTP token, routes are ours, and a request id that is not
     /// of the checked kind (letters, digits, `-_.`) is written as `invalid`.
     fn write(&self, out: &mut Vec<u8>, format: LogFormat, timestamp: &[u8]) {
-        let json = format == LogFormat::Json;
-        if json {
-            out.extend_from_slice(b"{\"timestamp\":\"");
-        }
-        out.extend_from_slice(timestamp);
-        let (id, method, route, status, latency, end) = if json {
-            (
+        // What comes before each field's value, and the line's end.
+        let [start, id, method, route, status, latency, end] = match format {
+            LogFormat::Json => [
+                "{\"timestamp\":\"",
                 "\",\"level\":\"INFO\",\"message\":\"request\",\"request_id\":\"",
                 "\",\"method\":\"",
                 "\",\"route\":\"",
                 "\",\"status\":",
                 ",\"latency_ms\":",
                 ",\"target\":\"access\"}\n",
-            )
-        } else {
-            ("  INFO access: request request_id=\"", "\" method=", " route=\"", "\" status=", " latency_ms=", "\n")
+            ],
+            LogFormat::Text => [
+                "",
+                "  INFO access: request request_id=\"",
+                "\" method=",
+                " route=\"",
+                "\" status=",
+                " latency_ms=",
+                "\n",
+            ],
         };
-        let mut push = |text: &str| out.extend_from_slice(text.as_bytes());
-        push(id);
-        push(if crate::http::is_sane_request_id(self.request_id) { self.request_id } else { "invalid" });
-        push(method);
-        push(self.method);
-        push(route);
-        push(self.route);
-        push(status);
+        let request_id = if crate::http::is_sane_request_id(self.request_id) { self.request_id } else { "invalid" };
+        out.extend_from_slice(start.as_bytes());
+        out.extend_from_slice(timestamp);
+        for (before, value) in [(id, request_id), (method, self.method), (route, self.route)] {
+            out.extend_from_slice(before.as_bytes());
+            out.extend_from_slice(value.as_bytes());
+        }
+        out.extend_from_slice(status.as_bytes());
         push_decimal(out, u64::from(self.status));
         out.extend_from_slice(latency.as_bytes());
         push_millis(out, self.elapsed);

@@ -78,7 +78,7 @@ impl FavoriteStore for SqliteStore {
     async fn list_favorites(&self, user: UserId, before: Option<i64>, limit: u32) -> Result<Vec<Favorite>> {
         self.read(|conn| {
             let params = params![user.as_uuid(), before.unwrap_or(i64::MAX)];
-            query_first(conn, LIST_FAVORITES, params, limit, favorite_record)
+            query_first(conn, LIST_FAVORITES, params, limit as usize, favorite_record)
         })
     }
 }

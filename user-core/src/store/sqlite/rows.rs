@@ -66,13 +66,7 @@ pub(super) fn query_all<T>(
     params: impl Params,
     map: impl Fn(&Row<'_>) -> Result<T>,
 ) -> Result<Vec<T>> {
-    let mut stmt = conn.prepare_cached(sql).map_err(map_err)?;
-    let mut rows = stmt.query(params).map_err(map_err)?;
-    let mut out = Vec::new();
-    while let Some(row) = rows.next().map_err(map_err)? {
-        out.push(map(row)?);
-    }
-    Ok(out)
+    query_first(conn, sql, params, usize::MAX, map)
 }
 
 /// The first `limit` rows `sql` returns, mapped.
@@ -84,13 +78,13 @@ pub(super) fn query_first<T>(
     conn: &Connection,
     sql: &str,
     params: impl Params,
-    limit: u32,
+    limit: usize,
     map: impl Fn(&Row<'_>) -> Result<T>,
 ) -> Result<Vec<T>> {
     let mut stmt = conn.prepare_cached(sql).map_err(map_err)?;
     let mut rows = stmt.query(params).map_err(map_err)?;
-    let mut out = Vec::with_capacity(limit as usize);
-    while out.len() < limit as usize
+    let mut out = Vec::new();
+    while out.len() < limit
         && let Some(row) = rows.next().map_err(map_err)?
     {
         out.push(map(row)?);
