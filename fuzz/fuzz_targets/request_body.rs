@@ -19,7 +19,8 @@ fn state() -> &'static AppState {
     static STATE: OnceLock<AppState> = OnceLock::new();
     STATE.get_or_init(|| {
         runtime().block_on(async {
-            let store = user_core::store::open("memory:").await.unwrap();
+            let store = user_core::store::open("sqlite::memory:").await.unwrap();
+            store.migrate().await.unwrap();
             let config = ServiceConfig {
                 hashing: user_core::auth::HashingConfig::insecure_for_tests(),
                 ..ServiceConfig::default()

@@ -74,7 +74,7 @@ fn stores(c: &mut Criterion) {
     let rt = runtime();
     let dir = tempfile::tempdir().unwrap();
     let sqlite = format!("sqlite://{}", dir.path().join("bench.db").display());
-    for (name, url) in [("memory", "memory:".to_owned()), ("sqlite", sqlite)] {
+    for (name, url) in [("sqlite-memory", "sqlite::memory:".to_owned()), ("sqlite", sqlite)] {
         let (store, id) = rt.block_on(seeded(&url));
         c.bench_function(&format!("store/{name}/get_user"), |b| {
             b.to_async(&rt).iter(|| store.find_user(UserKey::Id(id)))

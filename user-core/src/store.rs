@@ -10,11 +10,10 @@
 
 #[cfg(test)]
 pub(crate) mod conformance;
-#[cfg(feature = "memory")]
-mod memory;
 #[cfg(feature = "postgres")]
 mod postgres;
 mod records;
+pub(crate) mod rules;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 
@@ -28,8 +27,6 @@ use crate::domain::{Email, SessionId, TrackId, UserCode, UserId};
 #[cfg(doc)]
 use crate::error::Error;
 use crate::error::Result;
-#[cfg(feature = "memory")]
-pub use memory::MemoryStore;
 #[cfg(feature = "postgres")]
 pub use postgres::PostgresStore;
 pub use records::{
@@ -414,76 +411,6 @@ pub trait Store:
     }
 }
 
-/// A limit of `count` requests per `period`, up to `count` at once, as the
-/// generic cell rate algorithm keeps it: one "theoretical arrival time" per
-/// key, in µs since the epoch. Written once for the stores that share limits
-/// (in SQL) and the service's in-process limits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Gcra {
-    /// The period, µs.
-    pub(crate) period_us: i64,
-    /// The time one request takes from the budget, µs.
-    pub(crate) emission_us: i64,
-}
-
-impl Gcra {
-    pub(crate) fn new(count: u32, period: std::time::Duration) -> Self {
-        let period_us = i64::try_from(period.as_micros()).unwrap_or(i64::MAX).max(1);
-        Self { period_us, emission_us: (period_us / i64::from(count.max(1))).max(1) }
-    }
-
-    /// One request at `now_us` against the arrival time `tat` (`None`: a key
-    /// never seen): the new arrival time when it is let through, else how
-    /// long to wait (and `tat` stays).
-    pub(crate) fn step(&self, tat: Option<i64>, now_us: i64) -> std::result::Result<i64, std::time::Duration> {
-        let next = tat.unwrap_or(now_us).max(now_us) + self.emission_us;
-        if next <= now_us + self.period_us { Ok(next) } else { Err(self.wait(next - self.emission_us, now_us)) }
-    }
-
-    /// How long until a request may pass when the arrival time is `tat`.
-    pub(crate) fn wait(&self, tat: i64, now_us: i64) -> std::time::Duration {
-        let wait_us = (tat + self.emission_us - self.period_us - now_us).max(0);
-        std::time::Duration::from_micros(u64::try_from(wait_us).unwrap_or_default())
-    }
-}
-
-/// Whether a poll at `now` of a pending, unexpired request comes too soon
-/// after the one at `previous`: sooner than the interval, less `leeway`
-/// (for a client's timer and the network's jitter).
-pub(crate) fn polled_too_fast(
-    grant: &DeviceGrant,
-    previous: Option<DateTime<Utc>>,
-    now: DateTime<Utc>,
-    leeway: chrono::TimeDelta,
-) -> bool {
-    let waiting = grant.decision == DeviceDecision::Pending && grant.expires_at > now;
-    let interval = chrono::TimeDelta::seconds(i64::from(grant.interval_secs)) - leeway;
-    waiting && previous.is_some_and(|at| now - at < interval)
-}
-
-/// The exclusive upper end of the range of strings that start with `prefix`
-/// (compared bytewise, as SQLite's BINARY collation and PostgreSQL's
-/// pattern operators do): no character sorts after U+10FFFF.
-#[cfg(any(feature = "sqlite", feature = "postgres"))]
-pub(crate) fn prefix_upper_bound(prefix: &str) -> String {
-    format!("{prefix}\u{10FFFF}")
-}
-
-/// A `LIKE` pattern matching strings that start with `prefix`: `%`, `_`
-/// and the escape character `\\` in it are plain characters (`escape '\\'`).
-#[cfg(any(feature = "sqlite", feature = "postgres"))]
-pub(crate) fn like_prefix(prefix: &str) -> String {
-    let mut pattern = String::with_capacity(prefix.len() + 1);
-    for c in prefix.chars() {
-        if matches!(c, '\\' | '%' | '_') {
-            pattern.push('\\');
-        }
-        pattern.push(c);
-    }
-    pattern.push('%');
-    pattern
-}
-
 /// How to open a store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OpenOptions {
@@ -507,10 +434,10 @@ pub async fn open(url: &str) -> Result<Arc<dyn Store>> {
     open_with(url, OpenOptions::default()).await
 }
 
-/// Opens the backend a URL names, without migrating: `memory:` (feature
-/// `memory`), `sqlite://path` / `sqlite::memory:` (feature `sqlite`; the file
-/// is created if missing), or `postgres://…` / `postgresql://…` (feature
-/// `postgres`).
+/// Opens the backend a URL names, without migrating: `sqlite://path` /
+/// `sqlite::memory:` (feature `sqlite`; the file is created if missing;
+/// `memory:` is short for `sqlite::memory:`), or `postgres://…` /
+/// `postgresql://…` (feature `postgres`).
 ///
 /// # Errors
 /// [`Error::Validation`] on field `database` for an unknown scheme;
@@ -521,9 +448,9 @@ pub async fn open_with(url: &str, options: OpenOptions) -> Result<Arc<dyn Store>
         return Ok(Arc::new(PostgresStore::connect(url, options.max_connections).await?));
     }
     let _ = options;
-    #[cfg(feature = "memory")]
+    #[cfg(feature = "sqlite")]
     if url == "memory:" {
-        return Ok(Arc::new(MemoryStore::new()));
+        return Ok(Arc::new(SqliteStore::connect_with("sqlite::memory:", options.max_connections).await?));
     }
     #[cfg(feature = "sqlite")]
     if url.starts_with("sqlite:") {
@@ -531,7 +458,7 @@ pub async fn open_with(url: &str, options: OpenOptions) -> Result<Arc<dyn Store>
     }
     Err(crate::domain::ValidationError::new(
         "database",
-        format!("unsupported database URL {url:?} (expected memory:, sqlite://… or postgres://…)"),
+        format!("unsupported database URL {url:?} (expected sqlite://…, sqlite::memory: or postgres://…)"),
     )
     .into())
 }

@@ -1,4 +1,5 @@
-//! Test helpers (feature `testing`): a fresh PostgreSQL schema per test, so
+//! Test helpers (feature `testing`): a fresh SQLite database per test
+//! ([`SqliteDatabase`]), and a fresh PostgreSQL schema per test, so
 //! PostgreSQL tests run in parallel without seeing each other.
 //!
 //! The server comes from `USER_TEST_POSTGRES_URL`; without it, from a
@@ -13,6 +14,65 @@ use std::sync::{Mutex, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use sqlx::Connection;
+
+use crate::store::{SqliteStore, Store};
+
+/// A fresh, migrated SQLite database in a file of its own, the embedded
+/// default backend as a server runs it; the file goes when this drops.
+/// Another store opened on [`SqliteDatabase::url`] sees the same data, as
+/// `user-cli` does beside a running server.
+#[derive(Debug)]
+pub struct SqliteDatabase {
+    /// The store, migrated.
+    pub store: std::sync::Arc<dyn Store>,
+    /// `sqlite://…/test.db`.
+    pub url: String,
+    dir: tempfile::TempDir,
+}
+
+impl SqliteDatabase {
+    /// Creates and migrates the database.
+    ///
+    /// # Panics
+    /// When the file cannot be created or migrated.
+    pub async fn new() -> Self {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let url = format!("sqlite://{}", dir.path().join("test.db").display());
+        let store = SqliteStore::connect(&url).await.expect("open the test database");
+        store.migrate().await.expect("migrate the test database");
+        Self { store: std::sync::Arc::new(store), url, dir }
+    }
+
+    /// A database outage, as the service meets one: another connection
+    /// takes every table away, so each later statement of the service fails
+    /// with the database's own error (`no such table`), reads and writes
+    /// alike.
+    ///
+    /// # Panics
+    /// When the file cannot be changed.
+    pub fn break_schema(&self) {
+        let conn = rusqlite::Connection::open(self.dir.path().join("test.db")).expect("open the test database");
+        let tables: Vec<String> = conn
+            .prepare("select name from sqlite_schema where type = 'table' and name not like 'sqlite_%'")
+            .and_then(|mut s| s.query_map([], |row| row.get(0))?.collect())
+            .expect("list the tables");
+        conn.execute_batch("pragma foreign_keys = off").expect("foreign keys off");
+        for table in tables {
+            // The names come from the database's own catalogue.
+            conn.execute_batch(&format!("alter table \"{table}\" rename to \"gone_{table}\"")).expect("rename a table");
+        }
+    }
+}
+
+/// A fresh, migrated in-memory SQLite store, for tests that need no file.
+///
+/// # Panics
+/// When it cannot be migrated.
+pub async fn memory_store() -> std::sync::Arc<dyn Store> {
+    let store = SqliteStore::connect("sqlite::memory:").await.expect("open an in-memory database");
+    store.migrate().await.expect("migrate the in-memory database");
+    std::sync::Arc::new(store)
+}
 
 /// Schemas this helper made are named `ut_<unix seconds>_<random>`; ones
 /// older than this are dropped by later runs.

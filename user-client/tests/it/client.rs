@@ -125,9 +125,7 @@ async fn health_readiness_openapi_and_jwks() {
     assert_eq!(client.ready().await.unwrap().status, 200);
     assert!(client.openapi().await.unwrap()["paths"]["/user/register"].is_object());
     assert!(client.jwks().await.unwrap_err().is_not_found());
-    let mut config = user_server::Config::for_tests("memory:");
-    config.service.jwt_algorithm = user_server::config::JwtAlgorithm::Eddsa;
-    let ed = server_with(config).await;
+    let ed = server_with(|config| config.service.jwt_algorithm = user_server::config::JwtAlgorithm::Eddsa).await;
     assert_eq!(ed.client().jwks().await.unwrap()["keys"][0]["crv"], "Ed25519");
 }
 
@@ -231,18 +229,19 @@ async fn sessions_are_listed_and_signed_out_from_the_sdk() {
 
 /// The raw token of the newest mail of `kind` still in the outbox.
 async fn mailed_token(srv: &TestServer, kind: &str) -> String {
-    let tasks = srv.state.service.store().list_tasks(None, None, 100).await.unwrap();
+    let tasks = srv.db.store.list_tasks(None, None, 100).await.unwrap();
     let task = tasks.into_iter().rev().find(|t| t.kind.as_str() == kind).expect("a mail");
     task.payload.and_then(|p| p.token).expect("a link")
 }
 
 #[tokio::test]
 async fn verification_and_password_reset_through_the_sdk() {
-    let mut config = user_server::Config::for_tests("memory:");
-    config.service.mail_dev_log = true;
-    // No relay: the mails stay in the outbox, where the test reads their links.
-    config.tasks_relay = false;
-    let srv = server_with(config).await;
+    let srv = server_with(|config| {
+        config.service.mail_dev_log = true;
+        // No relay: the mails stay in the outbox, where the test reads their links.
+        config.tasks_relay = false;
+    })
+    .await;
     let alice = srv.user("alice").await;
     assert!(alice.request_verification().await.unwrap_err().is_throttled(), "a link was just sent");
     let token = mailed_token(&srv, "email.verify").await;
@@ -265,4 +264,79 @@ async fn verification_and_password_reset_through_the_sdk() {
     russian.register("boris", "boris@example.com", "correct horse").await.unwrap();
     russian.login("boris", "correct horse").await.unwrap();
     assert_eq!(russian.me().await.unwrap().locale, user_client::api::Locale::Ru);
+}
+
+#[tokio::test]
+async fn the_admin_api_through_the_sdk() {
+    use user_client::AuditQuery;
+    use user_client::api::{AccountPatch, CreateAccountRequest, Role, TaskState};
+
+    let srv = server().await;
+    let root = srv.admin("root").await;
+    let admin = root.admin();
+    let new = CreateAccountRequest {
+        username: "carol".into(),
+        email: "carol@example.com".into(),
+        password: "correct horse".into(),
+        role: None,
+    };
+    let carol = admin.create_user(&new).await.unwrap();
+    assert_eq!((carol.response.status, carol.role), (201, Role::User));
+    assert_eq!(admin.create_user(&new).await.unwrap_err().status(), Some(409));
+    assert_eq!(admin.user(carol.id).await.unwrap().username, "carol");
+    let unknown = uuid::Uuid::now_v7();
+    assert!(admin.user(unknown).await.unwrap_err().is_not_found());
+
+    // carol signs in twice; the admin sees both sessions and ends them.
+    let (laptop, phone) = (srv.client(), srv.client());
+    laptop.login("carol", "correct horse").await.unwrap();
+    phone.login("carol", "correct horse").await.unwrap();
+    assert_eq!(admin.user_sessions(carol.id).await.unwrap().len(), 2);
+    assert!(admin.user_sessions(unknown).await.unwrap_err().is_not_found());
+    assert_eq!(admin.revoke_user_sessions(carol.id).await.unwrap(), 2);
+    assert!(admin.user_sessions(carol.id).await.unwrap().is_empty());
+    assert!(laptop.me().await.is_err(), "signed out by the admin");
+
+    let disable = AccountPatch { disabled: Some(true), ..Default::default() };
+    assert!(admin.update_user(carol.id, &disable).await.unwrap().disabled);
+    assert!(admin.update_user(carol.id, &AccountPatch::default()).await.unwrap_err().is_bad_request());
+
+    // Only a dead task can be retried: a favorite's task, pending or
+    // delivered, is a conflict.
+    root.add_favorites(&["t1"]).await.unwrap();
+    let tasks = admin.tasks(None, Some(100), None).await.unwrap();
+    let task = tasks.tasks.last().expect("a task");
+    assert_ne!(task.status, TaskState::Dead);
+    assert!(admin.tasks(Some(TaskState::Dead), None, None).await.unwrap().tasks.is_empty());
+    assert_eq!(admin.retry_task(task.id).await.unwrap_err().status(), Some(409));
+    assert!(admin.retry_task(i64::MAX).await.unwrap_err().is_not_found());
+
+    let filter = AuditQuery { user: Some(carol.id), event: None };
+    let trail = admin.audit(&filter, Some(50), None).await.unwrap();
+    assert!(!trail.events.is_empty() && trail.events.iter().all(|e| e.user_id == Some(carol.id)));
+
+    assert_eq!(admin.delete_user(carol.id).await.unwrap().status, 200);
+    assert!(admin.delete_user(carol.id).await.unwrap_err().is_not_found());
+    let root_id = root.me().await.unwrap().id;
+    assert_eq!(admin.delete_user(root_id).await.unwrap_err().status(), Some(409), "the last admin stays");
+}
+
+#[tokio::test]
+async fn a_client_can_bring_its_own_http_client_and_user_agent() {
+    let srv = server().await;
+    // reqwest is built without a TLS provider of its own; the SDK installs ring's.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let http = reqwest::Client::builder().cookie_store(true).build().unwrap();
+    let own = Client::builder(&srv.base).http_client(http).build().unwrap();
+    own.register("dave", "dave@example.com", "correct horse").await.unwrap();
+    own.login("dave", "correct horse").await.unwrap();
+    own.refresh().await.unwrap();
+
+    let named = Client::builder(&srv.base).user_agent("jukebox/2.1").build().unwrap();
+    named.login("dave", "correct horse").await.unwrap();
+    let sessions = named.sessions().await.unwrap();
+    assert_eq!(sessions[0].user_agent.as_deref(), Some("jukebox/2.1"));
+
+    // No mail transport is configured: a call that sends mail is 503.
+    assert!(named.forgot_password("dave@example.com").await.unwrap_err().is_unavailable());
 }

@@ -5,15 +5,14 @@ use user_server::Config;
 
 use crate::common::server_with;
 
-fn config() -> Config {
-    let mut config = Config::for_tests("memory:");
+/// Device sign-in on, for the client `tv-app`.
+fn device_client(config: &mut Config) {
     config.service.oauth_clients = vec!["tv-app".into()];
-    config
 }
 
 #[tokio::test]
 async fn a_tv_signs_in_by_code_while_a_phone_approves() {
-    let srv = server_with(config()).await;
+    let srv = server_with(device_client).await;
     let phone = srv.user("alice").await;
     let tv = user_client::Client::builder(&srv.base).device_name("Living room TV").build().unwrap();
     let mut login = tv.start_device_login("tv-app").await.unwrap();
@@ -39,7 +38,7 @@ async fn a_tv_signs_in_by_code_while_a_phone_approves() {
 
 #[tokio::test]
 async fn a_declined_device_and_an_unknown_client_get_their_rfc_codes() {
-    let srv = server_with(config()).await;
+    let srv = server_with(device_client).await;
     let phone = srv.user("alice").await;
     let tv = srv.client();
     let unknown = tv.start_device_login("stranger").await.unwrap_err();
@@ -52,7 +51,7 @@ async fn a_declined_device_and_an_unknown_client_get_their_rfc_codes() {
 
 #[tokio::test]
 async fn a_client_holding_its_tokens_refreshes_through_the_token_endpoint() {
-    let srv = server_with(config()).await;
+    let srv = server_with(device_client).await;
     let phone = srv.user("alice").await;
     let saved = phone.save_session().await;
     let app = srv.client().with_tokens("not-a-valid-access-token", saved.refresh_token.clone().unwrap());

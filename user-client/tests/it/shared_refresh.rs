@@ -24,7 +24,7 @@ async fn concurrent_401s_share_a_single_refresh() {
     // failing its caller above.
     let last = client.save_session().await.refresh_token.unwrap();
     let last = service.tokens().verify_refresh(&last, now).unwrap();
-    let session = service.store().session(first.sid).await.unwrap().unwrap();
+    let session = srv.db.store.session(first.sid).await.unwrap().unwrap();
     assert_eq!((session.previous_jti, session.refresh_jti), (Some(first.jti), last.jti));
     assert_eq!(session.revoked_at, None);
 }

@@ -13,7 +13,8 @@ use super::{AuditEvent, ClientInfo, DevicePolicy, UserService};
 use crate::auth::IssuedTokens;
 use crate::domain::{DeviceName, UserCode, UserId, rate_key};
 use crate::error::{Error, GrantError, Result};
-use crate::store::{DeviceDecision, DeviceGrant, Gcra, NewDeviceGrant, UserCodeAction, UserKey};
+use crate::store::rules::Gcra;
+use crate::store::{DeviceDecision, DeviceGrant, NewDeviceGrant, UserCodeAction, UserKey};
 
 /// How much sooner than the interval a poll may come without `slow_down`:
 /// a device's timer and the network are not exact.

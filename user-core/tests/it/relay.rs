@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use user_core::clock::{Clock, ManualClock};
 use user_core::domain::{Email, Password, TrackBatch, UserId, Username};
 use user_core::service::Registration;
-use user_core::store::{self, Store, TaskCounts, TaskStatus};
+use user_core::store::{Store, TaskCounts, TaskStatus};
 use user_core::tasks::{DeliveryError, Relay, RelayConfig, TaskEvent, TaskSink, WebhookSink};
 use user_core::{ServiceConfig, UserService};
 
@@ -59,7 +59,7 @@ struct Fixture {
 }
 
 async fn fixture() -> Fixture {
-    let store = store::open("memory:").await.unwrap();
+    let store = user_core::testing::memory_store().await;
     let clock = Arc::new(ManualClock::default());
     let config = ServiceConfig { hashing: user_core::auth::HashingConfig::insecure_for_tests(), ..Default::default() };
     let service = UserService::with_clock(store.clone(), config, clock.clone()).await.unwrap();
@@ -316,14 +316,26 @@ async fn delivered_tasks_are_deleted_after_their_retention_and_dead_ones_kept() 
 
 /// Woken by a write, the relay waits `linger` for more before claiming, so
 /// steady writes are delivered in full batches rather than one claim each.
-#[tokio::test(start_paused = true)]
+/// Real time: the store answers from its own writer thread, which paused
+/// time would jump past. The writes happen while the relay is held inside
+/// an earlier delivery (blocking one worker thread; the test runs on the
+/// other), so they are certainly after its previous claim.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_woken_relay_lingers_so_writes_close_together_share_one_claim() {
     let f = fixture().await;
     let alice = f.user("alice").await;
+    f.add(alice, "0").await;
+    let (entered, mut in_delivery) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let gate = Arc::new(std::sync::Barrier::new(2));
     let at = Arc::new(Mutex::new(Vec::new()));
-    let seen = at.clone();
-    let sink = Recorder::new(move |_, _| {
-        seen.lock().unwrap().push(tokio::time::Instant::now());
+    let (seen, held) = (at.clone(), gate.clone());
+    let sink = Recorder::new(move |event, _| {
+        if event.track_id.as_deref() == Some("0") {
+            entered.send(()).unwrap();
+            held.wait();
+        } else {
+            seen.lock().unwrap().push(tokio::time::Instant::now());
+        }
         Ok(())
     });
     let linger = Duration::from_secs(1);
@@ -335,16 +347,21 @@ async fn a_woken_relay_lingers_so_writes_close_together_share_one_claim() {
     .with_waker(f.service.task_waker());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let running = tokio::spawn(async move { relay.run(async { stopped.await.unwrap_or(()) }).await });
-    // Let the first pass find nothing and the relay go to sleep.
-    tokio::time::sleep(Duration::from_millis(10)).await;
-    let woken_at = tokio::time::Instant::now();
+    in_delivery.recv().await.unwrap();
     f.add(alice, "1").await;
     f.add(alice, "2").await;
     f.add(alice, "3").await;
-    tokio::time::sleep(linger * 2).await;
-    assert_eq!(sink.delivered().len(), 3);
+    let released_at = tokio::time::Instant::now();
+    tokio::task::spawn_blocking(move || gate.wait()).await.unwrap();
+    let deadline = released_at + Duration::from_secs(30);
+    while sink.delivered().len() < 4 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(sink.delivered().len(), 4);
     let at = at.lock().unwrap().clone();
-    assert!(at.iter().all(|t| *t == at[0] && *t >= woken_at + linger), "{at:?} vs woken at {woken_at:?}");
+    let (first, last) = (at[0], at[2]);
+    assert!(first >= released_at + linger, "claimed after the linger: {at:?} vs released at {released_at:?}");
+    assert!(last - first < linger / 2, "one claim, not one per write: {at:?}");
     stop.send(()).unwrap();
     running.await.unwrap();
 }
@@ -561,7 +578,7 @@ fn mailer(catcher: Arc<MailCatcher>) -> Arc<user_core::mail::Mailer> {
 }
 
 async fn mail_fixture() -> Fixture {
-    let store = store::open("memory:").await.unwrap();
+    let store = user_core::testing::memory_store().await;
     let clock = Arc::new(ManualClock::default());
     let config = ServiceConfig {
         hashing: user_core::auth::HashingConfig::insecure_for_tests(),

@@ -13,7 +13,7 @@ use std::time::Duration;
 use user_core::auth::HashingConfig;
 use user_core::domain::{Email, Password, TrackBatch, UserId, Username};
 use user_core::service::Registration;
-use user_core::store::{MemoryStore, TaskStore};
+use user_core::store::Store;
 use user_core::tasks::{NatsConfig, NatsSink, Relay, RelayConfig, TaskSink};
 use user_core::{ServiceConfig, UserService};
 
@@ -113,7 +113,7 @@ async fn stream_messages(url: &str) -> Vec<(i64, String, String)> {
     out
 }
 
-async fn service(store: Arc<MemoryStore>) -> UserService {
+async fn service(store: Arc<dyn Store>) -> UserService {
     let config = ServiceConfig { hashing: HashingConfig::insecure_for_tests(), ..ServiceConfig::default() };
     UserService::new(store, config).await.unwrap()
 }
@@ -145,7 +145,8 @@ async fn favorites_reach_jetstream_once_per_task_in_user_order_across_a_crash_an
     }
     let dir = tempfile::tempdir().unwrap();
     let mut nats = NatsServer::start(dir.path());
-    let store = Arc::new(MemoryStore::new());
+    let db = user_core::testing::SqliteDatabase::new().await;
+    let store = db.store.clone();
     let service = service(store.clone()).await;
     let sink: Arc<dyn TaskSink> = Arc::new(NatsSink::connect(&sink_config(&nats.url())).await.unwrap());
     let relay = Relay::new(store.clone(), sink.clone(), RelayConfig { batch_size: 7, ..relay_config() });

@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use crate::common::{TestApp, app, req};
 use serde_json::json;
-use user_core::store::AuditStore;
 use user_server::security::{Policy, Throttle};
 
 fn login(name: &str, password: &str) -> crate::common::Req {

@@ -1,19 +1,27 @@
-//! A real `user-server` on an ephemeral loopback port, in this process.
+//! A real `user-server` on an ephemeral loopback port, in this process,
+//! over a SQLite file of its own that the test may open too.
 
 use user_core::domain::Role;
+use user_core::testing::SqliteDatabase;
 use user_server::{Config, start};
 
 pub struct TestServer {
     pub base: String,
     pub state: user_server::AppState,
+    /// The server's database, open here too (as `user-cli` opens it beside a server).
+    pub db: SqliteDatabase,
     _stop: tokio::sync::oneshot::Sender<()>,
 }
 
 pub async fn server() -> TestServer {
-    server_with(Config::for_tests("memory:")).await
+    server_with(|_| {}).await
 }
 
-pub async fn server_with(config: Config) -> TestServer {
+/// A server with the test settings, changed by `configure`.
+pub async fn server_with(configure: impl FnOnce(&mut Config)) -> TestServer {
+    let db = SqliteDatabase::new().await;
+    let mut config = Config::for_tests(&db.url);
+    configure(&mut config);
     let server = start(&config).await.unwrap();
     let base = format!("http://{}", server.addr);
     let state = server.state.clone();
@@ -21,7 +29,7 @@ pub async fn server_with(config: Config) -> TestServer {
     tokio::spawn(server.run(async move {
         let _ = stopped.await;
     }));
-    TestServer { base, state, _stop: stop }
+    TestServer { base, state, db, _stop: stop }
 }
 
 impl TestServer {

@@ -11,9 +11,7 @@ use super::rows::{get, map_err};
 use super::sessions::insert_session;
 use crate::domain::{UserCode, UserId};
 use crate::error::{Error, Result};
-use crate::store::{
-    DeviceDecision, DeviceGrant, DevicePoll, DeviceStore, NewDeviceGrant, NewSession, UserCodeAction, polled_too_fast,
-};
+use crate::store::{DeviceDecision, DeviceGrant, DevicePoll, DeviceStore, NewDeviceGrant, NewSession, UserCodeAction};
 
 #[async_trait]
 impl DeviceStore for PostgresStore {
@@ -52,7 +50,7 @@ impl DeviceStore for PostgresStore {
             .map_err(map_err)?;
         let Some(row) = row else { return Ok(None) };
         let mut grant = device_grant(&row)?;
-        let too_fast = polled_too_fast(&grant, get(&row, "polled_at")?, now, leeway);
+        let too_fast = crate::store::rules::polled_too_fast(&grant, get(&row, "polled_at")?, now, leeway);
         if too_fast {
             grant.interval_secs += step;
         }

@@ -17,7 +17,8 @@ use sqlx::{Postgres, Transaction};
 
 use crate::domain::ValidationError;
 use crate::error::{Error, Result};
-use crate::store::{Gcra, Store, UserRecord};
+use crate::store::rules::Gcra;
+use crate::store::{Store, UserRecord};
 
 mod audit;
 mod batch;

@@ -122,7 +122,7 @@ impl UserStore for PostgresStore {
                     .fetch_optional(&mut *tx)
                     .await
                     .map_err(map_err)?;
-            return Ok(locked.map(|until| LoginAttempt::Locked { until: until.unwrap_or(now) }));
+            return Ok(crate::store::rules::refused_attempt(locked, now));
         };
         let failures = count as u32;
         if let Some(until) = lock_until(failures) {
@@ -231,7 +231,7 @@ impl UserStore for PostgresStore {
             "select * from users where ((lower(username) || '') like $1 or (email || '') like $1) and id > $2 \
              order by id limit $3",
         )
-        .bind(crate::store::like_prefix(prefix))
+        .bind(crate::store::rules::like_prefix(prefix))
         .bind(after)
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
@@ -262,7 +262,7 @@ impl PostgresStore {
              order by p.id",
         )
         .bind(prefix)
-        .bind(crate::store::prefix_upper_bound(prefix))
+        .bind(crate::store::rules::prefix_upper_bound(prefix))
         .bind(after)
         .bind(i64::from(limit))
         .bind(SEARCH_COLLECT_AT_MOST)
@@ -300,7 +300,7 @@ async fn keep_an_admin(tx: &mut Transaction<'_, Postgres>, id: UserId) -> Result
             .fetch_all(&mut **tx)
             .await
             .map_err(map_err)?;
-    if admins == [id.as_uuid()] {
+    if crate::store::rules::is_last_admin(&admins, id) {
         return Err(Error::LastAdmin);
     }
     Ok(())

@@ -9,9 +9,7 @@ use super::rows::{col, execute, millis, opt_time, query_opt, time};
 use super::sessions::insert_session;
 use crate::domain::{UserCode, UserId};
 use crate::error::{Error, Result};
-use crate::store::{
-    DeviceDecision, DeviceGrant, DevicePoll, DeviceStore, NewDeviceGrant, NewSession, UserCodeAction, polled_too_fast,
-};
+use crate::store::{DeviceDecision, DeviceGrant, DevicePoll, DeviceStore, NewDeviceGrant, NewSession, UserCodeAction};
 
 #[async_trait]
 impl DeviceStore for SqliteStore {
@@ -66,7 +64,7 @@ impl DeviceStore for SqliteStore {
             else {
                 return Ok(None);
             };
-            let too_fast = polled_too_fast(&grant, previous, now, leeway);
+            let too_fast = crate::store::rules::polled_too_fast(&grant, previous, now, leeway);
             if too_fast {
                 grant.interval_secs += step;
             }

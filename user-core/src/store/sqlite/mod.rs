@@ -119,7 +119,9 @@ impl Store for SqliteStore {
     }
 
     async fn ping(&self) -> Result<()> {
-        self.read(|conn| conn.execute_batch("select 1").map_err(map_err))
+        // A read of the schema, not only of the file: a database that opens
+        // but lost its tables is not ready.
+        self.read(|conn| conn.execute_batch("select 1 from _sqlx_migrations limit 1").map_err(map_err))
     }
 }
 

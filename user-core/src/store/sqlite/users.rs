@@ -132,7 +132,7 @@ impl UserStore for SqliteStore {
                 let locked = query_opt(conn, "select locked_until from users where id = ?1", [id.as_uuid()], |row| {
                     opt_time(col(row, "locked_until")?)
                 })?;
-                return Ok(locked.map(|until| LoginAttempt::Locked { until: until.unwrap_or(now) }));
+                return Ok(crate::store::rules::refused_attempt(locked, now));
             };
             let failures = count as u32;
             if let Some(until) = lock_until(failures) {
@@ -234,7 +234,7 @@ impl UserStore for SqliteStore {
         // when it matches many, walking the id index and testing each row
         // finds a page sooner. SQLite's planner cannot tell the two apart
         // (it keeps no histograms), so a bounded count on the indexes decides.
-        let upper = crate::store::prefix_upper_bound(prefix);
+        let upper = crate::store::rules::prefix_upper_bound(prefix);
         let after = after.map_or(uuid::Uuid::nil(), |a| a.as_uuid());
         self.read(|conn| {
             let matches = query_opt(
@@ -268,7 +268,7 @@ impl UserStore for SqliteStore {
                          and (username like ?2 escape '\\' or email like ?2 escape '\\') \
                        order by id limit ?3"
             );
-            query_all(conn, sql, params![after, crate::store::like_prefix(prefix), i64::from(limit)], |row| {
+            query_all(conn, sql, params![after, crate::store::rules::like_prefix(prefix), i64::from(limit)], |row| {
                 user_record(row).map(|r| r.user)
             })
         })
@@ -287,7 +287,7 @@ fn keep_an_admin(conn: &Connection, id: UserId) -> Result<()> {
     let admins = query_all(conn, "select id from users where role = 'admin' and disabled_at is null", [], |row| {
         col::<uuid::Uuid>(row, "id")
     })?;
-    if admins == [id.as_uuid()] {
+    if crate::store::rules::is_last_admin(&admins, id) {
         return Err(Error::LastAdmin);
     }
     Ok(())

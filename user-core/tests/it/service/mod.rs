@@ -48,7 +48,7 @@ async fn app() -> TestApp {
 }
 
 async fn app_with(config: ServiceConfig) -> TestApp {
-    let store = store::open("memory:").await.unwrap();
+    let store = user_core::testing::memory_store().await;
     let clock = Arc::new(ManualClock::default());
     let service = UserService::with_clock(store.clone(), config, clock.clone()).await.unwrap();
     TestApp { service, clock, store }

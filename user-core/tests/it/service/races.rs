@@ -91,7 +91,7 @@ async fn password_changes_racing_each_other(store: Arc<dyn Store>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_password_changes_with_one_current_password_apply_exactly_once() {
-    password_changes_racing_each_other(store::open("memory:").await.unwrap()).await;
+    password_changes_racing_each_other(user_core::testing::memory_store().await).await;
     let dir = tempfile::tempdir().unwrap();
     let sqlite = store::open(&format!("sqlite://{}", dir.path().join("u.db").display())).await.unwrap();
     sqlite.migrate().await.unwrap();
@@ -105,7 +105,7 @@ async fn concurrent_password_changes_with_one_current_password_apply_exactly_onc
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_login_racing_a_password_change_never_keeps_a_session_or_restores_the_old_hash() {
-    logins_racing_password_changes(store::open("memory:").await.unwrap()).await;
+    logins_racing_password_changes(user_core::testing::memory_store().await).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

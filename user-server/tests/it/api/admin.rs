@@ -1,7 +1,6 @@
 //! API.md "Admin API": accounts, sessions, tasks and the audit trail over REST.
 
 use serde_json::json;
-use user_core::store::TaskStore;
 
 use crate::common::{app, req};
 

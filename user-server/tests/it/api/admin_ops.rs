@@ -50,7 +50,7 @@ async fn health_and_readiness_answer_main_responses() {
     assert_eq!(app.send(req("HEAD", "/healthz")).await.status, 200);
     assert_eq!(app.send(req("HEAD", "/user/get")).await.status, 401);
     assert_eq!(app.send(req("GET", "/readyz")).await.status, 200);
-    app.store.set_unavailable(true);
+    app.db.break_schema();
     let down = app.send(req("GET", "/readyz")).await;
     down.error(503);
 }

@@ -4,7 +4,6 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use user_core::service::DevicePolicy;
-use user_core::store::AuditStore as _;
 
 use crate::common::{Reply, TestApp, app_with, config, req};
 

@@ -1,5 +1,6 @@
-//! Test harness: the real warp filters over a fresh store, driven with
-//! `warp::test` (no socket) or served on an ephemeral loopback port.
+//! Test harness: the real warp filters over a fresh SQLite database (the
+//! default backend), driven with `warp::test` (no socket) or served on an
+//! ephemeral loopback port.
 
 pub mod browser;
 pub mod process;
@@ -12,7 +13,8 @@ use serde_json::{Value, json};
 use user_core::auth::HashingConfig;
 use user_core::clock::ManualClock;
 use user_core::domain::{Role, UserId};
-use user_core::store::{DeferredTask, MemoryStore, TaskStore};
+use user_core::store::{DeferredTask, Store};
+use user_core::testing::SqliteDatabase;
 use user_core::{ServiceConfig, UserService};
 use user_server::{AppState, CookiePolicy};
 use warp::http::HeaderMap;
@@ -23,7 +25,9 @@ pub const FORM: &str = "application/x-www-form-urlencoded";
 pub struct TestApp {
     pub state: AppState,
     pub clock: Arc<ManualClock>,
-    pub store: Arc<MemoryStore>,
+    pub store: Arc<dyn Store>,
+    /// The database behind `store` (its file goes when the app drops).
+    pub db: SqliteDatabase,
 }
 
 /// A reply, decoded.
@@ -76,7 +80,8 @@ pub async fn app() -> TestApp {
 }
 
 pub async fn app_with(config: ServiceConfig) -> TestApp {
-    let store = Arc::new(MemoryStore::new());
+    let db = SqliteDatabase::new().await;
+    let store = db.store.clone();
     let clock = Arc::new(ManualClock::default());
     let service = UserService::with_clock(store.clone(), config, clock.clone()).await.unwrap();
     let state = AppState {
@@ -86,7 +91,7 @@ pub async fn app_with(config: ServiceConfig) -> TestApp {
         metrics_public: true,
         public_url: None,
     };
-    TestApp { state, clock, store }
+    TestApp { state, clock, store, db }
 }
 
 /// A reqwest client builder for tests. reqwest is built with rustls on ring

@@ -1,0 +1,119 @@
+//! The decisions inside store methods that need no SQL, written once and
+//! called by every backend: what stays per backend is the SQL that reads
+//! the facts and writes the outcome in one transaction.
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::{DeviceDecision, DeviceGrant, LoginAttempt};
+use crate::domain::UserId;
+
+/// A limit of `count` requests per `period`, up to `count` at once, as the
+/// generic cell rate algorithm keeps it: one "theoretical arrival time" per
+/// key, in µs since the epoch. Written once for the stores that share limits
+/// (in SQL) and the service's in-process limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Gcra {
+    /// The period, µs.
+    pub(crate) period_us: i64,
+    /// The time one request takes from the budget, µs.
+    pub(crate) emission_us: i64,
+}
+
+impl Gcra {
+    pub(crate) fn new(count: u32, period: std::time::Duration) -> Self {
+        let period_us = i64::try_from(period.as_micros()).unwrap_or(i64::MAX).max(1);
+        Self { period_us, emission_us: (period_us / i64::from(count.max(1))).max(1) }
+    }
+
+    /// One request at `now_us` against the arrival time `tat` (`None`: a key
+    /// never seen): the new arrival time when it is let through, else how
+    /// long to wait (and `tat` stays).
+    pub(crate) fn step(&self, tat: Option<i64>, now_us: i64) -> std::result::Result<i64, std::time::Duration> {
+        let next = tat.unwrap_or(now_us).max(now_us) + self.emission_us;
+        if next <= now_us + self.period_us { Ok(next) } else { Err(self.wait(next - self.emission_us, now_us)) }
+    }
+
+    /// How long until a request may pass when the arrival time is `tat`.
+    pub(crate) fn wait(&self, tat: i64, now_us: i64) -> std::time::Duration {
+        let wait_us = (tat + self.emission_us - self.period_us - now_us).max(0);
+        std::time::Duration::from_micros(u64::try_from(wait_us).unwrap_or_default())
+    }
+}
+
+/// Whether a poll at `now` of a pending, unexpired request comes too soon
+/// after the one at `previous`: sooner than the interval, less `leeway`
+/// (for a client's timer and the network's jitter).
+pub(crate) fn polled_too_fast(
+    grant: &DeviceGrant,
+    previous: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+    leeway: chrono::TimeDelta,
+) -> bool {
+    let waiting = grant.decision == DeviceDecision::Pending && grant.expires_at > now;
+    let interval = chrono::TimeDelta::seconds(i64::from(grant.interval_secs)) - leeway;
+    waiting && previous.is_some_and(|at| now - at < interval)
+}
+
+/// The exclusive upper end of the range of strings that start with `prefix`
+/// (compared bytewise, as SQLite's BINARY collation and PostgreSQL's
+/// pattern operators do): no character sorts after U+10FFFF.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) fn prefix_upper_bound(prefix: &str) -> String {
+    format!("{prefix}\u{10FFFF}")
+}
+
+/// A `LIKE` pattern matching strings that start with `prefix`: `%`, `_`
+/// and the escape character `\\` in it are plain characters (`escape '\\'`).
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) fn like_prefix(prefix: &str) -> String {
+    let mut pattern = String::with_capacity(prefix.len() + 1);
+    for c in prefix.chars() {
+        if matches!(c, '\\' | '%' | '_') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
+}
+
+/// Whether a change that stops `id` being an active admin would leave none:
+/// `active_admins` are the active admins' ids, read (and on PostgreSQL
+/// locked) in the change's own transaction.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) fn is_last_admin(active_admins: &[Uuid], id: UserId) -> bool {
+    active_admins == [id.as_uuid()]
+}
+
+/// The answer to a login attempt the store could not count because the
+/// account's logins are refused: until when (`locked_until` as stored; a
+/// missing one means "now"); `None` if the account does not exist.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) fn refused_attempt(locked_until: Option<Option<DateTime<Utc>>>, now: DateTime<Utc>) -> Option<LoginAttempt> {
+    locked_until.map(|until| LoginAttempt::Locked { until: until.unwrap_or(now) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_sole_active_admin_is_the_last() {
+        let (a, b) = (UserId::new(), UserId::new());
+        assert!(is_last_admin(&[a.as_uuid()], a));
+        assert!(!is_last_admin(&[a.as_uuid(), b.as_uuid()], a));
+        assert!(!is_last_admin(&[b.as_uuid()], a), "demoting a non-admin never leaves none");
+        assert!(!is_last_admin(&[], a));
+    }
+
+    #[test]
+    fn a_gcra_lets_a_burst_through_then_spaces_requests() {
+        let gcra = Gcra::new(2, std::time::Duration::from_secs(2));
+        let first = gcra.step(None, 0).unwrap();
+        let second = gcra.step(Some(first), 0).unwrap();
+        let wait = gcra.step(Some(second), 0).unwrap_err();
+        assert_eq!(wait, std::time::Duration::from_secs(1));
+        assert!(gcra.step(Some(second), 1_000_000).is_ok(), "one request's worth later");
+    }
+}
