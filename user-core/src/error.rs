@@ -264,3 +264,17 @@ pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
     }
     text
 }
+
+/// Why handing a task or a mail to a downstream system failed, which
+/// decides what the relay does next. Below both `tasks` and `mail`, which
+/// each deliver.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DeliveryError {
+    /// May succeed later (timeout, connection refused, 408, 429, 5xx): retried
+    /// with backoff.
+    #[error("transient: {0}")]
+    Transient(String),
+    /// Will never succeed (other 4xx): the task goes straight to `dead`.
+    #[error("permanent: {0}")]
+    Permanent(String),
+}

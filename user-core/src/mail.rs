@@ -16,8 +16,8 @@ use async_trait::async_trait;
 use minijinja::{AutoEscape, Environment, context};
 
 use crate::domain::{Email, Locale};
+use crate::error::DeliveryError;
 use crate::store::{DeferredTask, TaskKind, User};
-use crate::tasks::DeliveryError;
 
 /// The mail kinds and their template names (`{name}.{locale}.{subject,txt,html}`).
 const KINDS: [(TaskKind, &str); 4] = [
@@ -129,7 +129,7 @@ mod smtp {
     use lettre::{AsyncSmtpTransport, AsyncTransport as _, Message, Tokio1Executor};
 
     use super::{Mail, MailTransport};
-    use crate::tasks::DeliveryError;
+    use crate::error::DeliveryError;
 
     /// Sends mails over SMTP. The URL says how:
     /// `smtp://user:pass@host:587` (STARTTLS, required),

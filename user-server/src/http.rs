@@ -18,6 +18,7 @@ use warp::{Filter, Reply};
 
 use crate::error::ApiError;
 use crate::security::{Action, Policy, SharedPolicy};
+use crate::telemetry::is_sane_request_id;
 use user_core::service::ClientInfo;
 
 /// The largest request body accepted (API.md: 64 KiB).
@@ -154,11 +155,6 @@ where
     B: Buf,
 {
     Box::pin(body.map_ok(|mut chunk| chunk.copy_to_bytes(chunk.remaining())).map_err(Into::into))
-}
-
-/// Whether a request id is short and plain enough to echo and log as is.
-pub(crate) fn is_sane_request_id(id: &str) -> bool {
-    (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
 /// Runs a handler inside a span carrying the request id, turns its error or

@@ -7,7 +7,20 @@ use std::time::Duration;
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
-use crate::config::LogFormat;
+/// Log output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Whether a request id is short and plain enough to echo and log as is:
+/// a crafted one could otherwise forge fields of the access line.
+pub(crate) fn is_sane_request_id(id: &str) -> bool {
+    (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
 
 /// Installs the global tracing subscriber; later calls are no-ops (their
 /// guard holds nothing).
@@ -95,7 +108,7 @@ impl AccessLine<'_> {
                 "\n",
             ],
         };
-        let request_id = if crate::http::is_sane_request_id(self.request_id) { self.request_id } else { "invalid" };
+        let request_id = if is_sane_request_id(self.request_id) { self.request_id } else { "invalid" };
         out.extend_from_slice(start.as_bytes());
         out.extend_from_slice(timestamp);
         for (before, value) in [(id, request_id), (method, self.method), (route, self.route)] {
@@ -481,7 +494,7 @@ mod tests {
     /// see no difference.
     #[test]
     fn the_access_line_is_the_line_tracing_would_write() {
-        use crate::config::LogFormat;
+        use super::LogFormat;
         struct Fixed;
         impl tracing_subscriber::fmt::time::FormatTime for Fixed {
             fn format_time(&self, w: &mut tracing_subscriber::fmt::format::Writer<'_>) -> std::fmt::Result {
@@ -537,7 +550,7 @@ mod tests {
             elapsed: std::time::Duration::ZERO,
         };
         let mut out = Vec::new();
-        line.write(&mut out, crate::config::LogFormat::Json, b"2026-11-28T11:27:17.004223Z");
+        line.write(&mut out, super::LogFormat::Json, b"2026-11-28T11:27:17.004223Z");
         let parsed: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!((parsed["request_id"].as_str(), parsed["status"].as_u64()), (Some("invalid"), Some(500)));
     }

@@ -3,18 +3,7 @@
 use async_trait::async_trait;
 
 use super::TaskEvent;
-
-/// Why a delivery failed, which decides what happens next.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum DeliveryError {
-    /// May succeed later (timeout, connection refused, 408, 429, 5xx): retried
-    /// with backoff.
-    #[error("transient: {0}")]
-    Transient(String),
-    /// Will never succeed (other 4xx): the task goes straight to `dead`.
-    #[error("permanent: {0}")]
-    Permanent(String),
-}
+pub use crate::error::DeliveryError;
 
 /// A downstream destination for tasks.
 #[async_trait]

@@ -18,9 +18,10 @@ mod service;
 mod values;
 
 use crate::serve::TransportLimits;
+pub use crate::telemetry::LogFormat;
 pub use service::ServiceSettings;
 use service::read_secret_file;
-pub use values::{DatabaseUrl, JwtAlgorithm, LoadError, LogFormat, RateLimitSetting, Retention, Secret, redact_url};
+pub use values::{DatabaseUrl, JwtAlgorithm, LoadError, RateLimitSetting, Retention, Secret, redact_url};
 
 /// The user service's REST server.
 #[derive(Debug, Clone, Parser)]
