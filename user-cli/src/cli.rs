@@ -17,7 +17,7 @@ pub struct Cli {
     /// Local mode builds the service from the server's own settings, so an
     /// account made here hashes and signs exactly as the server would.
     #[command(flatten, next_help_heading = "Local mode: the server's settings (same flags and USER_* variables)")]
-    pub service: user_server::config::ServiceSettings,
+    pub service: user_settings::ServiceSettings,
 
     #[command(subcommand)]
     pub command: Command,
@@ -37,6 +37,10 @@ pub struct Target {
     /// Local mode: the database URL (sqlite://path.db or postgres://…).
     #[arg(long, env = "USER_DATABASE_URL", global = true, hide_env_values = true)]
     pub database: Option<String>,
+
+    /// Local mode: read `database` and the service settings from the server's TOML config file.
+    #[arg(long, env = "USER_CONFIG_FILE", global = true, value_name = "FILE")]
+    pub config: Option<std::path::PathBuf>,
 }
 
 /// Where a password comes from: a prompt with no echo, or one line of stdin.

@@ -10,7 +10,7 @@ use user_core::domain::{Email, Password, UserId, Username};
 use user_core::page::PageRequest;
 use user_core::service::{ClientInfo, Registration};
 use user_core::store::{self, AuditFilter, User, UserKey};
-use user_server::config::ServiceSettings;
+use user_settings::ServiceSettings;
 use uuid::Uuid;
 
 use crate::cli::{Command, TasksCommand};

@@ -12,15 +12,20 @@ mod remote;
 
 use std::process::ExitCode;
 
-use clap::{CommandFactory, FromArgMatches};
+use clap::{CommandFactory, Parser};
+use user_settings::{LoadError, Sources, UnknownKeys};
 
 use crate::cli::{Cli, Command};
 use crate::failure::Failure;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let matches = Cli::command().get_matches();
-    let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let (mut cli, sources) = match parse(&args) {
+        Ok(parsed) => parsed,
+        Err(LoadError::Usage(e)) => e.exit(),
+        Err(e) => return fail(&Failure::Usage(e.to_string())),
+    };
     match &cli.command {
         Command::Completions { shell } => {
             clap_complete::generate(*shell, &mut Cli::command(), "user-cli", &mut std::io::stdout());
@@ -46,7 +51,7 @@ async fn main() -> ExitCode {
         (Some(server), None) => remote::run(server, cli.target.ca_cert.as_deref(), cli.command, &out).await,
         (None, Some(database)) => {
             // Only local mode builds the service, so only it reads the server's secret files.
-            let given = |id: &str| user_server::config::given(&matches, id);
+            let given = |id: &str| sources.as_ref().is_some_and(|s| s.given(id));
             match cli.service.read_secret_files(&given) {
                 Ok(()) => local::run(database, &cli.service, cli.command, &out).await,
                 Err(e) => Err(Failure::Usage(e.to_string())),
@@ -57,6 +62,19 @@ async fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => fail(&failure),
     }
+}
+
+/// The command line; in local mode also the server's config file
+/// (`--config`, `USER_CONFIG_FILE`), of which it takes the database and the
+/// service settings. Remote mode reads no file: a server's `database` there
+/// would clash with `--server`.
+fn parse(args: &[std::ffi::OsString]) -> Result<(Cli, Option<Sources>), LoadError> {
+    let plain = Cli::try_parse_from(args).map_err(LoadError::Usage)?;
+    if plain.target.server.is_some() {
+        return Ok((plain, None));
+    }
+    let loaded = user_settings::load::<Cli, _, _>(args, UnknownKeys::Ignore)?;
+    Ok((loaded.settings, Some(loaded.sources)))
 }
 
 fn fail(failure: &Failure) -> ExitCode {

@@ -29,6 +29,7 @@ impl Env {
         cmd.env("USER_CLI_CREDENTIALS", self.credentials())
             .env_remove("USER_SERVER")
             .env_remove("USER_DATABASE_URL")
+            .env_remove("USER_CONFIG_FILE")
             .timeout(Duration::from_secs(60));
         cmd
     }
@@ -391,6 +392,40 @@ async fn local_mode_builds_the_service_from_the_servers_settings() {
     let mut both = env.local(&["user", "list"]);
     both.env("USER_JWT_SECRETS", "y".repeat(40)).env("USER_JWT_SECRETS_FILE", &file);
     assert!(stderr(&mut both, 2).contains("give USER_JWT_SECRETS or USER_JWT_SECRETS_FILE, not both"));
+}
+
+#[tokio::test]
+async fn local_mode_reads_the_servers_config_file() {
+    use user_core::store::{self, UserKey};
+    let env = Env::new();
+    let config = env.dir.path().join("user-server.toml");
+    // The server's own file: `listen` and `http2` are the server's alone and pass over the CLI.
+    let text = format!(
+        "listen = \"0.0.0.0:8080\"\nhttp2 = true\ndatabase = \"{}\"\nargon2-memory-kib = 8\nargon2-iterations = 1\n",
+        env.database
+    );
+    std::fs::write(&config, text).unwrap();
+    let mut cmd = env.cli();
+    cmd.env("USER_CONFIG_FILE", &config).arg("migrate").assert().success();
+    let mut cmd = env.cli();
+    cmd.arg("--config").arg(&config).args(["user", "create", "alice", "--email", "a@example.com", "--password-stdin"]);
+    cmd.write_stdin("correct horse\n").assert().success();
+    let store = store::open(&env.database).await.unwrap();
+    let alice = store.find_user(UserKey::Username(&"alice".parse().unwrap())).await.unwrap().unwrap();
+    assert!(alice.password_hash.contains("m=8,t=1,p=1"), "hashed with the file's argon2: {}", alice.password_hash);
+
+    // Remote mode reads no file: its `database` does not clash with --server.
+    let (url, _stop) = serve(&env.database).await;
+    let mut remote = env.remote(&url, &["login", "alice", "--password-stdin"]);
+    remote.env("USER_CONFIG_FILE", &config).write_stdin("correct horse\n");
+    blocking(move || remote.assert().success()).await;
+
+    // A value the setting refuses names the file and the key.
+    std::fs::write(&config, "argon2-memory-kib = \"lots\"\n").unwrap();
+    let mut bad = env.local(&["user", "list"]);
+    bad.env("USER_CONFIG_FILE", &config);
+    let msg = stderr(&mut bad, 2);
+    assert!(msg.contains("`argon2-memory-kib`: invalid value 'lots'"), "{msg}");
 }
 
 #[tokio::test]

@@ -14,19 +14,22 @@ use user_core::tasks::{LogSink, NatsConfig, NatsSink, RelayConfig, TaskSink, Web
 
 use crate::security::{Policy, Rate, Throttle};
 
-mod service;
 mod values;
 
 use crate::serve::TransportLimits;
 pub use crate::telemetry::LogFormat;
-pub use service::ServiceSettings;
-use service::read_secret_file;
-pub use values::{DatabaseUrl, JwtAlgorithm, LoadError, RateLimitSetting, Retention, Secret, redact_url};
+pub use user_settings::{JwtAlgorithm, LoadError, Secret, ServiceSettings};
+use user_settings::{UnknownKeys, read_secret_file};
+pub use values::{DatabaseUrl, RateLimitSetting, Retention, redact_url};
 
 /// The user service's REST server.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "user-server", version, about, long_about = None)]
 pub struct Config {
+    /// Read settings from this TOML file too: its keys are these long flag names (`listen = "0.0.0.0:8080"`); a flag or a variable beats the file.
+    #[arg(long, env = "USER_CONFIG_FILE", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
     /// Address to listen on.
     #[arg(long, env = "USER_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
@@ -266,11 +269,13 @@ pub struct Config {
 
 impl Config {
     /// The settings of this process: flags, then `USER_*` variables, then
-    /// defaults; secrets given as `*_FILE` are read from their files.
+    /// the config file (`--config`, `USER_CONFIG_FILE`), then defaults;
+    /// secrets given as `*_FILE` are read from their files.
     ///
     /// # Errors
     /// clap's usage error (it prints itself and exits), or a message when a
-    /// secret is given both directly and as a file, or its file cannot be read.
+    /// secret is given both directly and as a file, or its file cannot be
+    /// read, or the config file cannot be read or names an unknown setting.
     pub fn load() -> Result<Self, LoadError> {
         Self::load_from(std::env::args_os())
     }
@@ -284,10 +289,9 @@ impl Config {
         I: IntoIterator<Item = T>,
         T: Into<std::ffi::OsString> + Clone,
     {
-        use clap::{CommandFactory, FromArgMatches};
-        let matches = Self::command().try_get_matches_from(args).map_err(LoadError::Usage)?;
-        let mut config = Self::from_arg_matches(&matches).map_err(LoadError::Usage)?;
-        let given = |id: &str| given(&matches, id);
+        let loaded = user_settings::load::<Self, _, _>(args, UnknownKeys::Refuse)?;
+        let mut config = loaded.settings;
+        let given = |id: &str| loaded.sources.given(id);
         if let Some(url) = read_secret_file("USER_DATABASE_URL", &config.database_file, given("database"))? {
             config.database = DatabaseUrl::new(url);
         }
@@ -508,15 +512,6 @@ fn relay() -> RelayConfig {
     RelayConfig::default()
 }
 
-/// Whether the setting `id` was set on the command line or in the
-/// environment (not left to its default).
-pub fn given(matches: &clap::ArgMatches, id: &str) -> bool {
-    matches!(
-        matches.value_source(id),
-        Some(clap::parser::ValueSource::CommandLine | clap::parser::ValueSource::EnvVariable)
-    )
-}
-
 /// The shortest webhook signing secret accepted: HMAC-SHA256's key should
 /// hold as much entropy as its output.
 const MIN_WEBHOOK_SECRET_BYTES: usize = 32;
@@ -682,5 +677,53 @@ mod tests {
         assert_eq!(redact_url("postgres://app:hunter2@db:5432/users"), "postgres://app:***@db:5432/users");
         assert_eq!(redact_url("postgres://app@db/users"), "postgres://app@db/users");
         assert_eq!(redact_url("sqlite://user-service.db"), "sqlite://user-service.db");
+    }
+
+    #[test]
+    fn a_config_file_sets_what_flags_and_variables_leave_to_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("user-server.toml");
+        let jwt = dir.path().join("jwt");
+        std::fs::write(&jwt, "jwt-secret-that-is-long-enough-0123456789\n").unwrap();
+        std::fs::write(
+            &file,
+            format!(
+                "listen = \"0.0.0.0:9000\"\ndatabase = \"sqlite://from-file.db\"\njwt-algorithm = \"eddsa\"\n\
+                 oauth-clients = [\"tv-app\", \"car-app\"]\nargon2-memory-kib = 32768\nhttp2 = true\n\
+                 jwt-secrets-file = \"{}\"\n",
+                jwt.display()
+            ),
+        )
+        .unwrap();
+        let path = file.to_str().unwrap();
+        let config = Config::load_from(["user-server", "--config", path, "--listen", "127.0.0.1:7000"]).unwrap();
+        assert_eq!(config.listen.to_string(), "127.0.0.1:7000", "a flag beats the file");
+        assert_eq!(config.database.expose(), "sqlite://from-file.db");
+        assert_eq!(config.service.jwt_algorithm, JwtAlgorithm::Eddsa);
+        assert_eq!(config.service.oauth_clients, ["tv-app", "car-app"]);
+        assert_eq!(config.service.argon2_memory_kib, 32768);
+        assert!(config.http2);
+        assert!(config.service.jwt_secrets.is_some(), "a secret file named in the config file is read");
+        // A secret given in the file and as a file is given twice.
+        std::fs::write(&file, format!("jwt-secrets = \"x\"\njwt-secrets-file = \"{}\"\n", jwt.display())).unwrap();
+        let both = Config::load_from(["user-server", "--config", path]).unwrap_err().to_string();
+        assert!(both.contains("USER_JWT_SECRETS or USER_JWT_SECRETS_FILE"), "{both}");
+    }
+
+    #[test]
+    fn a_config_file_with_an_unknown_or_bad_setting_is_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("user-server.toml");
+        let path = file.to_str().unwrap();
+        for (text, expected) in [
+            ("jwt-algoritm = \"eddsa\"\n", "unknown setting `jwt-algoritm` (did you mean `jwt-algorithm`?)"),
+            ("print-openapi = true\n", "unknown setting `print-openapi`"),
+            ("jwt-algorithm = \"rsa\"\n", "`jwt-algorithm`: invalid value 'rsa'"),
+            ("database-max-connections = 0\n", "`database-max-connections`: invalid value '0'"),
+        ] {
+            std::fs::write(&file, text).unwrap();
+            let error = Config::load_from(["user-server", "--config", path]).unwrap_err().to_string();
+            assert!(error.contains(expected) && error.contains(path), "{text:?}: {error}");
+        }
     }
 }

@@ -5,15 +5,6 @@ use std::time::Duration;
 
 use clap::ValueEnum;
 
-/// Token signing algorithms.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum JwtAlgorithm {
-    /// HMAC-SHA256 with a shared secret.
-    Hs256,
-    /// Ed25519 signatures; public keys at `/.well-known/jwks.json`.
-    Eddsa,
-}
-
 /// Whether throttling is on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum RateLimitSetting {
@@ -21,48 +12,6 @@ pub enum RateLimitSetting {
     On,
     /// No throttling at all.
     Off,
-}
-
-/// Why [`Config::load`](super::Config::load) failed.
-#[derive(Debug, thiserror::Error)]
-pub enum LoadError {
-    /// The command line or a variable does not parse (clap's message, `--help`…).
-    #[error(transparent)]
-    Usage(clap::Error),
-    /// A setting is wrong.
-    #[error("{0}")]
-    Invalid(String),
-}
-
-/// A secret setting: `Debug` prints `[redacted]`, so logging the
-/// configuration cannot leak it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a secret value.
-    pub fn new(secret: impl Into<String>) -> Self {
-        Self(secret.into())
-    }
-
-    /// The secret itself.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("[redacted]")
-    }
-}
-
-impl std::str::FromStr for Secret {
-    type Err = std::convert::Infallible;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Ok(Self(s.to_owned()))
-    }
 }
 
 /// A database URL: `Debug` and `Display` hide its password.

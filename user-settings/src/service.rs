@@ -11,7 +11,7 @@ use user_core::ServiceConfig;
 use user_core::auth::{HashingConfig, SigningConfig, TokenConfig};
 use user_core::service::{DevicePolicy, LockoutPolicy, MailPolicy};
 
-use super::{JwtAlgorithm, LoadError, Secret};
+use crate::{JwtAlgorithm, LoadError, Secret, read_secret_file};
 
 fn tokens() -> TokenConfig {
     TokenConfig::default()
@@ -151,8 +151,8 @@ fn client_id(s: &str) -> Result<String, String> {
 
 impl ServiceSettings {
     /// Reads the secrets given as files (`--jwt-secrets-file`), refusing a
-    /// secret given both ways; `given(id)` says whether a setting was set on
-    /// the command line or in the environment.
+    /// secret given both ways; `given(id)` says whether a setting was set
+    /// (see [`Sources::given`](crate::Sources::given)).
     ///
     /// # Errors
     /// A message naming the setting.
@@ -215,24 +215,6 @@ impl ServiceSettings {
             device: DevicePolicy { clients: self.oauth_clients.clone(), ..DevicePolicy::default() },
         })
     }
-}
-
-/// The content of `path` (trimmed) for `setting`, unless no file is given.
-///
-/// # Errors
-/// When the setting is also given directly (`given`), or the file cannot be read.
-pub(super) fn read_secret_file(
-    setting: &str,
-    path: &Option<PathBuf>,
-    given: bool,
-) -> Result<Option<String>, LoadError> {
-    let Some(path) = path else { return Ok(None) };
-    if given {
-        return Err(LoadError::Invalid(format!("give {setting} or {setting}_FILE, not both")));
-    }
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| LoadError::Invalid(format!("{setting}_FILE {}: {e}", path.display())))?;
-    Ok(Some(text.trim().to_owned()))
 }
 
 /// Splits a file of several PEM blocks into one string per block.
