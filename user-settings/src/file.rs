@@ -129,10 +129,10 @@ fn with_file_defaults(
                 continue;
             }
             let nearest = keys.iter().map(|(long, _)| long.as_str()).min_by_key(|long| edit_distance(key, long));
-            let hint = nearest.map(|n| format!(" (did you mean `{n}`?)")).unwrap_or_default();
-            return Err(LoadError::Invalid(format!("config file {shown}: unknown setting `{key}`{hint}")));
+            let hint = nearest.map(|n| format!(" (did you mean '{n}'?)")).unwrap_or_default();
+            return Err(LoadError::Invalid(format!("config file {shown}: unknown setting '{key}'{hint}")));
         };
-        let invalid = |why: String| LoadError::Invalid(format!("config file {shown}: `{key}`: {why}"));
+        let invalid = |why: String| LoadError::Invalid(format!("config file {shown}: '{key}': {why}"));
         let values = match value {
             toml::Value::Array(items) if takes_many(arg) => items.iter().map(scalar).collect::<Result<Vec<_>, _>>(),
             toml::Value::Array(_) => Err("takes one value, not a list".to_owned()),
@@ -158,7 +158,7 @@ fn command_keys(error: &clap::Error) -> String {
 
 /// A value from the file that its setting refuses, as an error naming both.
 fn file_error(key: &str, path: &Path, error: &clap::Error) -> LoadError {
-    LoadError::Invalid(format!("config file {}: `{key}`: {}", path.display(), clap_reason(error)))
+    LoadError::Invalid(format!("config file {}: '{key}': {}", path.display(), clap_reason(error)))
 }
 
 /// Whether a setting takes a list (`oauth-clients = ["a", "b"]`).
@@ -277,7 +277,7 @@ mod tests {
     fn an_unknown_key_names_itself_and_the_nearest_setting() {
         let f = file("lisen = \"0.0.0.0:9000\"\n");
         let error = load_app(&["--config", f.path().to_str().unwrap()]).unwrap_err().to_string();
-        assert!(error.contains("unknown setting `lisen`") && error.contains("did you mean `listen`?"), "{error}");
+        assert!(error.contains("unknown setting 'lisen'") && error.contains("did you mean 'listen'?"), "{error}");
         assert!(error.contains(f.path().to_str().unwrap()), "{error}");
         let ignored = load::<App, _, _>(["app", "--config", f.path().to_str().unwrap()], UnknownKeys::Ignore);
         assert_eq!(ignored.unwrap().settings.listen.to_string(), "127.0.0.1:8080");
@@ -287,16 +287,16 @@ mod tests {
     fn actions_are_not_settings() {
         let f = file("print-schema = true\n");
         let error = load_app(&["--config", f.path().to_str().unwrap()]).unwrap_err().to_string();
-        assert!(error.contains("unknown setting `print-schema`"), "{error}");
+        assert!(error.contains("unknown setting 'print-schema'"), "{error}");
     }
 
     #[test]
     fn bad_values_name_the_file_and_the_key() {
         for (text, expected) in [
-            ("listen = \"nowhere\"\n", "`listen`: invalid value 'nowhere'"),
-            ("workers = \"many\"\n", "`workers`: invalid value 'many'"),
-            ("listen = [\"a\", \"b\"]\n", "`listen`: takes one value, not a list"),
-            ("clients = [{ a = 1 }]\n", "`clients`: takes a string, number or boolean, not table"),
+            ("listen = \"nowhere\"\n", "'listen': invalid value 'nowhere'"),
+            ("workers = \"many\"\n", "'workers': invalid value 'many'"),
+            ("listen = [\"a\", \"b\"]\n", "'listen': takes one value, not a list"),
+            ("clients = [{ a = 1 }]\n", "'clients': takes a string, number or boolean, not table"),
             ("listen = \n", "config file"),
         ] {
             let f = file(text);

@@ -425,7 +425,7 @@ async fn local_mode_reads_the_servers_config_file() {
     let mut bad = env.local(&["user", "list"]);
     bad.env("USER_CONFIG_FILE", &config);
     let msg = stderr(&mut bad, 2);
-    assert!(msg.contains("`argon2-memory-kib`: invalid value 'lots'"), "{msg}");
+    assert!(msg.contains("'argon2-memory-kib': invalid value 'lots'"), "{msg}");
 }
 
 #[tokio::test]

@@ -716,10 +716,10 @@ mod tests {
         let file = dir.path().join("user-server.toml");
         let path = file.to_str().unwrap();
         for (text, expected) in [
-            ("jwt-algoritm = \"eddsa\"\n", "unknown setting `jwt-algoritm` (did you mean `jwt-algorithm`?)"),
-            ("print-openapi = true\n", "unknown setting `print-openapi`"),
-            ("jwt-algorithm = \"rsa\"\n", "`jwt-algorithm`: invalid value 'rsa'"),
-            ("database-max-connections = 0\n", "`database-max-connections`: invalid value '0'"),
+            ("jwt-algoritm = \"eddsa\"\n", "unknown setting 'jwt-algoritm' (did you mean 'jwt-algorithm'?)"),
+            ("print-openapi = true\n", "unknown setting 'print-openapi'"),
+            ("jwt-algorithm = \"rsa\"\n", "'jwt-algorithm': invalid value 'rsa'"),
+            ("database-max-connections = 0\n", "'database-max-connections': invalid value '0'"),
         ] {
             std::fs::write(&file, text).unwrap();
             let error = Config::load_from(["user-server", "--config", path]).unwrap_err().to_string();

@@ -93,9 +93,9 @@ async fn a_declared_oversized_body_is_413_before_it_is_read() {
 }
 
 #[test]
-fn every_setting_in_help_is_in_the_readme_table_with_its_default() {
+fn every_setting_in_help_is_in_the_configuration_table_with_its_default() {
     use clap::CommandFactory;
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/configuration.md")).unwrap();
     let rows: Vec<&str> = readme.lines().filter(|l| l.starts_with("| `--")).collect();
     let command = Config::command();
     let mut checked = 0;
@@ -105,14 +105,17 @@ fn every_setting_in_help_is_in_the_readme_table_with_its_default() {
             // A secret's file variant is described with the secret, above the table.
             assert!(
                 env.ends_with("_FILE") && readme.contains(&format!("`{env}`")),
-                "{env} is not in the README's table"
+                "{env} is not in the table of docs/configuration.md"
             );
             continue;
         };
         if let [default] = arg.get_default_values() {
             let default = default.to_str().unwrap();
             let cell = row.split('|').nth(3).unwrap();
-            assert!(cell.contains(&format!("`{default}`")), "{env}: the README says {cell}, --help says {default}");
+            assert!(
+                cell.contains(&format!("`{default}`")),
+                "{env}: docs/configuration.md says {cell}, --help says {default}"
+            );
         }
         checked += 1;
     }
