@@ -2,15 +2,12 @@
 //! bodies, credentials, cookies, and the final touches every response gets
 //! (request id, hardening headers, access log, metrics).
 
-use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
-use std::panic::AssertUnwindSafe;
 use std::time::Instant;
 
 use bytes::{Buf, Bytes, BytesMut};
-use futures_util::{FutureExt, Stream, TryStreamExt};
+use futures_util::{Stream, TryStreamExt};
 use serde::de::DeserializeOwned;
-use tracing::Instrument;
 use user_core::UnauthorizedReason;
 use warp::http::{HeaderValue, Method, header};
 use warp::reply::Response;
@@ -155,26 +152,6 @@ where
     B: Buf,
 {
     Box::pin(body.map_ok(|mut chunk| chunk.copy_to_bytes(chunk.remaining())).map_err(Into::into))
-}
-
-/// Runs a handler inside a span carrying the request id, turns its error or
-/// panic into the contract's error body, and labels the response.
-pub async fn respond<F>(route: &'static str, request_id: String, handler: F) -> Response
-where
-    F: Future<Output = Result<Response, ApiError>>,
-{
-    let span = tracing::info_span!("request", request_id = %request_id, route);
-    let outcome = AssertUnwindSafe(handler).catch_unwind().instrument(span.clone()).await;
-    let mut response = span.in_scope(|| match outcome {
-        Ok(Ok(response)) => response,
-        Ok(Err(e)) => e.into_response(),
-        Err(_) => ApiError::Panic.into_response(),
-    });
-    if let Ok(id) = HeaderValue::from_str(&request_id) {
-        response.headers_mut().insert("x-request-id", id);
-    }
-    response.extensions_mut().insert(RouteLabel(route));
-    response
 }
 
 /// A request body as read: its bytes, and whether they are a form
@@ -520,16 +497,6 @@ impl RequestHead {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[tokio::test]
-    async fn a_handler_panic_becomes_a_500_in_the_contract_shape() {
-        let boom = arrival(&SharedPolicy::default())
-            .then(|arrival: Arrival| respond("GET /boom", arrival.ctx.id, async { panic!("boom") }));
-        let response = warp::test::request().header("x-request-id", "req-1").reply(&boom).await;
-        assert_eq!(response.status(), 500);
-        assert_eq!(response.headers()["x-request-id"], "req-1");
-        assert_eq!(response.body().as_ref(), br#"{"message":"internal server error","status":500}"#);
-    }
 
     #[test]
     fn json_content_types_are_recognised_with_parameters_and_suffixes() {

@@ -47,7 +47,7 @@ pub struct AppState {
 
 /// The OpenAPI 3 document `/openapi.json` serves (committed as `docs/openapi.json`).
 pub fn openapi_document() -> &'static serde_json::Value {
-    openapi::document()
+    routes::openapi_document()
 }
 
 /// Every route the server answers, from its route table: the method and the

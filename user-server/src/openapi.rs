@@ -1,9 +1,7 @@
 //! The OpenAPI 3 document served at `/openapi.json`. Schemas are derived from
 //! the wire types in `user_core::api` (the same types the handlers render),
-//! and the operations come from the route table, each documented on its
-//! handler: the document cannot drift from the code.
-
-use std::sync::OnceLock;
+//! and the operations come from the route table (`routes::table`), each
+//! documented on its handler: the document cannot drift from the code.
 
 use user_core::api::{
     AccountPatch, AccountResponse, AdminAccountResponse, AuditEventInfo, AuditListResponse, ContainsResponse,
@@ -14,22 +12,23 @@ use user_core::api::{
     UserListResponse, UserResponse, UserSummary,
 };
 use user_core::domain::{Locale, Role};
+use utoipa::openapi::path::{HttpMethod, Operation};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-/// The document, built once.
-pub fn document() -> &'static serde_json::Value {
-    static DOC: OnceLock<serde_json::Value> = OnceLock::new();
-    DOC.get_or_init(|| {
-        let mut api = ApiDoc::openapi();
-        for endpoint in crate::routes::endpoints() {
-            api.paths.add_path_operation(&endpoint.path, vec![endpoint.doc_method.clone()], endpoint.operation.clone());
-        }
-        let mut doc = serde_json::to_value(api).expect("an OpenAPI document serializes");
-        non_empty_subset(&mut doc, "UpdateRequest", &["username", "email", "password"]);
-        non_empty_subset(&mut doc, "AccountPatch", &["role", "disabled", "email_verified"]);
-        doc
-    })
+/// The document: these schemas and security schemes, and the operations
+/// given as (path template, method, operation).
+pub(crate) fn document<'a>(
+    operations: impl Iterator<Item = (&'a str, &'a HttpMethod, &'a Operation)>,
+) -> serde_json::Value {
+    let mut api = ApiDoc::openapi();
+    for (path, method, operation) in operations {
+        api.paths.add_path_operation(path, vec![method.clone()], operation.clone());
+    }
+    let mut doc = serde_json::to_value(api).expect("an OpenAPI document serializes");
+    non_empty_subset(&mut doc, "UpdateRequest", &["username", "email", "password"]);
+    non_empty_subset(&mut doc, "AccountPatch", &["role", "disabled", "email_verified"]);
+    doc
 }
 
 /// "Any non-empty subset of these fields": utoipa's derive cannot say it,

@@ -1,11 +1,12 @@
-//! Operations: liveness, readiness, metrics, public keys.
+//! Operations: liveness, readiness, metrics, public keys (the OpenAPI
+//! document is served by the route table that makes it).
 
 use user_core::api::MainResponse;
 use warp::Reply;
 use warp::http::{HeaderValue, header};
 use warp::reply::Response;
 
-use super::Call;
+use super::call::Call;
 use super::guard::Open;
 use crate::error::ApiError;
 use crate::http::json;
@@ -56,12 +57,4 @@ pub(super) async fn jwks(call: Call<Open>) -> Result<Response, ApiError> {
         Some(jwks) => Ok(json(&jwks)),
         None => Err(ApiError::NotFound("no public keys: tokens are signed with HS256".into())),
     }
-}
-
-/// This document: the OpenAPI 3 description of every route.
-#[utoipa::path(get, path = "/openapi.json", responses(
-    (status = 200, description = "The OpenAPI 3 document", body = serde_json::Value),
-))]
-pub(super) async fn openapi(_: Call<Open>) -> Result<Response, ApiError> {
-    Ok(json(crate::openapi::document()))
 }
