@@ -45,13 +45,13 @@ impl MainResponse {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RegisterRequest {
     /// 3–32 characters of `A-Z a-z 0-9 _ . -`.
-    #[cfg_attr(feature = "openapi", schema(min_length = 3, max_length = 32, pattern = "^[A-Za-z0-9_.-]{3,32}$"))]
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::domain::openapi::username))]
     pub username: String,
     /// 8–128 characters.
-    #[cfg_attr(feature = "openapi", schema(min_length = 8, max_length = 128))]
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::domain::openapi::new_password))]
     pub password: String,
     /// A valid email address.
-    #[cfg_attr(feature = "openapi", schema(format = Email, max_length = 254))]
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::domain::openapi::email))]
     pub email: String,
     /// (v1.1) The language of the account's mails; from `Accept-Language`
     /// when absent, else `en`.
@@ -156,15 +156,15 @@ pub struct UserResponse {
 pub struct UpdateRequest {
     /// A new username.
     #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(feature = "openapi", schema(min_length = 3, max_length = 32, pattern = "^[A-Za-z0-9_.-]{3,32}$"))]
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::domain::openapi::username))]
     pub username: Option<String>,
     /// A new email.
     #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(feature = "openapi", schema(format = Email, max_length = 254))]
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::domain::openapi::email))]
     pub email: Option<String>,
     /// A new password; other sessions are revoked.
     #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(feature = "openapi", schema(min_length = 8, max_length = 128))]
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::domain::openapi::new_password))]
     pub password: Option<String>,
     /// (extension) The current password, verified when present.
     #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
@@ -369,7 +369,7 @@ pub struct DeviceApproveRequest {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ForgotPasswordRequest {
     /// The account's address.
-    #[cfg_attr(feature = "openapi", schema(format = Email, max_length = 254))]
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::domain::openapi::email))]
     pub email: String,
 }
 
@@ -381,7 +381,7 @@ pub struct ResetPasswordRequest {
     #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 128))]
     pub token: String,
     /// The new password, 8–128 characters.
-    #[cfg_attr(feature = "openapi", schema(min_length = 8, max_length = 128))]
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::domain::openapi::new_password))]
     pub password: String,
 }
 
@@ -436,13 +436,13 @@ pub struct RevokedResponse {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CreateAccountRequest {
     /// 3–32 characters of `A-Z a-z 0-9 _ . -`.
-    #[cfg_attr(feature = "openapi", schema(min_length = 3, max_length = 32, pattern = "^[A-Za-z0-9_.-]{3,32}$"))]
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::domain::openapi::username))]
     pub username: String,
     /// A valid email address.
-    #[cfg_attr(feature = "openapi", schema(format = Email, max_length = 254))]
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::domain::openapi::email))]
     pub email: String,
     /// 8–128 characters.
-    #[cfg_attr(feature = "openapi", schema(min_length = 8, max_length = 128))]
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::domain::openapi::new_password))]
     pub password: String,
     /// The role; `user` when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -171,13 +171,20 @@ macro_rules! text_value {
 pub struct Username(String);
 
 impl Username {
+    /// The fewest characters in a username.
+    pub const MIN_CHARS: usize = 3;
+    /// The most characters in a username.
+    pub const MAX_CHARS: usize = 32;
+    /// The rule as a regular expression (for OpenAPI and other validators).
+    pub const PATTERN: &'static str = "^[A-Za-z0-9_.-]{3,32}$";
+
     /// Checks the rules and wraps the name.
     ///
     /// # Errors
     /// A [`ValidationError`] on field `username` naming the broken rule.
     pub fn parse(s: &str) -> Result<Self, ValidationError> {
         let len = s.chars().count();
-        if !(3..=32).contains(&len) {
+        if !(Self::MIN_CHARS..=Self::MAX_CHARS).contains(&len) {
             return Err(ValidationError::new("username", "must be 3–32 characters"));
         }
         if !s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')) {
@@ -199,14 +206,16 @@ text_value!(Username);
 pub struct Email(String);
 
 impl Email {
+    /// The longest address: what fits SMTP's forward path (RFC 5321 §4.5.3.1.3).
+    pub const MAX_CHARS: usize = 254;
+
     /// Checks the address and lower-cases it.
     ///
     /// # Errors
     /// A [`ValidationError`] on field `email` if it is not a valid address or is
     /// longer than 254 characters.
     pub fn parse(s: &str) -> Result<Self, ValidationError> {
-        // 254 is the longest address that fits SMTP's forward path (RFC 5321 §4.5.3.1.3).
-        if s.len() > 254 {
+        if s.len() > Self::MAX_CHARS {
             return Err(ValidationError::new("email", "must be at most 254 characters"));
         }
         let parsed = email_address::EmailAddress::parse_with_options(
@@ -304,12 +313,17 @@ impl Drop for Password {
 pub struct TrackId(String);
 
 impl TrackId {
+    /// The most characters in a track id.
+    pub const MAX_CHARS: usize = 64;
+    /// One id as a regular expression, without anchors (batches repeat it).
+    pub const PATTERN: &'static str = "[A-Za-z0-9_:.-]{1,64}";
+
     /// Checks the rules and wraps the id.
     ///
     /// # Errors
     /// A [`ValidationError`] on field `track_id`.
     pub fn parse(s: &str) -> Result<Self, ValidationError> {
-        if s.is_empty() || s.len() > 64 {
+        if s.is_empty() || s.len() > Self::MAX_CHARS {
             return Err(ValidationError::new("track_id", "must be 1–64 characters"));
         }
         if !s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | ':' | '.' | '-')) {
@@ -635,8 +649,69 @@ impl Login {
     }
 }
 
+/// OpenAPI schemas of the domain types, written from their own rules, for
+/// the wire types' fields (`#[schema(schema_with = …)]`) and the routes'
+/// parameters: each rule is written once, here and in its type.
+#[cfg(feature = "openapi")]
+pub mod openapi {
+    use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
+
+    use super::{Email, Password, TrackBatch, TrackId, Username};
+
+    fn string() -> ObjectBuilder {
+        ObjectBuilder::new().schema_type(Type::String)
+    }
+
+    /// A [`Username`].
+    pub fn username() -> ObjectBuilder {
+        let (min, max) = (Username::MIN_CHARS, Username::MAX_CHARS);
+        string()
+            .description(Some(format!("A username: {min}–{max} characters of `A-Z a-z 0-9 _ . -`.")))
+            .min_length(Some(min))
+            .max_length(Some(max))
+            .pattern(Some(Username::PATTERN))
+    }
+
+    /// An [`Email`].
+    pub fn email() -> ObjectBuilder {
+        string()
+            .description(Some("An email address (compared and stored lower-cased)."))
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Email)))
+            .max_length(Some(Email::MAX_CHARS))
+    }
+
+    /// A new [`Password`] (the rules a password must meet when it is set).
+    pub fn new_password() -> ObjectBuilder {
+        let (min, max) = (Password::MIN_CHARS, Password::MAX_CHARS);
+        string()
+            .description(Some(format!("A new password: {min}–{max} characters.")))
+            .min_length(Some(min))
+            .max_length(Some(max))
+    }
+
+    /// One [`TrackId`], e.g. in a path; `except` are words the place cannot
+    /// hold (a sibling route's literal).
+    pub fn track_id(except: &[&str]) -> ObjectBuilder {
+        let not: String = except.iter().map(|w| format!("(?!{w}$)")).collect();
+        string().pattern(Some(format!("^{not}{}$", TrackId::PATTERN)))
+    }
+
+    /// A [`TrackBatch`] as a comma-separated list (`?track_id=a,b,c`).
+    pub fn track_batch() -> ObjectBuilder {
+        let id = TrackId::PATTERN;
+        string().pattern(Some(format!("^{id}(,{id}){{0,{}}}$", TrackBatch::MAX - 1)))
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_patterns_say_what_the_rules_say() {
+        use super::{TrackId, Username};
+        assert!(Username::PATTERN.contains(&format!("{{{},{}}}", Username::MIN_CHARS, Username::MAX_CHARS)));
+        assert!(TrackId::PATTERN.ends_with(&format!("{{1,{}}}", TrackId::MAX_CHARS)));
+    }
+
     use super::*;
 
     #[test]

@@ -43,10 +43,9 @@ pub(super) async fn register(mut call: Call<Open>) -> Result<Response, ApiError>
 }
 
 /// The caller's account.
-#[utoipa::path(get, path = "/user/get", security(("bearer" = []), ("access_cookie" = [])), responses(
+#[utoipa::path(get, path = "/user/get", responses(
     (status = 200, description = "The account", body = UserResponse),
     (status = 400, description = "A token cookie sent more than once", body = MainResponse),
-    (status = 401, description = "Unauthorized", body = MainResponse),
     (status = 404, description = "The user no longer exists", body = MainResponse),
 ))]
 pub(super) async fn get_user(call: Call<Authenticated>) -> Result<Response, ApiError> {
@@ -64,7 +63,7 @@ pub(super) async fn get_user(call: Call<Authenticated>) -> Result<Response, ApiE
 }
 
 /// Change any non-empty subset of username, email, password.
-#[utoipa::path(put, path = "/user/update", request_body = UpdateRequest, security(("bearer" = []), ("access_cookie" = [])), responses(
+#[utoipa::path(put, path = "/user/update", request_body = UpdateRequest, responses(
     (status = 200, description = "Updated", body = AccountResponse),
     (status = 400, description = "Invalid body or field", body = MainResponse),
     (status = 401, description = "Unauthorized or wrong current password", body = MainResponse),
@@ -92,10 +91,9 @@ pub(super) async fn update(mut call: Call<Authenticated>) -> Result<Response, Ap
 }
 
 /// Delete the caller's account, sessions and favorites.
-#[utoipa::path(delete, path = "/user/delete", security(("bearer" = []), ("access_cookie" = [])), responses(
+#[utoipa::path(delete, path = "/user/delete", responses(
     (status = 200, description = "Deleted; cookies cleared", body = MainResponse),
     (status = 400, description = "A token cookie sent more than once", body = MainResponse),
-    (status = 401, description = "Unauthorized", body = MainResponse),
     (status = 409, description = "The caller is the last active admin", body = MainResponse),
 ))]
 pub(super) async fn delete(call: Call<Authenticated>) -> Result<Response, ApiError> {

@@ -49,29 +49,25 @@ fn users(page: Page<user_core::store::User>) -> Response {
 }
 
 /// Every account, oldest first (admin only).
-#[utoipa::path(get, path = "/user/all", security(("bearer" = []), ("access_cookie" = [])), params(
+#[utoipa::path(get, path = "/user/all", params(
     ("limit" = Option<u32>, Query, description = "1–100, default 50", minimum = 1, maximum = 100),
     ("cursor" = Option<String>, Query, description = "Opaque, from the previous page's next_cursor; any other value is 400", pattern = "^[A-Za-z0-9_-]+$"),
 ), responses(
     (status = 200, description = "One page", body = UserListResponse),
     (status = 400, description = "Bad limit or cursor", body = MainResponse),
-    (status = 401, description = "Unauthorized", body = MainResponse),
-    (status = 403, description = "Not an admin", body = MainResponse),
 ))]
 pub(super) async fn all_users(call: Call<Admin>) -> Result<Response, ApiError> {
     Ok(users(call.state.service.list_users(&call.page()?).await?))
 }
 
 /// Accounts whose username or email starts with `query` (any case), oldest first.
-#[utoipa::path(get, path = "/admin/users", tag = "admin", security(("bearer" = []), ("access_cookie" = [])), params(
+#[utoipa::path(get, path = "/admin/users", tag = "admin", params(
     ("query" = Option<String>, Query, description = "A username or email prefix, compared case-insensitively; empty or absent lists every account", max_length = 254, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$"),
     ("limit" = Option<u32>, Query, description = "1–100, default 50", minimum = 1, maximum = 100),
     ("cursor" = Option<String>, Query, description = "Opaque, from the previous page's next_cursor; any other value is 400", pattern = "^[A-Za-z0-9_-]+$"),
 ), responses(
     (status = 200, description = "One page", body = UserListResponse),
     (status = 400, description = "Bad query, limit or cursor", body = MainResponse),
-    (status = 401, description = "Unauthorized", body = MainResponse),
-    (status = 403, description = "Not an admin", body = MainResponse),
 ))]
 pub(super) async fn search_users(call: Call<Admin>) -> Result<Response, ApiError> {
     let query = call.query.single("query")?.unwrap_or_default();
@@ -79,11 +75,9 @@ pub(super) async fn search_users(call: Call<Admin>) -> Result<Response, ApiError
 }
 
 /// Create an account with a role.
-#[utoipa::path(post, path = "/admin/users", tag = "admin", request_body = CreateAccountRequest, security(("bearer" = []), ("access_cookie" = [])), responses(
+#[utoipa::path(post, path = "/admin/users", tag = "admin", request_body = CreateAccountRequest, responses(
     (status = 201, description = "Created", body = AdminAccountResponse),
     (status = 400, description = "Invalid body", body = MainResponse),
-    (status = 401, description = "Unauthorized", body = MainResponse),
-    (status = 403, description = "Not an admin, or a cross-site request", body = MainResponse),
     (status = 409, description = "Username or email taken", body = MainResponse),
     (status = 413, description = "Body too large", body = MainResponse),
     (status = 415, description = "Not JSON", body = MainResponse),
@@ -107,13 +101,11 @@ pub(super) async fn create_account(mut call: Call<Admin>) -> Result<Response, Ap
 }
 
 /// One account, with its last login.
-#[utoipa::path(get, path = "/admin/users/{id}", tag = "admin", security(("bearer" = []), ("access_cookie" = [])), params(
+#[utoipa::path(get, path = "/admin/users/{id}", tag = "admin", params(
     ("id" = String, Path, description = "The user id", format = Uuid),
 ), responses(
     (status = 200, description = "The account", body = AdminAccountResponse),
     (status = 400, description = "Not a user id", body = MainResponse),
-    (status = 401, description = "Unauthorized", body = MainResponse),
-    (status = 403, description = "Not an admin", body = MainResponse),
     (status = 404, description = "No such user", body = MainResponse),
 ))]
 pub(super) async fn get_account(call: Call<Admin>) -> Result<Response, ApiError> {
@@ -122,13 +114,11 @@ pub(super) async fn get_account(call: Call<Admin>) -> Result<Response, ApiError>
 
 /// Change an account's role, disabled state or email verification. A new
 /// role or a disable ends the account's sessions at once.
-#[utoipa::path(patch, path = "/admin/users/{id}", tag = "admin", request_body = AccountPatch, security(("bearer" = []), ("access_cookie" = [])), params(
+#[utoipa::path(patch, path = "/admin/users/{id}", tag = "admin", request_body = AccountPatch, params(
     ("id" = String, Path, description = "The user id", format = Uuid),
 ), responses(
     (status = 200, description = "The account as it is now", body = AdminAccountResponse),
     (status = 400, description = "Not a user id, or an empty or invalid body", body = MainResponse),
-    (status = 401, description = "Unauthorized", body = MainResponse),
-    (status = 403, description = "Not an admin, or a cross-site request", body = MainResponse),
     (status = 404, description = "No such user", body = MainResponse),
     (status = 409, description = "The last active admin cannot be demoted or disabled", body = MainResponse),
     (status = 413, description = "Body too large", body = MainResponse),
@@ -142,13 +132,11 @@ pub(super) async fn patch_account(mut call: Call<Admin>) -> Result<Response, Api
 }
 
 /// Delete an account, as `DELETE /user/delete` does for one's own.
-#[utoipa::path(delete, path = "/admin/users/{id}", tag = "admin", security(("bearer" = []), ("access_cookie" = [])), params(
+#[utoipa::path(delete, path = "/admin/users/{id}", tag = "admin", params(
     ("id" = String, Path, description = "The user id", format = Uuid),
 ), responses(
     (status = 200, description = "Deleted", body = MainResponse),
     (status = 400, description = "Not a user id", body = MainResponse),
-    (status = 401, description = "Unauthorized", body = MainResponse),
-    (status = 403, description = "Not an admin, or a cross-site request", body = MainResponse),
     (status = 404, description = "No such user", body = MainResponse),
     (status = 409, description = "The last active admin cannot be deleted", body = MainResponse),
 ))]
@@ -158,13 +146,11 @@ pub(super) async fn delete_account(call: Call<Admin>) -> Result<Response, ApiErr
 }
 
 /// An account's live sessions, newest first.
-#[utoipa::path(get, path = "/admin/users/{id}/sessions", tag = "admin", security(("bearer" = []), ("access_cookie" = [])), params(
+#[utoipa::path(get, path = "/admin/users/{id}/sessions", tag = "admin", params(
     ("id" = String, Path, description = "The user id", format = Uuid),
 ), responses(
     (status = 200, description = "Live sessions, newest first; `current` marks the asking admin's own", body = SessionListResponse),
     (status = 400, description = "Not a user id", body = MainResponse),
-    (status = 401, description = "Unauthorized", body = MainResponse),
-    (status = 403, description = "Not an admin", body = MainResponse),
     (status = 404, description = "No such user", body = MainResponse),
 ))]
 pub(super) async fn account_sessions(call: Call<Admin>) -> Result<Response, ApiError> {
@@ -179,13 +165,11 @@ pub(super) async fn account_sessions(call: Call<Admin>) -> Result<Response, ApiE
 }
 
 /// End every session of an account.
-#[utoipa::path(post, path = "/admin/users/{id}/revoke-sessions", tag = "admin", security(("bearer" = []), ("access_cookie" = [])), params(
+#[utoipa::path(post, path = "/admin/users/{id}/revoke-sessions", tag = "admin", params(
     ("id" = String, Path, description = "The user id", format = Uuid),
 ), responses(
     (status = 200, description = "Ended; how many", body = RevokedResponse),
     (status = 400, description = "Not a user id", body = MainResponse),
-    (status = 401, description = "Unauthorized", body = MainResponse),
-    (status = 403, description = "Not an admin, or a cross-site request", body = MainResponse),
     (status = 404, description = "No such user", body = MainResponse),
 ))]
 pub(super) async fn revoke_account_sessions(call: Call<Admin>) -> Result<Response, ApiError> {
@@ -194,15 +178,13 @@ pub(super) async fn revoke_account_sessions(call: Call<Admin>) -> Result<Respons
 }
 
 /// Outbox tasks in id order, optionally of one status.
-#[utoipa::path(get, path = "/admin/tasks", tag = "admin", security(("bearer" = []), ("access_cookie" = [])), params(
+#[utoipa::path(get, path = "/admin/tasks", tag = "admin", params(
     ("status" = Option<TaskState>, Query, description = "Only tasks in this state; absent lists every task"),
     ("limit" = Option<u32>, Query, description = "1–100, default 50", minimum = 1, maximum = 100),
     ("cursor" = Option<String>, Query, description = "Opaque, from the previous page's next_cursor; any other value is 400", pattern = "^[A-Za-z0-9_-]+$"),
 ), responses(
     (status = 200, description = "One page", body = TaskListResponse),
     (status = 400, description = "Bad status, limit or cursor", body = MainResponse),
-    (status = 401, description = "Unauthorized", body = MainResponse),
-    (status = 403, description = "Not an admin", body = MainResponse),
 ))]
 pub(super) async fn list_tasks(call: Call<Admin>) -> Result<Response, ApiError> {
     let status = match call.query.single("status")? {
@@ -223,13 +205,11 @@ pub(super) async fn list_tasks(call: Call<Admin>) -> Result<Response, ApiError> 
 }
 
 /// Put a dead task back in the queue, its attempts reset.
-#[utoipa::path(post, path = "/admin/tasks/{id}/retry", tag = "admin", security(("bearer" = []), ("access_cookie" = [])), params(
+#[utoipa::path(post, path = "/admin/tasks/{id}/retry", tag = "admin", params(
     ("id" = i64, Path, description = "The task id", minimum = 1),
 ), responses(
     (status = 200, description = "Back in the queue", body = MainResponse),
     (status = 400, description = "Not a task id", body = MainResponse),
-    (status = 401, description = "Unauthorized", body = MainResponse),
-    (status = 403, description = "Not an admin, or a cross-site request", body = MainResponse),
     (status = 404, description = "No such task", body = MainResponse),
     (status = 409, description = "The task is not dead", body = MainResponse),
 ))]
@@ -245,7 +225,7 @@ pub(super) async fn retry_task(call: Call<Admin>) -> Result<Response, ApiError> 
 }
 
 /// The audit trail, newest first, optionally of one account or event.
-#[utoipa::path(get, path = "/admin/audit", tag = "admin", security(("bearer" = []), ("access_cookie" = [])), params(
+#[utoipa::path(get, path = "/admin/audit", tag = "admin", params(
     ("user" = Option<String>, Query, description = "Only entries about this user id (a UUID)", pattern = "^[0-9A-Fa-f]{8}-?[0-9A-Fa-f]{4}-?[0-9A-Fa-f]{4}-?[0-9A-Fa-f]{4}-?[0-9A-Fa-f]{12}$"),
     ("event" = Option<String>, Query, description = "Only entries of this event, e.g. login.failure", max_length = 64, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]+$"),
     ("limit" = Option<u32>, Query, description = "1–100, default 50", minimum = 1, maximum = 100),
@@ -253,8 +233,6 @@ pub(super) async fn retry_task(call: Call<Admin>) -> Result<Response, ApiError> 
 ), responses(
     (status = 200, description = "One page", body = AuditListResponse),
     (status = 400, description = "Bad user, event, limit or cursor", body = MainResponse),
-    (status = 401, description = "Unauthorized", body = MainResponse),
-    (status = 403, description = "Not an admin", body = MainResponse),
 ))]
 pub(super) async fn audit(call: Call<Admin>) -> Result<Response, ApiError> {
     let user = match call.query.single("user")? {

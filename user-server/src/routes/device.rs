@@ -99,12 +99,9 @@ fn token_response(state: &crate::AppState, tokens: &IssuedTokens) -> Response {
 }
 
 /// Approve or decline the device whose code the caller typed.
-#[utoipa::path(post, path = "/user/device/approve", request_body = DeviceApproveRequest,
-    security(("bearer" = []), ("access_cookie" = [])), responses(
+#[utoipa::path(post, path = "/user/device/approve", request_body = DeviceApproveRequest, responses(
     (status = 200, description = "Approved or declined", body = MainResponse),
     (status = 400, description = "Invalid or expired code, or invalid body", body = MainResponse),
-    (status = 401, description = "Unauthorized", body = MainResponse),
-    (status = 403, description = "Cross-site request refused", body = MainResponse),
     (status = 413, description = "Body too large", body = MainResponse),
     (status = 415, description = "Not JSON", body = MainResponse),
     (status = 429, description = "Too many wrong codes from this account or address; see Retry-After", body = MainResponse),

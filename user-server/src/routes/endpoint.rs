@@ -56,7 +56,7 @@ impl Endpoint {
         H: Fn(Call<G>) -> F + Copy + Send + Sync + 'static,
         F: Future<Output = Result<Response, ApiError>> + Send + 'static,
     {
-        let operation = P::operation();
+        let mut operation = P::operation();
         let id = operation.operation_id.clone().unwrap_or_default();
         let name = std::any::type_name::<H>();
         assert!(name.ends_with(&format!("::{id}")), "{name} is documented as {id}");
@@ -69,6 +69,7 @@ impl Endpoint {
             [HttpMethod::Delete] => Method::DELETE,
             _ => panic!("{id}: documents one of GET, POST, PUT, PATCH, DELETE"),
         };
+        G::document(&mut operation, !matches!(method, Method::GET));
         let path = P::path();
         Endpoint {
             doc_method: methods[0].clone(),

@@ -10,6 +10,29 @@ use super::{Call, success};
 use crate::error::ApiError;
 use crate::http::json;
 
+/// The `track_id` query parameter in the OpenAPI document: a [`TrackBatch`].
+struct TrackIdsParam;
+
+impl utoipa::PartialSchema for TrackIdsParam {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        user_core::domain::openapi::track_batch().into()
+    }
+}
+
+impl utoipa::ToSchema for TrackIdsParam {}
+
+/// The `{track_id}` path parameter: one [`TrackId`], never the word that
+/// names the lookup route beside it.
+struct TrackIdInPath;
+
+impl utoipa::PartialSchema for TrackIdInPath {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        user_core::domain::openapi::track_id(&["contains"]).into()
+    }
+}
+
+impl utoipa::ToSchema for TrackIdInPath {}
+
 /// Which tracks a favorites call is about: the query's `track_id` (a
 /// comma-separated batch) or the single id in the path, never both.
 fn track_ids(call: &Call<Authenticated>) -> Result<TrackBatch, ApiError> {
@@ -42,61 +65,56 @@ async fn remove(call: Call<Authenticated>) -> Result<Response, ApiError> {
 }
 
 /// Add favorites: `track_id` is one id or up to 50 comma-separated.
-#[utoipa::path(post, path = "/user/track/favorite", security(("bearer" = []), ("access_cookie" = [])), params(
-    ("track_id" = String, Query, description = "1–50 comma-separated ids of 1–64 chars of A-Z a-z 0-9 _ : . -", pattern = "^[A-Za-z0-9_:.-]{1,64}(,[A-Za-z0-9_:.-]{1,64}){0,49}$"),
+#[utoipa::path(post, path = "/user/track/favorite", params(
+    ("track_id" = inline(TrackIdsParam), Query, description = "1–50 comma-separated ids of 1–64 chars of A-Z a-z 0-9 _ : . -"),
 ), responses(
     (status = 200, description = "Added (idempotent)", body = MainResponse),
     (status = 400, description = "Missing or invalid track_id", body = MainResponse),
-    (status = 401, description = "Unauthorized", body = MainResponse),
 ))]
 pub(super) async fn add_favorite(call: Call<Authenticated>) -> Result<Response, ApiError> {
     add(call).await
 }
 
 /// Remove favorites: `track_id` is one id or up to 50 comma-separated.
-#[utoipa::path(delete, path = "/user/track/favorite", security(("bearer" = []), ("access_cookie" = [])), params(
-    ("track_id" = String, Query, description = "1–50 comma-separated ids", pattern = "^[A-Za-z0-9_:.-]{1,64}(,[A-Za-z0-9_:.-]{1,64}){0,49}$"),
+#[utoipa::path(delete, path = "/user/track/favorite", params(
+    ("track_id" = inline(TrackIdsParam), Query, description = "1–50 comma-separated ids"),
 ), responses(
     (status = 200, description = "Removed (idempotent)", body = MainResponse),
     (status = 400, description = "Missing or invalid track_id", body = MainResponse),
-    (status = 401, description = "Unauthorized", body = MainResponse),
 ))]
 pub(super) async fn remove_favorite(call: Call<Authenticated>) -> Result<Response, ApiError> {
     remove(call).await
 }
 
 /// Add one favorite named in the path.
-#[utoipa::path(post, path = "/user/track/favorite/{track_id}", security(("bearer" = []), ("access_cookie" = [])), params(
-    ("track_id" = String, Path, description = "1–64 chars of A-Z a-z 0-9 _ : . - (not `contains`, which names the lookup route)", pattern = "^(?!contains$)[A-Za-z0-9_:.-]{1,64}$"),
+#[utoipa::path(post, path = "/user/track/favorite/{track_id}", params(
+    ("track_id" = inline(TrackIdInPath), Path, description = "1–64 chars of A-Z a-z 0-9 _ : . - (not `contains`, which names the lookup route)"),
 ), responses(
     (status = 200, description = "Added (idempotent)", body = MainResponse),
     (status = 400, description = "Invalid track_id, or also given in the query", body = MainResponse),
-    (status = 401, description = "Unauthorized", body = MainResponse),
 ))]
 pub(super) async fn add_favorite_by_path(call: Call<Authenticated>) -> Result<Response, ApiError> {
     add(call).await
 }
 
 /// Remove one favorite named in the path.
-#[utoipa::path(delete, path = "/user/track/favorite/{track_id}", security(("bearer" = []), ("access_cookie" = [])), params(
-    ("track_id" = String, Path, description = "1–64 chars of A-Z a-z 0-9 _ : . - (not `contains`, which names the lookup route)", pattern = "^(?!contains$)[A-Za-z0-9_:.-]{1,64}$"),
+#[utoipa::path(delete, path = "/user/track/favorite/{track_id}", params(
+    ("track_id" = inline(TrackIdInPath), Path, description = "1–64 chars of A-Z a-z 0-9 _ : . - (not `contains`, which names the lookup route)"),
 ), responses(
     (status = 200, description = "Removed (idempotent)", body = MainResponse),
     (status = 400, description = "Invalid track_id, or also given in the query", body = MainResponse),
-    (status = 401, description = "Unauthorized", body = MainResponse),
 ))]
 pub(super) async fn remove_favorite_by_path(call: Call<Authenticated>) -> Result<Response, ApiError> {
     remove(call).await
 }
 
 /// The caller's favorites, newest first.
-#[utoipa::path(get, path = "/user/track/favorite", security(("bearer" = []), ("access_cookie" = [])), params(
+#[utoipa::path(get, path = "/user/track/favorite", params(
     ("limit" = Option<u32>, Query, description = "1–100, default 50", minimum = 1, maximum = 100),
     ("cursor" = Option<String>, Query, description = "Opaque, from the previous page's next_cursor; any other value is 400", pattern = "^[A-Za-z0-9_-]+$"),
 ), responses(
     (status = 200, description = "One page", body = FavoriteListResponse),
     (status = 400, description = "Bad limit or cursor", body = MainResponse),
-    (status = 401, description = "Unauthorized", body = MainResponse),
 ))]
 pub(super) async fn list_favorites(call: Call<Authenticated>) -> Result<Response, ApiError> {
     let page = PageRequest::parse(call.query.single("limit")?, call.query.single("cursor")?)?;
@@ -113,12 +131,11 @@ pub(super) async fn list_favorites(call: Call<Authenticated>) -> Result<Response
 }
 
 /// Whether each of up to 50 tracks is a favorite, in request order.
-#[utoipa::path(get, path = "/user/track/favorite/contains", security(("bearer" = []), ("access_cookie" = [])), params(
-    ("track_id" = String, Query, description = "1–50 comma-separated ids", pattern = "^[A-Za-z0-9_:.-]{1,64}(,[A-Za-z0-9_:.-]{1,64}){0,49}$"),
+#[utoipa::path(get, path = "/user/track/favorite/contains", params(
+    ("track_id" = inline(TrackIdsParam), Query, description = "1–50 comma-separated ids"),
 ), responses(
     (status = 200, description = "Flags in request order", body = ContainsResponse),
     (status = 400, description = "Missing or invalid track_id", body = MainResponse),
-    (status = 401, description = "Unauthorized", body = MainResponse),
 ))]
 pub(super) async fn contains_favorites(call: Call<Authenticated>) -> Result<Response, ApiError> {
     let ids = track_ids(&call)?;

@@ -7,6 +7,9 @@ use std::future::Future;
 use user_core::auth::AccessClaims;
 use user_core::domain::{SessionId, UserId};
 use user_core::store::User;
+use utoipa::openapi::path::Operation;
+use utoipa::openapi::security::SecurityRequirement;
+use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
 
 use crate::AppState;
 use crate::error::ApiError;
@@ -32,7 +35,42 @@ pub(crate) trait Guard: Sized + Send + 'static {
     fn check_origin(ctx: &RequestCtx, creds: &Credentials) -> Result<(), ApiError> {
         ctx.check_same_site(creds)
     }
+
+    /// Adds to a route's OpenAPI operation what this guard means for it:
+    /// the credentials it takes, and the refusals it can answer with (401,
+    /// 403) unless the handler documents them more precisely itself.
+    /// `writes`: the route is not GET, so the same-site rule applies.
+    fn document(operation: &mut Operation, writes: bool) {
+        let _ = (operation, writes);
+    }
 }
+
+/// The security schemes of `/openapi.json` a guard accepts credentials by.
+const ACCESS_TOKEN: &[&str] = &["bearer", "access_cookie"];
+
+/// Documents that a route takes credentials by `schemes` and may refuse
+/// with each of `refusals` (status, description) in the contract's shape.
+fn document_guard(operation: &mut Operation, schemes: &[&str], refusals: &[(u16, &str)]) {
+    operation.security = Some(schemes.iter().map(|s| SecurityRequirement::new(*s, Vec::<String>::new())).collect());
+    for (status, description) in refusals {
+        operation.responses.responses.entry(status.to_string()).or_insert_with(|| {
+            let body = ContentBuilder::new().schema(Some(Ref::from_schema_name("MainResponse"))).build();
+            ResponseBuilder::new().description(*description).content("application/json", body).build().into()
+        });
+    }
+}
+
+/// The 401 every guard with credentials may answer, and the same-site 403 of a write.
+fn refusals(writes: bool, forbidden: &'static str) -> Vec<(u16, &'static str)> {
+    let mut refusals = vec![(401, "Unauthorized")];
+    if writes {
+        refusals.push((403, forbidden));
+    }
+    refusals
+}
+
+/// What a refused same-site check says in the OpenAPI document.
+const CROSS_SITE: &str = "Cross-site request refused";
 
 /// Anyone: no credentials read.
 pub(crate) struct Open;
@@ -76,6 +114,10 @@ impl Guard for Authenticated {
         let (claims, user) = state.service.me(creds.access()?).await?;
         Ok(Authenticated { claims, user })
     }
+
+    fn document(operation: &mut Operation, writes: bool) {
+        document_guard(operation, ACCESS_TOKEN, &refusals(writes, CROSS_SITE));
+    }
 }
 
 /// A page's visitor: signed in (a valid access token of a live session) or
@@ -109,6 +151,11 @@ impl Guard for Admin {
         caller.claims.require_admin()?;
         Ok(Admin(caller))
     }
+
+    fn document(operation: &mut Operation, writes: bool) {
+        let forbidden = if writes { "Not an admin, or a cross-site request" } else { "Not an admin" };
+        document_guard(operation, ACCESS_TOKEN, &[(401, "Unauthorized"), (403, forbidden)]);
+    }
 }
 
 /// A session to end: named by a live access token or, without one (say, it
@@ -134,6 +181,10 @@ impl Guard for SessionToEnd {
         };
         Ok(SessionToEnd { user, session })
     }
+
+    fn document(operation: &mut Operation, writes: bool) {
+        document_guard(operation, &["bearer", "access_cookie", "refresh_cookie"], &refusals(writes, CROSS_SITE));
+    }
 }
 
 /// The refresh token, which only ever comes in its cookie (checked by the
@@ -154,5 +205,9 @@ impl Guard for RefreshCookie {
     /// Always a cookie, so always checked.
     fn check_origin(ctx: &RequestCtx, _: &Credentials) -> Result<(), ApiError> {
         ctx.policy.check_same_site(&ctx.headers)
+    }
+
+    fn document(operation: &mut Operation, writes: bool) {
+        document_guard(operation, &["refresh_cookie"], &refusals(writes, CROSS_SITE));
     }
 }

@@ -14,9 +14,8 @@ use crate::error::ApiError;
 use crate::http::json;
 
 /// Send a new verification mail to the caller's address.
-#[utoipa::path(post, path = "/user/email/verify/request", security(("bearer" = []), ("access_cookie" = [])), responses(
+#[utoipa::path(post, path = "/user/email/verify/request", responses(
     (status = 200, description = "A mail is on its way", body = MainResponse),
-    (status = 401, description = "Unauthorized", body = MainResponse),
     (status = 409, description = "The address is verified already", body = MainResponse),
     (status = 429, description = "One was sent less than a minute ago; see Retry-After", body = MainResponse),
     (status = 503, description = "Mail is not configured", body = MainResponse),

@@ -55,10 +55,9 @@ pub(super) async fn login(mut call: Call<Open>) -> Result<Response, ApiError> {
 }
 
 /// Log out: revoke the session and clear the cookies.
-#[utoipa::path(post, path = "/user/logout", security(("bearer" = []), ("access_cookie" = []), ("refresh_cookie" = [])), responses(
+#[utoipa::path(post, path = "/user/logout", responses(
     (status = 200, description = "Logged out", body = MainResponse),
     (status = 400, description = "A token cookie sent more than once", body = MainResponse),
-    (status = 401, description = "Unauthorized", body = MainResponse),
 ))]
 pub(super) async fn logout(call: Call<SessionToEnd>) -> Result<Response, ApiError> {
     let SessionToEnd { user, session } = call.caller;
@@ -69,11 +68,9 @@ pub(super) async fn logout(call: Call<SessionToEnd>) -> Result<Response, ApiErro
 }
 
 /// Rotate the refresh token and issue a new access token.
-#[utoipa::path(post, path = "/user/refresh", security(("refresh_cookie" = [])), responses(
+#[utoipa::path(post, path = "/user/refresh", responses(
     (status = 200, description = "New tokens in cookies", body = RefreshResponse),
     (status = 400, description = "A token cookie sent more than once", body = MainResponse),
-    (status = 401, description = "Unauthorized", body = MainResponse),
-    (status = 403, description = "Cross-site request refused", body = MainResponse),
     (status = 429, description = "Throttled; see Retry-After", body = MainResponse),
 ))]
 pub(super) async fn refresh(call: Call<RefreshCookie>) -> Result<Response, ApiError> {
@@ -84,10 +81,9 @@ pub(super) async fn refresh(call: Call<RefreshCookie>) -> Result<Response, ApiEr
 }
 
 /// The caller's live sessions, newest first.
-#[utoipa::path(get, path = "/user/sessions", security(("bearer" = []), ("access_cookie" = [])), responses(
+#[utoipa::path(get, path = "/user/sessions", responses(
     (status = 200, description = "Live sessions, newest first; `current` marks the caller's", body = SessionListResponse),
     (status = 400, description = "A token cookie sent more than once", body = MainResponse),
-    (status = 401, description = "Unauthorized", body = MainResponse),
 ))]
 pub(super) async fn list_sessions(call: Call<Authenticated>) -> Result<Response, ApiError> {
     let current = call.caller.claims().sid;
@@ -99,13 +95,11 @@ pub(super) async fn list_sessions(call: Call<Authenticated>) -> Result<Response,
 }
 
 /// Sign one of the caller's sessions out (a lost phone, a sold TV).
-#[utoipa::path(delete, path = "/user/sessions/{id}", security(("bearer" = []), ("access_cookie" = [])), params(
+#[utoipa::path(delete, path = "/user/sessions/{id}", params(
     ("id" = String, Path, description = "A session id from `GET /user/sessions`", format = Uuid),
 ), responses(
     (status = 200, description = "Ended", body = MainResponse),
     (status = 400, description = "Not a session id, or a token cookie sent more than once", body = MainResponse),
-    (status = 401, description = "Unauthorized", body = MainResponse),
-    (status = 403, description = "Cross-site request refused", body = MainResponse),
     (status = 404, description = "Not a live session of the caller", body = MainResponse),
 ))]
 pub(super) async fn revoke_session(call: Call<Authenticated>) -> Result<Response, ApiError> {
@@ -115,11 +109,9 @@ pub(super) async fn revoke_session(call: Call<Authenticated>) -> Result<Response
 }
 
 /// Sign every session but the caller's out.
-#[utoipa::path(post, path = "/user/sessions/revoke-others", security(("bearer" = []), ("access_cookie" = [])), responses(
+#[utoipa::path(post, path = "/user/sessions/revoke-others", responses(
     (status = 200, description = "The others ended; how many", body = RevokedResponse),
     (status = 400, description = "A token cookie sent more than once", body = MainResponse),
-    (status = 401, description = "Unauthorized", body = MainResponse),
-    (status = 403, description = "Cross-site request refused", body = MainResponse),
 ))]
 pub(super) async fn revoke_other_sessions(call: Call<Authenticated>) -> Result<Response, ApiError> {
     let claims = call.caller.claims();
