@@ -85,7 +85,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("second sign-up: {status} {}", again.text().await?);
     assert_eq!(status, 409);
 
-    let tasks = service.store().list_tasks(None, None, 10).await?;
+    let tasks = service.list_tasks(None, &user_core::page::PageRequest::first(10)?).await?.items;
     println!("outbox: {:?}", tasks.iter().map(|t| (t.id, t.kind.as_str())).collect::<Vec<_>>());
     assert_eq!(tasks.len(), 1);
     Ok(())

@@ -197,11 +197,12 @@ pub struct RelayStats {
 /// Delivers deferred tasks to a [`TaskSink`].
 ///
 /// ```no_run
-/// # async fn run(service: user_core::UserService) {
+/// # async fn run(store: std::sync::Arc<dyn user_core::store::Store>, service: user_core::UserService) {
 /// use std::sync::Arc;
 /// use user_core::tasks::{LogSink, Relay, RelayConfig};
 ///
-/// let relay = Relay::new(service.store().clone(), Arc::new(LogSink), RelayConfig::default())
+/// // `store` is the one the service was built on (from `store::open`).
+/// let relay = Relay::new(store, Arc::new(LogSink), RelayConfig::default())
 ///     .with_waker(service.task_waker());
 /// relay.run(async { tokio::signal::ctrl_c().await.ok(); }).await;
 /// # }

@@ -128,8 +128,11 @@ impl UserService {
         &self.hasher
     }
 
-    /// The store, for operator tooling and health checks.
-    pub fn store(&self) -> &Arc<dyn Store> {
-        &self.store
+    /// Checks the database answers with its schema (for readiness probes).
+    ///
+    /// # Errors
+    /// [`Error::Internal`](crate::Error::Internal) with the cause when it does not.
+    pub async fn ping(&self) -> Result<()> {
+        self.store.ping().await
     }
 }

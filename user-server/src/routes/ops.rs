@@ -23,7 +23,7 @@ pub(super) async fn healthz(_: Call<Open>) -> Result<Response, ApiError> {
     (status = 503, description = "Database unreachable", body = MainResponse),
 ))]
 pub(super) async fn readyz(call: Call<Open>) -> Result<Response, ApiError> {
-    match call.state.service.store().ping().await {
+    match call.state.service.ping().await {
         Ok(()) => Ok(json(&MainResponse::new("ready", 200))),
         Err(e) => {
             tracing::warn!(error = %e, "readiness check failed");
