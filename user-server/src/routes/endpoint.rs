@@ -95,7 +95,9 @@ impl Endpoint {
 
     /// Whether the body may be a URL-encoded form as well as JSON (the OAuth routes).
     fn takes_forms(&self) -> bool {
-        self.operation.request_body.as_ref().is_some_and(|b| b.content.contains_key(crate::http::FORM))
+        self.operation.request_body.as_ref().is_some_and(
+            |b| matches!(b, utoipa::openapi::RefOr::T(body) if body.content.contains_key(crate::http::FORM)),
+        )
     }
 
     /// Whether errors take RFC 6749's shape (see [`ApiError::oauth`]).
