@@ -11,7 +11,8 @@ use chrono::Utc;
 use criterion::{Criterion, criterion_group, criterion_main};
 use user_core::auth::{HashingConfig, KeySet, PasswordHasher, TokenConfig, Tokens};
 use user_core::domain::{Email, Password, Role, SessionId, TrackId, UserId, Username};
-use user_core::store::{self, Store, User, UserKey, UserRecord};
+use user_core::store::backend::UserRecord;
+use user_core::store::{self, Store, User, UserKey};
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()

@@ -1,4 +1,8 @@
-//! Storage: the traits every backend implements, and the backends.
+//! Storage: the backends (SQLite, PostgreSQL), [`open`] to pick one by URL,
+//! and [`Store`], what `UserService` and the relay are built on. The traits
+//! a backend implements and the records only they carry are the crate's own
+//! (see `traits.rs`); an embedder opens a store, migrates it and hands it to
+//! `UserService`, which is the one way to change data.
 //!
 //! Each trait method that writes more than one row is one atomic unit: the
 //! backend runs it in one transaction (a favorite and its deferred task, a
@@ -12,403 +16,49 @@
 pub(crate) mod conformance;
 #[cfg(feature = "postgres")]
 mod postgres;
-mod records;
+pub(crate) mod records;
 pub(crate) mod rules;
 #[cfg(feature = "sqlite")]
 mod sqlite;
+pub(crate) mod traits;
 
 use std::sync::Arc;
 
-use async_trait::async_trait;
-use chrono::{DateTime, Utc};
-use uuid::Uuid;
-
-use crate::domain::{Email, SessionId, TrackId, UserCode, UserId};
 #[cfg(doc)]
 use crate::error::Error;
 use crate::error::Result;
 #[cfg(feature = "postgres")]
 pub use postgres::PostgresStore;
 pub use records::{
-    AccountChanges, AuditFilter, AuditRecord, Claim, DeferredTask, DeviceDecision, DeviceGrant, DevicePoll, Favorite,
-    LoginAttempt, MailPayload, NewDeviceGrant, NewMail, NewSession, NewToken, Rotation, SessionRecord, TaskChannel,
-    TaskCounts, TaskKind, TaskStatus, TokenPurpose, User, UserChanges, UserCodeAction, UserKey, UserRecord,
-    WaitingTasks,
+    AccountChanges, AuditFilter, AuditRecord, DeferredTask, Favorite, MailPayload, SessionRecord, TaskCounts, TaskKind,
+    TaskStatus, User, UserKey,
+};
+pub(crate) use records::{
+    Claim, DeviceDecision, DeviceGrant, DevicePoll, LoginAttempt, NewDeviceGrant, NewMail, NewSession, NewToken,
+    Rotation, TaskChannel, TokenPurpose, UserChanges, UserCodeAction, UserRecord, WaitingTasks,
 };
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
+pub use traits::Store;
+pub(crate) use traits::{
+    AuditStore, DEVICE_GRANT_KEPT, DeviceStore, FavoriteStore, LockRule, SecretStore, SessionStore, TaskStore,
+    TokenMail, TokenOwner, TokenStore, UserStore,
+};
 
-/// When to refuse logins after a given number of consecutive failures (see
-/// [`UserStore::reserve_login_attempt`]). Owned, so a backend may evaluate it
-/// on its own writer thread inside the transaction that counts the failure.
-pub type LockRule = Box<dyn Fn(u32) -> Option<DateTime<Utc>> + Send + Sync>;
-
-/// Accounts.
-#[async_trait]
-pub trait UserStore: Send + Sync {
-    /// Inserts a new account and enqueues `mails` (with their tokens) in the
-    /// same transaction.
-    ///
-    /// # Errors
-    /// [`Error::Conflict`] naming the field when the username or email is taken.
-    async fn insert_user(&self, record: &UserRecord, mails: &[NewMail]) -> Result<()>;
-
-    /// Finds one account.
-    async fn find_user(&self, key: UserKey<'_>) -> Result<Option<UserRecord>>;
-
-    /// Applies `changes` atomically (a new password hash also grows the
-    /// credential version); `None` if the user does not exist or no longer
-    /// has `changes.expected_credential_version`.
-    ///
-    /// # Errors
-    /// [`Error::Conflict`] when the new username or email is taken.
-    async fn update_user(&self, id: UserId, changes: &UserChanges, now: DateTime<Utc>) -> Result<Option<UserRecord>>;
-
-    /// Reserves one password check for the account, atomically, before the
-    /// password is hashed: unless logins are refused at `now`, the attempt is
-    /// counted as a failure at once (a success clears it later) and, when
-    /// `lock_until` gives a time for the new count, logins are refused until
-    /// then. So N concurrent guesses, on any number of replicas, get at most
-    /// as many checks as the lockout allows. `None` if the user does not exist.
-    async fn reserve_login_attempt(
-        &self,
-        id: UserId,
-        now: DateTime<Utc>,
-        lock_until: LockRule,
-    ) -> Result<Option<LoginAttempt>>;
-
-    /// Clears the failed-login count and any lock (after a password checked
-    /// outside a login, such as `current_password`, proved right).
-    async fn reset_login_failures(&self, id: UserId) -> Result<()>;
-
-    /// Applies an operator's change in one transaction and returns the
-    /// account as it is now; `None` if the user does not exist. A role that
-    /// differs, or a disable, revokes every session of the user and grows the
-    /// credential version, so tokens carrying the old role or issued before
-    /// the disable stop working at once.
-    ///
-    /// # Errors
-    /// [`Error::LastAdmin`] (and nothing changed) when the account is the
-    /// last active admin and would stop being one.
-    async fn change_account(&self, id: UserId, changes: &AccountChanges, now: DateTime<Utc>) -> Result<Option<User>>;
-
-    /// Deletes the account with its sessions and favorites, and enqueues a
-    /// `user.deleted` task, in one transaction; `false` if it did not exist.
-    async fn delete_user(&self, id: UserId, now: DateTime<Utc>) -> Result<bool>;
-
-    /// Up to `limit` accounts with ids greater than `after`, oldest first.
-    async fn list_users(&self, after: Option<UserId>, limit: u32) -> Result<Vec<User>>;
-
-    /// Like [`UserStore::list_users`], only accounts whose lower-cased
-    /// username or email starts with `prefix` (given lower-cased). Served by
-    /// an index however many accounts there are.
-    async fn search_users(&self, prefix: &str, after: Option<UserId>, limit: u32) -> Result<Vec<User>>;
-}
-
-/// Login sessions.
-#[async_trait]
-pub trait SessionStore: Send + Sync {
-    /// Completes a login in one transaction: if the user still has the
-    /// credential version the login verified and is not disabled, clears the
-    /// failed-login count and lock, stores the rehash if any, records the
-    /// session and its time as the user's last login. `false` (and nothing
-    /// written) if the credential changed, the account was disabled or
-    /// deleted meanwhile: a session is never minted
-    /// from a stale password, and a rehash never writes an old password back.
-    async fn open_session(&self, login: &NewSession) -> Result<bool>;
-
-    /// The user's live sessions (neither revoked nor expired at `now`),
-    /// newest first.
-    async fn list_sessions(&self, user: UserId, now: DateTime<Utc>) -> Result<Vec<SessionRecord>>;
-
-    /// Reads a session.
-    async fn session(&self, id: SessionId) -> Result<Option<SessionRecord>>;
-
-    /// The user of session `id`, if the session is active at `now` and
-    /// belongs to `user`: one round trip for authenticated reads.
-    async fn session_user(&self, id: SessionId, user: UserId, now: DateTime<Utc>) -> Result<Option<UserRecord>>;
-
-    /// Swaps the refresh `jti` if it still equals `expected_jti` and the session
-    /// is not revoked; `true` if this call won.
-    async fn rotate_session(&self, rotation: &Rotation) -> Result<bool>;
-
-    /// Revokes one session; `false` if it was unknown or already revoked.
-    async fn revoke_session(&self, id: SessionId, now: DateTime<Utc>) -> Result<bool>;
-
-    /// Revokes every active session of `user` except `except`; returns how many.
-    async fn revoke_user_sessions(&self, user: UserId, except: Option<SessionId>, now: DateTime<Utc>) -> Result<u64>;
-}
-
-/// Favorite tracks, written together with their deferred tasks.
-#[async_trait]
-pub trait FavoriteStore: Send + Sync {
-    /// Adds the tracks not yet favorite, each with a `favorite.added` task, in
-    /// one transaction; returns how many were new.
-    ///
-    /// # Errors
-    /// [`Error::UserNotFound`] if the user does not exist.
-    async fn add_favorites(&self, user: UserId, tracks: &[TrackId], now: DateTime<Utc>) -> Result<u64>;
-
-    /// Removes the tracks that are favorite, each with a `favorite.removed`
-    /// task, in one transaction; returns how many were removed.
-    async fn remove_favorites(&self, user: UserId, tracks: &[TrackId], now: DateTime<Utc>) -> Result<u64>;
-
-    /// For each track, in order, whether it is a favorite.
-    async fn favorites_contain(&self, user: UserId, tracks: &[TrackId]) -> Result<Vec<bool>>;
-
-    /// Up to `limit` favorites with `seq` below `before`, newest first.
-    async fn list_favorites(&self, user: UserId, before: Option<i64>, limit: u32) -> Result<Vec<Favorite>>;
-}
-
-/// The deferred-task outbox.
-#[async_trait]
-pub trait TaskStore: Send + Sync {
-    /// Up to `limit` tasks with ids above `after`, optionally of one status, in id order.
-    async fn list_tasks(&self, status: Option<TaskStatus>, after: Option<i64>, limit: u32)
-    -> Result<Vec<DeferredTask>>;
-
-    /// Leases up to `limit` due tasks in id order until `lease_until`.
-    ///
-    /// A task is claimable when it is pending, due (`available_at <= now`),
-    /// not leased (or its lease ran out), and no earlier pending task of the
-    /// same user is leased or not yet due: so a user's tasks are delivered in
-    /// order, while different users' tasks flow in parallel. Concurrent
-    /// claimers never receive the same task. A backend may be stricter and
-    /// hold back every task of a user who has any task leased or backing off
-    /// (PostgreSQL does, so a claim stays linear in the backlog). A claim
-    /// costs at most a scan of the pending tasks, however many users are held.
-    async fn claim_tasks(&self, now: DateTime<Utc>, lease_until: DateTime<Utc>, limit: u32) -> Result<Claim>;
-
-    /// Marks leased tasks delivered; returns how many were still held by `lease_id`.
-    async fn complete_tasks(&self, lease_id: Uuid, ids: &[i64], now: DateTime<Utc>) -> Result<u64>;
-
-    /// Records a failed attempt: back to pending with `attempts + 1` until
-    /// `retry_at`, or `dead` when `retry_at` is `None`; keeps `error`.
-    /// `false` if the lease was lost.
-    async fn fail_task(
-        &self,
-        lease_id: Uuid,
-        id: i64,
-        error: &str,
-        retry_at: Option<DateTime<Utc>>,
-        now: DateTime<Utc>,
-    ) -> Result<bool>;
-
-    /// Gives leased tasks back untouched (no attempt counted), e.g. at shutdown
-    /// or when an earlier task of the same user failed.
-    async fn release_tasks(&self, lease_id: Uuid, ids: &[i64], now: DateTime<Utc>) -> Result<u64>;
-
-    /// Puts dead tasks back to pending with zero attempts: one (`Some(id)`) or
-    /// all; returns how many.
-    async fn retry_dead_tasks(&self, id: Option<i64>, now: DateTime<Utc>) -> Result<u64>;
-
-    /// How many tasks are in each state. Reads every task, delivered ones
-    /// included: for operators and tests, not for a hot loop.
-    async fn count_tasks(&self) -> Result<TaskCounts>;
-
-    /// How many tasks are pending and dead. Reads only those (through their
-    /// indexes), so it stays cheap however many delivered tasks are kept.
-    async fn count_waiting_tasks(&self) -> Result<WaitingTasks>;
-
-    /// Deletes up to `limit` delivered (`done`) tasks whose delivery was
-    /// recorded before `before`, oldest first; returns how many. Pending and
-    /// dead tasks are never touched.
-    async fn purge_done_tasks(&self, before: DateTime<Utc>, limit: u32) -> Result<u64>;
-}
-
-/// The audit trail of security events.
-#[async_trait]
-pub trait AuditStore: Send + Sync {
-    /// Appends an entry (its `id` is assigned by the store).
-    async fn record_audit(&self, entry: &AuditRecord) -> Result<()>;
-
-    /// Up to `limit` entries that pass `filter` with ids below `before`, newest first.
-    async fn list_audit(&self, filter: &AuditFilter, before: Option<i64>, limit: u32) -> Result<Vec<AuditRecord>>;
-}
-
-/// Whose account a token mail is for.
-#[derive(Debug, Clone, Copy)]
-pub enum TokenOwner<'a> {
-    /// The account with this id.
-    Id(UserId),
-    /// The account whose current address this is, if any.
-    Email(&'a Email),
-}
-
-/// What became of a token mail request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TokenMail {
-    /// Enqueued for this account.
-    Sent(UserId),
-    /// Not sent: the account got a token of the same purpose too recently.
-    TooSoon,
-    /// Not sent: no such account.
-    NoAccount,
-}
-
-/// Single-use tokens sent in mails (verification, password reset), kept
-/// only as digests. Each method is one transaction.
-#[async_trait]
-pub trait TokenStore: Send + Sync {
-    /// Stores `mail.token` (replacing the account's older tokens of its
-    /// purpose) and enqueues `mail` for the account `owner` names, unless it
-    /// made a token of the same purpose after `not_before`. For an address
-    /// no account has, it does the same statements for an id no account
-    /// has (the task is written, no token is, the relay drops the task) and
-    /// answers [`TokenMail::NoAccount`]: the request costs the same either
-    /// way, so its timing does not tell whether the address exists.
-    async fn send_token_mail(
-        &self,
-        owner: TokenOwner<'_>,
-        mail: &NewMail,
-        not_before: Option<DateTime<Utc>>,
-        now: DateTime<Utc>,
-    ) -> Result<TokenMail>;
-
-    /// Uses up a verification token and marks the address it was sent to
-    /// verified; returns the account. `None` (and the token stays unusable)
-    /// when it is unknown, used, expired, or the account's address changed
-    /// since it was sent.
-    async fn verify_email(&self, digest: &[u8; 32], now: DateTime<Utc>) -> Result<Option<UserId>>;
-
-    /// Uses up a reset token: sets `password_hash`, grows the credential
-    /// version, clears login throttling, voids the account's other reset
-    /// tokens, revokes every session and enqueues `mail`; returns the
-    /// account. `None` when the token is unknown, used or expired.
-    async fn reset_password(
-        &self,
-        digest: &[u8; 32],
-        password_hash: &str,
-        mail: &NewMail,
-        now: DateTime<Utc>,
-    ) -> Result<Option<UserId>>;
-
-    /// Deletes up to `limit` mail tokens that expired before `now`, and up
-    /// to `limit` device sign-in requests that expired before `now` less
-    /// [`DEVICE_GRANT_KEPT`]; returns how many rows went.
-    async fn purge_expired_tokens(&self, now: DateTime<Utc>, limit: u32) -> Result<u64>;
-}
-
-/// How long an expired device sign-in request is kept, so a device that
-/// polls late still hears `expired_token` rather than `invalid_grant`.
-pub const DEVICE_GRANT_KEPT: chrono::TimeDelta = chrono::TimeDelta::hours(1);
-
-/// Device sign-in requests (RFC 8628): any replica can answer any poll.
-/// Each method is one transaction.
-#[async_trait]
-pub trait DeviceStore: Send + Sync {
-    /// Stores a new request; `false` (and nothing stored) if a stored
-    /// request has the same user code, so the caller draws another.
-    async fn insert_device_grant(&self, grant: &NewDeviceGrant) -> Result<bool>;
-
-    /// Records a poll of the request with this device-code digest at `now`
-    /// and returns it; `None` if there is none. While it is pending and
-    /// unexpired, a poll that comes sooner than its interval (less `leeway`)
-    /// after the previous one grows the interval by `step` seconds and is
-    /// reported too fast.
-    async fn poll_device_grant(
-        &self,
-        digest: &[u8; 32],
-        now: DateTime<Utc>,
-        leeway: chrono::TimeDelta,
-        step: u32,
-    ) -> Result<Option<DevicePoll>>;
-
-    /// Finds the pending, unexpired request with this user code that has
-    /// fewer than `max_wrong` wrong tries, and applies `action` to it (a
-    /// decision is taken once). When there is none, the code was wrong: one
-    /// try is counted against every pending request, not yet void, whose
-    /// code shares its first or its last four letters (a typo, or a guess by
-    /// someone who saw half the code), and `None` is returned.
-    async fn resolve_user_code(
-        &self,
-        code: &UserCode,
-        action: UserCodeAction,
-        max_wrong: u32,
-        now: DateTime<Utc>,
-    ) -> Result<Option<DeviceGrant>>;
-
-    /// Exchanges an approved request for the session `login` opens, once:
-    /// in one transaction, takes (deletes) the request if it is approved for
-    /// `login`'s user and unexpired at the session's creation, then opens
-    /// the session as [`SessionStore::open_session`] does. `false` if there
-    /// was no such request to take, or if the session could not be opened
-    /// (the account changed or was disabled since; the request is used up).
-    async fn redeem_device_grant(&self, digest: &[u8; 32], login: &NewSession) -> Result<bool>;
-}
-
-/// Service secrets (generated signing keys).
-#[async_trait]
-pub trait SecretStore: Send + Sync {
-    /// Returns the secret stored under `name`, storing `candidate` first if
-    /// there is none. Race-free: concurrent callers all get the same value.
-    async fn get_or_insert_secret(&self, name: &str, candidate: &[u8], now: DateTime<Utc>) -> Result<Vec<u8>>;
-}
-
-/// A complete backend.
-#[async_trait]
-pub trait Store:
-    UserStore
-    + SessionStore
-    + FavoriteStore
-    + TaskStore
-    + TokenStore
-    + DeviceStore
-    + SecretStore
-    + AuditStore
-    + std::fmt::Debug
-{
-    /// Brings the schema up to date (idempotent).
-    async fn migrate(&self) -> Result<()>;
-
-    /// Checks the backend is reachable.
-    async fn ping(&self) -> Result<()>;
-
-    /// Whether every process using this database can share per-client rate
-    /// limits through it ([`Store::hit_rate_limit`]): PostgreSQL. An embedded
-    /// store serves one process, which keeps its limits in memory.
-    fn shares_rate_limits(&self) -> bool {
-        false
-    }
-
-    /// Counts one request under `key` against `count` requests per `period`
-    /// (up to `count` at once; GCRA), in one statement, for every process on
-    /// the database alike: `None` when it is let through, else how long to
-    /// wait. A refused request is not counted.
-    ///
-    /// # Errors
-    /// [`Error::Internal`] where the store does not share limits, or fails.
-    async fn hit_rate_limit(
-        &self,
-        key: &str,
-        count: u32,
-        period: std::time::Duration,
-        now: DateTime<Utc>,
-    ) -> Result<Option<std::time::Duration>> {
-        let _ = (key, count, period, now);
-        Err(crate::error::Error::internal("this store does not share rate limits"))
-    }
-
-    /// Gives back one request [`Store::hit_rate_limit`] let through under
-    /// `key` (an attempt reserved before it was checked, that turned out
-    /// right), in one statement.
-    ///
-    /// # Errors
-    /// [`Error::Internal`] where the store does not share limits, or fails.
-    async fn refund_rate_limit(&self, key: &str, count: u32, period: std::time::Duration) -> Result<()> {
-        let _ = (key, count, period);
-        Err(crate::error::Error::internal("this store does not share rate limits"))
-    }
-
-    /// Deletes the rate-limit state of keys whose budget is full again at
-    /// `now` (they behave as if never seen); returns how many.
-    ///
-    /// # Errors
-    /// [`Error::Internal`] if the store fails.
-    async fn purge_rate_limits(&self, now: DateTime<Utc>) -> Result<u64> {
-        let _ = now;
-        Ok(0)
-    }
+/// The storage traits and the records they carry (feature `backend`), for
+/// tests and tools that read or write rows directly, such as the
+/// benchmark's seeder. Without the feature they are the crate's own, and
+/// `UserService` is the way in.
+#[cfg(feature = "backend")]
+pub mod backend {
+    pub use crate::store::records::{
+        Claim, DeviceDecision, DeviceGrant, DevicePoll, LoginAttempt, NewDeviceGrant, NewMail, NewSession, NewToken,
+        Rotation, TaskChannel, TokenPurpose, UserChanges, UserCodeAction, UserRecord, WaitingTasks,
+    };
+    pub use crate::store::traits::{
+        AuditStore, DEVICE_GRANT_KEPT, DeviceStore, FavoriteStore, LockRule, SecretStore, SessionStore, TaskStore,
+        TokenMail, TokenOwner, TokenStore, UserStore,
+    };
 }
 
 /// How to open a store.

@@ -20,7 +20,8 @@ use user_bench::favorites_of;
 use user_core::auth::{HashingConfig, PasswordHasher};
 use user_core::domain::{Email, Password, Role, SessionId, UserId, Username};
 use user_core::page::PageRequest;
-use user_core::store::{self, NewSession, SessionRecord, Store, User, UserKey, UserRecord};
+use user_core::store::backend::{NewSession, UserRecord};
+use user_core::store::{self, SessionRecord, Store, User, UserKey};
 use user_core::{ServiceConfig, UserService};
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;

@@ -131,7 +131,7 @@ impl UserService {
     /// Checks the database answers with its schema (for readiness probes).
     ///
     /// # Errors
-    /// [`Error::Internal`](crate::Error::Internal) with the cause when it does not.
+    /// [`Error::Internal`] with the cause when it does not.
     pub async fn ping(&self) -> Result<()> {
         self.store.ping().await
     }
