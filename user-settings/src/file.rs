@@ -101,7 +101,7 @@ where
     let (command, from_file) = with_file_defaults(command.clone(), &path, unknown)?;
     // The first parse checked every flag and variable: what fails now is a
     // value from the file.
-    let matches = command.try_get_matches_from(&args).map_err(|e| file_error(&command_keys(&e), &path, &e))?;
+    let matches = command.try_get_matches_from(&args).map_err(|e| file_error(&failed_key(&e), &path, &e))?;
     let settings = T::from_arg_matches(&matches).map_err(LoadError::Usage)?;
     Ok(Loaded { settings, sources: Sources { matches, from_file } })
 }
@@ -147,7 +147,7 @@ fn with_file_defaults(
 }
 
 /// The flag a clap error is about (`--listen <LISTEN>` → `listen`).
-fn command_keys(error: &clap::Error) -> String {
+fn failed_key(error: &clap::Error) -> String {
     match error.get(clap::error::ContextKind::InvalidArg) {
         Some(clap::error::ContextValue::String(arg)) => {
             arg.trim_start_matches("--").split([' ', '=']).next().unwrap_or_default().to_owned()
