@@ -284,6 +284,11 @@ async fn the_admin_api_through_the_sdk() {
     assert_eq!((carol.response.status, carol.role), (201, Role::User));
     assert_eq!(admin.create_user(&new).await.unwrap_err().status(), Some(409));
     assert_eq!(admin.user(carol.id).await.unwrap().username, "carol");
+    let found = admin.search_users(Some("CAR"), Some(1), None).await.unwrap();
+    assert_eq!((found.users.len(), found.users[0].id), (1, carol.id), "a prefix of any case");
+    let everyone: Vec<_> = admin.users(None, 1).try_collect().await.unwrap();
+    assert_eq!(everyone.len(), 2, "root and carol, a page at a time");
+    assert!(admin.search_users(None, Some(0), None).await.unwrap_err().is_bad_request());
     let unknown = uuid::Uuid::now_v7();
     assert!(admin.user(unknown).await.unwrap_err().is_not_found());
 
