@@ -296,6 +296,12 @@ impl Config {
             config.database = DatabaseUrl::new(url);
         }
         config.service.read_secret_files(&given)?;
+        // clap's `requires` holds for flags and variables, not for values
+        // that came from the config file: a certificate without its key must
+        // not fall back to plain http.
+        if config.tls_cert_file.is_some() != config.tls_key_file.is_some() {
+            return Err(LoadError::Invalid("give --tls-cert-file and --tls-key-file together".into()));
+        }
         let webhook_file = &config.tasks_webhook_secret_file;
         if let Some(secret) =
             read_secret_file("USER_TASKS_WEBHOOK_SECRET", webhook_file, given("tasks_webhook_secret"))?
@@ -725,5 +731,9 @@ mod tests {
             let error = Config::load_from(["user-server", "--config", path]).unwrap_err().to_string();
             assert!(error.contains(expected) && error.contains(path), "{text:?}: {error}");
         }
+        // A certificate without its key never falls back to plain http.
+        std::fs::write(&file, "tls-cert-file = \"/etc/cert.pem\"\n").unwrap();
+        let error = Config::load_from(["user-server", "--config", path]).unwrap_err().to_string();
+        assert!(error.contains("give --tls-cert-file and --tls-key-file together"), "{error}");
     }
 }
