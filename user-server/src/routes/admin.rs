@@ -8,12 +8,13 @@ use user_core::api::{
     UserSummary,
 };
 use user_core::domain::{Email, Locale, Password, Role, UserId, Username, ValidationError};
-use user_core::page::{Page, PageRequest};
+use user_core::page::Page;
 use user_core::service::{ClientInfo, Registration};
 use user_core::store::{AuditFilter, TaskStatus};
 use warp::http::StatusCode;
 use warp::reply::Response;
 
+use super::call::PageParams;
 use super::guard::Admin;
 use super::{Call, success};
 use crate::error::ApiError;
@@ -28,11 +29,6 @@ impl Call<Admin> {
     /// The account id in the path.
     fn target(&self) -> Result<UserId, ApiError> {
         Ok(self.path_param.as_deref().unwrap_or_default().parse::<UserId>()?)
-    }
-
-    /// `limit` and `cursor`.
-    fn page(&self) -> Result<PageRequest, ApiError> {
-        Ok(PageRequest::parse(self.query.single("limit")?, self.query.single("cursor")?)?)
     }
 }
 
@@ -50,8 +46,7 @@ fn users(page: Page<user_core::store::User>) -> Response {
 
 /// Every account, oldest first (admin only).
 #[utoipa::path(get, path = "/user/all", params(
-    ("limit" = Option<u32>, Query, description = "1–100, default 50", minimum = 1, maximum = 100),
-    ("cursor" = Option<String>, Query, description = "Opaque, from the previous page's next_cursor; any other value is 400", pattern = "^[A-Za-z0-9_-]+$"),
+    PageParams,
 ), responses(
     (status = 200, description = "One page", body = UserListResponse),
     (status = 400, description = "Bad limit or cursor", body = MainResponse),
@@ -63,8 +58,7 @@ pub(super) async fn all_users(call: Call<Admin>) -> Result<Response, ApiError> {
 /// Accounts whose username or email starts with `query` (any case), oldest first.
 #[utoipa::path(get, path = "/admin/users", tag = "admin", params(
     ("query" = Option<String>, Query, description = "A username or email prefix, compared case-insensitively; empty or absent lists every account", max_length = 254, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$"),
-    ("limit" = Option<u32>, Query, description = "1–100, default 50", minimum = 1, maximum = 100),
-    ("cursor" = Option<String>, Query, description = "Opaque, from the previous page's next_cursor; any other value is 400", pattern = "^[A-Za-z0-9_-]+$"),
+    PageParams,
 ), responses(
     (status = 200, description = "One page", body = UserListResponse),
     (status = 400, description = "Bad query, limit or cursor", body = MainResponse),
@@ -180,8 +174,7 @@ pub(super) async fn revoke_account_sessions(call: Call<Admin>) -> Result<Respons
 /// Outbox tasks in id order, optionally of one status.
 #[utoipa::path(get, path = "/admin/tasks", tag = "admin", params(
     ("status" = Option<TaskState>, Query, description = "Only tasks in this state; absent lists every task"),
-    ("limit" = Option<u32>, Query, description = "1–100, default 50", minimum = 1, maximum = 100),
-    ("cursor" = Option<String>, Query, description = "Opaque, from the previous page's next_cursor; any other value is 400", pattern = "^[A-Za-z0-9_-]+$"),
+    PageParams,
 ), responses(
     (status = 200, description = "One page", body = TaskListResponse),
     (status = 400, description = "Bad status, limit or cursor", body = MainResponse),
@@ -228,8 +221,7 @@ pub(super) async fn retry_task(call: Call<Admin>) -> Result<Response, ApiError> 
 #[utoipa::path(get, path = "/admin/audit", tag = "admin", params(
     ("user" = Option<String>, Query, description = "Only entries about this user id (a UUID)", pattern = "^[0-9A-Fa-f]{8}-?[0-9A-Fa-f]{4}-?[0-9A-Fa-f]{4}-?[0-9A-Fa-f]{4}-?[0-9A-Fa-f]{12}$"),
     ("event" = Option<String>, Query, description = "Only entries of this event, e.g. login.failure", max_length = 64, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]+$"),
-    ("limit" = Option<u32>, Query, description = "1–100, default 50", minimum = 1, maximum = 100),
-    ("cursor" = Option<String>, Query, description = "Opaque, from the previous page's next_cursor; any other value is 400", pattern = "^[A-Za-z0-9_-]+$"),
+    PageParams,
 ), responses(
     (status = 200, description = "One page", body = AuditListResponse),
     (status = 400, description = "Bad user, event, limit or cursor", body = MainResponse),

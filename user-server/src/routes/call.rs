@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
+use user_core::page::PageRequest;
 
 use crate::AppState;
 use crate::error::ApiError;
@@ -41,9 +42,31 @@ impl<G> Call<G> {
         if body.form { parse_form(&body.bytes) } else { parse_json(&body.bytes) }
     }
 
+    /// The page a listing asks for: `limit` and `cursor` (see [`PageParams`]).
+    ///
+    /// # Errors
+    /// 400 for a limit out of range, a cursor given twice or malformed.
+    pub(super) fn page(&self) -> Result<PageRequest, ApiError> {
+        Ok(PageRequest::parse(self.query.single("limit")?, self.query.single("cursor")?)?)
+    }
+
     fn body(&mut self) -> Result<Body, ApiError> {
         self.body.take().unwrap_or_else(|| {
             Err(user_core::Error::internal("this route reads a body its operation does not declare").into())
         })
     }
+}
+
+/// The query parameters of every listing, as the OpenAPI document shows
+/// them (`params(…, PageParams)`); [`Call::page`] reads them.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)] // Only its documentation is used.
+pub(super) struct PageParams {
+    /// 1–100, default 50
+    #[param(minimum = 1, maximum = 100)]
+    limit: Option<u32>,
+    /// Opaque, from the previous page's next_cursor; any other value is 400
+    #[param(pattern = "^[A-Za-z0-9_-]+$")]
+    cursor: Option<String>,
 }

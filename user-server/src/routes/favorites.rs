@@ -2,9 +2,9 @@
 
 use user_core::api::{ContainsResponse, FavoriteListResponse, FavoriteTrack, MainResponse};
 use user_core::domain::{TrackBatch, TrackId};
-use user_core::page::PageRequest;
 use warp::reply::Response;
 
+use super::call::PageParams;
 use super::guard::Authenticated;
 use super::{Call, success};
 use crate::error::ApiError;
@@ -110,14 +110,13 @@ pub(super) async fn remove_favorite_by_path(call: Call<Authenticated>) -> Result
 
 /// The caller's favorites, newest first.
 #[utoipa::path(get, path = "/user/track/favorite", params(
-    ("limit" = Option<u32>, Query, description = "1–100, default 50", minimum = 1, maximum = 100),
-    ("cursor" = Option<String>, Query, description = "Opaque, from the previous page's next_cursor; any other value is 400", pattern = "^[A-Za-z0-9_-]+$"),
+    PageParams,
 ), responses(
     (status = 200, description = "One page", body = FavoriteListResponse),
     (status = 400, description = "Bad limit or cursor", body = MainResponse),
 ))]
 pub(super) async fn list_favorites(call: Call<Authenticated>) -> Result<Response, ApiError> {
-    let page = PageRequest::parse(call.query.single("limit")?, call.query.single("cursor")?)?;
+    let page = call.page()?;
     let favorites = call.state.service.list_favorites(call.caller.id(), &page).await?;
     Ok(json(&FavoriteListResponse {
         response: MainResponse::success(),
