@@ -27,7 +27,7 @@ fn state() -> &'static AppState {
             };
             let service = UserService::new(store, config).await.unwrap();
             let cookies = CookiePolicy { secure: false };
-            AppState { service, cookies, policy: Default::default(), metrics_public: true }
+            AppState { service, cookies, policy: Default::default(), metrics_public: true, public_url: None }
         })
     })
 }
