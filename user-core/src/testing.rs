@@ -27,7 +27,9 @@ pub struct SqliteDatabase {
     pub store: std::sync::Arc<dyn Store>,
     /// `sqlite://…/test.db`.
     pub url: String,
-    dir: tempfile::TempDir,
+    path: std::path::PathBuf,
+    /// Deleted, with the file, on drop.
+    _dir: tempfile::TempDir,
 }
 
 impl SqliteDatabase {
@@ -37,10 +39,11 @@ impl SqliteDatabase {
     /// When the file cannot be created or migrated.
     pub async fn new() -> Self {
         let dir = tempfile::tempdir().expect("a temporary directory");
-        let url = format!("sqlite://{}", dir.path().join("test.db").display());
+        let path = dir.path().join("test.db");
+        let url = format!("sqlite://{}", path.display());
         let store = SqliteStore::connect(&url).await.expect("open the test database");
         store.migrate().await.expect("migrate the test database");
-        Self { store: std::sync::Arc::new(store), url, dir }
+        Self { store: std::sync::Arc::new(store), url, path, _dir: dir }
     }
 
     /// A database outage, as the service meets one: another connection
@@ -51,7 +54,7 @@ impl SqliteDatabase {
     /// # Panics
     /// When the file cannot be changed.
     pub fn break_schema(&self) {
-        let conn = rusqlite::Connection::open(self.dir.path().join("test.db")).expect("open the test database");
+        let conn = rusqlite::Connection::open(&self.path).expect("open the test database");
         let tables: Vec<String> = conn
             .prepare("select name from sqlite_schema where type = 'table' and name not like 'sqlite_%'")
             .and_then(|mut s| s.query_map([], |row| row.get(0))?.collect())

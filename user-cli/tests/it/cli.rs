@@ -410,9 +410,20 @@ async fn local_mode_reads_the_servers_config_file() {
     let mut cmd = env.cli();
     cmd.arg("--config").arg(&config).args(["user", "create", "alice", "--email", "a@example.com", "--password-stdin"]);
     cmd.write_stdin("correct horse\n").assert().success();
+    // A variable beats the file: bob is hashed with 16 KiB.
+    let mut cmd = env.cli();
+    cmd.env("USER_CONFIG_FILE", &config).env("USER_ARGON2_MEMORY_KIB", "16");
+    cmd.args(["user", "create", "bob", "--email", "b@example.com", "--password-stdin"]);
+    cmd.write_stdin("correct horse\n").assert().success();
     let store = store::open(&env.database).await.unwrap();
     let alice = store.find_user(UserKey::Username(&"alice".parse().unwrap())).await.unwrap().unwrap();
     assert!(alice.password_hash.contains("m=8,t=1,p=1"), "hashed with the file's argon2: {}", alice.password_hash);
+    let bob = store.find_user(UserKey::Username(&"bob".parse().unwrap())).await.unwrap().unwrap();
+    assert!(
+        bob.password_hash.contains("m=16,t=1,p=1"),
+        "the variable's memory, the file's iterations: {}",
+        bob.password_hash
+    );
 
     // Remote mode reads no file: its `database` does not clash with --server.
     let (url, _stop) = serve(&env.database).await;

@@ -69,7 +69,7 @@ impl Endpoint {
             [HttpMethod::Delete] => Method::DELETE,
             _ => panic!("{id}: documents one of GET, POST, PUT, PATCH, DELETE"),
         };
-        G::document(&mut operation, !matches!(method, Method::GET));
+        G::document(&mut operation, writes(&method));
         let path = P::path();
         Endpoint {
             doc_method: methods[0].clone(),
@@ -125,6 +125,12 @@ impl Endpoint {
     }
 }
 
+/// Whether requests with this method change something, so the guard's
+/// same-site rule applies (and is documented).
+fn writes(method: &Method) -> bool {
+    !matches!(*method, Method::GET | Method::HEAD)
+}
+
 /// The handler for one endpoint: the query and body read, then throttle,
 /// guard, same-site rule for writes, and the handler.
 fn mount<G, H, F>(endpoint: &'static Endpoint, state: &Arc<AppState>, handler: H) -> Handler
@@ -134,7 +140,7 @@ where
     F: Future<Output = Result<Response, ApiError>> + Send + 'static,
 {
     let state = state.clone();
-    let writes = !matches!(endpoint.method, Method::GET | Method::HEAD);
+    let writes = writes(&endpoint.method);
     Box::new(move |arrival: Arrival, path_param: Option<String>| {
         let state = state.clone();
         let Arrival { query, ctx, body, .. } = arrival;

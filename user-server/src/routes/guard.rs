@@ -61,12 +61,8 @@ fn document_guard(operation: &mut Operation, schemes: &[&str], refusals: &[(u16,
 }
 
 /// The 401 every guard with credentials may answer, and the same-site 403 of a write.
-fn refusals(writes: bool, forbidden: &'static str) -> Vec<(u16, &'static str)> {
-    let mut refusals = vec![(401, "Unauthorized")];
-    if writes {
-        refusals.push((403, forbidden));
-    }
-    refusals
+fn refusals(writes: bool) -> &'static [(u16, &'static str)] {
+    if writes { &[(401, "Unauthorized"), (403, CROSS_SITE)] } else { &[(401, "Unauthorized")] }
 }
 
 /// What a refused same-site check says in the OpenAPI document.
@@ -116,7 +112,7 @@ impl Guard for Authenticated {
     }
 
     fn document(operation: &mut Operation, writes: bool) {
-        document_guard(operation, ACCESS_TOKEN, &refusals(writes, CROSS_SITE));
+        document_guard(operation, ACCESS_TOKEN, refusals(writes));
     }
 }
 
@@ -183,7 +179,7 @@ impl Guard for SessionToEnd {
     }
 
     fn document(operation: &mut Operation, writes: bool) {
-        document_guard(operation, &["bearer", "access_cookie", "refresh_cookie"], &refusals(writes, CROSS_SITE));
+        document_guard(operation, &["bearer", "access_cookie", "refresh_cookie"], refusals(writes));
     }
 }
 
@@ -208,6 +204,6 @@ impl Guard for RefreshCookie {
     }
 
     fn document(operation: &mut Operation, writes: bool) {
-        document_guard(operation, &["refresh_cookie"], &refusals(writes, CROSS_SITE));
+        document_guard(operation, &["refresh_cookie"], refusals(writes));
     }
 }
