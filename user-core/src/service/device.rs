@@ -11,10 +11,10 @@ use chrono::{DateTime, TimeDelta, Utc};
 use super::recovery::{new_secret, token_digest};
 use super::{AuditEvent, ClientInfo, DevicePolicy, UserService};
 use crate::auth::IssuedTokens;
-use crate::domain::{DeviceName, UserCode, UserId, rate_key};
+use crate::domain::{DeviceName, SessionId, UserCode, UserId, rate_key};
 use crate::error::{Error, GrantError, Result};
 use crate::store::rules::Gcra;
-use crate::store::{DeviceDecision, DeviceGrant, NewDeviceGrant, UserCodeAction, UserKey};
+use crate::store::{DeviceDecision, DeviceGrant, NewDeviceGrant, UserCodeAction};
 
 /// How much sooner than the interval a poll may come without `slow_down`:
 /// a device's timer and the network are not exact.
@@ -138,11 +138,9 @@ impl UserService {
     /// # Errors
     /// [`Error::Grant`] with [`GrantError::InvalidClient`] for a client not in
     /// [`DevicePolicy::clients`].
-    pub async fn start_device_login(
-        &self,
-        client_id: &str,
-        device_name: Option<&DeviceName>,
-    ) -> Result<DeviceAuthorization> {
+    /// The device's name is `device.device_name`; its address is shown to
+    /// the person asked to approve it.
+    pub async fn start_device_login(&self, client_id: &str, device: &ClientInfo) -> Result<DeviceAuthorization> {
         let policy = &self.device.policy;
         if !policy.clients.iter().any(|c| c == client_id) {
             return Err(Error::Grant(GrantError::InvalidClient));
@@ -156,10 +154,11 @@ impl UserService {
                 digest,
                 user_code: UserCode::generate(),
                 client_id: client_id.to_owned(),
-                device_name: device_name.map(ToString::to_string),
+                device_name: device.device_name.as_ref().map(ToString::to_string),
                 created_at: now,
                 expires_at: now + TimeDelta::from_std(policy.code_ttl).map_err(Error::internal)?,
                 interval_secs,
+                request_ip: device.ip.map(|ip| ip.to_string()),
             };
             if self.store.insert_device_grant(&grant).await? {
                 return Ok(DeviceAuthorization {
@@ -178,10 +177,11 @@ impl UserService {
     ///
     /// # Errors
     /// [`Error::Grant`] with `authorization_pending`, `slow_down` (the
-    /// device's interval grew), `access_denied`, `expired_token` (also for a
-    /// code voided by wrong user codes) or `invalid_grant` (unknown, used, or
-    /// another client's code; the account was disabled or changed its
-    /// credentials meanwhile).
+    /// device's interval grew), `access_denied` (declined; or the approving
+    /// session ended, or a sign-in method of the account changed, since the
+    /// approval), `expired_token` (also for a code voided by wrong user
+    /// codes) or `invalid_grant` (unknown, used, or another client's code;
+    /// the account was disabled or changed meanwhile).
     pub async fn poll_device_login(
         &self,
         client_id: &str,
@@ -207,9 +207,16 @@ impl UserService {
             DeviceDecision::Denied(_) => return grant_error(GrantError::AccessDenied),
             DeviceDecision::Approved(user) => user,
         };
-        let Some(record) = self.store.find_user(UserKey::Id(user)).await? else {
-            return grant_error(GrantError::InvalidGrant);
+        // The approval holds only while the session that gave it lives and
+        // the account's credentials are those it was given under: a stolen
+        // session's approval ends with the session.
+        let Some(approval) = grant.approval else { return grant_error(GrantError::AccessDenied) };
+        let Some(record) = self.store.session_user(approval.session, user, now).await? else {
+            return grant_error(GrantError::AccessDenied);
         };
+        if record.credential_version != approval.credential_version {
+            return grant_error(GrantError::AccessDenied);
+        }
         let device = ClientInfo {
             device_name: grant.device_name.as_deref().map(DeviceName::parse).transpose()?,
             ..client.clone()
@@ -238,22 +245,26 @@ impl UserService {
         self.resolve_user_code(user, code, UserCodeAction::Look, client).await
     }
 
-    /// Approves or declines the device sign-in a user code names, as `user`.
+    /// Approves or declines the device sign-in a user code names, as `user`
+    /// from `session`. An approval is bound to that session and to the
+    /// account's current credentials (see [`UserService::poll_device_login`]).
     /// Wrong codes are counted per account and per client address, and
     /// against the pending codes that share a half with them (five void a code).
     ///
     /// # Errors
     /// [`Error::InvalidUserCode`] for a code that is unknown, expired,
     /// decided or void; [`Error::Throttled`] once the account or the address
-    /// has typed too many wrong codes.
+    /// has typed too many wrong codes; [`Error::Unauthorized`] when `session`
+    /// ended meanwhile.
     pub async fn decide_device_login(
         &self,
         user: UserId,
+        session: SessionId,
         code: &UserCode,
         approve: bool,
         client: &ClientInfo,
     ) -> Result<DeviceGrant> {
-        let action = if approve { UserCodeAction::Approve(user) } else { UserCodeAction::Deny(user) };
+        let action = if approve { UserCodeAction::Approve { user, session } } else { UserCodeAction::Deny(user) };
         let grant = self.resolve_user_code(user, code, action, client).await?;
         let event = if approve { AuditEvent::DeviceApproved } else { AuditEvent::DeviceDenied };
         let detail =

@@ -523,6 +523,8 @@ pub struct NewDeviceGrant {
     pub expires_at: DateTime<Utc>,
     /// The least time between two polls, in seconds.
     pub interval_secs: u32,
+    /// The address the device asked from, shown to the approver.
+    pub request_ip: Option<String>,
 }
 
 impl std::fmt::Debug for NewDeviceGrant {
@@ -555,6 +557,10 @@ pub struct DeviceGrant {
     pub client_id: String,
     /// The name the device gave itself.
     pub device_name: Option<String>,
+    /// When the device asked.
+    pub created_at: DateTime<Utc>,
+    /// The address the device asked from.
+    pub request_ip: Option<String>,
     /// When the codes stop working.
     pub expires_at: DateTime<Utc>,
     /// The least time between two polls, in seconds (grown by each `slow_down`).
@@ -563,6 +569,19 @@ pub struct DeviceGrant {
     pub wrong_tries: u32,
     /// Approved, declined, or neither yet.
     pub decision: DeviceDecision,
+    /// What an approval is bound to; `None` unless approved.
+    pub approval: Option<Approval>,
+}
+
+/// What an approved device request is bound to: it may be redeemed only
+/// while the approving session lives and the account's credentials are
+/// those it was approved under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Approval {
+    /// The session that approved it.
+    pub session: SessionId,
+    /// The account's [`UserRecord::credential_version`] at the approval.
+    pub credential_version: i64,
 }
 
 /// One poll of a device's sign-in request (see [`DeviceStore::poll_device_grant`]).
@@ -580,8 +599,14 @@ pub struct DevicePoll {
 pub enum UserCodeAction {
     /// Only look: which device is asking.
     Look,
-    /// Approve it for this user.
-    Approve(UserId),
+    /// Approve it for this user, from this session of theirs (the approval
+    /// is bound to it and to the account's current credentials).
+    Approve {
+        /// The account approving.
+        user: UserId,
+        /// The session it approves from.
+        session: SessionId,
+    },
     /// Decline it, as this user.
     Deny(UserId),
 }

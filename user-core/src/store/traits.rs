@@ -299,7 +299,13 @@ pub trait DeviceStore: Send + Sync {
     /// decision is taken once). When there is none, the code was wrong: one
     /// try is counted against every pending request, not yet void, whose
     /// code shares its first or its last four letters (a typo, or a guess by
-    /// someone who saw half the code), and `None` is returned.
+    /// someone who saw half the code), and `None` is returned. An approval
+    /// records the approving session and the account's credential version
+    /// read in the same transaction.
+    ///
+    /// # Errors
+    /// [`crate::Error::Unauthorized`] when approving from a session that is
+    /// no longer active (nothing is counted or decided).
     async fn resolve_user_code(
         &self,
         code: &UserCode,
@@ -310,7 +316,9 @@ pub trait DeviceStore: Send + Sync {
 
     /// Exchanges an approved request for the session `login` opens, once:
     /// in one transaction, takes (deletes) the request if it is approved for
-    /// `login`'s user and unexpired at the session's creation, then opens
+    /// `login`'s user, unexpired at the session's creation, its approving
+    /// session still active and the account's credential version still the
+    /// approved one, then opens
     /// the session as [`SessionStore::open_session`] does. `false` if there
     /// was no such request to take, or if the session could not be opened
     /// (the account changed or was disabled since; the request is used up).

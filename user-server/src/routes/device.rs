@@ -10,6 +10,7 @@ use user_core::api::{
 };
 use user_core::auth::IssuedTokens;
 use user_core::domain::{DeviceName, UserCode};
+use user_core::service::ClientInfo;
 use user_core::{Error, GrantError};
 use warp::reply::Response;
 
@@ -35,8 +36,9 @@ fn required(value: Option<String>, name: &str) -> Result<String, ApiError> {
 ))]
 pub(super) async fn device_code(mut call: Call<Open>) -> Result<Response, ApiError> {
     let req: DeviceCodeRequest = call.form_or_json()?;
-    let name = req.device_name.as_deref().map(DeviceName::parse).transpose()?;
-    let started = call.state.service.start_device_login(&req.client_id, name.as_ref()).await?;
+    let device =
+        ClientInfo { device_name: req.device_name.as_deref().map(DeviceName::parse).transpose()?, ..call.ctx.client() };
+    let started = call.state.service.start_device_login(&req.client_id, &device).await?;
     let uri = verification_uri(&call);
     Ok(json(&DeviceCodeResponse {
         verification_uri_complete: format!("{uri}?user_code={}", started.user_code),
@@ -110,6 +112,7 @@ pub(super) async fn approve_device(mut call: Call<Authenticated>) -> Result<Resp
     let req: DeviceApproveRequest = call.json()?;
     // Anything that is not a code we could have made is wrong like an unknown one.
     let code = UserCode::parse(&req.user_code).map_err(|_| Error::InvalidUserCode)?;
-    call.state.service.decide_device_login(call.caller.id(), &code, req.approve, &call.ctx.client()).await?;
+    let caller = call.caller.claims();
+    call.state.service.decide_device_login(caller.sub, caller.sid, &code, req.approve, &call.ctx.client()).await?;
     Ok(success())
 }

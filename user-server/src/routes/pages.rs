@@ -213,6 +213,9 @@ struct DeviceWords {
     confirm_intro: &'static str,
     code_shown: &'static str,
     check_code: &'static str,
+    calls_itself: &'static str,
+    asked_from: &'static str,
+    minutes_ago: &'static str,
     approve: &'static str,
     decline: &'static str,
     approved: &'static str,
@@ -239,6 +242,9 @@ impl DeviceWords {
             ("confirm_intro", self.confirm_intro),
             ("code_shown", self.code_shown),
             ("check_code", self.check_code),
+            ("calls_itself", self.calls_itself),
+            ("asked_from", self.asked_from),
+            ("minutes_ago", self.minutes_ago),
             ("approve", self.approve),
             ("decline", self.decline),
             ("approved", self.approved),
@@ -266,6 +272,9 @@ fn device_words(locale: Locale) -> DeviceWords {
             confirm_intro: "This device asks to sign in to the account",
             code_shown: "Code:",
             check_code: "Approve only if the device you are holding or looking at shows this code.",
+            calls_itself: "The device calls itself",
+            asked_from: "Asked from",
+            minutes_ago: "min ago",
             approve: "Approve",
             decline: "Decline",
             approved: "Done: the device is signed in. You can close this page.",
@@ -288,6 +297,9 @@ fn device_words(locale: Locale) -> DeviceWords {
             confirm_intro: "Это устройство просит войти в аккаунт",
             code_shown: "Код:",
             check_code: "Подтверждайте, только если этот код показывает устройство перед вами.",
+            calls_itself: "Устройство называет себя",
+            asked_from: "Запрос с адреса",
+            minutes_ago: "мин назад",
             approve: "Разрешить",
             decline: "Отклонить",
             approved: "Готово: вход на устройстве выполнен. Эту страницу можно закрыть.",
@@ -312,14 +324,13 @@ pub(super) async fn device_page(call: Call<Visitor>) -> Result<Response, ApiErro
     let given = bounded_param(&call.query, "user_code", MAX_USER_CODE_CHARS)?.map(str::to_owned);
     let code = given.as_deref().and_then(|c| UserCode::parse(c).ok());
     let shown = code.as_ref().map_or_else(|| given.clone().unwrap_or_default(), ToString::to_string);
-    let page = |view: &str, problem: Option<&str>, grant: Option<(&str, &str)>| {
-        let (device_name, username) = grant.unwrap_or_default();
+    let page = |view: &str, problem: Option<&str>, asking: Option<minijinja::Value>| {
         render(
             "device.html",
             locale,
             context! {
                 lang => locale.as_str(), w => words.to_value(), view => view,
-                code => shown, problem => problem, device_name => device_name, username => username,
+                code => shown, problem => problem, asking => asking,
             },
         )
     };
@@ -329,8 +340,14 @@ pub(super) async fn device_page(call: Call<Visitor>) -> Result<Response, ApiErro
     let Some(code) = code else { return page("enter-code", Some(words.wrong_code), None) };
     match call.state.service.device_login_request(visitor.id(), &code, &call.ctx.client()).await {
         Ok(grant) => {
-            let name = grant.device_name.unwrap_or_else(|| grant.client_id.clone());
-            page("confirm", None, Some((&name, visitor.user().username.as_str())))
+            // The registered client first: the device's own name is its
+            // claim, shown as one, never in its place.
+            let age = (chrono::Utc::now() - grant.created_at).num_minutes().max(0);
+            let asking = context! {
+                client => grant.client_id, device_name => grant.device_name, ip => grant.request_ip,
+                minutes => age, username => visitor.user().username.as_str(),
+            };
+            page("confirm", None, Some(asking))
         }
         Err(user_core::Error::InvalidUserCode) => page("enter-code", Some(words.wrong_code), None),
         Err(user_core::Error::Throttled { .. }) => {

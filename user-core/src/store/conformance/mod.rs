@@ -67,6 +67,7 @@ macro_rules! suite {
             wrong_codes_sharing_a_half_void_a_code_at_the_limit,
             one_of_many_concurrent_decisions_wins,
             an_approved_request_redeemed_by_many_at_once_opens_one_session,
+            an_approval_ends_with_its_session_and_with_a_credential_change,
             expired_device_requests_are_purged_after_a_while
         );
     };

@@ -9,16 +9,18 @@ use uuid::Uuid;
 use super::PostgresStore;
 use super::rows::{get, map_err};
 use super::sessions::insert_session;
-use crate::domain::{UserCode, UserId};
-use crate::error::{Error, Result};
-use crate::store::{DeviceDecision, DeviceGrant, DevicePoll, DeviceStore, NewDeviceGrant, NewSession, UserCodeAction};
+use crate::domain::{SessionId, UserCode, UserId};
+use crate::error::{Error, Result, UnauthorizedReason};
+use crate::store::{
+    Approval, DeviceDecision, DeviceGrant, DevicePoll, DeviceStore, NewDeviceGrant, NewSession, UserCodeAction,
+};
 
 #[async_trait]
 impl DeviceStore for PostgresStore {
     async fn insert_device_grant(&self, g: &NewDeviceGrant) -> Result<bool> {
         let done = sqlx::query(
             "insert into device_grants (digest, user_code, client_id, device_name, created_at, expires_at, \
-               interval_secs) values ($1, $2, $3, $4, $5, $6, $7) on conflict (user_code) do nothing",
+               interval_secs, request_ip) values ($1, $2, $3, $4, $5, $6, $7, $8) on conflict (user_code) do nothing",
         )
         .bind(g.digest.as_slice())
         .bind(g.user_code.as_str())
@@ -27,6 +29,7 @@ impl DeviceStore for PostgresStore {
         .bind(g.created_at)
         .bind(g.expires_at)
         .bind(i32::try_from(g.interval_secs).map_err(Error::internal)?)
+        .bind(g.request_ip.as_deref())
         .execute(&self.pool)
         .await
         .map_err(map_err)?;
@@ -73,16 +76,37 @@ impl DeviceStore for PostgresStore {
         now: DateTime<Utc>,
     ) -> Result<Option<DeviceGrant>> {
         let max_wrong = i32::try_from(max_wrong).unwrap_or(i32::MAX);
-        let (decision, user) = match action {
-            UserCodeAction::Look => (None, None),
-            UserCodeAction::Approve(user) => (Some("approved"), Some(user.as_uuid())),
-            UserCodeAction::Deny(user) => (Some("denied"), Some(user.as_uuid())),
+        let (decision, user, session) = match action {
+            UserCodeAction::Look => (None, None, None),
+            UserCodeAction::Approve { user, session } => (Some("approved"), Some(user.as_uuid()), Some(session)),
+            UserCodeAction::Deny(user) => (Some("denied"), Some(user.as_uuid()), None),
         };
         let mut tx = self.begin().await?;
+        if let Some(session) = session {
+            // The share lock holds off the revocation of the approving
+            // session until this commits; the approval then reads the
+            // credential version that revocation's change replaces, so the
+            // redeem sees the change whichever commits first.
+            let live = sqlx::query(
+                "select 1 from sessions where id = $1 and user_id = $2 and revoked_at is null and expires_at > $3 \
+                 for share",
+            )
+            .bind(session.as_uuid())
+            .bind(user)
+            .bind(now)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(map_err)?;
+            if live.is_none() {
+                return Err(Error::Unauthorized(UnauthorizedReason::SessionRevoked));
+            }
+        }
         // A decision is one conditional update: of two racing, one finds the
         // request still pending.
         let sql = if decision.is_some() {
-            "update device_grants set decision = $4, user_id = $5, decided_at = $2 \
+            "update device_grants set decision = $4, user_id = $5, decided_at = $2, approver_session = $6, \
+               approver_version = case when $6::uuid is null then null \
+                 else (select credential_version from users where id = $5) end \
              where user_code = $1 and decision is null and expires_at > $2 and wrong_tries < $3 returning *"
         } else {
             "select * from device_grants \
@@ -90,7 +114,7 @@ impl DeviceStore for PostgresStore {
         };
         let mut query = sqlx::query(sql).bind(code.as_str()).bind(now).bind(max_wrong);
         if decision.is_some() {
-            query = query.bind(decision).bind(user);
+            query = query.bind(decision).bind(user).bind(session.map(|s| s.as_uuid()));
         }
         let row = query.fetch_optional(&mut *tx).await.map_err(map_err)?;
         let grant = match row {
@@ -109,7 +133,10 @@ impl DeviceStore for PostgresStore {
         let mut tx = self.begin().await?;
         let taken = sqlx::query(
             "delete from device_grants where digest = $1 and decision = 'approved' and user_id = $2 \
-               and expires_at > $3",
+               and expires_at > $3 \
+               and approver_version = (select credential_version from users where id = $2) \
+               and exists (select 1 from sessions where id = approver_session and revoked_at is null \
+                             and expires_at > $3)",
         )
         .bind(digest.as_slice())
         .bind(s.user_id.as_uuid())
@@ -173,13 +200,18 @@ fn device_grant(row: &PgRow) -> Result<DeviceGrant> {
         (Some(other), _) => return Err(Error::internal(format!("device grant decision {other:?} without a user"))),
     };
     let count = |name| get::<i32>(row, name).and_then(|n| u32::try_from(n).map_err(Error::internal));
+    let session = get::<Option<Uuid>>(row, "approver_session")?.map(SessionId::from_uuid);
+    let version = get::<Option<i64>>(row, "approver_version")?;
     Ok(DeviceGrant {
         user_code: UserCode::parse(&get::<String>(row, "user_code")?).map_err(Error::internal)?,
         client_id: get(row, "client_id")?,
         device_name: get(row, "device_name")?,
+        created_at: get(row, "created_at")?,
+        request_ip: get(row, "request_ip")?,
         expires_at: get(row, "expires_at")?,
         interval_secs: count("interval_secs")?,
         wrong_tries: count("wrong_tries")?,
         decision,
+        approval: session.zip(version).map(|(session, credential_version)| Approval { session, credential_version }),
     })
 }

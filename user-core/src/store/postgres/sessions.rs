@@ -52,12 +52,23 @@ pub(super) async fn lookup_sessions(
     Ok(answers)
 }
 
+/// Ends a user's sessions but `except`, and voids the device approvals they gave
+/// (declined, so the device hears `access_denied`).
 pub(super) async fn revoke_sessions(
     tx: &mut Transaction<'_, Postgres>,
     user: UserId,
     except: Option<SessionId>,
     now: DateTime<Utc>,
 ) -> Result<u64> {
+    sqlx::query(
+        "update device_grants set decision = 'denied' where user_id = $1 and decision = 'approved' \
+           and ($2::uuid is null or approver_session is distinct from $2)",
+    )
+    .bind(user.as_uuid())
+    .bind(except.map(|s| s.as_uuid()))
+    .execute(&mut **tx)
+    .await
+    .map_err(map_err)?;
     let done = sqlx::query(
         "update sessions set revoked_at = $1 \
          where user_id = $2 and revoked_at is null and ($3::uuid is null or id <> $3)",
@@ -156,12 +167,21 @@ impl SessionStore for PostgresStore {
     }
 
     async fn revoke_session(&self, id: SessionId, now: DateTime<Utc>) -> Result<bool> {
+        let mut tx = self.begin().await?;
+        sqlx::query(
+            "update device_grants set decision = 'denied' where approver_session = $1 and decision = 'approved'",
+        )
+        .bind(id.as_uuid())
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
         let done = sqlx::query("update sessions set revoked_at = $2 where id = $1 and revoked_at is null")
             .bind(id.as_uuid())
             .bind(now)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
             .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)?;
         Ok(done.rows_affected() == 1)
     }
 

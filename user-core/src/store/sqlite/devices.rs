@@ -7,9 +7,11 @@ use rusqlite::{Connection, Row, params};
 use super::SqliteStore;
 use super::rows::{col, execute, millis, opt_time, query_opt, time};
 use super::sessions::insert_session;
-use crate::domain::{UserCode, UserId};
-use crate::error::{Error, Result};
-use crate::store::{DeviceDecision, DeviceGrant, DevicePoll, DeviceStore, NewDeviceGrant, NewSession, UserCodeAction};
+use crate::domain::{SessionId, UserCode, UserId};
+use crate::error::{Error, Result, UnauthorizedReason};
+use crate::store::{
+    Approval, DeviceDecision, DeviceGrant, DevicePoll, DeviceStore, NewDeviceGrant, NewSession, UserCodeAction,
+};
 
 #[async_trait]
 impl DeviceStore for SqliteStore {
@@ -19,7 +21,7 @@ impl DeviceStore for SqliteStore {
             let inserted = execute(
                 conn,
                 "insert into device_grants (digest, user_code, client_id, device_name, created_at, expires_at, \
-                   interval_secs) values (?1, ?2, ?3, ?4, ?5, ?6, ?7) on conflict (user_code) do nothing",
+                   interval_secs, request_ip) values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) on conflict (user_code) do nothing",
                 params![
                     g.digest.as_slice(),
                     g.user_code.as_str(),
@@ -27,7 +29,8 @@ impl DeviceStore for SqliteStore {
                     g.device_name,
                     millis(g.created_at),
                     millis(g.expires_at),
-                    g.interval_secs
+                    g.interval_secs,
+                    g.request_ip
                 ],
             )?;
             Ok(inserted == 1)
@@ -98,15 +101,36 @@ impl DeviceStore for SqliteStore {
                 count_wrong_try(conn, &code, max_wrong, now)?;
                 return Ok(None);
             };
-            let (decision, user) = match action {
+            let (decision, user, session) = match action {
                 UserCodeAction::Look => return Ok(Some(grant)),
-                UserCodeAction::Approve(user) => (DeviceDecision::Approved(user), user),
-                UserCodeAction::Deny(user) => (DeviceDecision::Denied(user), user),
+                UserCodeAction::Approve { user, session } => (DeviceDecision::Approved(user), user, Some(session)),
+                UserCodeAction::Deny(user) => (DeviceDecision::Denied(user), user, None),
             };
+            if let Some(session) = session {
+                let version = query_opt(
+                    conn,
+                    "select u.credential_version from sessions s join users u on u.id = s.user_id \
+                     where s.id = ?1 and s.user_id = ?2 and s.revoked_at is null and s.expires_at > ?3",
+                    params![session.as_uuid(), user.as_uuid(), millis(now)],
+                    |row| col::<i64>(row, "credential_version"),
+                )?;
+                let Some(credential_version) = version else {
+                    return Err(Error::Unauthorized(UnauthorizedReason::SessionRevoked));
+                };
+                grant.approval = Some(Approval { session, credential_version });
+            }
             execute(
                 conn,
-                "update device_grants set decision = ?2, user_id = ?3, decided_at = ?4 where user_code = ?1",
-                params![code.as_str(), decision_name(decision), user.as_uuid(), millis(now)],
+                "update device_grants set decision = ?2, user_id = ?3, decided_at = ?4, approver_session = ?5, \
+                   approver_version = ?6 where user_code = ?1",
+                params![
+                    code.as_str(),
+                    decision_name(decision),
+                    user.as_uuid(),
+                    millis(now),
+                    grant.approval.map(|a| a.session.as_uuid()),
+                    grant.approval.map(|a| a.credential_version)
+                ],
             )?;
             grant.decision = decision;
             Ok(Some(grant))
@@ -122,7 +146,10 @@ impl DeviceStore for SqliteStore {
             let taken = execute(
                 conn,
                 "delete from device_grants where digest = ?1 and decision = 'approved' and user_id = ?2 \
-                   and expires_at > ?3",
+                   and expires_at > ?3 \
+                   and approver_version = (select credential_version from users where id = ?2) \
+                   and exists (select 1 from sessions where id = approver_session and revoked_at is null \
+                                 and expires_at > ?3)",
                 params![digest.as_slice(), s.user_id.as_uuid(), millis(s.created_at)],
             )?;
             Ok(taken == 1 && insert_session(conn, &login)?)
@@ -170,13 +197,18 @@ fn device_grant(row: &Row<'_>) -> Result<DeviceGrant> {
         (Some("denied"), Some(user)) => DeviceDecision::Denied(user),
         (Some(other), _) => return Err(Error::internal(format!("device grant decision {other:?} without a user"))),
     };
+    let session = col::<Option<uuid::Uuid>>(row, "approver_session")?.map(SessionId::from_uuid);
+    let version = col::<Option<i64>>(row, "approver_version")?;
     Ok(DeviceGrant {
         user_code: UserCode::parse(&col::<String>(row, "user_code")?).map_err(Error::internal)?,
         client_id: col(row, "client_id")?,
         device_name: col(row, "device_name")?,
+        created_at: time(col(row, "created_at")?)?,
+        request_ip: col(row, "request_ip")?,
         expires_at: time(col(row, "expires_at")?)?,
         interval_secs: col(row, "interval_secs")?,
         wrong_tries: col(row, "wrong_tries")?,
         decision,
+        approval: session.zip(version).map(|(session, credential_version)| Approval { session, credential_version }),
     })
 }

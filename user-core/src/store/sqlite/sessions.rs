@@ -10,17 +10,26 @@ use crate::domain::{SessionId, UserId};
 use crate::error::Result;
 use crate::store::{NewSession, Rotation, SessionRecord, SessionStore, UserRecord};
 
+/// Ends a user's sessions but `except`, and voids the device approvals they gave
+/// (declined, so the device hears `access_denied`).
 pub(super) fn revoke_sessions(
     conn: &Connection,
     user: UserId,
     except: Option<SessionId>,
     now: DateTime<Utc>,
 ) -> Result<u64> {
+    let except = except.map(|s| s.as_uuid());
+    execute(
+        conn,
+        "update device_grants set decision = 'denied' where user_id = ?1 and decision = 'approved' \
+           and (?2 is null or approver_session is not ?2)",
+        params![user.as_uuid(), except],
+    )?;
     execute(
         conn,
         "update sessions set revoked_at = ?1 \
          where user_id = ?2 and revoked_at is null and (?3 is null or id <> ?3)",
-        params![millis(now), user.as_uuid(), except.map(|s| s.as_uuid())],
+        params![millis(now), user.as_uuid(), except],
     )
 }
 
@@ -127,6 +136,11 @@ impl SessionStore for SqliteStore {
 
     async fn revoke_session(&self, id: SessionId, now: DateTime<Utc>) -> Result<bool> {
         self.write(move |conn| {
+            execute(
+                conn,
+                "update device_grants set decision = 'denied' where approver_session = ?1 and decision = 'approved'",
+                params![id.as_uuid()],
+            )?;
             let changed = execute(
                 conn,
                 "update sessions set revoked_at = ?2 where id = ?1 and revoked_at is null",

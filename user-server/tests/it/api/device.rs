@@ -3,15 +3,27 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use user_core::service::DevicePolicy;
+use user_core::service::{DevicePolicy, MailPolicy};
+use user_core::store::TaskKind;
 
+use super::recovery::mailed_token;
 use crate::common::{Reply, TestApp, app_with, config, req};
 
 const GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
 
 async fn device_app() -> TestApp {
     let device = DevicePolicy { clients: vec!["tv-app".into(), "car".into()], ..DevicePolicy::default() };
-    app_with(user_core::ServiceConfig { device, ..config() }).await
+    let mail = MailPolicy { enabled: true, ..MailPolicy::default() };
+    app_with(user_core::ServiceConfig { device, mail, ..config() }).await
+}
+
+/// Resets alice's password through the mailed link, as the owner would.
+async fn reset_password(app: &TestApp, password: &str) {
+    let forgot = app.send(req("POST", "/user/password/forgot").json(json!({"email": "alice@example.com"}))).await;
+    assert_eq!(forgot.status, 202, "{}", forgot.body);
+    let (token, _) = mailed_token(app, TaskKind::EmailPasswordReset).await;
+    let reset = app.send(req("POST", "/user/password/reset").json(json!({"token": token, "password": password}))).await;
+    assert_eq!(reset.status, 200, "{}", reset.body);
 }
 
 /// Asserts RFC 6749's error shape with the contract's fields; the `error` code.
@@ -260,6 +272,8 @@ async fn the_device_page_signs_in_shows_the_device_and_speaks_both_languages() {
     let confirm = String::from_utf8_lossy(&app.send(signed_in(format!("?user_code={lower}"))).await.raw).into_owned();
     assert!(confirm.contains(r#"<main id="confirm">"#) && confirm.contains("Living room TV"), "{confirm}");
     assert!(confirm.contains("<strong>alice</strong>") && confirm.contains(code), "{confirm}");
+    let (client, claim) = (confirm.find(r#"<p class="device">tv-app</p>"#), confirm.find("The device calls itself"));
+    assert!(client.is_some() && client < claim, "the registered client first, then the device's claim: {confirm}");
     let wrong = String::from_utf8_lossy(&app.send(signed_in("?user_code=ZZZZ-ZZZZ".into())).await.raw).into_owned();
     assert!(wrong.contains(r#"id="problem""#) && wrong.contains("not valid"), "{wrong}");
     let escaped =
@@ -305,4 +319,64 @@ async fn right_codes_use_none_of_the_wrong_code_allowance() {
         approve(&app, &alice.access, "ZZZZ-ZZZZ", true).await.error(400);
     }
     approve(&app, &alice.access, "ZZZZ-ZZZZ", true).await.error(429);
+}
+
+#[tokio::test]
+async fn an_approval_from_a_stolen_session_dies_with_a_password_reset() {
+    let app = device_app().await;
+    let _owner = app.user("alice").await;
+    let stolen = app.login("alice").await;
+    let started = start(&app, "Attacker box").await;
+    let (device_code, code) = (started["device_code"].as_str().unwrap(), started["user_code"].as_str().unwrap());
+    assert_eq!(approve(&app, &stolen.access, code, true).await.status, 200);
+
+    reset_password(&app, "owner's new passphrase").await;
+    assert_eq!(app.send(req("GET", "/user/get").bearer(&stolen.access)).await.status, 401);
+    app.clock.advance(Duration::from_secs(10));
+    assert_eq!(oauth_error(&poll(&app, device_code).await, 400), "access_denied", "no session from the old approval");
+
+    // And logging the approving session out voids what it approved.
+    let phone = app.login_with("alice", "owner's new passphrase").await;
+    let started = start(&app, "Another box").await;
+    let (device_code, code) = (started["device_code"].as_str().unwrap(), started["user_code"].as_str().unwrap());
+    assert_eq!(approve(&app, &phone.access, code, true).await.status, 200);
+    assert_eq!(app.send(req("POST", "/user/logout").bearer(&phone.access)).await.status, 200);
+    assert_eq!(oauth_error(&poll(&app, device_code).await, 400), "access_denied");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_approval_racing_a_password_reset_never_yields_a_session() {
+    let app = std::sync::Arc::new(device_app().await);
+    let _owner = app.user("alice").await;
+    for round in 0..6 {
+        let stolen =
+            app.login_with("alice", if round == 0 { crate::common::PASSWORD } else { "passphrase after reset" }).await;
+        let started = start(&app, "Attacker box").await;
+        let (device_code, code) = (started["device_code"].as_str().unwrap(), started["user_code"].as_str().unwrap());
+        app.send(req("POST", "/user/password/forgot").json(json!({"email": "alice@example.com"}))).await;
+        let (token, _) = mailed_token(&app, TaskKind::EmailPasswordReset).await;
+        let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(2));
+        let approving = {
+            let (app, barrier, access, code) = (app.clone(), barrier.clone(), stolen.access.clone(), code.to_owned());
+            tokio::spawn(async move {
+                barrier.wait().await;
+                approve(&app, &access, &code, true).await.status
+            })
+        };
+        let resetting = {
+            let (app, barrier) = (app.clone(), barrier.clone());
+            let body = json!({"token": token, "password": "passphrase after reset"});
+            tokio::spawn(async move {
+                barrier.wait().await;
+                app.send(req("POST", "/user/password/reset").json(body)).await.status
+            })
+        };
+        let (approved, reset) = (approving.await.unwrap(), resetting.await.unwrap());
+        assert_eq!(reset, 200, "round {round}");
+        assert!(approved == 200 || approved == 401, "round {round}: {approved}");
+        app.clock.advance(Duration::from_secs(61));
+        let polled = oauth_error(&poll(&app, device_code).await, 400);
+        let expected = if approved == 200 { "access_denied" } else { "authorization_pending" };
+        assert_eq!(polled, expected, "round {round}: whichever came first, no session for the device");
+    }
 }

@@ -19,7 +19,7 @@ async fn mail_app() -> TestApp {
 }
 
 /// The token of the newest pending mail of `kind`, and where it goes.
-async fn mailed_token(app: &TestApp, kind: TaskKind) -> (String, Option<String>) {
+pub(crate) async fn mailed_token(app: &TestApp, kind: TaskKind) -> (String, Option<String>) {
     let task = app.tasks().await.into_iter().rev().find(|t| t.kind == kind && t.status == TaskStatus::Pending);
     let payload = task.and_then(|t| t.payload).unwrap_or_else(|| panic!("no {kind:?} mail"));
     (payload.token.expect("a link"), payload.to.map(|e| e.to_string()))

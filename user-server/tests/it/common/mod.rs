@@ -134,6 +134,9 @@ pub struct Session {
     pub refresh: String,
 }
 
+/// The password `register` gives every account.
+pub const PASSWORD: &str = "correct horse";
+
 impl TestApp {
     pub async fn send(&self, req: Req) -> Reply {
         let response = req.0.reply(&user_server::routes(self.state.clone())).await;
@@ -145,15 +148,18 @@ impl TestApp {
     }
 
     pub async fn register(&self, name: &str) -> Reply {
-        let body = json!({"username": name, "password": "correct horse", "email": format!("{name}@example.com")});
+        let body = json!({"username": name, "password": PASSWORD, "email": format!("{name}@example.com")});
         let reply = self.send(req("POST", "/user/register").json(body)).await;
         assert_eq!(reply.status, 200, "{}", reply.body);
         reply
     }
 
     pub async fn login(&self, name: &str) -> Session {
-        let reply =
-            self.send(req("POST", "/user/login").json(json!({"username": name, "password": "correct horse"}))).await;
+        self.login_with(name, PASSWORD).await
+    }
+
+    pub async fn login_with(&self, name: &str, password: &str) -> Session {
+        let reply = self.send(req("POST", "/user/login").json(json!({"username": name, "password": password}))).await;
         assert_eq!(reply.status, 200, "{}", reply.body);
         Session {
             id: reply.body["id"].as_str().unwrap().to_owned(),
