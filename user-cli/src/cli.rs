@@ -124,6 +124,12 @@ pub enum Command {
         /// Do not ask for confirmation.
         #[arg(long)]
         yes: bool,
+        /// Confirm with the current password (asked for; with --password-stdin, the first line):
+        /// needed when the login is older than the server's re-authentication window (10 min).
+        #[arg(long)]
+        current_password: bool,
+        #[command(flatten)]
+        password: PasswordSource,
     },
     /// Favorite tracks of the logged-in account (remote).
     #[command(subcommand)]

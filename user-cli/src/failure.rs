@@ -51,7 +51,7 @@ impl From<user_client::Error> for Failure {
 
 fn api_message(e: &user_client::Error) -> String {
     match e {
-        user_client::Error::Api { status, message } => format!("{message} (HTTP {status})"),
+        user_client::Error::Api { status, message, .. } => format!("{message} (HTTP {status})"),
         other => other.to_string(),
     }
 }

@@ -151,10 +151,11 @@ async fn execute(client: &Client, command: Command, out: &Output) -> Result<(), 
             let account = client.update(&update).await?;
             out.done(&json!(account), &format!("updated {} ({})", account.username, account.id));
         }
-        Command::DeleteAccount { yes } => {
+        Command::DeleteAccount { yes, current_password, password } => {
             let me = client.me().await?;
             confirm(&format!("Delete the account {} and all its favorites?", me.username), yes)?;
-            client.delete_account().await?;
+            let current = if current_password { secrets(&password, &["Current password"])?.pop() } else { None };
+            client.delete_account(current.as_deref()).await?;
             credentials::remove()?;
             out.done(&json!({"status": "deleted", "id": me.id}), &format!("deleted {}", me.username));
         }

@@ -13,13 +13,16 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// The server answered with an error: its status and message.
+    /// The server answered with an error: its status, message and, for
+    /// v1.2's errors, a stable `code`.
     #[error("{status}: {message}")]
     Api {
         /// The HTTP status.
         status: u16,
-        /// The server's `message`.
+        /// The server's `message`, for people.
         message: String,
+        /// The server's `code` (`reauth_required`, …), for programs.
+        code: Option<String>,
     },
     /// An `/oauth/*` route refused: RFC 6749's error code (`invalid_grant`,
     /// `authorization_pending`, …), its status and description.
@@ -69,6 +72,22 @@ impl Error {
             Error::Grant { error, .. } => Some(error),
             _ => None,
         }
+    }
+
+    /// The stable code of a v1.2 error (`reauth_required`, …): branch on
+    /// this, never on the message.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            Error::Api { code, .. } => code.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// 401 `reauth_required`: the change needs a recent sign-in. Sign in
+    /// again (or send `current_password`); refreshing does not help, so the
+    /// client does not refresh on it.
+    pub fn is_reauth_required(&self) -> bool {
+        self.code() == Some("reauth_required")
     }
 
     /// 400: the request was malformed or a field broke a rule.

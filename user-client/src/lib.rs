@@ -39,10 +39,10 @@ use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde::de::DeserializeOwned;
 use tokio::sync::{Mutex, RwLock};
 use user_core::api::{
-    AccountResponse, ContainsResponse, FavoriteListResponse, FavoriteTrack, ForgotPasswordRequest, LoginRequest,
-    LoginResponse, MainResponse, OAuthErrorResponse, OAuthTokenRequest, OAuthTokenResponse, RefreshResponse,
-    RegisterRequest, ResetPasswordRequest, RevokedResponse, SessionInfo, SessionListResponse, TokenRequest,
-    UpdateRequest, UserListResponse, UserResponse, UserSummary,
+    AccountResponse, ContainsResponse, DeleteAccountRequest, FavoriteListResponse, FavoriteTrack,
+    ForgotPasswordRequest, LoginRequest, LoginResponse, MainResponse, OAuthErrorResponse, OAuthTokenRequest,
+    OAuthTokenResponse, RefreshResponse, RegisterRequest, ResetPasswordRequest, RevokedResponse, SessionInfo,
+    SessionListResponse, TokenRequest, UpdateRequest, UserListResponse, UserResponse, UserSummary,
 };
 use user_core::domain::{DeviceName, Email, Locale, Login, Password, TrackBatch, TrackId, Username, ValidationError};
 
@@ -402,7 +402,12 @@ impl Client {
             let tokens: OAuthTokenResponse = self.send(self.http.post(self.url("/oauth/token")).form(&body)).await?;
             self.session.hold_refresh(tokens.refresh_token);
             self.set_access_token(Some(tokens.access_token.clone())).await;
-            return Ok(RefreshResponse { message: "success".into(), status: 200, token: tokens.access_token });
+            return Ok(RefreshResponse {
+                message: "success".into(),
+                status: 200,
+                token: tokens.access_token,
+                session_expires_at: None,
+            });
         }
         let reply: RefreshResponse = self.send(self.http.post(self.url("/user/refresh"))).await?;
         self.set_access_token(Some(reply.token.clone())).await;
@@ -486,12 +491,18 @@ impl Client {
         self.send(self.http.post(self.url("/user/password/reset")).json(&body)).await
     }
 
-    /// `DELETE /user/delete`: deletes the logged-in account.
+    /// `DELETE /user/delete`: deletes the logged-in account. Without
+    /// `current_password` the session must have signed in within the
+    /// server's re-authentication window (default 10 minutes).
     ///
     /// # Errors
-    /// 401 without a session.
-    pub async fn delete_account(&self) -> Result<MainResponse> {
-        let reply = self.authed(Method::DELETE, "/user/delete", |r| r).await;
+    /// 401 without a session or for a wrong `current_password`;
+    /// [`Error::is_reauth_required`] when the sign-in is too old.
+    pub async fn delete_account(&self, current_password: Option<&str>) -> Result<MainResponse> {
+        let body = DeleteAccountRequest { current_password: current_password.map(str::to_owned) };
+        let reply = self
+            .authed(Method::DELETE, "/user/delete", |r| if body.current_password.is_some() { r.json(&body) } else { r })
+            .await;
         if reply.is_ok() {
             self.set_access_token(None).await;
         }
@@ -655,6 +666,10 @@ impl Client {
             return decode(response).await;
         }
         let first = decode::<T>(response).await;
+        if first.as_ref().is_err_and(Error::is_reauth_required) {
+            // A new token would be no more recent a sign-in.
+            return first;
+        }
         match self.refresh_after(generation).await {
             Some(token) => decode(request(Some(&token)).send().await?).await,
             None => first,
@@ -716,7 +731,7 @@ async fn decode<T: DeserializeOwned>(response: Response) -> Result<T> {
         return Err(Error::Grant { status, error: body.error, message: body.message });
     }
     match serde_json::from_slice::<MainResponse>(&bytes) {
-        Ok(body) => Err(Error::Api { status, message: body.message }),
+        Ok(body) => Err(Error::Api { status, message: body.message, code: body.code }),
         Err(source) => Err(Error::Decode { status, body: excerpt(&bytes), source }),
     }
 }

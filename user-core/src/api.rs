@@ -26,6 +26,10 @@ pub struct MainResponse {
     pub message: String,
     /// The HTTP status code, as an integer.
     pub status: u16,
+    /// (v1.2) A stable code for errors a client branches on
+    /// (`reauth_required`, …); absent on v1's errors.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
 }
 
 impl MainResponse {
@@ -36,12 +40,12 @@ impl MainResponse {
 
     /// Any message and status.
     pub fn new(message: impl Into<String>, status: u16) -> Self {
-        Self { message: message.into(), status }
+        Self { message: message.into(), status, code: None }
     }
 }
 
 /// `POST /user/register` request.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RegisterRequest {
     /// 3–32 characters of `A-Z a-z 0-9 _ . -`.
@@ -74,7 +78,7 @@ pub struct AccountResponse {
 }
 
 /// `POST /user/login` request.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LoginRequest {
     /// The username, or (extension) the email.
@@ -105,7 +109,7 @@ pub struct LoginRequest {
 }
 
 /// `POST /user/login` success.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LoginResponse {
     /// `{"message": "success login", "status": 200}`.
@@ -117,7 +121,7 @@ pub struct LoginResponse {
 }
 
 /// `POST /user/refresh` success.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RefreshResponse {
     /// `"success"`.
@@ -126,6 +130,10 @@ pub struct RefreshResponse {
     pub status: u16,
     /// (extension) The new access JWT (also set in the cookie).
     pub token: String,
+    /// (v1.2) When the session ends however often it is refreshed
+    /// (`USER_SESSION_MAX_LIFETIME` after its sign-in).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_expires_at: Option<DateTime<Utc>>,
 }
 
 /// `GET /user/get` success.
@@ -151,7 +159,7 @@ pub struct UserResponse {
 }
 
 /// `PUT /user/update` request: any non-empty subset of the first three fields.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Clone, Default, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UpdateRequest {
     /// A new username.
@@ -254,8 +262,20 @@ impl From<&crate::store::User> for UserSummary {
     }
 }
 
+/// `DELETE /user/delete` request (v1.2, optional): the current password,
+/// which stands for a recent sign-in.
+#[derive(Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct DeleteAccountRequest {
+    /// The current password; without it the session must have signed in
+    /// within `USER_REAUTH_WINDOW`.
+    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 128))]
+    pub current_password: Option<String>,
+}
+
 /// `POST /user/email/verify` request: the token from a verification mail.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TokenRequest {
     /// The token (43 characters of URL-safe base64).
@@ -283,7 +303,7 @@ pub struct DeviceCodeRequest {
 }
 
 /// `POST /oauth/device/code` response (RFC 8628 §3.2).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DeviceCodeResponse {
     /// The secret the device polls `/oauth/token` with.
@@ -302,7 +322,7 @@ pub struct DeviceCodeResponse {
 
 /// `POST /oauth/token` request (a form or JSON): the device-code grant
 /// (`device_code`, `client_id`) or the refresh-token grant (`refresh_token`).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Clone, Default, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct OAuthTokenRequest {
     /// `urn:ietf:params:oauth:grant-type:device_code` or `refresh_token`.
@@ -374,7 +394,7 @@ pub struct ForgotPasswordRequest {
 }
 
 /// `POST /user/password/reset` request.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ResetPasswordRequest {
     /// The token from the reset mail.
@@ -407,6 +427,9 @@ pub struct SessionInfo {
     pub device_name: Option<String>,
     /// Whether this is the session of the token that asked.
     pub current: bool,
+    /// (v1.2) When it ends however often it is refreshed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_expires_at: Option<DateTime<Utc>>,
 }
 
 /// `GET /user/sessions` success.
@@ -432,7 +455,7 @@ pub struct RevokedResponse {
 }
 
 /// `POST /admin/users` request.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CreateAccountRequest {
     /// 3–32 characters of `A-Z a-z 0-9 _ . -`.
@@ -649,9 +672,11 @@ impl From<AccountPatch> for crate::store::AccountChanges {
 
 #[cfg(feature = "service")]
 impl SessionInfo {
-    /// A stored session as listed; `current` when it is the asking token's.
-    pub fn of(s: crate::store::SessionRecord, current: crate::domain::SessionId) -> Self {
+    /// A stored session as listed; `current` when it is the asking token's;
+    /// `tokens` tells when it ends.
+    pub fn of(s: crate::store::SessionRecord, current: crate::domain::SessionId, tokens: &crate::auth::Tokens) -> Self {
         Self {
+            session_expires_at: Some(tokens.session_end(s.created_at)),
             id: s.id.as_uuid(),
             created_at: s.created_at,
             last_used_at: s.last_used_at,
@@ -672,4 +697,66 @@ impl From<TaskState> for crate::store::TaskStatus {
             TaskState::Dead => Self::Dead,
         }
     }
+}
+
+/// Implements `Debug` showing `shown` fields as they are and `secret` fields
+/// as `[redacted]` (or `None`), so that no password, token or code reaches a
+/// log through `{:?}`.
+macro_rules! debug_redacting {
+    ($($ty:ident { $($shown:ident),* ; $($secret:ident),* })*) => {$(
+        impl std::fmt::Debug for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct(stringify!($ty))
+                    $(.field(stringify!($shown), &self.$shown))*
+                    $(.field(stringify!($secret), &Redacted::of(&self.$secret)))*
+                    .finish()
+            }
+        }
+    )*};
+}
+
+/// What `Debug` shows in place of a secret.
+struct Redacted(bool);
+
+impl Redacted {
+    fn of(secret: &dyn Secretive) -> Self {
+        Redacted(secret.is_present())
+    }
+}
+
+impl std::fmt::Debug for Redacted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0 { "[redacted]" } else { "None" })
+    }
+}
+
+/// A field that may hold a secret.
+trait Secretive {
+    fn is_present(&self) -> bool;
+}
+
+impl Secretive for String {
+    fn is_present(&self) -> bool {
+        true
+    }
+}
+
+impl Secretive for Option<String> {
+    fn is_present(&self) -> bool {
+        self.is_some()
+    }
+}
+
+debug_redacting! {
+    RegisterRequest { username, email, locale; password }
+    LoginRequest { username, device_name; password }
+    LoginResponse { response, id; token }
+    RefreshResponse { message, status, session_expires_at; token }
+    UpdateRequest { username, email, locale; password, current_password }
+    DeleteAccountRequest { ; current_password }
+    TokenRequest { ; token }
+    DeviceCodeResponse { user_code, verification_uri, verification_uri_complete, expires_in, interval; device_code }
+    OAuthTokenRequest { grant_type, client_id; device_code, refresh_token }
+    ResetPasswordRequest { ; token, password }
+    CreateAccountRequest { username, email, role; password }
 }

@@ -3,6 +3,8 @@
 
 use std::fmt;
 
+use chrono::TimeDelta;
+
 use crate::domain::ValidationError;
 
 /// The result type of every fallible `user-core` operation.
@@ -63,6 +65,13 @@ pub enum Error {
     /// (HTTP 401). The reason is for logs; callers should show one generic text.
     #[error("unauthorized: {0}")]
     Unauthorized(UnauthorizedReason),
+    /// The change needs a recent proof of a credential: give
+    /// `current_password`, or sign in again (HTTP 401, code `reauth_required`).
+    #[error("recent authentication required: give current_password or sign in again")]
+    ReauthRequired {
+        /// How recent a sign-in must be.
+        max_age: TimeDelta,
+    },
     /// The caller is known but not allowed to do this (HTTP 403).
     #[error("{0}")]
     Forbidden(ForbiddenReason),
@@ -92,13 +101,22 @@ impl Error {
             Error::Validation(_) | Error::InvalidToken | Error::InvalidUserCode => 400,
             Error::Grant(GrantError::InvalidClient) => 401,
             Error::Grant(_) => 400,
-            Error::InvalidCredentials | Error::Unauthorized(_) => 401,
+            Error::InvalidCredentials | Error::Unauthorized(_) | Error::ReauthRequired { .. } => 401,
             Error::Forbidden(_) => 403,
             Error::UserNotFound | Error::SessionNotFound | Error::TaskNotFound => 404,
             Error::Conflict(_) | Error::LastAdmin | Error::TaskNotDead | Error::EmailAlreadyVerified => 409,
             Error::Throttled { .. } => 429,
             Error::Overloaded | Error::MailNotConfigured => 503,
             Error::Internal(_) => 500,
+        }
+    }
+
+    /// The stable code of the error body's `code` field, for clients to
+    /// branch on (never on `message`); `None` for v1's errors.
+    pub fn code(&self) -> Option<&'static str> {
+        match self {
+            Error::ReauthRequired { .. } => Some("reauth_required"),
+            _ => None,
         }
     }
 

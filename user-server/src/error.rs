@@ -164,6 +164,23 @@ impl Reply for ApiError {
         }
         self.log();
         let mut response = error_response(self.status(), self.message());
+        if let ApiError::Core(e) = &self
+            && let Some(code) = e.code()
+        {
+            let body = MainResponse {
+                code: Some(code.to_owned()),
+                ..MainResponse::new(self.message(), self.status().as_u16())
+            };
+            *response.body_mut() = serde_json::to_vec(&body).unwrap_or_default().into();
+        }
+        if let ApiError::Core(user_core::Error::ReauthRequired { max_age }) = &self {
+            // RFC 9470: the client should sign in again, no longer ago than max_age.
+            let challenge =
+                format!("Bearer error=\"insufficient_user_authentication\", max_age={}", max_age.num_seconds());
+            if let Ok(v) = HeaderValue::from_str(&challenge) {
+                response.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+            }
+        }
         if let ApiError::Core(user_core::Error::Throttled { retry_after }) = &self {
             let secs = retry_after.as_secs_f64().ceil().max(1.0) as u64;
             if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {

@@ -98,6 +98,12 @@ pub struct RunningServer {
 /// [`StartError`] naming what failed.
 pub async fn start(config: &Config) -> Result<RunningServer, StartError> {
     let service_config = config.service_config().map_err(StartError::Config)?;
+    if service_config.reauth_window.is_none() && !service_config.require_current_password {
+        tracing::warn!(
+            "USER_REAUTH_WINDOW is off: a stolen session can change the account's email and password and delete it \
+             without proving the password again"
+        );
+    }
     let tls = config.tls_files().map(tls::Certificates::load).transpose().map_err(StartError::Config)?;
     let options = user_core::store::OpenOptions { max_connections: config.database_max_connections };
     let store = user_core::store::open_with(config.database.expose(), options).await?;

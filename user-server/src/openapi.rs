@@ -5,11 +5,11 @@
 
 use user_core::api::{
     AccountPatch, AccountResponse, AdminAccountResponse, AuditEventInfo, AuditListResponse, ContainsResponse,
-    CreateAccountRequest, DeviceApproveRequest, DeviceCodeRequest, DeviceCodeResponse, FavoriteListResponse,
-    FavoriteTrack, ForgotPasswordRequest, LoginRequest, LoginResponse, MainResponse, OAuthErrorResponse,
-    OAuthTokenRequest, OAuthTokenResponse, RefreshResponse, RegisterRequest, ResetPasswordRequest, RevokedResponse,
-    SessionInfo, SessionListResponse, TaskInfo, TaskListResponse, TaskState, TokenRequest, UpdateRequest,
-    UserListResponse, UserResponse, UserSummary,
+    CreateAccountRequest, DeleteAccountRequest, DeviceApproveRequest, DeviceCodeRequest, DeviceCodeResponse,
+    FavoriteListResponse, FavoriteTrack, ForgotPasswordRequest, LoginRequest, LoginResponse, MainResponse,
+    OAuthErrorResponse, OAuthTokenRequest, OAuthTokenResponse, RefreshResponse, RegisterRequest, ResetPasswordRequest,
+    RevokedResponse, SessionInfo, SessionListResponse, TaskInfo, TaskListResponse, TaskState, TokenRequest,
+    UpdateRequest, UserListResponse, UserResponse, UserSummary,
 };
 use user_core::domain::{Locale, Role};
 use utoipa::openapi::path::{HttpMethod, Operation};
@@ -28,7 +28,32 @@ pub(crate) fn document<'a>(
     let mut doc = serde_json::to_value(api).expect("an OpenAPI document serializes");
     non_empty_subset(&mut doc, "UpdateRequest", &["username", "email", "password"]);
     non_empty_subset(&mut doc, "AccountPatch", &["role", "disabled", "email_verified"]);
+    optional_bodies(&mut doc);
     doc
+}
+
+/// A body written `Option<T>` on a handler may be left out: utoipa says so
+/// by a `null` alternative in its schema; JSON Schema and OpenAPI say it by
+/// `required: false` on the body, which is what clients read.
+fn optional_bodies(doc: &mut serde_json::Value) {
+    let Some(paths) = doc.get_mut("paths").and_then(|p| p.as_object_mut()) else { return };
+    for body in paths.values_mut().filter_map(|p| p.as_object_mut()).flat_map(|p| p.values_mut()) {
+        let Some(body) = body.get_mut("requestBody").and_then(|b| b.as_object_mut()) else { continue };
+        if body.get("required").and_then(|r| r.as_bool()) == Some(true) {
+            continue;
+        }
+        body.insert("required".into(), false.into());
+        let contents = body.get_mut("content").and_then(|c| c.as_object_mut());
+        for content in contents.into_iter().flat_map(|c| c.values_mut()) {
+            let Some(schema) = content.get_mut("schema") else { continue };
+            let not_null = schema.get("oneOf").and_then(|o| o.as_array()).and_then(|alternatives| {
+                alternatives.iter().find(|a| a.get("type").is_none_or(|t| t != "null")).cloned()
+            });
+            if let Some(alternative) = not_null {
+                *schema = alternative;
+            }
+        }
+    }
 }
 
 /// "Any non-empty subset of these fields": utoipa's derive cannot say it,
@@ -66,7 +91,7 @@ fn non_empty_subset(doc: &mut serde_json::Value, schema: &str, fields: &[&str]) 
         SessionInfo, SessionListResponse, RevokedResponse, CreateAccountRequest, AccountPatch, AdminAccountResponse,
         TaskState, TaskInfo, TaskListResponse, AuditEventInfo, AuditListResponse, Locale, TokenRequest,
         ForgotPasswordRequest, ResetPasswordRequest, DeviceCodeRequest, DeviceCodeResponse, OAuthTokenRequest,
-        OAuthTokenResponse, OAuthErrorResponse, DeviceApproveRequest
+        OAuthTokenResponse, OAuthErrorResponse, DeviceApproveRequest, DeleteAccountRequest
     )),
     modifiers(&Security)
 )]

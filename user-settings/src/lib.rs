@@ -26,7 +26,7 @@ mod values;
 
 pub use file::{Loaded, Sources, UnknownKeys, load};
 pub use service::ServiceSettings;
-pub use values::{JwtAlgorithm, LoadError, Secret};
+pub use values::{DurationOrOff, JwtAlgorithm, LoadError, Secret};
 
 /// The content of `path` (trimmed) for `setting`, unless no file is given.
 ///

@@ -11,7 +11,7 @@ use user_core::ServiceConfig;
 use user_core::auth::{HashingConfig, SigningConfig, TokenConfig};
 use user_core::service::{DevicePolicy, LockoutPolicy, MailPolicy};
 
-use crate::{JwtAlgorithm, LoadError, Secret, read_secret_file};
+use crate::{DurationOrOff, JwtAlgorithm, LoadError, Secret, read_secret_file};
 
 fn tokens() -> TokenConfig {
     TokenConfig::default()
@@ -36,9 +36,15 @@ pub struct ServiceSettings {
     #[arg(long, env = "USER_ACCESS_TTL", global = true, default_value_t = tokens().access_ttl.into())]
     pub access_ttl: humantime::Duration,
 
-    /// Refresh token and session lifetime.
+    /// Refresh token lifetime: a session not refreshed for this long ends.
     #[arg(long, env = "USER_REFRESH_TTL", global = true, default_value_t = tokens().refresh_ttl.into())]
     pub refresh_ttl: humantime::Duration,
+
+    /// A session ends this long after its sign-in, however often it is refreshed.
+    // Written as days (humantime would show months and hours); the test
+    // below holds it to the library's default.
+    #[arg(long, env = "USER_SESSION_MAX_LIFETIME", global = true, default_value = "90days")]
+    pub session_max_lifetime: humantime::Duration,
 
     /// How long the just-replaced refresh token is refused without revoking the session.
     #[arg(long, env = "USER_REFRESH_GRACE", global = true, default_value_t = ServiceConfig::default().refresh_grace.into())]
@@ -92,6 +98,11 @@ pub struct ServiceSettings {
     #[arg(long, env = "USER_REQUIRE_CURRENT_PASSWORD", global = true, action = clap::ArgAction::Set,
           default_value_t = ServiceConfig::default().require_current_password)]
     pub require_current_password: bool,
+
+    /// How recently a session must have signed in to change its email or password or delete the account without `current_password`; `off` asks nothing (a stolen session could take the account over).
+    #[arg(long, env = "USER_REAUTH_WINDOW", global = true,
+          default_value_t = DurationOrOff(ServiceConfig::default().reauth_window))]
+    pub reauth_window: DurationOrOff,
 
     /// Failed logins of one account before attempts are refused for a while.
     #[arg(long, env = "USER_LOGIN_LOCKOUT_AFTER", global = true, default_value_t = lockout().threshold,
@@ -186,6 +197,7 @@ impl ServiceSettings {
             tokens: TokenConfig {
                 access_ttl: self.access_ttl.into(),
                 refresh_ttl: self.refresh_ttl.into(),
+                session_max_lifetime: self.session_max_lifetime.into(),
                 issuer: self.jwt_issuer.clone(),
                 audience: self.jwt_audience.clone(),
                 ..tokens()
@@ -200,6 +212,7 @@ impl ServiceSettings {
             },
             refresh_grace: self.refresh_grace.into(),
             require_current_password: self.require_current_password,
+            reauth_window: self.reauth_window.0,
             lockout: LockoutPolicy {
                 threshold: self.login_lockout_after,
                 base: self.login_lockout_base.into(),
@@ -251,6 +264,8 @@ mod tests {
         assert_eq!(config.hashing, library.hashing);
         assert_eq!(config.refresh_grace, library.refresh_grace);
         assert_eq!(config.require_current_password, library.require_current_password);
+        assert_eq!(config.reauth_window, library.reauth_window);
+        assert_eq!(config.tokens.session_max_lifetime, library.tokens.session_max_lifetime);
         assert_eq!(config.lockout, library.lockout);
         assert!(matches!(config.signing, SigningConfig::GeneratedHs256));
     }

@@ -53,3 +53,31 @@ impl std::str::FromStr for Secret {
         Ok(Self(s.to_owned()))
     }
 }
+
+/// A duration that can be turned off: `off`, or a duration such as `10m`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DurationOrOff(pub Option<std::time::Duration>);
+
+impl std::fmt::Display for DurationOrOff {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(d) => humantime::Duration::from(d).fmt(f),
+            None => f.write_str("off"),
+        }
+    }
+}
+
+impl std::str::FromStr for DurationOrOff {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.trim().eq_ignore_ascii_case("off") {
+            return Ok(Self(None));
+        }
+        match humantime::parse_duration(s.trim()) {
+            Ok(d) if !d.is_zero() => Ok(Self(Some(d))),
+            Ok(_) => Err("a zero duration; write `off` to turn it off".into()),
+            Err(e) => Err(format!("{e}; give a duration such as `10m`, or `off`")),
+        }
+    }
+}

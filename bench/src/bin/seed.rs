@@ -297,7 +297,7 @@ async fn sessions(url: &str, store: Arc<dyn Store>, users: usize, file: &str) ->
         let user = &record.user;
         let (sid, jti) = (SessionId::new(), uuid::Uuid::now_v7());
         let (access, _) = service.tokens().issue_access(user.id, sid, user.role, now)?;
-        let (refresh, refresh_expires_at) = service.tokens().issue_refresh(user.id, sid, jti, now)?;
+        let (refresh, refresh_expires_at) = service.tokens().issue_refresh(user.id, sid, jti, now, now)?;
         let session = SessionRecord {
             id: sid,
             user_id: user.id,
@@ -311,6 +311,7 @@ async fn sessions(url: &str, store: Arc<dyn Store>, users: usize, file: &str) ->
             user_agent: Some("user-bench".into()),
             ip: None,
             device_name: None,
+            authenticated_at: Some(now),
         };
         let login = NewSession { session, credential_version: record.credential_version, rehash: None };
         if !store.open_session(&login).await? {

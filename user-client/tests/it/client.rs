@@ -31,7 +31,7 @@ async fn register_errors_are_typed() {
     client.register("alice", "alice@example.com", "correct horse").await.unwrap();
     let taken = client.register("ALICE", "other@example.com", "correct horse").await.unwrap_err();
     assert!(taken.is_conflict(), "{taken}");
-    assert!(matches!(&taken, Error::Api { status: 409, message } if message.contains("username")));
+    assert!(matches!(&taken, Error::Api { status: 409, message, .. } if message.contains("username")));
     let local = client.register("al", "alice@example.com", "correct horse").await.unwrap_err();
     assert!(local.is_bad_request());
     assert!(matches!(local, Error::Invalid(ref e) if e.field == "username"));
@@ -73,7 +73,7 @@ async fn update_errors_are_typed() {
 async fn delete_account_ends_the_session() {
     let srv = server().await;
     let client = srv.user("alice").await;
-    client.delete_account().await.unwrap();
+    client.delete_account(None).await.unwrap();
     assert!(client.me().await.unwrap_err().is_unauthorized());
     assert!(client.login("alice", "correct horse").await.unwrap_err().is_not_found());
 }

@@ -65,3 +65,25 @@ async fn a_client_holding_its_tokens_refreshes_through_the_token_endpoint() {
     assert_eq!(refused.grant_error(), Some("invalid_grant"));
     assert!(stale.me().await.unwrap_err().is_unauthorized(), "the original 401 when refreshing fails");
 }
+
+#[tokio::test]
+async fn a_device_session_must_sign_in_again_to_change_the_address_and_the_sdk_does_not_refresh_for_it() {
+    let srv = server_with(device_client).await;
+    let phone = srv.user("alice").await;
+    let tv = srv.client();
+    let login = tv.start_device_login("tv-app").await.unwrap();
+    phone.approve_device(login.user_code(), true).await.unwrap();
+    let signed_in = login.wait().await.unwrap();
+    let before = signed_in.save_session().await;
+
+    let change = user_core::api::UpdateRequest { email: Some("new@example.com".into()), ..Default::default() };
+    let refused = signed_in.update(&change).await.unwrap_err();
+    assert!(refused.is_reauth_required() && refused.is_unauthorized(), "{refused:?}");
+    assert_eq!(refused.code(), Some("reauth_required"));
+    assert_eq!(signed_in.save_session().await.refresh_token, before.refresh_token, "no refresh was tried");
+    let deleted = signed_in.delete_account(None).await.unwrap_err();
+    assert!(deleted.is_reauth_required(), "{deleted:?}");
+
+    let with_password = user_core::api::UpdateRequest { current_password: Some("correct horse".into()), ..change };
+    assert_eq!(signed_in.update(&with_password).await.unwrap().email, "new@example.com");
+}

@@ -114,6 +114,9 @@ pub struct IssuedTokens {
     pub refresh: String,
     /// When the refresh token expires.
     pub refresh_expires_at: DateTime<Utc>,
+    /// When the session ends however often it is refreshed
+    /// ([`TokenConfig::session_max_lifetime`] after its sign-in).
+    pub session_expires_at: DateTime<Utc>,
     /// The session both belong to.
     pub session_id: SessionId,
     /// The user both belong to.
@@ -289,8 +292,11 @@ fn ed25519_kid(x: &str) -> String {
 pub struct TokenConfig {
     /// Access token lifetime.
     pub access_ttl: Duration,
-    /// Refresh token and session lifetime.
+    /// Refresh token lifetime: a session not refreshed for this long ends.
     pub refresh_ttl: Duration,
+    /// A session ends this long after its sign-in, however often it is
+    /// refreshed (default 90 days).
+    pub session_max_lifetime: Duration,
     /// The `iss` claim written and required.
     pub issuer: String,
     /// The `aud` claim written and required.
@@ -304,6 +310,7 @@ impl Default for TokenConfig {
         Self {
             access_ttl: Duration::from_secs(15 * 60),
             refresh_ttl: Duration::from_secs(30 * 24 * 3600),
+            session_max_lifetime: Duration::from_secs(90 * 24 * 3600),
             issuer: "user-service".to_owned(),
             audience: "user-service".to_owned(),
             leeway: Duration::from_secs(5),
@@ -372,6 +379,11 @@ impl Tokens {
         Ok((self.sign(&claims)?, exp))
     }
 
+    /// When a session signed in at `signed_in_at` ends, however often refreshed.
+    pub fn session_end(&self, signed_in_at: DateTime<Utc>) -> DateTime<Utc> {
+        signed_in_at + self.config.session_max_lifetime
+    }
+
     /// Signs a refresh token with id `jti` for `user` in session `sid`.
     ///
     /// # Errors
@@ -381,9 +393,10 @@ impl Tokens {
         user: UserId,
         sid: SessionId,
         jti: Uuid,
+        signed_in_at: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<(String, DateTime<Utc>)> {
-        let exp = now + self.config.refresh_ttl;
+        let exp = (now + self.config.refresh_ttl).min(self.session_end(signed_in_at));
         let claims = RefreshClaims {
             sub: user,
             sid,
@@ -514,7 +527,7 @@ mod tests {
     #[test]
     fn a_refresh_token_is_never_an_access_token_nor_the_reverse() {
         let tokens = hs();
-        let (refresh, _) = tokens.issue_refresh(UserId::new(), SessionId::new(), Uuid::now_v7(), now()).unwrap();
+        let (refresh, _) = tokens.issue_refresh(UserId::new(), SessionId::new(), Uuid::now_v7(), now(), now()).unwrap();
         let (access, _) = tokens.issue_access(UserId::new(), SessionId::new(), Role::User, now()).unwrap();
         assert_eq!(reason(tokens.verify_access(&refresh, now()).unwrap_err()), UnauthorizedReason::WrongType);
         assert_eq!(reason(tokens.verify_refresh(&access, now()).unwrap_err()), UnauthorizedReason::WrongType);

@@ -107,12 +107,15 @@ impl UserService {
     }
 
     /// Changes one's own account. A password change revokes every other
-    /// session of the user (the calling session `keep` survives).
+    /// session of the user (the calling session `keep` survives). A new
+    /// address or password needs `current_password`, or `keep` to have
+    /// proved a credential within the re-authentication window.
     ///
     /// # Errors
     /// [`Error::Validation`] for an empty update or a missing required
     /// `current_password`; [`Error::Unauthorized`] for a wrong
-    /// `current_password`; [`Error::Conflict`] naming the taken field;
+    /// `current_password`; [`Error::ReauthRequired`] when the session's
+    /// sign-in is not recent; [`Error::Conflict`] naming the taken field;
     /// [`Error::UserNotFound`].
     #[tracing::instrument(skip_all, fields(user_id = %id))]
     pub async fn update(
@@ -132,18 +135,11 @@ impl UserService {
         let mut verified_version = None;
         let mut before = None;
         if let Some(current) = &update.current_password {
-            // Counted and throttled like a login: a stolen access token must
-            // not let anyone guess the password at hashing speed.
-            let record = self.store.find_user(UserKey::Id(id)).await?.ok_or(Error::UserNotFound)?;
-            match self.check_password(&record, current, client, "wrong current password").await {
-                Err(Error::InvalidCredentials) => {
-                    return Err(Error::Unauthorized(UnauthorizedReason::WrongCurrentPassword));
-                }
-                other => other?,
-            };
-            self.store.reset_login_failures(id).await?;
+            let record = self.verify_current_password(id, current, client).await?;
             verified_version = Some(record.credential_version);
             before = Some(record.user);
+        } else if sensitive {
+            self.require_recent_authentication(id, keep).await?;
         }
         // A new address gets a verification mail, the old one a notice.
         let mut mails = Vec::new();
@@ -196,8 +192,58 @@ impl UserService {
         Ok(record.user)
     }
 
+    /// Deletes one's own account from `session`, as
+    /// [`UserService::delete`] does, once the session proved a credential
+    /// recently ([`ServiceConfig::reauth_window`](crate::ServiceConfig::reauth_window))
+    /// or `current_password` is right.
+    ///
+    /// # Errors
+    /// [`Error::ReauthRequired`] without either; [`Error::Unauthorized`]
+    /// for a wrong `current_password` (counted like a failed login);
+    /// [`Error::UserNotFound`].
+    pub async fn delete_own_account(
+        &self,
+        id: UserId,
+        session: SessionId,
+        current_password: Option<&Password>,
+        client: &ClientInfo,
+    ) -> Result<()> {
+        match current_password {
+            Some(current) => drop(self.verify_current_password(id, current, client).await?),
+            None => self.require_recent_authentication(id, Some(session)).await?,
+        }
+        self.delete(id, client).await
+    }
+
+    /// Checks `current` against the account's password, counted and
+    /// throttled like a login (a stolen access token must not let anyone
+    /// guess the password at hashing speed); the account as read.
+    async fn verify_current_password(&self, id: UserId, current: &Password, client: &ClientInfo) -> Result<UserRecord> {
+        let record = self.store.find_user(UserKey::Id(id)).await?.ok_or(Error::UserNotFound)?;
+        match self.check_password(&record, current, client, "wrong current password").await {
+            Err(Error::InvalidCredentials) => {
+                return Err(Error::Unauthorized(UnauthorizedReason::WrongCurrentPassword));
+            }
+            other => other?,
+        };
+        self.store.reset_login_failures(id).await?;
+        Ok(record)
+    }
+
+    /// Refuses a sensitive change from `session` unless it proved a
+    /// credential within the re-authentication window. Without a session
+    /// (an operator's own call) or with the window off, nothing is asked.
+    async fn require_recent_authentication(&self, id: UserId, session: Option<SessionId>) -> Result<()> {
+        let (Some(window), Some(session)) = (self.reauth_window, session) else { return Ok(()) };
+        let now = self.clock.now();
+        let record = self.active_session(session, id).await?;
+        let recent = record.authenticated_at.is_some_and(|at| now - at <= window);
+        if recent { Ok(()) } else { Err(Error::ReauthRequired { max_age: window }) }
+    }
+
     /// Deletes the account, its sessions and favorites, and enqueues a
-    /// `user.deleted` task, atomically.
+    /// `user.deleted` task, atomically. For admins and operators; a person
+    /// deleting their own account goes through [`UserService::delete_own_account`].
     ///
     /// # Errors
     /// [`Error::UserNotFound`].

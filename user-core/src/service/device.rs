@@ -9,6 +9,7 @@ use std::time::Duration;
 use chrono::{DateTime, TimeDelta, Utc};
 
 use super::recovery::{new_secret, token_digest};
+use super::sessions::SignInProof;
 use super::{AuditEvent, ClientInfo, DevicePolicy, UserService};
 use crate::auth::IssuedTokens;
 use crate::domain::{DeviceName, SessionId, UserCode, UserId, rate_key};
@@ -221,7 +222,7 @@ impl UserService {
             device_name: grant.device_name.as_deref().map(DeviceName::parse).transpose()?,
             ..client.clone()
         };
-        let (login, tokens) = self.new_session(&record, None, &device)?;
+        let (login, tokens) = self.new_session(&record, None, &device, SignInProof::Delegated)?;
         if !self.store.redeem_device_grant(&digest, &login).await? {
             return grant_error(GrantError::InvalidGrant);
         }

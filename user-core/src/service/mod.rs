@@ -18,6 +18,8 @@ pub use settings::{DevicePolicy, LockoutPolicy, MailPolicy, ServiceConfig};
 
 use std::sync::Arc;
 
+use chrono::TimeDelta;
+
 use crate::auth::{KeySet, PasswordHasher, SigningConfig, Tokens};
 use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, Result};
@@ -61,6 +63,7 @@ pub struct UserService {
     clock: Arc<dyn Clock>,
     refresh_grace: chrono::Duration,
     require_current_password: bool,
+    reauth_window: Option<TimeDelta>,
     lockout: LockoutPolicy,
     mail: MailPolicy,
     device: Arc<device::DeviceLogins>,
@@ -105,6 +108,7 @@ impl UserService {
             clock,
             refresh_grace: chrono::Duration::from_std(config.refresh_grace).map_err(Error::internal)?,
             require_current_password: config.require_current_password,
+            reauth_window: config.reauth_window.map(TimeDelta::from_std).transpose().map_err(Error::internal)?,
             lockout: config.lockout,
             mail: config.mail,
             device: Arc::new(device::DeviceLogins::new(config.device)),

@@ -26,6 +26,16 @@ pub struct ClientInfo {
     pub actor: Option<UserId>,
 }
 
+/// What a sign-in proved, which decides whether its session starts
+/// recently authenticated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum SignInProof {
+    /// A credential of the account (the password).
+    Credential,
+    /// Another session's say-so (a device approval): not recent.
+    Delegated,
+}
+
 /// A successful login: the account and its new token pair.
 #[derive(Debug, Clone)]
 pub struct LoginOutcome {
@@ -128,23 +138,26 @@ impl UserService {
         rehash: Option<String>,
         client: &ClientInfo,
     ) -> Result<Option<IssuedTokens>> {
-        let (login, tokens) = self.new_session(record, rehash, client)?;
+        let (login, tokens) = self.new_session(record, rehash, client, SignInProof::Credential)?;
         Ok(self.store.open_session(&login).await?.then_some(tokens))
     }
 
     /// A session for `record`'s account, opened now, and its tokens.
+    /// A new session's record and tokens. `proof`: the sign-in proved a
+    /// credential (a password), so the session starts recently authenticated.
     pub(super) fn new_session(
         &self,
         record: &UserRecord,
         rehash: Option<String>,
         client: &ClientInfo,
+        proof: SignInProof,
     ) -> Result<(NewSession, IssuedTokens)> {
         let user = &record.user;
         let now = self.clock.now();
         let sid = SessionId::new();
         let jti = Uuid::now_v7();
         let (access, access_expires_at) = self.tokens.issue_access(user.id, sid, user.role, now)?;
-        let (refresh, refresh_expires_at) = self.tokens.issue_refresh(user.id, sid, jti, now)?;
+        let (refresh, refresh_expires_at) = self.tokens.issue_refresh(user.id, sid, jti, now, now)?;
         let session = SessionRecord {
             id: sid,
             user_id: user.id,
@@ -158,10 +171,18 @@ impl UserService {
             user_agent: client.user_agent.as_deref().map(|ua| ua.chars().take(256).collect()),
             ip: client.ip.map(|ip| ip.to_string()),
             device_name: client.device_name.as_ref().map(ToString::to_string),
+            authenticated_at: (proof == SignInProof::Credential).then_some(now),
         };
         let login = NewSession { session, credential_version: record.credential_version, rehash };
-        let tokens =
-            IssuedTokens { access, access_expires_at, refresh, refresh_expires_at, session_id: sid, user_id: user.id };
+        let tokens = IssuedTokens {
+            access,
+            access_expires_at,
+            refresh,
+            refresh_expires_at,
+            session_expires_at: self.tokens.session_end(now),
+            session_id: sid,
+            user_id: user.id,
+        };
         Ok((login, tokens))
     }
 
@@ -187,7 +208,8 @@ impl UserService {
             };
             let new_jti = Uuid::now_v7();
             let (access, access_expires_at) = self.tokens.issue_access(user.id, session.id, user.role, now)?;
-            let (refresh, refresh_expires_at) = self.tokens.issue_refresh(user.id, session.id, new_jti, now)?;
+            let (refresh, refresh_expires_at) =
+                self.tokens.issue_refresh(user.id, session.id, new_jti, session.created_at, now)?;
             let rotation = Rotation {
                 session: session.id,
                 expected_jti: claims.jti,
@@ -201,6 +223,7 @@ impl UserService {
                     access_expires_at,
                     refresh,
                     refresh_expires_at,
+                    session_expires_at: self.tokens.session_end(session.created_at),
                     session_id: session.id,
                     user_id: user.id,
                 });

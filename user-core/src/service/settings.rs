@@ -20,6 +20,11 @@ pub struct ServiceConfig {
     pub refresh_grace: Duration,
     /// Require `current_password` for password and email changes.
     pub require_current_password: bool,
+    /// How recently a session must have proved a credential to change the
+    /// address or password or delete the account without `current_password`
+    /// (default 10 min); `None` asks nothing (v1's behaviour: a stolen
+    /// session could take the account over).
+    pub reauth_window: Option<Duration>,
     /// How repeated failed logins of one account are slowed down.
     pub lockout: LockoutPolicy,
     /// Verification and password-reset mails.
@@ -36,6 +41,7 @@ impl Default for ServiceConfig {
             hashing: HashingConfig::default(),
             refresh_grace: Duration::from_secs(10),
             require_current_password: false,
+            reauth_window: Some(Duration::from_secs(600)),
             lockout: LockoutPolicy::default(),
             mail: MailPolicy::default(),
             device: DevicePolicy::default(),

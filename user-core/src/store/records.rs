@@ -213,6 +213,10 @@ pub struct SessionRecord {
     pub ip: Option<String>,
     /// The name the client gave the session at login, if any.
     pub device_name: Option<String>,
+    /// When this session last proved a credential (its login); `None` for a
+    /// session that never did (opened by a device grant). Changes of
+    /// address or password, and deletion, need it recent.
+    pub authenticated_at: Option<DateTime<Utc>>,
 }
 
 impl SessionRecord {

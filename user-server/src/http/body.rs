@@ -17,12 +17,18 @@ pub struct Body {
 }
 
 /// Reads a JSON request body (or, when `forms`, a URL-encoded form) of at
-/// most [`MAX_BODY_BYTES`].
+/// most [`MAX_BODY_BYTES`]. When `optional`, a request without
+/// `Content-Type` and without content has an empty body.
 ///
 /// # Errors
 /// 400 for an unreadable body or a malformed `Content-Type`/`Content-Length`,
 /// 413 past the limit, 415 for another media type.
-pub async fn read_body(headers: &warp::http::HeaderMap, mut body: BodyStream, forms: bool) -> Result<Body, ApiError> {
+pub async fn read_body(
+    headers: &warp::http::HeaderMap,
+    mut body: BodyStream,
+    forms: bool,
+    optional: bool,
+) -> Result<Body, ApiError> {
     let content_type = header_str(headers, header::CONTENT_TYPE)?.unwrap_or_default();
     let length = match header_str(headers, header::CONTENT_LENGTH)? {
         Some(n) => Some(n.parse::<u64>().map_err(|_| invalid_header(header::CONTENT_LENGTH))?),
@@ -30,6 +36,9 @@ pub async fn read_body(headers: &warp::http::HeaderMap, mut body: BodyStream, fo
     };
     if length.is_some_and(|n| n > MAX_BODY_BYTES) {
         return Err(ApiError::PayloadTooLarge);
+    }
+    if optional && content_type.is_empty() && length.unwrap_or(0) == 0 {
+        return Ok(Body { bytes: Bytes::new(), form: false });
     }
     let form = forms && is_form(content_type);
     if !form && !is_json(content_type) {

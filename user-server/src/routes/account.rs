@@ -1,6 +1,8 @@
 //! The caller's account: register, read, update, delete.
 
-use user_core::api::{AccountResponse, MainResponse, RegisterRequest, UpdateRequest, UserResponse};
+use user_core::api::{
+    AccountResponse, DeleteAccountRequest, MainResponse, RegisterRequest, UpdateRequest, UserResponse,
+};
 use user_core::domain::{Email, Locale, Password, Username};
 use user_core::service::{ProfileUpdate, Registration};
 use user_core::store::User;
@@ -66,7 +68,7 @@ pub(super) async fn get_user(call: Call<Authenticated>) -> Result<Response, ApiE
 #[utoipa::path(put, path = "/user/update", request_body = UpdateRequest, responses(
     (status = 200, description = "Updated", body = AccountResponse),
     (status = 400, description = "Invalid body or field", body = MainResponse),
-    (status = 401, description = "Unauthorized or wrong current password", body = MainResponse),
+    (status = 401, description = "Unauthorized; a wrong current password; or `code: reauth_required` (with `WWW-Authenticate: Bearer error=\"insufficient_user_authentication\"`) for a new email or password from a session that did not sign in within USER_REAUTH_WINDOW: sign in again or give `current_password`", body = MainResponse),
     (status = 409, description = "Username or email taken", body = MainResponse),
     (status = 413, description = "Body too large", body = MainResponse),
     (status = 415, description = "Not JSON", body = MainResponse),
@@ -90,14 +92,22 @@ pub(super) async fn update(mut call: Call<Authenticated>) -> Result<Response, Ap
     Ok(account_response(&user))
 }
 
-/// Delete the caller's account, sessions and favorites.
-#[utoipa::path(delete, path = "/user/delete", responses(
+/// Delete the caller's account, sessions and favorites. Needs a recent
+/// sign-in of this session (`USER_REAUTH_WINDOW`) or `current_password`.
+#[utoipa::path(delete, path = "/user/delete", request_body(content = Option<DeleteAccountRequest>, description = "(v1.2) Optional: the current password, standing for a recent sign-in"), responses(
     (status = 200, description = "Deleted; cookies cleared", body = MainResponse),
-    (status = 400, description = "A token cookie sent more than once", body = MainResponse),
+    (status = 400, description = "A token cookie sent more than once, or a malformed body", body = MainResponse),
+    (status = 401, description = "Unauthorized; a wrong `current_password`; or `code: reauth_required` (with `WWW-Authenticate: Bearer error=\"insufficient_user_authentication\"`): sign in again or give `current_password`", body = MainResponse),
     (status = 409, description = "The caller is the last active admin", body = MainResponse),
+    (status = 413, description = "Body too large", body = MainResponse),
+    (status = 415, description = "A body that is not JSON", body = MainResponse),
+    (status = 429, description = "This account after repeated wrong current passwords; see Retry-After", body = MainResponse),
 ))]
-pub(super) async fn delete(call: Call<Authenticated>) -> Result<Response, ApiError> {
-    call.state.service.delete(call.caller.id(), &call.ctx.client()).await?;
+pub(super) async fn delete(mut call: Call<Authenticated>) -> Result<Response, ApiError> {
+    let req: DeleteAccountRequest = call.optional_json()?.unwrap_or_default();
+    let current = req.current_password.as_deref().map(|p| Password::presented("current_password", p)).transpose()?;
+    let claims = call.caller.claims();
+    call.state.service.delete_own_account(claims.sub, claims.sid, current.as_ref(), &call.ctx.client()).await?;
     let mut response = success();
     call.state.cookies.clear(&mut response, &call.ctx);
     Ok(response)

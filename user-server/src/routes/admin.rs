@@ -154,7 +154,7 @@ pub(super) async fn account_sessions(call: Call<Admin>) -> Result<Response, ApiE
     let sessions = call.state.service.sessions(id).await?;
     Ok(json(&SessionListResponse {
         response: MainResponse::success(),
-        sessions: sessions.into_iter().map(|s| SessionInfo::of(s, current)).collect(),
+        sessions: sessions.into_iter().map(|s| SessionInfo::of(s, current, call.state.service.tokens())).collect(),
     }))
 }
 

@@ -32,6 +32,16 @@ impl<G> Call<G> {
         parse_json(&self.body()?.bytes)
     }
 
+    /// The JSON body parsed into `T`, or `None` when the route's optional
+    /// body was left out.
+    ///
+    /// # Errors
+    /// As [`Call::json`].
+    pub(super) fn optional_json<T: DeserializeOwned>(&mut self) -> Result<Option<T>, ApiError> {
+        let body = self.body()?;
+        if body.bytes.is_empty() && !body.form { Ok(None) } else { parse_json(&body.bytes).map(Some) }
+    }
+
     /// The body as `T`, from a form or JSON, whichever was sent (only routes
     /// whose operation lists a form body are given forms).
     ///

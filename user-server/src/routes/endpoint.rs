@@ -93,6 +93,13 @@ impl Endpoint {
         self.operation.request_body.is_some()
     }
 
+    /// Whether the operation's body may be left out (`DELETE /user/delete`).
+    fn body_optional(&self) -> bool {
+        self.operation.request_body.as_ref().is_some_and(
+            |b| matches!(b, utoipa::openapi::RefOr::T(body) if body.required != Some(utoipa::openapi::Required::True)),
+        )
+    }
+
     /// Whether the body may be a URL-encoded form as well as JSON (the OAuth routes).
     fn takes_forms(&self) -> bool {
         self.operation.request_body.as_ref().is_some_and(
@@ -148,7 +155,7 @@ where
             let outcome = async {
                 let query = if endpoint.reads_query() { Query::parse(query.as_deref())? } else { Query::default() };
                 let body = if endpoint.has_body() {
-                    Some(read_body(&ctx.headers, body, endpoint.takes_forms()).await)
+                    Some(read_body(&ctx.headers, body, endpoint.takes_forms(), endpoint.body_optional()).await)
                 } else {
                     None
                 };

@@ -75,7 +75,12 @@ pub(super) async fn logout(call: Call<SessionToEnd>) -> Result<Response, ApiErro
 ))]
 pub(super) async fn refresh(call: Call<RefreshCookie>) -> Result<Response, ApiError> {
     let tokens = call.state.service.refresh(call.caller.token(), &call.ctx.client()).await?;
-    let mut response = json(&RefreshResponse { message: "success".into(), status: 200, token: tokens.access.clone() });
+    let mut response = json(&RefreshResponse {
+        message: "success".into(),
+        status: 200,
+        token: tokens.access.clone(),
+        session_expires_at: Some(tokens.session_expires_at),
+    });
     call.state.set_token_cookies(&mut response, &call.ctx, &tokens);
     Ok(response)
 }
@@ -90,7 +95,7 @@ pub(super) async fn list_sessions(call: Call<Authenticated>) -> Result<Response,
     let sessions = call.state.service.sessions(call.caller.id()).await?;
     Ok(json(&SessionListResponse {
         response: MainResponse::success(),
-        sessions: sessions.into_iter().map(|s| SessionInfo::of(s, current)).collect(),
+        sessions: sessions.into_iter().map(|s| SessionInfo::of(s, current, call.state.service.tokens())).collect(),
     }))
 }
 

@@ -486,7 +486,7 @@ async fn no_password_token_or_hash_appears_in_the_logs_of_a_full_session() {
     client.logout().await.unwrap();
     client.login("alice", new_password).await.unwrap();
     let last = client.save_session().await;
-    client.delete_account().await.unwrap();
+    client.delete_account(None).await.unwrap();
     server.kill();
 
     let store = user_core::store::open(&database).await.unwrap();

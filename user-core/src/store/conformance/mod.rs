@@ -27,6 +27,7 @@ macro_rules! suite {
             concurrent_rotations_with_one_token_have_exactly_one_winner,
             rotation_of_a_revoked_session_fails,
             revoking_is_idempotent_and_per_session,
+            a_session_keeps_when_it_last_proved_a_credential,
             deleting_a_user_cascades_and_enqueues_user_deleted,
             disabling_revokes_every_session,
             favorites_are_idempotent_and_write_exactly_one_task_per_change,
@@ -145,6 +146,7 @@ fn session_template(user: UserId) -> SessionRecord {
         user_agent: Some("test".into()),
         ip: Some("127.0.0.1".into()),
         device_name: None,
+        authenticated_at: Some(t0()),
     }
 }
 

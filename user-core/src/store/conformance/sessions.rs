@@ -279,3 +279,16 @@ pub(crate) async fn the_audit_trail_filters_by_user_and_event_newest_first(store
     assert_eq!(list(Some(alice), Some("login.success"), Some(all[0].id)).await.len(), 1, "keyset");
     assert!(list(None, Some("nothing"), None).await.is_empty());
 }
+
+pub(crate) async fn a_session_keeps_when_it_last_proved_a_credential(store: Arc<dyn Store>) {
+    let alice = user(&store, "alice").await;
+    let signed_in = session(&store, alice).await;
+    assert_eq!(store.session(signed_in.id).await.unwrap().unwrap().authenticated_at, Some(t0()));
+    let delegated = SessionRecord { id: SessionId::new(), authenticated_at: None, ..session_template(alice) };
+    assert!(store.open_session(&login(&store, &delegated).await).await.unwrap());
+    assert_eq!(store.session(delegated.id).await.unwrap().unwrap().authenticated_at, None, "a device grant's");
+    let listed = store.list_sessions(alice, t0()).await.unwrap();
+    let mut proofs: Vec<_> = listed.iter().map(|s| s.authenticated_at).collect();
+    proofs.sort();
+    assert_eq!(proofs, [None, Some(t0())]);
+}

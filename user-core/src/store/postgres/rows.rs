@@ -61,6 +61,7 @@ pub(super) fn session_record(row: &PgRow) -> Result<SessionRecord> {
         user_agent: get(row, "user_agent")?,
         ip: get(row, "ip")?,
         device_name: get(row, "device_name")?,
+        authenticated_at: get(row, "authenticated_at")?,
     })
 }
 

@@ -95,8 +95,8 @@ pub(super) async fn insert_session<'e>(executor: impl PgExecutor<'e>, login: &Ne
              last_login_at = $6 \
            where id = $2 and credential_version = $13 and disabled_at is null returning id) \
          insert into sessions (id, user_id, refresh_jti, previous_jti, rotated_at, created_at, last_used_at, \
-           expires_at, revoked_at, user_agent, ip, device_name) \
-         select $1, id, $3, $4, $5, $6, $7, $8, $9, $10, $11, $14 from current_user_row",
+           expires_at, revoked_at, user_agent, ip, device_name, authenticated_at) \
+         select $1, id, $3, $4, $5, $6, $7, $8, $9, $10, $11, $14, $15 from current_user_row",
     )
     .bind(s.id.as_uuid())
     .bind(s.user_id.as_uuid())
@@ -112,6 +112,7 @@ pub(super) async fn insert_session<'e>(executor: impl PgExecutor<'e>, login: &Ne
     .bind(login.rehash.as_deref())
     .bind(login.credential_version)
     .bind(s.device_name.as_deref())
+    .bind(s.authenticated_at)
     .execute(executor)
     .await
     .map_err(map_err)?;

@@ -172,7 +172,7 @@ fn at_col<T: FromSql>(row: &Row<'_>, i: usize) -> Result<T> {
 macro_rules! session_columns {
     () => {
         "id, user_id, refresh_jti, previous_jti, rotated_at, created_at, last_used_at, expires_at, revoked_at, \
-         user_agent, ip, device_name"
+         user_agent, ip, device_name, authenticated_at"
     };
 }
 pub(super) use session_columns;
@@ -192,6 +192,7 @@ pub(super) fn session_record(row: &Row<'_>) -> Result<SessionRecord> {
         user_agent: at_col(row, 9)?,
         ip: at_col(row, 10)?,
         device_name: at_col(row, 11)?,
+        authenticated_at: opt_time(at_col(row, 12)?)?,
     })
 }
 

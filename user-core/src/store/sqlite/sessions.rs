@@ -50,8 +50,8 @@ pub(super) fn insert_session(conn: &Connection, login: &NewSession) -> Result<bo
     execute(
         conn,
         "insert into sessions (id, user_id, refresh_jti, previous_jti, rotated_at, created_at, last_used_at, \
-         expires_at, revoked_at, user_agent, ip, device_name) \
-         values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+         expires_at, revoked_at, user_agent, ip, device_name, authenticated_at) \
+         values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
         params![
             s.id.as_uuid(),
             s.user_id.as_uuid(),
@@ -65,6 +65,7 @@ pub(super) fn insert_session(conn: &Connection, login: &NewSession) -> Result<bo
             s.user_agent,
             s.ip,
             s.device_name,
+            s.authenticated_at.map(millis),
         ],
     )?;
     Ok(true)

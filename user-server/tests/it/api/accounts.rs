@@ -125,7 +125,8 @@ async fn refresh_rotates_both_tokens_into_cookies() {
     let reply = app.send(req("POST", "/user/refresh").cookie("refresh_token", &session.refresh)).await;
     assert_eq!(reply.status, 200);
     let token = reply.body["token"].as_str().unwrap();
-    assert_eq!(reply.body, json!({"message": "success", "status": 200, "token": token}));
+    let ends = reply.body["session_expires_at"].as_str().unwrap();
+    assert_eq!(reply.body, json!({"message": "success", "status": 200, "token": token, "session_expires_at": ends}));
     assert_eq!(reply.cookie_value("access_token"), token);
     let new_refresh = reply.cookie_value("refresh_token");
     assert_ne!(new_refresh, session.refresh);

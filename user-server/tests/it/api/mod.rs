@@ -14,6 +14,7 @@ mod admin;
 mod admin_ops;
 mod device;
 mod favorites;
+mod protection;
 mod recovery;
 mod sessions;
 

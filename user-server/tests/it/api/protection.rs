@@ -1,0 +1,129 @@
+//! API.md v1.2 "Account protection": recent authentication for the changes
+//! a stolen session could take an account over with, and the absolute
+//! session lifetime.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::common::{PASSWORD, TestApp, app, app_with, config, req};
+
+const ELEVEN_MINUTES: Duration = Duration::from_secs(11 * 60);
+
+/// Asserts RFC 9470's refusal in the contract's shape, with its code.
+fn assert_reauth_required(reply: &crate::common::Reply) {
+    assert_eq!(reply.status, 401, "{}", reply.body);
+    assert_eq!(reply.body["code"], "reauth_required", "{}", reply.body);
+    assert_eq!(reply.body["status"], 401);
+    assert!(reply.body["message"].as_str().unwrap().contains("current_password"), "{}", reply.body);
+    assert_eq!(
+        reply.header("www-authenticate"),
+        Some(r#"Bearer error="insufficient_user_authentication", max_age=600"#)
+    );
+}
+
+async fn update(app: &TestApp, access: &str, body: serde_json::Value) -> crate::common::Reply {
+    app.send(req("PUT", "/user/update").bearer(access).json(body)).await
+}
+
+#[tokio::test]
+async fn a_session_older_than_the_window_cannot_change_the_address_or_password_or_delete() {
+    let app = app().await;
+    let stolen = app.user("alice").await;
+    app.clock.advance(ELEVEN_MINUTES);
+
+    assert_reauth_required(&update(&app, &stolen.access, json!({"email": "thief@example.com"})).await);
+    assert_reauth_required(&update(&app, &stolen.access, json!({"password": "thief's password"})).await);
+    assert_reauth_required(&app.send(req("DELETE", "/user/delete").bearer(&stolen.access)).await);
+    let me = app.send(req("GET", "/user/get").bearer(&stolen.access)).await;
+    assert_eq!(me.body["email"], "alice@example.com", "nothing changed");
+
+    // What a stolen session cannot take the account over with stays as it was.
+    let renamed = update(&app, &stolen.access, json!({"username": "alicia", "locale": "ru"})).await;
+    assert_eq!(renamed.status, 200, "{}", renamed.body);
+
+    // The password stands for a recent sign-in; a wrong one is refused and counted.
+    let wrong = update(&app, &stolen.access, json!({"email": "a2@example.com", "current_password": "guess"})).await;
+    assert_eq!(wrong.error(401), "current_password is wrong");
+    assert!(wrong.body.get("code").is_none(), "v1's errors keep their shape");
+    let right = update(&app, &stolen.access, json!({"email": "a2@example.com", "current_password": PASSWORD})).await;
+    assert_eq!((right.status, right.body["email"].as_str()), (200, Some("a2@example.com")));
+}
+
+#[tokio::test]
+async fn a_fresh_sign_in_may_change_them_and_refreshing_does_not_make_a_session_recent() {
+    let app = app().await;
+    let session = app.user("alice").await;
+    app.clock.advance(Duration::from_secs(9 * 60));
+    let changed = update(&app, &session.access, json!({"email": "new@example.com"})).await;
+    assert_eq!(changed.status, 200, "within the window: {}", changed.body);
+
+    app.clock.advance(Duration::from_secs(2 * 60));
+    let refreshed = app.send(req("POST", "/user/refresh").cookie("refresh_token", &session.refresh)).await;
+    let token = refreshed.body["token"].as_str().unwrap();
+    assert_reauth_required(&update(&app, token, json!({"password": "another passphrase"})).await);
+
+    let fresh = app.login("alice").await;
+    let deleted = app.send(req("DELETE", "/user/delete").bearer(&fresh.access)).await;
+    assert_eq!(deleted.status, 200, "{}", deleted.body);
+}
+
+#[tokio::test]
+async fn deleting_takes_an_optional_current_password_and_refuses_a_bad_body() {
+    let app = app().await;
+    let session = app.user("alice").await;
+    app.clock.advance(ELEVEN_MINUTES);
+    let delete = || req("DELETE", "/user/delete").bearer(&session.access);
+
+    assert_eq!(
+        app.send(delete().json(json!({"current_password": "guess"}))).await.error(401),
+        "current_password is wrong"
+    );
+    assert!(app.send(delete().raw("application/json", "{")).await.error(400).contains("malformed JSON"));
+    assert!(app.send(delete().json(json!({"current_password": 1}))).await.error(400).contains("current_password"));
+    app.send(delete().json(json!({"current_password": ""}))).await.error(400);
+    app.send(delete().raw("text/plain", "current_password=x")).await.error(415);
+    assert_eq!(app.send(req("GET", "/user/get").bearer(&session.access)).await.status, 200, "still there");
+
+    let deleted = app.send(delete().json(json!({"current_password": PASSWORD}))).await;
+    assert_eq!(deleted.body, json!({"message": "success", "status": 200}));
+    assert_eq!(app.send(req("GET", "/user/get").bearer(&session.access)).await.status, 401);
+}
+
+#[tokio::test]
+async fn with_the_window_off_v1_behaviour_returns() {
+    let app = app_with(user_core::ServiceConfig { reauth_window: None, ..config() }).await;
+    let session = app.user("alice").await;
+    app.clock.advance(Duration::from_secs(14 * 60));
+    assert_eq!(update(&app, &session.access, json!({"email": "new@example.com"})).await.status, 200);
+    assert_eq!(app.send(req("DELETE", "/user/delete").bearer(&session.access)).await.status, 200);
+}
+
+#[tokio::test]
+async fn a_session_ends_at_its_maximum_lifetime_however_often_it_is_refreshed() {
+    let app = app().await;
+    let session = app.user("alice").await;
+    let mut refresh = session.refresh.clone();
+    let mut ends = None;
+    // Refreshed every 29 days: never idle past the refresh lifetime (30 days).
+    for _ in 0..3 {
+        app.clock.advance(Duration::from_secs(29 * 86_400));
+        let reply = app.send(req("POST", "/user/refresh").cookie("refresh_token", &refresh)).await;
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        let this_end = reply.body["session_expires_at"].as_str().unwrap().to_owned();
+        assert_eq!(ends.get_or_insert_with(|| this_end.clone()), &this_end, "the end does not move");
+        refresh = reply.cookie_value("refresh_token");
+    }
+    // Day 87: the refresh cookie lives only until day 90.
+    let listed = app.send(req("POST", "/user/refresh").cookie("refresh_token", &refresh)).await;
+    let max_age = listed.cookie("refresh_token");
+    assert!(max_age.contains(&format!("Max-Age={}", 3 * 86_400)), "{max_age}");
+    refresh = listed.cookie_value("refresh_token");
+    let token = listed.body["token"].as_str().unwrap().to_owned();
+    let sessions = app.send(req("GET", "/user/sessions").bearer(&token)).await;
+    assert_eq!(sessions.body["sessions"][0]["session_expires_at"].as_str(), ends.as_deref());
+
+    app.clock.advance(Duration::from_secs(3 * 86_400));
+    app.send(req("POST", "/user/refresh").cookie("refresh_token", &refresh)).await.error(401);
+    assert_eq!(app.send(req("GET", "/user/get").bearer(&token)).await.status, 401, "day 90: over");
+}
