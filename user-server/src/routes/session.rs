@@ -128,6 +128,10 @@ impl AppState {
     fn set_token_cookies(&self, response: &mut Response, ctx: &RequestCtx, tokens: &IssuedTokens) {
         let ttl = self.service.tokens().config();
         self.cookies.set(response, ctx, "access_token", &tokens.access, ttl.access_ttl.as_secs());
-        self.cookies.set(response, ctx, "refresh_token", &tokens.refresh, ttl.refresh_ttl.as_secs());
+        // The refresh token may end sooner than its lifetime (at the
+        // session's absolute end); its cookie goes with it.
+        let issued_at = tokens.access_expires_at - ttl.access_ttl;
+        let refresh_secs = (tokens.refresh_expires_at - issued_at).num_seconds().max(0);
+        self.cookies.set(response, ctx, "refresh_token", &tokens.refresh, refresh_secs.unsigned_abs());
     }
 }
