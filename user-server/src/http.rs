@@ -21,7 +21,7 @@ use warp::{Filter, Reply};
 use crate::error::ApiError;
 use crate::security::{Action, Policy, SharedPolicy};
 use crate::telemetry::is_sane_request_id;
-use user_core::service::ClientInfo;
+use user_core::service::{ClientInfo, DeviceCookies};
 
 /// The largest request body accepted (API.md: 64 KiB).
 pub const MAX_BODY_BYTES: u64 = 64 * 1024;
@@ -49,7 +49,14 @@ pub struct RequestCtx {
 impl RequestCtx {
     /// The client as the library records it.
     pub fn client(&self) -> ClientInfo {
-        ClientInfo { user_agent: self.user_agent.clone(), ip: self.ip, ..ClientInfo::default() }
+        let cookies = self.headers.get_all(warp::http::header::COOKIE).iter().filter_map(|v| v.to_str().ok());
+        let pairs = cookies.flat_map(|v| v.split(';')).filter_map(|pair| pair.trim().split_once('='));
+        ClientInfo {
+            user_agent: self.user_agent.clone(),
+            ip: self.ip,
+            device_cookies: DeviceCookies::from_pairs(pairs),
+            ..ClientInfo::default()
+        }
     }
 
     /// Counts a throttled action from this client.

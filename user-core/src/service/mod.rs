@@ -4,6 +4,7 @@ mod accounts;
 mod admin;
 mod audit;
 mod device;
+mod device_cookies;
 mod favorites;
 mod recovery;
 mod sessions;
@@ -13,6 +14,9 @@ mod tasks;
 pub use accounts::{ProfileUpdate, Registration};
 pub use audit::AuditEvent;
 pub use device::DeviceAuthorization;
+pub use device_cookies::{
+    DEVICE_COOKIE_LIFETIME, DEVICE_COOKIE_PREFIX, DeviceCookies, MAX_DEVICE_COOKIES, NewDeviceCookie,
+};
 pub use sessions::{ClientInfo, LoginOutcome};
 pub use settings::{DevicePolicy, LockoutPolicy, MailPolicy, ServiceConfig};
 
@@ -64,6 +68,8 @@ pub struct UserService {
     refresh_grace: chrono::Duration,
     require_current_password: bool,
     reauth_window: Option<TimeDelta>,
+    /// Names device cookies (see `device_cookies`).
+    device_cookie_key: Vec<u8>,
     lockout: LockoutPolicy,
     mail: MailPolicy,
     device: Arc<device::DeviceLogins>,
@@ -101,7 +107,10 @@ impl UserService {
             SigningConfig::Hs256(secrets) => KeySet::hs256(secrets)?,
             SigningConfig::Ed25519Pem(pems) => KeySet::ed25519_from_pem(pems)?,
         };
+        let device_cookie_key =
+            store.get_or_insert_secret(device_cookies::DEVICE_COOKIE_KEY, &crate::auth::generate_secret(), now).await?;
         Ok(Self {
+            device_cookie_key,
             store,
             hasher: PasswordHasher::new(&config.hashing)?,
             tokens: Tokens::new(keys, config.tokens),

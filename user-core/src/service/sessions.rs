@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use uuid::Uuid;
 
-use super::{AuditEvent, UserService};
+use super::{AuditEvent, DeviceCookies, NewDeviceCookie, UserService};
 use crate::auth::{AccessClaims, IssuedTokens, RefreshClaims, Verified};
 use crate::domain::{DeviceName, Login, Password, SessionId, UserId};
 use crate::error::{Error, ForbiddenReason, Result, UnauthorizedReason};
@@ -24,6 +24,9 @@ pub struct ClientInfo {
     /// entry's `actor_id`; `None` when callers act on their own account, or
     /// for an operator on the database host.
     pub actor: Option<UserId>,
+    /// The device cookies the client carried: a password check of an
+    /// account whose cookie is among them counts on that cookie alone.
+    pub device_cookies: DeviceCookies,
 }
 
 /// What a sign-in proved, which decides whether its session starts
@@ -43,6 +46,8 @@ pub struct LoginOutcome {
     pub user: User,
     /// The new session's tokens.
     pub tokens: IssuedTokens,
+    /// A device cookie to set, when the client carried none of this account.
+    pub device_cookie: Option<NewDeviceCookie>,
 }
 
 impl UserService {
@@ -91,7 +96,8 @@ impl UserService {
             return Err(Error::InvalidCredentials);
         };
         self.audit(AuditEvent::LoginSucceeded, Some(id), client, None).await;
-        Ok(LoginOutcome { user: record.user, tokens })
+        let device_cookie = self.remember_device(id, client).await?;
+        Ok(LoginOutcome { user: record.user, tokens, device_cookie })
     }
 
     /// Checks `password` against the account under the lockout: the attempt
@@ -111,7 +117,8 @@ impl UserService {
         let now = self.clock.now();
         let policy = self.lockout;
         let lock = Box::new(move |failures: u32| policy.wait_after(failures).map(|wait| now + wait));
-        let failures = match self.store.reserve_login_attempt(id, now, lock).await? {
+        let device = self.presented_device(id, client);
+        let failures = match self.store.reserve_login_attempt(id, device, now, lock).await? {
             Some(LoginAttempt::Allowed { failures }) => failures,
             Some(LoginAttempt::Locked { until }) => {
                 self.audit(AuditEvent::LoginThrottled, Some(id), client, None).await;

@@ -50,16 +50,38 @@ pub trait UserStore: Send + Sync {
     /// `lock_until` gives a time for the new count, logins are refused until
     /// then. So N concurrent guesses, on any number of replicas, get at most
     /// as many checks as the lockout allows. `None` if the user does not exist.
+    ///
+    /// With `device`, the digest of a device cookie that is the account's
+    /// and unexpired, the attempt counts (and locks) on that device cookie
+    /// instead: a browser that signed in before is held only by its own
+    /// failures, never by the account's. An unknown, expired or other
+    /// account's device cookie counts on the account, as none.
     async fn reserve_login_attempt(
         &self,
         id: UserId,
+        device: Option<[u8; 32]>,
         now: DateTime<Utc>,
         lock_until: LockRule,
     ) -> Result<Option<LoginAttempt>>;
 
-    /// Clears the failed-login count and any lock (after a password checked
-    /// outside a login, such as `current_password`, proved right).
+    /// Clears the failed-login count and any lock of the account and of its
+    /// device cookies (after a password checked outside a login, such as
+    /// `current_password`, proved right).
     async fn reset_login_failures(&self, id: UserId) -> Result<()>;
+
+    /// After a completed sign-in: when `presented` is a device cookie of the
+    /// account, unexpired, clears its failures and returns `false`; else
+    /// records `fresh` (a new cookie's digest, until `expires_at`) and
+    /// returns `true`, so the caller sets it. Ending every session of the
+    /// account (reset, revoke-all, disable, password change) voids them.
+    async fn remember_device(
+        &self,
+        user: UserId,
+        presented: Option<[u8; 32]>,
+        fresh: [u8; 32],
+        now: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    ) -> Result<bool>;
 
     /// Applies an operator's change in one transaction and returns the
     /// account as it is now; `None` if the user does not exist. A role that
@@ -263,9 +285,10 @@ pub trait TokenStore: Send + Sync {
         now: DateTime<Utc>,
     ) -> Result<Option<UserId>>;
 
-    /// Deletes up to `limit` mail tokens that expired before `now`, and up
-    /// to `limit` device sign-in requests that expired before `now` less
-    /// [`DEVICE_GRANT_KEPT`]; returns how many rows went.
+    /// Deletes up to `limit` mail tokens and up to `limit` device cookies
+    /// that expired before `now`, and up to `limit` device sign-in requests
+    /// that expired before `now` less [`DEVICE_GRANT_KEPT`]; returns how
+    /// many rows went.
     async fn purge_expired_tokens(&self, now: DateTime<Utc>, limit: u32) -> Result<u64>;
 }
 

@@ -15,14 +15,14 @@ use crate::http::{RequestCtx, json};
 
 /// Log in by username or email; sets the token cookies.
 #[utoipa::path(post, path = "/user/login", request_body = LoginRequest, responses(
-    (status = 200, description = "Logged in; `access_token` and `refresh_token` cookies set", body = LoginResponse),
+    (status = 200, description = "Logged in; `access_token` and `refresh_token` cookies set, and a `device_…` cookie (a year) the first time this browser signs in to the account: its wrong passwords then count on their own, so nobody else's guessing locks it out", body = LoginResponse),
     (status = 400, description = "Invalid body", body = MainResponse),
     (status = 401, description = "Wrong password", body = MainResponse),
     (status = 403, description = "Account disabled", body = MainResponse),
     (status = 404, description = "User not found", body = MainResponse),
     (status = 413, description = "Body too large", body = MainResponse),
     (status = 415, description = "Not JSON", body = MainResponse),
-    (status = 429, description = "Throttled (per client, or this account after repeated failures); see Retry-After", body = MainResponse),
+    (status = 429, description = "Throttled (per client; or this account after repeated failures, counted per device cookie for a browser that signed in before); see Retry-After", body = MainResponse),
     (status = 503, description = "Overloaded", body = MainResponse),
 ))]
 pub(super) async fn login(mut call: Call<Open>) -> Result<Response, ApiError> {
@@ -51,6 +51,12 @@ pub(super) async fn login(mut call: Call<Open>) -> Result<Response, ApiError> {
         id: outcome.user.id.as_uuid(),
     });
     call.state.set_token_cookies(&mut response, &call.ctx, &outcome.tokens);
+    if let Some(device) = &outcome.device_cookie {
+        for name in client.device_cookies.surplus(&device.name) {
+            call.state.cookies.set(&mut response, &call.ctx, name, "", 0);
+        }
+        call.state.cookies.set(&mut response, &call.ctx, &device.name, &device.value, device.max_age.as_secs());
+    }
     Ok(response)
 }
 

@@ -150,7 +150,7 @@ async fn cookies_are_secure_when_a_trusted_proxy_says_the_client_used_https() {
     with_policy(&mut app, Policy { trusted_proxies: trusted, ..Policy::default() });
     let secure = |reply: &crate::common::Reply| {
         let cookies: Vec<_> = reply.headers.get_all("set-cookie").iter().map(|v| v.to_str().unwrap()).collect();
-        assert_eq!(cookies.len(), 2, "{cookies:?}");
+        assert_eq!(cookies.len(), 3, "access, refresh and the device cookie: {cookies:?}");
         cookies.iter().all(|c| c.ends_with("; Secure"))
     };
     let plain = app.send(login("alice", "correct horse")).await;

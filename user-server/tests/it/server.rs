@@ -218,7 +218,8 @@ async fn the_sdk_works_over_https_with_a_private_ca_and_cookies_are_secure() {
         .await
         .unwrap();
     let cookies: Vec<_> = login.headers().get_all("set-cookie").iter().map(|v| v.to_str().unwrap()).collect();
-    assert!(cookies.len() == 2 && cookies.iter().all(|c| c.ends_with("; Secure")), "{cookies:?}");
+    // The access, the refresh and a device cookie.
+    assert!(cookies.len() == 3 && cookies.iter().all(|c| c.ends_with("; Secure")), "{cookies:?}");
 
     // Only a client that trusts the CA gets through; HTTP/2 is offered by ALPN.
     let stranger = user_client::Client::new(&server.base).unwrap();

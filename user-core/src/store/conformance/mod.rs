@@ -28,6 +28,7 @@ macro_rules! suite {
             rotation_of_a_revoked_session_fails,
             revoking_is_idempotent_and_per_session,
             a_session_keeps_when_it_last_proved_a_credential,
+            a_device_cookie_counts_its_own_failures_and_ends_with_the_sessions,
             deleting_a_user_cascades_and_enqueues_user_deleted,
             disabling_revokes_every_session,
             favorites_are_idempotent_and_write_exactly_one_task_per_change,

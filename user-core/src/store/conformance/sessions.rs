@@ -129,7 +129,7 @@ pub(crate) async fn concurrent_login_attempts_reserve_no_more_checks_than_the_lo
             tokio::spawn(async move {
                 barrier.wait().await;
                 let rule = Box::new(move |n: u32| (n >= 5).then(|| now + Duration::from_secs(3600)));
-                store.reserve_login_attempt(alice, now, rule).await.unwrap().unwrap()
+                store.reserve_login_attempt(alice, None, now, rule).await.unwrap().unwrap()
             })
         })
         .collect();
@@ -146,9 +146,9 @@ pub(crate) async fn concurrent_login_attempts_reserve_no_more_checks_than_the_lo
     assert_eq!(record.failed_logins, 5);
     // Once the lock has passed, the next attempt is counted again.
     let later = now + Duration::from_secs(3601);
-    let attempt = store.reserve_login_attempt(alice, later, Box::new(|_| None)).await.unwrap();
+    let attempt = store.reserve_login_attempt(alice, None, later, Box::new(|_| None)).await.unwrap();
     assert_eq!(attempt, Some(LoginAttempt::Allowed { failures: 6 }));
-    assert_eq!(store.reserve_login_attempt(UserId::new(), now, Box::new(|_| None)).await.unwrap(), None);
+    assert_eq!(store.reserve_login_attempt(UserId::new(), None, now, Box::new(|_| None)).await.unwrap(), None);
     store.reset_login_failures(alice).await.unwrap();
     let record = store.find_user(UserKey::Id(alice)).await.unwrap().unwrap();
     assert_eq!((record.failed_logins, record.locked_until), (0, None));
@@ -157,7 +157,7 @@ pub(crate) async fn concurrent_login_attempts_reserve_no_more_checks_than_the_lo
 pub(crate) async fn a_session_opens_only_for_the_credential_the_login_verified(store: Arc<dyn Store>) {
     let alice = user(&store, "alice").await;
     let before = store.find_user(UserKey::Id(alice)).await.unwrap().unwrap();
-    store.reserve_login_attempt(alice, t0(), Box::new(|_| None)).await.unwrap();
+    store.reserve_login_attempt(alice, None, t0(), Box::new(|_| None)).await.unwrap();
     let changes = UserChanges { password_hash: Some("$argon2id$new".into()), ..UserChanges::default() };
     let after = store.update_user(alice, &changes, t0()).await.unwrap().unwrap();
     assert!(after.credential_version > before.credential_version, "a password change is a new credential");
@@ -291,4 +291,56 @@ pub(crate) async fn a_session_keeps_when_it_last_proved_a_credential(store: Arc<
     let mut proofs: Vec<_> = listed.iter().map(|s| s.authenticated_at).collect();
     proofs.sort();
     assert_eq!(proofs, [None, Some(t0())]);
+}
+
+pub(crate) async fn a_device_cookie_counts_its_own_failures_and_ends_with_the_sessions(store: Arc<dyn Store>) {
+    let alice = user(&store, "alice").await;
+    let bob = user(&store, "bob").await;
+    let now = t0();
+    let year = now + Duration::from_secs(365 * 86_400);
+    let lock = move |n: u32| (n >= 5).then(|| now + Duration::from_secs(3600));
+    assert!(store.remember_device(alice, None, [1; 32], now, year).await.unwrap(), "a new cookie to set");
+    assert!(!store.remember_device(alice, Some([1; 32]), [2; 32], now, year).await.unwrap(), "kept, none new");
+    assert!(store.remember_device(alice, Some([9; 32]), [3; 32], now, year).await.unwrap(), "unknown: a new one");
+
+    // Someone else locks the account; the device still gets its own tries.
+    for _ in 0..5 {
+        store.reserve_login_attempt(alice, None, now, Box::new(lock)).await.unwrap();
+    }
+    let locked = store.reserve_login_attempt(alice, None, now, Box::new(lock)).await.unwrap();
+    assert!(matches!(locked, Some(LoginAttempt::Locked { .. })), "{locked:?}");
+    let own = store.reserve_login_attempt(alice, Some([1; 32]), now, Box::new(lock)).await.unwrap();
+    assert_eq!(own, Some(LoginAttempt::Allowed { failures: 1 }), "held only by its own count");
+    let foreign = store.reserve_login_attempt(bob, Some([1; 32]), now, Box::new(lock)).await.unwrap();
+    assert_eq!(foreign, Some(LoginAttempt::Allowed { failures: 1 }), "alice's cookie counts as none for bob");
+    let forged = store.reserve_login_attempt(alice, Some([7; 32]), now, Box::new(lock)).await.unwrap();
+    assert!(matches!(forged, Some(LoginAttempt::Locked { .. })), "an unknown cookie is no cookie: {forged:?}");
+    let expired = store.reserve_login_attempt(alice, Some([3; 32]), year, Box::new(lock)).await.unwrap();
+    assert_eq!(expired, Some(LoginAttempt::Allowed { failures: 6 }), "expired: the account's count");
+
+    // Guesses sent at once through one cookie get no more checks than the lockout allows.
+    let barrier = Arc::new(tokio::sync::Barrier::new(20));
+    let guesses = (0..20).map(|_| {
+        let (store, barrier) = (store.clone(), barrier.clone());
+        tokio::spawn(async move {
+            barrier.wait().await;
+            store.reserve_login_attempt(alice, Some([3; 32]), now, Box::new(lock)).await.unwrap().unwrap()
+        })
+    });
+    let allowed = futures_util::future::join_all(guesses)
+        .await
+        .into_iter()
+        .filter(|g| matches!(g.as_ref().unwrap(), LoginAttempt::Allowed { .. }))
+        .count();
+    assert_eq!(allowed, 5);
+
+    // A success clears the cookie's count; ending every session voids the cookies.
+    assert!(!store.remember_device(alice, Some([3; 32]), [4; 32], now, year).await.unwrap());
+    let cleared = store.reserve_login_attempt(alice, Some([3; 32]), now, Box::new(lock)).await.unwrap();
+    assert_eq!(cleared, Some(LoginAttempt::Allowed { failures: 1 }));
+    store.revoke_user_sessions(alice, None, now).await.unwrap();
+    let voided = store.reserve_login_attempt(alice, Some([3; 32]), now, Box::new(lock)).await.unwrap();
+    assert!(matches!(voided, Some(LoginAttempt::Locked { .. })), "void: the account's lock applies");
+    assert!(store.remember_device(alice, Some([1; 32]), [5; 32], now, year).await.unwrap(), "void: set anew");
+    assert_eq!(store.purge_expired_tokens(year, 100).await.unwrap(), 1, "the one left expires with its year");
 }

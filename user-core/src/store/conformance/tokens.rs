@@ -122,7 +122,7 @@ pub(crate) async fn a_reset_token_sets_the_password_once_and_ends_every_session(
     let s2 = session(&store, alice).await;
     for _ in 0..3 {
         let rule: crate::store::LockRule = Box::new(|_| Some(t0() + Duration::from_secs(600)));
-        assert!(store.reserve_login_attempt(alice, t0(), rule).await.is_ok());
+        assert!(store.reserve_login_attempt(alice, None, t0(), rule).await.is_ok());
     }
     store.send_token_mail(TokenOwner::Id(alice), &reset("alice@example.com", 1), None, t0()).await.unwrap();
     let before = store.find_user(UserKey::Id(alice)).await.unwrap().unwrap();

@@ -52,7 +52,8 @@ pub(super) async fn lookup_sessions(
     Ok(answers)
 }
 
-/// Ends a user's sessions but `except`, and voids the device approvals they gave
+/// Ends a user's sessions but `except`, voids the account's device cookies
+/// and the device approvals the sessions gave
 /// (declined, so the device hears `access_denied`).
 pub(super) async fn revoke_sessions(
     tx: &mut Transaction<'_, Postgres>,
@@ -60,6 +61,11 @@ pub(super) async fn revoke_sessions(
     except: Option<SessionId>,
     now: DateTime<Utc>,
 ) -> Result<u64> {
+    sqlx::query("delete from device_cookies where user_id = $1")
+        .bind(user.as_uuid())
+        .execute(&mut **tx)
+        .await
+        .map_err(map_err)?;
     sqlx::query(
         "update device_grants set decision = 'denied' where user_id = $1 and decision = 'approved' \
            and ($2::uuid is null or approver_session is distinct from $2)",

@@ -118,7 +118,18 @@ impl TokenStore for PostgresStore {
         .execute(&self.pool)
         .await
         .map_err(map_err)?;
-        Ok(done.rows_affected() + purge_device_grants(&self.pool, now - DEVICE_GRANT_KEPT, limit).await?)
+        let cookies = sqlx::query(
+            "delete from device_cookies where digest in \
+               (select digest from device_cookies where expires_at <= $1 order by expires_at limit $2)",
+        )
+        .bind(now)
+        .bind(i64::from(limit))
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(done.rows_affected()
+            + cookies.rows_affected()
+            + purge_device_grants(&self.pool, now - DEVICE_GRANT_KEPT, limit).await?)
     }
 }
 

@@ -100,10 +100,53 @@ impl UserStore for PostgresStore {
     async fn reserve_login_attempt(
         &self,
         id: UserId,
+        device: Option<[u8; 32]>,
         now: DateTime<Utc>,
         lock_until: LockRule,
     ) -> Result<Option<LoginAttempt>> {
         let mut tx = self.begin().await?;
+        if let Some(digest) = device {
+            // The device cookie's row lock queues concurrent guesses from
+            // that browser as the account's row does for the others.
+            let count: Option<i32> = sqlx::query_scalar(
+                "update device_cookies set failed_logins = failed_logins + 1 \
+                 where digest = $1 and user_id = $2 and expires_at > $3 \
+                   and (locked_until is null or locked_until <= $3) returning failed_logins",
+            )
+            .bind(digest.as_slice())
+            .bind(id.as_uuid())
+            .bind(now)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(map_err)?;
+            if let Some(count) = count {
+                let failures = count as u32;
+                if let Some(until) = lock_until(failures) {
+                    sqlx::query(
+                        "update device_cookies set locked_until = greatest(locked_until, $2) where digest = $1",
+                    )
+                    .bind(digest.as_slice())
+                    .bind(until)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
+                }
+                tx.commit().await.map_err(map_err)?;
+                return Ok(Some(LoginAttempt::Allowed { failures }));
+            }
+            let locked: Option<Option<DateTime<Utc>>> = sqlx::query_scalar(
+                "select locked_until from device_cookies where digest = $1 and user_id = $2 and expires_at > $3",
+            )
+            .bind(digest.as_slice())
+            .bind(id.as_uuid())
+            .bind(now)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(map_err)?;
+            if locked.is_some() {
+                return Ok(crate::store::rules::refused_attempt(locked, now));
+            }
+        }
         // The row lock the update takes makes concurrent reservations, from
         // any replica, queue; each re-reads `locked_until` once it has the row.
         let count: Option<i32> = sqlx::query_scalar(
@@ -138,12 +181,53 @@ impl UserStore for PostgresStore {
     }
 
     async fn reset_login_failures(&self, id: UserId) -> Result<()> {
+        let mut tx = self.begin().await?;
         sqlx::query("update users set failed_logins = 0, locked_until = null where id = $1")
             .bind(id.as_uuid())
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        sqlx::query("update device_cookies set failed_logins = 0, locked_until = null where user_id = $1")
+            .bind(id.as_uuid())
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn remember_device(
+        &self,
+        user: UserId,
+        presented: Option<[u8; 32]>,
+        fresh: [u8; 32],
+        now: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    ) -> Result<bool> {
+        if let Some(digest) = presented {
+            let kept = sqlx::query(
+                "update device_cookies set failed_logins = 0, locked_until = null \
+                 where digest = $1 and user_id = $2 and expires_at > $3",
+            )
+            .bind(digest.as_slice())
+            .bind(user.as_uuid())
+            .bind(now)
             .execute(&self.pool)
             .await
             .map_err(map_err)?;
-        Ok(())
+            if kept.rows_affected() == 1 {
+                return Ok(false);
+            }
+        }
+        sqlx::query("insert into device_cookies (digest, user_id, created_at, expires_at) values ($1, $2, $3, $4)")
+            .bind(fresh.as_slice())
+            .bind(user.as_uuid())
+            .bind(now)
+            .bind(expires_at)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(true)
     }
 
     async fn change_account(&self, id: UserId, changes: &AccountChanges, now: DateTime<Utc>) -> Result<Option<User>> {

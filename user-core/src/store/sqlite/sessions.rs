@@ -10,7 +10,8 @@ use crate::domain::{SessionId, UserId};
 use crate::error::Result;
 use crate::store::{NewSession, Rotation, SessionRecord, SessionStore, UserRecord};
 
-/// Ends a user's sessions but `except`, and voids the device approvals they gave
+/// Ends a user's sessions but `except`, voids the account's device cookies
+/// and the device approvals the sessions gave
 /// (declined, so the device hears `access_denied`).
 pub(super) fn revoke_sessions(
     conn: &Connection,
@@ -19,6 +20,7 @@ pub(super) fn revoke_sessions(
     now: DateTime<Utc>,
 ) -> Result<u64> {
     let except = except.map(|s| s.as_uuid());
+    execute(conn, "delete from device_cookies where user_id = ?1", params![user.as_uuid()])?;
     execute(
         conn,
         "update device_grants set decision = 'denied' where user_id = ?1 and decision = 'approved' \

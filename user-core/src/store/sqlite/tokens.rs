@@ -107,7 +107,13 @@ impl TokenStore for SqliteStore {
                    (select digest from account_tokens where expires_at <= ?1 order by expires_at limit ?2)",
                 params![millis(now), i64::from(limit)],
             )?;
-            Ok(tokens + purge_device_grants(conn, now - DEVICE_GRANT_KEPT, limit)?)
+            let cookies = execute(
+                conn,
+                "delete from device_cookies where digest in \
+                   (select digest from device_cookies where expires_at <= ?1 order by expires_at limit ?2)",
+                params![millis(now), i64::from(limit)],
+            )?;
+            Ok(tokens + cookies + purge_device_grants(conn, now - DEVICE_GRANT_KEPT, limit)?)
         })
         .await
     }

@@ -117,10 +117,42 @@ impl UserStore for SqliteStore {
     async fn reserve_login_attempt(
         &self,
         id: UserId,
+        device: Option<[u8; 32]>,
         now: DateTime<Utc>,
         lock_until: LockRule,
     ) -> Result<Option<LoginAttempt>> {
         self.write(move |conn| {
+            if let Some(digest) = device {
+                let count = query_opt(
+                    conn,
+                    "update device_cookies set failed_logins = failed_logins + 1 \
+                     where digest = ?1 and user_id = ?2 and expires_at > ?3 \
+                       and (locked_until is null or locked_until <= ?3) returning failed_logins",
+                    params![digest.as_slice(), id.as_uuid(), millis(now)],
+                    |row| col::<i64>(row, "failed_logins"),
+                )?;
+                if let Some(count) = count {
+                    let failures = count as u32;
+                    if let Some(until) = lock_until(failures) {
+                        execute(
+                            conn,
+                            "update device_cookies set locked_until = max(coalesce(locked_until, 0), ?2) \
+                             where digest = ?1",
+                            params![digest.as_slice(), millis(until)],
+                        )?;
+                    }
+                    return Ok(Some(LoginAttempt::Allowed { failures }));
+                }
+                let locked = query_opt(
+                    conn,
+                    "select locked_until from device_cookies where digest = ?1 and user_id = ?2 and expires_at > ?3",
+                    params![digest.as_slice(), id.as_uuid(), millis(now)],
+                    |row| opt_time(col(row, "locked_until")?),
+                )?;
+                if locked.is_some() {
+                    return Ok(crate::store::rules::refused_attempt(locked, now));
+                }
+            }
             let count = query_opt(
                 conn,
                 "update users set failed_logins = failed_logins + 1 \
@@ -150,7 +182,42 @@ impl UserStore for SqliteStore {
     async fn reset_login_failures(&self, id: UserId) -> Result<()> {
         self.write(move |conn| {
             execute(conn, "update users set failed_logins = 0, locked_until = null where id = ?1", [id.as_uuid()])?;
+            execute(
+                conn,
+                "update device_cookies set failed_logins = 0, locked_until = null where user_id = ?1",
+                [id.as_uuid()],
+            )?;
             Ok(())
+        })
+        .await
+    }
+
+    async fn remember_device(
+        &self,
+        user: UserId,
+        presented: Option<[u8; 32]>,
+        fresh: [u8; 32],
+        now: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    ) -> Result<bool> {
+        self.write(move |conn| {
+            if let Some(digest) = presented {
+                let kept = execute(
+                    conn,
+                    "update device_cookies set failed_logins = 0, locked_until = null \
+                     where digest = ?1 and user_id = ?2 and expires_at > ?3",
+                    params![digest.as_slice(), user.as_uuid(), millis(now)],
+                )?;
+                if kept == 1 {
+                    return Ok(false);
+                }
+            }
+            execute(
+                conn,
+                "insert into device_cookies (digest, user_id, created_at, expires_at) values (?1, ?2, ?3, ?4)",
+                params![fresh.as_slice(), user.as_uuid(), millis(now), millis(expires_at)],
+            )?;
+            Ok(true)
         })
         .await
     }

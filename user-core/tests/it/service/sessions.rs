@@ -49,7 +49,7 @@ async fn login_records_the_client_on_the_session() {
         user_agent: Some("x".repeat(300)),
         ip: Some("10.1.2.3".parse().unwrap()),
         device_name: Some(DeviceName::parse("Kitchen speaker").unwrap()),
-        actor: None,
+        ..ClientInfo::default()
     };
     let tokens = app.service.login(&login_name("alice"), &pw("correct horse"), &client).await.unwrap().tokens;
     let session = app.store.session(tokens.session_id).await.unwrap().unwrap();

@@ -127,3 +127,87 @@ async fn a_session_ends_at_its_maximum_lifetime_however_often_it_is_refreshed() 
     app.send(req("POST", "/user/refresh").cookie("refresh_token", &refresh)).await.error(401);
     assert_eq!(app.send(req("GET", "/user/get").bearer(&token)).await.status, 401, "day 90: over");
 }
+
+/// The `device_…` cookie a login set, as (name, value).
+fn device_cookie(reply: &crate::common::Reply) -> (String, String) {
+    let set = reply.cookies().into_iter().find(|c| c.starts_with("device_") && !clears(c));
+    let set = set.expect("a device cookie");
+    let (pair, attributes) = set.split_once(';').unwrap();
+    assert!(attributes.contains("HttpOnly") && attributes.contains("SameSite=Strict"), "{set}");
+    assert!(attributes.contains("Max-Age=31536000"), "a year: {set}");
+    let (name, value) = pair.split_once('=').unwrap();
+    (name.to_owned(), value.to_owned())
+}
+
+/// Whether a `Set-Cookie` clears its cookie.
+fn clears(set_cookie: &str) -> bool {
+    set_cookie.split("; ").any(|attribute| attribute == "Max-Age=0")
+}
+
+fn login_body(password: &str) -> serde_json::Value {
+    json!({"username": "alice", "password": password})
+}
+
+#[tokio::test]
+async fn guessing_elsewhere_cannot_lock_out_a_browser_that_signed_in_before() {
+    let app = app().await;
+    app.register("alice").await;
+    let first = app.send(req("POST", "/user/login").json(login_body(PASSWORD))).await;
+    let (name, value) = device_cookie(&first);
+    let id = first.body["id"].as_str().unwrap();
+    assert!(!name.contains(id) && name.len() == "device_".len() + 22, "names no account: {name}");
+
+    // An attacker's wrong guesses lock the account for everyone without the cookie.
+    for n in 0..6 {
+        app.send(req("POST", "/user/login").json(login_body(&format!("guess {n}")))).await;
+    }
+    assert_eq!(app.send(req("POST", "/user/login").json(login_body(PASSWORD))).await.status, 429);
+    let forged = req("POST", "/user/login").cookie(&name, "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA");
+    assert_eq!(app.send(forged.json(login_body(PASSWORD))).await.status, 429, "a made-up cookie is none");
+
+    // The owner's browser is held only by its own count.
+    let owner = || req("POST", "/user/login").cookie(&name, &value);
+    let back = app.send(owner().json(login_body(PASSWORD))).await;
+    assert_eq!(back.status, 200, "{}", back.body);
+    assert!(back.cookies().iter().all(|c| !c.starts_with("device_")), "the cookie is kept, none new");
+    for n in 0..5 {
+        assert_eq!(app.send(owner().json(login_body(&format!("typo {n}")))).await.status, 401);
+    }
+    assert_eq!(app.send(owner().json(login_body(PASSWORD))).await.status, 429, "its own five");
+}
+
+#[tokio::test]
+async fn a_password_reset_voids_the_device_cookies() {
+    let mail = user_core::service::MailPolicy { enabled: true, ..Default::default() };
+    let app = app_with(user_core::ServiceConfig { mail, ..config() }).await;
+    app.register("alice").await;
+    let (name, value) = device_cookie(&app.send(req("POST", "/user/login").json(login_body(PASSWORD))).await);
+    app.send(req("POST", "/user/password/forgot").json(json!({"email": "alice@example.com"}))).await;
+    let (token, _) = super::recovery::mailed_token(&app, user_core::store::TaskKind::EmailPasswordReset).await;
+    let reset = app.send(req("POST", "/user/password/reset").json(json!({"token": token, "password": "fresh phrase"})));
+    assert_eq!(reset.await.status, 200);
+    for n in 0..6 {
+        app.send(req("POST", "/user/login").json(login_body(&format!("guess {n}")))).await;
+    }
+    let stale = req("POST", "/user/login").cookie(&name, &value).json(login_body("fresh phrase"));
+    assert_eq!(app.send(stale).await.status, 429, "the old cookie no longer exempts");
+}
+
+#[tokio::test]
+async fn a_browser_keeps_at_most_five_device_cookies() {
+    let app = app().await;
+    let mut jar: Vec<(String, String)> = Vec::new();
+    for name in ["alice", "bob", "carol", "dave", "erin", "frank"] {
+        app.register(name).await;
+        let body = json!({"username": name, "password": PASSWORD});
+        let carried: Vec<String> = jar.iter().map(|(n, v)| format!("{n}={v}")).collect();
+        let login = req("POST", "/user/login").header("cookie", &carried.join("; "));
+        let reply = app.send(login.json(body)).await;
+        for cleared in reply.cookies().iter().filter(|c| c.starts_with("device_") && clears(c)) {
+            let gone = cleared.split_once('=').unwrap().0;
+            jar.retain(|(n, _)| n != gone);
+        }
+        jar.push(device_cookie(&reply));
+    }
+    assert_eq!(jar.len(), 5, "the sixth account made room");
+}
