@@ -760,3 +760,61 @@ debug_redacting! {
     ResetPasswordRequest { ; token, password }
     CreateAccountRequest { username, email, role; password }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: &str = "s3cret-value";
+
+    fn assert_redacted(printed: String) {
+        assert!(!printed.contains(SECRET), "{printed}");
+        assert!(printed.contains("[redacted]"), "{printed}");
+    }
+
+    #[test]
+    fn debug_never_prints_a_password_token_or_code() {
+        let s = || SECRET.to_owned();
+        assert_redacted(format!(
+            "{:?}",
+            RegisterRequest { username: "a".into(), password: s(), email: "e".into(), locale: None }
+        ));
+        assert_redacted(format!("{:?}", LoginRequest { username: "alice".into(), password: s(), device_name: None }));
+        let ok = MainResponse::new("success login", 200);
+        assert_redacted(format!("{:?}", LoginResponse { response: ok, token: s(), id: Uuid::nil() }));
+        let refresh = RefreshResponse { message: "success".into(), status: 200, token: s(), session_expires_at: None };
+        assert_redacted(format!("{refresh:?}"));
+        let update = UpdateRequest { password: Some(s()), current_password: Some(s()), ..Default::default() };
+        assert_redacted(format!("{update:?}"));
+        assert_redacted(format!("{:?}", DeleteAccountRequest { current_password: Some(s()) }));
+        assert_redacted(format!("{:?}", TokenRequest { token: s() }));
+        assert_redacted(format!("{:?}", ResetPasswordRequest { token: s(), password: s() }));
+        assert_redacted(format!(
+            "{:?}",
+            CreateAccountRequest { username: "a".into(), email: "e".into(), password: s(), role: None }
+        ));
+        let device = DeviceCodeResponse {
+            device_code: s(),
+            user_code: "BCDF-GHJK".into(),
+            verification_uri: "https://music.example/device".into(),
+            verification_uri_complete: "https://music.example/device?user_code=BCDF-GHJK".into(),
+            expires_in: 600,
+            interval: 5,
+        };
+        let printed = format!("{device:?}");
+        assert!(printed.contains("BCDF-GHJK"), "the code a person reads is no secret: {printed}");
+        assert_redacted(printed);
+        let poll = OAuthTokenRequest {
+            grant_type: "x".into(),
+            device_code: Some(s()),
+            client_id: None,
+            refresh_token: Some(s()),
+        };
+        assert_redacted(format!("{poll:?}"));
+        let tokens =
+            OAuthTokenResponse { access_token: s(), refresh_token: s(), token_type: "Bearer".into(), expires_in: 900 };
+        assert!(!format!("{tokens:?}").contains(SECRET));
+        let absent = format!("{:?}", UpdateRequest::default());
+        assert!(absent.contains("password: None") && !absent.contains("[redacted]"), "{absent}");
+    }
+}

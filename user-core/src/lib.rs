@@ -46,6 +46,8 @@ pub mod tasks;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use error::{ConflictField, Error, ForbiddenReason, GrantError, Result, UnauthorizedReason, error_chain};
+pub use error::{
+    ConflictField, Error, ForbiddenReason, GrantError, Result, UnauthorizedReason, error_chain, redact_url,
+};
 #[cfg(feature = "service")]
 pub use service::{ServiceConfig, UserService};

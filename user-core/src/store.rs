@@ -108,7 +108,10 @@ pub async fn open_with(url: &str, options: OpenOptions) -> Result<Arc<dyn Store>
     }
     Err(crate::domain::ValidationError::new(
         "database",
-        format!("unsupported database URL {url:?} (expected sqlite://…, sqlite::memory: or postgres://…)"),
+        format!(
+            "unsupported database URL {:?} (expected sqlite://…, sqlite::memory: or postgres://…)",
+            crate::error::redact_url(url)
+        ),
     )
     .into())
 }

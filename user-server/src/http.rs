@@ -172,10 +172,21 @@ pub fn json<T: serde::Serialize>(body: &T) -> Response {
 }
 
 /// Adds what every response carries (request id, hardening headers, CORS
-/// for allowed origins), then writes the access log line and metrics.
-pub fn finish(started: Instant, method: &Method, origin: Option<&str>, policy: &Policy, reply: impl Reply) -> Response {
+/// for allowed origins, HSTS over https), then writes the access log line
+/// and metrics.
+pub fn finish(
+    started: Instant,
+    method: &Method,
+    origin: Option<&str>,
+    https: bool,
+    policy: &Policy,
+    reply: impl Reply,
+) -> Response {
     let mut response = reply.into_response();
     let headers = response.headers_mut();
+    if https && let Some(hsts) = &policy.hsts.0 {
+        headers.insert(header::STRICT_TRANSPORT_SECURITY, hsts.clone());
+    }
     if let Some(origin) = origin.filter(|o| policy.cors_allows(o))
         && let Ok(v) = HeaderValue::from_str(origin)
     {
@@ -219,13 +230,16 @@ pub struct RequestHead {
     // Clones of the request's own buffers: no allocation per request.
     origin: Option<HeaderValue>,
     request_id: Option<HeaderValue>,
+    https: bool,
 }
 
 impl RequestHead {
-    /// Notes the parts of `request` that [`finish`] needs.
-    pub fn of<B>(request: &warp::http::Request<B>) -> Self {
+    /// Notes the parts of `request` that [`finish`] needs; `https`: it came
+    /// over this server's TLS.
+    pub fn of<B>(request: &warp::http::Request<B>, https: bool) -> Self {
         let headers = request.headers();
         Self {
+            https,
             started: Instant::now(),
             method: request.method().clone(),
             origin: headers.get(header::ORIGIN).cloned(),
@@ -245,7 +259,7 @@ impl RequestHead {
         }
         response.extensions_mut().insert(RouteLabel("timed out"));
         let origin = self.origin.as_ref().and_then(|v| v.to_str().ok());
-        finish(self.started, &self.method, origin, policy, response)
+        finish(self.started, &self.method, origin, self.https, policy, response)
     }
 }
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 use governor::clock::{Clock as _, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota};
 use ipnet::IpNet;
-use warp::http::HeaderMap;
+use warp::http::{HeaderMap, HeaderValue};
 
 pub use user_core::domain::{canonical_ip as canonical, rate_key};
 
@@ -224,6 +224,47 @@ pub struct Policy {
     pub trusted_proxies: Vec<IpNet>,
     /// Origins allowed to call with credentials (CORS); empty: CORS off.
     pub cors_origins: Vec<String>,
+    /// `Strict-Transport-Security` on every answer to a request that came
+    /// over https (this server's TLS, or a trusted proxy's).
+    pub hsts: Hsts,
+}
+
+/// The `Strict-Transport-Security` value answers over https carry; the
+/// default is a year with subdomains, `off` (`None`) sends none.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hsts(pub Option<HeaderValue>);
+
+impl Hsts {
+    /// What is sent unless configured otherwise.
+    pub const DEFAULT: &'static str = "max-age=31536000; includeSubDomains";
+}
+
+impl Default for Hsts {
+    fn default() -> Self {
+        Self(Some(HeaderValue::from_static(Self::DEFAULT)))
+    }
+}
+
+impl std::fmt::Display for Hsts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0.as_ref().and_then(|v| v.to_str().ok()).unwrap_or("off"))
+    }
+}
+
+impl std::str::FromStr for Hsts {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        if s.eq_ignore_ascii_case("off") {
+            return Ok(Self(None));
+        }
+        let max_age = s.split(';').next().and_then(|d| d.trim().strip_prefix("max-age="));
+        if !max_age.is_some_and(|secs| secs.parse::<u64>().is_ok()) {
+            return Err(format!("{s:?}: a Strict-Transport-Security value starts with max-age=<seconds>, or is off"));
+        }
+        HeaderValue::from_str(s).map(|v| Self(Some(v))).map_err(|e| format!("{s:?}: {e}"))
+    }
 }
 
 impl Policy {

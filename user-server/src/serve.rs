@@ -107,7 +107,7 @@ pub async fn serve<F>(
         let tls_on = tls.is_some();
         let handler = hyper::service::service_fn(move |mut request: Request<Incoming>| {
             request.extensions_mut().insert(PeerAddr { addr: peer, tls: tls_on });
-            let head = RequestHead::of(&request);
+            let head = RequestHead::of(&request, tls_on);
             let mut service = service.clone();
             let policy = policy.clone();
             let in_flight = handler_activity.start();

@@ -125,6 +125,10 @@ pub struct ServiceSettings {
     #[arg(long, env = "USER_MAIL_SMTP_URL", global = true, hide_env_values = true)]
     pub mail_smtp_url: Option<Secret>,
 
+    /// Read the SMTP URL from this file (trimmed); not together with --mail-smtp-url.
+    #[arg(long, env = "USER_MAIL_SMTP_URL_FILE", global = true, value_name = "FILE")]
+    pub mail_smtp_url_file: Option<PathBuf>,
+
     /// POST each mail as signed JSON to this URL instead (a provider's API behind your own endpoint); needs USER_MAIL_WEBHOOK_SECRET.
     #[arg(long, env = "USER_MAIL_WEBHOOK_URL", global = true)]
     pub mail_webhook_url: Option<String>,
@@ -161,7 +165,8 @@ fn client_id(s: &str) -> Result<String, String> {
 }
 
 impl ServiceSettings {
-    /// Reads the secrets given as files (`--jwt-secrets-file`), refusing a
+    /// Reads the secrets given as files (`--jwt-secrets-file`,
+    /// `--mail-smtp-url-file`), refusing a
     /// secret given both ways; `given(id)` says whether a setting was set
     /// (see [`Sources::given`](crate::Sources::given)).
     ///
@@ -170,6 +175,9 @@ impl ServiceSettings {
     pub fn read_secret_files(&mut self, given: &dyn Fn(&str) -> bool) -> Result<(), LoadError> {
         if let Some(secrets) = read_secret_file("USER_JWT_SECRETS", &self.jwt_secrets_file, given("jwt_secrets"))? {
             self.jwt_secrets = Some(Secret::new(secrets));
+        }
+        if let Some(url) = read_secret_file("USER_MAIL_SMTP_URL", &self.mail_smtp_url_file, given("mail_smtp_url"))? {
+            self.mail_smtp_url = Some(Secret::new(url));
         }
         Ok(())
     }

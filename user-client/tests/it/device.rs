@@ -20,6 +20,8 @@ async fn a_tv_signs_in_by_code_while_a_phone_approves() {
     assert_eq!(login.verification_uri(), format!("{}/device", srv.base));
     assert!(login.verification_uri_complete().ends_with(login.user_code()));
     assert_eq!((login.interval().as_secs(), login.expires_in().as_secs()), (5, 600));
+    let printed = format!("{login:?}");
+    assert!(printed.contains("device_code: [redacted]") && printed.contains(login.user_code()), "{printed}");
 
     assert!(login.poll().await.unwrap().is_none(), "nobody approved yet");
     assert!(login.poll().await.unwrap().is_none(), "too soon: slow_down");

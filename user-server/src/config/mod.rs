@@ -12,7 +12,7 @@ use user_core::ServiceConfig;
 use user_core::mail::{LogTransport, MailSettings, MailTransport, Mailer, SmtpTransport};
 use user_core::tasks::{LogSink, NatsConfig, NatsSink, RelayConfig, TaskSink, WebhookSink};
 
-use crate::security::{Policy, Rate, Throttle};
+use crate::security::{Hsts, Policy, Rate, Throttle};
 
 mod values;
 
@@ -89,6 +89,10 @@ pub struct Config {
     /// Origins allowed to call with credentials from a browser (CORS), exact, comma-separated; none by default.
     #[arg(long, env = "USER_CORS_ORIGINS", value_delimiter = ',')]
     pub cors_origins: Vec<String>,
+
+    /// Strict-Transport-Security sent on every answer over https (this server's TLS, or a trusted proxy's X-Forwarded-Proto/Forwarded); `off` sends none.
+    #[arg(long, env = "USER_HSTS", default_value_t = Hsts::default())]
+    pub hsts: Hsts,
 
     /// Time a client has from connecting to a complete first request head, whatever the protocol, and to send each later request's headers (cuts off idle and slow-loris clients).
     #[arg(long, env = "USER_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
@@ -174,6 +178,10 @@ pub struct Config {
     #[arg(long, env = "USER_TASKS_NATS_TOKEN", hide_env_values = true)]
     pub tasks_nats_token: Option<Secret>,
 
+    /// Read the NATS token from this file (trimmed); not together with --tasks-nats-token.
+    #[arg(long, env = "USER_TASKS_NATS_TOKEN_FILE", value_name = "FILE")]
+    pub tasks_nats_token_file: Option<PathBuf>,
+
     /// Trust the CA certificate(s) in this PEM file for NATS, and require TLS.
     #[arg(long, env = "USER_TASKS_NATS_CA_FILE", value_name = "FILE")]
     pub tasks_nats_ca_file: Option<PathBuf>,
@@ -193,6 +201,10 @@ pub struct Config {
     /// HMAC-SHA256 key of the mail webhook's signatures, at least 32 bytes.
     #[arg(long, env = "USER_MAIL_WEBHOOK_SECRET", hide_env_values = true)]
     pub mail_webhook_secret: Option<Secret>,
+
+    /// Read the mail webhook's key from this file (trimmed); not together with --mail-webhook-secret.
+    #[arg(long, env = "USER_MAIL_WEBHOOK_SECRET_FILE", value_name = "FILE")]
+    pub mail_webhook_secret_file: Option<PathBuf>,
 
     /// Time an SMTP exchange may take; then it is retried later.
     #[arg(long, env = "USER_MAIL_SMTP_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
@@ -302,11 +314,19 @@ impl Config {
         if config.tls_cert_file.is_some() != config.tls_key_file.is_some() {
             return Err(LoadError::Invalid("give --tls-cert-file and --tls-key-file together".into()));
         }
-        let webhook_file = &config.tasks_webhook_secret_file;
+        let from_file = |setting, file, id| read_secret_file(setting, file, given(id)).map(|s| s.map(Secret::new));
         if let Some(secret) =
-            read_secret_file("USER_TASKS_WEBHOOK_SECRET", webhook_file, given("tasks_webhook_secret"))?
+            from_file("USER_TASKS_WEBHOOK_SECRET", &config.tasks_webhook_secret_file, "tasks_webhook_secret")?
         {
-            config.tasks_webhook_secret = Some(Secret::new(secret));
+            config.tasks_webhook_secret = Some(secret);
+        }
+        if let Some(secret) =
+            from_file("USER_MAIL_WEBHOOK_SECRET", &config.mail_webhook_secret_file, "mail_webhook_secret")?
+        {
+            config.mail_webhook_secret = Some(secret);
+        }
+        if let Some(token) = from_file("USER_TASKS_NATS_TOKEN", &config.tasks_nats_token_file, "tasks_nats_token")? {
+            config.tasks_nats_token = Some(token);
         }
         Ok(config)
     }
@@ -340,7 +360,12 @@ impl Config {
             )),
             RateLimitSetting::Off => None,
         };
-        Policy { throttle, trusted_proxies: self.trusted_proxies.clone(), cors_origins: self.cors_origins.clone() }
+        Policy {
+            throttle,
+            trusted_proxies: self.trusted_proxies.clone(),
+            cors_origins: self.cors_origins.clone(),
+            hsts: self.hsts.clone(),
+        }
     }
 
     /// What one client may hold.
@@ -638,6 +663,11 @@ mod tests {
             file("jwt", "  jwt-secret-from-a-file-0123456789abcdef\n"),
             file("hook", "webhook-secret-from-a-file-0123456789\n"),
         );
+        let (smtp, mail_hook, nats) = (
+            file("smtp", "smtp://mailer:from-a-file@smtp.example:587\n"),
+            file("mail-hook", "mail-webhook-secret-from-a-file-01234\n"),
+            file("nats", "nats-token-from-a-file\n"),
+        );
         let config = Config::load_from([
             "user-server",
             "--database-file",
@@ -646,11 +676,28 @@ mod tests {
             &jwt,
             "--tasks-webhook-secret-file",
             &hook,
+            "--mail-smtp-url-file",
+            &smtp,
+            "--mail-webhook-secret-file",
+            &mail_hook,
+            "--tasks-nats-token-file",
+            &nats,
         ])
         .unwrap();
         assert_eq!(config.database.expose(), "postgres://app:from-a-file@db/users");
         assert_eq!(config.service.jwt_secrets.unwrap().expose(), "jwt-secret-from-a-file-0123456789abcdef");
         assert_eq!(config.tasks_webhook_secret.unwrap().expose(), "webhook-secret-from-a-file-0123456789");
+        assert_eq!(config.service.mail_smtp_url.unwrap().expose(), "smtp://mailer:from-a-file@smtp.example:587");
+        assert_eq!(config.mail_webhook_secret.unwrap().expose(), "mail-webhook-secret-from-a-file-01234");
+        assert_eq!(config.tasks_nats_token.unwrap().expose(), "nats-token-from-a-file");
+        for (flag, file, setting) in [
+            ("--mail-smtp-url", &smtp, "USER_MAIL_SMTP_URL"),
+            ("--mail-webhook-secret", &mail_hook, "USER_MAIL_WEBHOOK_SECRET"),
+            ("--tasks-nats-token", &nats, "USER_TASKS_NATS_TOKEN"),
+        ] {
+            let both = Config::load_from(["user-server", flag, "x", &format!("{flag}-file"), file]).unwrap_err();
+            assert_eq!(both.to_string(), format!("give {setting} or {setting}_FILE, not both"));
+        }
 
         let both = Config::load_from(["user-server", "--jwt-secrets", "x", "--jwt-secrets-file", &jwt]).unwrap_err();
         assert_eq!(both.to_string(), "give USER_JWT_SECRETS or USER_JWT_SECRETS_FILE, not both");
@@ -683,6 +730,13 @@ mod tests {
         assert_eq!(redact_url("postgres://app:hunter2@db:5432/users"), "postgres://app:***@db:5432/users");
         assert_eq!(redact_url("postgres://app@db/users"), "postgres://app@db/users");
         assert_eq!(redact_url("sqlite://user-service.db"), "sqlite://user-service.db");
+        assert_eq!(
+            redact_url("postgres://app@db/users?sslmode=verify-full&password=s3cretpw"),
+            "postgres://app@db/users?sslmode=verify-full&password=***"
+        );
+        assert_eq!(redact_url("postgres://app:p@ss@db/users"), "postgres://app:***@db/users", "an @ in the password");
+        assert_eq!(redact_url("nats://h:4222?auth_token=t0k"), "nats://h:4222?auth_token=***");
+        assert_eq!(redact_url("memory:"), "memory:");
     }
 
     #[test]

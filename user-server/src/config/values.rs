@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use clap::ValueEnum;
+pub use user_core::redact_url;
 
 /// Whether throttling is on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -73,21 +74,5 @@ impl std::str::FromStr for Retention {
         humantime::parse_duration(s)
             .map(|d| Self(Some(d)))
             .map_err(|e| format!("{e}; give a duration such as 7d or 12h, or off"))
-    }
-}
-
-/// The database URL with any password replaced by `***`, for logs.
-pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
-    match rest.split_once('@') {
-        Some((userinfo, host)) => {
-            let user = userinfo.split(':').next().unwrap_or_default();
-            if userinfo.contains(':') {
-                format!("{scheme}://{user}:***@{host}")
-            } else {
-                format!("{scheme}://{userinfo}@{host}")
-            }
-        }
-        None => url.to_owned(),
     }
 }

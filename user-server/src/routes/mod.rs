@@ -87,12 +87,13 @@ fn as_filter(
     warp::any().map(Instant::now).and(arrival(&policy)).then(move |started: Instant, arrival: Arrival| {
         let origin = arrival.ctx.headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()).map(str::to_owned);
         let method = arrival.method.clone();
+        let https = arrival.ctx.https;
         let reply = preflight(&preflight_policy, &arrival)
             .map_or_else(|| router.route(arrival), |r| Box::pin(std::future::ready(r)));
         let policy = policy.clone();
         async move {
             let reply = reply.await;
-            finish(started, &method, origin.as_deref(), &policy, reply)
+            finish(started, &method, origin.as_deref(), https, &policy, reply)
         }
     })
 }

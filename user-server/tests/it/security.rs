@@ -166,6 +166,30 @@ async fn cookies_are_secure_when_a_trusted_proxy_says_the_client_used_https() {
 }
 
 #[tokio::test]
+async fn hsts_answers_what_came_over_https_through_a_trusted_proxy_and_can_be_turned_off() {
+    let mut app = app().await;
+    let trusted = || vec!["127.0.0.0/8".parse().unwrap()];
+    with_policy(&mut app, Policy { trusted_proxies: trusted(), ..Policy::default() });
+    let hsts = |reply: crate::common::Reply| reply.header("strict-transport-security").map(str::to_owned);
+    assert_eq!(hsts(app.send(req("GET", "/healthz")).await), None, "plain http: a browser would ignore it");
+    let https = || req("GET", "/healthz").header("x-forwarded-proto", "https");
+    assert_eq!(hsts(app.send(https()).await).as_deref(), Some("max-age=31536000; includeSubDomains"));
+    let error = app.send(req("GET", "/nowhere").header("x-forwarded-proto", "https")).await;
+    assert_eq!(error.status, 404);
+    assert!(hsts(error).is_some(), "on every answer, errors too");
+
+    with_policy(&mut app, Policy::default());
+    assert_eq!(hsts(app.send(https()).await), None, "an untrusted peer's header means nothing");
+    let off = "off".parse().unwrap();
+    with_policy(&mut app, Policy { trusted_proxies: trusted(), hsts: off, ..Policy::default() });
+    assert_eq!(hsts(app.send(https()).await), None, "USER_HSTS=off");
+    let custom = "max-age=60".parse().unwrap();
+    with_policy(&mut app, Policy { trusted_proxies: trusted(), hsts: custom, ..Policy::default() });
+    assert_eq!(hsts(app.send(https()).await).as_deref(), Some("max-age=60"));
+    assert!("includeSubDomains".parse::<user_server::security::Hsts>().is_err(), "needs max-age");
+}
+
+#[tokio::test]
 async fn profile_updates_are_throttled_per_client_ip() {
     let mut app = app().await;
     let s = app.user("alice").await;

@@ -218,6 +218,8 @@ async fn the_sdk_works_over_https_with_a_private_ca_and_cookies_are_secure() {
         .await
         .unwrap();
     let cookies: Vec<_> = login.headers().get_all("set-cookie").iter().map(|v| v.to_str().unwrap()).collect();
+    let hsts = login.headers().get("strict-transport-security").map(|v| v.to_str().unwrap().to_owned());
+    assert_eq!(hsts.as_deref(), Some("max-age=31536000; includeSubDomains"), "the server's own TLS");
     // The access, the refresh and a device cookie.
     assert!(cookies.len() == 3 && cookies.iter().all(|c| c.ends_with("; Secure")), "{cookies:?}");
 
