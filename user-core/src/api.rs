@@ -97,14 +97,7 @@ pub struct LoginRequest {
     /// (v1.1) A name for the new session, shown in `GET /user/sessions`:
     /// 1–64 printable characters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(
-        feature = "openapi",
-        schema(
-            min_length = 1,
-            max_length = 64,
-            pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\s\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$"
-        )
-    )]
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::domain::openapi::device_name))]
     pub device_name: Option<String>,
 }
 
@@ -296,9 +289,10 @@ pub struct DeviceCodeRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,
     /// The name the new session will carry, shown to the person approving
-    /// (1–64 characters, no control characters).
+    /// as the device's own claim (1–64 characters; no control,
+    /// bidirectional-control or invisible characters: `invalid_request`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 64))]
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::domain::openapi::device_name))]
     pub device_name: Option<String>,
 }
 

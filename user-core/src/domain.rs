@@ -345,20 +345,55 @@ text_value!(TrackId);
 pub struct DeviceName(String);
 
 impl DeviceName {
+    /// The most characters a name may have.
+    pub const MAX_CHARS: usize = 64;
+
+    /// The characters a name may not hold, as a regular-expression class
+    /// body: controls, and the invisible format characters (bidirectional
+    /// controls, zero-width characters, the BOM) that could make a name
+    /// shown to an approver read as something else.
+    pub const FORBIDDEN_CLASS: &str = "\\u0000-\\u001f\\u007f-\\u009f\\u00ad\\u061c\\u180e\\u200b-\\u200f\\u202a-\\u202e\\u2060-\\u2064\\u2066-\\u206f\\ufeff\\ufff9-\\ufffb";
+
     /// Checks the rules and wraps the name.
     ///
     /// # Errors
     /// A [`ValidationError`] on field `device_name`.
     pub fn parse(s: &str) -> Result<Self, ValidationError> {
         let length = s.chars().count();
-        if length == 0 || length > 64 || s.trim().is_empty() {
+        if length == 0 || length > Self::MAX_CHARS || s.trim().is_empty() {
             return Err(ValidationError::new("device_name", "must be 1–64 characters, not all spaces"));
         }
         if s.chars().any(char::is_control) {
             return Err(ValidationError::new("device_name", "may not contain control characters"));
         }
+        if s.chars().any(is_invisible_format) {
+            return Err(ValidationError::new(
+                "device_name",
+                "may not contain bidirectional controls or invisible characters (U+200B–U+200F, U+202A–U+202E, …)",
+            ));
+        }
         Ok(Self(s.to_owned()))
     }
+}
+
+/// Unicode's invisible format characters (general category Cf) that can
+/// reorder or hide text: bidirectional marks, embeddings and isolates,
+/// zero-width characters, the soft hyphen, the BOM, interlinear
+/// annotations and tag characters.
+fn is_invisible_format(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00ad}'
+            | '\u{061c}'
+            | '\u{180e}'
+            | '\u{200b}'..='\u{200f}'
+            | '\u{202a}'..='\u{202e}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{206f}'
+            | '\u{feff}'
+            | '\u{fff9}'..='\u{fffb}'
+            | '\u{e0000}'..='\u{e007f}'
+    )
 }
 text_value!(DeviceName);
 
@@ -659,6 +694,20 @@ mod tests {
         use super::{TrackId, Username};
         assert!(Username::PATTERN.contains(&format!("{{{},{}}}", Username::MIN_CHARS, Username::MAX_CHARS)));
         assert!(TrackId::PATTERN.ends_with(&format!("{{1,{}}}", TrackId::MAX_CHARS)));
+    }
+
+    #[test]
+    fn device_names_refuse_what_would_mislead_an_approver() {
+        assert_eq!(DeviceName::parse("Living room TV 📺").unwrap().as_str(), "Living room TV 📺");
+        assert!(DeviceName::parse("Кухня").is_ok());
+        for bad in ["\u{202e}VT moor gniviL", "Living\u{200b}room", "TV\u{2066}x\u{2069}", "\u{feff}TV", "a\u{e0041}"] {
+            let error = DeviceName::parse(bad).unwrap_err();
+            assert_eq!(error.field, "device_name", "{bad:?}");
+            assert!(error.to_string().contains("invisible"), "{error}");
+        }
+        assert!(DeviceName::parse("TV\u{7}").is_err());
+        assert!(DeviceName::parse("   ").is_err());
+        assert!(DeviceName::parse(&"x".repeat(65)).is_err());
     }
 
     use super::*;

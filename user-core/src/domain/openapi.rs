@@ -4,7 +4,7 @@
 
 use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
 
-use super::{Email, Password, TrackBatch, TrackId, Username};
+use super::{DeviceName, Email, Password, TrackBatch, TrackId, Username};
 
 fn string() -> ObjectBuilder {
     ObjectBuilder::new().schema_type(Type::String)
@@ -18,6 +18,20 @@ pub fn username() -> ObjectBuilder {
         .min_length(Some(min))
         .max_length(Some(max))
         .pattern(Some(Username::PATTERN))
+}
+
+/// A [`DeviceName`]: printable, not all spaces, no invisible format characters.
+pub fn device_name() -> ObjectBuilder {
+    let bad = DeviceName::FORBIDDEN_CLASS;
+    string()
+        .description(Some(format!(
+            "A name for the session: 1–{} characters, not all spaces; no control, bidirectional-control or \
+             invisible characters.",
+            DeviceName::MAX_CHARS
+        )))
+        .min_length(Some(1))
+        .max_length(Some(DeviceName::MAX_CHARS))
+        .pattern(Some(format!("^[^{bad}]*[^\\s{bad}][^{bad}]*$")))
 }
 
 /// An [`Email`].

@@ -91,6 +91,12 @@ async fn oauth_errors_take_the_rfc_shape() {
         app.send(req("POST", "/oauth/device/code").json(json!({"client_id": "car", "device_name": ""}))).await;
     assert_eq!(oauth_error(&bad_name, 400), "invalid_request");
     assert!(bad_name.body["message"].as_str().unwrap().contains("device_name"), "{}", bad_name.body);
+    let reversed = json!({"client_id": "car", "device_name": "\u{202e}VT moor gniviL"});
+    let bidi = app.send(req("POST", "/oauth/device/code").json(reversed)).await;
+    assert_eq!(oauth_error(&bidi, 400), "invalid_request", "a bidi override would disguise the name");
+    assert!(bidi.body["message"].as_str().unwrap().contains("device_name"), "{}", bidi.body);
+    let hidden = json!({"username": "nobody", "password": "x", "device_name": "TV\u{200b}"});
+    assert!(app.send(req("POST", "/user/login").json(hidden)).await.error(400).contains("device_name"));
 
     let grant = app.send(req("POST", "/oauth/token").raw(crate::common::FORM, "grant_type=password")).await;
     assert_eq!(oauth_error(&grant, 400), "unsupported_grant_type");
