@@ -260,7 +260,7 @@ impl std::str::FromStr for Hsts {
             return Ok(Self(None));
         }
         let max_age = s.split(';').next().and_then(|d| d.trim().strip_prefix("max-age="));
-        if !max_age.is_some_and(|secs| secs.parse::<u64>().is_ok()) {
+        if max_age.is_none_or(|secs| secs.parse::<u64>().is_err()) {
             return Err(format!("{s:?}: a Strict-Transport-Security value starts with max-age=<seconds>, or is off"));
         }
         HeaderValue::from_str(s).map(|v| Self(Some(v))).map_err(|e| format!("{s:?}: {e}"))
