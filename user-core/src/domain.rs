@@ -4,6 +4,7 @@
 //! naming the field and the rule; a value of these types is valid by
 //! construction.
 
+pub mod common_passwords;
 #[cfg(feature = "openapi")]
 pub mod openapi;
 
@@ -249,7 +250,9 @@ impl Password {
     /// The shortest password accepted for a new account or a password change.
     pub const MIN_CHARS: usize = 8;
 
-    /// Checks a new password against the policy (8–128 characters).
+    /// Checks a new password against the policy: 8–128 characters, and
+    /// not one of the 100,000 most common passwords (see
+    /// [`common_passwords`]).
     ///
     /// # Errors
     /// A [`ValidationError`] on field `password`.
@@ -260,6 +263,9 @@ impl Password {
         }
         if len > Self::MAX_CHARS {
             return Err(ValidationError::new("password", "must be at most 128 characters"));
+        }
+        if common_passwords::is_common(s) {
+            return Err(ValidationError::new("password", "is one of the most common passwords; choose another"));
         }
         Ok(Self(s.to_owned()))
     }

@@ -10,7 +10,7 @@
 
 #[cfg(feature = "nats")]
 mod nats;
-mod sink;
+pub(crate) mod sink;
 
 use std::collections::HashMap;
 use std::future::Future;

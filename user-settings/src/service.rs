@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use clap::Args;
 use user_core::ServiceConfig;
 use user_core::auth::{HashingConfig, SigningConfig, TokenConfig};
-use user_core::service::{DevicePolicy, LockoutPolicy, MailPolicy};
+use user_core::service::{BreachCheck, DevicePolicy, LockoutPolicy, MailPolicy};
 
 use crate::{DurationOrOff, JwtAlgorithm, LoadError, Secret, read_secret_file};
 
@@ -103,6 +103,14 @@ pub struct ServiceSettings {
     #[arg(long, env = "USER_REAUTH_WINDOW", global = true,
           default_value_t = DurationOrOff(ServiceConfig::default().reauth_window))]
     pub reauth_window: DurationOrOff,
+
+    /// An HIBP-compatible range API (e.g. `https://api.pwnedpasswords.com/range`) to refuse new passwords reported breached; only 5 hex characters of a password's SHA-1 are sent. A failed lookup lets the password through.
+    #[arg(long, env = "USER_PASSWORD_BREACH_CHECK_URL", global = true)]
+    pub password_breach_check_url: Option<String>,
+
+    /// How long one breach lookup may take before the password is let through.
+    #[arg(long, env = "USER_PASSWORD_BREACH_CHECK_TIMEOUT", global = true, default_value = "2s")]
+    pub password_breach_check_timeout: humantime::Duration,
 
     /// Failed logins of one account before attempts are refused for a while.
     #[arg(long, env = "USER_LOGIN_LOCKOUT_AFTER", global = true, default_value_t = lockout().threshold,
@@ -234,6 +242,10 @@ impl ServiceSettings {
                 ..mail()
             },
             device: DevicePolicy { clients: self.oauth_clients.clone(), ..DevicePolicy::default() },
+            breach_check: self
+                .password_breach_check_url
+                .as_ref()
+                .map(|url| BreachCheck { url: url.clone(), timeout: self.password_breach_check_timeout.into() }),
         })
     }
 }

@@ -61,7 +61,7 @@ impl UserService {
     }
 
     pub(super) async fn insert_user(&self, reg: Registration, role: Role) -> Result<User> {
-        let password_hash = self.hasher.hash(&reg.password).await?;
+        let password_hash = self.hash_new_password(&reg.password).await?;
         let now = self.clock.now();
         let user = User {
             id: UserId::new(),
@@ -159,7 +159,7 @@ impl UserService {
             mails.push(notice(TaskKind::EmailPasswordChanged, None));
         }
         let password_hash = match &update.password {
-            Some(p) => Some(self.hasher.hash(p).await?),
+            Some(p) => Some(self.hash_new_password(p).await?),
             None => None,
         };
         let email_changed = update.email.is_some();
@@ -213,6 +213,32 @@ impl UserService {
             None => self.require_recent_authentication(id, Some(session)).await?,
         }
         self.delete(id, client).await
+    }
+
+    /// The hash of a password about to be set, once it passed the breach
+    /// check (when configured). A lookup that fails lets the password
+    /// through: an outage of the range API must not stop sign-ups.
+    ///
+    /// # Errors
+    /// [`Error::Validation`] on `password` when the range API reports it
+    /// breached; [`Error::Overloaded`] if hashing is saturated.
+    pub(super) async fn hash_new_password(&self, password: &Password) -> Result<String> {
+        #[cfg(feature = "breach-check")]
+        if let Some(breaches) = &self.breaches {
+            match breaches.is_breached(password).await {
+                Ok(true) => {
+                    return Err(
+                        ValidationError::new("password", "appears in known data breaches; choose another").into()
+                    );
+                }
+                Ok(false) => {}
+                Err(why) => {
+                    metrics::counter!("password_breach_check_failures_total").increment(1);
+                    tracing::warn!(error = %why, "breach check failed; the password was let through");
+                }
+            }
+        }
+        self.hasher.hash(password).await
     }
 
     /// Checks `current` against the account's password, counted and

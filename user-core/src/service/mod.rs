@@ -18,7 +18,7 @@ pub use device_cookies::{
     DEVICE_COOKIE_LIFETIME, DEVICE_COOKIE_PREFIX, DeviceCookies, MAX_DEVICE_COOKIES, NewDeviceCookie,
 };
 pub use sessions::{ClientInfo, LoginOutcome};
-pub use settings::{DevicePolicy, LockoutPolicy, MailPolicy, ServiceConfig};
+pub use settings::{BreachCheck, DevicePolicy, LockoutPolicy, MailPolicy, ServiceConfig};
 
 use std::sync::Arc;
 
@@ -70,6 +70,9 @@ pub struct UserService {
     reauth_window: Option<TimeDelta>,
     /// Names device cookies (see `device_cookies`).
     device_cookie_key: Vec<u8>,
+    /// Looks new passwords up in a breach range API, when configured.
+    #[cfg(feature = "breach-check")]
+    breaches: Option<crate::auth::BreachChecker>,
     lockout: LockoutPolicy,
     mail: MailPolicy,
     device: Arc<device::DeviceLogins>,
@@ -109,7 +112,13 @@ impl UserService {
         };
         let device_cookie_key =
             store.get_or_insert_secret(device_cookies::DEVICE_COOKIE_KEY, &crate::auth::generate_secret(), now).await?;
+        #[cfg(not(feature = "breach-check"))]
+        if config.breach_check.is_some() {
+            return Err(Error::internal("the breach check needs user-core's `breach-check` feature"));
+        }
         Ok(Self {
+            #[cfg(feature = "breach-check")]
+            breaches: config.breach_check.as_ref().map(crate::auth::BreachChecker::new).transpose()?,
             device_cookie_key,
             store,
             hasher: PasswordHasher::new(&config.hashing)?,

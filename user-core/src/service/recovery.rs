@@ -91,7 +91,7 @@ impl UserService {
     /// [`Error::Overloaded`] if hashing is saturated.
     pub async fn reset_password(&self, token: &str, password: &Password, client: &ClientInfo) -> Result<UserId> {
         let digest = token_digest(token)?;
-        let hash = self.hasher.hash(password).await?;
+        let hash = self.hash_new_password(password).await?;
         let mail = notice(TaskKind::EmailPasswordChanged, None);
         let user =
             self.store.reset_password(&digest, &hash, &mail, self.clock.now()).await?.ok_or(Error::InvalidToken)?;

@@ -31,6 +31,22 @@ pub struct ServiceConfig {
     pub mail: MailPolicy,
     /// Device sign-in (RFC 8628).
     pub device: DevicePolicy,
+    /// Refuse new passwords an HIBP-compatible range API reports breached
+    /// (default: off; the bundled list of common passwords always applies).
+    pub breach_check: Option<BreachCheck>,
+}
+
+/// Where and how to look new passwords up in an HIBP-compatible range API
+/// (`GET {url}/{first 5 hex of the SHA-1}`): only those 5 characters leave
+/// the process. A lookup that fails lets the password through and counts
+/// in `password_breach_check_failures_total`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BreachCheck {
+    /// The range API's base, e.g. `https://api.pwnedpasswords.com/range`.
+    pub url: String,
+    /// How long one lookup may take (default 2 s); a slower one lets the
+    /// password through.
+    pub timeout: Duration,
 }
 
 impl Default for ServiceConfig {
@@ -45,6 +61,7 @@ impl Default for ServiceConfig {
             lockout: LockoutPolicy::default(),
             mail: MailPolicy::default(),
             device: DevicePolicy::default(),
+            breach_check: None,
         }
     }
 }

@@ -35,6 +35,8 @@ impl TaskSink for LogSink {
 
 #[cfg(feature = "webhook")]
 pub use webhook::WebhookSink;
+#[cfg(feature = "webhook")]
+pub(crate) use webhook::client as http_client;
 
 #[cfg(feature = "webhook")]
 mod webhook {
@@ -119,7 +121,7 @@ mod webhook {
     }
 
     /// The HTTP client: system roots plus `roots`, no redirects.
-    fn client(timeout: Duration, roots: &[reqwest::Certificate]) -> crate::Result<reqwest::Client> {
+    pub(crate) fn client(timeout: Duration, roots: &[reqwest::Certificate]) -> crate::Result<reqwest::Client> {
         ensure_rustls_provider();
         let mut builder = reqwest::Client::builder()
             .timeout(timeout)

@@ -211,3 +211,77 @@ async fn a_browser_keeps_at_most_five_device_cookies() {
     }
     assert_eq!(jar.len(), 5, "the sixth account made room");
 }
+
+/// An HIBP-compatible range server on loopback: reports `breached` (SHA-1
+/// upper-case hex) with a count, pads with others, and records each request
+/// (path and `Add-Padding`).
+async fn range_server(breached: &str) -> (String, std::sync::Arc<std::sync::Mutex<Vec<(String, Option<String>)>>>) {
+    use warp::Filter as _;
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (prefix, suffix) = breached.split_at(5);
+    let (prefix, suffix) = (prefix.to_owned(), suffix.to_owned());
+    let log = seen.clone();
+    let route = warp::path!("range" / String).and(warp::header::optional::<String>("add-padding")).map(
+        move |asked: String, padding: Option<String>| {
+            log.lock().unwrap().push((asked.clone(), padding));
+            let mut body =
+                String::from("0018A45C4D1DEF81644B54AB7F969B88D65:0\r\n00D4F6E8FA6EECAD2A3AA415EEC418D38EC:2\r\n");
+            if asked == prefix {
+                body.push_str(&format!("{suffix}:3861493\r\n"));
+            }
+            body
+        },
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(warp::serve(route).incoming(listener).run());
+    (format!("http://{addr}/range"), seen)
+}
+
+fn sha1_hex(password: &str) -> String {
+    use sha1::Digest as _;
+    hex::encode_upper(sha1::Sha1::digest(password.as_bytes()))
+}
+
+#[tokio::test]
+async fn common_and_breached_passwords_are_refused_where_a_password_is_set() {
+    let breached = "Tr0ub4dor&3 is breached";
+    let (url, seen) = range_server(&sha1_hex(breached)).await;
+    let check = user_core::service::BreachCheck { url, timeout: Duration::from_secs(5) };
+    let app = app_with(user_core::ServiceConfig { breach_check: Some(check), ..config() }).await;
+
+    let register = |password: &str| json!({"username": "alice", "email": "alice@example.com", "password": password});
+    let common = app.send(req("POST", "/user/register").json(register("iloveyou1"))).await;
+    assert!(common.error(400).contains("password: is one of the most common passwords"), "{}", common.body);
+    let listed = app.send(req("POST", "/user/register").json(register(breached))).await;
+    assert!(listed.error(400).contains("password: appears in known data breaches"), "{}", listed.body);
+    assert_eq!(app.send(req("POST", "/user/register").json(register(PASSWORD))).await.status, 200);
+
+    let asked = seen.lock().unwrap().clone();
+    assert_eq!(asked.len(), 2, "the common one never left the process: {asked:?}");
+    for (path, padding) in &asked {
+        assert_eq!(path.len(), 5, "only 5 hex characters of the SHA-1 leave: {path}");
+        assert_eq!(padding.as_deref(), Some("true"));
+    }
+
+    let session = app.login("alice").await;
+    let update = json!({"password": breached, "current_password": PASSWORD});
+    let refused = app.send(req("PUT", "/user/update").bearer(&session.access).json(update)).await;
+    assert!(refused.error(400).contains("breaches"));
+    let update = json!({"password": "Password123", "current_password": PASSWORD});
+    let refused = app.send(req("PUT", "/user/update").bearer(&session.access).json(update)).await;
+    assert!(refused.error(400).contains("most common"), "case does not make it uncommon");
+}
+
+#[tokio::test]
+async fn a_failed_breach_lookup_lets_the_password_through_and_is_counted() {
+    // A port nothing listens on: bound, then dropped.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let check =
+        user_core::service::BreachCheck { url: format!("http://{closed}/range"), timeout: Duration::from_secs(2) };
+    let app = app_with(user_core::ServiceConfig { breach_check: Some(check), ..config() }).await;
+    app.register("alice").await;
+    let metrics = app.send(req("GET", "/metrics")).await;
+    let text = String::from_utf8_lossy(&metrics.raw);
+    assert!(text.contains("password_breach_check_failures_total"), "{text}");
+}
