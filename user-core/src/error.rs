@@ -286,6 +286,7 @@ pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
 /// Why handing a task or a mail to a downstream system failed, which
 /// decides what the relay does next. Below both `tasks` and `mail`, which
 /// each deliver.
+#[cfg(feature = "service")]
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DeliveryError {
     /// May succeed later (timeout, connection refused, 408, 429, 5xx): retried
