@@ -9,7 +9,9 @@
 
 pub mod config;
 mod error;
+mod healthcheck;
 mod http;
+pub mod notify;
 mod openapi;
 mod routes;
 pub mod security;
@@ -27,6 +29,7 @@ use warp::Filter;
 use warp::reply::Response;
 
 pub use config::Config;
+pub use healthcheck::healthcheck;
 pub use http::CookiePolicy;
 
 /// What every handler shares.

@@ -23,6 +23,15 @@ async fn main() -> ExitCode {
             }
         };
     }
+    if let Some(user_server::config::ServerCommand::Healthcheck) = config.command {
+        return match user_server::healthcheck(&config).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("user-server healthcheck: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     if config.print_openapi {
         let doc = serde_json::to_string_pretty(user_server::openapi_document()).unwrap_or_default();
         println!("{doc}");
@@ -47,6 +56,14 @@ async fn main() -> ExitCode {
         if server.tls.is_some() { "https" } else { "http" },
         server.addr
     );
-    server.run(shutdown_signal()).await;
+    if let Err(e) = user_server::notify::notify("READY=1") {
+        tracing::warn!(error = %e, "could not tell systemd the server is ready (NOTIFY_SOCKET)");
+    }
+    server
+        .run(async {
+            shutdown_signal().await;
+            let _ = user_server::notify::notify("STOPPING=1");
+        })
+        .await;
     ExitCode::SUCCESS
 }

@@ -277,6 +277,19 @@ pub struct Config {
     /// How long graceful shutdown waits for in-flight requests.
     #[arg(long, env = "USER_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub shutdown_timeout: Duration,
+
+    /// What to do instead of serving.
+    #[command(subcommand)]
+    pub command: Option<ServerCommand>,
+}
+
+/// What `user-server` can do besides serving.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum ServerCommand {
+    /// Ask the server these settings describe whether it is ready: exit 0 if
+    /// its `/readyz` answers 200 within 3 s (over https when it serves TLS), 1
+    /// otherwise. For container health checks: no curl needed.
+    Healthcheck,
 }
 
 impl Config {
@@ -516,6 +529,20 @@ impl Config {
         };
         let mailer = Mailer::new(settings, transport, self.mail_templates_dir.as_deref()).map_err(|e| e.to_string())?;
         Ok(Some(Arc::new(mailer)))
+    }
+
+    /// Where this configuration's server answers on this host: its listen
+    /// address, a wildcard taken as loopback, with its scheme.
+    pub fn local_base_url(&self) -> String {
+        let mut addr = self.listen;
+        if addr.ip().is_unspecified() {
+            addr.set_ip(match addr {
+                SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+            });
+        }
+        let scheme = if self.tls_files().is_some() { "https" } else { "http" };
+        format!("{scheme}://{addr}")
     }
 
     /// Whether cookies get `Secure` when serving on `addr`: always over the

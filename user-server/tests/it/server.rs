@@ -475,3 +475,54 @@ fn the_binary_prints_its_manual_page_and_its_openapi_document() {
     let doc: serde_json::Value = serde_json::from_slice(&openapi.stdout).unwrap();
     assert_eq!(&doc, user_server::openapi_document());
 }
+
+/// Runs `user-server healthcheck` with `env` (the server's own settings).
+fn healthcheck(env: &[(&str, String)]) -> std::process::Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_user-server"));
+    command.arg("healthcheck").env_remove("USER_CONFIG_FILE");
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    command.output().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn systemd_hears_ready_once_the_server_answers_and_the_healthcheck_reads_the_same_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket_path = dir.path().join("notify.sock");
+    let systemd = std::os::unix::net::UnixDatagram::bind(&socket_path).unwrap();
+    systemd.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let database = ("USER_DATABASE_URL", format!("sqlite://{}", dir.path().join("u.db").display()));
+    let mut server = Server::start(&[database.clone(), ("NOTIFY_SOCKET", socket_path.display().to_string())]);
+    let mut datagram = [0u8; 64];
+    let n = systemd.recv(&mut datagram).expect("READY=1 within a minute");
+    assert_eq!(&datagram[..n], b"READY=1");
+    let ready = crate::common::http().build().unwrap().get(format!("{}/readyz", server.base)).send().await.unwrap();
+    assert_eq!(ready.status(), 200, "ready means ready");
+
+    let listen = ("USER_LISTEN", server.base.trim_start_matches("http://").to_owned());
+    let up = healthcheck(&[database.clone(), listen.clone()]);
+    assert!(up.status.success(), "{}", String::from_utf8_lossy(&up.stderr));
+    // A wildcard listen address is asked on loopback.
+    let port = listen.1.rsplit(':').next().unwrap().to_owned();
+    let wildcard = healthcheck(&[database.clone(), ("USER_LISTEN", format!("0.0.0.0:{port}"))]);
+    assert!(wildcard.status.success(), "{}", String::from_utf8_lossy(&wildcard.stderr));
+
+    server.kill();
+    let down = healthcheck(&[database, listen]);
+    assert_eq!(down.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&down.stderr).contains("/readyz"), "says what it asked");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_healthcheck_speaks_tls_when_the_server_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new("user-service test CA");
+    let files = ca.issue(dir.path(), "server");
+    let env = tls_env(dir.path(), &files);
+    let server = Server::start(&env);
+    let mut settings = env.clone();
+    settings.push(("USER_LISTEN", server.base.trim_start_matches("https://").to_owned()));
+    let checked = healthcheck(&settings);
+    assert!(checked.status.success(), "{}", String::from_utf8_lossy(&checked.stderr));
+}
