@@ -32,3 +32,21 @@ create table device_cookies (
 -- Password reset, revoke-all and the retention sweep find them by account / expiry.
 create index device_cookies_user_idx on device_cookies (user_id);
 create index device_cookies_expiry_idx on device_cookies (expires_at);
+
+-- Undo links of address changes, mailed to the old address (7 days, single
+-- use). The old address stays reserved for its owner until the link expires.
+create table email_reverts (
+    -- SHA-256 of the link's token.
+    digest     blob     primary key not null,
+    user_id    blob     not null references users (id) on delete cascade,
+    -- The address to restore, lower-cased like users.email.
+    old_email  text       not null,
+    created_at integer not null,
+    expires_at integer not null
+);
+-- Redeeming one voids the account's others.
+create index email_reverts_user_idx on email_reverts (user_id);
+-- Registration and address changes check the reservation.
+create index email_reverts_email_idx on email_reverts (old_email);
+-- The retention sweep deletes expired links.
+create index email_reverts_expiry_idx on email_reverts (expires_at);

@@ -457,6 +457,23 @@ impl Client {
         self.send(self.http.post(self.url("/user/email/verify")).json(&body)).await
     }
 
+    /// `POST /user/email/revert` with the token from the undo link of an
+    /// address change (mailed to the old address; no session needed): the
+    /// old address comes back, every session ends (this client's too), and
+    /// a link to set a new password goes to the old address.
+    ///
+    /// # Errors
+    /// 400 `invalid or expired token` (used, voided by another undo, or
+    /// older than 7 days); 503 without mail.
+    pub async fn revert_email_change(&self, token: &str) -> Result<MainResponse> {
+        let body = TokenRequest { token: token.into() };
+        let reply = self.send(self.http.post(self.url("/user/email/revert")).json(&body)).await;
+        if reply.is_ok() {
+            self.set_access_token(None).await;
+        }
+        reply
+    }
+
     /// `POST /user/password/forgot`: asks for a reset link. The answer (202)
     /// is the same whether or not an account has the address.
     ///

@@ -217,10 +217,15 @@ pub struct MailSettings {
     pub verify_url: Option<String>,
     /// An app's own reset page instead, with `{token}` in it.
     pub reset_url: Option<String>,
+    /// An app's own page for undoing an address change instead of
+    /// `/account/revert`, with `{token}` in it.
+    pub revert_url: Option<String>,
     /// How long verification links work (said in the mail).
     pub verify_token_ttl: Duration,
     /// How long reset links work (said in the mail).
     pub reset_token_ttl: Duration,
+    /// How long the undo link of an address change works (said in the mail).
+    pub revert_token_ttl: Duration,
 }
 
 /// Why a [`Mailer`] could not be built.
@@ -269,9 +274,11 @@ impl Mailer {
             env.add_template_owned(*name, source)
                 .map_err(|e| TemplateError { name: (*name).to_owned(), reason: e.to_string() })?;
         }
-        for (setting, value) in
-            [("USER_MAIL_VERIFY_URL", &settings.verify_url), ("USER_MAIL_RESET_URL", &settings.reset_url)]
-        {
+        for (setting, value) in [
+            ("USER_MAIL_VERIFY_URL", &settings.verify_url),
+            ("USER_MAIL_RESET_URL", &settings.reset_url),
+            ("USER_MAIL_REVERT_URL", &settings.revert_url),
+        ] {
             if value.as_ref().is_some_and(|url| !url.contains("{token}")) {
                 return Err(TemplateError { name: setting.to_owned(), reason: "must contain {token}".to_owned() });
             }
@@ -324,6 +331,7 @@ impl Mailer {
         let link = token.map(|token| self.link(kind, token));
         let ttl = match kind {
             TaskKind::EmailPasswordReset => self.settings.reset_token_ttl,
+            TaskKind::EmailChanged => self.settings.revert_token_ttl,
             _ => self.settings.verify_token_ttl,
         };
         let ctx = context! {
@@ -355,6 +363,7 @@ impl Mailer {
     fn link(&self, kind: TaskKind, token: &str) -> String {
         let (custom, page) = match kind {
             TaskKind::EmailPasswordReset => (&self.settings.reset_url, "/account/reset"),
+            TaskKind::EmailChanged => (&self.settings.revert_url, "/account/revert"),
             _ => (&self.settings.verify_url, "/account/verify"),
         };
         match custom {
@@ -367,6 +376,13 @@ impl Mailer {
 /// "24 hours" / "в течение 24 ч": how long a link works, in the mail's language.
 fn valid_for(ttl: Duration, locale: Locale) -> String {
     let minutes = ttl.as_secs().div_ceil(60).max(1);
+    if minutes.is_multiple_of(24 * 60) && minutes > 24 * 60 {
+        let days = minutes / (24 * 60);
+        return match locale {
+            Locale::En => format!("{days} days"),
+            Locale::Ru => format!("в течение {days} дн."),
+        };
+    }
     match (locale, minutes.is_multiple_of(60)) {
         (Locale::En, true) if minutes == 60 => "1 hour".to_owned(),
         (Locale::En, true) => format!("{} hours", minutes / 60),
@@ -405,8 +421,10 @@ mod tests {
             public_url: "https://music.example/".into(),
             verify_url: None,
             reset_url: None,
+            revert_url: None,
             verify_token_ttl: Duration::from_secs(24 * 3600),
             reset_token_ttl: Duration::from_secs(3600),
+            revert_token_ttl: Duration::from_secs(7 * 24 * 3600),
         }
     }
 
@@ -457,9 +475,15 @@ mod tests {
             let old = Some(MailPayload { to: Some(Email::parse("old@example.com").unwrap()), token: None });
             mailer.deliver(&task(TaskKind::EmailChanged, old), &user(locale)).await.unwrap();
         }
+        let undo = Some(MailPayload { to: Some(Email::parse("old@example.com").unwrap()), token: Some("tok3".into()) });
+        mailer.deliver(&task(TaskKind::EmailChanged, undo), &user(Locale::En)).await.unwrap();
         let sent = outbox.0.lock().unwrap();
-        assert_eq!(sent.len(), 8);
+        assert_eq!(sent.len(), 9);
+        let undo = &sent[8];
+        assert!(undo.text.contains("https://music.example/account/revert?token=tok3"), "{}", undo.text);
+        assert!(undo.text.contains("7 days") && undo.html.contains("revert?token=tok3"), "{}", undo.text);
         let [verify, reset, changed, moved] = [&sent[0], &sent[1], &sent[2], &sent[3]];
+        assert!(!moved.text.contains("/account/revert"), "without a token, no link");
         assert!(verify.text.contains("https://music.example/account/verify?token=tok1"), "{}", verify.text);
         assert!(verify.text.contains("24 hours"));
         assert!(reset.text.contains("https://music.example/account/reset?token=tok2"));

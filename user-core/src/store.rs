@@ -34,8 +34,9 @@ pub use records::{
     TaskStatus, User, UserKey,
 };
 pub(crate) use records::{
-    Approval, Claim, DeviceDecision, DeviceGrant, DevicePoll, LoginAttempt, NewDeviceGrant, NewMail, NewSession,
-    NewToken, Rotation, TaskChannel, TokenPurpose, UserChanges, UserCodeAction, UserRecord, WaitingTasks,
+    Approval, Claim, DeviceDecision, DeviceGrant, DevicePoll, EmailRevert, LoginAttempt, NewDeviceGrant,
+    NewEmailRevert, NewMail, NewSession, NewToken, Rotation, TaskChannel, TokenPurpose, UserChanges, UserCodeAction,
+    UserRecord, WaitingTasks,
 };
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
@@ -52,8 +53,9 @@ pub(crate) use traits::{
 #[cfg(feature = "backend")]
 pub mod backend {
     pub use crate::store::records::{
-        Approval, Claim, DeviceDecision, DeviceGrant, DevicePoll, LoginAttempt, NewDeviceGrant, NewMail, NewSession,
-        NewToken, Rotation, TaskChannel, TokenPurpose, UserChanges, UserCodeAction, UserRecord, WaitingTasks,
+        Approval, Claim, DeviceDecision, DeviceGrant, DevicePoll, EmailRevert, LoginAttempt, NewDeviceGrant,
+        NewEmailRevert, NewMail, NewSession, NewToken, Rotation, TaskChannel, TokenPurpose, UserChanges,
+        UserCodeAction, UserRecord, WaitingTasks,
     };
     pub use crate::store::traits::{
         AuditStore, DEVICE_GRANT_KEPT, DeviceStore, FavoriteStore, LockRule, SecretStore, SessionStore, TaskStore,

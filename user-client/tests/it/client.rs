@@ -260,6 +260,15 @@ async fn verification_and_password_reset_through_the_sdk() {
     assert_eq!(alice.me().await.unwrap_err().status(), Some(401), "every session ended");
     anonymous.login("alice", "a brand new secret").await.unwrap();
 
+    // A stolen session moves the address; the owner undoes it from the old mailbox.
+    let change = user_client::api::UpdateRequest { email: Some("thief@example.com".into()), ..Default::default() };
+    assert_eq!(anonymous.update(&change).await.unwrap().email, "thief@example.com");
+    let undo = mailed_token(&srv, "email.email_changed").await;
+    let owner = srv.client();
+    owner.revert_email_change(&undo).await.unwrap();
+    assert_eq!(anonymous.me().await.unwrap_err().status(), Some(401), "the session that moved it is over");
+    assert_eq!(owner.revert_email_change(&undo).await.unwrap_err().status(), Some(400), "single use");
+
     let russian = user_client::Client::builder(&srv.base).locale(user_client::api::Locale::Ru).build().unwrap();
     russian.register("boris", "boris@example.com", "correct horse").await.unwrap();
     russian.login("boris", "correct horse").await.unwrap();

@@ -141,8 +141,10 @@ impl UserService {
         } else if sensitive {
             self.require_recent_authentication(id, keep).await?;
         }
-        // A new address gets a verification mail, the old one a notice.
+        // A new address gets a verification mail, the old one a notice with
+        // an undo link.
         let mut mails = Vec::new();
+        let mut revert = None;
         if let Some(email) = &update.email
             && self.mail.enabled
         {
@@ -152,7 +154,10 @@ impl UserService {
             };
             if *email != before.email {
                 mails.push(self.verification_mail(email, Some(email))?);
-                mails.push(notice(TaskKind::EmailChanged, Some(before.email)));
+                let (raw, link) = self.revert_link(&before.email)?;
+                let payload = MailPayload { to: Some(before.email), token: Some(raw) };
+                mails.push(NewMail { kind: TaskKind::EmailChanged, payload, token: None });
+                revert = Some(link);
             }
         }
         if update.password.is_some() && self.mail.enabled {
@@ -171,6 +176,7 @@ impl UserService {
             expected_credential_version: verified_version,
             locale: update.locale,
             mails,
+            revert,
         };
         let Some(record) = self.store.update_user(id, &changes, self.clock.now()).await? else {
             // Still there: the password was changed (or the account disabled)

@@ -45,6 +45,8 @@ pub enum AuditEvent {
     TaskRetried,
     /// The user followed a verification link.
     EmailVerified,
+    /// The owner undid an address change with the link sent to the old address.
+    EmailChangeReverted,
     /// A password-reset mail was sent to the account.
     PasswordResetRequested,
     /// The password was set by a reset link; every session ended.
@@ -78,6 +80,7 @@ impl AuditEvent {
             AuditEvent::EmailVerificationSet => "email.verification",
             AuditEvent::TaskRetried => "task.retry",
             AuditEvent::EmailVerified => "email.verified",
+            AuditEvent::EmailChangeReverted => "email.change_reverted",
             AuditEvent::PasswordResetRequested => "password.reset_request",
             AuditEvent::PasswordReset => "password.reset",
             AuditEvent::DeviceApproved => "device.approve",

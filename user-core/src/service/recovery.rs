@@ -9,7 +9,9 @@ use super::accounts::notice;
 use super::{AuditEvent, ClientInfo, UserService};
 use crate::domain::{Email, Password, UserId};
 use crate::error::{Error, Result};
-use crate::store::{MailPayload, NewMail, NewToken, TaskKind, TokenMail, TokenOwner, TokenPurpose};
+use crate::store::{
+    EmailRevert, MailPayload, NewEmailRevert, NewMail, NewToken, TaskKind, TokenMail, TokenOwner, TokenPurpose,
+};
 
 /// Raw token bytes: 32, sent as 43 characters of URL-safe base64.
 const TOKEN_BYTES: usize = 32;
@@ -98,6 +100,53 @@ impl UserService {
         self.task_waker.wake();
         self.audit(AuditEvent::PasswordReset, Some(user), client, Some("every session revoked".into())).await;
         Ok(user)
+    }
+
+    /// Undoes an address change with the link mailed to the old address:
+    /// the old address comes back, verified; every session ends (device
+    /// cookies and device approvals with them); the password becomes
+    /// unusable, and a reset link goes to the old address. For the owner
+    /// whose account was taken over by a stolen session: whoever changed the
+    /// address is out, and only the owner's mailbox gets back in.
+    ///
+    /// # Errors
+    /// [`Error::InvalidToken`] for an unknown, used or expired link;
+    /// [`Error::MailNotConfigured`]; [`Error::Overloaded`] if hashing is saturated.
+    pub async fn revert_email_change(&self, token: &str, client: &ClientInfo) -> Result<UserId> {
+        self.mail_enabled()?;
+        let digest = token_digest(token)?;
+        // A hash of a secret nobody ever sees: well-formed, so a login with
+        // any password is a plain wrong password, and costs what one costs.
+        let (unknowable, _) = new_secret();
+        let unusable = self.hasher.hash(&Password::presented("password", &unknowable)?).await?;
+        // The reset link goes to the restored address (the account's at delivery).
+        let (raw, reset) = self.reset_token_to_restored_address()?;
+        let reset_mail = NewMail {
+            kind: TaskKind::EmailPasswordReset,
+            payload: MailPayload { to: None, token: Some(raw) },
+            token: Some(reset),
+        };
+        let revert = EmailRevert { digest, unusable_password_hash: unusable, reset_mail };
+        let user = self.store.revert_email(&revert, self.clock.now()).await?.ok_or(Error::InvalidToken)?;
+        self.task_waker.wake();
+        let detail = "address restored, every session ended, password reset sent".to_owned();
+        self.audit(AuditEvent::EmailChangeReverted, Some(user), client, Some(detail)).await;
+        Ok(user)
+    }
+
+    /// A reset token for the address an undo link restores; the address is
+    /// only known inside the store's transaction, and a reset token's
+    /// address is informational (it resets the account's password).
+    fn reset_token_to_restored_address(&self) -> Result<(String, NewToken)> {
+        let placeholder = Email::parse("restored@address.invalid").map_err(Error::internal)?;
+        self.new_token(TokenPurpose::Reset, &placeholder)
+    }
+
+    /// The undo link of a change away from `old`, and its record.
+    pub(super) fn revert_link(&self, old: &Email) -> Result<(String, NewEmailRevert)> {
+        let ttl = chrono::Duration::from_std(self.mail.revert_token_ttl).map_err(Error::internal)?;
+        let (raw, digest) = new_secret();
+        Ok((raw, NewEmailRevert { digest, old_email: old.clone(), expires_at: self.clock.now() + ttl }))
     }
 
     /// A verification mail for `address`, sent to `to` (the account's

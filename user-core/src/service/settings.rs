@@ -78,6 +78,9 @@ pub struct MailPolicy {
     pub verify_token_ttl: Duration,
     /// How long a password-reset link works (default 1 h).
     pub reset_token_ttl: Duration,
+    /// How long the undo link of an address change works, and the old
+    /// address stays reserved for its owner (default 7 days).
+    pub revert_token_ttl: Duration,
     /// The shortest time between two mails of one kind to one account or
     /// address (default 60 s).
     pub resend_interval: Duration,
@@ -92,6 +95,7 @@ impl Default for MailPolicy {
             enabled: false,
             verify_token_ttl: Duration::from_secs(24 * 3600),
             reset_token_ttl: Duration::from_secs(3600),
+            revert_token_ttl: Duration::from_secs(7 * 24 * 3600),
             resend_interval: Duration::from_secs(60),
             require_verified_email: false,
         }

@@ -92,6 +92,47 @@ pub struct UserChanges {
     /// also clears `email_verified` and voids the account's verification
     /// tokens; a new password voids its reset tokens.
     pub mails: Vec<NewMail>,
+    /// With a new email: the undo link mailed to the old address, stored in
+    /// the same transaction (it reserves the old address until it expires).
+    pub revert: Option<NewEmailRevert>,
+}
+
+/// An undo link of an address change (see [`UserChanges::revert`]).
+#[derive(Clone, PartialEq, Eq)]
+pub struct NewEmailRevert {
+    /// SHA-256 of the raw token.
+    pub digest: [u8; 32],
+    /// The address the link restores.
+    pub old_email: Email,
+    /// When it stops working (and the old address is free again).
+    pub expires_at: DateTime<Utc>,
+}
+
+impl std::fmt::Debug for NewEmailRevert {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewEmailRevert")
+            .field("old_email", &self.old_email)
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
+}
+
+/// What redeeming an undo link does (see [`TokenStore::revert_email`]).
+#[derive(Clone)]
+pub struct EmailRevert {
+    /// SHA-256 of the token presented.
+    pub digest: [u8; 32],
+    /// A hash of a secret nobody knows: the password becomes unusable.
+    pub unusable_password_hash: String,
+    /// The password-reset mail to the restored address (its token included;
+    /// the store sets the token's address to the restored one).
+    pub reset_mail: NewMail,
+}
+
+impl std::fmt::Debug for EmailRevert {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmailRevert").finish_non_exhaustive()
+    }
 }
 
 /// What a mail token is for.
@@ -165,6 +206,20 @@ pub struct NewMail {
     /// The token its link carries, stored (as a digest) in the same
     /// transaction; it replaces the account's older tokens of its purpose.
     pub token: Option<NewToken>,
+}
+
+impl NewMail {
+    /// This mail with its token's address set to `address` (as stored).
+    ///
+    /// # Errors
+    /// [`Error::Internal`] if `address` is not a valid address.
+    pub fn for_address(&self, address: &str) -> Result<NewMail> {
+        let mut mail = self.clone();
+        if let Some(token) = &mut mail.token {
+            token.email = Email::parse(address).map_err(Error::internal)?;
+        }
+        Ok(mail)
+    }
 }
 
 /// An operator's change to an account (see [`UserStore::change_account`]);

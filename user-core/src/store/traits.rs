@@ -9,9 +9,9 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::records::{
-    AccountChanges, AuditFilter, AuditRecord, Claim, DeferredTask, DeviceGrant, DevicePoll, Favorite, LoginAttempt,
-    NewDeviceGrant, NewMail, NewSession, Rotation, SessionRecord, TaskCounts, TaskStatus, User, UserChanges,
-    UserCodeAction, UserKey, UserRecord, WaitingTasks,
+    AccountChanges, AuditFilter, AuditRecord, Claim, DeferredTask, DeviceGrant, DevicePoll, EmailRevert, Favorite,
+    LoginAttempt, NewDeviceGrant, NewMail, NewSession, Rotation, SessionRecord, TaskCounts, TaskStatus, User,
+    UserChanges, UserCodeAction, UserKey, UserRecord, WaitingTasks,
 };
 use crate::domain::{Email, SessionId, TrackId, UserCode, UserId};
 #[cfg(doc)]
@@ -285,8 +285,21 @@ pub trait TokenStore: Send + Sync {
         now: DateTime<Utc>,
     ) -> Result<Option<UserId>>;
 
+    /// Uses up an address change's undo link, in one transaction: restores
+    /// the address it was mailed to, verified; makes the password unusable
+    /// (`revert.unusable_password_hash`, a new credential version, login
+    /// throttling cleared); voids the account's other undo links, its
+    /// verification and reset tokens; ends every session (which voids device
+    /// cookies and device approvals); and enqueues `revert.reset_mail`.
+    /// `None` when the link is unknown, used or expired.
+    ///
+    /// # Errors
+    /// [`crate::Error::Conflict`] if another account has the address (it
+    /// cannot while the link lives: the address is reserved).
+    async fn revert_email(&self, revert: &EmailRevert, now: DateTime<Utc>) -> Result<Option<UserId>>;
+
     /// Deletes up to `limit` mail tokens and up to `limit` device cookies
-    /// that expired before `now`, and up to `limit` device sign-in requests
+    /// and undo links that expired before `now`, and up to `limit` device sign-in requests
     /// that expired before `now` less [`DEVICE_GRANT_KEPT`]; returns how
     /// many rows went.
     async fn purge_expired_tokens(&self, now: DateTime<Utc>, limit: u32) -> Result<u64>;

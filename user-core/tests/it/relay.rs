@@ -571,8 +571,10 @@ fn mailer(catcher: Arc<MailCatcher>) -> Arc<user_core::mail::Mailer> {
         public_url: "https://music.example".into(),
         verify_url: None,
         reset_url: None,
+        revert_url: None,
         verify_token_ttl: Duration::from_secs(86_400),
         reset_token_ttl: Duration::from_secs(3600),
+        revert_token_ttl: Duration::from_secs(7 * 86_400),
     };
     Arc::new(user_core::mail::Mailer::new(settings, catcher, None).unwrap())
 }

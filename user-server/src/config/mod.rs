@@ -198,6 +198,10 @@ pub struct Config {
     #[arg(long, env = "USER_MAIL_RESET_URL")]
     pub mail_reset_url: Option<String>,
 
+    /// An app's own page for undoing an address change, for the link in the old address's notice, with `{token}` where the token goes (instead of /account/revert).
+    #[arg(long, env = "USER_MAIL_REVERT_URL")]
+    pub mail_revert_url: Option<String>,
+
     /// HMAC-SHA256 key of the mail webhook's signatures, at least 32 bytes.
     #[arg(long, env = "USER_MAIL_WEBHOOK_SECRET", hide_env_values = true)]
     pub mail_webhook_secret: Option<Secret>,
@@ -524,8 +528,10 @@ impl Config {
             public_url: self.public_url.clone().unwrap_or_else(|| format!("{scheme}://{addr}")),
             verify_url: self.mail_verify_url.clone(),
             reset_url: self.mail_reset_url.clone(),
+            revert_url: self.mail_revert_url.clone(),
             verify_token_ttl: self.service.verify_token_ttl.into(),
             reset_token_ttl: self.service.reset_token_ttl.into(),
+            revert_token_ttl: user_core::service::MailPolicy::default().revert_token_ttl,
         };
         let mailer = Mailer::new(settings, transport, self.mail_templates_dir.as_deref()).map_err(|e| e.to_string())?;
         Ok(Some(Arc::new(mailer)))

@@ -1,5 +1,5 @@
-//! The built-in account pages that links in mails open: `/account/verify`
-//! and `/account/reset`. Server-rendered in the reader's language, with no
+//! The built-in account pages that links in mails open: `/account/verify`,
+//! `/account/reset` and `/account/revert`. Server-rendered in the reader's language, with no
 //! external assets: their one script and one style sheet are served here,
 //! and their CSP allows nothing else. A GET only shows the form; the token
 //! is used when the reader submits it (mail scanners prefetch links).
@@ -113,6 +113,27 @@ fn reset_words(locale: Locale) -> Words {
     }
 }
 
+fn revert_words(locale: Locale) -> Words {
+    match locale {
+        Locale::En => Words {
+            title: "Undo the address change",
+            intro: "This puts your old address back, signs everyone out of the account (whoever changed it too), \
+                    and sends your old address a link to choose a new password.",
+            button: "Undo the change",
+            done: "Done: the address is back and everyone is signed out. Check this mailbox for a link to set a new password.",
+            failed: "The link did not work: it may be used or expired (it works for 7 days).",
+        },
+        Locale::Ru => Words {
+            title: "Отмена смены адреса",
+            intro: "Старый адрес вернётся, все сеансы учётной записи (и того, кто её изменил) завершатся, \
+                    а на старый адрес придёт ссылка для нового пароля.",
+            button: "Отменить изменение",
+            done: "Готово: адрес возвращён, все сеансы завершены. Ссылка для нового пароля — в этом почтовом ящике.",
+            failed: "Ссылка не сработала: возможно, она уже использована или устарела (она действует 7 дней).",
+        },
+    }
+}
+
 fn templates() -> &'static Environment<'static> {
     static ENV: OnceLock<Environment<'static>> = OnceLock::new();
     ENV.get_or_init(|| {
@@ -179,6 +200,18 @@ pub(super) async fn verify_page(call: Call<Open>) -> Result<Response, ApiError> 
 ))]
 pub(super) async fn reset_page(call: Call<Open>) -> Result<Response, ApiError> {
     page(&call, reset_words, "/user/password/reset", true)
+}
+
+/// The page an address change's undo link opens (in the notice to the old
+/// address): a button that undoes the change.
+#[utoipa::path(get, path = "/account/revert", tag = "pages", params(
+    ("token" = Option<String>, Query, description = "The token from the mail; the page asks for it when absent", max_length = 128),
+), responses(
+    (status = 200, description = "An HTML page in the reader's language (Accept-Language)", content_type = "text/html"),
+    (status = 400, description = "The token given more than once or longer than 128 characters", body = user_core::api::MainResponse),
+))]
+pub(super) async fn revert_page(call: Call<Open>) -> Result<Response, ApiError> {
+    page(&call, revert_words, "/user/email/revert", false)
 }
 
 /// The pages' script.

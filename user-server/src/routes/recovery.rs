@@ -38,6 +38,28 @@ pub(super) async fn verify_email(mut call: Call<Open>) -> Result<Response, ApiEr
     Ok(success())
 }
 
+/// Undo an address change with the link mailed to the old address: the old
+/// address comes back verified, every session ends, the password becomes
+/// unusable and a reset link goes to the old address.
+#[utoipa::path(post, path = "/user/email/revert", request_body = TokenRequest, responses(
+    (status = 200, description = "The change is undone; this browser's token cookies are cleared", body = MainResponse),
+    (status = 400, description = "Invalid, used or expired link, or invalid body", body = MainResponse),
+    (status = 403, description = "Sent from another site's page (the same-site rule)", body = MainResponse),
+    (status = 413, description = "Body too large", body = MainResponse),
+    (status = 415, description = "Not JSON", body = MainResponse),
+    (status = 503, description = "Mail is not configured", body = MainResponse),
+))]
+pub(super) async fn revert_email(mut call: Call<Open>) -> Result<Response, ApiError> {
+    // It ends sessions and mails a reset link: a foreign page must not make
+    // a visitor's browser do it with a link it got hold of.
+    call.ctx.policy.check_same_site(&call.ctx.headers)?;
+    let req: TokenRequest = call.json()?;
+    call.state.service.revert_email_change(&req.token, &call.ctx.client()).await?;
+    let mut response = success();
+    call.state.cookies.clear(&mut response, &call.ctx);
+    Ok(response)
+}
+
 /// Ask for a password-reset mail. The answer is the same whether or not an
 /// account has the address.
 #[utoipa::path(post, path = "/user/password/forgot", request_body = ForgotPasswordRequest, responses(

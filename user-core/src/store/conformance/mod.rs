@@ -62,6 +62,7 @@ macro_rules! suite {
             a_mail_token_leaves_the_outbox_once_delivered_or_dead,
             mail_does_not_wait_behind_a_users_held_events,
             a_token_used_by_many_at_once_works_exactly_once,
+            an_undo_link_restores_the_old_address_once_and_reserves_it_meanwhile,
             expired_tokens_are_purged,
             device_polls_faster_than_the_interval_slow_down,
             a_user_code_is_decided_once_and_redeemed_once,

@@ -7,8 +7,8 @@ use std::time::Duration;
 use super::{record, session, t0, user};
 use crate::domain::{Email, Locale, TrackBatch, UserId};
 use crate::store::{
-    MailPayload, NewMail, NewToken, Store, TaskChannel, TaskKind, TaskStatus, TokenMail, TokenOwner, TokenPurpose,
-    UserChanges, UserKey,
+    EmailRevert, MailPayload, NewEmailRevert, NewMail, NewToken, Store, TaskChannel, TaskKind, TaskStatus, TokenMail,
+    TokenOwner, TokenPurpose, UserChanges, UserKey,
 };
 
 fn token_mail(kind: TaskKind, purpose: TokenPurpose, email: &str, byte: u8) -> NewMail {
@@ -218,4 +218,73 @@ pub(crate) async fn a_token_used_by_many_at_once_works_exactly_once(store: Arc<d
     assert_eq!((resets, verifies), (1, 1), "each token works once");
     let changed = mail_tasks(&store).await.iter().filter(|t| t.kind == TaskKind::EmailPasswordChanged).count();
     assert_eq!(changed, 1, "one reset, one notice");
+}
+
+pub(crate) async fn an_undo_link_restores_the_old_address_once_and_reserves_it_meanwhile(store: Arc<dyn Store>) {
+    let alice = user(&store, "alice").await;
+    let s = session(&store, alice).await;
+    let week = t0() + Duration::from_secs(7 * 86_400);
+    let link = |byte: u8, old: &str| NewEmailRevert {
+        digest: [byte; 32],
+        old_email: Email::parse(old).unwrap(),
+        expires_at: week,
+    };
+    let moved = UserChanges {
+        email: Some(Email::parse("thief@example.com").unwrap()),
+        revert: Some(link(1, "alice@example.com")),
+        ..UserChanges::default()
+    };
+    store.update_user(alice, &moved, t0()).await.unwrap().unwrap();
+    let moved_again = UserChanges {
+        email: Some(Email::parse("thief2@example.com").unwrap()),
+        revert: Some(link(2, "thief@example.com")),
+        ..UserChanges::default()
+    };
+    store.update_user(alice, &moved_again, t0()).await.unwrap().unwrap();
+
+    // Nobody else may take the old address while the link lives.
+    let mut squatter = record("mallory");
+    squatter.user.email = Email::parse("alice@example.com").unwrap();
+    let refused = store.insert_user(&squatter, &[]).await;
+    assert!(matches!(refused, Err(crate::Error::Conflict(crate::ConflictField::Email))), "{refused:?}");
+    let bob = user(&store, "bob").await;
+    let to_old = UserChanges { email: Some(Email::parse("alice@example.com").unwrap()), ..UserChanges::default() };
+    assert!(matches!(store.update_user(bob, &to_old, t0()).await, Err(crate::Error::Conflict(_))));
+
+    let revert = |byte: u8| EmailRevert {
+        digest: [byte; 32],
+        unusable_password_hash: "unusable".into(),
+        reset_mail: reset("placeholder@example.com", 9),
+    };
+    let before = store.find_user(UserKey::Id(alice)).await.unwrap().unwrap();
+    assert_eq!(store.revert_email(&revert(1), t0()).await.unwrap(), Some(alice));
+    let after = store.find_user(UserKey::Id(alice)).await.unwrap().unwrap();
+    assert_eq!((after.user.email.as_str(), after.user.email_verified), ("alice@example.com", true));
+    assert_eq!(after.password_hash, "unusable");
+    assert!(after.credential_version > before.credential_version);
+    assert!(store.session(s.id).await.unwrap().unwrap().revoked_at.is_some(), "every session ended");
+    assert_eq!(store.revert_email(&revert(1), t0()).await.unwrap(), None, "single use");
+    assert_eq!(store.revert_email(&revert(2), t0()).await.unwrap(), None, "the account's other links are void");
+    let resets: Vec<_> =
+        mail_tasks(&store).await.into_iter().filter(|t| t.kind == TaskKind::EmailPasswordReset).collect();
+    assert_eq!(resets.len(), 1, "a reset link to the restored address");
+    assert!(store.reset_password(&[9; 32], "new-hash", &reset("x@example.com", 10), t0()).await.unwrap().is_some());
+
+    // A link expires, and the reservation with it.
+    let carol = user(&store, "carol").await;
+    let away = UserChanges {
+        email: Some(Email::parse("carol2@example.com").unwrap()),
+        revert: Some(NewEmailRevert {
+            digest: [3; 32],
+            old_email: Email::parse("carol@example.com").unwrap(),
+            expires_at: t0() + Duration::from_secs(60),
+        }),
+        ..UserChanges::default()
+    };
+    store.update_user(carol, &away, t0()).await.unwrap().unwrap();
+    let later = t0() + Duration::from_secs(61);
+    assert_eq!(store.revert_email(&revert(3), later).await.unwrap(), None, "expired");
+    let to_carols = UserChanges { email: Some(Email::parse("carol@example.com").unwrap()), ..UserChanges::default() };
+    assert!(store.update_user(bob, &to_carols, later).await.unwrap().is_some(), "free again");
+    assert!(store.purge_expired_tokens(later, 100).await.unwrap() >= 1);
 }

@@ -12,7 +12,7 @@ use super::sessions::revoke_sessions;
 use super::tasks::enqueue_with;
 use crate::domain::UserId;
 use crate::error::Result;
-use crate::store::{DEVICE_GRANT_KEPT, NewMail, TokenMail, TokenOwner, TokenPurpose, TokenStore};
+use crate::store::{DEVICE_GRANT_KEPT, EmailRevert, NewMail, TokenMail, TokenOwner, TokenPurpose, TokenStore};
 
 #[async_trait]
 impl TokenStore for PostgresStore {
@@ -108,10 +108,57 @@ impl TokenStore for PostgresStore {
         Ok(Some(user))
     }
 
+    async fn revert_email(&self, revert: &EmailRevert, now: DateTime<Utc>) -> Result<Option<UserId>> {
+        let mut tx = self.begin().await?;
+        let taken =
+            sqlx::query("delete from email_reverts where digest = $1 and expires_at > $2 returning user_id, old_email")
+                .bind(revert.digest.as_slice())
+                .bind(now)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(map_err)?;
+        let Some(row) = taken else { return Ok(None) };
+        let user = UserId::from_uuid(row.try_get::<Uuid, _>("user_id").map_err(crate::Error::internal)?);
+        let old_email: String = row.try_get("old_email").map_err(crate::Error::internal)?;
+        sqlx::query("delete from email_reverts where user_id = $1")
+            .bind(user.as_uuid())
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        sqlx::query(
+            "update users set email = $2, email_verified = true, password_hash = $3, \
+               credential_version = credential_version + 1, failed_logins = 0, locked_until = null, \
+               updated_at = $4 where id = $1",
+        )
+        .bind(user.as_uuid())
+        .bind(&old_email)
+        .bind(&revert.unusable_password_hash)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        void_tokens(&mut tx, user, TokenPurpose::Verify).await?;
+        void_tokens(&mut tx, user, TokenPurpose::Reset).await?;
+        revoke_sessions(&mut tx, user, None, now).await?;
+        let reset_mail = revert.reset_mail.for_address(&old_email)?;
+        enqueue_mails(&mut tx, user, std::slice::from_ref(&reset_mail), now).await?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(Some(user))
+    }
+
     async fn purge_expired_tokens(&self, now: DateTime<Utc>, limit: u32) -> Result<u64> {
         let done = sqlx::query(
             "delete from account_tokens where digest in \
                (select digest from account_tokens where expires_at <= $1 order by expires_at limit $2)",
+        )
+        .bind(now)
+        .bind(i64::from(limit))
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        let reverts = sqlx::query(
+            "delete from email_reverts where digest in \
+               (select digest from email_reverts where expires_at <= $1 order by expires_at limit $2)",
         )
         .bind(now)
         .bind(i64::from(limit))
@@ -129,6 +176,7 @@ impl TokenStore for PostgresStore {
         .map_err(map_err)?;
         Ok(done.rows_affected()
             + cookies.rows_affected()
+            + reverts.rows_affected()
             + purge_device_grants(&self.pool, now - DEVICE_GRANT_KEPT, limit).await?)
     }
 }

@@ -10,8 +10,8 @@ use super::rows::{get, map_err, user_record};
 use super::sessions::revoke_sessions;
 use super::tasks::enqueue;
 use super::tokens::{enqueue_mails, void_stale_verification, void_tokens};
-use crate::domain::{Role, UserId};
-use crate::error::{Error, Result};
+use crate::domain::{Email, Role, UserId};
+use crate::error::{ConflictField, Error, Result};
 use crate::store::{
     AccountChanges, LockRule, LoginAttempt, NewMail, TaskKind, TokenPurpose, User, UserChanges, UserKey, UserRecord,
     UserStore,
@@ -22,6 +22,7 @@ impl UserStore for PostgresStore {
     async fn insert_user(&self, record: &UserRecord, mails: &[NewMail]) -> Result<()> {
         let u = &record.user;
         let mut tx = self.begin().await?;
+        check_reserved(&mut tx, &u.email, u.id, u.created_at).await?;
         sqlx::query(
             "insert into users (id, username, email, password_hash, role, disabled_at, created_at, updated_at, \
              credential_version, email_verified, last_login_at, locale) \
@@ -62,6 +63,9 @@ impl UserStore for PostgresStore {
 
     async fn update_user(&self, id: UserId, changes: &UserChanges, now: DateTime<Utc>) -> Result<Option<UserRecord>> {
         let mut tx = self.begin().await?;
+        if let Some(email) = &changes.email {
+            check_reserved(&mut tx, email, id, now).await?;
+        }
         let row = sqlx::query(
             "update users set \
                username = coalesce($2, username), \
@@ -91,6 +95,20 @@ impl UserStore for PostgresStore {
         }
         if changes.email.is_some() {
             void_stale_verification(&mut tx, id).await?;
+        }
+        if let Some(revert) = &changes.revert {
+            sqlx::query(
+                "insert into email_reverts (digest, user_id, old_email, created_at, expires_at) \
+                 values ($1, $2, $3, $4, $5)",
+            )
+            .bind(revert.digest.as_slice())
+            .bind(id.as_uuid())
+            .bind(revert.old_email.as_str())
+            .bind(now)
+            .bind(revert.expires_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
         }
         enqueue_mails(&mut tx, id, &changes.mails, now).await?;
         tx.commit().await.map_err(map_err)?;
@@ -388,4 +406,28 @@ async fn keep_an_admin(tx: &mut Transaction<'_, Postgres>, id: UserId) -> Result
         return Err(Error::LastAdmin);
     }
     Ok(())
+}
+
+/// Refuses `email` for `user` while another account's undo link reserves it
+/// (the address an account was moved away from stays its owner's for the
+/// link's life).
+async fn check_reserved(
+    tx: &mut Transaction<'_, Postgres>,
+    email: &Email,
+    user: UserId,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let reserved: Option<i32> = sqlx::query_scalar(
+        "select 1 from email_reverts where old_email = $1 and user_id <> $2 and expires_at > $3 limit 1",
+    )
+    .bind(email.as_str())
+    .bind(user.as_uuid())
+    .bind(now)
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(map_err)?;
+    match reserved {
+        Some(_) => Err(Error::Conflict(ConflictField::Email)),
+        None => Ok(()),
+    }
 }

@@ -11,7 +11,7 @@ use super::sessions::revoke_sessions;
 use super::tasks::enqueue_with;
 use crate::domain::UserId;
 use crate::error::Result;
-use crate::store::{DEVICE_GRANT_KEPT, NewMail, TokenMail, TokenOwner, TokenPurpose, TokenStore};
+use crate::store::{DEVICE_GRANT_KEPT, EmailRevert, NewMail, TokenMail, TokenOwner, TokenPurpose, TokenStore};
 
 #[async_trait]
 impl TokenStore for SqliteStore {
@@ -99,6 +99,34 @@ impl TokenStore for SqliteStore {
         .await
     }
 
+    async fn revert_email(&self, revert: &EmailRevert, now: DateTime<Utc>) -> Result<Option<UserId>> {
+        let revert = revert.clone();
+        self.write(move |conn| {
+            let taken = query_opt(
+                conn,
+                "delete from email_reverts where digest = ?1 and expires_at > ?2 returning user_id, old_email",
+                params![revert.digest.as_slice(), millis(now)],
+                |row| Ok((UserId::from_uuid(col(row, "user_id")?), col::<String>(row, "old_email")?)),
+            )?;
+            let Some((user, old_email)) = taken else { return Ok(None) };
+            execute(conn, "delete from email_reverts where user_id = ?1", params![user.as_uuid()])?;
+            execute(
+                conn,
+                "update users set email = ?2, email_verified = 1, password_hash = ?3, \
+                   credential_version = credential_version + 1, failed_logins = 0, locked_until = null, \
+                   updated_at = ?4 where id = ?1",
+                params![user.as_uuid(), old_email, revert.unusable_password_hash, millis(now)],
+            )?;
+            void_tokens(conn, user, TokenPurpose::Verify)?;
+            void_tokens(conn, user, TokenPurpose::Reset)?;
+            revoke_sessions(conn, user, None, now)?;
+            let reset_mail = revert.reset_mail.for_address(&old_email)?;
+            enqueue_mails(conn, user, std::slice::from_ref(&reset_mail), now)?;
+            Ok(Some(user))
+        })
+        .await
+    }
+
     async fn purge_expired_tokens(&self, now: DateTime<Utc>, limit: u32) -> Result<u64> {
         self.write(move |conn| {
             let tokens = execute(
@@ -113,7 +141,13 @@ impl TokenStore for SqliteStore {
                    (select digest from device_cookies where expires_at <= ?1 order by expires_at limit ?2)",
                 params![millis(now), i64::from(limit)],
             )?;
-            Ok(tokens + cookies + purge_device_grants(conn, now - DEVICE_GRANT_KEPT, limit)?)
+            let reverts = execute(
+                conn,
+                "delete from email_reverts where digest in \
+                   (select digest from email_reverts where expires_at <= ?1 order by expires_at limit ?2)",
+                params![millis(now), i64::from(limit)],
+            )?;
+            Ok(tokens + cookies + reverts + purge_device_grants(conn, now - DEVICE_GRANT_KEPT, limit)?)
         })
         .await
     }

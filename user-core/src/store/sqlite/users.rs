@@ -9,8 +9,8 @@ use super::rows::{col, execute, millis, opt_time, query_all, query_opt, user_col
 use super::sessions::revoke_sessions;
 use super::tasks::enqueue;
 use super::tokens::{enqueue_mails, void_stale_verification, void_tokens};
-use crate::domain::UserId;
-use crate::error::{Error, Result};
+use crate::domain::{Email, UserId};
+use crate::error::{ConflictField, Error, Result};
 use crate::store::{
     AccountChanges, LockRule, LoginAttempt, NewMail, TaskKind, TokenPurpose, User, UserChanges, UserKey, UserRecord,
     UserStore,
@@ -23,6 +23,7 @@ impl UserStore for SqliteStore {
         let mails = mails.to_vec();
         self.write(move |conn| {
             let u = &record.user;
+            check_reserved(conn, &u.email, u.id, u.created_at)?;
             execute(
                 conn,
                 "insert into users (id, username, email, password_hash, role, disabled_at, created_at, updated_at, \
@@ -74,6 +75,9 @@ impl UserStore for SqliteStore {
     async fn update_user(&self, id: UserId, changes: &UserChanges, now: DateTime<Utc>) -> Result<Option<UserRecord>> {
         let changes = changes.clone();
         self.write(move |conn| {
+            if let Some(email) = &changes.email {
+                check_reserved(conn, email, id, now)?;
+            }
             let record = query_opt(
                 conn,
                 concat!(
@@ -107,6 +111,20 @@ impl UserStore for SqliteStore {
             }
             if changes.email.is_some() {
                 void_stale_verification(conn, id)?;
+            }
+            if let Some(revert) = &changes.revert {
+                execute(
+                    conn,
+                    "insert into email_reverts (digest, user_id, old_email, created_at, expires_at) \
+                     values (?1, ?2, ?3, ?4, ?5)",
+                    params![
+                        revert.digest.as_slice(),
+                        id.as_uuid(),
+                        revert.old_email.as_str(),
+                        millis(now),
+                        millis(revert.expires_at)
+                    ],
+                )?;
             }
             enqueue_mails(conn, id, &changes.mails, now)?;
             Ok(Some(record))
@@ -358,4 +376,20 @@ fn keep_an_admin(conn: &Connection, id: UserId) -> Result<()> {
         return Err(Error::LastAdmin);
     }
     Ok(())
+}
+
+/// Refuses `email` for `user` while another account's undo link reserves it
+/// (the address an account was moved away from stays its owner's for the
+/// link's life).
+fn check_reserved(conn: &Connection, email: &Email, user: UserId, now: DateTime<Utc>) -> Result<()> {
+    let reserved = query_opt(
+        conn,
+        "select 1 as reserved from email_reverts where old_email = ?1 and user_id <> ?2 and expires_at > ?3 limit 1",
+        params![email.as_str(), user.as_uuid(), millis(now)],
+        |row| col::<i64>(row, "reserved"),
+    )?;
+    match reserved {
+        Some(_) => Err(Error::Conflict(ConflictField::Email)),
+        None => Ok(()),
+    }
 }

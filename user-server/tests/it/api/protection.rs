@@ -285,3 +285,91 @@ async fn a_failed_breach_lookup_lets_the_password_through_and_is_counted() {
     let text = String::from_utf8_lossy(&metrics.raw);
     assert!(text.contains("password_breach_check_failures_total"), "{text}");
 }
+
+fn mail_app_config() -> user_core::ServiceConfig {
+    user_core::ServiceConfig {
+        mail: user_core::service::MailPolicy { enabled: true, ..Default::default() },
+        ..config()
+    }
+}
+
+/// The undo link's token in the newest `email.email_changed` mail, and where it goes.
+async fn undo_token(app: &TestApp) -> (String, Option<String>) {
+    super::recovery::mailed_token(app, user_core::store::TaskKind::EmailChanged).await
+}
+
+#[tokio::test]
+async fn the_old_address_can_undo_a_takeover_and_only_its_mailbox_gets_back_in() {
+    let app = app_with(mail_app_config()).await;
+    let owner = app.user("alice").await;
+    let thief = app.login("alice").await;
+    let moved = update(&app, &thief.access, json!({"email": "thief@example.com"})).await;
+    assert_eq!(moved.status, 200, "a fresh stolen session may: {}", moved.body);
+    let (token, to) = undo_token(&app).await;
+    assert_eq!(to.as_deref(), Some("alice@example.com"), "the undo link goes to the old address");
+
+    // The old address is reserved for its owner meanwhile.
+    let squat = json!({"username": "mallory", "email": "alice@example.com", "password": PASSWORD});
+    assert_eq!(app.send(req("POST", "/user/register").json(squat)).await.error(409), "email is already taken");
+
+    let page = app.send(req("GET", &format!("/account/revert?token={token}"))).await;
+    let html = String::from_utf8_lossy(&page.raw).into_owned();
+    assert!(
+        html.contains(r#"data-endpoint="/user/email/revert""#) && html.contains("Undo the address change"),
+        "{html}"
+    );
+
+    let foreign = req("POST", "/user/email/revert").header("origin", "https://evil.example");
+    assert_eq!(app.send(foreign.json(json!({"token": token}))).await.status, 403, "the same-site rule");
+    let undone = app.send(req("POST", "/user/email/revert").json(json!({"token": token}))).await;
+    assert_eq!(undone.body, json!({"message": "success", "status": 200}));
+    assert!(undone.cookie("access_token").contains("Max-Age=0"), "this browser is signed out");
+    for session in [&owner, &thief] {
+        assert_eq!(app.send(req("GET", "/user/get").bearer(&session.access)).await.status, 401, "every session ended");
+    }
+    let old_password = json!({"username": "alice", "password": PASSWORD});
+    assert_eq!(app.send(req("POST", "/user/login").json(old_password)).await.status, 401, "the password is unusable");
+    let again = app.send(req("POST", "/user/email/revert").json(json!({"token": token}))).await;
+    assert_eq!(again.error(400), "invalid or expired token", "single use");
+
+    // The reset link went to the restored address: only that mailbox gets back in.
+    let (reset, reset_to) = super::recovery::mailed_token(&app, user_core::store::TaskKind::EmailPasswordReset).await;
+    assert_eq!(reset_to, None, "to the account's address at delivery: the restored one");
+    let body = json!({"token": reset, "password": "owner's fresh phrase"});
+    assert_eq!(app.send(req("POST", "/user/password/reset").json(body)).await.status, 200);
+    let back = app.login_with("alice", "owner's fresh phrase").await;
+    let me = app.send(req("GET", "/user/get").bearer(&back.access)).await;
+    assert_eq!(
+        (me.body["email"].as_str(), me.body["email_verified"].as_bool()),
+        (Some("alice@example.com"), Some(true))
+    );
+}
+
+#[tokio::test]
+async fn redeeming_one_undo_link_voids_the_later_ones_and_links_expire_after_seven_days() {
+    let app = app_with(mail_app_config()).await;
+    let session = app.user("alice").await;
+    update(&app, &session.access, json!({"email": "second@example.com"})).await;
+    let (first, _) = undo_token(&app).await;
+    update(&app, &session.access, json!({"email": "third@example.com"})).await;
+    let (second, to) = undo_token(&app).await;
+    assert_eq!(to.as_deref(), Some("second@example.com"));
+    assert_ne!(first, second, "a later change does not void the earlier link");
+
+    let undone = app.send(req("POST", "/user/email/revert").json(json!({"token": first}))).await;
+    assert_eq!(undone.status, 200, "{}", undone.body);
+    let later = app.send(req("POST", "/user/email/revert").json(json!({"token": second}))).await;
+    assert_eq!(later.error(400), "invalid or expired token", "redeeming one voids the others");
+
+    let (reset, _) = super::recovery::mailed_token(&app, user_core::store::TaskKind::EmailPasswordReset).await;
+    let body = json!({"token": reset, "password": "owner's fresh phrase"});
+    assert_eq!(app.send(req("POST", "/user/password/reset").json(body)).await.status, 200);
+    let back = app.login_with("alice", "owner's fresh phrase").await;
+    assert_eq!(update(&app, &back.access, json!({"email": "fourth@example.com"})).await.status, 200);
+    let (late, _) = undo_token(&app).await;
+    app.clock.advance(Duration::from_secs(7 * 86_400 + 1));
+    let expired = app.send(req("POST", "/user/email/revert").json(json!({"token": late}))).await;
+    assert_eq!(expired.error(400), "invalid or expired token");
+    let free = json!({"username": "bob", "email": "alice@example.com", "password": PASSWORD});
+    assert_eq!(app.send(req("POST", "/user/register").json(free)).await.status, 200, "the reservation ended with it");
+}
