@@ -117,7 +117,7 @@ impl std::fmt::Debug for NewEmailRevert {
     }
 }
 
-/// What redeeming an undo link does (see [`TokenStore::revert_email`]).
+/// What redeeming an undo link does (see [`super::TokenStore::revert_email`]).
 #[derive(Clone)]
 pub struct EmailRevert {
     /// SHA-256 of the token presented.

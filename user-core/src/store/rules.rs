@@ -94,6 +94,23 @@ pub(crate) fn refused_attempt(locked_until: Option<Option<DateTime<Utc>>>, now: 
     locked_until.map(|until| LoginAttempt::Locked { until: until.unwrap_or(now) })
 }
 
+/// The tables of secrets that expire (mail tokens, device cookies, undo
+/// links), each keyed by `digest` with an `expires_at`: the retention sweep
+/// deletes what expired, in batches. (Device requests are kept a while
+/// longer: [`crate::store::DEVICE_GRANT_KEPT`].)
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) const EXPIRING: [&str; 3] = ["account_tokens", "device_cookies", "email_reverts"];
+
+/// The statement deleting up to a batch of `table`'s rows that expired
+/// (`$1`/`?1`: the time, `$2`/`?2`: the batch); `table` is one of ours, never input.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) fn purge_statement(table: &'static str, placeholder: char) -> String {
+    format!(
+        "delete from {table} where digest in \
+           (select digest from {table} where expires_at <= {placeholder}1 order by expires_at limit {placeholder}2)"
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

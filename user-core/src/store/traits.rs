@@ -30,7 +30,9 @@ pub trait UserStore: Send + Sync {
     /// same transaction.
     ///
     /// # Errors
-    /// [`Error::Conflict`] naming the field when the username or email is taken.
+    /// [`Error::Conflict`] naming the field when the username or email is
+    /// taken; an email is also taken while another account's undo link
+    /// ([`UserChanges::revert`]) reserves it.
     async fn insert_user(&self, record: &UserRecord, mails: &[NewMail]) -> Result<()>;
 
     /// Finds one account.
@@ -38,10 +40,12 @@ pub trait UserStore: Send + Sync {
 
     /// Applies `changes` atomically (a new password hash also grows the
     /// credential version); `None` if the user does not exist or no longer
-    /// has `changes.expected_credential_version`.
+    /// has `changes.expected_credential_version`. `changes.revert` is stored
+    /// with it (the undo link of a new address).
     ///
     /// # Errors
-    /// [`Error::Conflict`] when the new username or email is taken.
+    /// [`Error::Conflict`] when the new username or email is taken (or
+    /// reserved by another account's undo link).
     async fn update_user(&self, id: UserId, changes: &UserChanges, now: DateTime<Utc>) -> Result<Option<UserRecord>>;
 
     /// Reserves one password check for the account, atomically, before the

@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use chrono::{DateTime, TimeDelta, Utc};
 use sqlx::postgres::PgRow;
-use sqlx::{PgExecutor, Postgres, Transaction};
+use sqlx::{Postgres, Transaction};
 use uuid::Uuid;
 
 use super::PostgresStore;
@@ -171,24 +171,6 @@ async fn count_wrong_try(
     .await
     .map_err(map_err)?;
     Ok(())
-}
-
-/// Deletes up to `limit` requests that expired before `before`.
-pub(super) async fn purge_device_grants<'e>(
-    executor: impl PgExecutor<'e>,
-    before: DateTime<Utc>,
-    limit: u32,
-) -> Result<u64> {
-    let done = sqlx::query(
-        "delete from device_grants where digest in \
-           (select digest from device_grants where expires_at <= $1 order by expires_at limit $2)",
-    )
-    .bind(before)
-    .bind(i64::from(limit))
-    .execute(executor)
-    .await
-    .map_err(map_err)?;
-    Ok(done.rows_affected())
 }
 
 fn device_grant(row: &PgRow) -> Result<DeviceGrant> {

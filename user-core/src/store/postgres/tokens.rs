@@ -6,12 +6,12 @@ use sqlx::{Postgres, Row as _, Transaction};
 use uuid::Uuid;
 
 use super::PostgresStore;
-use super::devices::purge_device_grants;
 use super::rows::map_err;
 use super::sessions::revoke_sessions;
 use super::tasks::enqueue_with;
 use crate::domain::UserId;
 use crate::error::Result;
+use crate::store::rules::{EXPIRING, purge_statement};
 use crate::store::{DEVICE_GRANT_KEPT, EmailRevert, NewMail, TokenMail, TokenOwner, TokenPurpose, TokenStore};
 
 #[async_trait]
@@ -147,37 +147,20 @@ impl TokenStore for PostgresStore {
     }
 
     async fn purge_expired_tokens(&self, now: DateTime<Utc>, limit: u32) -> Result<u64> {
-        let done = sqlx::query(
-            "delete from account_tokens where digest in \
-               (select digest from account_tokens where expires_at <= $1 order by expires_at limit $2)",
-        )
-        .bind(now)
-        .bind(i64::from(limit))
-        .execute(&self.pool)
-        .await
-        .map_err(map_err)?;
-        let reverts = sqlx::query(
-            "delete from email_reverts where digest in \
-               (select digest from email_reverts where expires_at <= $1 order by expires_at limit $2)",
-        )
-        .bind(now)
-        .bind(i64::from(limit))
-        .execute(&self.pool)
-        .await
-        .map_err(map_err)?;
-        let cookies = sqlx::query(
-            "delete from device_cookies where digest in \
-               (select digest from device_cookies where expires_at <= $1 order by expires_at limit $2)",
-        )
-        .bind(now)
-        .bind(i64::from(limit))
-        .execute(&self.pool)
-        .await
-        .map_err(map_err)?;
-        Ok(done.rows_affected()
-            + cookies.rows_affected()
-            + reverts.rows_affected()
-            + purge_device_grants(&self.pool, now - DEVICE_GRANT_KEPT, limit).await?)
+        let purge = |table, before: DateTime<Utc>| async move {
+            let done = sqlx::query(sqlx::AssertSqlSafe(purge_statement(table, '$')))
+                .bind(before)
+                .bind(i64::from(limit))
+                .execute(&self.pool)
+                .await
+                .map_err(map_err)?;
+            Ok::<_, crate::Error>(done.rows_affected())
+        };
+        let mut purged = purge("device_grants", now - DEVICE_GRANT_KEPT).await?;
+        for table in EXPIRING {
+            purged += purge(table, now).await?;
+        }
+        Ok(purged)
     }
 }
 

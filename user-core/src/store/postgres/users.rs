@@ -408,9 +408,7 @@ async fn keep_an_admin(tx: &mut Transaction<'_, Postgres>, id: UserId) -> Result
     Ok(())
 }
 
-/// Refuses `email` for `user` while another account's undo link reserves it
-/// (the address an account was moved away from stays its owner's for the
-/// link's life).
+/// Refuses `email` for `user` while another account's undo link reserves it.
 async fn check_reserved(
     tx: &mut Transaction<'_, Postgres>,
     email: &Email,

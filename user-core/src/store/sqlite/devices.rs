@@ -171,16 +171,6 @@ fn count_wrong_try(conn: &Connection, code: &UserCode, max_wrong: u32, now: Date
     Ok(())
 }
 
-/// Deletes up to `limit` requests that expired before `before`.
-pub(super) fn purge_device_grants(conn: &Connection, before: DateTime<Utc>, limit: u32) -> Result<u64> {
-    execute(
-        conn,
-        "delete from device_grants where digest in \
-           (select digest from device_grants where expires_at <= ?1 order by expires_at limit ?2)",
-        params![millis(before), i64::from(limit)],
-    )
-}
-
 fn decision_name(decision: DeviceDecision) -> Option<&'static str> {
     match decision {
         DeviceDecision::Pending => None,

@@ -5,12 +5,12 @@ use chrono::{DateTime, Utc};
 use rusqlite::{Connection, params};
 
 use super::SqliteStore;
-use super::devices::purge_device_grants;
 use super::rows::{col, execute, millis, query_opt};
 use super::sessions::revoke_sessions;
 use super::tasks::enqueue_with;
 use crate::domain::UserId;
 use crate::error::Result;
+use crate::store::rules::{EXPIRING, purge_statement};
 use crate::store::{DEVICE_GRANT_KEPT, EmailRevert, NewMail, TokenMail, TokenOwner, TokenPurpose, TokenStore};
 
 #[async_trait]
@@ -129,25 +129,14 @@ impl TokenStore for SqliteStore {
 
     async fn purge_expired_tokens(&self, now: DateTime<Utc>, limit: u32) -> Result<u64> {
         self.write(move |conn| {
-            let tokens = execute(
-                conn,
-                "delete from account_tokens where digest in \
-                   (select digest from account_tokens where expires_at <= ?1 order by expires_at limit ?2)",
-                params![millis(now), i64::from(limit)],
-            )?;
-            let cookies = execute(
-                conn,
-                "delete from device_cookies where digest in \
-                   (select digest from device_cookies where expires_at <= ?1 order by expires_at limit ?2)",
-                params![millis(now), i64::from(limit)],
-            )?;
-            let reverts = execute(
-                conn,
-                "delete from email_reverts where digest in \
-                   (select digest from email_reverts where expires_at <= ?1 order by expires_at limit ?2)",
-                params![millis(now), i64::from(limit)],
-            )?;
-            Ok(tokens + cookies + reverts + purge_device_grants(conn, now - DEVICE_GRANT_KEPT, limit)?)
+            let purge = |table, before: DateTime<Utc>| {
+                execute(conn, &purge_statement(table, '?'), params![millis(before), i64::from(limit)])
+            };
+            let mut purged = purge("device_grants", now - DEVICE_GRANT_KEPT)?;
+            for table in EXPIRING {
+                purged += purge(table, now)?;
+            }
+            Ok(purged)
         })
         .await
     }

@@ -378,9 +378,7 @@ fn keep_an_admin(conn: &Connection, id: UserId) -> Result<()> {
     Ok(())
 }
 
-/// Refuses `email` for `user` while another account's undo link reserves it
-/// (the address an account was moved away from stays its owner's for the
-/// link's life).
+/// Refuses `email` for `user` while another account's undo link reserves it.
 fn check_reserved(conn: &Connection, email: &Email, user: UserId, now: DateTime<Utc>) -> Result<()> {
     let reserved = query_opt(
         conn,
