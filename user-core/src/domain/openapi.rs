@@ -46,7 +46,10 @@ pub fn email() -> ObjectBuilder {
 pub fn new_password() -> ObjectBuilder {
     let (min, max) = (Password::MIN_CHARS, Password::MAX_CHARS);
     string()
-        .description(Some(format!("A new password: {min}–{max} characters.")))
+        .description(Some(format!(
+            "A new password: {min}–{max} characters, not one of the 100,000 most common passwords (as typed or \
+             lower-cased), nor, when the server checks, one reported breached."
+        )))
         .min_length(Some(min))
         .max_length(Some(max))
 }
