@@ -28,6 +28,7 @@ pub(crate) fn document<'a>(
     let mut doc = serde_json::to_value(api).expect("an OpenAPI document serializes");
     non_empty_subset(&mut doc, "UpdateRequest", &["username", "email", "password"]);
     non_empty_subset(&mut doc, "AccountPatch", &["role", "disabled", "email_verified"]);
+    optional_not_null(&mut doc, "DeleteAccountRequest");
     optional_bodies(&mut doc);
     doc
 }
@@ -59,6 +60,17 @@ fn optional_bodies(doc: &mut serde_json::Value) {
 /// "Any non-empty subset of these fields": utoipa's derive cannot say it,
 /// JSON Schema can. Optional there means "may be absent", not "may be null".
 fn non_empty_subset(doc: &mut serde_json::Value, schema: &str, fields: &[&str]) {
+    optional_not_null(doc, schema);
+    let Some(object) = doc.pointer_mut(&format!("/components/schemas/{schema}")).and_then(|s| s.as_object_mut()) else {
+        panic!("no schema {schema}");
+    };
+    let any_of: Vec<_> = fields.iter().map(|f| serde_json::json!({"required": [f]})).collect();
+    object.insert("anyOf".into(), any_of.into());
+}
+
+/// The optional fields of `schema` may be absent, never `null` (they are
+/// read with `present`: an explicit null is a type error, 400).
+fn optional_not_null(doc: &mut serde_json::Value, schema: &str) {
     let Some(object) = doc.pointer_mut(&format!("/components/schemas/{schema}")).and_then(|s| s.as_object_mut()) else {
         panic!("no schema {schema}");
     };
@@ -78,8 +90,6 @@ fn non_empty_subset(doc: &mut serde_json::Value, schema: &str, fields: &[&str]) 
             }
         }
     }
-    let any_of: Vec<_> = fields.iter().map(|f| serde_json::json!({"required": [f]})).collect();
-    object.insert("anyOf".into(), any_of.into());
 }
 
 #[derive(OpenApi)]
