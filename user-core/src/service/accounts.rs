@@ -136,6 +136,10 @@ impl UserService {
         let mut before = None;
         if let Some(current) = &update.current_password {
             let record = self.verify_current_password(id, current, client).await?;
+            // The session proved its credential just now: it is recent for the window.
+            if let Some(session) = keep {
+                self.store.record_authentication(session, self.clock.now()).await?;
+            }
             verified_version = Some(record.credential_version);
             before = Some(record.user);
         } else if sensitive {

@@ -143,6 +143,10 @@ pub trait SessionStore: Send + Sync {
 
     /// Revokes every active session of `user` except `except`; returns how many.
     async fn revoke_user_sessions(&self, user: UserId, except: Option<SessionId>, now: DateTime<Utc>) -> Result<u64>;
+
+    /// Records that the session `id` proved a credential at `at` (its
+    /// `authenticated_at`), if it is still active; `false` otherwise.
+    async fn record_authentication(&self, id: SessionId, at: DateTime<Utc>) -> Result<bool>;
 }
 
 /// Favorite tracks, written together with their deferred tasks.

@@ -291,6 +291,14 @@ pub(crate) async fn a_session_keeps_when_it_last_proved_a_credential(store: Arc<
     let mut proofs: Vec<_> = listed.iter().map(|s| s.authenticated_at).collect();
     proofs.sort();
     assert_eq!(proofs, [None, Some(t0())]);
+
+    // Proving a credential later (current_password) makes the session recent.
+    let later = t0() + Duration::from_secs(600);
+    assert!(store.record_authentication(delegated.id, later).await.unwrap());
+    assert_eq!(store.session(delegated.id).await.unwrap().unwrap().authenticated_at, Some(later));
+    assert!(store.revoke_session(delegated.id, later).await.unwrap());
+    assert!(!store.record_authentication(delegated.id, later).await.unwrap(), "not for an ended session");
+    assert!(!store.record_authentication(SessionId::new(), later).await.unwrap());
 }
 
 pub(crate) async fn a_device_cookie_counts_its_own_failures_and_ends_with_the_sessions(store: Arc<dyn Store>) {

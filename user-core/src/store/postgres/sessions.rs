@@ -198,4 +198,16 @@ impl SessionStore for PostgresStore {
         tx.commit().await.map_err(map_err)?;
         Ok(n)
     }
+
+    async fn record_authentication(&self, id: SessionId, at: DateTime<Utc>) -> Result<bool> {
+        let done = sqlx::query(
+            "update sessions set authenticated_at = $2 where id = $1 and revoked_at is null and expires_at > $2",
+        )
+        .bind(id.as_uuid())
+        .bind(at)
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(done.rows_affected() == 1)
+    }
 }

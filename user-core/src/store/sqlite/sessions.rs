@@ -157,4 +157,16 @@ impl SessionStore for SqliteStore {
     async fn revoke_user_sessions(&self, user: UserId, except: Option<SessionId>, now: DateTime<Utc>) -> Result<u64> {
         self.write(move |conn| revoke_sessions(conn, user, except, now)).await
     }
+
+    async fn record_authentication(&self, id: SessionId, at: DateTime<Utc>) -> Result<bool> {
+        self.write(move |conn| {
+            let changed = execute(
+                conn,
+                "update sessions set authenticated_at = ?2 where id = ?1 and revoked_at is null and expires_at > ?2",
+                params![id.as_uuid(), millis(at)],
+            )?;
+            Ok(changed == 1)
+        })
+        .await
+    }
 }

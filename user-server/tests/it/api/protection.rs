@@ -48,6 +48,9 @@ async fn a_session_older_than_the_window_cannot_change_the_address_or_password_o
     assert!(wrong.body.get("code").is_none(), "v1's errors keep their shape");
     let right = update(&app, &stolen.access, json!({"email": "a2@example.com", "current_password": PASSWORD})).await;
     assert_eq!((right.status, right.body["email"].as_str()), (200, Some("a2@example.com")));
+    // That proof made the session recent: the next change within the window needs none.
+    let next = update(&app, &stolen.access, json!({"password": "another passphrase"})).await;
+    assert_eq!(next.status, 200, "{}", next.body);
 }
 
 #[tokio::test]
