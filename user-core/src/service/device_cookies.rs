@@ -43,11 +43,6 @@ impl DeviceCookies {
         Self(cookies)
     }
 
-    /// Whether the request carried none.
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
     /// The cookies to clear so that, with `new` set, the browser keeps at
     /// most [`MAX_DEVICE_COOKIES`]: the first names in order, `new` never.
     pub fn surplus(&self, new: &str) -> Vec<&str> {

@@ -526,3 +526,14 @@ async fn the_healthcheck_speaks_tls_when_the_server_does() {
     let checked = healthcheck(&settings);
     assert!(checked.status.success(), "{}", String::from_utf8_lossy(&checked.stderr));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn turning_the_reauthentication_window_off_is_warned_about_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("server.log");
+    let database = ("USER_DATABASE_URL", format!("sqlite://{}", dir.path().join("u.db").display()));
+    let mut server = Server::start_logging_to(&[database, ("USER_REAUTH_WINDOW", "off".into())], &log);
+    server.kill();
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("USER_REAUTH_WINDOW is off") && text.contains("without proving the password"), "{text}");
+}
