@@ -45,6 +45,8 @@ pub mod store;
 pub mod tasks;
 #[cfg(feature = "testing")]
 pub mod testing;
+#[cfg(feature = "service")]
+pub mod trace;
 
 pub use error::{
     ConflictField, Error, ForbiddenReason, GrantError, Result, UnauthorizedReason, error_chain, redact_url,

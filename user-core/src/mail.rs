@@ -445,6 +445,7 @@ mod tests {
 
     fn task(kind: TaskKind, payload: Option<MailPayload>) -> DeferredTask {
         DeferredTask {
+            traceparent: None,
             id: 42,
             kind,
             user_id: UserId::new(),

@@ -20,6 +20,7 @@ pub(crate) mod records;
 pub(crate) mod rules;
 #[cfg(feature = "sqlite")]
 mod sqlite;
+mod traced;
 pub(crate) mod traits;
 
 use std::sync::Arc;
@@ -40,6 +41,7 @@ pub(crate) use records::{
 };
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
+pub use traced::traced;
 pub use traits::Store;
 pub(crate) use traits::{
     AuditStore, DEVICE_GRANT_KEPT, DeviceStore, FavoriteStore, LockRule, SecretStore, SessionStore, TaskStore,

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
+use tracing::Instrument;
 use uuid::Uuid;
 
 #[cfg(feature = "nats")]
@@ -327,7 +328,24 @@ impl Relay {
         Ok(outcome)
     }
 
+    /// Delivers one task inside a span that continues the trace of the
+    /// request that wrote it; sinks send that span's `traceparent` on.
     async fn deliver(&self, task: &DeferredTask) -> std::result::Result<(), DeliveryError> {
+        let span = tracing::debug_span!(
+            "deliver",
+            otel.name = %format_args!("deliver {}", task.kind.as_str()),
+            otel.kind = "producer",
+            task.id = task.id,
+            task.kind = task.kind.as_str(),
+            task.attempt = task.attempts + 1,
+        );
+        if let Some(parent) = &task.traceparent {
+            crate::trace::continue_trace(&span, parent);
+        }
+        self.deliver_now(task).instrument(span).await
+    }
+
+    async fn deliver_now(&self, task: &DeferredTask) -> std::result::Result<(), DeliveryError> {
         if task.kind.channel() == TaskChannel::Events {
             return self.sink.deliver(&TaskEvent::from(task)).await;
         }

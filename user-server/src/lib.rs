@@ -109,7 +109,10 @@ pub async fn start(config: &Config) -> Result<RunningServer, StartError> {
     }
     let tls = config.tls_files().map(tls::Certificates::load).transpose().map_err(StartError::Config)?;
     let options = user_core::store::OpenOptions { max_connections: config.database_max_connections };
-    let store = user_core::store::open_with(config.database.expose(), options).await?;
+    let mut store = user_core::store::open_with(config.database.expose(), options).await?;
+    if telemetry::exporting_traces() {
+        store = user_core::store::traced(store);
+    }
     store.migrate().await?;
     let service = UserService::new(store.clone(), service_config).await?;
     let listener = TcpListener::bind(config.listen).await?;

@@ -37,7 +37,14 @@ async fn main() -> ExitCode {
         println!("{doc}");
         return ExitCode::SUCCESS;
     }
-    let _log = telemetry::init_logging(config.log_format, &config.log);
+    let traces = match telemetry::TraceExport::from_env() {
+        Ok(traces) => traces,
+        Err(e) => {
+            eprintln!("user-server: configuration: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let _log = telemetry::init_logging(config.log_format, &config.log, traces);
     let server = match start(&config).await {
         Ok(server) => server,
         Err(e) => {

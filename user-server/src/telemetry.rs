@@ -1,7 +1,10 @@
-//! Logs (tracing) and metrics (Prometheus).
+//! Logs (tracing), traces (OpenTelemetry over OTLP/HTTP, when asked for)
+//! and metrics (Prometheus).
 
 use std::collections::HashMap;
 use std::io::Write;
+
+use opentelemetry_otlp::WithExportConfig;
 use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
@@ -23,27 +26,186 @@ pub(crate) fn is_sane_request_id(id: &str) -> bool {
 }
 
 /// Installs the global tracing subscriber; later calls are no-ops (their
-/// guard holds nothing).
+/// guard holds nothing). With `traces`, spans are exported too (see
+/// [`TraceExport`]); without, the subscriber is the log formatter alone.
 ///
 /// Lines go to stderr through a [`BatchedStderr`], so a request never waits
 /// on the terminal or the pipe behind it (the access log writes one line per
 /// request); no line is dropped.
-pub fn init_logging(format: LogFormat, filter: &str) -> LogGuard {
+pub fn init_logging(format: LogFormat, filter: &str, traces: Option<TraceExport>) -> LogGuard {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::{Layer, Registry};
+
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,warp::server=off"));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let (writer, guard) = BatchedStderr::start();
     let writer_for_access = writer.clone();
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(writer);
-    let installed = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).try_init(),
+    let (installed, provider) = match traces {
+        // The subscriber as it always was: nothing on a request's path
+        // checks for spans nobody exports.
+        None => {
+            let builder = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(writer);
+            let installed = match format {
+                LogFormat::Text => builder.try_init(),
+                LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).try_init(),
+            };
+            (installed.is_ok(), None)
+        }
+        Some(TraceExport(provider)) => {
+            // Each layer filters for itself: `USER_LOG` says what is logged,
+            // and the exporter takes every span of ours (store calls and
+            // deliveries are DEBUG spans, not logged at the default level).
+            let fmt = tracing_subscriber::fmt::layer().with_ansi(ansi).with_writer(writer);
+            let fmt: Box<dyn Layer<Registry> + Send + Sync> = match format {
+                LogFormat::Text => fmt.with_filter(filter).boxed(),
+                LogFormat::Json => fmt.json().flatten_event(true).with_current_span(true).with_filter(filter).boxed(),
+            };
+            let ours = AskEachTime(
+                tracing_subscriber::filter::Targets::new()
+                    .with_target("user_server", tracing::Level::DEBUG)
+                    .with_target("user_core", tracing::Level::DEBUG),
+            );
+            let tracer = opentelemetry::trace::TracerProvider::tracer(&provider, "user-server");
+            let otel = tracing_opentelemetry::layer().with_tracer(tracer).with_threads(false).with_filter(ours);
+            let installed = tracing_subscriber::registry().with(fmt).with(otel).try_init().is_ok();
+            if installed {
+                let _ = EXPORTING_TRACES.set(());
+            }
+            (installed, Some(provider))
+        }
     };
-    if installed.is_err() {
-        return LogGuard { _writer: None };
+    if !installed {
+        return LogGuard { _writer: None, _traces: None };
     }
     let _ = ACCESS_LOG.set((writer_for_access, format));
-    LogGuard { _writer: Some(guard) }
+    LogGuard { _writer: Some(guard), _traces: provider.map(TracesGuard) }
+}
+
+/// A per-layer filter that never lets a callsite cache its interest, so
+/// each span and event is asked about as it happens. Per-layer filters
+/// pass their verdict to the layer through a thread-local that an
+/// `enabled` check without a following span leaves stale (sqlx's query
+/// logger does one after every query); a callsite with a cached interest
+/// skips the check and reads the stale verdict, and its span silently
+/// never reaches the exporter (tokio-rs/tracing#2519: here, one request
+/// span in ten on PostgreSQL).
+struct AskEachTime(tracing_subscriber::filter::Targets);
+
+impl<S> tracing_subscriber::layer::Filter<S> for AskEachTime {
+    fn enabled(&self, meta: &tracing::Metadata<'_>, cx: &tracing_subscriber::layer::Context<'_, S>) -> bool {
+        tracing_subscriber::layer::Filter::<S>::enabled(&self.0, meta, cx)
+    }
+
+    fn callsite_enabled(&self, _: &'static tracing::Metadata<'static>) -> tracing::subscriber::Interest {
+        tracing::subscriber::Interest::sometimes()
+    }
+
+    fn max_level_hint(&self) -> Option<tracing::level_filters::LevelFilter> {
+        tracing_subscriber::layer::Filter::<S>::max_level_hint(&self.0)
+    }
+}
+
+/// Set once spans are exported; read on each request.
+static EXPORTING_TRACES: OnceLock<()> = OnceLock::new();
+
+/// Whether spans are exported: requests then record the OpenTelemetry
+/// attributes and continue the caller's `traceparent`.
+pub fn exporting_traces() -> bool {
+    EXPORTING_TRACES.get().is_some()
+}
+
+/// Trace export over OTLP/HTTP, configured by the standard `OTEL_*`
+/// variables: `OTEL_EXPORTER_OTLP_ENDPOINT` (or `…_TRACES_ENDPOINT`) turns
+/// it on; `OTEL_EXPORTER_OTLP_PROTOCOL` (`http/protobuf`, the default, or
+/// `http/json`), `…_HEADERS`, `…_TIMEOUT`, `…_COMPRESSION`, `OTEL_SERVICE_NAME`
+/// (default `user-server`), `OTEL_RESOURCE_ATTRIBUTES`, `OTEL_TRACES_SAMPLER`
+/// (`…_ARG`) and `OTEL_BSP_*` are read by the OpenTelemetry SDK.
+/// `OTEL_SDK_DISABLED=true` or `OTEL_TRACES_EXPORTER=none` turns it off.
+pub struct TraceExport(opentelemetry_sdk::trace::SdkTracerProvider);
+
+impl std::fmt::Debug for TraceExport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TraceExport")
+    }
+}
+
+impl TraceExport {
+    /// The exporter the environment asks for, if any.
+    ///
+    /// # Errors
+    /// A setting it cannot honour: gRPC (not built in), an unknown protocol
+    /// or exporter, or an endpoint the exporter refuses.
+    pub fn from_env() -> Result<Option<Self>, String> {
+        Self::from_vars(|name| std::env::var(name).ok().filter(|v| !v.trim().is_empty()))
+    }
+
+    fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Option<Self>, String> {
+        if var("OTEL_SDK_DISABLED").is_some_and(|v| v.trim().eq_ignore_ascii_case("true")) {
+            return Ok(None);
+        }
+        match var("OTEL_TRACES_EXPORTER").map(|v| v.trim().to_ascii_lowercase()).as_deref() {
+            None | Some("otlp") => {}
+            Some("none") => return Ok(None),
+            Some(other) => {
+                return Err(format!("OTEL_TRACES_EXPORTER={other} is not supported; use otlp or none"));
+            }
+        }
+        if var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").is_none() && var("OTEL_EXPORTER_OTLP_ENDPOINT").is_none() {
+            return Ok(None);
+        }
+        let protocol = var("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL").or_else(|| var("OTEL_EXPORTER_OTLP_PROTOCOL"));
+        let protocol = match protocol.map(|p| p.trim().to_ascii_lowercase()).as_deref() {
+            None | Some("http/protobuf") => opentelemetry_otlp::Protocol::HttpBinary,
+            Some("http/json") => opentelemetry_otlp::Protocol::HttpJson,
+            Some("grpc") => {
+                return Err("OTEL_EXPORTER_OTLP_PROTOCOL=grpc is not built into user-server; use http/protobuf \
+                            (the collector's port 4318)"
+                    .into());
+            }
+            Some(other) => {
+                return Err(format!(
+                    "OTEL_EXPORTER_OTLP_PROTOCOL={other} is not supported; use http/protobuf or http/json"
+                ));
+            }
+        };
+        // reqwest is built without a default TLS provider: an https
+        // endpoint needs one installed before its client is built.
+        if rustls::crypto::CryptoProvider::get_default().is_none() {
+            let _ = rustls::crypto::ring::default_provider().install_default();
+        }
+        let exporter = opentelemetry_otlp::SpanExporter::builder()
+            .with_http()
+            .with_protocol(protocol)
+            .build()
+            .map_err(|e| format!("OpenTelemetry exporter: {e}"))?;
+        let mut resource = opentelemetry_sdk::Resource::builder();
+        let named = var("OTEL_SERVICE_NAME").is_some()
+            || var("OTEL_RESOURCE_ATTRIBUTES")
+                .is_some_and(|a| a.split(',').any(|kv| kv.trim().starts_with("service.name=")));
+        if !named {
+            resource = resource.with_service_name("user-server");
+        }
+        let resource =
+            resource.with_attribute(opentelemetry::KeyValue::new("service.version", env!("CARGO_PKG_VERSION"))).build();
+        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+            .with_batch_exporter(exporter)
+            .with_resource(resource)
+            .build();
+        Ok(Some(Self(provider)))
+    }
+}
+
+/// Sends the spans still waiting when the server stops.
+struct TracesGuard(opentelemetry_sdk::trace::SdkTracerProvider);
+
+impl Drop for TracesGuard {
+    fn drop(&mut self) {
+        if let Err(e) = self.0.shutdown() {
+            eprintln!("user-server: OpenTelemetry: spans not exported at shutdown: {e}");
+        }
+    }
 }
 
 /// Where [`log_access`] writes, and in which layout; set with the subscriber.
@@ -191,6 +353,8 @@ impl ClockText {
 /// Keeps the log writer running; dropping it writes out what is waiting.
 #[must_use = "dropping the guard stops the log writer"]
 pub struct LogGuard {
+    // Dropped first: the spans' last export may log through the writer.
+    _traces: Option<TracesGuard>,
     _writer: Option<WriterGuard>,
 }
 

@@ -490,6 +490,9 @@ pub struct DeferredTask {
     pub leased_until: Option<DateTime<Utc>>,
     /// When its state last changed (for a `done` task: when it was delivered).
     pub updated_at: DateTime<Utc>,
+    /// The W3C `traceparent` of the request that wrote it, when traces were
+    /// exported: its delivery continues that trace.
+    pub traceparent: Option<String>,
 }
 
 /// A batch of tasks leased to one relay.

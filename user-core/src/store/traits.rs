@@ -396,6 +396,10 @@ pub trait Store:
     /// Checks the backend is reachable.
     async fn ping(&self) -> Result<()>;
 
+    /// The database, as OpenTelemetry's `db.system.name` names it
+    /// (`sqlite`, `postgresql`).
+    fn system(&self) -> &'static str;
+
     /// Whether every process using this database can share per-client rate
     /// limits through it ([`Store::hit_rate_limit`]): PostgreSQL. An embedded
     /// store serves one process, which keeps its limits in memory.

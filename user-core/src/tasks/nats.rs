@@ -151,10 +151,12 @@ impl TaskSink for NatsSink {
     async fn deliver(&self, event: &TaskEvent) -> std::result::Result<(), DeliveryError> {
         let body = serde_json::to_vec(event).map_err(|e| DeliveryError::Permanent(e.to_string()))?;
         let subject = self.subject.replace("{kind}", &event.kind);
-        let message = PublishMessage::build()
-            .message_id(event.id.to_string())
-            .header("X-Task-Kind", event.kind.as_str())
-            .payload(body.into());
+        let mut message =
+            PublishMessage::build().message_id(event.id.to_string()).header("X-Task-Kind", event.kind.as_str());
+        if let Some(traceparent) = crate::trace::traceparent() {
+            message = message.header("traceparent", traceparent.as_str());
+        }
+        let message = message.payload(body.into());
         let transient = |e: &dyn std::fmt::Display| DeliveryError::Transient(format!("NATS {}: {e}", self.shown_url));
         let ack = self.context.send_publish(subject, message).await.map_err(|e| transient(&e))?;
         ack.await.map_err(|e| transient(&e))?;

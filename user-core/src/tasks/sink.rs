@@ -198,7 +198,7 @@ mod webhook {
         async fn post_signed(&self, id: i64, body: Vec<u8>) -> Result<(), DeliveryError> {
             let id = id.to_string();
             let timestamp = chrono::Utc::now().timestamp();
-            let response = self
+            let request = self
                 .client
                 .post(&self.url)
                 .header("content-type", "application/json")
@@ -206,17 +206,18 @@ mod webhook {
                 .header("x-signature-256", self.sign(&body))
                 .header("webhook-id", &id)
                 .header("webhook-timestamp", timestamp.to_string())
-                .header("webhook-signature", self.sign_standard(&id, timestamp, &body))
-                .body(body)
-                .send()
-                .await
-                .map_err(|e| {
-                    DeliveryError::Transient(format!(
-                        "request failed: {} ({})",
-                        crate::error_chain(&e.without_url()),
-                        self.shown_url
-                    ))
-                })?;
+                .header("webhook-signature", self.sign_standard(&id, timestamp, &body));
+            let request = match crate::trace::traceparent() {
+                Some(traceparent) => request.header("traceparent", traceparent),
+                None => request,
+            };
+            let response = request.body(body).send().await.map_err(|e| {
+                DeliveryError::Transient(format!(
+                    "request failed: {} ({})",
+                    crate::error_chain(&e.without_url()),
+                    self.shown_url
+                ))
+            })?;
             let status = response.status();
             if status.is_success() {
                 return Ok(());

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 use utoipa::openapi::path::{HttpMethod, Operation};
 use warp::Reply;
 use warp::http::{HeaderValue, Method};
@@ -151,7 +152,8 @@ where
     Box::new(move |arrival: Arrival, path_param: Option<String>| {
         let state = state.clone();
         let Arrival { query, ctx, body, .. } = arrival;
-        Box::pin(respond(&endpoint.label, ctx.id.clone(), async move {
+        let span = request_span(&endpoint.label, &ctx);
+        Box::pin(respond(&endpoint.label, ctx.id.clone(), span, async move {
             let outcome = async {
                 let query = if endpoint.reads_query() { Query::parse(query.as_deref())? } else { Query::default() };
                 let body = if endpoint.has_body() {
@@ -165,6 +167,9 @@ where
                 let creds =
                     if G::READS_CREDENTIALS { Credentials::from_headers(&ctx.headers) } else { Credentials::default() };
                 let caller = G::check(&state, &creds).await?;
+                if let Some(id) = caller.user_id().filter(|_| crate::telemetry::exporting_traces()) {
+                    tracing::Span::current().set_attribute("user.id", id.to_string());
+                }
                 if writes {
                     G::check_origin(&ctx, &creds)?;
                 }
@@ -176,19 +181,51 @@ where
     })
 }
 
-/// Runs a handler inside a span carrying the request id, turns its error or
-/// panic into the contract's error body, and labels the response.
-pub(super) async fn respond<F>(route: &'static str, request_id: String, handler: F) -> Response
+/// The span a request runs in: its request id and route for the logs and,
+/// when traces are exported, what OpenTelemetry's HTTP conventions name
+/// (`http.request.method`, `http.route`, a server span named after the
+/// route) under the caller's `traceparent`. Never a token, query or body.
+pub(super) fn request_span(route: &'static str, ctx: &crate::http::RequestCtx) -> tracing::Span {
+    let span = tracing::info_span!(
+        "request",
+        request_id = %ctx.id,
+        route,
+        otel.name = tracing::field::Empty,
+        otel.kind = tracing::field::Empty,
+    );
+    if crate::telemetry::exporting_traces() {
+        span.record("otel.name", route);
+        span.record("otel.kind", "server");
+        if let Some((method, template)) = route.split_once(' ') {
+            span.set_attribute("http.request.method", method);
+            span.set_attribute("http.route", template);
+        }
+        if let Some(parent) = ctx.headers.get("traceparent").and_then(|v| v.to_str().ok()) {
+            user_core::trace::continue_trace(&span, parent);
+        }
+    }
+    span
+}
+
+/// Runs a handler inside the request's span, turns its error or panic into
+/// the contract's error body, and labels the response.
+pub(super) async fn respond<F>(route: &'static str, request_id: String, span: tracing::Span, handler: F) -> Response
 where
     F: Future<Output = Result<Response, ApiError>>,
 {
-    let span = tracing::info_span!("request", request_id = %request_id, route);
     let outcome = AssertUnwindSafe(handler).catch_unwind().instrument(span.clone()).await;
     let mut response = span.in_scope(|| match outcome {
         Ok(Ok(response)) => response,
         Ok(Err(e)) => e.into_response(),
         Err(_) => ApiError::Panic.into_response(),
     });
+    if crate::telemetry::exporting_traces() {
+        let status = response.status();
+        span.set_attribute("http.response.status_code", i64::from(status.as_u16()));
+        if status.is_server_error() {
+            span.set_status(opentelemetry::trace::Status::error(status.to_string()));
+        }
+    }
     if let Ok(id) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert("x-request-id", id);
     }
@@ -206,8 +243,10 @@ mod tests {
 
     #[tokio::test]
     async fn a_handler_panic_becomes_a_500_in_the_contract_shape() {
-        let boom = arrival(&SharedPolicy::default())
-            .then(|arrival: Arrival| respond("GET /boom", arrival.ctx.id, async { panic!("boom") }));
+        let boom = arrival(&SharedPolicy::default()).then(|arrival: Arrival| {
+            let span = request_span("GET /boom", &arrival.ctx);
+            respond("GET /boom", arrival.ctx.id, span, async { panic!("boom") })
+        });
         let response = warp::test::request().header("x-request-id", "req-1").reply(&boom).await;
         assert_eq!(response.status(), 500);
         assert_eq!(response.headers()["x-request-id"], "req-1");

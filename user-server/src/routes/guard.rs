@@ -43,6 +43,12 @@ pub(crate) trait Guard: Sized + Send + 'static {
     fn document(operation: &mut Operation, writes: bool) {
         let _ = (operation, writes);
     }
+
+    /// The account the caller acts as, once checked: `user.id` on the
+    /// request's exported span.
+    fn user_id(&self) -> Option<UserId> {
+        None
+    }
 }
 
 /// The security schemes of `/openapi.json` a guard accepts credentials by.
@@ -111,6 +117,10 @@ impl Guard for Authenticated {
         Ok(Authenticated { claims, user })
     }
 
+    fn user_id(&self) -> Option<UserId> {
+        Some(self.id())
+    }
+
     fn document(operation: &mut Operation, writes: bool) {
         document_guard(operation, ACCESS_TOKEN, refusals(writes));
     }
@@ -123,6 +133,10 @@ pub(crate) struct Visitor(pub Option<Authenticated>);
 impl Guard for Visitor {
     async fn check(state: &AppState, creds: &Credentials) -> Result<Self, ApiError> {
         Ok(Visitor(Authenticated::check(state, creds).await.ok()))
+    }
+
+    fn user_id(&self) -> Option<UserId> {
+        self.0.as_ref().map(Authenticated::id)
     }
 }
 
@@ -146,6 +160,10 @@ impl Guard for Admin {
         let caller = Authenticated::check(state, creds).await?;
         caller.claims.require_admin()?;
         Ok(Admin(caller))
+    }
+
+    fn user_id(&self) -> Option<UserId> {
+        Some(self.id())
     }
 
     fn document(operation: &mut Operation, writes: bool) {
@@ -176,6 +194,10 @@ impl Guard for SessionToEnd {
             (Err(e), None) => return Err(e.into()),
         };
         Ok(SessionToEnd { user, session })
+    }
+
+    fn user_id(&self) -> Option<UserId> {
+        Some(self.user)
     }
 
     fn document(operation: &mut Operation, writes: bool) {

@@ -70,7 +70,8 @@ pub fn metrics_only(
     crate::telemetry::metrics();
     let endpoint = table::endpoints().iter().find(|e| e.path == "/metrics").expect("the table has /metrics");
     let handler: Handler = Box::new(move |arrival: Arrival, _| {
-        Box::pin(respond(&endpoint.label, arrival.ctx.id, async { Ok(ops::render_metrics()) }))
+        let span = endpoint::request_span(&endpoint.label, &arrival.ctx);
+        Box::pin(respond(&endpoint.label, arrival.ctx.id, span, async { Ok(ops::render_metrics()) }))
     });
     as_filter(Router::new(vec![(endpoint, handler)]), policy)
 }

@@ -12,3 +12,4 @@ mod relay_e2e;
 mod replicas;
 mod security;
 mod server;
+mod traces;

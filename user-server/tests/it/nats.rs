@@ -226,20 +226,21 @@ async fn a_missing_stream_is_a_clear_error_at_start_and_the_server_publishes_thr
     assert!(text.contains("no JetStream stream captures") && text.contains("USER_TASKS_NATS_CREATE_STREAM"), "{text}");
 
     let database = format!("sqlite://{}", dir.path().join("users.db").display());
-    let env = [
+    // Traces exported, so the messages carry the request's trace.
+    let (otlp, _exported) = crate::traces::start_otlp_receiver().await;
+    let mut env = crate::traces::otel_env(&otlp);
+    env.extend([
         ("USER_DATABASE_URL", database),
         ("USER_TASKS_NATS_URL", nats.url()),
         ("USER_TASKS_NATS_CREATE_STREAM", "true".to_owned()),
-    ];
+    ]);
     let server = Server::start(&env);
     let client = crate::common::http().build().unwrap();
-    let body = serde_json::json!({"username": "alice", "password": "correct horse", "email": "alice@example.com"});
-    assert_eq!(client.post(format!("{}/user/register", server.base)).json(&body).send().await.unwrap().status(), 200);
-    let login = serde_json::json!({"username": "alice", "password": "correct horse"});
-    let reply: serde_json::Value =
-        client.post(format!("{}/user/login", server.base)).json(&login).send().await.unwrap().json().await.unwrap();
-    let token = reply["token"].as_str().unwrap();
-    let add = client.post(format!("{}/user/track/favorite?track_id=42,43", server.base)).bearer_auth(token);
+    let token = crate::traces::alice(&client, &server.base).await;
+    let add = client
+        .post(format!("{}/user/track/favorite?track_id=42,43", server.base))
+        .bearer_auth(&token)
+        .header("traceparent", crate::traces::caller_traceparent());
     assert_eq!(add.send().await.unwrap().status(), 200);
     let url = nats.url();
     let mut seen = Vec::new();
@@ -251,4 +252,23 @@ async fn a_missing_stream_is_a_clear_error_at_start_and_the_server_publishes_thr
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(seen.iter().map(|(_, kind, _)| kind.as_str()).collect::<Vec<_>>(), ["favorite.added", "favorite.added"]);
+    let trace = &crate::traces::caller_traceparent()[3..35];
+    for traceparent in stream_traceparents(&url).await {
+        let traceparent = traceparent.expect("each message carries a traceparent header");
+        assert!(traceparent.starts_with(&format!("00-{trace}-")), "{traceparent}");
+    }
+}
+
+/// The `traceparent` header of each message of the tasks stream.
+async fn stream_traceparents(url: &str) -> Vec<Option<String>> {
+    let client = async_nats::connect(url).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    let mut stream = js.get_stream("USER_SERVICE_TASKS").await.unwrap();
+    let last = stream.info().await.unwrap().state.last_sequence;
+    let mut out = Vec::new();
+    for seq in 1..=last {
+        let msg = stream.get_raw_message(seq).await.unwrap();
+        out.push(msg.headers.get("traceparent").map(|v| v.as_str().to_owned()));
+    }
+    out
 }

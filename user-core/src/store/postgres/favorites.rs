@@ -23,8 +23,8 @@ macro_rules! favorite_batch {
     ($change:literal) => {
         concat!(
             "with q as materialized ( \
-               select * from unnest($1::uuid[], $2::text[], $3::timestamptz[]) \
-                 with ordinality as q(user_id, track_id, at, n)), \
+               select * from unnest($1::uuid[], $2::text[], $3::timestamptz[], $4::text[]) \
+                 with ordinality as q(user_id, track_id, at, traceparent, n)), \
              locked as materialized ( \
                select id from users where id in (select user_id from q) order by id for no key update), ",
             $change,
@@ -42,8 +42,11 @@ pub(super) const ADD_FAVORITES: &str = favorite_batch!(
        on conflict (user_id, track_id) do nothing \
        returning id, user_id, track_id, created_at), \
      tasks as ( \
-       insert into deferred_tasks (kind, user_id, track_id, occurred_at, available_at, created_at, updated_at) \
-       select 'favorite.added', a.user_id, a.track_id, a.created_at, a.created_at, a.created_at, a.created_at \
+       insert into deferred_tasks \
+         (kind, user_id, track_id, occurred_at, available_at, created_at, updated_at, traceparent) \
+       select 'favorite.added', a.user_id, a.track_id, a.created_at, a.created_at, a.created_at, a.created_at, \
+              (select q.traceparent from q where q.user_id = a.user_id and q.track_id = a.track_id \
+               order by q.n limit 1) \
        from added a order by a.id \
        returning user_id, track_id)"
 );
@@ -56,10 +59,11 @@ pub(super) const REMOVE_FAVORITES: &str = favorite_batch!(
        where f.user_id = l.id and (f.user_id, f.track_id) in (select user_id, track_id from q) \
        returning f.user_id, f.track_id), \
      tasks as ( \
-       insert into deferred_tasks (kind, user_id, track_id, occurred_at, available_at, created_at, updated_at) \
-       select 'favorite.removed', r.user_id, r.track_id, first.at, first.at, first.at, first.at \
+       insert into deferred_tasks \
+         (kind, user_id, track_id, occurred_at, available_at, created_at, updated_at, traceparent) \
+       select 'favorite.removed', r.user_id, r.track_id, first.at, first.at, first.at, first.at, first.traceparent \
        from removed r cross join lateral ( \
-         select q.at, q.n from q where q.user_id = r.user_id and q.track_id = r.track_id order by q.n limit 1) first \
+         select q.at, q.n, q.traceparent from q where q.user_id = r.user_id and q.track_id = r.track_id order by q.n limit 1) first \
        order by first.n \
        returning user_id, track_id)"
 );
@@ -69,6 +73,8 @@ pub(super) struct FavoriteChange {
     user: UserId,
     tracks: Vec<TrackId>,
     now: DateTime<Utc>,
+    /// The caller's trace, captured here: the batch runs on another task.
+    traceparent: Option<String>,
 }
 
 /// Favorite requests answered per round trip at most (each up to 50 tracks).
@@ -82,15 +88,24 @@ pub(super) async fn change_favorites(
     statement: &'static str,
     batch: Vec<FavoriteChange>,
 ) -> Result<Vec<Result<(bool, u64)>>> {
-    let rows = batch.iter().flat_map(|c| c.tracks.iter().map(move |t| (c.user.as_uuid(), t.as_str(), c.now)));
-    let (mut users, mut tracks, mut ats) = (Vec::new(), Vec::new(), Vec::new());
-    for (user, track, at) in rows {
+    let rows = batch
+        .iter()
+        .flat_map(|c| c.tracks.iter().map(move |t| (c.user.as_uuid(), t.as_str(), c.now, c.traceparent.as_deref())));
+    let (mut users, mut tracks, mut ats, mut traces) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (user, track, at, trace) in rows {
         users.push(user);
         tracks.push(track);
         ats.push(at);
+        traces.push(trace);
     }
-    let (found, changed): (Vec<Uuid>, Vec<String>) =
-        sqlx::query_as(statement).bind(&users).bind(&tracks).bind(&ats).fetch_one(&pool).await.map_err(map_err)?;
+    let (found, changed): (Vec<Uuid>, Vec<String>) = sqlx::query_as(statement)
+        .bind(&users)
+        .bind(&tracks)
+        .bind(&ats)
+        .bind(&traces)
+        .fetch_one(&pool)
+        .await
+        .map_err(map_err)?;
     let found: std::collections::HashSet<Uuid> = found.into_iter().collect();
     // A favorite changed by several requests of the batch counts for the first.
     let mut changed: std::collections::HashSet<String> = changed.into_iter().collect();
@@ -107,7 +122,7 @@ pub(super) async fn change_favorites(
 #[async_trait]
 impl FavoriteStore for PostgresStore {
     async fn add_favorites(&self, user: UserId, tracks: &[TrackId], now: DateTime<Utc>) -> Result<u64> {
-        let change = FavoriteChange { user, tracks: tracks.to_vec(), now };
+        let change = FavoriteChange { user, tracks: tracks.to_vec(), now, traceparent: crate::trace::traceparent() };
         let (found, added) = self.favorite_adds.call(change).await?;
         if !found {
             return Err(Error::UserNotFound);
@@ -116,7 +131,7 @@ impl FavoriteStore for PostgresStore {
     }
 
     async fn remove_favorites(&self, user: UserId, tracks: &[TrackId], now: DateTime<Utc>) -> Result<u64> {
-        let change = FavoriteChange { user, tracks: tracks.to_vec(), now };
+        let change = FavoriteChange { user, tracks: tracks.to_vec(), now, traceparent: crate::trace::traceparent() };
         Ok(self.favorite_removes.call(change).await?.1)
     }
 

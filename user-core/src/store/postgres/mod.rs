@@ -104,6 +104,10 @@ impl Store for PostgresStore {
         Ok(())
     }
 
+    fn system(&self) -> &'static str {
+        "postgresql"
+    }
+
     fn shares_rate_limits(&self) -> bool {
         true
     }

@@ -81,5 +81,6 @@ pub(super) fn task_record(row: &PgRow) -> Result<DeferredTask> {
         last_error: get(row, "last_error")?,
         leased_until: get(row, "leased_until")?,
         updated_at: get(row, "updated_at")?,
+        traceparent: get(row, "traceparent")?,
     })
 }

@@ -35,8 +35,9 @@ pub(super) async fn enqueue_with(
     let payload = payload.map(serde_json::to_string).transpose().map_err(Error::internal)?;
     sqlx::query(
         "insert into deferred_tasks \
-           (kind, channel, user_id, track_id, payload, occurred_at, available_at, created_at, updated_at) \
-         values ($1, $2, $3, $4, $5, $6, $6, $6, $6)",
+           (kind, channel, user_id, track_id, payload, occurred_at, available_at, created_at, updated_at, \
+            traceparent) \
+         values ($1, $2, $3, $4, $5, $6, $6, $6, $6, $7)",
     )
     .bind(kind.as_str())
     .bind(kind.channel().as_str())
@@ -44,6 +45,7 @@ pub(super) async fn enqueue_with(
     .bind(track.map(TrackId::as_str))
     .bind(payload)
     .bind(now)
+    .bind(crate::trace::traceparent())
     .execute(&mut **tx)
     .await
     .map_err(map_err)?;

@@ -123,6 +123,10 @@ impl Store for SqliteStore {
         // but lost its tables is not ready.
         self.read(|conn| conn.execute_batch("select 1 from _sqlx_migrations limit 1").map_err(map_err))
     }
+
+    fn system(&self) -> &'static str {
+        "sqlite"
+    }
 }
 
 #[cfg(test)]

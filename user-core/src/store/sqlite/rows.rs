@@ -200,7 +200,7 @@ pub(super) fn session_record(row: &Row<'_>) -> Result<SessionRecord> {
 macro_rules! task_columns {
     () => {
         "id, kind, user_id, track_id, payload, occurred_at, status, attempts, available_at, last_error, \
-         leased_until, updated_at"
+         leased_until, updated_at, traceparent"
     };
 }
 pub(super) use task_columns;
@@ -222,6 +222,7 @@ pub(super) fn task_record(row: &Row<'_>) -> Result<DeferredTask> {
         last_error: at_col(row, 9)?,
         leased_until: opt_time(at_col(row, 10)?)?,
         updated_at: time(at_col(row, 11)?)?,
+        traceparent: at_col(row, 12)?,
     })
 }
 

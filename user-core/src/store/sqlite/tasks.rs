@@ -32,15 +32,17 @@ pub(super) fn enqueue_with(
     execute(
         conn,
         "insert into deferred_tasks \
-           (kind, channel, user_id, track_id, payload, occurred_at, available_at, created_at, updated_at) \
-         values (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?6, ?6)",
+           (kind, channel, user_id, track_id, payload, occurred_at, available_at, created_at, updated_at, \
+            traceparent) \
+         values (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?6, ?6, ?7)",
         params![
             kind.as_str(),
             kind.channel().as_str(),
             user.as_uuid(),
             track.map(TrackId::as_str),
             payload,
-            millis(now)
+            millis(now),
+            crate::trace::traceparent(),
         ],
     )?;
     Ok(())

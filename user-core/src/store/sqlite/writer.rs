@@ -22,7 +22,11 @@ impl SqliteStore {
         f: impl FnOnce(&Connection) -> Result<T> + Send + 'static,
     ) -> Result<T> {
         let (reply, outcome) = oneshot::channel();
-        let job = Box::new(Pending { work: Some(f), outcome: None, reply });
+        // The caller's span is not current on the writer thread; its trace
+        // goes along for the tasks the write enqueues.
+        let traceparent = crate::trace::traceparent();
+        let work = move |conn: &Connection| crate::trace::carrying(traceparent, || f(conn));
+        let job = Box::new(Pending { work: Some(work), outcome: None, reply });
         self.inner.jobs.send(job).map_err(|_| Error::internal("the SQLite writer thread has stopped"))?;
         outcome.await.map_err(|_| Error::internal("the SQLite writer thread has stopped"))?
     }
