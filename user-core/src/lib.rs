@@ -7,9 +7,10 @@
 //! returns domain types or an [`Error`].
 //!
 //! Features: `service` (the service itself; implied by each backend),
-//! `memory`, `sqlite`, `postgres` (backends), `webhook` (the webhook task
-//! sink), `openapi` (schemas for the wire types), `testing` (PostgreSQL test
-//! helpers). With no features the crate is just [`domain`] and [`api`], which
+//! `sqlite`, `postgres` (backends), `webhook` (the webhook task sink),
+//! `smtp`, `nats`, `breach-check`, `opentelemetry` (trace context through
+//! the outbox, see [`trace`]), `openapi` (schemas for the wire types),
+//! `testing` (PostgreSQL test helpers). With no features the crate is just [`domain`] and [`api`], which
 //! is what `user-client` uses.
 //!
 //! ```
