@@ -70,10 +70,13 @@ async fn a_thousand_changes_reach_the_webhook_signed_even_across_a_sigkill() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(counts, TaskCounts { pending: 0, done: 1000, dead: 0 });
+    let tasks = store.list_tasks(None, None, 1000).await.unwrap();
+    assert!(tasks.iter().all(|t| t.traceparent.is_none()), "no trace context is stored without export");
     drop(server);
 
     let r = received.lock().unwrap();
     assert_eq!(r.bad_signatures, 0);
+    assert_eq!(r.traced, 0, "no trace context is sent when traces are not exported");
     let ids: HashSet<i64> = r.ids.keys().copied().collect();
     assert_eq!(ids, (1..=1000).collect::<HashSet<i64>>(), "every task, none invented");
     let duplicates: usize = r.ids.values().map(|n| n - 1).sum();

@@ -90,14 +90,20 @@ pub struct Received {
     pub ids: HashMap<i64, usize>,
     /// Deliveries whose signature did not verify.
     pub bad_signatures: usize,
+    /// Deliveries that carried a `traceparent` header (only a server that
+    /// exports traces sends one).
+    pub traced: usize,
 }
 
 /// A receiver on 127.0.0.1 that verifies signatures and counts task ids.
 pub async fn start_receiver() -> (String, Arc<Mutex<Received>>) {
     let received = Arc::new(Mutex::new(Received::default()));
     let sink = received.clone();
-    let route = warp::post().and(warp::header::<String>("x-signature-256")).and(warp::body::bytes()).map(
-        move |signature: String, body: bytes::Bytes| {
+    let route = warp::post()
+        .and(warp::header::<String>("x-signature-256"))
+        .and(warp::header::optional::<String>("traceparent"))
+        .and(warp::body::bytes())
+        .map(move |signature: String, traceparent: Option<String>, body: bytes::Bytes| {
             use hmac::Mac;
             let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
             mac.update(&body);
@@ -107,10 +113,10 @@ pub async fn start_receiver() -> (String, Arc<Mutex<Received>>) {
             if signature != expected {
                 r.bad_signatures += 1;
             }
+            r.traced += usize::from(traceparent.is_some());
             *r.ids.entry(event["id"].as_i64().unwrap()).or_default() += 1;
             warp::http::StatusCode::NO_CONTENT
-        },
-    );
+        });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(warp::serve(route).incoming(listener).run());
