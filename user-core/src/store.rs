@@ -36,16 +36,16 @@ pub use records::{
 };
 pub(crate) use records::{
     Approval, Claim, DeviceDecision, DeviceGrant, DevicePoll, EmailRevert, LoginAttempt, NewDeviceGrant,
-    NewEmailRevert, NewMail, NewSession, NewToken, Rotation, TaskChannel, TokenPurpose, UserChanges, UserCodeAction,
-    UserRecord, WaitingTasks,
+    NewEmailRevert, NewMail, NewSession, NewToken, Rotation, TaskChannel, TokenPurpose, TotpFactor, UserChanges,
+    UserCodeAction, UserRecord, WaitingTasks,
 };
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
 pub use traced::traced;
 pub use traits::Store;
 pub(crate) use traits::{
-    AuditStore, DEVICE_GRANT_KEPT, DeviceStore, FavoriteStore, LockRule, SecretStore, SessionStore, TaskStore,
-    TokenMail, TokenOwner, TokenStore, UserStore,
+    AuditStore, DEVICE_GRANT_KEPT, DeviceStore, FactorStore, FavoriteStore, LockRule, SecretStore, SessionStore,
+    TaskStore, TokenMail, TokenOwner, TokenStore, UserStore,
 };
 
 /// The storage traits and the records they carry (feature `backend`), for
@@ -56,12 +56,12 @@ pub(crate) use traits::{
 pub mod backend {
     pub use crate::store::records::{
         Approval, Claim, DeviceDecision, DeviceGrant, DevicePoll, EmailRevert, LoginAttempt, NewDeviceGrant,
-        NewEmailRevert, NewMail, NewSession, NewToken, Rotation, TaskChannel, TokenPurpose, UserChanges,
+        NewEmailRevert, NewMail, NewSession, NewToken, Rotation, TaskChannel, TokenPurpose, TotpFactor, UserChanges,
         UserCodeAction, UserRecord, WaitingTasks,
     };
     pub use crate::store::traits::{
-        AuditStore, DEVICE_GRANT_KEPT, DeviceStore, FavoriteStore, LockRule, SecretStore, SessionStore, TaskStore,
-        TokenMail, TokenOwner, TokenStore, UserStore,
+        AuditStore, DEVICE_GRANT_KEPT, DeviceStore, FactorStore, FavoriteStore, LockRule, SecretStore, SessionStore,
+        TaskStore, TokenMail, TokenOwner, TokenStore, UserStore,
     };
 }
 

@@ -495,6 +495,30 @@ pub struct DeferredTask {
     pub traceparent: Option<String>,
 }
 
+/// An account's TOTP factor as stored: pending until a first code confirms it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TotpFactor {
+    /// The shared secret, sealed under the data key (see `auth::DataKeys`).
+    pub sealed_secret: String,
+    /// When this enrollment began; a pending one expires some minutes after.
+    pub started_at: DateTime<Utc>,
+    /// When a first code confirmed it; `None` while pending.
+    pub confirmed_at: Option<DateTime<Utc>>,
+    /// The last time step whose code was accepted: only later ones are.
+    pub last_step: Option<i64>,
+}
+
+impl std::fmt::Debug for TotpFactor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TotpFactor")
+            .field("sealed_secret", &"[redacted]")
+            .field("started_at", &self.started_at)
+            .field("confirmed_at", &self.confirmed_at)
+            .field("last_step", &self.last_step)
+            .finish()
+    }
+}
+
 /// A batch of tasks leased to one relay.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Claim {

@@ -9,12 +9,12 @@ use uuid::Uuid;
 
 use super::records::{
     AccountChanges, AuditFilter, AuditRecord, Claim, DeferredTask, DeviceGrant, DevicePoll, EmailRevert, Favorite,
-    LoginAttempt, NewDeviceGrant, NewMail, NewSession, Rotation, SessionRecord, TaskCounts, TaskStatus, User,
-    UserChanges, UserCodeAction, UserKey, UserRecord, WaitingTasks,
+    LoginAttempt, NewDeviceGrant, NewMail, NewSession, Rotation, SessionRecord, TaskCounts, TaskStatus, TotpFactor,
+    User, UserChanges, UserCodeAction, UserKey, UserRecord, WaitingTasks,
 };
 use super::traits::{
-    AuditStore, DeviceStore, FavoriteStore, LockRule, SecretStore, SessionStore, Store, TaskStore, TokenMail,
-    TokenOwner, TokenStore, UserStore,
+    AuditStore, DeviceStore, FactorStore, FavoriteStore, LockRule, SecretStore, SessionStore, Store, TaskStore,
+    TokenMail, TokenOwner, TokenStore, UserStore,
 };
 use crate::domain::{SessionId, TrackId, UserCode, UserId};
 use crate::error::Result;
@@ -161,6 +161,31 @@ forward! {
             now: DateTime<Utc>,
         ) -> Result<Option<DeviceGrant>>;
         fn redeem_device_grant(&self, digest: &[u8; 32], login: &NewSession) -> Result<bool>;
+    }
+    FactorStore {
+        fn start_totp(&self, user: UserId, sealed: &str, now: DateTime<Utc>) -> Result<bool>;
+        fn totp(&self, user: UserId) -> Result<Option<TotpFactor>>;
+        fn confirm_totp(
+            &self,
+            user: UserId,
+            started_at: DateTime<Utc>,
+            pending_after: DateTime<Utc>,
+            step: i64,
+            codes: &[[u8; 32]],
+            mails: &[NewMail],
+            now: DateTime<Utc>,
+        ) -> Result<bool>;
+        fn accept_totp_step(&self, user: UserId, step: i64, resealed: Option<&str>) -> Result<bool>;
+        fn remove_totp(&self, user: UserId, mails: &[NewMail], now: DateTime<Utc>) -> Result<bool>;
+        fn replace_recovery_codes(
+            &self,
+            user: UserId,
+            codes: &[[u8; 32]],
+            mails: &[NewMail],
+            now: DateTime<Utc>,
+        ) -> Result<bool>;
+        fn use_recovery_code(&self, user: UserId, digest: &[u8; 32], now: DateTime<Utc>) -> Result<bool>;
+        fn recovery_codes_left(&self, user: UserId) -> Result<u32>;
     }
     SecretStore {
         fn get_or_insert_secret(&self, name: &str, candidate: &[u8], now: DateTime<Utc>) -> Result<Vec<u8>>;

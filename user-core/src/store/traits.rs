@@ -10,8 +10,8 @@ use uuid::Uuid;
 
 use super::records::{
     AccountChanges, AuditFilter, AuditRecord, Claim, DeferredTask, DeviceGrant, DevicePoll, EmailRevert, Favorite,
-    LoginAttempt, NewDeviceGrant, NewMail, NewSession, Rotation, SessionRecord, TaskCounts, TaskStatus, User,
-    UserChanges, UserCodeAction, UserKey, UserRecord, WaitingTasks,
+    LoginAttempt, NewDeviceGrant, NewMail, NewSession, Rotation, SessionRecord, TaskCounts, TaskStatus, TotpFactor,
+    User, UserChanges, UserCodeAction, UserKey, UserRecord, WaitingTasks,
 };
 use crate::domain::{Email, SessionId, TrackId, UserCode, UserId};
 #[cfg(doc)]
@@ -369,6 +369,60 @@ pub trait DeviceStore: Send + Sync {
     async fn redeem_device_grant(&self, digest: &[u8; 32], login: &NewSession) -> Result<bool>;
 }
 
+/// Second factors: an account's TOTP and its recovery codes. Each method is
+/// one transaction; what is decided (a step accepted, a code used) is
+/// decided by one conditional write, so of many concurrent uses one wins.
+#[async_trait]
+pub trait FactorStore: Send + Sync {
+    /// Begins a TOTP enrollment with `sealed` (replacing a pending one);
+    /// `false` if the account already has a confirmed TOTP, or is unknown.
+    async fn start_totp(&self, user: UserId, sealed: &str, now: DateTime<Utc>) -> Result<bool>;
+
+    /// The account's TOTP, confirmed or pending.
+    async fn totp(&self, user: UserId) -> Result<Option<TotpFactor>>;
+
+    /// Confirms the pending enrollment that began at `started_at`, if it began
+    /// after `pending_after`: `step` (the confirming code's) counts as used,
+    /// `codes` replace the recovery codes, `mails` are enqueued. `false` if
+    /// that enrollment is gone, confirmed, expired or replaced by another.
+    #[allow(clippy::too_many_arguments)]
+    async fn confirm_totp(
+        &self,
+        user: UserId,
+        started_at: DateTime<Utc>,
+        pending_after: DateTime<Utc>,
+        step: i64,
+        codes: &[[u8; 32]],
+        mails: &[NewMail],
+        now: DateTime<Utc>,
+    ) -> Result<bool>;
+
+    /// Records `step` as used if it is later than the last accepted step of
+    /// the confirmed TOTP (a code works once, and never an older one);
+    /// `resealed` replaces the stored secret (sealed under a newer key).
+    async fn accept_totp_step(&self, user: UserId, step: i64, resealed: Option<&str>) -> Result<bool>;
+
+    /// Removes the TOTP, pending or confirmed, and every recovery code, and
+    /// enqueues `mails`; `false` if there was none.
+    async fn remove_totp(&self, user: UserId, mails: &[NewMail], now: DateTime<Utc>) -> Result<bool>;
+
+    /// Replaces every recovery code with `codes` and enqueues `mails`;
+    /// `false` for an unknown account.
+    async fn replace_recovery_codes(
+        &self,
+        user: UserId,
+        codes: &[[u8; 32]],
+        mails: &[NewMail],
+        now: DateTime<Utc>,
+    ) -> Result<bool>;
+
+    /// Uses the recovery code with this digest: `true` exactly once per code.
+    async fn use_recovery_code(&self, user: UserId, digest: &[u8; 32], now: DateTime<Utc>) -> Result<bool>;
+
+    /// The account's unused recovery codes.
+    async fn recovery_codes_left(&self, user: UserId) -> Result<u32>;
+}
+
 /// Service secrets (generated signing keys).
 #[async_trait]
 pub trait SecretStore: Send + Sync {
@@ -387,6 +441,7 @@ pub trait Store:
     + TokenStore
     + DeviceStore
     + SecretStore
+    + FactorStore
     + AuditStore
     + std::fmt::Debug
 {

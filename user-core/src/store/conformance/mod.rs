@@ -71,7 +71,10 @@ macro_rules! suite {
             one_of_many_concurrent_decisions_wins,
             an_approved_request_redeemed_by_many_at_once_opens_one_session,
             an_approval_ends_with_its_session_and_with_a_credential_change,
-            expired_device_requests_are_purged_after_a_while
+            expired_device_requests_are_purged_after_a_while,
+            a_totp_enrollment_is_pending_until_confirmed_once,
+            a_totp_step_is_accepted_once_and_never_an_older_one,
+            a_recovery_code_works_once_even_when_used_by_many_at_once
         );
     };
     (@cases $make:expr; $($name:ident),* $(,)?) => {
@@ -88,6 +91,7 @@ macro_rules! suite {
 pub(crate) use suite;
 
 mod devices;
+mod factors;
 mod favorites;
 mod sessions;
 mod tasks;
@@ -95,6 +99,7 @@ mod tokens;
 mod users;
 
 pub(crate) use devices::*;
+pub(crate) use factors::*;
 pub(crate) use favorites::*;
 pub(crate) use sessions::*;
 pub(crate) use tasks::*;

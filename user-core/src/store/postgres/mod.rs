@@ -23,6 +23,7 @@ use crate::store::{Store, UserRecord};
 mod audit;
 mod batch;
 mod devices;
+mod factors;
 mod favorites;
 mod rows;
 mod secrets;

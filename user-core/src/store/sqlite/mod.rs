@@ -24,6 +24,7 @@ use crate::store::Store;
 
 mod audit;
 mod devices;
+mod factors;
 mod favorites;
 mod migrate;
 mod pool;

@@ -1,0 +1,144 @@
+//! Second factors: a TOTP enrollment confirmed once, each time step and each
+//! recovery code accepted once, however many use it at the same moment.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{t0, user};
+use crate::domain::UserId;
+use crate::store::{MailPayload, NewMail, Store, TaskChannel, TaskKind};
+
+fn notice() -> NewMail {
+    NewMail { kind: TaskKind::EmailPasswordChanged, payload: MailPayload::default(), token: None }
+}
+
+async fn notices(store: &Arc<dyn Store>) -> usize {
+    let tasks = store.list_tasks(None, None, 100).await.unwrap();
+    tasks.iter().filter(|t| t.kind.channel() == TaskChannel::Mail).count()
+}
+
+fn codes(byte: u8) -> Vec<[u8; 32]> {
+    (0..10).map(|n| [byte.wrapping_add(n); 32]).collect()
+}
+
+pub(crate) async fn a_totp_enrollment_is_pending_until_confirmed_once(store: Arc<dyn Store>) {
+    let alice = user(&store, "alice").await;
+    assert!(!store.start_totp(UserId::new(), "sealed-x", t0()).await.unwrap(), "no such account");
+    assert_eq!(store.totp(alice).await.unwrap(), None);
+
+    let later = t0() + Duration::from_secs(60);
+    assert!(store.start_totp(alice, "sealed-1", t0()).await.unwrap());
+    assert!(store.start_totp(alice, "sealed-2", later).await.unwrap(), "a pending one is replaced");
+    let pending = store.totp(alice).await.unwrap().unwrap();
+    assert_eq!((pending.sealed_secret.as_str(), pending.started_at, pending.confirmed_at), ("sealed-2", later, None));
+    assert!(!format!("{pending:?}").contains("sealed-2"), "Debug hides the secret");
+
+    let cutoff = t0() - Duration::from_secs(600);
+    let now = later + Duration::from_secs(5);
+    // The first enrollment was replaced; an expired one cannot be confirmed.
+    assert!(!store.confirm_totp(alice, t0(), cutoff, 7, &codes(1), &[notice()], now).await.unwrap());
+    assert!(!store.confirm_totp(alice, later, later, 7, &codes(1), &[notice()], now).await.unwrap());
+    assert_eq!(notices(&store).await, 0);
+    assert!(store.confirm_totp(alice, later, cutoff, 7, &codes(1), &[notice()], now).await.unwrap());
+    assert!(!store.confirm_totp(alice, later, cutoff, 8, &codes(2), &[notice()], now).await.unwrap(), "once");
+    let confirmed = store.totp(alice).await.unwrap().unwrap();
+    assert_eq!((confirmed.confirmed_at, confirmed.last_step), (Some(now), Some(7)));
+    assert_eq!(store.recovery_codes_left(alice).await.unwrap(), 10);
+    assert_eq!(notices(&store).await, 1, "the notice is written with the confirmation");
+    assert!(!store.start_totp(alice, "sealed-3", now).await.unwrap(), "a confirmed TOTP stays");
+    assert_eq!(store.totp(alice).await.unwrap().unwrap().sealed_secret, "sealed-2");
+
+    assert!(store.remove_totp(alice, &[notice()], now).await.unwrap());
+    assert!(!store.remove_totp(alice, &[notice()], now).await.unwrap());
+    assert_eq!(store.totp(alice).await.unwrap(), None);
+    assert_eq!(store.recovery_codes_left(alice).await.unwrap(), 0, "removing TOTP voids the codes");
+    assert_eq!(notices(&store).await, 2);
+}
+
+pub(crate) async fn a_totp_step_is_accepted_once_and_never_an_older_one(store: Arc<dyn Store>) {
+    let alice = user(&store, "alice").await;
+    store.start_totp(alice, "sealed-1", t0()).await.unwrap();
+    assert!(!store.accept_totp_step(alice, 100, None).await.unwrap(), "not while pending");
+    store.confirm_totp(alice, t0(), t0() - Duration::from_secs(600), 99, &[], &[], t0()).await.unwrap();
+
+    let barrier = Arc::new(tokio::sync::Barrier::new(12));
+    let attempts: Vec<_> = (0..12)
+        .map(|_| {
+            let (store, barrier) = (store.clone(), barrier.clone());
+            tokio::spawn(async move {
+                barrier.wait().await;
+                store.accept_totp_step(alice, 100, None).await.unwrap()
+            })
+        })
+        .collect();
+    let mut accepted = 0;
+    for attempt in attempts {
+        accepted += usize::from(attempt.await.unwrap());
+    }
+    assert_eq!(accepted, 1, "one code, one use");
+    assert!(!store.accept_totp_step(alice, 99, None).await.unwrap(), "an older step");
+    assert!(!store.accept_totp_step(alice, 100, None).await.unwrap(), "the same step again");
+    assert!(store.accept_totp_step(alice, 101, Some("resealed")).await.unwrap());
+    let factor = store.totp(alice).await.unwrap().unwrap();
+    assert_eq!((factor.last_step, factor.sealed_secret.as_str()), (Some(101), "resealed"));
+    let bob = user(&store, "bob").await;
+    assert!(!store.accept_totp_step(bob, 102, None).await.unwrap(), "no TOTP");
+}
+
+pub(crate) async fn a_recovery_code_works_once_even_when_used_by_many_at_once(store: Arc<dyn Store>) {
+    let alice = user(&store, "alice").await;
+    let bob = user(&store, "bob").await;
+    assert!(!store.replace_recovery_codes(UserId::new(), &codes(1), &[], t0()).await.unwrap());
+    assert!(store.replace_recovery_codes(alice, &codes(1), &[notice()], t0()).await.unwrap());
+    assert!(store.replace_recovery_codes(bob, &codes(1), &[], t0()).await.unwrap(), "digests are per account");
+    assert_eq!(notices(&store).await, 1);
+
+    let code = codes(1)[3];
+    let barrier = Arc::new(tokio::sync::Barrier::new(12));
+    let attempts: Vec<_> = (0..12)
+        .map(|_| {
+            let (store, barrier) = (store.clone(), barrier.clone());
+            tokio::spawn(async move {
+                barrier.wait().await;
+                store.use_recovery_code(alice, &code, t0()).await.unwrap()
+            })
+        })
+        .collect();
+    let mut used = 0;
+    for attempt in attempts {
+        used += usize::from(attempt.await.unwrap());
+    }
+    assert_eq!(used, 1, "one code, one use");
+    assert_eq!(store.recovery_codes_left(alice).await.unwrap(), 9);
+    assert_eq!(store.recovery_codes_left(bob).await.unwrap(), 10, "bob's copy is his own");
+    assert!(!store.use_recovery_code(alice, &[0xee; 32], t0()).await.unwrap(), "not a code of hers");
+
+    // A new set voids the old one, used or not.
+    assert!(store.replace_recovery_codes(alice, &codes(100), &[], t0()).await.unwrap());
+    assert!(!store.use_recovery_code(alice, &codes(1)[4], t0()).await.unwrap());
+    assert!(store.use_recovery_code(alice, &codes(100)[4], t0()).await.unwrap());
+    assert_eq!(store.recovery_codes_left(alice).await.unwrap(), 9);
+
+    // Two replacements at once leave one set of ten, never a mix.
+    let barrier = Arc::new(tokio::sync::Barrier::new(2));
+    let both: Vec<_> = [150u8, 200]
+        .into_iter()
+        .map(|byte| {
+            let (store, barrier) = (store.clone(), barrier.clone());
+            tokio::spawn(async move {
+                barrier.wait().await;
+                store.replace_recovery_codes(alice, &codes(byte), &[], t0()).await.unwrap()
+            })
+        })
+        .collect();
+    for replaced in both {
+        assert!(replaced.await.unwrap());
+    }
+    assert_eq!(store.recovery_codes_left(alice).await.unwrap(), 10);
+    let first_set = store.use_recovery_code(alice, &codes(150)[0], t0()).await.unwrap();
+    let second_set = store.use_recovery_code(alice, &codes(200)[0], t0()).await.unwrap();
+    assert!(first_set != second_set, "exactly one of the sets is in force");
+
+    store.delete_user(alice, t0()).await.unwrap();
+    assert_eq!(store.recovery_codes_left(alice).await.unwrap(), 0, "they go with the account");
+}
