@@ -20,3 +20,17 @@ create table recovery_codes (
     used_at    timestamptz,
     primary key (user_id, digest)
 );
+
+-- A sign-in waiting for its second factor: the password was right, the
+-- `mfa_token` (stored as its SHA-256) completes it once, within minutes,
+-- for the credentials the password check saw; wrong codes count here and
+-- toward the account's lockout.
+create table mfa_challenges (
+    digest             bytea       primary key,
+    user_id            uuid        not null references users (id) on delete cascade,
+    credential_version bigint      not null,
+    created_at         timestamptz not null,
+    expires_at         timestamptz not null,
+    failures           integer     not null default 0
+);
+create index mfa_challenges_expiry_idx on mfa_challenges (expires_at);

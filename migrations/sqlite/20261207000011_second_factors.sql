@@ -20,3 +20,17 @@ create table recovery_codes (
     used_at    integer,
     primary key (user_id, digest)
 );
+
+-- A sign-in waiting for its second factor: the password was right, the
+-- `mfa_token` (stored as its SHA-256) completes it once, within minutes,
+-- for the credentials the password check saw; wrong codes count here and
+-- toward the account's lockout.
+create table mfa_challenges (
+    digest             blob    primary key not null,
+    user_id            blob    not null references users (id) on delete cascade,
+    credential_version integer not null,
+    created_at         integer not null,
+    expires_at         integer not null,
+    failures           integer not null default 0
+);
+create index mfa_challenges_expiry_idx on mfa_challenges (expires_at);

@@ -35,9 +35,9 @@ pub use records::{
     TaskStatus, User, UserKey,
 };
 pub(crate) use records::{
-    Approval, Claim, DeviceDecision, DeviceGrant, DevicePoll, EmailRevert, LoginAttempt, NewDeviceGrant,
-    NewEmailRevert, NewMail, NewSession, NewToken, Rotation, TaskChannel, TokenPurpose, TotpFactor, UserChanges,
-    UserCodeAction, UserRecord, WaitingTasks,
+    Approval, Claim, DeviceDecision, DeviceGrant, DevicePoll, EmailRevert, LoginAttempt, MfaChallenge, NewDeviceGrant,
+    NewEmailRevert, NewMail, NewMfaChallenge, NewSession, NewToken, Rotation, TaskChannel, TokenPurpose, TotpFactor,
+    UserChanges, UserCodeAction, UserRecord, WaitingTasks,
 };
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
@@ -55,9 +55,9 @@ pub(crate) use traits::{
 #[cfg(feature = "backend")]
 pub mod backend {
     pub use crate::store::records::{
-        Approval, Claim, DeviceDecision, DeviceGrant, DevicePoll, EmailRevert, LoginAttempt, NewDeviceGrant,
-        NewEmailRevert, NewMail, NewSession, NewToken, Rotation, TaskChannel, TokenPurpose, TotpFactor, UserChanges,
-        UserCodeAction, UserRecord, WaitingTasks,
+        Approval, Claim, DeviceDecision, DeviceGrant, DevicePoll, EmailRevert, LoginAttempt, MfaChallenge,
+        NewDeviceGrant, NewEmailRevert, NewMail, NewMfaChallenge, NewSession, NewToken, Rotation, TaskChannel,
+        TokenPurpose, TotpFactor, UserChanges, UserCodeAction, UserRecord, WaitingTasks,
     };
     pub use crate::store::traits::{
         AuditStore, DEVICE_GRANT_KEPT, DeviceStore, FactorStore, FavoriteStore, LockRule, SecretStore, SessionStore,

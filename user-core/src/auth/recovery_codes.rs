@@ -26,7 +26,7 @@ impl std::fmt::Debug for RecoveryCode {
 }
 
 impl RecoveryCode {
-    /// A fresh set of [`CODES_PER_SET`] distinct codes.
+    /// A fresh set of ten distinct codes.
     pub fn generate_set() -> Vec<Self> {
         let mut codes: Vec<Self> = Vec::with_capacity(CODES_PER_SET);
         while codes.len() < CODES_PER_SET {

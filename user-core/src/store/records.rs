@@ -519,6 +519,34 @@ impl std::fmt::Debug for TotpFactor {
     }
 }
 
+/// A sign-in waiting for its second factor, as written when the password
+/// proved right.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewMfaChallenge {
+    /// SHA-256 of the `mfa_token` handed to the client.
+    pub digest: [u8; 32],
+    /// Whose sign-in it is.
+    pub user: UserId,
+    /// The account's credential version the password check saw: a change
+    /// since (password, factors) voids the sign-in.
+    pub credential_version: i64,
+    /// When the password proved right.
+    pub created_at: DateTime<Utc>,
+    /// When the token stops working.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// A sign-in still waiting for its second factor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MfaChallenge {
+    /// Whose sign-in it is.
+    pub user: UserId,
+    /// The credential version the password check saw.
+    pub credential_version: i64,
+    /// Wrong codes so far.
+    pub failures: u32,
+}
+
 /// A batch of tasks leased to one relay.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Claim {

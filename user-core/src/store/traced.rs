@@ -9,8 +9,8 @@ use uuid::Uuid;
 
 use super::records::{
     AccountChanges, AuditFilter, AuditRecord, Claim, DeferredTask, DeviceGrant, DevicePoll, EmailRevert, Favorite,
-    LoginAttempt, NewDeviceGrant, NewMail, NewSession, Rotation, SessionRecord, TaskCounts, TaskStatus, TotpFactor,
-    User, UserChanges, UserCodeAction, UserKey, UserRecord, WaitingTasks,
+    LoginAttempt, MfaChallenge, NewDeviceGrant, NewMail, NewMfaChallenge, NewSession, Rotation, SessionRecord,
+    TaskCounts, TaskStatus, TotpFactor, User, UserChanges, UserCodeAction, UserKey, UserRecord, WaitingTasks,
 };
 use super::traits::{
     AuditStore, DeviceStore, FactorStore, FavoriteStore, LockRule, SecretStore, SessionStore, Store, TaskStore,
@@ -186,6 +186,15 @@ forward! {
         ) -> Result<bool>;
         fn use_recovery_code(&self, user: UserId, digest: &[u8; 32], now: DateTime<Utc>) -> Result<bool>;
         fn recovery_codes_left(&self, user: UserId) -> Result<u32>;
+        fn insert_mfa_challenge(&self, challenge: &NewMfaChallenge) -> Result<()>;
+        fn mfa_challenge(
+            &self,
+            digest: &[u8; 32],
+            max_failures: u32,
+            now: DateTime<Utc>,
+        ) -> Result<Option<MfaChallenge>>;
+        fn fail_mfa_challenge(&self, digest: &[u8; 32], max_failures: u32, now: DateTime<Utc>) -> Result<bool>;
+        fn complete_mfa_challenge(&self, digest: &[u8; 32], max_failures: u32, login: &NewSession) -> Result<bool>;
     }
     SecretStore {
         fn get_or_insert_secret(&self, name: &str, candidate: &[u8], now: DateTime<Utc>) -> Result<Vec<u8>>;

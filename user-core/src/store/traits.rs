@@ -10,8 +10,8 @@ use uuid::Uuid;
 
 use super::records::{
     AccountChanges, AuditFilter, AuditRecord, Claim, DeferredTask, DeviceGrant, DevicePoll, EmailRevert, Favorite,
-    LoginAttempt, NewDeviceGrant, NewMail, NewSession, Rotation, SessionRecord, TaskCounts, TaskStatus, TotpFactor,
-    User, UserChanges, UserCodeAction, UserKey, UserRecord, WaitingTasks,
+    LoginAttempt, MfaChallenge, NewDeviceGrant, NewMail, NewMfaChallenge, NewSession, Rotation, SessionRecord,
+    TaskCounts, TaskStatus, TotpFactor, User, UserChanges, UserCodeAction, UserKey, UserRecord, WaitingTasks,
 };
 use crate::domain::{Email, SessionId, TrackId, UserCode, UserId};
 #[cfg(doc)]
@@ -421,6 +421,30 @@ pub trait FactorStore: Send + Sync {
 
     /// The account's unused recovery codes.
     async fn recovery_codes_left(&self, user: UserId) -> Result<u32>;
+
+    /// Stores a sign-in waiting for its second factor.
+    async fn insert_mfa_challenge(&self, challenge: &NewMfaChallenge) -> Result<()>;
+
+    /// The challenge with this digest while it can still complete: not
+    /// expired, not used, fewer than `max_failures` wrong codes.
+    async fn mfa_challenge(
+        &self,
+        digest: &[u8; 32],
+        max_failures: u32,
+        now: DateTime<Utc>,
+    ) -> Result<Option<MfaChallenge>>;
+
+    /// Counts a wrong code against a live challenge; at `max_failures` it is
+    /// dead. Returns whether it still lives (concurrent wrong codes never
+    /// count past the limit).
+    async fn fail_mfa_challenge(&self, digest: &[u8; 32], max_failures: u32, now: DateTime<Utc>) -> Result<bool>;
+
+    /// Takes the live challenge with this digest (once: of many concurrent
+    /// callers one succeeds) and opens `login`'s session in the same
+    /// transaction, as [`SessionStore::open_session`] does. `false` if there
+    /// was none to take, or if the session could not be opened (the account
+    /// changed or was disabled since; the challenge is used up).
+    async fn complete_mfa_challenge(&self, digest: &[u8; 32], max_failures: u32, login: &NewSession) -> Result<bool>;
 }
 
 /// Service secrets (generated signing keys).

@@ -4,9 +4,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{t0, user};
+use super::{login, session_template, t0, user};
 use crate::domain::UserId;
-use crate::store::{MailPayload, NewMail, Store, TaskChannel, TaskKind};
+use crate::store::{MailPayload, NewMail, NewMfaChallenge, NewSession, Store, TaskChannel, TaskKind, UserChanges};
 
 fn notice() -> NewMail {
     NewMail { kind: TaskKind::EmailPasswordChanged, payload: MailPayload::default(), token: None }
@@ -141,4 +141,88 @@ pub(crate) async fn a_recovery_code_works_once_even_when_used_by_many_at_once(st
 
     store.delete_user(alice, t0()).await.unwrap();
     assert_eq!(store.recovery_codes_left(alice).await.unwrap(), 0, "they go with the account");
+}
+
+fn challenge(user: UserId, byte: u8, credential_version: i64) -> NewMfaChallenge {
+    NewMfaChallenge {
+        digest: [byte; 32],
+        user,
+        credential_version,
+        created_at: t0(),
+        expires_at: t0() + Duration::from_secs(300),
+    }
+}
+
+pub(crate) async fn an_mfa_sign_in_completes_once_and_dies_after_too_many_wrong_codes(store: Arc<dyn Store>) {
+    let alice = user(&store, "alice").await;
+    store.insert_mfa_challenge(&challenge(alice, 1, 0)).await.unwrap();
+    let live = store.mfa_challenge(&[1; 32], 5, t0()).await.unwrap().unwrap();
+    assert_eq!((live.user, live.credential_version, live.failures), (alice, 0, 0));
+    assert_eq!(store.mfa_challenge(&[9; 32], 5, t0()).await.unwrap(), None, "unknown token");
+    let late = t0() + Duration::from_secs(300);
+    assert_eq!(store.mfa_challenge(&[1; 32], 5, late).await.unwrap(), None, "expired");
+
+    // Twelve wrong codes at once: the limit is never passed.
+    let barrier = Arc::new(tokio::sync::Barrier::new(12));
+    let wrong: Vec<_> = (0..12)
+        .map(|_| {
+            let (store, barrier) = (store.clone(), barrier.clone());
+            tokio::spawn(async move {
+                barrier.wait().await;
+                store.fail_mfa_challenge(&[1; 32], 5, t0()).await.unwrap()
+            })
+        })
+        .collect();
+    let mut alive = 0;
+    for attempt in wrong {
+        alive += usize::from(attempt.await.unwrap());
+    }
+    assert_eq!(alive, 4, "the fifth wrong code kills it");
+    assert_eq!(store.mfa_challenge(&[1; 32], 5, t0()).await.unwrap(), None);
+    let s = session_template(alice);
+    assert!(!store.complete_mfa_challenge(&[1; 32], 5, &login(&store, &s).await).await.unwrap(), "dead");
+
+    // Twelve completions at once: one session.
+    store.insert_mfa_challenge(&challenge(alice, 2, 0)).await.unwrap();
+    assert!(store.fail_mfa_challenge(&[2; 32], 5, t0()).await.unwrap());
+    let barrier = Arc::new(tokio::sync::Barrier::new(12));
+    let done: Vec<_> = (0..12)
+        .map(|_| {
+            let (store, barrier) = (store.clone(), barrier.clone());
+            tokio::spawn(async move {
+                let s = session_template(alice);
+                let login = login(&store, &s).await;
+                barrier.wait().await;
+                store.complete_mfa_challenge(&[2; 32], 5, &login).await.unwrap()
+            })
+        })
+        .collect();
+    let mut opened = 0;
+    for attempt in done {
+        opened += usize::from(attempt.await.unwrap());
+    }
+    assert_eq!(opened, 1, "one token, one session");
+    assert_eq!(store.list_sessions(alice, t0()).await.unwrap().len(), 1);
+    assert_eq!(store.mfa_challenge(&[2; 32], 5, t0()).await.unwrap(), None, "used up");
+
+    // A password change in between voids the sign-in the old password began.
+    store.insert_mfa_challenge(&challenge(alice, 3, 0)).await.unwrap();
+    let changed = UserChanges { password_hash: Some("another hash".into()), ..UserChanges::default() };
+    store.update_user(alice, &changed, t0()).await.unwrap().unwrap();
+    let s = session_template(alice);
+    let stale = NewSession { session: s, credential_version: 0, rehash: None };
+    assert!(!store.complete_mfa_challenge(&[3; 32], 5, &stale).await.unwrap());
+    let bob = user(&store, "bob").await;
+    store.insert_mfa_challenge(&challenge(bob, 4, 0)).await.unwrap();
+    let s = session_template(alice);
+    let alices = login(&store, &s).await;
+    assert!(
+        !store.complete_mfa_challenge(&[4; 32], 5, &alices).await.unwrap(),
+        "bob's token opens no session of alice"
+    );
+
+    // Expired challenges go with the retention sweep.
+    let purged = store.purge_expired_tokens(late, 100).await.unwrap();
+    assert!(purged >= 1, "{purged}");
+    assert!(store.mfa_challenge(&[4; 32], 5, t0()).await.unwrap().is_none());
 }

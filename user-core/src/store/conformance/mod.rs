@@ -74,7 +74,8 @@ macro_rules! suite {
             expired_device_requests_are_purged_after_a_while,
             a_totp_enrollment_is_pending_until_confirmed_once,
             a_totp_step_is_accepted_once_and_never_an_older_one,
-            a_recovery_code_works_once_even_when_used_by_many_at_once
+            a_recovery_code_works_once_even_when_used_by_many_at_once,
+            an_mfa_sign_in_completes_once_and_dies_after_too_many_wrong_codes
         );
     };
     (@cases $make:expr; $($name:ident),* $(,)?) => {

@@ -6,10 +6,11 @@ use sqlx::{Postgres, Row, Transaction};
 
 use super::PostgresStore;
 use super::rows::{get, map_err};
+use super::sessions::insert_session;
 use super::tokens::enqueue_mails;
 use crate::domain::UserId;
 use crate::error::Result;
-use crate::store::{FactorStore, NewMail, TotpFactor};
+use crate::store::{FactorStore, MfaChallenge, NewMail, NewMfaChallenge, NewSession, TotpFactor};
 
 #[async_trait]
 impl FactorStore for PostgresStore {
@@ -163,6 +164,82 @@ impl FactorStore for PostgresStore {
             .map_err(map_err)?;
         let left: i64 = row.try_get("n").map_err(map_err)?;
         Ok(left as u32)
+    }
+
+    async fn insert_mfa_challenge(&self, challenge: &NewMfaChallenge) -> Result<()> {
+        sqlx::query(
+            "insert into mfa_challenges (digest, user_id, credential_version, created_at, expires_at) \
+             values ($1, $2, $3, $4, $5)",
+        )
+        .bind(challenge.digest.as_slice())
+        .bind(challenge.user.as_uuid())
+        .bind(challenge.credential_version)
+        .bind(challenge.created_at)
+        .bind(challenge.expires_at)
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn mfa_challenge(
+        &self,
+        digest: &[u8; 32],
+        max_failures: u32,
+        now: DateTime<Utc>,
+    ) -> Result<Option<MfaChallenge>> {
+        let row = sqlx::query(
+            "select user_id, credential_version, failures from mfa_challenges \
+             where digest = $1 and expires_at > $2 and failures < $3",
+        )
+        .bind(digest.as_slice())
+        .bind(now)
+        .bind(max_failures as i32)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_err)?;
+        row.map(|row| {
+            Ok(MfaChallenge {
+                user: UserId::from_uuid(get(&row, "user_id")?),
+                credential_version: get(&row, "credential_version")?,
+                failures: get::<i32>(&row, "failures")? as u32,
+            })
+        })
+        .transpose()
+    }
+
+    async fn fail_mfa_challenge(&self, digest: &[u8; 32], max_failures: u32, now: DateTime<Utc>) -> Result<bool> {
+        let failures: Option<i32> = sqlx::query_scalar(
+            "update mfa_challenges set failures = failures + 1 \
+             where digest = $1 and expires_at > $2 and failures < $3 returning failures",
+        )
+        .bind(digest.as_slice())
+        .bind(now)
+        .bind(max_failures as i32)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(failures.is_some_and(|f| (f as u32) < max_failures))
+    }
+
+    async fn complete_mfa_challenge(&self, digest: &[u8; 32], max_failures: u32, login: &NewSession) -> Result<bool> {
+        let s = &login.session;
+        let mut tx = self.begin().await?;
+        let taken = sqlx::query(
+            "delete from mfa_challenges where digest = $1 and user_id = $2 and credential_version = $3 \
+               and expires_at > $4 and failures < $5",
+        )
+        .bind(digest.as_slice())
+        .bind(s.user_id.as_uuid())
+        .bind(login.credential_version)
+        .bind(s.created_at)
+        .bind(max_failures as i32)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        let opened = taken.rows_affected() == 1 && insert_session(&mut *tx, login).await?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(opened)
     }
 }
 

@@ -6,10 +6,11 @@ use rusqlite::{Connection, params};
 
 use super::SqliteStore;
 use super::rows::{col, execute, millis, opt_time, query_opt, time};
+use super::sessions::insert_session;
 use super::tokens::enqueue_mails;
 use crate::domain::UserId;
 use crate::error::Result;
-use crate::store::{FactorStore, NewMail, TotpFactor};
+use crate::store::{FactorStore, MfaChallenge, NewMail, NewMfaChallenge, NewSession, TotpFactor};
 
 #[async_trait]
 impl FactorStore for SqliteStore {
@@ -147,6 +148,86 @@ impl FactorStore for SqliteStore {
             )?;
             Ok(left.unwrap_or(0) as u32)
         })
+    }
+
+    async fn insert_mfa_challenge(&self, challenge: &NewMfaChallenge) -> Result<()> {
+        let c = challenge.clone();
+        self.write(move |conn| {
+            execute(
+                conn,
+                "insert into mfa_challenges (digest, user_id, credential_version, created_at, expires_at) \
+                 values (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    c.digest.as_slice(),
+                    c.user.as_uuid(),
+                    c.credential_version,
+                    millis(c.created_at),
+                    millis(c.expires_at)
+                ],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn mfa_challenge(
+        &self,
+        digest: &[u8; 32],
+        max_failures: u32,
+        now: DateTime<Utc>,
+    ) -> Result<Option<MfaChallenge>> {
+        self.read(|conn| {
+            query_opt(
+                conn,
+                "select user_id, credential_version, failures from mfa_challenges \
+                 where digest = ?1 and expires_at > ?2 and failures < ?3",
+                params![digest.as_slice(), millis(now), max_failures],
+                |row| {
+                    Ok(MfaChallenge {
+                        user: UserId::from_uuid(col(row, "user_id")?),
+                        credential_version: col(row, "credential_version")?,
+                        failures: col::<i64>(row, "failures")? as u32,
+                    })
+                },
+            )
+        })
+    }
+
+    async fn fail_mfa_challenge(&self, digest: &[u8; 32], max_failures: u32, now: DateTime<Utc>) -> Result<bool> {
+        let digest = *digest;
+        self.write(move |conn| {
+            let alive = query_opt(
+                conn,
+                "update mfa_challenges set failures = failures + 1 \
+                 where digest = ?1 and expires_at > ?2 and failures < ?3 returning failures",
+                params![digest.as_slice(), millis(now), max_failures],
+                |row| col::<i64>(row, "failures"),
+            )?;
+            Ok(alive.is_some_and(|failures| failures < i64::from(max_failures)))
+        })
+        .await
+    }
+
+    async fn complete_mfa_challenge(&self, digest: &[u8; 32], max_failures: u32, login: &NewSession) -> Result<bool> {
+        let digest = *digest;
+        let login = login.clone();
+        self.write(move |conn| {
+            let s = &login.session;
+            let taken = execute(
+                conn,
+                "delete from mfa_challenges where digest = ?1 and user_id = ?2 and credential_version = ?3 \
+                   and expires_at > ?4 and failures < ?5",
+                params![
+                    digest.as_slice(),
+                    s.user_id.as_uuid(),
+                    login.credential_version,
+                    millis(s.created_at),
+                    max_failures
+                ],
+            )?;
+            Ok(taken == 1 && insert_session(conn, &login)?)
+        })
+        .await
     }
 }
 
