@@ -72,6 +72,23 @@ pub enum Error {
         /// How recent a sign-in must be.
         max_age: TimeDelta,
     },
+    /// The password was right and the account has a second factor: the
+    /// sign-in completes with [`crate::UserService::complete_sign_in`] and
+    /// the challenge's token. No session exists yet. (The REST login
+    /// answers this with 200 and `mfa_required`; elsewhere HTTP 401, code
+    /// `mfa_required`.)
+    #[error("second factor required")]
+    SecondFactorRequired(Box<SecondFactorChallenge>),
+    /// A second-factor code (TOTP or recovery code) that is wrong, used, or
+    /// for a sign-in that expired or was given up (HTTP 401).
+    #[error("invalid code")]
+    InvalidCode,
+    /// The account already has this second factor (HTTP 409); remove it first.
+    #[error("two-factor authentication is already on")]
+    FactorActive,
+    /// The change needs a second factor the account does not have (HTTP 409).
+    #[error("no second factor: turn on two-factor authentication first")]
+    NoSecondFactor,
     /// The caller is known but not allowed to do this (HTTP 403).
     #[error("{0}")]
     Forbidden(ForbiddenReason),
@@ -101,10 +118,19 @@ impl Error {
             Error::Validation(_) | Error::InvalidToken | Error::InvalidUserCode => 400,
             Error::Grant(GrantError::InvalidClient) => 401,
             Error::Grant(_) => 400,
-            Error::InvalidCredentials | Error::Unauthorized(_) | Error::ReauthRequired { .. } => 401,
+            Error::InvalidCredentials
+            | Error::Unauthorized(_)
+            | Error::ReauthRequired { .. }
+            | Error::SecondFactorRequired(_)
+            | Error::InvalidCode => 401,
             Error::Forbidden(_) => 403,
             Error::UserNotFound | Error::SessionNotFound | Error::TaskNotFound => 404,
-            Error::Conflict(_) | Error::LastAdmin | Error::TaskNotDead | Error::EmailAlreadyVerified => 409,
+            Error::Conflict(_)
+            | Error::LastAdmin
+            | Error::TaskNotDead
+            | Error::EmailAlreadyVerified
+            | Error::FactorActive
+            | Error::NoSecondFactor => 409,
             Error::Throttled { .. } => 429,
             Error::Overloaded | Error::MailNotConfigured => 503,
             Error::Internal(_) => 500,
@@ -116,6 +142,10 @@ impl Error {
     pub fn code(&self) -> Option<&'static str> {
         match self {
             Error::ReauthRequired { .. } => Some("reauth_required"),
+            Error::SecondFactorRequired(_) => Some("mfa_required"),
+            Error::InvalidCode => Some("invalid_code"),
+            Error::FactorActive => Some("factor_active"),
+            Error::NoSecondFactor => Some("no_second_factor"),
             _ => None,
         }
     }
@@ -128,6 +158,48 @@ impl Error {
             Error::Unauthorized(_) => "unauthorized: the token is missing, invalid, expired or revoked".to_owned(),
             Error::Internal(_) => "internal server error".to_owned(),
             other => other.to_string(),
+        }
+    }
+}
+
+/// A sign-in waiting for its second factor: what the client needs to
+/// complete it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecondFactorChallenge {
+    /// Single use, for [`crate::UserService::complete_sign_in`]; a few minutes.
+    pub mfa_token: String,
+    /// What the account can answer with, in the contract's words.
+    pub methods: Vec<SecondFactorMethod>,
+    /// When `mfa_token` stops working.
+    pub expires_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl fmt::Debug for SecondFactorChallenge {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SecondFactorChallenge")
+            .field("mfa_token", &"[redacted]")
+            .field("methods", &self.methods)
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
+}
+
+/// A second factor a sign-in can be completed with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SecondFactorMethod {
+    /// A code from an authenticator app (RFC 6238).
+    Totp,
+    /// One of the account's single-use recovery codes.
+    RecoveryCode,
+}
+
+impl SecondFactorMethod {
+    /// `totp`, `recovery_code`: as the API names it.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            SecondFactorMethod::Totp => "totp",
+            SecondFactorMethod::RecoveryCode => "recovery_code",
         }
     }
 }

@@ -50,7 +50,8 @@ pub mod testing;
 pub mod trace;
 
 pub use error::{
-    ConflictField, Error, ForbiddenReason, GrantError, Result, UnauthorizedReason, error_chain, redact_url,
+    ConflictField, Error, ForbiddenReason, GrantError, Result, SecondFactorChallenge, SecondFactorMethod,
+    UnauthorizedReason, error_chain, redact_url,
 };
 #[cfg(feature = "service")]
 pub use service::{ServiceConfig, UserService};

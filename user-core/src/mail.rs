@@ -17,14 +17,15 @@ use minijinja::{AutoEscape, Environment, context};
 
 use crate::domain::{Email, Locale};
 use crate::error::DeliveryError;
-use crate::store::{DeferredTask, TaskKind, User};
+use crate::store::{DeferredTask, MailPayload, TaskKind, User};
 
 /// The mail kinds and their template names (`{name}.{locale}.{subject,txt,html}`).
-const KINDS: [(TaskKind, &str); 4] = [
+const KINDS: [(TaskKind, &str); 5] = [
     (TaskKind::EmailVerify, "verify"),
     (TaskKind::EmailPasswordReset, "password_reset"),
     (TaskKind::EmailPasswordChanged, "password_changed"),
     (TaskKind::EmailChanged, "email_changed"),
+    (TaskKind::EmailSecurityChanged, "security_changed"),
 ];
 
 macro_rules! builtin {
@@ -59,6 +60,12 @@ const BUILTIN: &[(&str, &str)] = builtin![
     "email_changed.ru.subject",
     "email_changed.ru.txt",
     "email_changed.ru.html",
+    "security_changed.en.subject",
+    "security_changed.en.txt",
+    "security_changed.en.html",
+    "security_changed.ru.subject",
+    "security_changed.ru.txt",
+    "security_changed.ru.html",
 ];
 
 /// A mail ready to send.
@@ -288,7 +295,12 @@ impl Mailer {
             .map_err(|e| TemplateError { name: "sample".to_owned(), reason: e.to_string() })?;
         for (kind, _) in KINDS {
             for locale in Locale::ALL {
-                mailer.render(kind, locale, &sample, "someone", Some("sample-token"), 0)?;
+                let payload = MailPayload {
+                    token: Some("sample-token".into()),
+                    change: Some("totp.enable".into()),
+                    ..MailPayload::default()
+                };
+                mailer.render(kind, locale, &sample, "someone", &payload, 0)?;
             }
         }
         Ok(mailer)
@@ -303,13 +315,13 @@ impl Mailer {
     /// otherwise what the transport says.
     pub async fn deliver(&self, task: &DeferredTask, user: &User) -> Result<(), DeliveryError> {
         let payload = task.payload.clone().unwrap_or_default();
-        let to = payload.to.unwrap_or_else(|| user.email.clone());
+        let to = payload.to.clone().unwrap_or_else(|| user.email.clone());
         let needs_link = matches!(task.kind, TaskKind::EmailVerify | TaskKind::EmailPasswordReset);
         if needs_link && payload.token.is_none() {
             return Err(DeliveryError::Permanent("the mail's token is gone; the user must ask for a new mail".into()));
         }
         let mail = self
-            .render(task.kind, user.locale, &to, user.username.as_str(), payload.token.as_deref(), task.id)
+            .render(task.kind, user.locale, &to, user.username.as_str(), &payload, task.id)
             .map_err(|e| DeliveryError::Permanent(e.to_string()))?;
         self.transport.send(&mail).await
     }
@@ -320,9 +332,10 @@ impl Mailer {
         locale: Locale,
         to: &Email,
         username: &str,
-        token: Option<&str>,
+        payload: &MailPayload,
         task_id: i64,
     ) -> Result<Mail, TemplateError> {
+        let token = payload.token.as_deref();
         let name = KINDS
             .iter()
             .find(|(k, _)| *k == kind)
@@ -340,6 +353,7 @@ impl Mailer {
             to => to.as_str(),
             link => link,
             valid_for => valid_for(ttl, locale),
+            change => payload.change.as_deref(),
         };
         let part = |part: &str| {
             let template = format!("{name}.{}.{part}", locale.as_str());
@@ -462,7 +476,7 @@ mod tests {
     }
 
     fn with_token(token: &str) -> Option<MailPayload> {
-        Some(MailPayload { to: None, token: Some(token.into()) })
+        Some(MailPayload { to: None, token: Some(token.into()), change: None })
     }
 
     #[tokio::test]
@@ -473,10 +487,15 @@ mod tests {
             mailer.deliver(&task(TaskKind::EmailVerify, with_token("tok1")), &user(locale)).await.unwrap();
             mailer.deliver(&task(TaskKind::EmailPasswordReset, with_token("tok2")), &user(locale)).await.unwrap();
             mailer.deliver(&task(TaskKind::EmailPasswordChanged, None), &user(locale)).await.unwrap();
-            let old = Some(MailPayload { to: Some(Email::parse("old@example.com").unwrap()), token: None });
+            let old =
+                Some(MailPayload { to: Some(Email::parse("old@example.com").unwrap()), token: None, change: None });
             mailer.deliver(&task(TaskKind::EmailChanged, old), &user(locale)).await.unwrap();
         }
-        let undo = Some(MailPayload { to: Some(Email::parse("old@example.com").unwrap()), token: Some("tok3".into()) });
+        let undo = Some(MailPayload {
+            to: Some(Email::parse("old@example.com").unwrap()),
+            token: Some("tok3".into()),
+            change: None,
+        });
         mailer.deliver(&task(TaskKind::EmailChanged, undo), &user(Locale::En)).await.unwrap();
         let sent = outbox.0.lock().unwrap();
         assert_eq!(sent.len(), 9);
@@ -499,6 +518,28 @@ mod tests {
         assert!(ru.subject.starts_with("Подтвердите"), "{}", ru.subject);
         assert!(ru.text.contains("в течение 24 ч"));
         assert!(sent.iter().all(|m| m.task_id == 42 && !m.subject.contains('\n')));
+    }
+
+    #[tokio::test]
+    async fn a_security_notice_says_what_changed_in_the_owners_language() {
+        let outbox = Arc::new(Outbox::default());
+        let mailer = Mailer::new(settings(), outbox.clone(), None).unwrap();
+        let changes = ["totp.enable", "totp.disable", "recovery_codes.new", "recovery_code.used"];
+        for locale in Locale::ALL {
+            for change in changes {
+                let payload = MailPayload { change: Some(change.into()), ..MailPayload::default() };
+                mailer.deliver(&task(TaskKind::EmailSecurityChanged, Some(payload)), &user(locale)).await.unwrap();
+            }
+        }
+        let sent = outbox.0.lock().unwrap();
+        let en: Vec<&str> = sent[..4].iter().map(|m| m.text.as_str()).collect();
+        assert!(en[0].contains("turned on") && en[1].contains("turned off"), "{en:?}");
+        assert!(en[2].contains("new recovery codes") && en[3].contains("recovery code was just used"), "{en:?}");
+        assert_eq!(sent[3].subject, "A recovery code was used to sign in to Tunes & Co");
+        assert_eq!(sent[0].subject, "The sign-in methods of your Tunes & Co account changed");
+        assert!(sent[4].text.contains("включена") && sent[5].text.contains("выключена"), "{}", sent[4].text);
+        assert!(sent.iter().all(|m| m.text.contains("If this was not you") || m.text.contains("Если это были не вы")));
+        assert!(sent.iter().all(|m| m.html.contains("<p>") && !m.subject.contains('\n')));
     }
 
     #[tokio::test]

@@ -115,6 +115,12 @@ pub async fn start(config: &Config) -> Result<RunningServer, StartError> {
     }
     store.migrate().await?;
     let service = UserService::new(store.clone(), service_config).await?;
+    if service.data_key_generated() {
+        tracing::warn!(
+            "USER_DATA_KEY is not set: TOTP secrets are sealed with a key kept in the database itself, so a copy of \
+             the database reveals them; set USER_DATA_KEY (or USER_DATA_KEY_FILE) to `openssl rand -base64 32`"
+        );
+    }
     let listener = TcpListener::bind(config.listen).await?;
     let addr = listener.local_addr()?;
     // Built (and its templates checked) whether or not this process relays.

@@ -8,8 +8,9 @@ use std::path::PathBuf;
 
 use clap::Args;
 use user_core::ServiceConfig;
+use user_core::auth::DataKeys;
 use user_core::auth::{HashingConfig, SigningConfig, TokenConfig};
-use user_core::service::{BreachCheck, DevicePolicy, LockoutPolicy, MailPolicy};
+use user_core::service::{BreachCheck, DevicePolicy, LockoutPolicy, MailPolicy, MfaPolicy};
 
 use crate::{DurationOrOff, JwtAlgorithm, LoadError, Secret, read_secret_file};
 
@@ -112,6 +113,21 @@ pub struct ServiceSettings {
     #[arg(long, env = "USER_PASSWORD_BREACH_CHECK_TIMEOUT", global = true, default_value = "2s")]
     pub password_breach_check_timeout: humantime::Duration,
 
+    /// Keys sealing TOTP secrets at rest: base64 of 32 random bytes each
+    /// (`openssl rand -base64 32`), comma-separated; the last seals, all
+    /// open. Unset: a key generated once and kept in the database.
+    #[arg(long, env = "USER_DATA_KEY", global = true, hide_env_values = true)]
+    pub data_key: Option<Secret>,
+
+    /// Read the data keys from this file (trimmed); not together with --data-key.
+    #[arg(long, env = "USER_DATA_KEY_FILE", global = true, value_name = "FILE")]
+    pub data_key_file: Option<PathBuf>,
+
+    /// The name authenticator apps show beside the account (default: the
+    /// server's USER_MAIL_PRODUCT_NAME).
+    #[arg(long, env = "USER_TOTP_ISSUER", global = true)]
+    pub totp_issuer: Option<String>,
+
     /// Failed logins of one account before attempts are refused for a while.
     #[arg(long, env = "USER_LOGIN_LOCKOUT_AFTER", global = true, default_value_t = lockout().threshold,
           value_parser = clap::value_parser!(u32).range(1..))]
@@ -187,6 +203,9 @@ impl ServiceSettings {
         if let Some(url) = read_secret_file("USER_MAIL_SMTP_URL", &self.mail_smtp_url_file, given("mail_smtp_url"))? {
             self.mail_smtp_url = Some(Secret::new(url));
         }
+        if let Some(keys) = read_secret_file("USER_DATA_KEY", &self.data_key_file, given("data_key"))? {
+            self.data_key = Some(Secret::new(keys));
+        }
         Ok(())
     }
 
@@ -246,6 +265,16 @@ impl ServiceSettings {
                 .password_breach_check_url
                 .as_ref()
                 .map(|url| BreachCheck { url: url.clone(), timeout: self.password_breach_check_timeout.into() }),
+            mfa: MfaPolicy {
+                totp_issuer: self.totp_issuer.clone().unwrap_or_else(|| MfaPolicy::default().totp_issuer),
+                data_keys: self
+                    .data_key
+                    .as_ref()
+                    .map(|keys| DataKeys::parse(keys.expose()).map(std::sync::Arc::new))
+                    .transpose()
+                    .map_err(|e| format!("USER_DATA_KEY: {e}"))?,
+                ..MfaPolicy::default()
+            },
         })
     }
 }

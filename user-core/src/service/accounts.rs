@@ -159,7 +159,7 @@ impl UserService {
             if *email != before.email {
                 mails.push(self.verification_mail(email, Some(email))?);
                 let (raw, link) = self.revert_link(&before.email)?;
-                let payload = MailPayload { to: Some(before.email), token: Some(raw) };
+                let payload = MailPayload { to: Some(before.email), token: Some(raw), change: None };
                 mails.push(NewMail { kind: TaskKind::EmailChanged, payload, token: None });
                 revert = Some(link);
             }
@@ -218,10 +218,7 @@ impl UserService {
         current_password: Option<&Password>,
         client: &ClientInfo,
     ) -> Result<()> {
-        match current_password {
-            Some(current) => drop(self.verify_current_password(id, current, client).await?),
-            None => self.require_recent_authentication(id, Some(session)).await?,
-        }
+        self.prove_recent(id, Some(session), current_password, client).await?;
         self.delete(id, client).await
     }
 
@@ -266,6 +263,27 @@ impl UserService {
         Ok(record)
     }
 
+    /// The proof a sensitive change of the account needs: `current_password`
+    /// (checked like a login), or else `session` signed in within the
+    /// re-authentication window. The account as read.
+    ///
+    /// # Errors
+    /// [`Error::Unauthorized`] (wrong password), [`Error::ReauthRequired`],
+    /// [`Error::Throttled`], [`Error::UserNotFound`].
+    pub(super) async fn prove_recent(
+        &self,
+        id: UserId,
+        session: Option<SessionId>,
+        current_password: Option<&Password>,
+        client: &ClientInfo,
+    ) -> Result<UserRecord> {
+        if let Some(current) = current_password {
+            return self.verify_current_password(id, current, client).await;
+        }
+        self.require_recent_authentication(id, session).await?;
+        self.store.find_user(UserKey::Id(id)).await?.ok_or(Error::UserNotFound)
+    }
+
     /// Refuses a sensitive change from `session` unless it proved a
     /// credential within the re-authentication window. Without a session
     /// (an operator's own call) or with the window off, nothing is asked.
@@ -295,5 +313,5 @@ impl UserService {
 
 /// A mail without a link, to the account's address or to `to`.
 pub(super) fn notice(kind: TaskKind, to: Option<Email>) -> NewMail {
-    NewMail { kind, payload: MailPayload { to, token: None }, token: None }
+    NewMail { kind, payload: MailPayload { to, token: None, change: None }, token: None }
 }

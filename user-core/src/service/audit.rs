@@ -57,6 +57,18 @@ pub enum AuditEvent {
     DeviceDenied,
     /// A user code that names no pending device sign-in was typed.
     DeviceCodeWrong,
+    /// TOTP confirmed: two-factor authentication is on.
+    TotpEnabled,
+    /// TOTP removed (with the recovery codes).
+    TotpDisabled,
+    /// A new set of recovery codes replaced the old one.
+    RecoveryCodesIssued,
+    /// A recovery code completed a sign-in.
+    RecoveryCodeUsed,
+    /// A second factor completed a sign-in.
+    SecondFactorSucceeded,
+    /// A wrong second-factor code.
+    SecondFactorFailed,
 }
 
 impl AuditEvent {
@@ -86,6 +98,12 @@ impl AuditEvent {
             AuditEvent::DeviceApproved => "device.approve",
             AuditEvent::DeviceDenied => "device.deny",
             AuditEvent::DeviceCodeWrong => "device.wrong_code",
+            AuditEvent::TotpEnabled => "totp.enable",
+            AuditEvent::TotpDisabled => "totp.disable",
+            AuditEvent::RecoveryCodesIssued => "recovery_codes.new",
+            AuditEvent::RecoveryCodeUsed => "recovery_code.used",
+            AuditEvent::SecondFactorSucceeded => "mfa.success",
+            AuditEvent::SecondFactorFailed => "mfa.failure",
         }
     }
 }

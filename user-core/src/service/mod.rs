@@ -5,6 +5,7 @@ mod admin;
 mod audit;
 mod device;
 mod device_cookies;
+mod factors;
 mod favorites;
 mod recovery;
 mod sessions;
@@ -17,8 +18,9 @@ pub use device::DeviceAuthorization;
 pub use device_cookies::{
     DEVICE_COOKIE_LIFETIME, DEVICE_COOKIE_PREFIX, DeviceCookies, MAX_DEVICE_COOKIES, NewDeviceCookie,
 };
+pub use factors::{SecondFactors, TotpEnrollment};
 pub use sessions::{ClientInfo, LoginOutcome};
-pub use settings::{BreachCheck, DevicePolicy, LockoutPolicy, MailPolicy, ServiceConfig};
+pub use settings::{BreachCheck, DevicePolicy, LockoutPolicy, MailPolicy, MfaPolicy, ServiceConfig};
 
 use std::sync::Arc;
 
@@ -77,6 +79,8 @@ pub struct UserService {
     mail: MailPolicy,
     device: Arc<device::DeviceLogins>,
     task_waker: TaskWaker,
+    /// Second factors: the sealing keys, the recovery codes' HMAC key, the policy.
+    factors: Arc<factors::Factors>,
 }
 
 impl UserService {
@@ -112,6 +116,7 @@ impl UserService {
         };
         let device_cookie_key =
             store.get_or_insert_secret(device_cookies::DEVICE_COOKIE_KEY, &crate::auth::generate_secret(), now).await?;
+        let factors = Arc::new(factors::Factors::load(&store, config.mfa.clone(), now).await?);
         #[cfg(not(feature = "breach-check"))]
         if config.breach_check.is_some() {
             return Err(Error::internal("the breach check needs user-core's `breach-check` feature"));
@@ -131,6 +136,7 @@ impl UserService {
             mail: config.mail,
             device: Arc::new(device::DeviceLogins::new(config.device)),
             task_waker: TaskWaker::default(),
+            factors,
         })
     }
 

@@ -71,7 +71,7 @@ impl UserService {
         let (raw, token) = self.new_token(TokenPurpose::Reset, email)?;
         let mail = NewMail {
             kind: TaskKind::EmailPasswordReset,
-            payload: MailPayload { to: None, token: Some(raw) },
+            payload: MailPayload { to: None, token: Some(raw), change: None },
             token: Some(token),
         };
         // Both outcomes write one task and one audit entry.
@@ -123,7 +123,7 @@ impl UserService {
         let (raw, reset) = self.reset_token_to_restored_address()?;
         let reset_mail = NewMail {
             kind: TaskKind::EmailPasswordReset,
-            payload: MailPayload { to: None, token: Some(raw) },
+            payload: MailPayload { to: None, token: Some(raw), change: None },
             token: Some(reset),
         };
         let revert = EmailRevert { digest, unusable_password_hash: unusable, reset_mail };
@@ -155,7 +155,7 @@ impl UserService {
         let (raw, token) = self.new_token(TokenPurpose::Verify, address)?;
         Ok(NewMail {
             kind: TaskKind::EmailVerify,
-            payload: MailPayload { to: to.cloned(), token: Some(raw) },
+            payload: MailPayload { to: to.cloned(), token: Some(raw), change: None },
             token: Some(token),
         })
     }

@@ -58,9 +58,14 @@ impl UserService {
     /// after its password verifies. When the stored hash was made with other
     /// parameters than the configured ones, it is replaced.
     ///
+    /// An account with a second factor answers a right password with
+    /// [`Error::SecondFactorRequired`] and no session: the sign-in completes
+    /// with [`UserService::complete_sign_in`].
+    ///
     /// # Errors
     /// [`Error::UserNotFound`], [`Error::InvalidCredentials`],
-    /// [`Error::Forbidden`] (disabled), [`Error::Overloaded`].
+    /// [`Error::SecondFactorRequired`], [`Error::Forbidden`] (disabled),
+    /// [`Error::Overloaded`].
     #[tracing::instrument(skip_all)]
     pub async fn login(&self, login: &Login, password: &Password, client: &ClientInfo) -> Result<LoginOutcome> {
         let key = match login {
@@ -74,20 +79,14 @@ impl UserService {
         };
         let id = record.user.id;
         let verified = self.check_password(&record, password, client, "wrong password").await?;
-        let refused = if record.user.disabled_at.is_some() {
-            Some(ForbiddenReason::AccountDisabled)
-        } else if self.mail.require_verified_email && !record.user.email_verified {
-            Some(ForbiddenReason::EmailNotVerified)
-        } else {
-            None
-        };
-        if let Some(reason) = refused {
-            // The password was right: the attempt must not count toward the
-            // lockout, or a user who tries until verified is locked out.
-            self.store.reset_login_failures(id).await?;
-            self.audit(AuditEvent::LoginFailed, Some(id), client, Some(reason.to_string())).await;
-            return Err(Error::Forbidden(reason));
+        // Every factor first, then the account's state (API.md's one
+        // sign-in pipeline). The attempt stays counted until the second
+        // factor completes: a right password alone never clears what wrong
+        // codes counted, or password, five codes, password, … would guess on.
+        if let Some(challenge) = self.second_factor_challenge(&record).await? {
+            return Err(Error::SecondFactorRequired(Box::new(challenge)));
         }
+        self.refuse_closed_account(&record, client).await?;
         let Some(tokens) = self.open_session(&record, verified.rehashed, client).await? else {
             // The password, role or state changed between reading the
             // account and now: what was verified is no longer the credential.
@@ -100,12 +99,53 @@ impl UserService {
         Ok(LoginOutcome { user: record.user, tokens, device_cookie })
     }
 
-    /// Checks `password` against the account under the lockout: the attempt
-    /// is reserved (and counted) in the store before any hashing, so
-    /// concurrent guesses get no more checks than the lockout allows. A wrong
-    /// password is audited as a failed login with `wrong` as the detail. A
+    /// After every factor proved right: refuses a disabled account, or an
+    /// unverified address when that is required. The factors were right, so
+    /// the attempt does not count toward the lockout (or a user who tries
+    /// until verified would lock themselves out).
+    pub(super) async fn refuse_closed_account(&self, record: &UserRecord, client: &ClientInfo) -> Result<()> {
+        let reason = if record.user.disabled_at.is_some() {
+            ForbiddenReason::AccountDisabled
+        } else if self.mail.require_verified_email && !record.user.email_verified {
+            ForbiddenReason::EmailNotVerified
+        } else {
+            return Ok(());
+        };
+        let id = record.user.id;
+        self.store.reset_login_failures(id).await?;
+        self.audit(AuditEvent::LoginFailed, Some(id), client, Some(reason.to_string())).await;
+        Err(Error::Forbidden(reason))
+    }
+
+    /// Reserves (and counts) one guess at the account's credentials under
+    /// the lockout, before any checking, so concurrent guesses get no more
+    /// checks than the lockout allows; the failures in a row so far. A
     /// success leaves the attempt counted: the caller clears it, in the
     /// transaction that acts on the success.
+    ///
+    /// # Errors
+    /// [`Error::Throttled`] while the account (or the client's device
+    /// cookie of it) is locked out; [`Error::UserNotFound`].
+    pub(super) async fn reserve_login_attempt(&self, record: &UserRecord, client: &ClientInfo) -> Result<u32> {
+        let id = record.user.id;
+        let now = self.clock.now();
+        let policy = self.lockout;
+        let lock = Box::new(move |failures: u32| policy.wait_after(failures).map(|wait| now + wait));
+        let device = self.presented_device(id, client);
+        match self.store.reserve_login_attempt(id, device, now, lock).await? {
+            Some(LoginAttempt::Allowed { failures }) => Ok(failures),
+            Some(LoginAttempt::Locked { until }) => {
+                self.audit(AuditEvent::LoginThrottled, Some(id), client, None).await;
+                let retry_after = (until - now).to_std().unwrap_or_default();
+                Err(Error::Throttled { retry_after: retry_after.max(Duration::from_secs(1)) })
+            }
+            None => Err(Error::UserNotFound),
+        }
+    }
+
+    /// Checks `password` against the account under the lockout (see
+    /// [`UserService::reserve_login_attempt`]). A wrong password is audited
+    /// as a failed login with `wrong` as the detail.
     pub(super) async fn check_password(
         &self,
         record: &UserRecord,
@@ -114,19 +154,7 @@ impl UserService {
         wrong: &str,
     ) -> Result<Verified> {
         let id = record.user.id;
-        let now = self.clock.now();
-        let policy = self.lockout;
-        let lock = Box::new(move |failures: u32| policy.wait_after(failures).map(|wait| now + wait));
-        let device = self.presented_device(id, client);
-        let failures = match self.store.reserve_login_attempt(id, device, now, lock).await? {
-            Some(LoginAttempt::Allowed { failures }) => failures,
-            Some(LoginAttempt::Locked { until }) => {
-                self.audit(AuditEvent::LoginThrottled, Some(id), client, None).await;
-                let retry_after = (until - now).to_std().unwrap_or_default();
-                return Err(Error::Throttled { retry_after: retry_after.max(Duration::from_secs(1)) });
-            }
-            None => return Err(Error::UserNotFound),
-        };
+        let failures = self.reserve_login_attempt(record, client).await?;
         match self.hasher.verify(password, &record.password_hash).await {
             Err(Error::InvalidCredentials) => {
                 let detail = format!("{wrong} ({failures} in a row)");

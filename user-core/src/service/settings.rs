@@ -34,6 +34,38 @@ pub struct ServiceConfig {
     /// Refuse new passwords an HIBP-compatible range API reports breached
     /// (default: off; the bundled list of common passwords always applies).
     pub breach_check: Option<BreachCheck>,
+    /// Second factors: how TOTP secrets are sealed, what apps call us.
+    pub mfa: MfaPolicy,
+}
+
+/// Second factors (TOTP, recovery codes).
+#[derive(Debug, Clone)]
+pub struct MfaPolicy {
+    /// The name authenticator apps show next to the account (default
+    /// `user-service`; `user-server` uses the product name of its mails).
+    pub totp_issuer: String,
+    /// The keys TOTP secrets are sealed with (`USER_DATA_KEY`). `None`: a
+    /// key generated once and kept in the database, which protects nothing
+    /// against a copy of the database; production sets its own.
+    pub data_keys: Option<std::sync::Arc<crate::auth::DataKeys>>,
+    /// How long a sign-in waits for its second factor (default 5 min).
+    pub challenge_ttl: Duration,
+    /// Wrong codes one sign-in allows before it must start again (default 5).
+    pub max_wrong_codes: u32,
+    /// How long a TOTP enrollment waits for its first code (default 10 min).
+    pub enrollment_ttl: Duration,
+}
+
+impl Default for MfaPolicy {
+    fn default() -> Self {
+        Self {
+            totp_issuer: "user-service".to_owned(),
+            data_keys: None,
+            challenge_ttl: Duration::from_secs(300),
+            max_wrong_codes: 5,
+            enrollment_ttl: Duration::from_secs(600),
+        }
+    }
 }
 
 /// Where and how to look new passwords up in an HIBP-compatible range API
@@ -62,6 +94,7 @@ impl Default for ServiceConfig {
             mail: MailPolicy::default(),
             device: DevicePolicy::default(),
             breach_check: None,
+            mfa: MfaPolicy::default(),
         }
     }
 }

@@ -185,6 +185,10 @@ pub struct MailPayload {
     /// The raw token for the mail's link.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,
+    /// What changed, for `email.security_changed`: the audit event's name
+    /// (`totp.enable`, `totp.disable`, `recovery_codes.new`, `recovery_code.used`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub change: Option<String>,
 }
 
 impl std::fmt::Debug for MailPayload {
@@ -192,6 +196,7 @@ impl std::fmt::Debug for MailPayload {
         f.debug_struct("MailPayload")
             .field("to", &self.to)
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("change", &self.change)
             .finish()
     }
 }
@@ -362,6 +367,9 @@ pub enum TaskKind {
     EmailPasswordChanged,
     /// `email.email_changed`: a notice to the old address.
     EmailChanged,
+    /// `email.security_changed`: a sign-in method changed, or a recovery
+    /// code was used (see [`MailPayload::change`]).
+    EmailSecurityChanged,
 }
 
 /// The outbox channels: a user's tasks keep their order within a channel,
@@ -395,6 +403,7 @@ impl TaskKind {
             TaskKind::EmailPasswordReset => "email.password_reset",
             TaskKind::EmailPasswordChanged => "email.password_changed",
             TaskKind::EmailChanged => "email.email_changed",
+            TaskKind::EmailSecurityChanged => "email.security_changed",
         }
     }
 
@@ -405,7 +414,8 @@ impl TaskKind {
             TaskKind::EmailVerify
             | TaskKind::EmailPasswordReset
             | TaskKind::EmailPasswordChanged
-            | TaskKind::EmailChanged => TaskChannel::Mail,
+            | TaskKind::EmailChanged
+            | TaskKind::EmailSecurityChanged => TaskChannel::Mail,
         }
     }
 
@@ -422,6 +432,7 @@ impl TaskKind {
             "email.password_reset" => Ok(TaskKind::EmailPasswordReset),
             "email.password_changed" => Ok(TaskKind::EmailPasswordChanged),
             "email.email_changed" => Ok(TaskKind::EmailChanged),
+            "email.security_changed" => Ok(TaskKind::EmailSecurityChanged),
             other => Err(Error::internal(format!("unknown task kind {other:?}"))),
         }
     }

@@ -184,7 +184,13 @@ forward! {
             mails: &[NewMail],
             now: DateTime<Utc>,
         ) -> Result<bool>;
-        fn use_recovery_code(&self, user: UserId, digest: &[u8; 32], now: DateTime<Utc>) -> Result<bool>;
+        fn use_recovery_code(
+            &self,
+            user: UserId,
+            digest: &[u8; 32],
+            mails: &[NewMail],
+            now: DateTime<Utc>,
+        ) -> Result<bool>;
         fn recovery_codes_left(&self, user: UserId) -> Result<u32>;
         fn insert_mfa_challenge(&self, challenge: &NewMfaChallenge) -> Result<()>;
         fn mfa_challenge(
@@ -193,7 +199,7 @@ forward! {
             max_failures: u32,
             now: DateTime<Utc>,
         ) -> Result<Option<MfaChallenge>>;
-        fn fail_mfa_challenge(&self, digest: &[u8; 32], max_failures: u32, now: DateTime<Utc>) -> Result<bool>;
+        fn reserve_mfa_guess(&self, digest: &[u8; 32], max_failures: u32, now: DateTime<Utc>) -> Result<bool>;
         fn complete_mfa_challenge(&self, digest: &[u8; 32], max_failures: u32, login: &NewSession) -> Result<bool>;
     }
     SecretStore {

@@ -416,8 +416,15 @@ pub trait FactorStore: Send + Sync {
         now: DateTime<Utc>,
     ) -> Result<bool>;
 
-    /// Uses the recovery code with this digest: `true` exactly once per code.
-    async fn use_recovery_code(&self, user: UserId, digest: &[u8; 32], now: DateTime<Utc>) -> Result<bool>;
+    /// Uses the recovery code with this digest, enqueuing `mails` with it:
+    /// `true` exactly once per code.
+    async fn use_recovery_code(
+        &self,
+        user: UserId,
+        digest: &[u8; 32],
+        mails: &[NewMail],
+        now: DateTime<Utc>,
+    ) -> Result<bool>;
 
     /// The account's unused recovery codes.
     async fn recovery_codes_left(&self, user: UserId) -> Result<u32>;
@@ -434,13 +441,15 @@ pub trait FactorStore: Send + Sync {
         now: DateTime<Utc>,
     ) -> Result<Option<MfaChallenge>>;
 
-    /// Counts a wrong code against a live challenge; at `max_failures` it is
-    /// dead. Returns whether it still lives (concurrent wrong codes never
-    /// count past the limit).
-    async fn fail_mfa_challenge(&self, digest: &[u8; 32], max_failures: u32, now: DateTime<Utc>) -> Result<bool>;
+    /// Takes one of a live challenge's `max_failures` guesses, before the
+    /// code is checked (so concurrent requests never check more codes than
+    /// that); a right code then completes it, a wrong one leaves it spent.
+    /// `false` when none is left, or the challenge is gone or expired.
+    async fn reserve_mfa_guess(&self, digest: &[u8; 32], max_failures: u32, now: DateTime<Utc>) -> Result<bool>;
 
-    /// Takes the live challenge with this digest (once: of many concurrent
-    /// callers one succeeds) and opens `login`'s session in the same
+    /// Takes the challenge with this digest, unexpired and with no more than
+    /// `max_failures` guesses taken (once: of many concurrent callers one
+    /// succeeds) and opens `login`'s session in the same
     /// transaction, as [`SessionStore::open_session`] does. `false` if there
     /// was none to take, or if the session could not be opened (the account
     /// changed or was disabled since; the challenge is used up).

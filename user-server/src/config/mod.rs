@@ -362,7 +362,11 @@ impl Config {
     /// # Errors
     /// A message naming the setting that is wrong.
     pub fn service_config(&self) -> Result<ServiceConfig, String> {
-        self.service.service_config()
+        let mut config = self.service.service_config()?;
+        if self.service.totp_issuer.is_none() {
+            config.mfa.totp_issuer = self.mail_product_name.clone();
+        }
+        Ok(config)
     }
 
     /// Throttling, trusted proxies and CORS as configured.

@@ -100,7 +100,7 @@ pub(crate) async fn a_recovery_code_works_once_even_when_used_by_many_at_once(st
             let (store, barrier) = (store.clone(), barrier.clone());
             tokio::spawn(async move {
                 barrier.wait().await;
-                store.use_recovery_code(alice, &code, t0()).await.unwrap()
+                store.use_recovery_code(alice, &code, &[notice()], t0()).await.unwrap()
             })
         })
         .collect();
@@ -109,14 +109,15 @@ pub(crate) async fn a_recovery_code_works_once_even_when_used_by_many_at_once(st
         used += usize::from(attempt.await.unwrap());
     }
     assert_eq!(used, 1, "one code, one use");
+    assert_eq!(notices(&store).await, 2, "one notice with the one use");
     assert_eq!(store.recovery_codes_left(alice).await.unwrap(), 9);
     assert_eq!(store.recovery_codes_left(bob).await.unwrap(), 10, "bob's copy is his own");
-    assert!(!store.use_recovery_code(alice, &[0xee; 32], t0()).await.unwrap(), "not a code of hers");
+    assert!(!store.use_recovery_code(alice, &[0xee; 32], &[notice()], t0()).await.unwrap(), "not a code of hers");
 
     // A new set voids the old one, used or not.
     assert!(store.replace_recovery_codes(alice, &codes(100), &[], t0()).await.unwrap());
-    assert!(!store.use_recovery_code(alice, &codes(1)[4], t0()).await.unwrap());
-    assert!(store.use_recovery_code(alice, &codes(100)[4], t0()).await.unwrap());
+    assert!(!store.use_recovery_code(alice, &codes(1)[4], &[], t0()).await.unwrap());
+    assert!(store.use_recovery_code(alice, &codes(100)[4], &[], t0()).await.unwrap());
     assert_eq!(store.recovery_codes_left(alice).await.unwrap(), 9);
 
     // Two replacements at once leave one set of ten, never a mix.
@@ -135,8 +136,8 @@ pub(crate) async fn a_recovery_code_works_once_even_when_used_by_many_at_once(st
         assert!(replaced.await.unwrap());
     }
     assert_eq!(store.recovery_codes_left(alice).await.unwrap(), 10);
-    let first_set = store.use_recovery_code(alice, &codes(150)[0], t0()).await.unwrap();
-    let second_set = store.use_recovery_code(alice, &codes(200)[0], t0()).await.unwrap();
+    let first_set = store.use_recovery_code(alice, &codes(150)[0], &[], t0()).await.unwrap();
+    let second_set = store.use_recovery_code(alice, &codes(200)[0], &[], t0()).await.unwrap();
     assert!(first_set != second_set, "exactly one of the sets is in force");
 
     store.delete_user(alice, t0()).await.unwrap();
@@ -161,30 +162,37 @@ pub(crate) async fn an_mfa_sign_in_completes_once_and_dies_after_too_many_wrong_
     assert_eq!(store.mfa_challenge(&[9; 32], 5, t0()).await.unwrap(), None, "unknown token");
     let late = t0() + Duration::from_secs(300);
     assert_eq!(store.mfa_challenge(&[1; 32], 5, late).await.unwrap(), None, "expired");
+    assert!(!store.reserve_mfa_guess(&[1; 32], 5, late).await.unwrap(), "expired");
 
-    // Twelve wrong codes at once: the limit is never passed.
+    // Twelve guesses at once: five are let through to be checked.
     let barrier = Arc::new(tokio::sync::Barrier::new(12));
-    let wrong: Vec<_> = (0..12)
+    let guesses: Vec<_> = (0..12)
         .map(|_| {
             let (store, barrier) = (store.clone(), barrier.clone());
             tokio::spawn(async move {
                 barrier.wait().await;
-                store.fail_mfa_challenge(&[1; 32], 5, t0()).await.unwrap()
+                store.reserve_mfa_guess(&[1; 32], 5, t0()).await.unwrap()
             })
         })
         .collect();
-    let mut alive = 0;
-    for attempt in wrong {
-        alive += usize::from(attempt.await.unwrap());
+    let mut checked = 0;
+    for guess in guesses {
+        checked += usize::from(guess.await.unwrap());
     }
-    assert_eq!(alive, 4, "the fifth wrong code kills it");
-    assert_eq!(store.mfa_challenge(&[1; 32], 5, t0()).await.unwrap(), None);
+    assert_eq!(checked, 5, "never more guesses than the limit");
+    assert_eq!(store.mfa_challenge(&[1; 32], 5, t0()).await.unwrap(), None, "none left");
+    assert!(!store.reserve_mfa_guess(&[1; 32], 5, t0()).await.unwrap());
+    // The fifth guess may be the right code.
     let s = session_template(alice);
-    assert!(!store.complete_mfa_challenge(&[1; 32], 5, &login(&store, &s).await).await.unwrap(), "dead");
+    assert!(store.complete_mfa_challenge(&[1; 32], 5, &login(&store, &s).await).await.unwrap());
+    let s = session_template(alice);
+    assert!(!store.complete_mfa_challenge(&[1; 32], 5, &login(&store, &s).await).await.unwrap(), "used");
+    assert!(!store.reserve_mfa_guess(&[1; 32], 5, t0()).await.unwrap(), "gone");
+    assert!(!store.reserve_mfa_guess(&[9; 32], 5, t0()).await.unwrap(), "unknown");
 
     // Twelve completions at once: one session.
     store.insert_mfa_challenge(&challenge(alice, 2, 0)).await.unwrap();
-    assert!(store.fail_mfa_challenge(&[2; 32], 5, t0()).await.unwrap());
+    assert!(store.reserve_mfa_guess(&[2; 32], 5, t0()).await.unwrap());
     let barrier = Arc::new(tokio::sync::Barrier::new(12));
     let done: Vec<_> = (0..12)
         .map(|_| {
@@ -202,7 +210,7 @@ pub(crate) async fn an_mfa_sign_in_completes_once_and_dies_after_too_many_wrong_
         opened += usize::from(attempt.await.unwrap());
     }
     assert_eq!(opened, 1, "one token, one session");
-    assert_eq!(store.list_sessions(alice, t0()).await.unwrap().len(), 1);
+    assert_eq!(store.list_sessions(alice, t0()).await.unwrap().len(), 2, "this one and the fifth guess's");
     assert_eq!(store.mfa_challenge(&[2; 32], 5, t0()).await.unwrap(), None, "used up");
 
     // A password change in between voids the sign-in the old password began.

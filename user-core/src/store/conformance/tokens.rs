@@ -14,7 +14,7 @@ use crate::store::{
 fn token_mail(kind: TaskKind, purpose: TokenPurpose, email: &str, byte: u8) -> NewMail {
     NewMail {
         kind,
-        payload: MailPayload { to: None, token: Some(format!("raw-{byte}")) },
+        payload: MailPayload { to: None, token: Some(format!("raw-{byte}")), change: None },
         token: Some(NewToken {
             digest: [byte; 32],
             purpose,

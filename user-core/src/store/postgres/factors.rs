@@ -142,17 +142,28 @@ impl FactorStore for PostgresStore {
         Ok(true)
     }
 
-    async fn use_recovery_code(&self, user: UserId, digest: &[u8; 32], now: DateTime<Utc>) -> Result<bool> {
+    async fn use_recovery_code(
+        &self,
+        user: UserId,
+        digest: &[u8; 32],
+        mails: &[NewMail],
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        let mut tx = self.begin().await?;
         let used = sqlx::query(
             "update recovery_codes set used_at = $3 where user_id = $1 and digest = $2 and used_at is null",
         )
         .bind(user.as_uuid())
         .bind(digest.as_slice())
         .bind(now)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .map_err(map_err)?
         .rows_affected();
+        if used == 1 {
+            enqueue_mails(&mut tx, user, mails, now).await?;
+        }
+        tx.commit().await.map_err(map_err)?;
         Ok(used == 1)
     }
 
@@ -208,18 +219,19 @@ impl FactorStore for PostgresStore {
         .transpose()
     }
 
-    async fn fail_mfa_challenge(&self, digest: &[u8; 32], max_failures: u32, now: DateTime<Utc>) -> Result<bool> {
-        let failures: Option<i32> = sqlx::query_scalar(
+    async fn reserve_mfa_guess(&self, digest: &[u8; 32], max_failures: u32, now: DateTime<Utc>) -> Result<bool> {
+        let taken = sqlx::query(
             "update mfa_challenges set failures = failures + 1 \
-             where digest = $1 and expires_at > $2 and failures < $3 returning failures",
+             where digest = $1 and expires_at > $2 and failures < $3",
         )
         .bind(digest.as_slice())
         .bind(now)
         .bind(max_failures as i32)
-        .fetch_optional(&self.pool)
+        .execute(&self.pool)
         .await
-        .map_err(map_err)?;
-        Ok(failures.is_some_and(|f| (f as u32) < max_failures))
+        .map_err(map_err)?
+        .rows_affected();
+        Ok(taken == 1)
     }
 
     async fn complete_mfa_challenge(&self, digest: &[u8; 32], max_failures: u32, login: &NewSession) -> Result<bool> {
@@ -227,7 +239,7 @@ impl FactorStore for PostgresStore {
         let mut tx = self.begin().await?;
         let taken = sqlx::query(
             "delete from mfa_challenges where digest = $1 and user_id = $2 and credential_version = $3 \
-               and expires_at > $4 and failures < $5",
+               and expires_at > $4 and failures <= $5",
         )
         .bind(digest.as_slice())
         .bind(s.user_id.as_uuid())

@@ -125,14 +125,23 @@ impl FactorStore for SqliteStore {
         .await
     }
 
-    async fn use_recovery_code(&self, user: UserId, digest: &[u8; 32], now: DateTime<Utc>) -> Result<bool> {
-        let digest = *digest;
+    async fn use_recovery_code(
+        &self,
+        user: UserId,
+        digest: &[u8; 32],
+        mails: &[NewMail],
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        let (digest, mails) = (*digest, mails.to_vec());
         self.write(move |conn| {
             let used = execute(
                 conn,
                 "update recovery_codes set used_at = ?3 where user_id = ?1 and digest = ?2 and used_at is null",
                 params![user.as_uuid(), digest.as_slice(), millis(now)],
             )?;
+            if used == 1 {
+                enqueue_mails(conn, user, &mails, now)?;
+            }
             Ok(used == 1)
         })
         .await
@@ -193,17 +202,16 @@ impl FactorStore for SqliteStore {
         })
     }
 
-    async fn fail_mfa_challenge(&self, digest: &[u8; 32], max_failures: u32, now: DateTime<Utc>) -> Result<bool> {
+    async fn reserve_mfa_guess(&self, digest: &[u8; 32], max_failures: u32, now: DateTime<Utc>) -> Result<bool> {
         let digest = *digest;
         self.write(move |conn| {
-            let alive = query_opt(
+            let taken = execute(
                 conn,
                 "update mfa_challenges set failures = failures + 1 \
-                 where digest = ?1 and expires_at > ?2 and failures < ?3 returning failures",
+                 where digest = ?1 and expires_at > ?2 and failures < ?3",
                 params![digest.as_slice(), millis(now), max_failures],
-                |row| col::<i64>(row, "failures"),
             )?;
-            Ok(alive.is_some_and(|failures| failures < i64::from(max_failures)))
+            Ok(taken == 1)
         })
         .await
     }
@@ -216,7 +224,7 @@ impl FactorStore for SqliteStore {
             let taken = execute(
                 conn,
                 "delete from mfa_challenges where digest = ?1 and user_id = ?2 and credential_version = ?3 \
-                   and expires_at > ?4 and failures < ?5",
+                   and expires_at > ?4 and failures <= ?5",
                 params![
                     digest.as_slice(),
                     s.user_id.as_uuid(),

@@ -13,6 +13,7 @@ use user_core::store::{self, AccountChanges, AuditFilter, Store, TaskKind, User,
 use user_core::{ConflictField, Error, ForbiddenReason, ServiceConfig, UnauthorizedReason, UserService};
 
 mod accounts;
+mod factors;
 mod favorites;
 mod keys_and_stores;
 mod postgres_tls;
