@@ -39,7 +39,7 @@ use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde::de::DeserializeOwned;
 use tokio::sync::{Mutex, RwLock};
 use user_core::api::{
-    AccountResponse, ContainsResponse, DeleteAccountRequest, FavoriteListResponse, FavoriteTrack,
+    AccountResponse, ContainsResponse, CurrentPasswordRequest, FavoriteListResponse, FavoriteTrack,
     ForgotPasswordRequest, LoginRequest, LoginResponse, MainResponse, OAuthErrorResponse, OAuthTokenRequest,
     OAuthTokenResponse, RefreshResponse, RegisterRequest, ResetPasswordRequest, RevokedResponse, SessionInfo,
     SessionListResponse, TokenRequest, UpdateRequest, UserListResponse, UserResponse, UserSummary,
@@ -516,7 +516,7 @@ impl Client {
     /// 401 without a session or for a wrong `current_password`;
     /// [`Error::is_reauth_required`] when the sign-in is too old.
     pub async fn delete_account(&self, current_password: Option<&str>) -> Result<MainResponse> {
-        let body = DeleteAccountRequest { current_password: current_password.map(str::to_owned) };
+        let body = CurrentPasswordRequest { current_password: current_password.map(str::to_owned) };
         let reply = self
             .authed(Method::DELETE, "/user/delete", |r| if body.current_password.is_some() { r.json(&body) } else { r })
             .await;

@@ -113,6 +113,125 @@ pub struct LoginResponse {
     pub id: Uuid,
 }
 
+/// `POST /user/login` when the account has a second factor (v1.2): the
+/// password was right, no session exists yet; complete it with
+/// `POST /user/login/mfa`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct MfaRequiredResponse {
+    /// `{"message": "second factor required", "status": 200}`.
+    pub response: MainResponse,
+    /// Always `true`: tells this answer from a signed-in one.
+    pub mfa_required: bool,
+    /// Single use, for `POST /user/login/mfa`, within 5 minutes.
+    pub mfa_token: String,
+    /// What the account can answer with: `totp`, `recovery_code`.
+    pub methods: Vec<String>,
+}
+
+/// `POST /user/login`'s 200 answer: signed in, or (v1.2) a second factor
+/// is required first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub enum LoginAnswer {
+    /// Signed in.
+    SignedIn(LoginResponse),
+    /// The password was right; a second factor is required.
+    SecondFactorRequired(MfaRequiredResponse),
+}
+
+/// `POST /user/login/mfa` request (v1.2): the second step of a sign-in.
+#[derive(Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct LoginMfaRequest {
+    /// The `mfa_token` of the login answer.
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 128))]
+    pub mfa_token: String,
+    /// A code from the authenticator app (6 digits, spaces ignored) or a
+    /// recovery code (`XXXXX-XXXXX`, case and dashes ignored).
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 64))]
+    pub code: String,
+}
+
+/// `GET /user/security` (v1.2): the caller's ways to sign in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SecurityResponse {
+    /// `{"message": "success", "status": 200}`.
+    pub response: MainResponse,
+    /// Registered passkeys (none until passkeys are supported).
+    pub passkeys: Vec<PasskeyInfo>,
+    /// Whether TOTP (an authenticator app) is on.
+    pub totp: bool,
+    /// Unused recovery codes.
+    pub recovery_codes_left: u32,
+    /// Linked sign-in providers (none until provider sign-in is supported).
+    pub identities: Vec<IdentityInfo>,
+    /// Whether the account can sign in with a password.
+    pub has_password: bool,
+}
+
+/// One passkey in `GET /user/security`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PasskeyInfo {
+    /// The passkey's id.
+    pub id: Uuid,
+    /// Its name, as its owner gave it.
+    pub name: String,
+    /// When it was added.
+    pub created_at: DateTime<Utc>,
+    /// When it last signed in, if ever.
+    pub last_used_at: Option<DateTime<Utc>>,
+}
+
+/// One linked provider account in `GET /user/security`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct IdentityInfo {
+    /// The provider (`google`, `apple`, …).
+    pub provider: String,
+    /// The account's id at the provider.
+    pub subject: String,
+    /// The address the provider gave, if any.
+    pub email: Option<String>,
+    /// When it was linked.
+    pub linked_at: DateTime<Utc>,
+}
+
+/// `POST /user/totp/enroll` success (v1.2): the new secret, shown once.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TotpEnrollResponse {
+    /// `{"message": "success", "status": 200}`.
+    pub response: MainResponse,
+    /// The secret in base32, for typing into an authenticator app.
+    pub secret: String,
+    /// The `otpauth://totp/…` URI, for a QR code.
+    pub otpauth_uri: String,
+}
+
+/// `POST /user/totp/confirm` request (v1.2): the app's first code.
+#[derive(Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TotpConfirmRequest {
+    /// Six digits from the authenticator app (spaces ignored).
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 64))]
+    pub code: String,
+}
+
+/// `POST /user/totp/confirm` and `POST /user/recovery-codes` success
+/// (v1.2): ten recovery codes, shown this once.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RecoveryCodesResponse {
+    /// `{"message": "success", "status": 200}`.
+    pub response: MainResponse,
+    /// Each works once in place of an app code (`XXXXX-XXXXX`).
+    pub recovery_codes: Vec<String>,
+}
+
 /// `POST /user/refresh` success.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -255,11 +374,12 @@ impl From<&crate::store::User> for UserSummary {
     }
 }
 
-/// `DELETE /user/delete` request (v1.2, optional): the current password,
-/// which stands for a recent sign-in.
+/// The optional body of a sensitive change (v1.2: `DELETE /user/delete`,
+/// the TOTP and recovery-code routes): the current password, which stands
+/// for a recent sign-in.
 #[derive(Clone, Default, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct DeleteAccountRequest {
+pub struct CurrentPasswordRequest {
     /// The current password; without it the session must have signed in
     /// within `USER_REAUTH_WINDOW`.
     #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
@@ -741,18 +861,29 @@ impl Secretive for Option<String> {
     }
 }
 
+impl Secretive for Vec<String> {
+    fn is_present(&self) -> bool {
+        !self.is_empty()
+    }
+}
+
 debug_redacting! {
     RegisterRequest { username, email, locale; password }
     LoginRequest { username, device_name; password }
     LoginResponse { response, id; token }
     RefreshResponse { message, status, session_expires_at; token }
     UpdateRequest { username, email, locale; password, current_password }
-    DeleteAccountRequest { ; current_password }
+    CurrentPasswordRequest { ; current_password }
     TokenRequest { ; token }
     DeviceCodeResponse { user_code, verification_uri, verification_uri_complete, expires_in, interval; device_code }
     OAuthTokenRequest { grant_type, client_id; device_code, refresh_token }
     ResetPasswordRequest { ; token, password }
     CreateAccountRequest { username, email, role; password }
+    MfaRequiredResponse { response, mfa_required, methods; mfa_token }
+    LoginMfaRequest { ; mfa_token, code }
+    TotpEnrollResponse { response; secret, otpauth_uri }
+    TotpConfirmRequest { ; code }
+    RecoveryCodesResponse { response; recovery_codes }
 }
 
 #[cfg(test)]
@@ -780,7 +911,15 @@ mod tests {
         assert_redacted(format!("{refresh:?}"));
         let update = UpdateRequest { password: Some(s()), current_password: Some(s()), ..Default::default() };
         assert_redacted(format!("{update:?}"));
-        assert_redacted(format!("{:?}", DeleteAccountRequest { current_password: Some(s()) }));
+        assert_redacted(format!("{:?}", CurrentPasswordRequest { current_password: Some(s()) }));
+        let ok = || MainResponse::new("success", 200);
+        let mfa =
+            MfaRequiredResponse { response: ok(), mfa_required: true, mfa_token: s(), methods: vec!["totp".into()] };
+        assert_redacted(format!("{mfa:?}"));
+        assert_redacted(format!("{:?}", LoginMfaRequest { mfa_token: s(), code: s() }));
+        assert_redacted(format!("{:?}", TotpEnrollResponse { response: ok(), secret: s(), otpauth_uri: s() }));
+        assert_redacted(format!("{:?}", TotpConfirmRequest { code: s() }));
+        assert_redacted(format!("{:?}", RecoveryCodesResponse { response: ok(), recovery_codes: vec![s()] }));
         assert_redacted(format!("{:?}", TokenRequest { token: s() }));
         assert_redacted(format!("{:?}", ResetPasswordRequest { token: s(), password: s() }));
         assert_redacted(format!(

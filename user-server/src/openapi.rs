@@ -5,11 +5,12 @@
 
 use user_core::api::{
     AccountPatch, AccountResponse, AdminAccountResponse, AuditEventInfo, AuditListResponse, ContainsResponse,
-    CreateAccountRequest, DeleteAccountRequest, DeviceApproveRequest, DeviceCodeRequest, DeviceCodeResponse,
-    FavoriteListResponse, FavoriteTrack, ForgotPasswordRequest, LoginRequest, LoginResponse, MainResponse,
-    OAuthErrorResponse, OAuthTokenRequest, OAuthTokenResponse, RefreshResponse, RegisterRequest, ResetPasswordRequest,
-    RevokedResponse, SessionInfo, SessionListResponse, TaskInfo, TaskListResponse, TaskState, TokenRequest,
-    UpdateRequest, UserListResponse, UserResponse, UserSummary,
+    CreateAccountRequest, CurrentPasswordRequest, DeviceApproveRequest, DeviceCodeRequest, DeviceCodeResponse,
+    FavoriteListResponse, FavoriteTrack, ForgotPasswordRequest, IdentityInfo, LoginAnswer, LoginMfaRequest,
+    LoginRequest, LoginResponse, MainResponse, MfaRequiredResponse, OAuthErrorResponse, OAuthTokenRequest,
+    OAuthTokenResponse, PasskeyInfo, RecoveryCodesResponse, RefreshResponse, RegisterRequest, ResetPasswordRequest,
+    RevokedResponse, SecurityResponse, SessionInfo, SessionListResponse, TaskInfo, TaskListResponse, TaskState,
+    TokenRequest, TotpConfirmRequest, TotpEnrollResponse, UpdateRequest, UserListResponse, UserResponse, UserSummary,
 };
 use user_core::domain::{Locale, Role};
 use utoipa::openapi::path::{HttpMethod, Operation};
@@ -28,7 +29,7 @@ pub(crate) fn document<'a>(
     let mut doc = serde_json::to_value(api).expect("an OpenAPI document serializes");
     non_empty_subset(&mut doc, "UpdateRequest", &["username", "email", "password"]);
     non_empty_subset(&mut doc, "AccountPatch", &["role", "disabled", "email_verified"]);
-    optional_not_null(&mut doc, "DeleteAccountRequest");
+    optional_not_null(&mut doc, "CurrentPasswordRequest");
     optional_bodies(&mut doc);
     doc
 }
@@ -101,7 +102,9 @@ fn optional_not_null(doc: &mut serde_json::Value, schema: &str) {
         SessionInfo, SessionListResponse, RevokedResponse, CreateAccountRequest, AccountPatch, AdminAccountResponse,
         TaskState, TaskInfo, TaskListResponse, AuditEventInfo, AuditListResponse, Locale, TokenRequest,
         ForgotPasswordRequest, ResetPasswordRequest, DeviceCodeRequest, DeviceCodeResponse, OAuthTokenRequest,
-        OAuthTokenResponse, OAuthErrorResponse, DeviceApproveRequest, DeleteAccountRequest
+        OAuthTokenResponse, OAuthErrorResponse, DeviceApproveRequest, CurrentPasswordRequest, LoginAnswer,
+        MfaRequiredResponse, LoginMfaRequest, SecurityResponse, PasskeyInfo, IdentityInfo, TotpEnrollResponse,
+        TotpConfirmRequest, RecoveryCodesResponse
     )),
     modifiers(&Security)
 )]

@@ -1,7 +1,7 @@
 //! The caller's account: register, read, update, delete.
 
 use user_core::api::{
-    AccountResponse, DeleteAccountRequest, MainResponse, RegisterRequest, UpdateRequest, UserResponse,
+    AccountResponse, CurrentPasswordRequest, MainResponse, RegisterRequest, UpdateRequest, UserResponse,
 };
 use user_core::domain::{Email, Locale, Password, Username};
 use user_core::service::{ProfileUpdate, Registration};
@@ -94,7 +94,7 @@ pub(super) async fn update(mut call: Call<Authenticated>) -> Result<Response, Ap
 
 /// Delete the caller's account, sessions and favorites. Needs a recent
 /// sign-in of this session (`USER_REAUTH_WINDOW`) or `current_password`.
-#[utoipa::path(delete, path = "/user/delete", request_body(content = Option<DeleteAccountRequest>, description = "(v1.2) Optional: the current password, standing for a recent sign-in"), responses(
+#[utoipa::path(delete, path = "/user/delete", request_body(content = Option<CurrentPasswordRequest>, description = "(v1.2) Optional: the current password, standing for a recent sign-in"), responses(
     (status = 200, description = "Deleted; cookies cleared", body = MainResponse),
     (status = 400, description = "A token cookie sent more than once, or a malformed body", body = MainResponse),
     (status = 401, description = "Unauthorized; a wrong `current_password`; or `code: reauth_required` (with `WWW-Authenticate: Bearer error=\"insufficient_user_authentication\"`): sign in again or give `current_password`", body = MainResponse),
@@ -104,7 +104,7 @@ pub(super) async fn update(mut call: Call<Authenticated>) -> Result<Response, Ap
     (status = 429, description = "This account after repeated wrong current passwords; see Retry-After", body = MainResponse),
 ))]
 pub(super) async fn delete(mut call: Call<Authenticated>) -> Result<Response, ApiError> {
-    let req: DeleteAccountRequest = call.optional_json()?.unwrap_or_default();
+    let req: CurrentPasswordRequest = call.optional_json()?.unwrap_or_default();
     let current = req.current_password.as_deref().map(|p| Password::presented("current_password", p)).transpose()?;
     let claims = call.caller.claims();
     call.state.service.delete_own_account(claims.sub, claims.sid, current.as_ref(), &call.ctx.client()).await?;

@@ -20,6 +20,7 @@ mod admin;
 mod call;
 mod device;
 mod endpoint;
+mod factors;
 mod favorites;
 mod guard;
 mod ops;

@@ -1,10 +1,12 @@
 //! Sessions: log in, log out, refresh, and the caller's list of sessions.
 
 use user_core::api::{
-    LoginRequest, LoginResponse, MainResponse, RefreshResponse, RevokedResponse, SessionInfo, SessionListResponse,
+    LoginAnswer, LoginMfaRequest, LoginRequest, LoginResponse, MainResponse, MfaRequiredResponse, RefreshResponse,
+    RevokedResponse, SessionInfo, SessionListResponse,
 };
 use user_core::auth::IssuedTokens;
 use user_core::domain::{DeviceName, Login, Password, SessionId};
+use user_core::service::{ClientInfo, LoginOutcome};
 use warp::reply::Response;
 
 use super::guard::{Authenticated, Open, RefreshCookie, SessionToEnd};
@@ -15,7 +17,7 @@ use crate::http::{RequestCtx, json};
 
 /// Log in by username or email; sets the token cookies.
 #[utoipa::path(post, path = "/user/login", request_body = LoginRequest, responses(
-    (status = 200, description = "Logged in; `access_token` and `refresh_token` cookies set, and a `device_…` cookie (a year) the first time this browser signs in to the account: its wrong passwords then count on their own, so nobody else's guessing locks it out", body = LoginResponse),
+    (status = 200, description = "Logged in (`LoginResponse`); `access_token` and `refresh_token` cookies set, and a `device_…` cookie (a year) the first time this browser signs in to the account: its wrong passwords then count on their own, so nobody else's guessing locks it out. (v1.2) An account with a second factor answers `MfaRequiredResponse` instead, with no session and no cookies: complete it with `POST /user/login/mfa`", body = LoginAnswer),
     (status = 400, description = "Invalid body", body = MainResponse),
     (status = 401, description = "Wrong password", body = MainResponse),
     (status = 403, description = "Account disabled", body = MainResponse),
@@ -33,18 +35,64 @@ pub(super) async fn login(mut call: Call<Open>) -> Result<Response, ApiError> {
     client.device_name = req.device_name.as_deref().map(DeviceName::parse).transpose()?;
     let outcome = match call.state.service.login(&login, &password, &client).await {
         Ok(outcome) => outcome,
+        Err(user_core::Error::SecondFactorRequired(challenge)) => {
+            crate::telemetry::record_login("second_factor");
+            return Ok(json(&MfaRequiredResponse {
+                response: MainResponse::new("second factor required", 200),
+                mfa_required: true,
+                methods: challenge.methods.iter().map(|m| m.as_str().to_owned()).collect(),
+                mfa_token: challenge.mfa_token,
+            }));
+        }
         Err(e) => {
-            crate::telemetry::record_login(match &e {
-                user_core::Error::InvalidCredentials => "wrong_password",
-                user_core::Error::UserNotFound => "unknown_user",
-                user_core::Error::Forbidden(_) => "disabled",
-                user_core::Error::Throttled { .. } => "throttled",
-                _ => "error",
-            });
+            record_failed_login(&e);
             return Err(e.into());
         }
     };
     crate::telemetry::record_login("success");
+    Ok(signed_in(&call, &client, &outcome))
+}
+
+/// Complete a sign-in with a second factor (v1.2): a code from the
+/// authenticator app or a recovery code; sets the cookies as login does.
+#[utoipa::path(post, path = "/user/login/mfa", request_body = LoginMfaRequest, responses(
+    (status = 200, description = "Signed in; cookies as for `POST /user/login`", body = LoginResponse),
+    (status = 400, description = "Invalid body", body = MainResponse),
+    (status = 401, description = "`code: invalid_code`: a wrong or used code, or an `mfa_token` that is unknown, used, expired or spent (five wrong codes); sign in again for a new one", body = MainResponse),
+    (status = 403, description = "Account disabled, or its address not verified when that is required (the code was right)", body = MainResponse),
+    (status = 413, description = "Body too large", body = MainResponse),
+    (status = 415, description = "Not JSON", body = MainResponse),
+    (status = 429, description = "Throttled per client; see Retry-After", body = MainResponse),
+))]
+pub(super) async fn login_mfa(mut call: Call<Open>) -> Result<Response, ApiError> {
+    let client = call.ctx.client();
+    let req: LoginMfaRequest = call.json()?;
+    match call.state.service.complete_sign_in(&req.mfa_token, &req.code, &client).await {
+        Ok(outcome) => {
+            crate::telemetry::record_login("success");
+            Ok(signed_in(&call, &client, &outcome))
+        }
+        Err(e) => {
+            record_failed_login(&e);
+            Err(e.into())
+        }
+    }
+}
+
+fn record_failed_login(e: &user_core::Error) {
+    crate::telemetry::record_login(match e {
+        user_core::Error::InvalidCredentials => "wrong_password",
+        user_core::Error::InvalidCode => "wrong_code",
+        user_core::Error::UserNotFound => "unknown_user",
+        user_core::Error::Forbidden(_) => "disabled",
+        user_core::Error::Throttled { .. } => "throttled",
+        _ => "error",
+    });
+}
+
+/// The answer to a completed sign-in: the access token, the token cookies
+/// and, the first time this browser signs in to the account, its device cookie.
+fn signed_in<G: super::guard::Guard>(call: &Call<G>, client: &ClientInfo, outcome: &LoginOutcome) -> Response {
     let mut response = json(&LoginResponse {
         response: MainResponse::new("success login", 200),
         token: outcome.tokens.access.clone(),
@@ -57,7 +105,7 @@ pub(super) async fn login(mut call: Call<Open>) -> Result<Response, ApiError> {
         }
         call.state.cookies.set(&mut response, &call.ctx, &device.name, &device.value, device.max_age.as_secs());
     }
-    Ok(response)
+    response
 }
 
 /// Log out: revoke the session and clear the cookies.

@@ -19,10 +19,16 @@ use crate::security::Action;
 /// handler (with its `#[utoipa::path]` documentation) in the module of its
 /// resource and add one line here.
 fn table() -> Vec<Endpoint> {
-    use super::{account::*, admin::*, device::*, favorites::*, ops::*, pages::*, recovery::*, session::*};
+    use super::{account::*, admin::*, device::*, factors::*, favorites::*, ops::*, pages::*, recovery::*, session::*};
     vec![
         Endpoint::of::<__path_register, _, _, _>(register).throttled(Action::Register),
         Endpoint::of::<__path_login, _, _, _>(login).throttled(Action::Login),
+        Endpoint::of::<__path_login_mfa, _, _, _>(login_mfa).throttled(Action::Login),
+        Endpoint::of::<__path_security, _, _, _>(security),
+        Endpoint::of::<__path_totp_enroll, _, _, _>(totp_enroll).throttled(Action::Update),
+        Endpoint::of::<__path_totp_confirm, _, _, _>(totp_confirm).throttled(Action::Update),
+        Endpoint::of::<__path_totp_disable, _, _, _>(totp_disable).throttled(Action::Update),
+        Endpoint::of::<__path_new_recovery_codes, _, _, _>(new_recovery_codes).throttled(Action::Update),
         Endpoint::of::<__path_logout, _, _, _>(logout),
         Endpoint::of::<__path_refresh, _, _, _>(refresh).throttled(Action::Refresh),
         Endpoint::of::<__path_list_sessions, _, _, _>(list_sessions),

@@ -13,6 +13,7 @@ mod accounts;
 mod admin;
 mod admin_ops;
 mod device;
+mod factors;
 mod favorites;
 mod protection;
 mod recovery;
