@@ -80,7 +80,16 @@ async fn execute(client: &Client, command: Command, out: &Output) -> Result<(), 
         Command::Login { username, password, .. } => {
             let username = username.unwrap_or_default();
             let pw = secrets(&password, &["Password"])?.remove(0);
-            let login = client.login(&username, &pw).await?;
+            let login = match client.login(&username, &pw).await {
+                // The account has a second factor: its code is the next
+                // prompt (or the next line of --password-stdin).
+                Err(user_client::Error::MfaRequired(pending)) => {
+                    let prompt = "Code from the authenticator app, or a recovery code";
+                    let code = secrets(&password, &[prompt])?.remove(0);
+                    client.login_mfa(&pending.mfa_token, &code).await?
+                }
+                other => other?,
+            };
             out.done(&json!({"id": login.id, "status": "logged in"}), &format!("logged in as {username}"));
         }
         Command::Logout => {

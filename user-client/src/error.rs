@@ -42,6 +42,11 @@ pub enum Error {
     /// timeout, TLS).
     #[error("transport: {0}")]
     Transport(#[from] reqwest::Error),
+    /// (v1.2) The password was right and the account has a second factor:
+    /// call [`crate::Client::login_mfa`] with [`MfaPending::mfa_token`] and
+    /// a code. No session exists yet.
+    #[error("second factor required ({})", .0.methods.join(", "))]
+    MfaRequired(MfaPending),
     /// The server answered something that is not the documented body.
     #[error("unexpected response ({status}): {source}; body: {body}")]
     Decode {
@@ -55,13 +60,38 @@ pub enum Error {
     },
 }
 
+/// A sign-in waiting for its second factor.
+#[derive(Clone, PartialEq, Eq)]
+pub struct MfaPending {
+    /// For [`crate::Client::login_mfa`]: single use, 5 minutes, 5 guesses.
+    pub mfa_token: String,
+    /// What the account can answer with: `totp`, `recovery_code`.
+    pub methods: Vec<String>,
+}
+
+impl std::fmt::Debug for MfaPending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MfaPending").field("mfa_token", &"[redacted]").field("methods", &self.methods).finish()
+    }
+}
+
 impl Error {
-    /// The HTTP status: the server's, or 400 for input refused locally.
+    /// The HTTP status: the server's, or 400 for input refused locally
+    /// (200 for [`Error::MfaRequired`], which the server answers with 200).
     pub fn status(&self) -> Option<u16> {
         match self {
             Error::Api { status, .. } | Error::Grant { status, .. } | Error::Decode { status, .. } => Some(*status),
             Error::Invalid(_) => Some(400),
             Error::Transport(e) => e.status().map(|s| s.as_u16()),
+            Error::MfaRequired(_) => Some(200),
+        }
+    }
+
+    /// The pending sign-in of [`Error::MfaRequired`].
+    pub fn mfa_pending(&self) -> Option<&MfaPending> {
+        match self {
+            Error::MfaRequired(pending) => Some(pending),
+            _ => None,
         }
     }
 
@@ -79,6 +109,7 @@ impl Error {
     pub fn code(&self) -> Option<&str> {
         match self {
             Error::Api { code, .. } => code.as_deref(),
+            Error::MfaRequired(_) => Some("mfa_required"),
             _ => None,
         }
     }

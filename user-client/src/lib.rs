@@ -40,15 +40,16 @@ use serde::de::DeserializeOwned;
 use tokio::sync::{Mutex, RwLock};
 use user_core::api::{
     AccountResponse, ContainsResponse, CurrentPasswordRequest, FavoriteListResponse, FavoriteTrack,
-    ForgotPasswordRequest, LoginRequest, LoginResponse, MainResponse, OAuthErrorResponse, OAuthTokenRequest,
-    OAuthTokenResponse, RefreshResponse, RegisterRequest, ResetPasswordRequest, RevokedResponse, SessionInfo,
-    SessionListResponse, TokenRequest, UpdateRequest, UserListResponse, UserResponse, UserSummary,
+    ForgotPasswordRequest, LoginAnswer, LoginMfaRequest, LoginRequest, LoginResponse, MainResponse, OAuthErrorResponse,
+    OAuthTokenRequest, OAuthTokenResponse, RecoveryCodesResponse, RefreshResponse, RegisterRequest,
+    ResetPasswordRequest, RevokedResponse, SecurityResponse, SessionInfo, SessionListResponse, TokenRequest,
+    TotpConfirmRequest, TotpEnrollResponse, UpdateRequest, UserListResponse, UserResponse, UserSummary,
 };
 use user_core::domain::{DeviceName, Email, Locale, Login, Password, TrackBatch, TrackId, Username, ValidationError};
 
 pub use admin::{Admin, AuditQuery};
 pub use device::DeviceLogin;
-pub use error::{Error, Result};
+pub use error::{Error, MfaPending, Result};
 pub use user_core::api;
 
 /// A connection to one user service.
@@ -363,16 +364,107 @@ impl Client {
     /// `POST /user/login` by username or email; keeps the session for the
     /// calls that follow.
     ///
+    /// ```no_run
+    /// # async fn run(client: user_client::Client, ask_for_code: impl Fn() -> String) -> Result<(), user_client::Error> {
+    /// match client.login("alice", "correct horse").await {
+    ///     Ok(_) => {}
+    ///     Err(user_client::Error::MfaRequired(pending)) => {
+    ///         client.login_mfa(&pending.mfa_token, &ask_for_code()).await?;
+    ///     }
+    ///     Err(e) => return Err(e),
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
     /// # Errors
-    /// 401 wrong password, 403 account disabled, 404 no such user.
+    /// 401 wrong password, 403 account disabled, 404 no such user;
+    /// [`Error::MfaRequired`] when the account has a second factor.
     pub async fn login(&self, username_or_email: &str, password: &str) -> Result<LoginResponse> {
         Login::parse(username_or_email)?;
         Password::presented("password", password)?;
         let device_name = self.device_name.as_deref().map(DeviceName::parse).transpose()?.map(|d| d.to_string());
         let body = LoginRequest { username: username_or_email.into(), password: password.into(), device_name };
-        let reply: LoginResponse = self.send(self.http.post(self.url("/user/login")).json(&body)).await?;
+        let reply: LoginAnswer = self.send(self.http.post(self.url("/user/login")).json(&body)).await?;
+        match reply {
+            LoginAnswer::SignedIn(reply) => {
+                self.set_access_token(Some(reply.token.clone())).await;
+                Ok(reply)
+            }
+            LoginAnswer::SecondFactorRequired(pending) => {
+                Err(Error::MfaRequired(MfaPending { mfa_token: pending.mfa_token, methods: pending.methods }))
+            }
+        }
+    }
+
+    /// `POST /user/login/mfa` (v1.2): completes a sign-in [`Client::login`]
+    /// answered with [`Error::MfaRequired`], with a code from the
+    /// authenticator app or a recovery code; keeps the session.
+    ///
+    /// # Errors
+    /// 401 `invalid_code` ([`Error::code`]) for a wrong or used code, or a
+    /// token that is used, expired or spent (sign in again).
+    pub async fn login_mfa(&self, mfa_token: &str, code: &str) -> Result<LoginResponse> {
+        let body = LoginMfaRequest { mfa_token: mfa_token.into(), code: code.into() };
+        let reply: LoginResponse = self.send(self.http.post(self.url("/user/login/mfa")).json(&body)).await?;
         self.set_access_token(Some(reply.token.clone())).await;
         Ok(reply)
+    }
+
+    /// `GET /user/security` (v1.2): the account's sign-in methods.
+    ///
+    /// # Errors
+    /// 401 without a session.
+    pub async fn security(&self) -> Result<SecurityResponse> {
+        self.authed(Method::GET, "/user/security", |r| r).await
+    }
+
+    /// `POST /user/totp/enroll` (v1.2): a new TOTP secret and its
+    /// `otpauth://` URI, shown once. Without `current_password` the session
+    /// must have signed in recently.
+    ///
+    /// # Errors
+    /// [`Error::is_reauth_required`]; 409 `factor_active` when TOTP is on.
+    pub async fn totp_enroll(&self, current_password: Option<&str>) -> Result<TotpEnrollResponse> {
+        self.with_current_password(Method::POST, "/user/totp/enroll", current_password).await
+    }
+
+    /// `POST /user/totp/confirm` (v1.2): turns TOTP on with the app's first
+    /// code; the ten recovery codes, shown once.
+    ///
+    /// # Errors
+    /// 401 `invalid_code`; 409 `factor_active`.
+    pub async fn totp_confirm(&self, code: &str) -> Result<RecoveryCodesResponse> {
+        let body = TotpConfirmRequest { code: code.into() };
+        self.authed(Method::POST, "/user/totp/confirm", |r| r.json(&body)).await
+    }
+
+    /// `DELETE /user/totp` (v1.2): turns TOTP off (the recovery codes too).
+    ///
+    /// # Errors
+    /// [`Error::is_reauth_required`]; 409 `no_second_factor`.
+    pub async fn totp_disable(&self, current_password: Option<&str>) -> Result<MainResponse> {
+        self.with_current_password(Method::DELETE, "/user/totp", current_password).await
+    }
+
+    /// `POST /user/recovery-codes` (v1.2): ten new recovery codes in place
+    /// of the old ones.
+    ///
+    /// # Errors
+    /// [`Error::is_reauth_required`]; 409 `no_second_factor`.
+    pub async fn new_recovery_codes(&self, current_password: Option<&str>) -> Result<RecoveryCodesResponse> {
+        self.with_current_password(Method::POST, "/user/recovery-codes", current_password).await
+    }
+
+    /// A sensitive change with its optional `{"current_password"}` body.
+    async fn with_current_password<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        current_password: Option<&str>,
+    ) -> Result<T> {
+        let body = CurrentPasswordRequest { current_password: current_password.map(str::to_owned) };
+        self.authed(method, path, |r| if body.current_password.is_some() { r.json(&body) } else { r }).await
     }
 
     /// `POST /user/logout`: ends the session on the server and here.
@@ -516,10 +608,7 @@ impl Client {
     /// 401 without a session or for a wrong `current_password`;
     /// [`Error::is_reauth_required`] when the sign-in is too old.
     pub async fn delete_account(&self, current_password: Option<&str>) -> Result<MainResponse> {
-        let body = CurrentPasswordRequest { current_password: current_password.map(str::to_owned) };
-        let reply = self
-            .authed(Method::DELETE, "/user/delete", |r| if body.current_password.is_some() { r.json(&body) } else { r })
-            .await;
+        let reply = self.with_current_password(Method::DELETE, "/user/delete", current_password).await;
         if reply.is_ok() {
             self.set_access_token(None).await;
         }
@@ -683,8 +772,9 @@ impl Client {
             return decode(response).await;
         }
         let first = decode::<T>(response).await;
-        if first.as_ref().is_err_and(Error::is_reauth_required) {
-            // A new token would be no more recent a sign-in.
+        if first.as_ref().is_err_and(|e| e.code().is_some()) {
+            // A 401 with a code is not about the token (`reauth_required`:
+            // a new token would be no more recent a sign-in; `invalid_code`).
             return first;
         }
         match self.refresh_after(generation).await {

@@ -665,3 +665,43 @@ async fn a_shell_signs_in_by_code_approved_from_another_device() {
     let sessions = phone.sessions().await.unwrap();
     assert!(sessions.iter().any(|s| s.device_name.as_deref() == Some("build box")));
 }
+
+/// What an authenticator app shows for `secret` (base32) now.
+fn app_code(secret: &str) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    let (mut bytes, mut buffer, mut bits) = (Vec::new(), 0u32, 0u32);
+    for c in secret.bytes() {
+        buffer = (buffer << 5) | ALPHABET.iter().position(|&a| a == c).unwrap() as u32;
+        bits += 5;
+        if bits >= 8 {
+            bits -= 8;
+            bytes.push((buffer >> bits) as u8);
+        }
+    }
+    let step = chrono::Utc::now().timestamp().div_euclid(30);
+    format!("{:06}", user_core::auth::TotpSecret::from_bytes(bytes).code_at_step(step))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_asks_for_the_second_factor_when_the_account_has_one() {
+    let env = std::sync::Arc::new(Env::new());
+    let (url, _stop) = serve(&env.database).await;
+    let alice = user_client::Client::new(&url).unwrap();
+    alice.register("alice", "alice@example.com", "correct horse").await.unwrap();
+    alice.login("alice", "correct horse").await.unwrap();
+    let secret = alice.totp_enroll(None).await.unwrap().secret;
+    let codes = alice.totp_confirm(&app_code(&secret)).await.unwrap().recovery_codes;
+    blocking(move || {
+        let r = |args: &[&str]| env.remote(&url, args);
+        let wrong = stderr(r(&["login", "alice", "--password-stdin"]).write_stdin("correct horse\n000000\n"), 1);
+        assert!(wrong.contains("invalid code"), "{wrong}");
+        let missing = stderr(r(&["login", "alice", "--password-stdin"]).write_stdin("correct horse\n"), 2);
+        assert!(missing.contains("Code from the authenticator app"), "{missing}");
+        r(&["login", "alice", "--password-stdin"])
+            .write_stdin(format!("correct horse\n{}\n", codes[0]))
+            .assert()
+            .success();
+        assert_eq!(json(&mut r(&["whoami"]))["username"], "alice");
+    })
+    .await;
+}

@@ -6,4 +6,5 @@
 mod client;
 mod common;
 mod device;
+mod factors;
 mod shared_refresh;

@@ -1,0 +1,58 @@
+//! Second factors through the SDK: TOTP on, the typed `MfaRequired`
+//! answer, the second step, recovery codes, and no refresh on a coded 401.
+
+use user_core::auth::TotpSecret;
+
+use crate::common::server;
+
+/// What an authenticator app shows for `secret` (base32) now.
+fn app_code(secret: &str) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    let (mut bytes, mut buffer, mut bits) = (Vec::new(), 0u32, 0u32);
+    for c in secret.bytes() {
+        buffer = (buffer << 5) | ALPHABET.iter().position(|&a| a == c).unwrap() as u32;
+        bits += 5;
+        if bits >= 8 {
+            bits -= 8;
+            bytes.push((buffer >> bits) as u8);
+        }
+    }
+    let step = chrono::Utc::now().timestamp().div_euclid(30);
+    format!("{:06}", TotpSecret::from_bytes(bytes).code_at_step(step))
+}
+
+#[tokio::test]
+async fn a_second_factor_is_a_typed_answer_and_the_second_step_keeps_the_session() {
+    let srv = server().await;
+    let alice = srv.user("alice").await;
+    assert!(!alice.security().await.unwrap().totp);
+    let enrollment = alice.totp_enroll(None).await.unwrap();
+    assert!(!format!("{enrollment:?}").contains(&enrollment.secret), "Debug hides the secret");
+    let before = alice.save_session().await;
+    let wrong = alice.totp_confirm("000000").await.unwrap_err();
+    assert_eq!(wrong.code(), Some("invalid_code"));
+    assert_eq!(alice.save_session().await.refresh_token, before.refresh_token, "a coded 401 is not refreshed");
+    let codes = alice.totp_confirm(&app_code(&enrollment.secret)).await.unwrap();
+    assert_eq!(codes.recovery_codes.len(), 10);
+    assert_eq!(alice.security().await.unwrap().recovery_codes_left, 10);
+
+    let phone = srv.client();
+    let pending = match phone.login("alice", "correct horse").await {
+        Err(user_client::Error::MfaRequired(pending)) => pending,
+        other => panic!("expected MfaRequired, got {other:?}"),
+    };
+    assert_eq!(pending.methods, ["totp", "recovery_code"]);
+    assert!(!format!("{pending:?}").contains(&pending.mfa_token));
+    assert!(phone.me().await.unwrap_err().is_unauthorized(), "no session yet");
+    phone.login_mfa(&pending.mfa_token, &codes.recovery_codes[0]).await.unwrap();
+    assert_eq!(phone.me().await.unwrap().username, "alice");
+    let spent = phone.login_mfa(&pending.mfa_token, &codes.recovery_codes[1]).await.unwrap_err();
+    assert_eq!(spent.code(), Some("invalid_code"));
+
+    let fresh = phone.new_recovery_codes(Some("correct horse")).await.unwrap();
+    assert!(fresh.recovery_codes.iter().all(|c| !codes.recovery_codes.contains(c)));
+    phone.totp_disable(Some("correct horse")).await.unwrap();
+    let none = phone.totp_disable(Some("correct horse")).await.unwrap_err();
+    assert_eq!((none.status(), none.code()), (Some(409), Some("no_second_factor")));
+    srv.client().login("alice", "correct horse").await.unwrap();
+}
