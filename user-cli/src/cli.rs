@@ -272,6 +272,16 @@ pub enum UserCommand {
         /// Username, email or id.
         user: String,
     },
+    /// Remove an account's second factors (TOTP, recovery codes) for someone
+    /// who lost them; ends their sessions and tells them by mail. Asks first
+    /// unless --yes.
+    MfaReset {
+        /// Username, email or id.
+        user: String,
+        /// Do not ask.
+        #[arg(long)]
+        yes: bool,
+    },
     /// Delete an account with its sessions and favorites; asks first unless --yes.
     Delete {
         /// Username, email or id.

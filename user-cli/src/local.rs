@@ -111,6 +111,10 @@ impl Operations for Local {
         Ok(self.service.revoke_sessions(UserId::from_uuid(id), &ClientInfo::default()).await?)
     }
 
+    async fn reset_mfa(&self, id: Uuid) -> Result<(), Failure> {
+        Ok(self.service.reset_second_factors(UserId::from_uuid(id), None, &ClientInfo::default()).await?)
+    }
+
     async fn delete(&self, id: Uuid) -> Result<(), Failure> {
         Ok(self.service.delete(UserId::from_uuid(id), &ClientInfo::default()).await?)
     }

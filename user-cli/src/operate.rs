@@ -32,6 +32,7 @@ pub trait Operations {
     fn create(&self, account: CreateAccountRequest) -> impl Future<Output = Result<AdminAccountResponse, Failure>>;
     fn change(&self, id: Uuid, patch: AccountPatch) -> impl Future<Output = Result<AdminAccountResponse, Failure>>;
     fn revoke_sessions(&self, id: Uuid) -> impl Future<Output = Result<u64, Failure>>;
+    fn reset_mfa(&self, id: Uuid) -> impl Future<Output = Result<(), Failure>>;
     fn delete(&self, id: Uuid) -> impl Future<Output = Result<(), Failure>>;
     fn tasks(
         &self,
@@ -122,6 +123,15 @@ pub async fn user(ops: &impl Operations, command: UserCommand, out: &Output) -> 
             let target = ops.account(&user).await?;
             let n = ops.revoke_sessions(target.id).await?;
             out.done(&json!({"id": target.id, "revoked": n}), &format!("ended {n} session(s) of {}", target.username));
+        }
+        UserCommand::MfaReset { user, yes } => {
+            let target = ops.account(&user).await?;
+            let question =
+                format!("Remove the two-factor authentication of {} and end their sessions?", target.username);
+            confirm(&question, yes)?;
+            ops.reset_mfa(target.id).await?;
+            let message = format!("removed the second factors of {}; their sessions have ended", target.username);
+            out.done(&json!({"id": target.id, "status": "second factors removed"}), &message);
         }
         UserCommand::Delete { user, yes } => {
             let target = ops.account(&user).await?;

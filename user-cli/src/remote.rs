@@ -247,6 +247,10 @@ impl Operations for Remote<'_> {
         Ok(self.0.admin().revoke_user_sessions(id).await?)
     }
 
+    async fn reset_mfa(&self, id: Uuid) -> Result<(), Failure> {
+        Ok(self.0.admin().reset_mfa(id).await?)
+    }
+
     async fn delete(&self, id: Uuid) -> Result<(), Failure> {
         self.0.admin().delete_user(id).await?;
         Ok(())

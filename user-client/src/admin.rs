@@ -134,6 +134,18 @@ impl<'a> Admin<'a> {
         Ok(reply.revoked)
     }
 
+    /// `DELETE /admin/users/{id}/mfa` (v1.2): removes the account's second
+    /// factors and ends its sessions; needs this admin's recent sign-in.
+    ///
+    /// # Errors
+    /// 404 for an unknown id; 409 `own_account` or `no_second_factor`;
+    /// [`crate::Error::is_reauth_required`].
+    pub async fn reset_mfa(&self, id: Uuid) -> Result<()> {
+        let path = format!("/admin/users/{id}/mfa");
+        let _: MainResponse = self.client.authed(Method::DELETE, &path, |r| r).await?;
+        Ok(())
+    }
+
     /// `GET /admin/tasks`: one page of outbox tasks in id order, optionally
     /// in one state.
     ///

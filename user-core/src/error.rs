@@ -89,6 +89,10 @@ pub enum Error {
     /// The change needs a second factor the account does not have (HTTP 409).
     #[error("no second factor: turn on two-factor authentication first")]
     NoSecondFactor,
+    /// An admin cannot reset their own second factors (HTTP 409): another
+    /// admin must, so a stolen admin session cannot strip the factor.
+    #[error("an admin cannot reset their own second factors")]
+    OwnSecondFactors,
     /// The caller is known but not allowed to do this (HTTP 403).
     #[error("{0}")]
     Forbidden(ForbiddenReason),
@@ -130,7 +134,8 @@ impl Error {
             | Error::TaskNotDead
             | Error::EmailAlreadyVerified
             | Error::FactorActive
-            | Error::NoSecondFactor => 409,
+            | Error::NoSecondFactor
+            | Error::OwnSecondFactors => 409,
             Error::Throttled { .. } => 429,
             Error::Overloaded | Error::MailNotConfigured => 503,
             Error::Internal(_) => 500,
@@ -146,6 +151,7 @@ impl Error {
             Error::InvalidCode => Some("invalid_code"),
             Error::FactorActive => Some("factor_active"),
             Error::NoSecondFactor => Some("no_second_factor"),
+            Error::OwnSecondFactors => Some("own_account"),
             _ => None,
         }
     }

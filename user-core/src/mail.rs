@@ -524,7 +524,7 @@ mod tests {
     async fn a_security_notice_says_what_changed_in_the_owners_language() {
         let outbox = Arc::new(Outbox::default());
         let mailer = Mailer::new(settings(), outbox.clone(), None).unwrap();
-        let changes = ["totp.enable", "totp.disable", "recovery_codes.new", "recovery_code.used"];
+        let changes = ["totp.enable", "totp.disable", "recovery_codes.new", "recovery_code.used", "mfa.reset"];
         for locale in Locale::ALL {
             for change in changes {
                 let payload = MailPayload { change: Some(change.into()), ..MailPayload::default() };
@@ -532,12 +532,13 @@ mod tests {
             }
         }
         let sent = outbox.0.lock().unwrap();
-        let en: Vec<&str> = sent[..4].iter().map(|m| m.text.as_str()).collect();
+        let en: Vec<&str> = sent[..5].iter().map(|m| m.text.as_str()).collect();
         assert!(en[0].contains("turned on") && en[1].contains("turned off"), "{en:?}");
         assert!(en[2].contains("new recovery codes") && en[3].contains("recovery code was just used"), "{en:?}");
         assert_eq!(sent[3].subject, "A recovery code was used to sign in to Tunes & Co");
         assert_eq!(sent[0].subject, "The sign-in methods of your Tunes & Co account changed");
-        assert!(sent[4].text.contains("включена") && sent[5].text.contains("выключена"), "{}", sent[4].text);
+        assert!(sent[4].text.contains("administrator just removed"), "{}", sent[4].text);
+        assert!(sent[5].text.contains("включена") && sent[6].text.contains("выключена"), "{}", sent[5].text);
         assert!(sent.iter().all(|m| m.text.contains("If this was not you") || m.text.contains("Если это были не вы")));
         assert!(sent.iter().all(|m| m.html.contains("<p>") && !m.subject.contains('\n')));
     }

@@ -702,6 +702,12 @@ async fn login_asks_for_the_second_factor_when_the_account_has_one() {
             .assert()
             .success();
         assert_eq!(json(&mut r(&["whoami"]))["username"], "alice");
+        // Lost phone and codes: the operator removes the factor on the database host.
+        let reset = json(&mut env.local(&["user", "mfa-reset", "alice", "--yes"]));
+        assert_eq!(reset["status"], "second factors removed");
+        let none = stderr(&mut env.local(&["user", "mfa-reset", "alice", "--yes"]), 1);
+        assert!(none.contains("no second factor"), "{none}");
+        r(&["login", "alice", "--password-stdin"]).write_stdin("correct horse\n").assert().success();
     })
     .await;
 }

@@ -287,7 +287,7 @@ impl UserService {
     /// Refuses a sensitive change from `session` unless it proved a
     /// credential within the re-authentication window. Without a session
     /// (an operator's own call) or with the window off, nothing is asked.
-    async fn require_recent_authentication(&self, id: UserId, session: Option<SessionId>) -> Result<()> {
+    pub(super) async fn require_recent_authentication(&self, id: UserId, session: Option<SessionId>) -> Result<()> {
         let (Some(window), Some(session)) = (self.reauth_window, session) else { return Ok(()) };
         let now = self.clock.now();
         let record = self.active_session(session, id).await?;

@@ -69,6 +69,8 @@ pub enum AuditEvent {
     SecondFactorSucceeded,
     /// A wrong second-factor code.
     SecondFactorFailed,
+    /// An admin or operator removed an account's second factors.
+    SecondFactorsReset,
 }
 
 impl AuditEvent {
@@ -104,6 +106,7 @@ impl AuditEvent {
             AuditEvent::RecoveryCodeUsed => "recovery_code.used",
             AuditEvent::SecondFactorSucceeded => "mfa.success",
             AuditEvent::SecondFactorFailed => "mfa.failure",
+            AuditEvent::SecondFactorsReset => "mfa.reset",
         }
     }
 }

@@ -208,6 +208,40 @@ impl UserService {
         Ok(codes)
     }
 
+    /// An admin's (`client.actor`) or an operator's reset of an account's
+    /// second factors, for someone who lost the authenticator and the
+    /// recovery codes: TOTP and the codes go, every session ends, the owner
+    /// is told (verified address), audited `mfa.reset`. An admin acting
+    /// from `actor_session` must have signed in recently; nobody resets
+    /// their own.
+    ///
+    /// # Errors
+    /// [`Error::OwnSecondFactors`]; [`Error::ReauthRequired`] for the
+    /// acting admin; [`Error::NoSecondFactor`]; [`Error::UserNotFound`].
+    pub async fn reset_second_factors(
+        &self,
+        id: UserId,
+        actor_session: Option<SessionId>,
+        client: &ClientInfo,
+    ) -> Result<()> {
+        if let Some(actor) = client.actor {
+            if actor == id {
+                return Err(Error::OwnSecondFactors);
+            }
+            self.require_recent_authentication(actor, actor_session).await?;
+        }
+        let record = self.store.find_user(UserKey::Id(id)).await?.ok_or(Error::UserNotFound)?;
+        let now = self.clock.now();
+        let mails = self.security_notice(&record, AuditEvent::SecondFactorsReset);
+        if !self.store.remove_totp(id, &mails, now).await? {
+            return Err(Error::NoSecondFactor);
+        }
+        self.wake_if(!mails.is_empty());
+        let ended = self.store.revoke_user_sessions(id, None, now).await?;
+        self.audit(AuditEvent::SecondFactorsReset, Some(id), client, Some(format!("{ended} session(s) ended"))).await;
+        Ok(())
+    }
+
     /// After a right password: the challenge to complete the sign-in with,
     /// when the account has a second factor.
     pub(super) async fn second_factor_challenge(&self, record: &UserRecord) -> Result<Option<SecondFactorChallenge>> {

@@ -171,6 +171,24 @@ pub(super) async fn revoke_account_sessions(call: Call<Admin>) -> Result<Respons
     Ok(json(&RevokedResponse { message: "success".into(), status: 200, revoked }))
 }
 
+/// (v1.2) Remove an account's second factors (TOTP and its recovery codes)
+/// for someone who lost them: every session of the account ends and its
+/// owner is told by mail. Needs the acting admin's recent sign-in.
+#[utoipa::path(delete, path = "/admin/users/{id}/mfa", tag = "admin", params(
+    ("id" = String, Path, description = "The user id", format = Uuid),
+), responses(
+    (status = 200, description = "Removed; the account's sessions ended", body = MainResponse),
+    (status = 400, description = "Not a user id", body = MainResponse),
+    (status = 401, description = "`code: reauth_required`: the acting admin must sign in again", body = MainResponse),
+    (status = 404, description = "No such user", body = MainResponse),
+    (status = 409, description = "`code: own_account` (another admin must do it) or `no_second_factor`", body = MainResponse),
+))]
+pub(super) async fn reset_account_mfa(call: Call<Admin>) -> Result<Response, ApiError> {
+    let session = call.caller.claims().sid;
+    call.state.service.reset_second_factors(call.target()?, Some(session), &call.operator()).await?;
+    Ok(success())
+}
+
 /// Outbox tasks in id order, optionally of one status.
 #[utoipa::path(get, path = "/admin/tasks", tag = "admin", params(
     ("status" = Option<TaskState>, Query, description = "Only tasks in this state; absent lists every task"),

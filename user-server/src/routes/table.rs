@@ -59,6 +59,7 @@ fn table() -> Vec<Endpoint> {
         Endpoint::of::<__path_delete_account, _, _, _>(delete_account),
         Endpoint::of::<__path_account_sessions, _, _, _>(account_sessions),
         Endpoint::of::<__path_revoke_account_sessions, _, _, _>(revoke_account_sessions),
+        Endpoint::of::<__path_reset_account_mfa, _, _, _>(reset_account_mfa),
         Endpoint::of::<__path_list_tasks, _, _, _>(list_tasks),
         Endpoint::of::<__path_retry_task, _, _, _>(retry_task),
         Endpoint::of::<__path_audit, _, _, _>(audit),

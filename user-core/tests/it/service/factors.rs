@@ -316,3 +316,43 @@ async fn twenty_guesses_sent_at_once_get_five_codes_checked() {
     let checked = app.service.audit_trail(&filter, &PageRequest::default()).await.unwrap().items.len();
     assert_eq!(checked, 5, "the sign-in's five guesses, never more");
 }
+
+#[tokio::test]
+async fn an_admin_resets_a_lost_factor_for_someone_else_never_for_themselves() {
+    let app = app_with(mail_on()).await;
+    let (alice, _, _) = alice_with_totp(&app).await;
+    let admin = app.register("root").await.id;
+    app.set_role(admin, Role::Admin).await.unwrap();
+    let root_session = app.login("root").await.session_id;
+    let as_root = ClientInfo { actor: Some(admin), ..ClientInfo::default() };
+
+    let own = app.service.reset_second_factors(admin, Some(root_session), &as_root).await;
+    assert!(matches!(own, Err(Error::OwnSecondFactors)), "{own:?}");
+    app.clock.advance(Duration::from_secs(11 * 60));
+    let stale = app.service.reset_second_factors(alice, Some(root_session), &as_root).await;
+    assert!(
+        matches!(stale, Err(Error::ReauthRequired { .. })),
+        "a stolen admin session cannot strip factors: {stale:?}"
+    );
+    let root_session = app.login("root").await.session_id;
+    app.service.reset_second_factors(alice, Some(root_session), &as_root).await.unwrap();
+
+    assert!(!app.service.second_factors(alice).await.unwrap().totp);
+    assert!(app.service.sessions(alice).await.unwrap().is_empty(), "every session of hers ended");
+    app.login("alice").await;
+    let again = app.service.reset_second_factors(alice, Some(root_session), &as_root).await;
+    assert!(matches!(again, Err(Error::NoSecondFactor)), "{again:?}");
+    let tasks = app.store.list_tasks(None, None, 100).await.unwrap();
+    let changes: Vec<String> = tasks
+        .iter()
+        .filter(|t| t.kind == TaskKind::EmailSecurityChanged)
+        .map(|t| t.payload.as_ref().unwrap().change.clone().unwrap())
+        .collect();
+    assert_eq!(changes, ["totp.enable", "mfa.reset"]);
+    let filter = AuditFilter { event: Some("mfa.reset".into()), ..AuditFilter::default() };
+    let trail = app.service.audit_trail(&filter, &PageRequest::default()).await.unwrap().items;
+    assert_eq!((trail.len(), trail[0].actor_id), (1, Some(admin)));
+    // An operator on the database host (no actor) needs no session.
+    let unknown = app.service.reset_second_factors(UserId::new(), None, &ClientInfo::default()).await;
+    assert!(matches!(unknown, Err(Error::UserNotFound)), "{unknown:?}");
+}

@@ -145,3 +145,24 @@ async fn a_foreign_page_cannot_turn_totp_on_or_off_with_the_cookie() {
     let unauthenticated = app.send(req("GET", "/user/security")).await;
     unauthenticated.error(401);
 }
+
+#[tokio::test]
+async fn an_admin_removes_a_lost_factor_of_another_account_not_their_own() {
+    let app = app().await;
+    let (alice, _, _) = alice_with_totp(&app).await;
+    let root = app.admin("root").await;
+    let alice_id = claims(&alice.access)["sub"].as_str().unwrap().to_owned();
+    let root_id = claims(&root.access)["sub"].as_str().unwrap().to_owned();
+    let by_alice = app.send(req("DELETE", &format!("/admin/users/{alice_id}/mfa")).bearer(&alice.access)).await;
+    by_alice.error(403);
+    let own = app.send(req("DELETE", &format!("/admin/users/{root_id}/mfa")).bearer(&root.access)).await;
+    assert_eq!((own.status, own.body["code"].clone()), (409, json!("own_account")));
+    let reset = app.send(req("DELETE", &format!("/admin/users/{alice_id}/mfa")).bearer(&root.access)).await;
+    assert_eq!(reset.status, 200, "{}", reset.body);
+    let ended = app.send(req("GET", "/user/get").bearer(&alice.access)).await;
+    assert_eq!(ended.status, 401, "her sessions ended");
+    app.login("alice").await;
+    let again = app.send(req("DELETE", &format!("/admin/users/{alice_id}/mfa")).bearer(&root.access)).await;
+    assert_eq!(again.body["code"], "no_second_factor");
+    app.send(req("DELETE", "/admin/users/not-an-id/mfa").bearer(&root.access)).await.error(400);
+}
