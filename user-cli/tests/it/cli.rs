@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use assert_cmd::Command;
 use serde_json::Value;
+use user_core::auth::TotpSecret;
 
 struct Env {
     dir: tempfile::TempDir,
@@ -668,18 +669,7 @@ async fn a_shell_signs_in_by_code_approved_from_another_device() {
 
 /// What an authenticator app shows for `secret` (base32) now.
 fn app_code(secret: &str) -> String {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
-    let (mut bytes, mut buffer, mut bits) = (Vec::new(), 0u32, 0u32);
-    for c in secret.bytes() {
-        buffer = (buffer << 5) | ALPHABET.iter().position(|&a| a == c).unwrap() as u32;
-        bits += 5;
-        if bits >= 8 {
-            bits -= 8;
-            bytes.push((buffer >> bits) as u8);
-        }
-    }
-    let step = chrono::Utc::now().timestamp().div_euclid(30);
-    format!("{:06}", user_core::auth::TotpSecret::from_bytes(bytes).code_at_step(step))
+    TotpSecret::from_base32(secret).unwrap().code_at(chrono::Utc::now())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -48,6 +48,27 @@ impl TotpSecret {
         base32(&self.0, RFC4648)
     }
 
+    /// The secret from its base32 form (as enrollment shows it; case,
+    /// spaces and padding ignored); `None` if it is not base32.
+    pub fn from_base32(text: &str) -> Option<Self> {
+        let (mut bytes, mut buffer, mut bits) = (Vec::new(), 0u32, 0u32);
+        for c in text.bytes().filter(|c| !c.is_ascii_whitespace() && *c != b'=') {
+            let value = RFC4648.iter().position(|&a| a == c.to_ascii_uppercase())?;
+            buffer = (buffer << 5) | value as u32;
+            bits += 5;
+            if bits >= 8 {
+                bits -= 8;
+                bytes.push((buffer >> bits) as u8);
+            }
+        }
+        Some(Self::from_bytes(bytes))
+    }
+
+    /// The six digits an authenticator app shows at `at`.
+    pub fn code_at(&self, at: DateTime<Utc>) -> String {
+        format!("{:06}", self.code_at_step(step_of(at)))
+    }
+
     /// The `otpauth://totp/…` URI an authenticator app reads from a QR code
     /// (Google Authenticator's key-URI format), labelled `issuer:account`.
     pub fn otpauth_uri(&self, issuer: &str, account: &str) -> String {
@@ -200,6 +221,8 @@ mod tests {
         }
         let secret = TotpSecret::from_bytes(b"12345678901234567890".to_vec());
         assert_eq!(secret.to_base32(), "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ");
+        assert_eq!(TotpSecret::from_base32("gezd gnbv gy3t qojq gezd gnbv gy3t qojq"), Some(secret.clone()));
+        assert_eq!(TotpSecret::from_base32("not base32!"), None);
         assert_eq!(
             secret.otpauth_uri("Music Co", "alice@example.com"),
             "otpauth://totp/Music%20Co:alice@example.com?secret=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ\

@@ -13,23 +13,7 @@ use super::*;
 
 /// The code an authenticator app shows for `secret` (base32) at `at`.
 fn code_at(secret: &str, at: chrono::DateTime<chrono::Utc>) -> String {
-    let bytes = base32_decode(secret);
-    let step = at.timestamp().div_euclid(30);
-    format!("{:06}", TotpSecret::from_bytes(bytes).code_at_step(step))
-}
-
-fn base32_decode(s: &str) -> Vec<u8> {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
-    let (mut out, mut buffer, mut bits) = (Vec::new(), 0u32, 0u32);
-    for c in s.bytes() {
-        buffer = (buffer << 5) | ALPHABET.iter().position(|&a| a == c).unwrap() as u32;
-        bits += 5;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((buffer >> bits) as u8);
-        }
-    }
-    out
+    TotpSecret::from_base32(secret).unwrap().code_at(at)
 }
 
 fn mail_on() -> ServiceConfig {
