@@ -89,6 +89,31 @@ impl Guard for Open {
     }
 }
 
+/// Anyone, signing in: no credentials read, but the answer sets session
+/// cookies, so a request from another site's page is refused (login CSRF:
+/// a foreign page must not sign a browser into someone else's account).
+/// Requests with neither `Origin` nor `Referer` (native apps, curl) pass.
+pub(crate) struct SigningIn;
+
+impl Guard for SigningIn {
+    const READS_CREDENTIALS: bool = false;
+
+    async fn check(_: &AppState, _: &Credentials) -> Result<Self, ApiError> {
+        Ok(SigningIn)
+    }
+
+    fn check_origin(ctx: &RequestCtx, _: &Credentials) -> Result<(), ApiError> {
+        ctx.policy.check_same_site(&ctx.headers)
+    }
+
+    fn document(operation: &mut Operation, _: bool) {
+        operation.responses.responses.entry("403".into()).or_insert_with(|| {
+            let body = ContentBuilder::new().schema(Some(Ref::from_schema_name("MainResponse"))).build();
+            ResponseBuilder::new().description(CROSS_SITE).content("application/json", body).build().into()
+        });
+    }
+}
+
 /// A caller with a valid access token (bearer or cookie) of a live session.
 pub(crate) struct Authenticated {
     claims: AccessClaims,

@@ -9,7 +9,7 @@ use user_core::domain::{DeviceName, Login, Password, SessionId};
 use user_core::service::{ClientInfo, LoginOutcome};
 use warp::reply::Response;
 
-use super::guard::{Authenticated, Open, RefreshCookie, SessionToEnd};
+use super::guard::{Authenticated, RefreshCookie, SessionToEnd, SigningIn};
 use super::{Call, success};
 use crate::AppState;
 use crate::error::ApiError;
@@ -20,14 +20,14 @@ use crate::http::{RequestCtx, json};
     (status = 200, description = "Logged in (`LoginResponse`); `access_token` and `refresh_token` cookies set, and a `device_…` cookie (a year) the first time this browser signs in to the account: its wrong passwords then count on their own, so nobody else's guessing locks it out. (v1.2) An account with a second factor answers `MfaRequiredResponse` instead, with no session and no cookies: complete it with `POST /user/login/mfa`", body = LoginAnswer),
     (status = 400, description = "Invalid body", body = MainResponse),
     (status = 401, description = "Wrong password", body = MainResponse),
-    (status = 403, description = "Account disabled", body = MainResponse),
+    (status = 403, description = "Account disabled; or (v1.2) a cross-site request: a page of another site cannot sign a browser in", body = MainResponse),
     (status = 404, description = "User not found", body = MainResponse),
     (status = 413, description = "Body too large", body = MainResponse),
     (status = 415, description = "Not JSON", body = MainResponse),
     (status = 429, description = "Throttled (per client; or this account after repeated failures, counted per device cookie for a browser that signed in before); see Retry-After", body = MainResponse),
     (status = 503, description = "Overloaded", body = MainResponse),
 ))]
-pub(super) async fn login(mut call: Call<Open>) -> Result<Response, ApiError> {
+pub(super) async fn login(mut call: Call<SigningIn>) -> Result<Response, ApiError> {
     let mut client = call.ctx.client();
     let req: LoginRequest = call.json()?;
     let login = Login::parse(&req.username)?;
@@ -59,12 +59,12 @@ pub(super) async fn login(mut call: Call<Open>) -> Result<Response, ApiError> {
     (status = 200, description = "Signed in; cookies as for `POST /user/login`", body = LoginResponse),
     (status = 400, description = "Invalid body", body = MainResponse),
     (status = 401, description = "`code: invalid_code`: a wrong or used code, or an `mfa_token` that is unknown, used, expired or spent (five wrong codes); sign in again for a new one", body = MainResponse),
-    (status = 403, description = "Account disabled, or its address not verified when that is required (the code was right)", body = MainResponse),
+    (status = 403, description = "Account disabled, or its address not verified when that is required (the code was right); or a cross-site request", body = MainResponse),
     (status = 413, description = "Body too large", body = MainResponse),
     (status = 415, description = "Not JSON", body = MainResponse),
     (status = 429, description = "Throttled per client; see Retry-After", body = MainResponse),
 ))]
-pub(super) async fn login_mfa(mut call: Call<Open>) -> Result<Response, ApiError> {
+pub(super) async fn login_mfa(mut call: Call<SigningIn>) -> Result<Response, ApiError> {
     let client = call.ctx.client();
     let req: LoginMfaRequest = call.json()?;
     match call.state.service.complete_sign_in(&req.mfa_token, &req.code, &client).await {

@@ -155,3 +155,29 @@ async fn an_admin_removes_a_lost_factor_of_another_account_not_their_own() {
     assert_eq!(again.body["code"], "no_second_factor");
     app.send(req("DELETE", "/admin/users/not-an-id/mfa").bearer(&root.access)).await.error(400);
 }
+
+#[tokio::test]
+async fn a_foreign_page_cannot_sign_a_browser_in_by_either_step() {
+    let app = app().await;
+    let (_, secret, _) = alice_with_totp(&app).await;
+    let body = json!({"username": "alice", "password": PASSWORD});
+    let forged = req("POST", "/user/login").json(body.clone()).header("origin", "https://evil.example");
+    let refused = app.send(forged).await;
+    refused.error(403);
+    assert!(refused.cookies().is_empty());
+    let referer = req("POST", "/user/login").json(body.clone()).header("referer", "https://evil.example/page");
+    app.send(referer).await.error(403);
+    // The same site, or no Origin at all (a native app), signs in.
+    let token = password_step(&app).await;
+    let own = req("POST", "/user/login/mfa")
+        .json(json!({"mfa_token": token, "code": app_code(&app, &secret)}))
+        .header("origin", "http://localhost")
+        .header("host", "localhost");
+    assert_eq!(app.send(own).await.status, 200);
+    app.clock.advance(Duration::from_secs(30));
+    let token = password_step(&app).await;
+    let forged = req("POST", "/user/login/mfa")
+        .json(json!({"mfa_token": token, "code": app_code(&app, &secret)}))
+        .header("origin", "https://evil.example");
+    app.send(forged).await.error(403);
+}
