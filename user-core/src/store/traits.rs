@@ -298,8 +298,9 @@ pub trait TokenStore: Send + Sync {
     /// (`revert.unusable_password_hash`, a new credential version, login
     /// throttling cleared); voids the account's other undo links, its
     /// verification and reset tokens; ends every session (which voids device
-    /// cookies and device approvals); and enqueues `revert.reset_mail`.
-    /// `None` when the link is unknown, used or expired.
+    /// cookies and device approvals); removes every second factor (one the
+    /// taker added would lock the owner out after the reset); and enqueues
+    /// `revert.reset_mail`. `None` when the link is unknown, used or expired.
     ///
     /// # Errors
     /// [`crate::Error::Conflict`] if another account has the address (it

@@ -125,6 +125,9 @@ pub(crate) async fn a_reset_token_sets_the_password_once_and_ends_every_session(
         assert!(store.reserve_login_attempt(alice, None, t0(), rule).await.is_ok());
     }
     store.send_token_mail(TokenOwner::Id(alice), &reset("alice@example.com", 1), None, t0()).await.unwrap();
+    // Her second factor stays: a reset link proves the mailbox, not the authenticator.
+    store.start_totp(alice, "sealed", t0()).await.unwrap();
+    store.confirm_totp(alice, t0(), t0() - Duration::from_secs(600), 1, &[], &[], t0()).await.unwrap();
     let before = store.find_user(UserKey::Id(alice)).await.unwrap().unwrap();
     let notice = NewMail { kind: TaskKind::EmailPasswordChanged, payload: MailPayload::default(), token: None };
 
@@ -134,6 +137,7 @@ pub(crate) async fn a_reset_token_sets_the_password_once_and_ends_every_session(
     assert_eq!(after.password_hash, "new-hash");
     assert_eq!(after.credential_version, before.credential_version + 1);
     assert_eq!((after.failed_logins, after.locked_until), (0, None), "login throttling cleared");
+    assert!(store.totp(alice).await.unwrap().is_some_and(|t| t.confirmed_at.is_some()), "TOTP stays on");
     for s in [s1, s2] {
         assert!(store.session(s.id).await.unwrap().unwrap().revoked_at.is_some(), "every session ends");
     }
@@ -256,8 +260,15 @@ pub(crate) async fn an_undo_link_restores_the_old_address_once_and_reserves_it_m
         unusable_password_hash: "unusable".into(),
         reset_mail: reset("placeholder@example.com", 9),
     };
+    // The taker turned TOTP on, to keep the account after the owner resets the password.
+    store.start_totp(alice, "sealed-by-the-taker", t0()).await.unwrap();
+    let cutoff = t0() - Duration::from_secs(600);
+    let codes: Vec<[u8; 32]> = (0..10u8).map(|n| [n; 32]).collect();
+    assert!(store.confirm_totp(alice, t0(), cutoff, 1, &codes, &[], t0()).await.unwrap());
     let before = store.find_user(UserKey::Id(alice)).await.unwrap().unwrap();
     assert_eq!(store.revert_email(&revert(1), t0()).await.unwrap(), Some(alice));
+    assert_eq!(store.totp(alice).await.unwrap(), None, "the taker's factor is gone");
+    assert_eq!(store.recovery_codes_left(alice).await.unwrap(), 0);
     let after = store.find_user(UserKey::Id(alice)).await.unwrap().unwrap();
     assert_eq!((after.user.email.as_str(), after.user.email_verified), ("alice@example.com", true));
     assert_eq!(after.password_hash, "unusable");

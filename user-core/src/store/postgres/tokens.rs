@@ -140,6 +140,15 @@ impl TokenStore for PostgresStore {
         void_tokens(&mut tx, user, TokenPurpose::Verify).await?;
         void_tokens(&mut tx, user, TokenPurpose::Reset).await?;
         revoke_sessions(&mut tx, user, None, now).await?;
+        // A factor the taker may have added would lock the owner out after
+        // the reset: every second factor goes; the owner adds it again.
+        for table in ["totp_factors", "recovery_codes"] {
+            sqlx::query(sqlx::AssertSqlSafe(format!("delete from {table} where user_id = $1")))
+                .bind(user.as_uuid())
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+        }
         let reset_mail = revert.reset_mail.for_address(&old_email)?;
         enqueue_mails(&mut tx, user, std::slice::from_ref(&reset_mail), now).await?;
         tx.commit().await.map_err(map_err)?;

@@ -120,6 +120,10 @@ impl TokenStore for SqliteStore {
             void_tokens(conn, user, TokenPurpose::Verify)?;
             void_tokens(conn, user, TokenPurpose::Reset)?;
             revoke_sessions(conn, user, None, now)?;
+            // A factor the taker may have added would lock the owner out
+            // after the reset: every second factor goes; the owner adds it again.
+            execute(conn, "delete from totp_factors where user_id = ?1", params![user.as_uuid()])?;
+            execute(conn, "delete from recovery_codes where user_id = ?1", params![user.as_uuid()])?;
             let reset_mail = revert.reset_mail.for_address(&old_email)?;
             enqueue_mails(conn, user, std::slice::from_ref(&reset_mail), now)?;
             Ok(Some(user))
