@@ -3,6 +3,8 @@
 use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
+use user_core::api::CurrentPasswordRequest;
+use user_core::domain::Password;
 use user_core::page::PageRequest;
 
 use crate::AppState;
@@ -40,6 +42,16 @@ impl<G> Call<G> {
     pub(super) fn optional_json<T: DeserializeOwned>(&mut self) -> Result<Option<T>, ApiError> {
         let body = self.body()?;
         if body.bytes.is_empty() && !body.form { Ok(None) } else { parse_json(&body.bytes).map(Some) }
+    }
+
+    /// The `current_password` of a sensitive change's optional body
+    /// (`CurrentPasswordRequest`), which stands for a recent sign-in.
+    ///
+    /// # Errors
+    /// 400 for a malformed body or an empty or overlong password.
+    pub(super) fn current_password(&mut self) -> Result<Option<Password>, ApiError> {
+        let req: CurrentPasswordRequest = self.optional_json()?.unwrap_or_default();
+        Ok(req.current_password.as_deref().map(|p| Password::presented("current_password", p)).transpose()?)
     }
 
     /// The body as `T`, from a form or JSON, whichever was sent (only routes

@@ -6,7 +6,6 @@ use user_core::api::{
     TotpEnrollResponse,
 };
 use user_core::auth::RecoveryCode;
-use user_core::domain::Password;
 use warp::reply::Response;
 
 use super::guard::Authenticated;
@@ -44,7 +43,7 @@ pub(super) async fn security(call: Call<Authenticated>) -> Result<Response, ApiE
     (status = 429, description = "This account after repeated wrong current passwords; see Retry-After", body = MainResponse),
 ))]
 pub(super) async fn totp_enroll(mut call: Call<Authenticated>) -> Result<Response, ApiError> {
-    let current = current_password(&mut call)?;
+    let current = call.current_password()?;
     let claims = call.caller.claims();
     let client = call.ctx.client();
     let enrollment =
@@ -83,7 +82,7 @@ pub(super) async fn totp_confirm(mut call: Call<Authenticated>) -> Result<Respon
     (status = 429, description = "This account after repeated wrong current passwords; see Retry-After", body = MainResponse),
 ))]
 pub(super) async fn totp_disable(mut call: Call<Authenticated>) -> Result<Response, ApiError> {
-    let current = current_password(&mut call)?;
+    let current = call.current_password()?;
     let claims = call.caller.claims();
     call.state.service.disable_totp(claims.sub, Some(claims.sid), current.as_ref(), &call.ctx.client()).await?;
     Ok(success())
@@ -100,17 +99,11 @@ pub(super) async fn totp_disable(mut call: Call<Authenticated>) -> Result<Respon
     (status = 429, description = "This account after repeated wrong current passwords; see Retry-After", body = MainResponse),
 ))]
 pub(super) async fn new_recovery_codes(mut call: Call<Authenticated>) -> Result<Response, ApiError> {
-    let current = current_password(&mut call)?;
+    let current = call.current_password()?;
     let claims = call.caller.claims();
     let client = call.ctx.client();
     let codes = call.state.service.new_recovery_codes(claims.sub, Some(claims.sid), current.as_ref(), &client).await?;
     Ok(recovery_codes(&codes))
-}
-
-/// The optional `current_password` of a sensitive change's body.
-fn current_password(call: &mut Call<Authenticated>) -> Result<Option<Password>, ApiError> {
-    let req: CurrentPasswordRequest = call.optional_json()?.unwrap_or_default();
-    Ok(req.current_password.as_deref().map(|p| Password::presented("current_password", p)).transpose()?)
 }
 
 fn recovery_codes(codes: &[RecoveryCode]) -> Response {

@@ -101,7 +101,9 @@ async fn a_recovery_code_signs_in_once_however_it_is_typed_and_the_owner_hears_o
     assert_eq!(notices, ["totp.enable", "recovery_code.used"]);
     let trail = app.service.audit_trail(&AuditFilter::default(), &PageRequest::default()).await.unwrap();
     let events: Vec<&str> = trail.items.iter().map(|e| e.event.as_str()).collect();
-    assert!(events.contains(&"recovery_code.used") && events.contains(&"mfa.failure"), "{events:?}");
+    for event in ["recovery_code.used", "mfa.failure", "mfa.success", "totp.enable"] {
+        assert!(events.contains(&event), "{event} missing from {events:?}");
+    }
 }
 
 #[tokio::test]
