@@ -272,9 +272,12 @@ pub enum UserCommand {
         /// Username, email or id.
         user: String,
     },
-    /// Remove an account's second factors (TOTP, recovery codes) for someone
-    /// who lost them; ends their sessions and tells them by mail. Asks first
-    /// unless --yes.
+    /// Second factors: enroll an authenticator app for an account from
+    /// this terminal, or remove an account's factors.
+    #[command(subcommand)]
+    Mfa(MfaCommand),
+    /// Same as `user mfa reset`.
+    #[command(hide = true)]
     MfaReset {
         /// Username, email or id.
         user: String,
@@ -287,6 +290,29 @@ pub enum UserCommand {
         /// Username, email or id.
         user: String,
         /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MfaCommand {
+    /// Turn TOTP on for an account (an admin the second-factor policy
+    /// covers, say): prints the secret and its `otpauth://` URI for the
+    /// authenticator app, reads the app's first code from stdin, and prints
+    /// the ten recovery codes once. On the database host only (--database):
+    /// over the API nobody sets another person's authenticator.
+    Enroll {
+        /// Username, email or id.
+        user: String,
+    },
+    /// Remove an account's second factors (TOTP, recovery codes) for someone
+    /// who lost them; ends their sessions and tells them by mail. Asks first
+    /// unless --yes.
+    Reset {
+        /// Username, email or id.
+        user: String,
+        /// Do not ask.
         #[arg(long)]
         yes: bool,
     },

@@ -31,6 +31,21 @@ pub fn secrets(source: &PasswordSource, prompts: &[&str]) -> Result<Vec<String>,
         .collect()
 }
 
+/// One line of stdin, with `prompt` on the terminal when there is one (not
+/// a secret: it is echoed).
+pub fn line(prompt: &str) -> Result<String, Failure> {
+    if std::io::stdin().is_terminal() {
+        eprint!("{prompt}: ");
+        let _ = std::io::stderr().flush();
+    }
+    let mut answer = String::new();
+    match std::io::stdin().read_line(&mut answer) {
+        Ok(0) => Err(Failure::Usage(format!("expected a line for {prompt:?} on stdin"))),
+        Ok(_) => Ok(answer.trim().to_owned()),
+        Err(e) => Err(Failure::Usage(format!("{prompt}: {e}"))),
+    }
+}
+
 /// Asks a yes/no question unless `yes` was given; refuses when no one can answer.
 pub fn confirm(question: &str, yes: bool) -> Result<(), Failure> {
     if yes {

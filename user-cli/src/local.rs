@@ -3,7 +3,8 @@
 
 use serde_json::json;
 use user_client::api::{
-    AccountPatch, AdminAccountResponse, AuditEventInfo, CreateAccountRequest, Role, TaskInfo, TaskState, UserSummary,
+    AccountPatch, AdminAccountResponse, AuditEventInfo, CreateAccountRequest, Role, TaskInfo, TaskState,
+    TotpEnrollResponse, UserSummary,
 };
 use user_core::UserService;
 use user_core::domain::{Email, Password, UserId, Username};
@@ -113,6 +114,21 @@ impl Operations for Local {
 
     async fn reset_mfa(&self, id: Uuid) -> Result<(), Failure> {
         Ok(self.service.reset_second_factors(UserId::from_uuid(id), None, &ClientInfo::default()).await?)
+    }
+
+    async fn start_totp(&self, id: Uuid) -> Result<TotpEnrollResponse, Failure> {
+        let enrollment =
+            self.service.start_totp_enrollment(UserId::from_uuid(id), None, None, &ClientInfo::default()).await?;
+        Ok(TotpEnrollResponse {
+            response: user_client::api::MainResponse::success(),
+            secret: enrollment.secret,
+            otpauth_uri: enrollment.otpauth_uri,
+        })
+    }
+
+    async fn confirm_totp(&self, id: Uuid, code: &str) -> Result<Vec<String>, Failure> {
+        let codes = self.service.confirm_totp(UserId::from_uuid(id), None, code, &ClientInfo::default()).await?;
+        Ok(codes.iter().map(|c| c.display()).collect())
     }
 
     async fn delete(&self, id: Uuid) -> Result<(), Failure> {

@@ -7,13 +7,14 @@ use std::future::Future;
 
 use serde_json::json;
 use user_client::api::{
-    AccountPatch, AdminAccountResponse, AuditEventInfo, CreateAccountRequest, Role, TaskInfo, TaskState, UserSummary,
+    AccountPatch, AdminAccountResponse, AuditEventInfo, CreateAccountRequest, Role, TaskInfo, TaskState,
+    TotpEnrollResponse, UserSummary,
 };
 use uuid::Uuid;
 
-use crate::cli::{AuditCommand, Page, PasswordSource, RoleArg, StatusArg, TasksCommand, UserCommand};
+use crate::cli::{AuditCommand, MfaCommand, Page, PasswordSource, RoleArg, StatusArg, TasksCommand, UserCommand};
 use crate::failure::Failure;
-use crate::input::{confirm, secrets};
+use crate::input::{confirm, line, secrets};
 use crate::output::{Output, account_json, print_account, print_audit, print_tasks, print_users};
 
 /// One page of a listing and the cursor of the next.
@@ -33,6 +34,10 @@ pub trait Operations {
     fn change(&self, id: Uuid, patch: AccountPatch) -> impl Future<Output = Result<AdminAccountResponse, Failure>>;
     fn revoke_sessions(&self, id: Uuid) -> impl Future<Output = Result<u64, Failure>>;
     fn reset_mfa(&self, id: Uuid) -> impl Future<Output = Result<(), Failure>>;
+    /// Begins TOTP for the account: its secret and `otpauth://` URI.
+    fn start_totp(&self, id: Uuid) -> impl Future<Output = Result<TotpEnrollResponse, Failure>>;
+    /// Turns the pending TOTP on with the app's first code: the recovery codes.
+    fn confirm_totp(&self, id: Uuid, code: &str) -> impl Future<Output = Result<Vec<String>, Failure>>;
     fn delete(&self, id: Uuid) -> impl Future<Output = Result<(), Failure>>;
     fn tasks(
         &self,
@@ -124,7 +129,28 @@ pub async fn user(ops: &impl Operations, command: UserCommand, out: &Output) -> 
             let n = ops.revoke_sessions(target.id).await?;
             out.done(&json!({"id": target.id, "revoked": n}), &format!("ended {n} session(s) of {}", target.username));
         }
-        UserCommand::MfaReset { user, yes } => {
+        UserCommand::Mfa(MfaCommand::Enroll { user }) => {
+            let target = ops.account(&user).await?;
+            let enrollment = ops.start_totp(target.id).await?;
+            if out.json {
+                let value =
+                    json!({"id": target.id, "secret": enrollment.secret, "otpauth_uri": enrollment.otpauth_uri});
+                println!("{value}");
+            } else {
+                println!("Add this account to the authenticator app of {}:", target.username);
+                println!("  secret: {}", enrollment.secret);
+                println!("  URI:    {}", enrollment.otpauth_uri);
+            }
+            let code = line("Code from the app")?;
+            let codes = ops.confirm_totp(target.id, &code).await?;
+            let message = format!(
+                "two-factor authentication is on for {}. Recovery codes (each works once; shown only now):\n  {}",
+                target.username,
+                codes.join("\n  ")
+            );
+            out.done(&json!({"id": target.id, "recovery_codes": codes}), &message);
+        }
+        UserCommand::Mfa(MfaCommand::Reset { user, yes }) | UserCommand::MfaReset { user, yes } => {
             let target = ops.account(&user).await?;
             let question =
                 format!("Remove the two-factor authentication of {} and end their sessions?", target.username);

@@ -5,8 +5,8 @@ use std::path::Path;
 use futures_util::TryStreamExt;
 use serde_json::json;
 use user_client::api::{
-    AccountPatch, AdminAccountResponse, AuditEventInfo, CreateAccountRequest, TaskInfo, TaskState, UpdateRequest,
-    UserSummary,
+    AccountPatch, AdminAccountResponse, AuditEventInfo, CreateAccountRequest, TaskInfo, TaskState, TotpEnrollResponse,
+    UpdateRequest, UserSummary,
 };
 use user_client::{AuditQuery, Client};
 use uuid::Uuid;
@@ -249,6 +249,18 @@ impl Operations for Remote<'_> {
 
     async fn reset_mfa(&self, id: Uuid) -> Result<(), Failure> {
         Ok(self.0.admin().reset_mfa(id).await?)
+    }
+
+    async fn start_totp(&self, _: Uuid) -> Result<TotpEnrollResponse, Failure> {
+        Err(Failure::Usage(
+            "user mfa enroll works on the database host only (--database): over the API nobody sets another \
+             person's authenticator; the person runs `user-cli totp enroll` signed in as themselves"
+                .into(),
+        ))
+    }
+
+    async fn confirm_totp(&self, _: Uuid, _: &str) -> Result<Vec<String>, Failure> {
+        Err(Failure::Usage("user mfa enroll works on the database host only (--database)".into()))
     }
 
     async fn delete(&self, id: Uuid) -> Result<(), Failure> {

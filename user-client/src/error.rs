@@ -114,11 +114,23 @@ impl Error {
         }
     }
 
-    /// 401 `reauth_required`: the change needs a recent sign-in. Sign in
-    /// again (or send `current_password`); refreshing does not help, so the
-    /// client does not refresh on it.
+    /// 401 `reauth_required`: the change needs a recent sign-in. Step up
+    /// ([`crate::Client::reauth_with_password`], or
+    /// [`crate::Client::reauth_with_code`] for an account with a second
+    /// factor) and try again; refreshing does not help, so the client does
+    /// not refresh on it.
     pub fn is_reauth_required(&self) -> bool {
         self.code() == Some("reauth_required")
+    }
+
+    /// 403 `mfa_enrollment_required`: the server's policy makes this
+    /// account use a second factor and the session has none yet. Only
+    /// [`crate::Client::me`], [`crate::Client::security`], refresh, logout,
+    /// step-up and turning TOTP on ([`crate::Client::totp_enroll`],
+    /// [`crate::Client::totp_confirm`]) work until it does; confirming TOTP
+    /// lifts the restriction for this session.
+    pub fn is_mfa_enrollment_required(&self) -> bool {
+        self.code() == Some("mfa_enrollment_required")
     }
 
     /// 400: the request was malformed or a field broke a rule.

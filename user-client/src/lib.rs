@@ -41,9 +41,9 @@ use tokio::sync::{Mutex, RwLock};
 use user_core::api::{
     AccountResponse, ContainsResponse, CurrentPasswordRequest, FavoriteListResponse, FavoriteTrack,
     ForgotPasswordRequest, LoginAnswer, LoginMfaRequest, LoginRequest, LoginResponse, MainResponse, OAuthErrorResponse,
-    OAuthTokenRequest, OAuthTokenResponse, RecoveryCodesResponse, RefreshResponse, RegisterRequest,
-    ResetPasswordRequest, RevokedResponse, SecurityResponse, SessionInfo, SessionListResponse, TokenRequest,
-    TotpConfirmRequest, TotpEnrollResponse, UpdateRequest, UserListResponse, UserResponse, UserSummary,
+    OAuthTokenRequest, OAuthTokenResponse, ReauthRequest, ReauthResponse, RecoveryCodesResponse, RefreshResponse,
+    RegisterRequest, ResetPasswordRequest, RevokedResponse, SecurityResponse, SessionInfo, SessionListResponse,
+    TokenRequest, TotpConfirmRequest, TotpEnrollResponse, UpdateRequest, UserListResponse, UserResponse, UserSummary,
 };
 use user_core::domain::{DeviceName, Email, Locale, Login, Password, TrackBatch, TrackId, Username, ValidationError};
 
@@ -454,6 +454,32 @@ impl Client {
     /// [`Error::is_reauth_required`]; 409 `no_second_factor`.
     pub async fn new_recovery_codes(&self, current_password: Option<&str>) -> Result<RecoveryCodesResponse> {
         self.with_current_password(Method::POST, "/user/recovery-codes", current_password).await
+    }
+
+    /// `POST /user/reauth` (v1.2) with the password: this session counts as
+    /// recently signed in for the server's window (10 minutes by default),
+    /// so a change that answered [`Error::is_reauth_required`] goes through
+    /// when tried again. For an account without a second factor; one with
+    /// steps up with [`Client::reauth_with_code`].
+    ///
+    /// # Errors
+    /// 401 for a wrong password; 401 `mfa_required` for an account with a
+    /// second factor; 429 after repeated failures (they count toward the
+    /// account's lockout).
+    pub async fn reauth_with_password(&self, password: &str) -> Result<ReauthResponse> {
+        Password::presented("password", password)?;
+        let body = ReauthRequest { password: Some(password.into()), code: None };
+        self.authed(Method::POST, "/user/reauth", |r| r.json(&body)).await
+    }
+
+    /// `POST /user/reauth` (v1.2) with a code from the authenticator app or
+    /// a recovery code; see [`Client::reauth_with_password`].
+    ///
+    /// # Errors
+    /// 401 `invalid_code` for a wrong or used code; 429 as above.
+    pub async fn reauth_with_code(&self, code: &str) -> Result<ReauthResponse> {
+        let body = ReauthRequest { password: None, code: Some(code.into()) };
+        self.authed(Method::POST, "/user/reauth", |r| r.json(&body)).await
     }
 
     /// A sensitive change with its optional `{"current_password"}` body.

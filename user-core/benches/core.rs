@@ -10,7 +10,7 @@ use std::time::Duration;
 use chrono::Utc;
 use criterion::{Criterion, criterion_group, criterion_main};
 use user_core::auth::{HashingConfig, KeySet, PasswordHasher, TokenConfig, Tokens};
-use user_core::domain::{Email, Password, Role, SessionId, TrackId, UserId, Username};
+use user_core::domain::{Amr, Email, Password, Role, SessionId, TrackId, UserId, Username};
 use user_core::store::backend::UserRecord;
 use user_core::store::{self, Store, User, UserKey};
 
@@ -26,9 +26,9 @@ fn tokens(c: &mut Criterion) {
         let tokens = Tokens::new(keys, TokenConfig::default());
         let (user, sid) = (UserId::new(), SessionId::new());
         c.bench_function(&format!("token/issue/{name}"), |b| {
-            b.iter(|| tokens.issue_access(user, sid, Role::User, now).unwrap())
+            b.iter(|| tokens.issue_access(user, sid, Role::User, Amr::PASSWORD, now).unwrap())
         });
-        let (jwt, _) = tokens.issue_access(user, sid, Role::User, now).unwrap();
+        let (jwt, _) = tokens.issue_access(user, sid, Role::User, Amr::PASSWORD, now).unwrap();
         c.bench_function(&format!("token/verify/{name}"), |b| b.iter(|| tokens.verify_access(&jwt, now).unwrap()));
     }
 }

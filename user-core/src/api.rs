@@ -221,6 +221,33 @@ pub struct TotpConfirmRequest {
     pub code: String,
 }
 
+/// `POST /user/reauth` request (v1.2): exactly one proof. An account with
+/// a second factor steps up with a `code`; one without, with its `password`.
+#[derive(Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ReauthRequest {
+    /// The account's password.
+    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 128))]
+    pub password: Option<String>,
+    /// A code from the authenticator app, or a recovery code.
+    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 64))]
+    pub code: Option<String>,
+}
+
+/// `POST /user/reauth` success (v1.2).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ReauthResponse {
+    /// `"success"`.
+    pub message: String,
+    /// 200.
+    pub status: u16,
+    /// Until when this session counts as recently authenticated.
+    pub reauth_until: DateTime<Utc>,
+}
+
 /// `POST /user/totp/confirm` and `POST /user/recovery-codes` success
 /// (v1.2): ten recovery codes, shown this once.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -544,6 +571,9 @@ pub struct SessionInfo {
     /// (v1.2) When it ends however often it is refreshed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session_expires_at: Option<DateTime<Utc>>,
+    /// (v1.2) How it signed in (RFC 8176), with what it proved since.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amr: Option<crate::domain::Amr>,
 }
 
 /// `GET /user/sessions` success.
@@ -798,6 +828,7 @@ impl SessionInfo {
             user_agent: s.user_agent,
             device_name: s.device_name,
             current: s.id == current,
+            amr: Some(s.amr),
         }
     }
 }
@@ -883,6 +914,7 @@ debug_redacting! {
     LoginMfaRequest { ; mfa_token, code }
     TotpEnrollResponse { response; secret, otpauth_uri }
     TotpConfirmRequest { ; code }
+    ReauthRequest { ; password, code }
     RecoveryCodesResponse { response; recovery_codes }
 }
 
@@ -919,6 +951,7 @@ mod tests {
         assert_redacted(format!("{:?}", LoginMfaRequest { mfa_token: s(), code: s() }));
         assert_redacted(format!("{:?}", TotpEnrollResponse { response: ok(), secret: s(), otpauth_uri: s() }));
         assert_redacted(format!("{:?}", TotpConfirmRequest { code: s() }));
+        assert_redacted(format!("{:?}", ReauthRequest { password: Some(s()), code: Some(s()) }));
         assert_redacted(format!("{:?}", RecoveryCodesResponse { response: ok(), recovery_codes: vec![s()] }));
         assert_redacted(format!("{:?}", TokenRequest { token: s() }));
         assert_redacted(format!("{:?}", ResetPasswordRequest { token: s(), password: s() }));

@@ -4,6 +4,7 @@
 //! naming the field and the rule; a value of these types is valid by
 //! construction.
 
+mod amr;
 pub mod common_passwords;
 #[cfg(feature = "openapi")]
 pub mod openapi;
@@ -14,6 +15,8 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 use zeroize::Zeroize;
+
+pub use amr::{Amr, AuthMethod};
 
 /// A value that broke a rule: which field, and what the rule is.
 ///

@@ -83,6 +83,10 @@ pub enum Error {
     /// for a sign-in that expired or was given up (HTTP 401).
     #[error("invalid code")]
     InvalidCode,
+    /// A step-up with the password alone, for an account with a second
+    /// factor: it steps up with the factor (HTTP 401, code `mfa_required`).
+    #[error("this account steps up with its second factor: send a code or use a passkey")]
+    SecondFactorNeeded,
     /// The account already has this second factor (HTTP 409); remove it first.
     #[error("two-factor authentication is already on")]
     FactorActive,
@@ -126,6 +130,7 @@ impl Error {
             | Error::Unauthorized(_)
             | Error::ReauthRequired { .. }
             | Error::SecondFactorRequired(_)
+            | Error::SecondFactorNeeded
             | Error::InvalidCode => 401,
             Error::Forbidden(_) => 403,
             Error::UserNotFound | Error::SessionNotFound | Error::TaskNotFound => 404,
@@ -152,6 +157,8 @@ impl Error {
             Error::FactorActive => Some("factor_active"),
             Error::NoSecondFactor => Some("no_second_factor"),
             Error::OwnSecondFactors => Some("own_account"),
+            Error::Forbidden(ForbiddenReason::MfaEnrollmentRequired) => Some("mfa_enrollment_required"),
+            Error::SecondFactorNeeded => Some("mfa_required"),
             _ => None,
         }
     }
@@ -330,6 +337,10 @@ pub enum ForbiddenReason {
     AccountDisabled,
     /// The service requires a verified address before login.
     EmailNotVerified,
+    /// The account must sign in with a second factor
+    /// ([`crate::service::MfaRequired`]) and this session has not proved
+    /// one: it may only enroll a factor or step up.
+    MfaEnrollmentRequired,
 }
 
 impl fmt::Display for ForbiddenReason {
@@ -338,6 +349,9 @@ impl fmt::Display for ForbiddenReason {
             ForbiddenReason::AdminOnly => "admin role required",
             ForbiddenReason::AccountDisabled => "account disabled",
             ForbiddenReason::EmailNotVerified => "email not verified",
+            ForbiddenReason::MfaEnrollmentRequired => {
+                "this account must use a second factor: add a passkey or an authenticator app first"
+            }
         })
     }
 }

@@ -36,8 +36,8 @@ pub use records::{
 };
 pub(crate) use records::{
     Approval, Claim, DeviceDecision, DeviceGrant, DevicePoll, EmailRevert, LoginAttempt, MfaChallenge, NewDeviceGrant,
-    NewEmailRevert, NewMail, NewMfaChallenge, NewSession, NewToken, Rotation, TaskChannel, TokenPurpose, TotpFactor,
-    UserChanges, UserCodeAction, UserRecord, WaitingTasks,
+    NewEmailRevert, NewMail, NewMfaChallenge, NewSession, NewToken, Rotation, SessionUser, TaskChannel, TokenPurpose,
+    TotpFactor, UserChanges, UserCodeAction, UserRecord, WaitingTasks,
 };
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;

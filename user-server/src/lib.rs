@@ -121,6 +121,16 @@ pub async fn start(config: &Config) -> Result<RunningServer, StartError> {
              the database reveals them; set USER_DATA_KEY (or USER_DATA_KEY_FILE) to `openssl rand -base64 32`"
         );
     }
+    let unprotected = service.admins_without_second_factor().await?;
+    if !unprotected.is_empty() {
+        let names: Vec<&str> = unprotected.iter().map(|n| n.as_str()).collect();
+        tracing::warn!(
+            admins = %names.join(", "),
+            "USER_MFA_REQUIRED covers admins, and these have no second factor: their sessions can only add one \
+             (a passkey or an authenticator app) until they do; `user-cli user mfa enroll NAME` enrolls one from a \
+             terminal"
+        );
+    }
     let listener = TcpListener::bind(config.listen).await?;
     let addr = listener.local_addr()?;
     // Built (and its templates checked) whether or not this process relays.

@@ -8,9 +8,10 @@ use user_core::api::{
     CreateAccountRequest, CurrentPasswordRequest, DeviceApproveRequest, DeviceCodeRequest, DeviceCodeResponse,
     FavoriteListResponse, FavoriteTrack, ForgotPasswordRequest, IdentityInfo, LoginAnswer, LoginMfaRequest,
     LoginRequest, LoginResponse, MainResponse, MfaRequiredResponse, OAuthErrorResponse, OAuthTokenRequest,
-    OAuthTokenResponse, PasskeyInfo, RecoveryCodesResponse, RefreshResponse, RegisterRequest, ResetPasswordRequest,
-    RevokedResponse, SecurityResponse, SessionInfo, SessionListResponse, TaskInfo, TaskListResponse, TaskState,
-    TokenRequest, TotpConfirmRequest, TotpEnrollResponse, UpdateRequest, UserListResponse, UserResponse, UserSummary,
+    OAuthTokenResponse, PasskeyInfo, ReauthRequest, ReauthResponse, RecoveryCodesResponse, RefreshResponse,
+    RegisterRequest, ResetPasswordRequest, RevokedResponse, SecurityResponse, SessionInfo, SessionListResponse,
+    TaskInfo, TaskListResponse, TaskState, TokenRequest, TotpConfirmRequest, TotpEnrollResponse, UpdateRequest,
+    UserListResponse, UserResponse, UserSummary,
 };
 use user_core::domain::{Locale, Role};
 use utoipa::openapi::path::{HttpMethod, Operation};
@@ -30,6 +31,7 @@ pub(crate) fn document<'a>(
     non_empty_subset(&mut doc, "UpdateRequest", &["username", "email", "password"]);
     non_empty_subset(&mut doc, "AccountPatch", &["role", "disabled", "email_verified"]);
     optional_not_null(&mut doc, "CurrentPasswordRequest");
+    exactly_one(&mut doc, "ReauthRequest", &["password", "code"]);
     optional_bodies(&mut doc);
     doc
 }
@@ -69,6 +71,16 @@ fn non_empty_subset(doc: &mut serde_json::Value, schema: &str, fields: &[&str]) 
     object.insert("anyOf".into(), any_of.into());
 }
 
+/// "Exactly one of these fields" (each may be absent, never `null`).
+fn exactly_one(doc: &mut serde_json::Value, schema: &str, fields: &[&str]) {
+    optional_not_null(doc, schema);
+    let Some(object) = doc.pointer_mut(&format!("/components/schemas/{schema}")).and_then(|s| s.as_object_mut()) else {
+        panic!("no schema {schema}");
+    };
+    let one_of: Vec<_> = fields.iter().map(|f| serde_json::json!({"required": [f]})).collect();
+    object.insert("oneOf".into(), one_of.into());
+}
+
 /// The optional fields of `schema` may be absent, never `null` (they are
 /// read with `present`: an explicit null is a type error, 400).
 fn optional_not_null(doc: &mut serde_json::Value, schema: &str) {
@@ -104,7 +116,7 @@ fn optional_not_null(doc: &mut serde_json::Value, schema: &str) {
         ForgotPasswordRequest, ResetPasswordRequest, DeviceCodeRequest, DeviceCodeResponse, OAuthTokenRequest,
         OAuthTokenResponse, OAuthErrorResponse, DeviceApproveRequest, CurrentPasswordRequest, LoginAnswer,
         MfaRequiredResponse, LoginMfaRequest, SecurityResponse, PasskeyInfo, IdentityInfo, TotpEnrollResponse,
-        TotpConfirmRequest, RecoveryCodesResponse
+        TotpConfirmRequest, RecoveryCodesResponse, ReauthRequest, ReauthResponse
     )),
     modifiers(&Security)
 )]

@@ -10,7 +10,7 @@ use clap::Args;
 use user_core::ServiceConfig;
 use user_core::auth::DataKeys;
 use user_core::auth::{HashingConfig, SigningConfig, TokenConfig};
-use user_core::service::{BreachCheck, DevicePolicy, LockoutPolicy, MailPolicy, MfaPolicy};
+use user_core::service::{BreachCheck, DevicePolicy, LockoutPolicy, MailPolicy, MfaPolicy, MfaRequired};
 
 use crate::{DurationOrOff, JwtAlgorithm, LoadError, Secret, read_secret_file};
 
@@ -122,6 +122,12 @@ pub struct ServiceSettings {
     /// Read the data keys from this file (trimmed); not together with --data-key.
     #[arg(long, env = "USER_DATA_KEY_FILE", global = true, value_name = "FILE")]
     pub data_key_file: Option<PathBuf>,
+
+    /// Who must sign in with a second factor: `none`, `admins` or `all`. A covered account without one gets a restricted session that can only add a factor (403 `mfa_enrollment_required` elsewhere).
+    #[arg(long, env = "USER_MFA_REQUIRED", global = true, default_value = MfaPolicy::default().required.as_str(),
+          value_parser = clap::builder::TypedValueParser::try_map(
+              clap::builder::PossibleValuesParser::new(["none", "admins", "all"]), |s| s.parse::<MfaRequired>()))]
+    pub mfa_required: MfaRequired,
 
     /// The name authenticator apps show beside the account (default: the
     /// server's USER_MAIL_PRODUCT_NAME).
@@ -266,6 +272,7 @@ impl ServiceSettings {
                 .as_ref()
                 .map(|url| BreachCheck { url: url.clone(), timeout: self.password_breach_check_timeout.into() }),
             mfa: MfaPolicy {
+                required: self.mfa_required,
                 totp_issuer: self.totp_issuer.clone().unwrap_or_else(|| MfaPolicy::default().totp_issuer),
                 data_keys: self
                     .data_key
@@ -314,6 +321,7 @@ mod tests {
         assert_eq!(config.refresh_grace, library.refresh_grace);
         assert_eq!(config.require_current_password, library.require_current_password);
         assert_eq!(config.reauth_window, library.reauth_window);
+        assert_eq!(config.mfa.required, library.mfa.required);
         assert_eq!(config.tokens.session_max_lifetime, library.tokens.session_max_lifetime);
         assert_eq!(config.lockout, library.lockout);
         assert!(matches!(config.signing, SigningConfig::GeneratedHs256));

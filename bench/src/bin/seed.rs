@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use user_bench::favorites_of;
 use user_core::auth::{HashingConfig, PasswordHasher};
-use user_core::domain::{Email, Password, Role, SessionId, UserId, Username};
+use user_core::domain::{Amr, Email, Password, Role, SessionId, UserId, Username};
 use user_core::page::PageRequest;
 use user_core::store::backend::{NewSession, UserRecord};
 use user_core::store::{self, SessionRecord, Store, User, UserKey};
@@ -296,7 +296,7 @@ async fn sessions(url: &str, store: Arc<dyn Store>, users: usize, file: &str) ->
     for (u, record) in records.iter().enumerate() {
         let user = &record.user;
         let (sid, jti) = (SessionId::new(), uuid::Uuid::now_v7());
-        let (access, _) = service.tokens().issue_access(user.id, sid, user.role, now)?;
+        let (access, _) = service.tokens().issue_access(user.id, sid, user.role, Amr::PASSWORD, now)?;
         let (refresh, refresh_expires_at) = service.tokens().issue_refresh(user.id, sid, jti, now, now)?;
         let session = SessionRecord {
             id: sid,
@@ -312,6 +312,7 @@ async fn sessions(url: &str, store: Arc<dyn Store>, users: usize, file: &str) ->
             ip: None,
             device_name: None,
             authenticated_at: Some(now),
+            amr: Amr::PASSWORD,
         };
         let login = NewSession { session, credential_version: record.credential_version, rehash: None };
         if !store.open_session(&login).await? {

@@ -90,6 +90,36 @@ async fn mailed_token(database: &str, kind: &str) -> String {
     task.payload.and_then(|p| p.token).expect("a link")
 }
 
+/// `user mfa enroll NAME` on the database, answering its question as the
+/// person with the authenticator app would: the secret and the recovery codes.
+fn enroll_locally(env: &Env, name: &str) -> (String, Vec<String>) {
+    use std::io::{BufRead, Write};
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("user-cli"))
+        .env("USER_CLI_CREDENTIALS", env.credentials())
+        .env_remove("USER_SERVER")
+        .env_remove("USER_DATABASE_URL")
+        .env_remove("USER_CONFIG_FILE")
+        .args(["--database", &env.database, "--json", "user", "mfa", "enroll", name])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    stdout.read_line(&mut first).unwrap();
+    let enrollment: Value = serde_json::from_str(&first).unwrap_or_else(|e| panic!("{e}: {first}"));
+    let secret = enrollment["secret"].as_str().unwrap().to_owned();
+    assert!(enrollment["otpauth_uri"].as_str().unwrap().starts_with("otpauth://totp/"), "{enrollment}");
+    let code = TotpSecret::from_base32(&secret).unwrap().code_at(chrono::Utc::now());
+    writeln!(child.stdin.take().unwrap(), "{code}").unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+    assert!(child.wait().unwrap().success(), "{rest}");
+    let done: Value = serde_json::from_str(&rest).unwrap_or_else(|e| panic!("{e}: {rest}"));
+    let codes = done["recovery_codes"].as_array().unwrap().iter().map(|c| c.as_str().unwrap().to_owned()).collect();
+    (secret, codes)
+}
+
 /// Runs blocking `assert_cmd` work off the runtime that serves the server.
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
     tokio::task::spawn_blocking(f).await.unwrap()
@@ -167,19 +197,28 @@ fn unreachable_servers_and_databases_exit_3() {
 async fn an_admin_bootstrapped_locally_logs_in_remotely_and_lists_users() {
     let env = std::sync::Arc::new(Env::new());
     let e = env.clone();
-    blocking(move || {
+    let codes = blocking(move || {
         e.local(&["migrate"]).assert().success();
         e.local(&["user", "create", "root", "--email", "root@example.com", "--admin", "--password-stdin"])
             .write_stdin("correct horse\n")
             .assert()
             .success();
+        // Admins sign in with a second factor (the default policy): the
+        // operator enrolls one from the database host.
+        enroll_locally(&e, "root").1
     })
     .await;
     let (url, _stop) = serve(&env.database).await;
     blocking(move || {
         let r = |args: &[&str]| env.remote(&url, args);
-        r(&["login", "root", "--password-stdin"]).write_stdin("correct horse\n").assert().success();
+        let password_only = stderr(r(&["login", "root", "--password-stdin"]).write_stdin("correct horse\n"), 2);
+        assert!(password_only.contains("Code from the authenticator app"), "{password_only}");
+        let answers = format!("correct horse\n{}\n", codes[0]);
+        r(&["login", "root", "--password-stdin"]).write_stdin(answers).assert().success();
         assert_credentials_private(&env.credentials());
+        // Nobody enrolls another person's authenticator over the API.
+        let remote = stderr(&mut r(&["user", "mfa", "enroll", "root"]), 2);
+        assert!(remote.contains("database host only"), "{remote}");
         let me = json(&mut r(&["whoami"]));
         assert_eq!((me["username"].as_str(), me["role"].as_str()), (Some("root"), Some("admin")));
         r(&["register", "alice", "--email", "alice@example.com", "--password-stdin"])
@@ -498,7 +537,7 @@ fn the_last_active_admin_cannot_be_demoted_from_the_shell() {
 async fn operator_commands_print_the_same_remotely_and_locally() {
     let env = std::sync::Arc::new(Env::new());
     let e = env.clone();
-    blocking(move || {
+    let codes = blocking(move || {
         e.local(&["migrate"]).assert().success();
         for (name, admin) in [("root", true), ("alice", false), ("bob", false), ("carol", false)] {
             let email = format!("{name}@example.com");
@@ -508,12 +547,14 @@ async fn operator_commands_print_the_same_remotely_and_locally() {
             }
             e.local(&args).write_stdin("correct horse\n").assert().success();
         }
+        enroll_locally(&e, "root").1
     })
     .await;
     let (url, _stop) = serve(&env.database).await;
     blocking(move || {
         let r = |args: &[&str]| env.remote(&url, args);
-        r(&["login", "root", "--password-stdin"]).write_stdin("correct horse\n").assert().success();
+        let answers = format!("correct horse\n{}\n", codes[0]);
+        r(&["login", "root", "--password-stdin"]).write_stdin(answers).assert().success();
         let both = |args: &[&str]| {
             let local = env.local(args).arg("--json").output().unwrap();
             let remote = r(args).arg("--json").output().unwrap();
@@ -692,10 +733,12 @@ async fn login_asks_for_the_second_factor_when_the_account_has_one() {
             .assert()
             .success();
         assert_eq!(json(&mut r(&["whoami"]))["username"], "alice");
+        let twice = stderr(&mut env.local(&["user", "mfa", "enroll", "alice"]), 1);
+        assert!(twice.contains("already on"), "{twice}");
         // Lost phone and codes: the operator removes the factor on the database host.
         let reset = json(&mut env.local(&["user", "mfa-reset", "alice", "--yes"]));
         assert_eq!(reset["status"], "second factors removed");
-        let none = stderr(&mut env.local(&["user", "mfa-reset", "alice", "--yes"]), 1);
+        let none = stderr(&mut env.local(&["user", "mfa", "reset", "alice", "--yes"]), 1);
         assert!(none.contains("no second factor"), "{none}");
         r(&["login", "alice", "--password-stdin"]).write_stdin("correct horse\n").assert().success();
     })

@@ -45,3 +45,41 @@ async fn a_second_factor_is_a_typed_answer_and_the_second_step_keeps_the_session
     assert_eq!((none.status(), none.code()), (Some(409), Some("no_second_factor")));
     srv.client().login("alice", "correct horse").await.unwrap();
 }
+
+#[tokio::test]
+async fn a_restricted_admin_enrolls_then_steps_up_through_the_sdk() {
+    let srv = server().await;
+    let root = srv.client();
+    let account = root.register("root", "root@example.com", "correct horse").await.unwrap();
+    let promote = user_core::store::AccountChanges { role: Some(user_core::domain::Role::Admin), ..Default::default() };
+    let id = user_core::domain::UserId::from_uuid(account.id);
+    srv.state.service.change_account(id, promote, &Default::default()).await.unwrap();
+    root.login("root", "correct horse").await.unwrap();
+    let refused = root.admin().user(account.id).await.unwrap_err();
+    assert!(refused.is_mfa_enrollment_required(), "{refused:?}");
+    assert_eq!(refused.status(), Some(403));
+    assert_eq!(root.me().await.unwrap().username, "root", "a restricted session sees itself");
+    let before = root.save_session().await;
+    assert!(root.refresh().await.is_ok(), "and refreshes");
+    assert_ne!(root.save_session().await.refresh_token, before.refresh_token);
+
+    let secret = root.totp_enroll(None).await.unwrap().secret;
+    let codes = root.totp_confirm(&app_code(&secret)).await.unwrap().recovery_codes;
+    root.admin().user(account.id).await.unwrap();
+
+    // A step-up with the password is for accounts without a factor.
+    let password = root.reauth_with_password("correct horse").await.unwrap_err();
+    assert_eq!((password.status(), password.code()), (Some(401), Some("mfa_required")));
+    let wrong = root.reauth_with_code("000000").await.unwrap_err();
+    assert_eq!(wrong.code(), Some("invalid_code"));
+    let session = root.save_session().await;
+    let done = root.reauth_with_code(&codes[0]).await.unwrap();
+    assert!(done.reauth_until > chrono::Utc::now());
+    assert_ne!(root.save_session().await.refresh_token, session.refresh_token, "the cookies rotated");
+    root.me().await.unwrap();
+    assert!(root.reauth_with_password("").await.unwrap_err().is_bad_request(), "refused before sending");
+
+    let alice = srv.user("alice").await;
+    let done = alice.reauth_with_password("correct horse").await.unwrap();
+    assert_eq!((done.message.as_str(), done.status), ("success", 200));
+}

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 use uuid::Uuid;
 
-use crate::domain::{Role, SessionId, UserId, ValidationError};
+use crate::domain::{Amr, Role, SessionId, UserId, ValidationError};
 use crate::error::{Error, Result, UnauthorizedReason};
 
 /// Tokens longer than this are refused before any parsing or crypto.
@@ -41,6 +41,10 @@ pub struct AccessClaims {
     pub sid: SessionId,
     /// The user's role when the token was issued.
     pub role: Role,
+    /// How the session signed in (RFC 8176), when the token was issued;
+    /// empty in tokens issued before v1.2.
+    #[serde(default)]
+    pub amr: Amr,
     /// Always [`TokenType::Access`].
     pub typ: TokenType,
     /// Issued at (seconds since the epoch).
@@ -95,6 +99,8 @@ struct AnyClaims {
     sub: UserId,
     sid: SessionId,
     role: Option<Role>,
+    #[serde(default)]
+    amr: Amr,
     typ: TokenType,
     iat: i64,
     exp: i64,
@@ -362,6 +368,7 @@ impl Tokens {
         user: UserId,
         sid: SessionId,
         role: Role,
+        amr: Amr,
         now: DateTime<Utc>,
     ) -> Result<(String, DateTime<Utc>)> {
         let exp = now + self.config.access_ttl;
@@ -369,6 +376,7 @@ impl Tokens {
             sub: user,
             sid,
             role,
+            amr,
             typ: TokenType::Access,
             iat: now.timestamp(),
             exp: exp.timestamp(),
@@ -421,6 +429,7 @@ impl Tokens {
             sub: c.sub,
             sid: c.sid,
             role,
+            amr: c.amr,
             typ: c.typ,
             iat: c.iat,
             exp: c.exp,
@@ -515,7 +524,7 @@ mod tests {
     fn access_tokens_round_trip_with_every_claim_on_both_algorithms() {
         for tokens in [hs(), ed()] {
             let (user, sid) = (UserId::new(), SessionId::new());
-            let (jwt, exp) = tokens.issue_access(user, sid, Role::Admin, now()).unwrap();
+            let (jwt, exp) = tokens.issue_access(user, sid, Role::Admin, Amr::PASSWORD, now()).unwrap();
             let claims = tokens.verify_access(&jwt, now()).unwrap();
             assert_eq!((claims.sub, claims.sid, claims.role, claims.typ), (user, sid, Role::Admin, TokenType::Access));
             assert_eq!((claims.iat, claims.exp), (now().timestamp(), exp.timestamp()));
@@ -528,7 +537,8 @@ mod tests {
     fn a_refresh_token_is_never_an_access_token_nor_the_reverse() {
         let tokens = hs();
         let (refresh, _) = tokens.issue_refresh(UserId::new(), SessionId::new(), Uuid::now_v7(), now(), now()).unwrap();
-        let (access, _) = tokens.issue_access(UserId::new(), SessionId::new(), Role::User, now()).unwrap();
+        let (access, _) =
+            tokens.issue_access(UserId::new(), SessionId::new(), Role::User, Amr::PASSWORD, now()).unwrap();
         assert_eq!(reason(tokens.verify_access(&refresh, now()).unwrap_err()), UnauthorizedReason::WrongType);
         assert_eq!(reason(tokens.verify_refresh(&access, now()).unwrap_err()), UnauthorizedReason::WrongType);
         assert!(tokens.verify_refresh(&refresh, now()).is_ok());
@@ -537,7 +547,8 @@ mod tests {
     #[test]
     fn expiry_is_checked_against_the_given_clock_with_a_small_leeway() {
         let tokens = hs();
-        let (jwt, exp) = tokens.issue_access(UserId::new(), SessionId::new(), Role::User, now()).unwrap();
+        let (jwt, exp) =
+            tokens.issue_access(UserId::new(), SessionId::new(), Role::User, Amr::PASSWORD, now()).unwrap();
         assert!(tokens.verify_access(&jwt, exp + Duration::from_secs(5)).is_ok());
         let late = exp + Duration::from_secs(6);
         assert_eq!(reason(tokens.verify_access(&jwt, late).unwrap_err()), UnauthorizedReason::Expired);
@@ -545,7 +556,7 @@ mod tests {
 
     #[test]
     fn tokens_from_another_key_issuer_audience_or_algorithm_are_malformed() {
-        let (jwt, _) = hs().issue_access(UserId::new(), SessionId::new(), Role::User, now()).unwrap();
+        let (jwt, _) = hs().issue_access(UserId::new(), SessionId::new(), Role::User, Amr::PASSWORD, now()).unwrap();
         let other_key = Tokens::new(KeySet::hs256(&[[8u8; 32]]).unwrap(), TokenConfig::default());
         let other_iss = Tokens::new(
             KeySet::hs256(&[[7u8; 32]]).unwrap(),
@@ -563,7 +574,7 @@ mod tests {
     #[test]
     fn garbage_unsigned_and_oversized_tokens_are_malformed() {
         let tokens = hs();
-        let (jwt, _) = tokens.issue_access(UserId::new(), SessionId::new(), Role::User, now()).unwrap();
+        let (jwt, _) = tokens.issue_access(UserId::new(), SessionId::new(), Role::User, Amr::PASSWORD, now()).unwrap();
         let mut parts: Vec<&str> = jwt.split('.').collect();
         let none_header = URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#);
         parts[0] = &none_header;
@@ -582,9 +593,10 @@ mod tests {
     fn a_rotated_key_set_verifies_old_tokens_and_signs_with_the_newest() {
         let old = Tokens::new(KeySet::hs256(&[[1u8; 32]]).unwrap(), TokenConfig::default());
         let rotated = Tokens::new(KeySet::hs256(&[[1u8; 32], [2u8; 32]]).unwrap(), TokenConfig::default());
-        let (old_jwt, _) = old.issue_access(UserId::new(), SessionId::new(), Role::User, now()).unwrap();
+        let (old_jwt, _) = old.issue_access(UserId::new(), SessionId::new(), Role::User, Amr::PASSWORD, now()).unwrap();
         assert!(rotated.verify_access(&old_jwt, now()).is_ok());
-        let (new_jwt, _) = rotated.issue_access(UserId::new(), SessionId::new(), Role::User, now()).unwrap();
+        let (new_jwt, _) =
+            rotated.issue_access(UserId::new(), SessionId::new(), Role::User, Amr::PASSWORD, now()).unwrap();
         assert!(old.verify_access(&new_jwt, now()).is_err());
         assert_ne!(old.keys().signing_kid(), rotated.keys().signing_kid());
     }
@@ -611,7 +623,7 @@ mod tests {
         assert_eq!(key["use"].as_str(), Some("sig"));
         // `x` is the public key a verifier rebuilds, and it verifies our tokens.
         let public = DecodingKey::from_ed_components(key["x"].as_str().unwrap()).unwrap();
-        let (jwt, _) = ed().issue_access(UserId::new(), SessionId::new(), Role::User, now()).unwrap();
+        let (jwt, _) = ed().issue_access(UserId::new(), SessionId::new(), Role::User, Amr::PASSWORD, now()).unwrap();
         let mut validation = Validation::new(Algorithm::EdDSA);
         validation.validate_exp = false;
         validation.validate_aud = false;
@@ -623,7 +635,8 @@ mod tests {
         let seed = [9u8; 32];
         let pem = ed25519_dalek::SigningKey::from_bytes(&seed).to_pkcs8_pem(Default::default()).unwrap();
         let from_pem = Tokens::new(KeySet::ed25519_from_pem(&[pem.as_str()]).unwrap(), TokenConfig::default());
-        let (jwt, _) = from_pem.issue_access(UserId::new(), SessionId::new(), Role::User, now()).unwrap();
+        let (jwt, _) =
+            from_pem.issue_access(UserId::new(), SessionId::new(), Role::User, Amr::PASSWORD, now()).unwrap();
         assert!(ed().verify_access(&jwt, now()).is_ok());
     }
 }

@@ -1,7 +1,7 @@
 //! Accounts: registration, lookup, profile changes, deletion.
 
 use super::{AuditEvent, ClientInfo, UserService};
-use crate::domain::{Email, Locale, Password, Role, SessionId, UserId, Username, ValidationError};
+use crate::domain::{Amr, Email, Locale, Password, Role, SessionId, UserId, Username, ValidationError};
 use crate::error::{Error, Result, UnauthorizedReason};
 use crate::store::{MailPayload, NewMail, TaskKind, User, UserChanges, UserKey, UserRecord};
 
@@ -135,11 +135,11 @@ impl UserService {
         let mut verified_version = None;
         let mut before = None;
         if let Some(current) = &update.current_password {
-            let record = self.verify_current_password(id, current, client).await?;
-            // The session proved its credential just now: it is recent for the window.
-            if let Some(session) = keep {
-                self.store.record_authentication(session, self.clock.now()).await?;
-            }
+            let record = if sensitive {
+                self.prove_recent(id, keep, Some(current), client).await?
+            } else {
+                self.verify_current_password(id, current, client).await?
+            };
             verified_version = Some(record.credential_version);
             before = Some(record.user);
         } else if sensitive {
@@ -265,7 +265,9 @@ impl UserService {
 
     /// The proof a sensitive change of the account needs: `current_password`
     /// (checked like a login), or else `session` signed in within the
-    /// re-authentication window. The account as read.
+    /// re-authentication window. An account with a second factor needs the
+    /// session's recent proof either way (a password alone is one factor);
+    /// `current_password` is still checked when given. The account as read.
     ///
     /// # Errors
     /// [`Error::Unauthorized`] (wrong password), [`Error::ReauthRequired`],
@@ -277,21 +279,31 @@ impl UserService {
         current_password: Option<&Password>,
         client: &ClientInfo,
     ) -> Result<UserRecord> {
-        if let Some(current) = current_password {
-            return self.verify_current_password(id, current, client).await;
+        let Some(current) = current_password else {
+            self.require_recent_authentication(id, session).await?;
+            return self.store.find_user(UserKey::Id(id)).await?.ok_or(Error::UserNotFound);
+        };
+        let record = self.verify_current_password(id, current, client).await?;
+        if self.has_second_factor(id).await? {
+            self.require_recent_authentication(id, session).await?;
+        } else if let Some(session) = session {
+            // The password is the account's whole credential, proved just
+            // now: the session is recent for the window.
+            self.store.record_authentication(session, self.clock.now(), Amr::PASSWORD, true).await?;
         }
-        self.require_recent_authentication(id, session).await?;
-        self.store.find_user(UserKey::Id(id)).await?.ok_or(Error::UserNotFound)
+        Ok(record)
     }
 
     /// Refuses a sensitive change from `session` unless it proved a
-    /// credential within the re-authentication window. Without a session
+    /// credential within the re-authentication window and, for an account
+    /// with a second factor, proved that factor too. Without a session
     /// (an operator's own call) or with the window off, nothing is asked.
     pub(super) async fn require_recent_authentication(&self, id: UserId, session: Option<SessionId>) -> Result<()> {
         let (Some(window), Some(session)) = (self.reauth_window, session) else { return Ok(()) };
         let now = self.clock.now();
         let record = self.active_session(session, id).await?;
-        let recent = record.authenticated_at.is_some_and(|at| now - at <= window);
+        let recent = record.authenticated_at.is_some_and(|at| now - at <= window)
+            && (record.amr.is_multi_factor() || !self.has_second_factor(id).await?);
         if recent { Ok(()) } else { Err(Error::ReauthRequired { max_age: window }) }
     }
 

@@ -71,6 +71,10 @@ pub enum AuditEvent {
     SecondFactorFailed,
     /// An admin or operator removed an account's second factors.
     SecondFactorsReset,
+    /// A session proved a credential again (`POST /user/reauth`).
+    Reauthenticated,
+    /// A wrong password or code at a step-up.
+    ReauthFailed,
 }
 
 impl AuditEvent {
@@ -94,7 +98,7 @@ impl AuditEvent {
             AuditEvent::EmailVerificationSet => "email.verification",
             AuditEvent::TaskRetried => "task.retry",
             AuditEvent::EmailVerified => "email.verified",
-            AuditEvent::EmailChangeReverted => "email.change_reverted",
+            AuditEvent::EmailChangeReverted => "email.revert",
             AuditEvent::PasswordResetRequested => "password.reset_request",
             AuditEvent::PasswordReset => "password.reset",
             AuditEvent::DeviceApproved => "device.approve",
@@ -107,6 +111,8 @@ impl AuditEvent {
             AuditEvent::SecondFactorSucceeded => "mfa.success",
             AuditEvent::SecondFactorFailed => "mfa.failure",
             AuditEvent::SecondFactorsReset => "mfa.reset",
+            AuditEvent::Reauthenticated => "reauth",
+            AuditEvent::ReauthFailed => "reauth.failure",
         }
     }
 }

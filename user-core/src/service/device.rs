@@ -212,9 +212,10 @@ impl UserService {
         // the account's credentials are those it was given under: a stolen
         // session's approval ends with the session.
         let Some(approval) = grant.approval else { return grant_error(GrantError::AccessDenied) };
-        let Some(record) = self.store.session_user(approval.session, user, now).await? else {
+        let Some(approver) = self.store.session_user(approval.session, user, now).await? else {
             return grant_error(GrantError::AccessDenied);
         };
+        let record = approver.record;
         if record.credential_version != approval.credential_version {
             return grant_error(GrantError::AccessDenied);
         }
@@ -222,7 +223,7 @@ impl UserService {
             device_name: grant.device_name.as_deref().map(DeviceName::parse).transpose()?,
             ..client.clone()
         };
-        let (login, tokens) = self.new_session(&record, None, &device, SignInProof::Delegated)?;
+        let (login, tokens) = self.new_session(&record, None, &device, SignInProof::delegated(approver.amr))?;
         if !self.store.redeem_device_grant(&digest, &login).await? {
             return grant_error(GrantError::InvalidGrant);
         }

@@ -10,7 +10,7 @@ use super::recovery::{new_secret, token_digest};
 use super::sessions::SignInProof;
 use super::{AuditEvent, ClientInfo, LoginOutcome, UserService};
 use crate::auth::{DataKeys, RecoveryCode, TotpCode, TotpSecret};
-use crate::domain::{Password, SessionId, UserId};
+use crate::domain::{Amr, AuthMethod, Password, Role, SessionId, UserId, Username};
 use crate::error::{Error, Result, SecondFactorChallenge, SecondFactorMethod};
 use crate::service::settings::MfaPolicy;
 use crate::store::{MailPayload, NewMail, NewMfaChallenge, Store, TaskKind, UserKey, UserRecord};
@@ -52,6 +52,12 @@ impl Factors {
         let recovery_key = store.get_or_insert_secret(RECOVERY_CODE_KEY, &crate::auth::generate_secret(), now).await?;
         Ok(Self { data_keys, generated_key, recovery_key: Zeroizing::new(recovery_key), policy })
     }
+
+    /// Whether the policy makes an account with `role` sign in with a
+    /// second factor.
+    pub(super) fn required(&self, role: Role) -> bool {
+        self.policy.required.covers(role)
+    }
 }
 
 /// What seals an account's TOTP secret: the account, so a sealed secret
@@ -74,6 +80,15 @@ impl std::fmt::Debug for TotpEnrollment {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("TotpEnrollment([redacted])")
     }
+}
+
+/// What a step-up ([`UserService::reauthenticate`]) proves.
+#[derive(Debug, Clone, Copy)]
+pub enum StepUp<'a> {
+    /// The account's password (for an account without a second factor).
+    Password(&'a Password),
+    /// A TOTP code or a recovery code.
+    Code(&'a str),
 }
 
 /// The second factors an account has, for its security overview.
@@ -131,12 +146,20 @@ impl UserService {
 
     /// Turns TOTP on with a first `code` from the app: returns the ten
     /// recovery codes, shown once (any older ones stop working), and mails
-    /// a notice to a verified address.
+    /// a notice to a verified address. `session`, the one confirming, has
+    /// proved the factor: its `amr` gains `otp`, which lifts a restriction
+    /// of [`MfaPolicy::required`](crate::service::MfaPolicy::required).
     ///
     /// # Errors
     /// [`Error::InvalidCode`] for a wrong code, or no enrollment pending (or
     /// it expired); [`Error::FactorActive`] if TOTP is on already.
-    pub async fn confirm_totp(&self, user: UserId, code: &str, client: &ClientInfo) -> Result<Vec<RecoveryCode>> {
+    pub async fn confirm_totp(
+        &self,
+        user: UserId,
+        session: Option<SessionId>,
+        code: &str,
+        client: &ClientInfo,
+    ) -> Result<Vec<RecoveryCode>> {
         let now = self.clock.now();
         let factor = self.store.totp(user).await?.ok_or(Error::InvalidCode)?;
         if factor.confirmed_at.is_some() {
@@ -154,8 +177,86 @@ impl UserService {
             return Err(Error::InvalidCode);
         }
         self.wake_if(!mails.is_empty());
+        if let Some(session) = session {
+            self.store.record_authentication(session, now, Amr::of(&[AuthMethod::Otp]), false).await?;
+        }
         self.audit(AuditEvent::TotpEnabled, Some(user), client, None).await;
         Ok(codes)
+    }
+
+    /// Whether the account has a second factor (a confirmed TOTP).
+    pub(super) async fn has_second_factor(&self, user: UserId) -> Result<bool> {
+        Ok(self.store.totp(user).await?.is_some_and(|t| t.confirmed_at.is_some()))
+    }
+
+    /// The active admins the policy makes use a second factor who have
+    /// none yet (at most 100, by name): the server names them at start.
+    ///
+    /// # Errors
+    /// [`Error::Internal`] if the store fails.
+    pub async fn admins_without_second_factor(&self) -> Result<Vec<Username>> {
+        if !self.factors.required(Role::Admin) {
+            return Ok(Vec::new());
+        }
+        self.store.admins_without_second_factor(100).await
+    }
+
+    /// Proves a credential again from `session` (a step-up), so that it
+    /// counts as recently authenticated until the time returned. An
+    /// account with a second factor steps up with it (a code; its session
+    /// proved the password at sign-in); one without, with its password.
+    /// Every attempt counts toward the account's lockout like a login and
+    /// waits while it is locked; a success clears the count.
+    ///
+    /// # Errors
+    /// [`Error::SecondFactorNeeded`] for a password where a second factor
+    /// is needed; [`Error::InvalidCredentials`] (wrong password),
+    /// [`Error::InvalidCode`] (wrong or used code); [`Error::Throttled`];
+    /// [`Error::Unauthorized`] if the session ended.
+    #[tracing::instrument(skip_all)]
+    pub async fn reauthenticate(
+        &self,
+        user: UserId,
+        session: SessionId,
+        proof: StepUp<'_>,
+        client: &ClientInfo,
+    ) -> Result<DateTime<Utc>> {
+        let record = self.store.find_user(UserKey::Id(user)).await?.ok_or(Error::UserNotFound)?;
+        let has_factor = self.has_second_factor(user).await?;
+        let now = self.clock.now();
+        let proved = match proof {
+            StepUp::Password(_) if has_factor => return Err(Error::SecondFactorNeeded),
+            StepUp::Password(password) => {
+                match self.check_password(&record, password, client, "wrong password at a step-up").await {
+                    Err(Error::InvalidCredentials) => {
+                        self.audit(AuditEvent::ReauthFailed, Some(user), client, Some("password".into())).await;
+                        return Err(Error::InvalidCredentials);
+                    }
+                    other => other?,
+                };
+                Amr::PASSWORD
+            }
+            StepUp::Code(code) => {
+                self.reserve_login_attempt(&record, client).await?;
+                match self.check_second_factor(&record, code, now).await? {
+                    Some(SecondFactorMethod::RecoveryCode) => {
+                        self.audit(AuditEvent::RecoveryCodeUsed, Some(user), client, None).await;
+                    }
+                    Some(_) => {}
+                    None => {
+                        self.audit(AuditEvent::ReauthFailed, Some(user), client, Some("code".into())).await;
+                        return Err(Error::InvalidCode);
+                    }
+                }
+                Amr::of(&[AuthMethod::Otp])
+            }
+        };
+        self.store.reset_login_failures(user).await?;
+        if !self.store.record_authentication(session, now, proved, true).await? {
+            return Err(Error::Unauthorized(crate::error::UnauthorizedReason::SessionRevoked));
+        }
+        self.audit(AuditEvent::Reauthenticated, Some(user), client, None).await;
+        Ok(now + self.reauth_window.unwrap_or_default())
     }
 
     /// Turns TOTP off (and voids the recovery codes) from `session`, which
@@ -307,7 +408,8 @@ impl UserService {
             self.audit(AuditEvent::RecoveryCodeUsed, Some(id), client, None).await;
         }
         self.refuse_closed_account(&record, client).await?;
-        let (mut login, tokens) = self.new_session(&record, None, client, SignInProof::Credential)?;
+        let amr = Amr::of(&[AuthMethod::Pwd, AuthMethod::Otp]);
+        let (mut login, tokens) = self.new_session(&record, None, client, SignInProof::credential(amr))?;
         login.credential_version = challenge.credential_version;
         if !self.store.complete_mfa_challenge(&digest, max_wrong, &login).await? {
             return Err(Error::InvalidCode);

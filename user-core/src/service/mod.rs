@@ -18,9 +18,9 @@ pub use device::DeviceAuthorization;
 pub use device_cookies::{
     DEVICE_COOKIE_LIFETIME, DEVICE_COOKIE_PREFIX, DeviceCookies, MAX_DEVICE_COOKIES, NewDeviceCookie,
 };
-pub use factors::{SecondFactors, TotpEnrollment};
-pub use sessions::{ClientInfo, LoginOutcome};
-pub use settings::{BreachCheck, DevicePolicy, LockoutPolicy, MailPolicy, MfaPolicy, ServiceConfig};
+pub use factors::{SecondFactors, StepUp, TotpEnrollment};
+pub use sessions::{Caller, ClientInfo, LoginOutcome};
+pub use settings::{BreachCheck, DevicePolicy, LockoutPolicy, MailPolicy, MfaPolicy, MfaRequired, ServiceConfig};
 
 use std::sync::Arc;
 

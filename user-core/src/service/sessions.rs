@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use super::{AuditEvent, DeviceCookies, NewDeviceCookie, UserService};
 use crate::auth::{AccessClaims, IssuedTokens, RefreshClaims, Verified};
-use crate::domain::{DeviceName, Login, Password, SessionId, UserId};
+use crate::domain::{Amr, DeviceName, Login, Password, SessionId, UserId};
 use crate::error::{Error, ForbiddenReason, Result, UnauthorizedReason};
 use crate::store::{LoginAttempt, NewSession, Rotation, SessionRecord, User, UserKey, UserRecord};
 
@@ -29,14 +29,41 @@ pub struct ClientInfo {
     pub device_cookies: DeviceCookies,
 }
 
-/// What a sign-in proved, which decides whether its session starts
-/// recently authenticated.
+/// What a sign-in proved: its session's `amr`, and whether the session
+/// starts recently authenticated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum SignInProof {
-    /// A credential of the account (the password).
-    Credential,
-    /// Another session's say-so (a device approval): not recent.
-    Delegated,
+pub(super) struct SignInProof {
+    amr: Amr,
+    recent: bool,
+}
+
+impl SignInProof {
+    /// The account's credentials, proved just now.
+    pub(super) fn credential(amr: Amr) -> Self {
+        Self { amr, recent: true }
+    }
+
+    /// Another session's say-so (a device approval): that session's
+    /// methods, but not recent.
+    pub(super) fn delegated(amr: Amr) -> Self {
+        Self { amr, recent: false }
+    }
+}
+
+/// The caller an access token names, checked against its live session.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// The token's claims.
+    pub claims: AccessClaims,
+    /// The account, as read with the session.
+    pub user: User,
+    /// How the session signed in, with what it proved since (read from the
+    /// session, so a factor confirmed a moment ago counts already).
+    pub amr: Amr,
+    /// The second-factor policy covers the account and the session has not
+    /// proved a second factor: it may only see the account, enroll a
+    /// factor, step up or sign out (`mfa_enrollment_required` elsewhere).
+    pub restricted: bool,
 }
 
 /// A successful login: the account and its new token pair.
@@ -173,13 +200,12 @@ impl UserService {
         rehash: Option<String>,
         client: &ClientInfo,
     ) -> Result<Option<IssuedTokens>> {
-        let (login, tokens) = self.new_session(record, rehash, client, SignInProof::Credential)?;
+        let (login, tokens) = self.new_session(record, rehash, client, SignInProof::credential(Amr::PASSWORD))?;
         Ok(self.store.open_session(&login).await?.then_some(tokens))
     }
 
-    /// A session for `record`'s account, opened now, and its tokens.
-    /// A new session's record and tokens. `proof`: the sign-in proved a
-    /// credential (a password), so the session starts recently authenticated.
+    /// A new session's record and tokens, for `record`'s account, opened
+    /// now with what the sign-in proved.
     pub(super) fn new_session(
         &self,
         record: &UserRecord,
@@ -191,7 +217,7 @@ impl UserService {
         let now = self.clock.now();
         let sid = SessionId::new();
         let jti = Uuid::now_v7();
-        let (access, access_expires_at) = self.tokens.issue_access(user.id, sid, user.role, now)?;
+        let (access, access_expires_at) = self.tokens.issue_access(user.id, sid, user.role, proof.amr, now)?;
         let (refresh, refresh_expires_at) = self.tokens.issue_refresh(user.id, sid, jti, now, now)?;
         let session = SessionRecord {
             id: sid,
@@ -206,7 +232,8 @@ impl UserService {
             user_agent: client.user_agent.as_deref().map(|ua| ua.chars().take(256).collect()),
             ip: client.ip.map(|ip| ip.to_string()),
             device_name: client.device_name.as_ref().map(ToString::to_string),
-            authenticated_at: (proof == SignInProof::Credential).then_some(now),
+            authenticated_at: proof.recent.then_some(now),
+            amr: proof.amr,
         };
         let login = NewSession { session, credential_version: record.credential_version, rehash };
         let tokens = IssuedTokens {
@@ -242,7 +269,9 @@ impl UserService {
                 _ => return Err(Error::Unauthorized(UnauthorizedReason::SessionRevoked)),
             };
             let new_jti = Uuid::now_v7();
-            let (access, access_expires_at) = self.tokens.issue_access(user.id, session.id, user.role, now)?;
+            // The session's methods as they are now: a step-up since shows.
+            let (access, access_expires_at) =
+                self.tokens.issue_access(user.id, session.id, user.role, session.amr, now)?;
             let (refresh, refresh_expires_at) =
                 self.tokens.issue_refresh(user.id, session.id, new_jti, session.created_at, now)?;
             let rotation = Rotation {
@@ -284,28 +313,48 @@ impl UserService {
         }
     }
 
-    /// Verifies an access token and that its session is still active.
+    /// Verifies an access token and that its session is still active and
+    /// not restricted by the second-factor policy.
     ///
     /// # Errors
     /// [`Error::Unauthorized`] if the token is malformed, expired, of the wrong
-    /// type, or its session was revoked or deleted.
+    /// type, or its session was revoked or deleted; [`Error::Forbidden`]
+    /// ([`ForbiddenReason::MfaEnrollmentRequired`]) for a restricted session.
     pub async fn authenticate(&self, access_token: &str) -> Result<AccessClaims> {
         self.me(access_token).await.map(|(claims, _)| claims)
     }
 
-    /// The account an access token belongs to, checked in one store round
-    /// trip: token valid, session active, user present. The one path from an
-    /// access token to a live session ([`UserService::authenticate`] takes it too).
+    /// The account an access token belongs to, as [`UserService::caller`]
+    /// checks it, refusing a session the second-factor policy restricts.
+    ///
+    /// # Errors
+    /// As [`UserService::authenticate`].
+    pub async fn me(&self, access_token: &str) -> Result<(AccessClaims, User)> {
+        let caller = self.caller(access_token).await?;
+        if caller.restricted {
+            return Err(Error::Forbidden(ForbiddenReason::MfaEnrollmentRequired));
+        }
+        Ok((caller.claims, caller.user))
+    }
+
+    /// The caller an access token names, checked in one store round trip:
+    /// token valid, session active, user present. The one path from an
+    /// access token to a live session. A session the second-factor policy
+    /// restricts is answered with [`Caller::restricted`] set: only what
+    /// such a session may do (see it, enroll a factor, step up, sign out)
+    /// should take this; everything else takes [`UserService::me`].
     ///
     /// # Errors
     /// [`Error::Unauthorized`] as [`UserService::authenticate`].
-    pub async fn me(&self, access_token: &str) -> Result<(AccessClaims, User)> {
+    pub async fn caller(&self, access_token: &str) -> Result<Caller> {
         let now = self.clock.now();
         let claims = self.tokens.verify_access(access_token, now)?;
-        match self.store.session_user(claims.sid, claims.sub, now).await? {
-            Some(record) => Ok((claims, record.user)),
-            None => Err(Error::Unauthorized(UnauthorizedReason::SessionRevoked)),
-        }
+        let Some(found) = self.store.session_user(claims.sid, claims.sub, now).await? else {
+            return Err(Error::Unauthorized(UnauthorizedReason::SessionRevoked));
+        };
+        let user = found.record.user;
+        let restricted = self.factors.required(user.role) && !found.amr.is_multi_factor();
+        Ok(Caller { claims, user, amr: found.amr, restricted })
     }
 
     /// Verifies a refresh token for logging out: its session must be active and

@@ -41,6 +41,10 @@ pub struct ServiceConfig {
 /// Second factors (TOTP, recovery codes).
 #[derive(Debug, Clone)]
 pub struct MfaPolicy {
+    /// Whose sessions must have proved a second factor (default
+    /// [`MfaRequired::Admins`]): a covered account without one signs in to
+    /// a restricted session that can only enroll a factor.
+    pub required: MfaRequired,
     /// The name authenticator apps show next to the account (default
     /// `user-service`; `user-server` uses the product name of its mails).
     pub totp_issuer: String,
@@ -59,11 +63,57 @@ pub struct MfaPolicy {
 impl Default for MfaPolicy {
     fn default() -> Self {
         Self {
+            required: MfaRequired::Admins,
             totp_issuer: "user-service".to_owned(),
             data_keys: None,
             challenge_ttl: Duration::from_secs(300),
             max_wrong_codes: 5,
             enrollment_ttl: Duration::from_secs(600),
+        }
+    }
+}
+
+/// Which accounts must sign in with a second factor (`USER_MFA_REQUIRED`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MfaRequired {
+    /// Nobody: a second factor is each person's choice.
+    None,
+    /// Accounts with the `admin` role (the default).
+    #[default]
+    Admins,
+    /// Every account.
+    All,
+}
+
+impl MfaRequired {
+    /// Whether an account with `role` is covered.
+    pub fn covers(self, role: crate::domain::Role) -> bool {
+        match self {
+            MfaRequired::None => false,
+            MfaRequired::Admins => role == crate::domain::Role::Admin,
+            MfaRequired::All => true,
+        }
+    }
+
+    /// `none`, `admins` or `all`, as configured.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MfaRequired::None => "none",
+            MfaRequired::Admins => "admins",
+            MfaRequired::All => "all",
+        }
+    }
+}
+
+impl std::str::FromStr for MfaRequired {
+    type Err = crate::domain::ValidationError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "none" => Ok(MfaRequired::None),
+            "admins" => Ok(MfaRequired::Admins),
+            "all" => Ok(MfaRequired::All),
+            _ => Err(crate::domain::ValidationError::new("USER_MFA_REQUIRED", "must be none, admins or all")),
         }
     }
 }

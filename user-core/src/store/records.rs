@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 #[cfg(doc)]
 use super::{DeviceStore, SessionStore, UserStore};
-use crate::domain::{Email, Locale, Role, SessionId, TrackId, UserCode, UserId, Username};
+use crate::domain::{Amr, Email, Locale, Role, SessionId, TrackId, UserCode, UserId, Username};
 use crate::error::{Error, Result};
 
 /// A user account as callers see it (no password hash).
@@ -277,6 +277,9 @@ pub struct SessionRecord {
     /// session that never did (opened by a device grant). Changes of
     /// address or password, and deletion, need it recent.
     pub authenticated_at: Option<DateTime<Utc>>,
+    /// How the session signed in, with what it proved since (a step-up,
+    /// a second factor confirmed from it).
+    pub amr: Amr,
 }
 
 impl SessionRecord {
@@ -284,6 +287,16 @@ impl SessionRecord {
     pub fn is_active(&self, now: DateTime<Utc>) -> bool {
         self.revoked_at.is_none() && self.expires_at > now
     }
+}
+
+/// An active session's account, read with the session
+/// ([`SessionStore::session_user`]).
+#[derive(Debug, Clone)]
+pub struct SessionUser {
+    /// The account.
+    pub record: UserRecord,
+    /// How the session signed in, with what it proved since.
+    pub amr: Amr,
 }
 
 /// What [`UserStore::reserve_login_attempt`] decided.

@@ -10,13 +10,14 @@ use uuid::Uuid;
 use super::records::{
     AccountChanges, AuditFilter, AuditRecord, Claim, DeferredTask, DeviceGrant, DevicePoll, EmailRevert, Favorite,
     LoginAttempt, MfaChallenge, NewDeviceGrant, NewMail, NewMfaChallenge, NewSession, Rotation, SessionRecord,
-    TaskCounts, TaskStatus, TotpFactor, User, UserChanges, UserCodeAction, UserKey, UserRecord, WaitingTasks,
+    SessionUser, TaskCounts, TaskStatus, TotpFactor, User, UserChanges, UserCodeAction, UserKey, UserRecord,
+    WaitingTasks,
 };
 use super::traits::{
     AuditStore, DeviceStore, FactorStore, FavoriteStore, LockRule, SecretStore, SessionStore, Store, TaskStore,
     TokenMail, TokenOwner, TokenStore, UserStore,
 };
-use crate::domain::{SessionId, TrackId, UserCode, UserId};
+use crate::domain::{Amr, SessionId, TrackId, UserCode, UserId, Username};
 use crate::error::Result;
 
 /// Wraps `store` so that each call runs in a span of its own: target
@@ -91,11 +92,11 @@ forward! {
         fn open_session(&self, login: &NewSession) -> Result<bool>;
         fn list_sessions(&self, user: UserId, now: DateTime<Utc>) -> Result<Vec<SessionRecord>>;
         fn session(&self, id: SessionId) -> Result<Option<SessionRecord>>;
-        fn session_user(&self, id: SessionId, user: UserId, now: DateTime<Utc>) -> Result<Option<UserRecord>>;
+        fn session_user(&self, id: SessionId, user: UserId, now: DateTime<Utc>) -> Result<Option<SessionUser>>;
         fn rotate_session(&self, rotation: &Rotation) -> Result<bool>;
         fn revoke_session(&self, id: SessionId, now: DateTime<Utc>) -> Result<bool>;
         fn revoke_user_sessions(&self, user: UserId, except: Option<SessionId>, now: DateTime<Utc>) -> Result<u64>;
-        fn record_authentication(&self, id: SessionId, at: DateTime<Utc>) -> Result<bool>;
+        fn record_authentication(&self, id: SessionId, at: DateTime<Utc>, proved: Amr, recent: bool) -> Result<bool>;
     }
     FavoriteStore {
         fn add_favorites(&self, user: UserId, tracks: &[TrackId], now: DateTime<Utc>) -> Result<u64>;
@@ -192,6 +193,7 @@ forward! {
             now: DateTime<Utc>,
         ) -> Result<bool>;
         fn recovery_codes_left(&self, user: UserId) -> Result<u32>;
+        fn admins_without_second_factor(&self, limit: u32) -> Result<Vec<Username>>;
         fn insert_mfa_challenge(&self, challenge: &NewMfaChallenge) -> Result<()>;
         fn mfa_challenge(
             &self,

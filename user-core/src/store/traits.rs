@@ -11,9 +11,10 @@ use uuid::Uuid;
 use super::records::{
     AccountChanges, AuditFilter, AuditRecord, Claim, DeferredTask, DeviceGrant, DevicePoll, EmailRevert, Favorite,
     LoginAttempt, MfaChallenge, NewDeviceGrant, NewMail, NewMfaChallenge, NewSession, Rotation, SessionRecord,
-    TaskCounts, TaskStatus, TotpFactor, User, UserChanges, UserCodeAction, UserKey, UserRecord, WaitingTasks,
+    SessionUser, TaskCounts, TaskStatus, TotpFactor, User, UserChanges, UserCodeAction, UserKey, UserRecord,
+    WaitingTasks,
 };
-use crate::domain::{Email, SessionId, TrackId, UserCode, UserId};
+use crate::domain::{Amr, Email, SessionId, TrackId, UserCode, UserId, Username};
 #[cfg(doc)]
 use crate::error::Error;
 use crate::error::Result;
@@ -132,7 +133,7 @@ pub trait SessionStore: Send + Sync {
 
     /// The user of session `id`, if the session is active at `now` and
     /// belongs to `user`: one round trip for authenticated reads.
-    async fn session_user(&self, id: SessionId, user: UserId, now: DateTime<Utc>) -> Result<Option<UserRecord>>;
+    async fn session_user(&self, id: SessionId, user: UserId, now: DateTime<Utc>) -> Result<Option<SessionUser>>;
 
     /// Swaps the refresh `jti` if it still equals `expected_jti` and the session
     /// is not revoked; `true` if this call won.
@@ -144,9 +145,11 @@ pub trait SessionStore: Send + Sync {
     /// Revokes every active session of `user` except `except`; returns how many.
     async fn revoke_user_sessions(&self, user: UserId, except: Option<SessionId>, now: DateTime<Utc>) -> Result<u64>;
 
-    /// Records that the session `id` proved a credential at `at` (its
-    /// `authenticated_at`), if it is still active; `false` otherwise.
-    async fn record_authentication(&self, id: SessionId, at: DateTime<Utc>) -> Result<bool>;
+    /// Records what the session `id` proved at `at`, if it is still
+    /// active: adds `proved` to its `amr` (a union in one statement, so
+    /// two step-ups at once lose nothing) and, when `recent`, makes `at`
+    /// its `authenticated_at`. `false` for a session that is not active.
+    async fn record_authentication(&self, id: SessionId, at: DateTime<Utc>, proved: Amr, recent: bool) -> Result<bool>;
 }
 
 /// Favorite tracks, written together with their deferred tasks.
@@ -429,6 +432,10 @@ pub trait FactorStore: Send + Sync {
 
     /// The account's unused recovery codes.
     async fn recovery_codes_left(&self, user: UserId) -> Result<u32>;
+
+    /// The names of up to `limit` active admins without a second factor,
+    /// in order.
+    async fn admins_without_second_factor(&self, limit: u32) -> Result<Vec<Username>>;
 
     /// Stores a sign-in waiting for its second factor.
     async fn insert_mfa_challenge(&self, challenge: &NewMfaChallenge) -> Result<()>;

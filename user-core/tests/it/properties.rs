@@ -4,7 +4,7 @@
 use chrono::DateTime;
 use proptest::prelude::*;
 use user_core::auth::{KeySet, TokenConfig, Tokens};
-use user_core::domain::{Email, Login, Password, Role, SessionId, TrackBatch, TrackId, UserId, Username};
+use user_core::domain::{Amr, Email, Login, Password, Role, SessionId, TrackBatch, TrackId, UserId, Username};
 use user_core::page::PageRequest;
 
 fn tokens() -> Tokens {
@@ -69,7 +69,7 @@ proptest! {
     #[test]
     fn tampering_with_any_byte_of_a_token_is_detected(index in any::<prop::sample::Index>(), byte in any::<u8>()) {
         let now = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
-        let (jwt, _) = tokens().issue_access(UserId::new(), SessionId::new(), Role::User, now).unwrap();
+        let (jwt, _) = tokens().issue_access(UserId::new(), SessionId::new(), Role::User, Amr::PASSWORD, now).unwrap();
         let mut bytes = jwt.clone().into_bytes();
         let i = index.index(bytes.len());
         prop_assume!(bytes[i] != byte);
@@ -87,7 +87,7 @@ proptest! {
         let now = DateTime::from_timestamp(secs, 0).unwrap();
         let (user, sid) = (UserId::new(), SessionId::new());
         let role = if admin { Role::Admin } else { Role::User };
-        let (jwt, _) = tokens().issue_access(user, sid, role, now).unwrap();
+        let (jwt, _) = tokens().issue_access(user, sid, role, Amr::PASSWORD, now).unwrap();
         let claims = tokens().verify_access(&jwt, now).unwrap();
         prop_assert_eq!((claims.sub, claims.sid, claims.role), (user, sid, role));
     }

@@ -8,7 +8,7 @@ use user_core::service::{ProfileUpdate, Registration};
 use user_core::store::User;
 use warp::reply::Response;
 
-use super::guard::{Authenticated, Open};
+use super::guard::{AnySession, Authenticated, Open};
 use super::{Call, success};
 use crate::error::ApiError;
 use crate::http::json;
@@ -50,7 +50,7 @@ pub(super) async fn register(mut call: Call<Open>) -> Result<Response, ApiError>
     (status = 400, description = "A token cookie sent more than once", body = MainResponse),
     (status = 404, description = "The user no longer exists", body = MainResponse),
 ))]
-pub(super) async fn get_user(call: Call<Authenticated>) -> Result<Response, ApiError> {
+pub(super) async fn get_user(call: Call<AnySession>) -> Result<Response, ApiError> {
     let user = call.caller.user();
     Ok(json(&UserResponse {
         response: MainResponse::success(),

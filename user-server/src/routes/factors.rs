@@ -8,7 +8,7 @@ use user_core::api::{
 use user_core::auth::RecoveryCode;
 use warp::reply::Response;
 
-use super::guard::Authenticated;
+use super::guard::{AnySession, Authenticated};
 use super::{Call, success};
 use crate::error::ApiError;
 use crate::http::json;
@@ -19,7 +19,7 @@ use crate::http::json;
     (status = 200, description = "The caller's sign-in methods", body = SecurityResponse),
     (status = 400, description = "A token cookie sent more than once", body = MainResponse),
 ))]
-pub(super) async fn security(call: Call<Authenticated>) -> Result<Response, ApiError> {
+pub(super) async fn security(call: Call<AnySession>) -> Result<Response, ApiError> {
     let factors = call.state.service.second_factors(call.caller.id()).await?;
     Ok(json(&SecurityResponse {
         response: MainResponse::success(),
@@ -42,7 +42,7 @@ pub(super) async fn security(call: Call<Authenticated>) -> Result<Response, ApiE
     (status = 415, description = "A body that is not JSON", body = MainResponse),
     (status = 429, description = "This account after repeated wrong current passwords; see Retry-After", body = MainResponse),
 ))]
-pub(super) async fn totp_enroll(mut call: Call<Authenticated>) -> Result<Response, ApiError> {
+pub(super) async fn totp_enroll(mut call: Call<AnySession>) -> Result<Response, ApiError> {
     let current = call.current_password()?;
     let claims = call.caller.claims();
     let client = call.ctx.client();
@@ -65,9 +65,10 @@ pub(super) async fn totp_enroll(mut call: Call<Authenticated>) -> Result<Respons
     (status = 413, description = "Body too large", body = MainResponse),
     (status = 415, description = "Not JSON", body = MainResponse),
 ))]
-pub(super) async fn totp_confirm(mut call: Call<Authenticated>) -> Result<Response, ApiError> {
+pub(super) async fn totp_confirm(mut call: Call<AnySession>) -> Result<Response, ApiError> {
     let req: TotpConfirmRequest = call.json()?;
-    let codes = call.state.service.confirm_totp(call.caller.id(), &req.code, &call.ctx.client()).await?;
+    let claims = call.caller.claims();
+    let codes = call.state.service.confirm_totp(claims.sub, Some(claims.sid), &req.code, &call.ctx.client()).await?;
     Ok(recovery_codes(&codes))
 }
 

@@ -114,7 +114,9 @@ impl Guard for SigningIn {
     }
 }
 
-/// A caller with a valid access token (bearer or cookie) of a live session.
+/// A caller with a valid access token (bearer or cookie) of a live
+/// session that the second-factor policy does not restrict (403
+/// `mfa_enrollment_required` for one it does: see [`AnySession`]).
 pub(crate) struct Authenticated {
     claims: AccessClaims,
     user: User,
@@ -140,6 +142,40 @@ impl Guard for Authenticated {
     async fn check(state: &AppState, creds: &Credentials) -> Result<Self, ApiError> {
         let (claims, user) = state.service.me(creds.access()?).await?;
         Ok(Authenticated { claims, user })
+    }
+
+    fn user_id(&self) -> Option<UserId> {
+        Some(self.id())
+    }
+
+    fn document(operation: &mut Operation, writes: bool) {
+        let forbidden = if writes { RESTRICTED_OR_CROSS_SITE } else { RESTRICTED };
+        document_guard(operation, ACCESS_TOKEN, &[(401, "Unauthorized"), (403, forbidden)]);
+    }
+}
+
+/// What a session the second-factor policy restricts hears in the OpenAPI document.
+const RESTRICTED: &str = "`code: mfa_enrollment_required`: this account must add a second factor first";
+const RESTRICTED_OR_CROSS_SITE: &str =
+    "`code: mfa_enrollment_required`: this account must add a second factor first; or a cross-site request";
+
+/// Any caller with a valid access token of a live session, including one
+/// the second-factor policy restricts: for the few routes such a session
+/// may use (see the account, enroll a factor, step up, sign out).
+pub(crate) struct AnySession(Authenticated);
+
+impl std::ops::Deref for AnySession {
+    type Target = Authenticated;
+
+    fn deref(&self) -> &Authenticated {
+        &self.0
+    }
+}
+
+impl Guard for AnySession {
+    async fn check(state: &AppState, creds: &Credentials) -> Result<Self, ApiError> {
+        let caller = state.service.caller(creds.access()?).await?;
+        Ok(AnySession(Authenticated { claims: caller.claims, user: caller.user }))
     }
 
     fn user_id(&self) -> Option<UserId> {
@@ -192,8 +228,35 @@ impl Guard for Admin {
     }
 
     fn document(operation: &mut Operation, writes: bool) {
-        let forbidden = if writes { "Not an admin, or a cross-site request" } else { "Not an admin" };
+        let forbidden = if writes {
+            "Not an admin; `code: mfa_enrollment_required`; or a cross-site request"
+        } else {
+            "Not an admin, or `code: mfa_enrollment_required`: add a second factor first"
+        };
         document_guard(operation, ACCESS_TOKEN, &[(401, "Unauthorized"), (403, forbidden)]);
+    }
+}
+
+/// A session stepping up (`POST /user/reauth`): any session (see
+/// [`AnySession`]), and a browser's refresh cookie, rotated once the
+/// session proved more.
+pub(crate) struct SteppingUp {
+    pub session: AnySession,
+    pub refresh_cookie: Option<String>,
+}
+
+impl Guard for SteppingUp {
+    async fn check(state: &AppState, creds: &Credentials) -> Result<Self, ApiError> {
+        let session = AnySession::check(state, creds).await?;
+        Ok(SteppingUp { session, refresh_cookie: creds.refresh_opt()?.map(ToOwned::to_owned) })
+    }
+
+    fn user_id(&self) -> Option<UserId> {
+        Some(self.session.id())
+    }
+
+    fn document(operation: &mut Operation, writes: bool) {
+        AnySession::document(operation, writes);
     }
 }
 
@@ -207,7 +270,8 @@ pub(crate) struct SessionToEnd {
 impl Guard for SessionToEnd {
     async fn check(state: &AppState, creds: &Credentials) -> Result<Self, ApiError> {
         let access = match creds.access_opt()? {
-            Some(token) => state.service.authenticate(token).await.map(|c| (c.sub, c.sid)),
+            // A restricted session may sign out too.
+            Some(token) => state.service.caller(token).await.map(|c| (c.claims.sub, c.claims.sid)),
             None => Err(user_core::Error::Unauthorized(user_core::UnauthorizedReason::Missing)),
         };
         let (user, session) = match (access, creds.refresh_opt()?) {

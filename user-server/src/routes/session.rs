@@ -1,15 +1,15 @@
 //! Sessions: log in, log out, refresh, and the caller's list of sessions.
 
 use user_core::api::{
-    LoginAnswer, LoginMfaRequest, LoginRequest, LoginResponse, MainResponse, MfaRequiredResponse, RefreshResponse,
-    RevokedResponse, SessionInfo, SessionListResponse,
+    LoginAnswer, LoginMfaRequest, LoginRequest, LoginResponse, MainResponse, MfaRequiredResponse, ReauthRequest,
+    ReauthResponse, RefreshResponse, RevokedResponse, SessionInfo, SessionListResponse,
 };
 use user_core::auth::IssuedTokens;
-use user_core::domain::{DeviceName, Login, Password, SessionId};
-use user_core::service::{ClientInfo, LoginOutcome};
+use user_core::domain::{DeviceName, Login, Password, SessionId, ValidationError};
+use user_core::service::{ClientInfo, LoginOutcome, StepUp};
 use warp::reply::Response;
 
-use super::guard::{Authenticated, RefreshCookie, SessionToEnd, SigningIn};
+use super::guard::{Authenticated, RefreshCookie, SessionToEnd, SigningIn, SteppingUp};
 use super::{Call, success};
 use crate::AppState;
 use crate::error::ApiError;
@@ -136,6 +136,42 @@ pub(super) async fn refresh(call: Call<RefreshCookie>) -> Result<Response, ApiEr
         session_expires_at: Some(tokens.session_expires_at),
     });
     call.state.set_token_cookies(&mut response, &call.ctx, &tokens);
+    Ok(response)
+}
+
+/// Prove a credential again (v1.2 step-up), so that this session may make
+/// the changes that need a recent sign-in: the password for an account
+/// without a second factor, a code (authenticator app or recovery code)
+/// for one with.
+#[utoipa::path(post, path = "/user/reauth", request_body = ReauthRequest, responses(
+    (status = 200, description = "This session counts as recently authenticated until `reauth_until`; a browser's token cookies are rotated", body = ReauthResponse),
+    (status = 400, description = "Not exactly one of `password` and `code`, or a token cookie sent more than once", body = MainResponse),
+    (status = 401, description = "Unauthorized; a wrong password; `code: invalid_code`: a wrong or used code; or `code: mfa_required`: this account steps up with its second factor, not the password", body = MainResponse),
+    (status = 413, description = "Body too large", body = MainResponse),
+    (status = 415, description = "Not JSON", body = MainResponse),
+    (status = 429, description = "Throttled per client, or this account after repeated failures; see Retry-After", body = MainResponse),
+))]
+pub(super) async fn reauth(mut call: Call<SteppingUp>) -> Result<Response, ApiError> {
+    let req: ReauthRequest = call.json()?;
+    let password = req.password.as_deref().map(|p| Password::presented("password", p)).transpose()?;
+    let proof = match (&password, &req.code) {
+        (Some(password), None) => StepUp::Password(password),
+        (None, Some(code)) => StepUp::Code(code),
+        _ => return Err(ValidationError::new("body", "give exactly one of password and code").into()),
+    };
+    let claims = call.caller.session.claims();
+    let client = call.ctx.client();
+    let until = call.state.service.reauthenticate(claims.sub, claims.sid, proof, &client).await?;
+    let mut response = json(&ReauthResponse { message: "success".into(), status: 200, reauth_until: until });
+    // A browser's session changed what it may do: new cookies, so a copy
+    // of the old ones taken before the step-up is worth less.
+    if let Some(refresh) = &call.caller.refresh_cookie {
+        let same_session = call.state.service.authenticate_refresh(refresh).await.is_ok_and(|r| r.sid == claims.sid);
+        if same_session {
+            let tokens = call.state.service.refresh(refresh, &client).await?;
+            call.state.set_token_cookies(&mut response, &call.ctx, &tokens);
+        }
+    }
     Ok(response)
 }
 

@@ -31,6 +31,7 @@ fn table() -> Vec<Endpoint> {
         Endpoint::of::<__path_new_recovery_codes, _, _, _>(new_recovery_codes).throttled(Action::Update),
         Endpoint::of::<__path_logout, _, _, _>(logout),
         Endpoint::of::<__path_refresh, _, _, _>(refresh).throttled(Action::Refresh),
+        Endpoint::of::<__path_reauth, _, _, _>(reauth).throttled(Action::Login),
         Endpoint::of::<__path_list_sessions, _, _, _>(list_sessions),
         Endpoint::of::<__path_revoke_session, _, _, _>(revoke_session),
         Endpoint::of::<__path_revoke_other_sessions, _, _, _>(revoke_other_sessions),

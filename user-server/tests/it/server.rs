@@ -537,3 +537,53 @@ async fn turning_the_reauthentication_window_off_is_warned_about_at_start() {
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(text.contains("USER_REAUTH_WINDOW is off") && text.contains("without proving the password"), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admins_without_a_second_factor_are_named_at_start() {
+    use user_core::domain::{Email, Password, Role, Username};
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("server.log");
+    let url = format!("sqlite://{}", dir.path().join("u.db").display());
+    let store = user_core::store::open(&url).await.unwrap();
+    store.migrate().await.unwrap();
+    let config = user_core::ServiceConfig {
+        hashing: user_core::auth::HashingConfig::insecure_for_tests(),
+        ..Default::default()
+    };
+    let service = user_core::UserService::new(store, config).await.unwrap();
+    for (name, role) in [("root", Role::Admin), ("ops", Role::Admin), ("alice", Role::User)] {
+        let registration = user_core::service::Registration {
+            username: Username::parse(name).unwrap(),
+            email: Email::parse(&format!("{name}@example.com")).unwrap(),
+            password: Password::parse("correct horse").unwrap(),
+            locale: Default::default(),
+        };
+        service.create_user(registration, role, &Default::default()).await.unwrap();
+    }
+    drop(service);
+    let mut server = Server::start_logging_to(&[("USER_DATABASE_URL", url.clone())], &log);
+    server.kill();
+    let text = std::fs::read_to_string(&log).unwrap();
+    let notice =
+        text.lines().find(|l| l.contains("USER_MFA_REQUIRED covers admins")).unwrap_or_else(|| panic!("{text}"));
+    assert!(notice.contains("ops, root") && !notice.contains("alice"), "{notice}");
+    assert!(notice.contains("user-cli user mfa enroll"), "{notice}");
+
+    let quiet = dir.path().join("quiet.log");
+    let env = [("USER_DATABASE_URL", url), ("USER_MFA_REQUIRED", "none".into())];
+    let mut server = Server::start_logging_to(&env, &quiet);
+    server.kill();
+    assert!(!std::fs::read_to_string(&quiet).unwrap().contains("USER_MFA_REQUIRED covers"));
+}
+
+#[test]
+fn an_unknown_mfa_policy_is_a_start_error_naming_the_choices() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_user-server"))
+        .env("USER_MFA_REQUIRED", "sometimes")
+        .env("USER_DATABASE_URL", "sqlite::memory:")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(text.contains("sometimes") && text.contains("admins"), "{text}");
+}

@@ -56,6 +56,11 @@ impl TestServer {
             .await
             .unwrap();
         client.login(name, "correct horse").await.unwrap();
+        // The default policy restricts an admin without a second factor
+        // until the session turns one on.
+        let secret = client.totp_enroll(None).await.unwrap().secret;
+        let code = user_core::auth::TotpSecret::from_base32(&secret).unwrap().code_at(chrono::Utc::now());
+        client.totp_confirm(&code).await.unwrap();
         client
     }
 }

@@ -5,8 +5,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{login, session_template, t0, user};
-use crate::domain::UserId;
-use crate::store::{MailPayload, NewMail, NewMfaChallenge, NewSession, Store, TaskChannel, TaskKind, UserChanges};
+use crate::domain::{Role, UserId};
+use crate::store::{
+    AccountChanges, MailPayload, NewMail, NewMfaChallenge, NewSession, Store, TaskChannel, TaskKind, UserChanges,
+};
 
 fn notice() -> NewMail {
     NewMail { kind: TaskKind::EmailPasswordChanged, payload: MailPayload::default(), token: None }
@@ -233,4 +235,27 @@ pub(crate) async fn an_mfa_sign_in_completes_once_and_dies_after_too_many_wrong_
     let purged = store.purge_expired_tokens(late, 100).await.unwrap();
     assert!(purged >= 1, "{purged}");
     assert!(store.mfa_challenge(&[4; 32], 5, t0()).await.unwrap().is_none());
+}
+
+pub(crate) async fn admins_without_a_second_factor_are_listed_by_name(store: Arc<dyn Store>) {
+    let promote = AccountChanges { role: Some(Role::Admin), ..AccountChanges::default() };
+    let mut admins = Vec::new();
+    for name in ["zed", "amy", "bob", "cat"] {
+        let id = user(&store, name).await;
+        store.change_account(id, &promote, t0()).await.unwrap();
+        admins.push(id);
+    }
+    user(&store, "plain").await;
+    let names = |list: Vec<crate::domain::Username>| list.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+    assert_eq!(names(store.admins_without_second_factor(10).await.unwrap()), ["amy", "bob", "cat", "zed"]);
+    assert_eq!(names(store.admins_without_second_factor(2).await.unwrap()), ["amy", "bob"]);
+    // A confirmed TOTP counts; a pending one does not; a disabled admin is not named.
+    let (zed, amy, bob) = (admins[0], admins[1], admins[2]);
+    assert!(store.start_totp(amy, "sealed", t0()).await.unwrap());
+    let cutoff = t0() - Duration::from_secs(600);
+    assert!(store.confirm_totp(amy, t0(), cutoff, 1, &codes(1), &[], t0()).await.unwrap());
+    assert!(store.start_totp(bob, "sealed", t0()).await.unwrap());
+    let disable = AccountChanges { disabled: Some(true), ..AccountChanges::default() };
+    store.change_account(zed, &disable, t0()).await.unwrap();
+    assert_eq!(names(store.admins_without_second_factor(10).await.unwrap()), ["bob", "cat"]);
 }

@@ -11,7 +11,7 @@ use super::{
     AccountChanges, AuditFilter, AuditRecord, LoginAttempt, NewSession, Rotation, SessionRecord, Store, TaskCounts,
     TaskKind, TaskStatus, User, UserChanges, UserKey, UserRecord, WaitingTasks,
 };
-use crate::domain::{Email, Role, SessionId, TrackBatch, TrackId, UserId, Username};
+use crate::domain::{Amr, AuthMethod, Email, Role, SessionId, TrackBatch, TrackId, UserId, Username};
 use crate::error::{ConflictField, Error};
 
 /// Generates one `#[tokio::test]` per conformance case, each on a fresh store
@@ -28,6 +28,7 @@ macro_rules! suite {
             rotation_of_a_revoked_session_fails,
             revoking_is_idempotent_and_per_session,
             a_session_keeps_when_it_last_proved_a_credential,
+            a_session_s_amr_grows_with_what_it_proves,
             a_device_cookie_counts_its_own_failures_and_ends_with_the_sessions,
             deleting_a_user_cascades_and_enqueues_user_deleted,
             disabling_revokes_every_session,
@@ -75,7 +76,8 @@ macro_rules! suite {
             a_totp_enrollment_is_pending_until_confirmed_once,
             a_totp_step_is_accepted_once_and_never_an_older_one,
             a_recovery_code_works_once_even_when_used_by_many_at_once,
-            an_mfa_sign_in_completes_once_and_dies_after_too_many_wrong_codes
+            an_mfa_sign_in_completes_once_and_dies_after_too_many_wrong_codes,
+            admins_without_a_second_factor_are_listed_by_name
         );
     };
     (@cases $make:expr; $($name:ident),* $(,)?) => {
@@ -155,6 +157,7 @@ fn session_template(user: UserId) -> SessionRecord {
         ip: Some("127.0.0.1".into()),
         device_name: None,
         authenticated_at: Some(t0()),
+        amr: Amr::PASSWORD,
     }
 }
 

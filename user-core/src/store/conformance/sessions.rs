@@ -54,7 +54,7 @@ pub(crate) async fn revoking_is_idempotent_and_per_session(store: Arc<dyn Store>
     let alice = user(&store, "alice").await;
     let a = session(&store, alice).await;
     let b = session(&store, alice).await;
-    assert_eq!(store.session_user(a.id, alice, t0()).await.unwrap().unwrap().user.id, alice);
+    assert_eq!(store.session_user(a.id, alice, t0()).await.unwrap().unwrap().record.user.id, alice);
     assert!(store.session_user(a.id, UserId::new(), t0()).await.unwrap().is_none(), "someone else's session");
     assert!(store.session_user(a.id, alice, t0() + Duration::from_secs(3601)).await.unwrap().is_none(), "expired");
     assert!(store.revoke_session(a.id, t0()).await.unwrap());
@@ -97,7 +97,7 @@ pub(crate) async fn concurrent_session_checks_each_get_their_own_answer(store: A
     let checks = cases.into_iter().map(|(sid, asked_user, at, expected)| {
         let store = store.clone();
         tokio::spawn(async move {
-            let found = store.session_user(sid, asked_user, at).await.unwrap().map(|r| r.user.id);
+            let found = store.session_user(sid, asked_user, at).await.unwrap().map(|r| r.record.user.id);
             assert_eq!(found, expected, "session {sid:?}");
         })
     });
@@ -284,7 +284,8 @@ pub(crate) async fn a_session_keeps_when_it_last_proved_a_credential(store: Arc<
     let alice = user(&store, "alice").await;
     let signed_in = session(&store, alice).await;
     assert_eq!(store.session(signed_in.id).await.unwrap().unwrap().authenticated_at, Some(t0()));
-    let delegated = SessionRecord { id: SessionId::new(), authenticated_at: None, ..session_template(alice) };
+    let delegated =
+        SessionRecord { id: SessionId::new(), authenticated_at: None, amr: Amr::NONE, ..session_template(alice) };
     assert!(store.open_session(&login(&store, &delegated).await).await.unwrap());
     assert_eq!(store.session(delegated.id).await.unwrap().unwrap().authenticated_at, None, "a device grant's");
     let listed = store.list_sessions(alice, t0()).await.unwrap();
@@ -294,11 +295,57 @@ pub(crate) async fn a_session_keeps_when_it_last_proved_a_credential(store: Arc<
 
     // Proving a credential later (current_password) makes the session recent.
     let later = t0() + Duration::from_secs(600);
-    assert!(store.record_authentication(delegated.id, later).await.unwrap());
+    assert!(store.record_authentication(delegated.id, later, Amr::PASSWORD, true).await.unwrap());
     assert_eq!(store.session(delegated.id).await.unwrap().unwrap().authenticated_at, Some(later));
     assert!(store.revoke_session(delegated.id, later).await.unwrap());
-    assert!(!store.record_authentication(delegated.id, later).await.unwrap(), "not for an ended session");
-    assert!(!store.record_authentication(SessionId::new(), later).await.unwrap());
+    let ended = store.record_authentication(delegated.id, later, Amr::PASSWORD, true).await.unwrap();
+    assert!(!ended, "not for an ended session");
+    assert!(!store.record_authentication(SessionId::new(), later, Amr::PASSWORD, true).await.unwrap());
+}
+
+pub(crate) async fn a_session_s_amr_grows_with_what_it_proves(store: Arc<dyn Store>) {
+    let alice = user(&store, "alice").await;
+    let signed_in = session(&store, alice).await;
+    let amr_of = |id| {
+        let store = store.clone();
+        async move {
+            let read = store.session(id).await.unwrap().unwrap().amr;
+            let with_user = store.session_user(id, alice, t0()).await.unwrap().unwrap().amr;
+            assert_eq!(read, with_user, "the session and its account read alike");
+            read
+        }
+    };
+    assert_eq!(amr_of(signed_in.id).await, Amr::PASSWORD);
+    // A second factor confirmed from the session, without counting as a recent sign-in.
+    let later = t0() + Duration::from_secs(60);
+    assert!(store.record_authentication(signed_in.id, later, Amr::of(&[AuthMethod::Otp]), false).await.unwrap());
+    assert_eq!(amr_of(signed_in.id).await, Amr::of(&[AuthMethod::Pwd, AuthMethod::Otp]));
+    assert!(amr_of(signed_in.id).await.is_multi_factor());
+    assert_eq!(store.session(signed_in.id).await.unwrap().unwrap().authenticated_at, Some(t0()), "not recent");
+    // Methods only ever add.
+    assert!(store.record_authentication(signed_in.id, later, Amr::PASSWORD, true).await.unwrap());
+    assert_eq!(amr_of(signed_in.id).await, Amr::of(&[AuthMethod::Pwd, AuthMethod::Otp]));
+    assert_eq!(store.session(signed_in.id).await.unwrap().unwrap().authenticated_at, Some(later));
+
+    // Twelve step-ups at once, each adding another method: none is lost.
+    let guest = SessionRecord { id: SessionId::new(), amr: Amr::NONE, ..session_template(alice) };
+    assert!(store.open_session(&login(&store, &guest).await).await.unwrap());
+    let barrier = Arc::new(tokio::sync::Barrier::new(12));
+    let methods = [AuthMethod::Pwd, AuthMethod::Fed, AuthMethod::Pop, AuthMethod::User, AuthMethod::Otp];
+    let tasks: Vec<_> = (0..12)
+        .map(|i| {
+            let (store, barrier) = (store.clone(), barrier.clone());
+            let proved = Amr::of(&[methods[i % methods.len()]]);
+            tokio::spawn(async move {
+                barrier.wait().await;
+                store.record_authentication(guest.id, later, proved, false).await.unwrap()
+            })
+        })
+        .collect();
+    for task in tasks {
+        assert!(task.await.unwrap());
+    }
+    assert_eq!(amr_of(guest.id).await, Amr::of(&methods));
 }
 
 pub(crate) async fn a_device_cookie_counts_its_own_failures_and_ends_with_the_sessions(store: Arc<dyn Store>) {

@@ -8,8 +8,8 @@ use super::PostgresStore;
 use super::rows::{get, map_err};
 use super::sessions::insert_session;
 use super::tokens::enqueue_mails;
-use crate::domain::UserId;
-use crate::error::Result;
+use crate::domain::{UserId, Username};
+use crate::error::{Error, Result};
 use crate::store::{FactorStore, MfaChallenge, NewMail, NewMfaChallenge, NewSession, TotpFactor};
 
 #[async_trait]
@@ -175,6 +175,23 @@ impl FactorStore for PostgresStore {
             .map_err(map_err)?;
         let left: i64 = row.try_get("n").map_err(map_err)?;
         Ok(left as u32)
+    }
+
+    async fn admins_without_second_factor(&self, limit: u32) -> Result<Vec<Username>> {
+        let rows = sqlx::query(
+            "select username from users u where role = 'admin' and disabled_at is null \
+             and not exists (select 1 from totp_factors t where t.user_id = u.id and t.confirmed_at is not null) \
+             order by username limit $1",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        rows.iter()
+            .map(|row| {
+                Username::try_from(row.try_get::<String, _>("username").map_err(map_err)?).map_err(Error::internal)
+            })
+            .collect()
     }
 
     async fn insert_mfa_challenge(&self, challenge: &NewMfaChallenge) -> Result<()> {

@@ -18,7 +18,7 @@ use sqlx::{Postgres, Transaction};
 use crate::domain::ValidationError;
 use crate::error::{Error, Result};
 use crate::store::rules::Gcra;
-use crate::store::{Store, UserRecord};
+use crate::store::{SessionUser, Store};
 
 mod audit;
 mod batch;
@@ -44,7 +44,7 @@ use sessions::{MAX_SESSION_BATCH, SessionLookup, lookup_sessions};
 #[derive(Clone)]
 pub struct PostgresStore {
     pool: PgPool,
-    sessions: Batcher<SessionLookup, Option<UserRecord>>,
+    sessions: Batcher<SessionLookup, Option<SessionUser>>,
     favorite_adds: Batcher<FavoriteChange, (bool, u64)>,
     favorite_removes: Batcher<FavoriteChange, (bool, u64)>,
 }

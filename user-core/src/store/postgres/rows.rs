@@ -3,7 +3,7 @@
 use sqlx::postgres::PgRow;
 use sqlx::{Postgres, Row};
 
-use crate::domain::{Role, SessionId, TrackId, UserId};
+use crate::domain::{Amr, Role, SessionId, TrackId, UserId};
 use crate::error::{ConflictField, Error, Result};
 use crate::store::{DeferredTask, SessionRecord, TaskKind, TaskStatus, User, UserRecord};
 
@@ -62,6 +62,7 @@ pub(super) fn session_record(row: &PgRow) -> Result<SessionRecord> {
         ip: get(row, "ip")?,
         device_name: get(row, "device_name")?,
         authenticated_at: get(row, "authenticated_at")?,
+        amr: Amr::from_bits(get::<i16>(row, "amr")?.into()),
     })
 }
 

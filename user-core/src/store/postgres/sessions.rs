@@ -8,9 +8,9 @@ use uuid::Uuid;
 
 use super::PostgresStore;
 use super::rows::{map_err, session_record, user_record};
-use crate::domain::{SessionId, UserId};
+use crate::domain::{Amr, SessionId, UserId};
 use crate::error::{Error, Result};
-use crate::store::{NewSession, Rotation, SessionRecord, SessionStore, UserRecord};
+use crate::store::{NewSession, Rotation, SessionRecord, SessionStore, SessionUser};
 
 /// One [`SessionStore::session_user`] question.
 pub(super) struct SessionLookup {
@@ -27,12 +27,12 @@ pub(super) const MAX_SESSION_BATCH: usize = 64;
 pub(super) async fn lookup_sessions(
     pool: PgPool,
     batch: Vec<SessionLookup>,
-) -> Result<Vec<Result<Option<UserRecord>>>> {
+) -> Result<Vec<Result<Option<SessionUser>>>> {
     let sessions: Vec<Uuid> = batch.iter().map(|q| q.session.as_uuid()).collect();
     let users: Vec<Uuid> = batch.iter().map(|q| q.user.as_uuid()).collect();
     let nows: Vec<DateTime<Utc>> = batch.iter().map(|q| q.now).collect();
     let rows = sqlx::query(
-        "select q.n, u.* from unnest($1::uuid[], $2::uuid[], $3::timestamptz[]) with ordinality as q(sid, uid, at, n) \
+        "select q.n, s.amr as session_amr, u.* from unnest($1::uuid[], $2::uuid[], $3::timestamptz[]) with ordinality as q(sid, uid, at, n) \
          join sessions s on s.id = q.sid and s.user_id = q.uid and s.revoked_at is null and s.expires_at > q.at \
          join users u on u.id = s.user_id",
     )
@@ -42,11 +42,14 @@ pub(super) async fn lookup_sessions(
     .fetch_all(&pool)
     .await
     .map_err(map_err)?;
-    let mut answers: Vec<Result<Option<UserRecord>>> = (0..batch.len()).map(|_| Ok(None)).collect();
+    let mut answers: Vec<Result<Option<SessionUser>>> = (0..batch.len()).map(|_| Ok(None)).collect();
     for row in &rows {
         let n: i64 = row.try_get("n").map_err(Error::internal)?;
         if let Some(slot) = usize::try_from(n - 1).ok().and_then(|i| answers.get_mut(i)) {
-            *slot = user_record(row).map(Some);
+            *slot = user_record(row).and_then(|record| {
+                let amr: i16 = row.try_get("session_amr").map_err(Error::internal)?;
+                Ok(Some(SessionUser { record, amr: Amr::from_bits(amr.into()) }))
+            });
         }
     }
     Ok(answers)
@@ -101,8 +104,8 @@ pub(super) async fn insert_session<'e>(executor: impl PgExecutor<'e>, login: &Ne
              last_login_at = $6 \
            where id = $2 and credential_version = $13 and disabled_at is null returning id) \
          insert into sessions (id, user_id, refresh_jti, previous_jti, rotated_at, created_at, last_used_at, \
-           expires_at, revoked_at, user_agent, ip, device_name, authenticated_at) \
-         select $1, id, $3, $4, $5, $6, $7, $8, $9, $10, $11, $14, $15 from current_user_row",
+           expires_at, revoked_at, user_agent, ip, device_name, authenticated_at, amr) \
+         select $1, id, $3, $4, $5, $6, $7, $8, $9, $10, $11, $14, $15, $16 from current_user_row",
     )
     .bind(s.id.as_uuid())
     .bind(s.user_id.as_uuid())
@@ -119,6 +122,7 @@ pub(super) async fn insert_session<'e>(executor: impl PgExecutor<'e>, login: &Ne
     .bind(login.credential_version)
     .bind(s.device_name.as_deref())
     .bind(s.authenticated_at)
+    .bind(i16::try_from(s.amr.bits()).map_err(Error::internal)?)
     .execute(executor)
     .await
     .map_err(map_err)?;
@@ -153,7 +157,7 @@ impl SessionStore for PostgresStore {
         row.as_ref().map(session_record).transpose()
     }
 
-    async fn session_user(&self, id: SessionId, user: UserId, now: DateTime<Utc>) -> Result<Option<UserRecord>> {
+    async fn session_user(&self, id: SessionId, user: UserId, now: DateTime<Utc>) -> Result<Option<SessionUser>> {
         self.sessions.call(SessionLookup { session: id, user, now }).await
     }
 
@@ -199,12 +203,15 @@ impl SessionStore for PostgresStore {
         Ok(n)
     }
 
-    async fn record_authentication(&self, id: SessionId, at: DateTime<Utc>) -> Result<bool> {
+    async fn record_authentication(&self, id: SessionId, at: DateTime<Utc>, proved: Amr, recent: bool) -> Result<bool> {
         let done = sqlx::query(
-            "update sessions set authenticated_at = $2 where id = $1 and revoked_at is null and expires_at > $2",
+            "update sessions set amr = amr | $3, authenticated_at = case when $4 then $2 else authenticated_at end \
+             where id = $1 and revoked_at is null and expires_at > $2",
         )
         .bind(id.as_uuid())
         .bind(at)
+        .bind(i16::try_from(proved.bits()).map_err(Error::internal)?)
+        .bind(recent)
         .execute(&self.pool)
         .await
         .map_err(map_err)?;

@@ -5,11 +5,11 @@ use chrono::{DateTime, Utc};
 use rusqlite::{Connection, params};
 
 use super::SqliteStore;
-use super::rows::{col, execute, millis, opt_time, query_opt, time};
+use super::rows::{col, execute, millis, opt_time, query_all, query_opt, time};
 use super::sessions::insert_session;
 use super::tokens::enqueue_mails;
-use crate::domain::UserId;
-use crate::error::Result;
+use crate::domain::{UserId, Username};
+use crate::error::{Error, Result};
 use crate::store::{FactorStore, MfaChallenge, NewMail, NewMfaChallenge, NewSession, TotpFactor};
 
 #[async_trait]
@@ -156,6 +156,20 @@ impl FactorStore for SqliteStore {
                 |row| col(row, "n"),
             )?;
             Ok(left.unwrap_or(0) as u32)
+        })
+    }
+
+    async fn admins_without_second_factor(&self, limit: u32) -> Result<Vec<Username>> {
+        self.read(move |conn| {
+            let names: Vec<String> = query_all(
+                conn,
+                "select username from users u where role = 'admin' and disabled_at is null \
+                 and not exists (select 1 from totp_factors t where t.user_id = u.id and t.confirmed_at is not null) \
+                 order by username limit ?1",
+                [limit],
+                |row| col(row, "username"),
+            )?;
+            names.into_iter().map(|n| Username::try_from(n).map_err(Error::internal)).collect()
         })
     }
 

@@ -5,10 +5,10 @@ use chrono::{DateTime, Utc};
 use rusqlite::{Connection, params};
 
 use super::SqliteStore;
-use super::rows::{execute, millis, query_all, query_opt, session_columns, session_record, user_columns, user_record};
-use crate::domain::{SessionId, UserId};
+use super::rows::{execute, millis, query_all, query_opt, session_columns, session_record, session_user, user_columns};
+use crate::domain::{Amr, SessionId, UserId};
 use crate::error::Result;
-use crate::store::{NewSession, Rotation, SessionRecord, SessionStore, UserRecord};
+use crate::store::{NewSession, Rotation, SessionRecord, SessionStore, SessionUser};
 
 /// Ends a user's sessions but `except`, voids the account's device cookies
 /// and the device approvals the sessions gave
@@ -52,8 +52,8 @@ pub(super) fn insert_session(conn: &Connection, login: &NewSession) -> Result<bo
     execute(
         conn,
         "insert into sessions (id, user_id, refresh_jti, previous_jti, rotated_at, created_at, last_used_at, \
-         expires_at, revoked_at, user_agent, ip, device_name, authenticated_at) \
-         values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+         expires_at, revoked_at, user_agent, ip, device_name, authenticated_at, amr) \
+         values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
         params![
             s.id.as_uuid(),
             s.user_id.as_uuid(),
@@ -68,6 +68,7 @@ pub(super) fn insert_session(conn: &Connection, login: &NewSession) -> Result<bo
             s.ip,
             s.device_name,
             s.authenticated_at.map(millis),
+            s.amr.bits(),
         ],
     )?;
     Ok(true)
@@ -107,18 +108,18 @@ impl SessionStore for SqliteStore {
         })
     }
 
-    async fn session_user(&self, id: SessionId, user: UserId, now: DateTime<Utc>) -> Result<Option<UserRecord>> {
+    async fn session_user(&self, id: SessionId, user: UserId, now: DateTime<Utc>) -> Result<Option<SessionUser>> {
         self.read(|conn| {
             query_opt(
                 conn,
                 concat!(
                     "select ",
                     user_columns!("u"),
-                    " from sessions s join users u on u.id = s.user_id \
+                    ", s.amr from sessions s join users u on u.id = s.user_id \
                      where s.id = ?1 and s.user_id = ?2 and s.revoked_at is null and s.expires_at > ?3"
                 ),
                 params![id.as_uuid(), user.as_uuid(), millis(now)],
-                user_record,
+                session_user,
             )
         })
     }
@@ -158,12 +159,13 @@ impl SessionStore for SqliteStore {
         self.write(move |conn| revoke_sessions(conn, user, except, now)).await
     }
 
-    async fn record_authentication(&self, id: SessionId, at: DateTime<Utc>) -> Result<bool> {
+    async fn record_authentication(&self, id: SessionId, at: DateTime<Utc>, proved: Amr, recent: bool) -> Result<bool> {
         self.write(move |conn| {
             let changed = execute(
                 conn,
-                "update sessions set authenticated_at = ?2 where id = ?1 and revoked_at is null and expires_at > ?2",
-                params![id.as_uuid(), millis(at)],
+                "update sessions set amr = amr | ?3, authenticated_at = case when ?4 then ?2 else authenticated_at end \
+                 where id = ?1 and revoked_at is null and expires_at > ?2",
+                params![id.as_uuid(), millis(at), proved.bits(), recent],
             )?;
             Ok(changed == 1)
         })

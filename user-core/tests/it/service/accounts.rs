@@ -161,7 +161,10 @@ async fn a_foreign_cursor_is_a_validation_error() {
 
 #[tokio::test]
 async fn only_admin_claims_pass_the_admin_check_and_a_role_change_ends_the_sessions_at_once() {
-    let app = app().await;
+    // The role alone is under test here: admins sign in by password.
+    let mut config = config();
+    config.mfa.required = user_core::service::MfaRequired::None;
+    let app = app_with(config).await;
     let user = app.register("alice").await;
     let tokens = app.login("alice").await;
     let claims = app.service.authenticate(&tokens.access).await.unwrap();

@@ -4,7 +4,7 @@
 
 use user_core::auth::{DataKeys, TotpSecret};
 use user_core::clock::Clock;
-use user_core::service::MfaPolicy;
+use user_core::service::{MfaPolicy, StepUp};
 use user_core::store::TaskStatus;
 use user_core::{SecondFactorChallenge, SecondFactorMethod};
 use zeroize::Zeroizing;
@@ -32,7 +32,8 @@ async fn alice_with_totp(app: &TestApp) -> (UserId, String, Vec<String>) {
     let enrollment = app.service.start_totp_enrollment(alice, Some(tokens.session_id), None, &client).await.unwrap();
     assert!(enrollment.otpauth_uri.starts_with("otpauth://totp/user-service:alice@example.com?secret="));
     assert_eq!(format!("{enrollment:?}"), "TotpEnrollment([redacted])");
-    let codes = app.service.confirm_totp(alice, &code_at(&enrollment.secret, app.clock.now()), &client).await.unwrap();
+    let codes =
+        app.service.confirm_totp(alice, None, &code_at(&enrollment.secret, app.clock.now()), &client).await.unwrap();
     // The confirming code is used: the next one comes from the next step.
     app.clock.advance(Duration::from_secs(30));
     (alice, enrollment.secret, codes.iter().map(|c| c.display()).collect())
@@ -197,6 +198,18 @@ async fn turning_totp_on_or_off_needs_a_recent_sign_in_and_off_voids_the_codes()
     assert!(matches!(stolen, Err(Error::ReauthRequired { .. })), "{stolen:?}");
     let wrong = app.service.disable_totp(alice, Some(session), Some(&pw("not the password")), &client).await;
     assert!(matches!(wrong, Err(Error::Unauthorized(UnauthorizedReason::WrongCurrentPassword))), "{wrong:?}");
+    // With a second factor on, the password alone is one factor: not enough.
+    let password_only = app.service.disable_totp(alice, Some(session), Some(&pw("correct horse")), &client).await;
+    assert!(matches!(password_only, Err(Error::ReauthRequired { .. })), "{password_only:?}");
+    let step_up = app.service.reauthenticate(alice, session, StepUp::Password(&pw("correct horse")), &client).await;
+    assert!(matches!(step_up, Err(Error::SecondFactorNeeded)), "{step_up:?}");
+    let wrong = app.service.reauthenticate(alice, session, StepUp::Code("000000"), &client).await;
+    assert!(matches!(wrong, Err(Error::InvalidCode)), "{wrong:?}");
+    let code = code_at(&secret, app.clock.now());
+    let until = app.service.reauthenticate(alice, session, StepUp::Code(&code), &client).await.unwrap();
+    assert_eq!(until, app.clock.now() + chrono::TimeDelta::minutes(10));
+    let replay = app.service.reauthenticate(alice, session, StepUp::Code(&code), &client).await;
+    assert!(matches!(replay, Err(Error::InvalidCode)), "a code works once: {replay:?}");
 
     let fresh = app.service.new_recovery_codes(alice, Some(session), Some(&pw("correct horse")), &client).await;
     let fresh = fresh.unwrap();
@@ -221,14 +234,14 @@ async fn an_enrollment_confirms_only_with_its_own_code_within_ten_minutes() {
     let first = app.service.start_totp_enrollment(alice, Some(tokens.session_id), None, &client).await.unwrap();
     let second = app.service.start_totp_enrollment(alice, Some(tokens.session_id), None, &client).await.unwrap();
     assert_ne!(first.secret, second.secret);
-    let stale = app.service.confirm_totp(alice, &code_at(&first.secret, app.clock.now()), &client).await;
+    let stale = app.service.confirm_totp(alice, None, &code_at(&first.secret, app.clock.now()), &client).await;
     assert!(matches!(stale, Err(Error::InvalidCode)), "the replaced secret: {stale:?}");
     for junk in ["", "12345", "abcdef", "1234567"] {
-        let refused = app.service.confirm_totp(alice, junk, &client).await;
+        let refused = app.service.confirm_totp(alice, None, junk, &client).await;
         assert!(matches!(refused, Err(Error::InvalidCode)), "{junk}: {refused:?}");
     }
     app.clock.advance(Duration::from_secs(601));
-    let late = app.service.confirm_totp(alice, &code_at(&second.secret, app.clock.now()), &client).await;
+    let late = app.service.confirm_totp(alice, None, &code_at(&second.secret, app.clock.now()), &client).await;
     assert!(matches!(late, Err(Error::InvalidCode)), "{late:?}");
     assert!(!app.service.second_factors(alice).await.unwrap().totp);
     // Until confirmed, the password alone still signs in.

@@ -386,3 +386,31 @@ async fn an_approval_racing_a_password_reset_never_yields_a_session() {
         assert_eq!(polled, expected, "round {round}: whichever came first, no session for the device");
     }
 }
+
+#[tokio::test]
+async fn a_device_session_takes_the_approving_session_s_amr() {
+    let app = device_app().await;
+    let (alice, _, _) = super::factors::alice_with_totp(&app).await;
+    // alice's phone session proved the password, then TOTP (enrolled from it).
+    let started = start(&app, "TV").await;
+    let (device_code, code) = (started["device_code"].as_str().unwrap(), started["user_code"].as_str().unwrap());
+    assert_eq!(approve(&app, &alice.access, code, true).await.status, 200);
+    app.clock.advance(Duration::from_secs(10));
+    let tokens = poll(&app, device_code).await;
+    let access = tokens.body["access_token"].as_str().unwrap();
+    assert_eq!(crate::common::claims(access)["amr"], json!(["pwd", "otp", "mfa"]));
+
+    // A session that proved only the password lends only that.
+    let bob = app.user("bob").await;
+    let started = start(&app, "Car").await;
+    let (device_code, code) = (started["device_code"].as_str().unwrap(), started["user_code"].as_str().unwrap());
+    assert_eq!(approve(&app, &bob.access, code, true).await.status, 200);
+    app.clock.advance(Duration::from_secs(10));
+    let tokens = poll(&app, device_code).await;
+    let access = tokens.body["access_token"].as_str().unwrap();
+    assert_eq!(crate::common::claims(access)["amr"], json!(["pwd"]));
+    // And the device's session is not a recent sign-in.
+    let change = json!({"email": "bob2@example.com"});
+    let stale = app.send(req("PUT", "/user/update").bearer(access).json(change)).await;
+    assert_eq!(stale.body["code"], "reauth_required");
+}

@@ -8,12 +8,12 @@ use super::*;
 use crate::common::{PASSWORD, Session, TestApp};
 
 /// The authenticator app: the code for `secret` (base32) now.
-fn app_code(app: &TestApp, secret: &str) -> String {
+pub(super) fn app_code(app: &TestApp, secret: &str) -> String {
     TotpSecret::from_base32(secret).unwrap().code_at(app.clock.now())
 }
 
 /// Alice with TOTP on: her session, secret and recovery codes.
-async fn alice_with_totp(app: &TestApp) -> (Session, String, Vec<String>) {
+pub(super) async fn alice_with_totp(app: &TestApp) -> (Session, String, Vec<String>) {
     let alice = app.user("alice").await;
     let security = app.send(req("GET", "/user/security").bearer(&alice.access)).await;
     assert_eq!(security.status, 200, "{}", security.body);
@@ -36,7 +36,7 @@ async fn alice_with_totp(app: &TestApp) -> (Session, String, Vec<String>) {
     (alice, secret, codes)
 }
 
-async fn password_step(app: &TestApp) -> String {
+pub(super) async fn password_step(app: &TestApp) -> String {
     let login = app.send(req("POST", "/user/login").json(json!({"username": "alice", "password": PASSWORD}))).await;
     assert_eq!(login.status, 200, "{}", login.body);
     assert_eq!(login.body["mfa_required"], true, "{}", login.body);
@@ -101,7 +101,7 @@ async fn bad_second_step_bodies_are_400_and_unknown_tokens_401() {
 #[tokio::test]
 async fn turning_totp_on_twice_is_409_and_off_needs_a_recent_sign_in() {
     let app = app().await;
-    let (alice, _, _) = alice_with_totp(&app).await;
+    let (alice, secret, _) = alice_with_totp(&app).await;
     let twice = app.send(req("POST", "/user/totp/enroll").bearer(&alice.access)).await;
     assert_eq!((twice.status, twice.body["code"].clone()), (409, json!("factor_active")));
     app.clock.advance(Duration::from_secs(11 * 60));
@@ -109,7 +109,15 @@ async fn turning_totp_on_twice_is_409_and_off_needs_a_recent_sign_in() {
     assert_eq!((stale.status, stale.body["code"].clone()), (401, json!("reauth_required")));
     let codes = app.send(req("POST", "/user/recovery-codes").bearer(&alice.access)).await;
     assert_eq!(codes.body["code"], "reauth_required");
+    // With TOTP on, the password alone is one factor: not enough.
     let proof = json!({"current_password": PASSWORD});
+    let password_only = app.send(req("POST", "/user/recovery-codes").bearer(&alice.access).json(proof.clone())).await;
+    assert_eq!((password_only.status, password_only.body["code"].clone()), (401, json!("reauth_required")));
+    let step_up = app.send(req("POST", "/user/reauth").bearer(&alice.access).json(json!({"password": PASSWORD}))).await;
+    assert_eq!((step_up.status, step_up.body["code"].clone()), (401, json!("mfa_required")));
+    let code = app_code(&app, &secret);
+    let step_up = app.send(req("POST", "/user/reauth").bearer(&alice.access).json(json!({"code": code}))).await;
+    assert_eq!(step_up.status, 200, "{}", step_up.body);
     let fresh = app.send(req("POST", "/user/recovery-codes").bearer(&alice.access).json(proof.clone())).await;
     assert_eq!(fresh.status, 200, "{}", fresh.body);
     assert_eq!(fresh.body["recovery_codes"].as_array().unwrap().len(), 10);

@@ -18,6 +18,7 @@ mod favorites;
 mod protection;
 mod recovery;
 mod sessions;
+mod step_up;
 
 // ---------------------------------------------------------------- conventions
 
@@ -183,8 +184,9 @@ async fn tokens_carry_the_decided_claims() {
     let access = claims(&session.access);
     let mut keys: Vec<_> = access.as_object().unwrap().keys().cloned().collect();
     keys.sort();
-    assert_eq!(keys, ["aud", "exp", "iat", "iss", "jti", "role", "sid", "sub", "typ"]);
+    assert_eq!(keys, ["amr", "aud", "exp", "iat", "iss", "jti", "role", "sid", "sub", "typ"]);
     assert_eq!((access["typ"].as_str(), access["role"].as_str()), (Some("access"), Some("user")));
+    assert_eq!(access["amr"], json!(["pwd"]), "RFC 8176: a password");
     assert_eq!(access["exp"].as_i64().unwrap() - access["iat"].as_i64().unwrap(), 900);
     let refresh = claims(&session.refresh);
     let mut keys: Vec<_> = refresh.as_object().unwrap().keys().cloned().collect();

@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use base64::Engine as _;
 use serde_json::{Value, json};
-use user_core::auth::HashingConfig;
-use user_core::clock::ManualClock;
+use user_core::auth::{HashingConfig, TotpSecret};
+use user_core::clock::{Clock, ManualClock};
 use user_core::domain::{Role, UserId};
 use user_core::store::{DeferredTask, Store};
 use user_core::testing::SqliteDatabase;
@@ -173,12 +173,29 @@ impl TestApp {
         self.login(name).await
     }
 
+    /// An admin signed in as the default policy (`USER_MFA_REQUIRED=admins`)
+    /// has it: the password opens a restricted session, which turns TOTP
+    /// on and is then a full one.
     pub async fn admin(&self, name: &str) -> Session {
         let reply = self.register(name).await;
         let id: UserId = reply.body["id"].as_str().unwrap().parse().unwrap();
         let promote = user_core::store::AccountChanges { role: Some(Role::Admin), ..Default::default() };
         self.state.service.change_account(id, promote, &Default::default()).await.unwrap();
-        self.login(name).await
+        let session = self.login(name).await;
+        self.enroll_totp(&session).await;
+        session
+    }
+
+    /// Turns TOTP on from `session`: its secret (base32).
+    pub async fn enroll_totp(&self, session: &Session) -> String {
+        let enroll = self.send(req("POST", "/user/totp/enroll").bearer(&session.access)).await;
+        assert_eq!(enroll.status, 200, "{}", enroll.body);
+        let secret = enroll.body["secret"].as_str().unwrap().to_owned();
+        let code = TotpSecret::from_base32(&secret).unwrap().code_at(self.clock.now());
+        let confirm =
+            self.send(req("POST", "/user/totp/confirm").bearer(&session.access).json(json!({"code": code}))).await;
+        assert_eq!(confirm.status, 200, "{}", confirm.body);
+        secret
     }
 
     pub async fn tasks(&self) -> Vec<DeferredTask> {
