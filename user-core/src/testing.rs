@@ -15,6 +15,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use sqlx::Connection;
 
+pub use crate::auth::soft_authenticator::{Algorithm, Authenticator};
 use crate::store::{SqliteStore, Store};
 
 /// A fresh, migrated SQLite database in a file of its own, the embedded
