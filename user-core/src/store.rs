@@ -31,8 +31,8 @@ use crate::error::Result;
 #[cfg(feature = "postgres")]
 pub use postgres::PostgresStore;
 pub use records::{
-    AccountChanges, AuditFilter, AuditRecord, DeferredTask, Favorite, MailPayload, SessionRecord, TaskCounts, TaskKind,
-    TaskStatus, User, UserKey,
+    AccountChanges, AuditFilter, AuditRecord, Ceremony, CeremonyPurpose, DeferredTask, Favorite, MailPayload,
+    PasskeyRecord, SessionRecord, TaskCounts, TaskKind, TaskStatus, User, UserKey,
 };
 pub(crate) use records::{
     Approval, Claim, DeviceDecision, DeviceGrant, DevicePoll, EmailRevert, LoginAttempt, MfaChallenge, NewDeviceGrant,
@@ -44,8 +44,8 @@ pub use sqlite::SqliteStore;
 pub use traced::traced;
 pub use traits::Store;
 pub(crate) use traits::{
-    AuditStore, DEVICE_GRANT_KEPT, DeviceStore, FactorStore, FavoriteStore, LockRule, SecretStore, SessionStore,
-    TaskStore, TokenMail, TokenOwner, TokenStore, UserStore,
+    AuditStore, DEVICE_GRANT_KEPT, DeviceStore, FactorStore, FavoriteStore, LockRule, PasskeyStore, SecretStore,
+    SessionStore, TaskStore, TokenMail, TokenOwner, TokenStore, UserStore,
 };
 
 /// The storage traits and the records they carry (feature `backend`), for
@@ -60,8 +60,8 @@ pub mod backend {
         TokenPurpose, TotpFactor, UserChanges, UserCodeAction, UserRecord, WaitingTasks,
     };
     pub use crate::store::traits::{
-        AuditStore, DEVICE_GRANT_KEPT, DeviceStore, FactorStore, FavoriteStore, LockRule, SecretStore, SessionStore,
-        TaskStore, TokenMail, TokenOwner, TokenStore, UserStore,
+        AuditStore, DEVICE_GRANT_KEPT, DeviceStore, FactorStore, FavoriteStore, LockRule, PasskeyStore, SecretStore,
+        SessionStore, TaskStore, TokenMail, TokenOwner, TokenStore, UserStore,
     };
 }
 

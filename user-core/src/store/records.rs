@@ -748,3 +748,77 @@ pub enum UserCodeAction {
     /// Decline it, as this user.
     Deny(UserId),
 }
+
+/// A passkey of an account, as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PasskeyRecord {
+    /// Its id in the API (`/user/passkeys/{id}`).
+    pub id: Uuid,
+    /// The account.
+    pub user_id: UserId,
+    /// The WebAuthn credential id (unique across accounts).
+    pub credential_id: Vec<u8>,
+    /// The COSE public key.
+    pub public_key: Vec<u8>,
+    /// The last signature counter seen (0: the authenticator does not count).
+    pub sign_count: u32,
+    /// BE at registration: whether it may be synced (fixed).
+    pub backup_eligible: bool,
+    /// BS as last seen: whether it is synced.
+    pub backed_up: bool,
+    /// How the browser said it reaches the authenticator.
+    pub transports: Vec<String>,
+    /// The name the person gave it.
+    pub name: String,
+    /// When it was added.
+    pub created_at: DateTime<Utc>,
+    /// Its last sign-in.
+    pub last_used_at: Option<DateTime<Utc>>,
+}
+
+/// What a WebAuthn ceremony is for; a ceremony finishes only the purpose it
+/// was started for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CeremonyPurpose {
+    /// Adding a passkey to the signed-in account.
+    Register,
+    /// Signing in with a discoverable passkey (no account known yet).
+    Login,
+    /// The second step of a sign-in whose password was right.
+    Mfa,
+    /// A step-up of a session.
+    Reauth,
+}
+
+impl CeremonyPurpose {
+    /// As stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CeremonyPurpose::Register => "register",
+            CeremonyPurpose::Login => "login",
+            CeremonyPurpose::Mfa => "mfa",
+            CeremonyPurpose::Reauth => "reauth",
+        }
+    }
+}
+
+/// A WebAuthn ceremony as started: single use, minutes long.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ceremony {
+    /// The SHA-256 of the token the client holds.
+    pub digest: [u8; 32],
+    /// What it is for.
+    pub purpose: CeremonyPurpose,
+    /// The challenge the authenticator must sign.
+    pub challenge: Vec<u8>,
+    /// The account, where known (registration, second step, step-up).
+    pub user: Option<UserId>,
+    /// The session that started it (registration, step-up).
+    pub session: Option<SessionId>,
+    /// The sign-in it completes (second step): `mfa_challenges.digest`.
+    pub mfa_digest: Option<[u8; 32]>,
+    /// When it was started.
+    pub created_at: DateTime<Utc>,
+    /// When it stops working.
+    pub expires_at: DateTime<Utc>,
+}

@@ -99,7 +99,8 @@ pub(crate) fn refused_attempt(locked_until: Option<Option<DateTime<Utc>>>, now: 
 /// deletes what expired, in batches. (Device requests are kept a while
 /// longer: [`crate::store::DEVICE_GRANT_KEPT`].)
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
-pub(crate) const EXPIRING: [&str; 4] = ["account_tokens", "device_cookies", "email_reverts", "mfa_challenges"];
+pub(crate) const EXPIRING: [&str; 5] =
+    ["account_tokens", "device_cookies", "email_reverts", "mfa_challenges", "webauthn_ceremonies"];
 
 /// The statement deleting up to a batch of `table`'s rows that expired
 /// (`$1`/`?1`: the time, `$2`/`?2`: the batch); `table` is one of ours, never input.

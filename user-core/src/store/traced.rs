@@ -8,14 +8,14 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use super::records::{
-    AccountChanges, AuditFilter, AuditRecord, Claim, DeferredTask, DeviceGrant, DevicePoll, EmailRevert, Favorite,
-    LoginAttempt, MfaChallenge, NewDeviceGrant, NewMail, NewMfaChallenge, NewSession, Rotation, SessionRecord,
-    SessionUser, TaskCounts, TaskStatus, TotpFactor, User, UserChanges, UserCodeAction, UserKey, UserRecord,
-    WaitingTasks,
+    AccountChanges, AuditFilter, AuditRecord, Ceremony, CeremonyPurpose, Claim, DeferredTask, DeviceGrant, DevicePoll,
+    EmailRevert, Favorite, LoginAttempt, MfaChallenge, NewDeviceGrant, NewMail, NewMfaChallenge, NewSession,
+    PasskeyRecord, Rotation, SessionRecord, SessionUser, TaskCounts, TaskStatus, TotpFactor, User, UserChanges,
+    UserCodeAction, UserKey, UserRecord, WaitingTasks,
 };
 use super::traits::{
-    AuditStore, DeviceStore, FactorStore, FavoriteStore, LockRule, SecretStore, SessionStore, Store, TaskStore,
-    TokenMail, TokenOwner, TokenStore, UserStore,
+    AuditStore, DeviceStore, FactorStore, FavoriteStore, LockRule, PasskeyStore, SecretStore, SessionStore, Store,
+    TaskStore, TokenMail, TokenOwner, TokenStore, UserStore,
 };
 use crate::domain::{Amr, SessionId, TrackId, UserCode, UserId, Username};
 use crate::error::Result;
@@ -162,6 +162,18 @@ forward! {
             now: DateTime<Utc>,
         ) -> Result<Option<DeviceGrant>>;
         fn redeem_device_grant(&self, digest: &[u8; 32], login: &NewSession) -> Result<bool>;
+    }
+    PasskeyStore {
+        fn webauthn_handle(&self, user: UserId, candidate: &[u8]) -> Result<Option<Vec<u8>>>;
+        fn passkeys(&self, user: UserId) -> Result<Vec<PasskeyRecord>>;
+        fn passkey_by_credential(&self, credential_id: &[u8]) -> Result<Option<(PasskeyRecord, Vec<u8>)>>;
+        fn insert_passkey(&self, passkey: &PasskeyRecord, mails: &[NewMail]) -> Result<bool>;
+        fn use_passkey(&self, id: Uuid, expected: u32, sign_count: u32, backed_up: bool, now: DateTime<Utc>) -> Result<bool>;
+        fn rename_passkey(&self, user: UserId, id: Uuid, name: &str) -> Result<bool>;
+        fn remove_passkey(&self, user: UserId, id: Uuid, mails: &[NewMail], now: DateTime<Utc>) -> Result<bool>;
+        fn remove_second_factors(&self, user: UserId, mails: &[NewMail], now: DateTime<Utc>) -> Result<bool>;
+        fn insert_ceremony(&self, ceremony: &Ceremony) -> Result<()>;
+        fn take_ceremony(&self, digest: &[u8; 32], purpose: CeremonyPurpose, now: DateTime<Utc>) -> Result<Option<Ceremony>>;
     }
     FactorStore {
         fn start_totp(&self, user: UserId, sealed: &str, now: DateTime<Utc>) -> Result<bool>;

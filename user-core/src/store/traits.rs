@@ -9,10 +9,10 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::records::{
-    AccountChanges, AuditFilter, AuditRecord, Claim, DeferredTask, DeviceGrant, DevicePoll, EmailRevert, Favorite,
-    LoginAttempt, MfaChallenge, NewDeviceGrant, NewMail, NewMfaChallenge, NewSession, Rotation, SessionRecord,
-    SessionUser, TaskCounts, TaskStatus, TotpFactor, User, UserChanges, UserCodeAction, UserKey, UserRecord,
-    WaitingTasks,
+    AccountChanges, AuditFilter, AuditRecord, Ceremony, CeremonyPurpose, Claim, DeferredTask, DeviceGrant, DevicePoll,
+    EmailRevert, Favorite, LoginAttempt, MfaChallenge, NewDeviceGrant, NewMail, NewMfaChallenge, NewSession,
+    PasskeyRecord, Rotation, SessionRecord, SessionUser, TaskCounts, TaskStatus, TotpFactor, User, UserChanges,
+    UserCodeAction, UserKey, UserRecord, WaitingTasks,
 };
 use crate::domain::{Amr, Email, SessionId, TrackId, UserCode, UserId, Username};
 #[cfg(doc)]
@@ -171,6 +171,60 @@ pub trait FavoriteStore: Send + Sync {
 
     /// Up to `limit` favorites with `seq` below `before`, newest first.
     async fn list_favorites(&self, user: UserId, before: Option<i64>, limit: u32) -> Result<Vec<Favorite>>;
+}
+
+/// Passkeys and the WebAuthn ceremonies that add and use them.
+#[async_trait]
+pub trait PasskeyStore: Send + Sync {
+    /// The account's WebAuthn user handle: `candidate` becomes it at the
+    /// first call, and it never changes after. `None` for an unknown account.
+    async fn webauthn_handle(&self, user: UserId, candidate: &[u8]) -> Result<Option<Vec<u8>>>;
+
+    /// The account's passkeys, oldest first.
+    async fn passkeys(&self, user: UserId) -> Result<Vec<PasskeyRecord>>;
+
+    /// The passkey with this credential id, with its account's user handle.
+    async fn passkey_by_credential(&self, credential_id: &[u8]) -> Result<Option<(PasskeyRecord, Vec<u8>)>>;
+
+    /// Adds a passkey and its mails, in one transaction; `false` (nothing
+    /// written) when the credential id is anyone's already or the account is gone.
+    async fn insert_passkey(&self, passkey: &PasskeyRecord, mails: &[NewMail]) -> Result<bool>;
+
+    /// Records a sign-in with passkey `id` if its counter is still
+    /// `expected` (compare-and-set: of two sign-ins with one counter value,
+    /// one wins); `true` if this call won.
+    async fn use_passkey(
+        &self,
+        id: Uuid,
+        expected: u32,
+        sign_count: u32,
+        backed_up: bool,
+        now: DateTime<Utc>,
+    ) -> Result<bool>;
+
+    /// Renames the account's passkey `id`; `false` if it has none such.
+    async fn rename_passkey(&self, user: UserId, id: Uuid, name: &str) -> Result<bool>;
+
+    /// Removes the account's passkey `id` with its mails, in one
+    /// transaction; `false` if it has none such.
+    async fn remove_passkey(&self, user: UserId, id: Uuid, mails: &[NewMail], now: DateTime<Utc>) -> Result<bool>;
+
+    /// Removes every second factor of the account — TOTP, recovery codes,
+    /// passkeys — with its mails, in one transaction; `false` if it had none.
+    async fn remove_second_factors(&self, user: UserId, mails: &[NewMail], now: DateTime<Utc>) -> Result<bool>;
+
+    /// Stores a ceremony.
+    async fn insert_ceremony(&self, ceremony: &Ceremony) -> Result<()>;
+
+    /// Takes (deletes and returns) the ceremony with this digest, if it is
+    /// for `purpose` and not expired at `now`: of any number of concurrent
+    /// takers, one gets it.
+    async fn take_ceremony(
+        &self,
+        digest: &[u8; 32],
+        purpose: CeremonyPurpose,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Ceremony>>;
 }
 
 /// The deferred-task outbox.
@@ -483,6 +537,7 @@ pub trait Store:
     + DeviceStore
     + SecretStore
     + FactorStore
+    + PasskeyStore
     + AuditStore
     + std::fmt::Debug
 {

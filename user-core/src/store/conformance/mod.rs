@@ -77,7 +77,9 @@ macro_rules! suite {
             a_totp_step_is_accepted_once_and_never_an_older_one,
             a_recovery_code_works_once_even_when_used_by_many_at_once,
             an_mfa_sign_in_completes_once_and_dies_after_too_many_wrong_codes,
-            admins_without_a_second_factor_are_listed_by_name
+            admins_without_a_second_factor_are_listed_by_name,
+            a_passkey_is_one_account_s_and_its_counter_moves_once,
+            a_ceremony_is_taken_once_for_its_purpose_before_it_expires
         );
     };
     (@cases $make:expr; $($name:ident),* $(,)?) => {
@@ -96,6 +98,7 @@ pub(crate) use suite;
 mod devices;
 mod factors;
 mod favorites;
+mod passkeys;
 mod sessions;
 mod tasks;
 mod tokens;
@@ -104,6 +107,7 @@ mod users;
 pub(crate) use devices::*;
 pub(crate) use factors::*;
 pub(crate) use favorites::*;
+pub(crate) use passkeys::*;
 pub(crate) use sessions::*;
 pub(crate) use tasks::*;
 pub(crate) use tokens::*;

@@ -25,6 +25,7 @@ mod batch;
 mod devices;
 mod factors;
 mod favorites;
+mod passkeys;
 mod rows;
 mod secrets;
 mod sessions;

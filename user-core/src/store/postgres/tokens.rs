@@ -110,16 +110,18 @@ impl TokenStore for PostgresStore {
 
     async fn revert_email(&self, revert: &EmailRevert, now: DateTime<Utc>) -> Result<Option<UserId>> {
         let mut tx = self.begin().await?;
-        let taken =
-            sqlx::query("delete from email_reverts where digest = $1 and expires_at > $2 returning user_id, old_email")
-                .bind(revert.digest.as_slice())
-                .bind(now)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(map_err)?;
+        let taken = sqlx::query(
+            "delete from email_reverts where digest = $1 and expires_at > $2 returning user_id, old_email, created_at",
+        )
+        .bind(revert.digest.as_slice())
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(map_err)?;
         let Some(row) = taken else { return Ok(None) };
         let user = UserId::from_uuid(row.try_get::<Uuid, _>("user_id").map_err(crate::Error::internal)?);
         let old_email: String = row.try_get("old_email").map_err(crate::Error::internal)?;
+        let changed_at: DateTime<Utc> = row.try_get("created_at").map_err(crate::Error::internal)?;
         sqlx::query("delete from email_reverts where user_id = $1")
             .bind(user.as_uuid())
             .execute(&mut *tx)
@@ -149,6 +151,13 @@ impl TokenStore for PostgresStore {
                 .await
                 .map_err(map_err)?;
         }
+        // Passkeys added since the address changed are the taker's; older ones the owner's.
+        sqlx::query("delete from passkeys where user_id = $1 and created_at >= $2")
+            .bind(user.as_uuid())
+            .bind(changed_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
         let reset_mail = revert.reset_mail.for_address(&old_email)?;
         enqueue_mails(&mut tx, user, std::slice::from_ref(&reset_mail), now).await?;
         tx.commit().await.map_err(map_err)?;

@@ -165,6 +165,7 @@ impl FactorStore for SqliteStore {
                 conn,
                 "select username from users u where role = 'admin' and disabled_at is null \
                  and not exists (select 1 from totp_factors t where t.user_id = u.id and t.confirmed_at is not null) \
+                 and not exists (select 1 from passkeys p where p.user_id = u.id) \
                  order by username limit ?1",
                 [limit],
                 |row| col(row, "username"),

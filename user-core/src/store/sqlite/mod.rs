@@ -27,6 +27,7 @@ mod devices;
 mod factors;
 mod favorites;
 mod migrate;
+mod passkeys;
 mod pool;
 mod rows;
 mod secrets;

@@ -104,11 +104,15 @@ impl TokenStore for SqliteStore {
         self.write(move |conn| {
             let taken = query_opt(
                 conn,
-                "delete from email_reverts where digest = ?1 and expires_at > ?2 returning user_id, old_email",
+                "delete from email_reverts where digest = ?1 and expires_at > ?2 \
+                 returning user_id, old_email, created_at",
                 params![revert.digest.as_slice(), millis(now)],
-                |row| Ok((UserId::from_uuid(col(row, "user_id")?), col::<String>(row, "old_email")?)),
+                |row| {
+                    let user = UserId::from_uuid(col(row, "user_id")?);
+                    Ok((user, col::<String>(row, "old_email")?, col::<i64>(row, "created_at")?))
+                },
             )?;
-            let Some((user, old_email)) = taken else { return Ok(None) };
+            let Some((user, old_email, changed_at)) = taken else { return Ok(None) };
             execute(conn, "delete from email_reverts where user_id = ?1", params![user.as_uuid()])?;
             execute(
                 conn,
@@ -124,6 +128,12 @@ impl TokenStore for SqliteStore {
             // after the reset: every second factor goes; the owner adds it again.
             execute(conn, "delete from totp_factors where user_id = ?1", params![user.as_uuid()])?;
             execute(conn, "delete from recovery_codes where user_id = ?1", params![user.as_uuid()])?;
+            // Passkeys added since the address changed are the taker's; older ones the owner's.
+            execute(
+                conn,
+                "delete from passkeys where user_id = ?1 and created_at >= ?2",
+                params![user.as_uuid(), changed_at],
+            )?;
             let reset_mail = revert.reset_mail.for_address(&old_email)?;
             enqueue_mails(conn, user, std::slice::from_ref(&reset_mail), now)?;
             Ok(Some(user))
