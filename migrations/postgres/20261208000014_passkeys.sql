@@ -6,11 +6,13 @@ alter table users add column webauthn_handle bytea;
 create unique index users_webauthn_handle_idx on users (webauthn_handle) where webauthn_handle is not null;
 
 -- A passkey: the credential id (unique across accounts), its COSE public
--- key, the last signature counter (0 for authenticators that do not count),
+-- key, the RP id it was made for (the service refuses to start with another
+-- while such passkeys exist), the last signature counter (0 for authenticators that do not count),
 -- backup eligibility (fixed) and state.
 create table passkeys (
     id              uuid        primary key,
     user_id         uuid        not null references users (id) on delete cascade,
+    rp_id           text        not null,
     credential_id   bytea       not null unique,
     public_key      bytea       not null,
     sign_count      bigint      not null,

@@ -41,15 +41,31 @@ use tokio::sync::{Mutex, RwLock};
 use user_core::api::{
     AccountResponse, ContainsResponse, CurrentPasswordRequest, FavoriteListResponse, FavoriteTrack,
     ForgotPasswordRequest, LoginAnswer, LoginMfaRequest, LoginRequest, LoginResponse, MainResponse, OAuthErrorResponse,
-    OAuthTokenRequest, OAuthTokenResponse, ReauthRequest, ReauthResponse, RecoveryCodesResponse, RefreshResponse,
-    RegisterRequest, ResetPasswordRequest, RevokedResponse, SecurityResponse, SessionInfo, SessionListResponse,
-    TokenRequest, TotpConfirmRequest, TotpEnrollResponse, UpdateRequest, UserListResponse, UserResponse, UserSummary,
+    OAuthTokenRequest, OAuthTokenResponse, PasskeyCreatedResponse, PasskeyLoginRequest, PasskeyLoginStartRequest,
+    PasskeyOptionsResponse, PasskeyRegisterRequest, PasskeyRenameRequest, ReauthRequest, ReauthResponse,
+    RecoveryCodesResponse, RefreshResponse, RegisterRequest, ResetPasswordRequest, RevokedResponse, SecurityResponse,
+    SessionInfo, SessionListResponse, TokenRequest, TotpConfirmRequest, TotpEnrollResponse, UpdateRequest,
+    UserListResponse, UserResponse, UserSummary,
 };
 use user_core::domain::{DeviceName, Email, Locale, Login, Password, TrackBatch, TrackId, Username, ValidationError};
 
 pub use admin::{Admin, AuditQuery};
 pub use device::DeviceLogin;
 pub use error::{Error, MfaPending, Result};
+
+/// What a passkey sign-in is for ([`Client::passkey_login_start`]).
+#[derive(Debug, Clone, Copy)]
+pub enum PasskeySignInFor<'a> {
+    /// A passkey alone signs in (no account named; autofill works).
+    Alone,
+    /// The second step of a sign-in whose password was right.
+    SecondStep {
+        /// [`MfaPending::mfa_token`].
+        mfa_token: &'a str,
+    },
+    /// A step-up of this client's session.
+    StepUp,
+}
 pub use user_core::api;
 
 /// A connection to one user service.
@@ -405,10 +421,122 @@ impl Client {
     /// 401 `invalid_code` ([`Error::code`]) for a wrong or used code, or a
     /// token that is used, expired or spent (sign in again).
     pub async fn login_mfa(&self, mfa_token: &str, code: &str) -> Result<LoginResponse> {
-        let body = LoginMfaRequest { mfa_token: mfa_token.into(), code: code.into() };
+        let body = LoginMfaRequest {
+            mfa_token: Some(mfa_token.into()),
+            code: Some(code.into()),
+            ceremony: None,
+            credential: None,
+        };
         let reply: LoginResponse = self.send(self.http.post(self.url("/user/login/mfa")).json(&body)).await?;
         self.set_access_token(Some(reply.token.clone())).await;
         Ok(reply)
+    }
+
+    /// `POST /user/passkeys/login/start` (v1.2): a passkey sign-in to hand
+    /// to the platform's authenticator — [`PasskeySignInFor::Alone`] (no
+    /// account named), [`PasskeySignInFor::SecondStep`] of a sign-in that
+    /// answered [`Error::MfaRequired`], or [`PasskeySignInFor::StepUp`] of
+    /// this client's session. Give `options` to the authenticator and its
+    /// answer with `ceremony` to [`Client::passkey_login_finish`],
+    /// [`Client::login_mfa_with_passkey`] or [`Client::reauth_with_passkey`].
+    ///
+    /// # Errors
+    /// 503 when the server has no `USER_WEBAUTHN_RP_ID`; 401 `invalid_code`
+    /// for a spent `mfa_token`.
+    pub async fn passkey_login_start(&self, purpose: PasskeySignInFor<'_>) -> Result<PasskeyOptionsResponse> {
+        let url = self.url("/user/passkeys/login/start");
+        match purpose {
+            PasskeySignInFor::Alone => self.send(self.http.post(url)).await,
+            PasskeySignInFor::SecondStep { mfa_token } => {
+                let body = PasskeyLoginStartRequest { mfa_token: Some(mfa_token.into()), reauth: None };
+                self.send(self.http.post(url).json(&body)).await
+            }
+            PasskeySignInFor::StepUp => {
+                let body = PasskeyLoginStartRequest { mfa_token: None, reauth: Some(true) };
+                self.authed(Method::POST, "/user/passkeys/login/start", |r| r.json(&body)).await
+            }
+        }
+    }
+
+    /// `POST /user/passkeys/login/finish` (v1.2): signs in with a passkey
+    /// alone and keeps the session, as [`Client::login`] does.
+    ///
+    /// # Errors
+    /// 401 for any failed check (the server's audit says which).
+    pub async fn passkey_login_finish(&self, ceremony: &str, credential: &serde_json::Value) -> Result<LoginResponse> {
+        let body = PasskeyLoginRequest { ceremony: ceremony.into(), credential: credential.clone() };
+        let reply: LoginResponse =
+            self.send(self.http.post(self.url("/user/passkeys/login/finish")).json(&body)).await?;
+        self.set_access_token(Some(reply.token.clone())).await;
+        Ok(reply)
+    }
+
+    /// `POST /user/login/mfa` (v1.2) with a passkey: the second step of a
+    /// sign-in, with the ceremony of [`PasskeySignInFor::SecondStep`].
+    ///
+    /// # Errors
+    /// 401 for a failed check or a spent sign-in.
+    pub async fn login_mfa_with_passkey(
+        &self,
+        ceremony: &str,
+        credential: &serde_json::Value,
+    ) -> Result<LoginResponse> {
+        let body = LoginMfaRequest {
+            mfa_token: None,
+            code: None,
+            ceremony: Some(ceremony.into()),
+            credential: Some(credential.clone()),
+        };
+        let reply: LoginResponse = self.send(self.http.post(self.url("/user/login/mfa")).json(&body)).await?;
+        self.set_access_token(Some(reply.token.clone())).await;
+        Ok(reply)
+    }
+
+    /// `POST /user/passkeys/register/start` (v1.2): begins adding a passkey
+    /// (a recent sign-in, or `current_password`); hand `options` to the
+    /// platform's authenticator.
+    ///
+    /// # Errors
+    /// [`Error::is_reauth_required`]; 503 without passkeys on the server.
+    pub async fn passkey_register_start(&self, current_password: Option<&str>) -> Result<PasskeyOptionsResponse> {
+        self.with_current_password(Method::POST, "/user/passkeys/register/start", current_password).await
+    }
+
+    /// `POST /user/passkeys/register/finish` (v1.2): adds the passkey the
+    /// authenticator made (`RegistrationResponseJSON`) under `name`.
+    ///
+    /// # Errors
+    /// 400 naming the failed check, or for a spent ceremony.
+    pub async fn passkey_register_finish(
+        &self,
+        ceremony: &str,
+        name: Option<&str>,
+        credential: &serde_json::Value,
+    ) -> Result<PasskeyCreatedResponse> {
+        let body = PasskeyRegisterRequest {
+            ceremony: ceremony.into(),
+            name: name.map(Into::into),
+            credential: credential.clone(),
+        };
+        self.authed(Method::POST, "/user/passkeys/register/finish", |r| r.json(&body)).await
+    }
+
+    /// `PATCH /user/passkeys/{id}` (v1.2): renames a passkey.
+    ///
+    /// # Errors
+    /// 400 for a bad name; 404 for none of the caller's.
+    pub async fn rename_passkey(&self, id: uuid::Uuid, name: &str) -> Result<MainResponse> {
+        let body = PasskeyRenameRequest { name: name.into() };
+        self.authed(Method::PATCH, &format!("/user/passkeys/{id}"), |r| r.json(&body)).await
+    }
+
+    /// `DELETE /user/passkeys/{id}` (v1.2): removes a passkey (a recent
+    /// sign-in, or `current_password`).
+    ///
+    /// # Errors
+    /// [`Error::is_reauth_required`]; 404; 409 `last_sign_in_method`.
+    pub async fn remove_passkey(&self, id: uuid::Uuid, current_password: Option<&str>) -> Result<MainResponse> {
+        self.with_current_password(Method::DELETE, &format!("/user/passkeys/{id}"), current_password).await
     }
 
     /// `GET /user/security` (v1.2): the account's sign-in methods.
@@ -468,7 +596,7 @@ impl Client {
     /// account's lockout).
     pub async fn reauth_with_password(&self, password: &str) -> Result<ReauthResponse> {
         Password::presented("password", password)?;
-        let body = ReauthRequest { password: Some(password.into()), code: None };
+        let body = ReauthRequest { password: Some(password.into()), code: None, ceremony: None, credential: None };
         self.authed(Method::POST, "/user/reauth", |r| r.json(&body)).await
     }
 
@@ -478,7 +606,22 @@ impl Client {
     /// # Errors
     /// 401 `invalid_code` for a wrong or used code; 429 as above.
     pub async fn reauth_with_code(&self, code: &str) -> Result<ReauthResponse> {
-        let body = ReauthRequest { password: None, code: Some(code.into()) };
+        let body = ReauthRequest { password: None, code: Some(code.into()), ceremony: None, credential: None };
+        self.authed(Method::POST, "/user/reauth", |r| r.json(&body)).await
+    }
+
+    /// `POST /user/reauth` (v1.2) with a passkey, answering the ceremony of
+    /// [`PasskeySignInFor::StepUp`]; see [`Client::reauth_with_password`].
+    ///
+    /// # Errors
+    /// 401 for a failed check.
+    pub async fn reauth_with_passkey(&self, ceremony: &str, credential: &serde_json::Value) -> Result<ReauthResponse> {
+        let body = ReauthRequest {
+            password: None,
+            code: None,
+            ceremony: Some(ceremony.into()),
+            credential: Some(credential.clone()),
+        };
         self.authed(Method::POST, "/user/reauth", |r| r.json(&body)).await
     }
 

@@ -145,13 +145,24 @@ pub enum LoginAnswer {
 #[derive(Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LoginMfaRequest {
-    /// The `mfa_token` of the login answer.
+    /// The `mfa_token` of the login answer (with `code`; a passkey's
+    /// ceremony is bound to it already).
+    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 128))]
-    pub mfa_token: String,
+    pub mfa_token: Option<String>,
     /// A code from the authenticator app (6 digits, spaces ignored) or a
     /// recovery code (`XXXXX-XXXXX`, case and dashes ignored).
+    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 64))]
-    pub code: String,
+    pub code: Option<String>,
+    /// (passkey) The `ceremony` of `POST /user/passkeys/login/start` with `{"mfa_token"}`.
+    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 128))]
+    pub ceremony: Option<String>,
+    /// (passkey) The authenticator's answer: `AuthenticationResponseJSON`.
+    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
+    pub credential: Option<serde_json::Value>,
 }
 
 /// `GET /user/security` (v1.2): the caller's ways to sign in.
@@ -160,7 +171,7 @@ pub struct LoginMfaRequest {
 pub struct SecurityResponse {
     /// `{"message": "success", "status": 200}`.
     pub response: MainResponse,
-    /// Registered passkeys (none until passkeys are supported).
+    /// Registered passkeys, oldest first.
     pub passkeys: Vec<PasskeyInfo>,
     /// Whether TOTP (an authenticator app) is on.
     pub totp: bool,
@@ -184,6 +195,86 @@ pub struct PasskeyInfo {
     pub created_at: DateTime<Utc>,
     /// When it last signed in, if ever.
     pub last_used_at: Option<DateTime<Utc>>,
+}
+
+/// `POST /user/passkeys/register/start` and `/login/start` success (v1.2):
+/// the ceremony to finish, and the options for `navigator.credentials`.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PasskeyOptionsResponse {
+    /// `{"message": "success", "status": 200}`.
+    pub response: MainResponse,
+    /// Send back with the authenticator's answer: single use, 5 minutes.
+    pub ceremony: String,
+    /// `PublicKeyCredentialCreationOptionsJSON` (register) or
+    /// `PublicKeyCredentialRequestOptionsJSON` (sign in), for
+    /// `PublicKeyCredential.parseCreationOptionsFromJSON` / `…RequestOptions…`.
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub options: serde_json::Value,
+}
+
+/// `POST /user/passkeys/register/finish` request (v1.2).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PasskeyRegisterRequest {
+    /// The `ceremony` of `register/start`, from the same session.
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 128))]
+    pub ceremony: String,
+    /// A name for it (1–64 characters; default `Passkey`).
+    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 64))]
+    pub name: Option<String>,
+    /// The authenticator's answer: `RegistrationResponseJSON` (`credential.toJSON()`).
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub credential: serde_json::Value,
+}
+
+/// `POST /user/passkeys/register/finish` success (v1.2, 201).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PasskeyCreatedResponse {
+    /// `{"message": "success", "status": 201}`.
+    pub response: MainResponse,
+    /// The new passkey's id.
+    pub id: Uuid,
+    /// Its name.
+    pub name: String,
+}
+
+/// `PATCH /user/passkeys/{id}` request (v1.2).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PasskeyRenameRequest {
+    /// The new name (1–64 characters).
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 64))]
+    pub name: String,
+}
+
+/// `POST /user/passkeys/login/start` request (v1.2), optional: no body
+/// signs in with a passkey alone; `{"mfa_token"}` is the second step of a
+/// sign-in; `{"reauth": true}` (with an access token) steps the session up.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PasskeyLoginStartRequest {
+    /// The `mfa_token` of a login answer.
+    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 128))]
+    pub mfa_token: Option<String>,
+    /// `true`: a step-up of the caller's session.
+    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
+    pub reauth: Option<bool>,
+}
+
+/// `POST /user/passkeys/login/finish` request (v1.2).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PasskeyLoginRequest {
+    /// The `ceremony` of `login/start`.
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 128))]
+    pub ceremony: String,
+    /// The authenticator's answer: `AuthenticationResponseJSON` (`credential.toJSON()`).
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub credential: serde_json::Value,
 }
 
 /// One linked provider account in `GET /user/security`.
@@ -234,6 +325,14 @@ pub struct ReauthRequest {
     #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 64))]
     pub code: Option<String>,
+    /// (passkey) The `ceremony` of `POST /user/passkeys/login/start` with `{"reauth": true}`.
+    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 128))]
+    pub ceremony: Option<String>,
+    /// (passkey) The authenticator's answer: `AuthenticationResponseJSON`.
+    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
+    pub credential: Option<serde_json::Value>,
 }
 
 /// `POST /user/reauth` success (v1.2).
@@ -911,10 +1010,11 @@ debug_redacting! {
     ResetPasswordRequest { ; token, password }
     CreateAccountRequest { username, email, role; password }
     MfaRequiredResponse { response, mfa_required, methods; mfa_token }
-    LoginMfaRequest { ; mfa_token, code }
+    LoginMfaRequest { ceremony, credential; mfa_token, code }
     TotpEnrollResponse { response; secret, otpauth_uri }
     TotpConfirmRequest { ; code }
-    ReauthRequest { ; password, code }
+    ReauthRequest { ceremony, credential; password, code }
+    PasskeyOptionsResponse { response, options; ceremony }
     RecoveryCodesResponse { response; recovery_codes }
 }
 
@@ -948,10 +1048,14 @@ mod tests {
         let mfa =
             MfaRequiredResponse { response: ok(), mfa_required: true, mfa_token: s(), methods: vec!["totp".into()] };
         assert_redacted(format!("{mfa:?}"));
-        assert_redacted(format!("{:?}", LoginMfaRequest { mfa_token: s(), code: s() }));
+        let mfa = LoginMfaRequest { mfa_token: Some(s()), code: Some(s()), ceremony: None, credential: None };
+        assert_redacted(format!("{mfa:?}"));
         assert_redacted(format!("{:?}", TotpEnrollResponse { response: ok(), secret: s(), otpauth_uri: s() }));
         assert_redacted(format!("{:?}", TotpConfirmRequest { code: s() }));
-        assert_redacted(format!("{:?}", ReauthRequest { password: Some(s()), code: Some(s()) }));
+        let reauth = ReauthRequest { password: Some(s()), code: Some(s()), ceremony: None, credential: None };
+        assert_redacted(format!("{reauth:?}"));
+        let options = PasskeyOptionsResponse { response: ok(), ceremony: s(), options: serde_json::json!({}) };
+        assert_redacted(format!("{options:?}"));
         assert_redacted(format!("{:?}", RecoveryCodesResponse { response: ok(), recovery_codes: vec![s()] }));
         assert_redacted(format!("{:?}", TokenRequest { token: s() }));
         assert_redacted(format!("{:?}", ResetPasswordRequest { token: s(), password: s() }));

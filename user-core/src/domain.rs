@@ -389,7 +389,7 @@ impl DeviceName {
 /// reorder or hide text: bidirectional marks, embeddings and isolates,
 /// zero-width characters, the soft hyphen, the BOM, interlinear
 /// annotations and tag characters.
-fn is_invisible_format(c: char) -> bool {
+pub(crate) fn is_invisible_format(c: char) -> bool {
     matches!(
         c,
         '\u{00ad}'

@@ -87,6 +87,20 @@ pub enum Error {
     /// factor: it steps up with the factor (HTTP 401, code `mfa_required`).
     #[error("this account steps up with its second factor: send a code or use a passkey")]
     SecondFactorNeeded,
+    /// A passkey assertion failed a check, named no passkey of the account,
+    /// or its ceremony was unknown, used or expired (HTTP 401, "invalid
+    /// credentials"); what failed is in the audit.
+    #[error("invalid credentials")]
+    PasskeyRefused,
+    /// Passkeys are off: `USER_WEBAUTHN_RP_ID` is not set (HTTP 503).
+    #[error("passkeys are not configured")]
+    PasskeysNotConfigured,
+    /// No passkey of the caller has that id (HTTP 404).
+    #[error("passkey not found")]
+    PasskeyNotFound,
+    /// Removing this would leave the account no way to sign in (HTTP 409).
+    #[error("this is the account's last way to sign in")]
+    LastSignInMethod,
     /// The account already has this second factor (HTTP 409); remove it first.
     #[error("two-factor authentication is already on")]
     FactorActive,
@@ -131,18 +145,20 @@ impl Error {
             | Error::ReauthRequired { .. }
             | Error::SecondFactorRequired(_)
             | Error::SecondFactorNeeded
+            | Error::PasskeyRefused
             | Error::InvalidCode => 401,
             Error::Forbidden(_) => 403,
-            Error::UserNotFound | Error::SessionNotFound | Error::TaskNotFound => 404,
+            Error::UserNotFound | Error::SessionNotFound | Error::TaskNotFound | Error::PasskeyNotFound => 404,
             Error::Conflict(_)
             | Error::LastAdmin
             | Error::TaskNotDead
             | Error::EmailAlreadyVerified
             | Error::FactorActive
             | Error::NoSecondFactor
-            | Error::OwnSecondFactors => 409,
+            | Error::OwnSecondFactors
+            | Error::LastSignInMethod => 409,
             Error::Throttled { .. } => 429,
-            Error::Overloaded | Error::MailNotConfigured => 503,
+            Error::Overloaded | Error::MailNotConfigured | Error::PasskeysNotConfigured => 503,
             Error::Internal(_) => 500,
         }
     }
@@ -159,6 +175,7 @@ impl Error {
             Error::OwnSecondFactors => Some("own_account"),
             Error::Forbidden(ForbiddenReason::MfaEnrollmentRequired) => Some("mfa_enrollment_required"),
             Error::SecondFactorNeeded => Some("mfa_required"),
+            Error::LastSignInMethod => Some("last_sign_in_method"),
             _ => None,
         }
     }
@@ -205,6 +222,8 @@ pub enum SecondFactorMethod {
     Totp,
     /// One of the account's single-use recovery codes.
     RecoveryCode,
+    /// One of the account's passkeys.
+    Passkey,
 }
 
 impl SecondFactorMethod {
@@ -213,6 +232,7 @@ impl SecondFactorMethod {
         match self {
             SecondFactorMethod::Totp => "totp",
             SecondFactorMethod::RecoveryCode => "recovery_code",
+            SecondFactorMethod::Passkey => "passkey",
         }
     }
 }

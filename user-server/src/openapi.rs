@@ -8,10 +8,11 @@ use user_core::api::{
     CreateAccountRequest, CurrentPasswordRequest, DeviceApproveRequest, DeviceCodeRequest, DeviceCodeResponse,
     FavoriteListResponse, FavoriteTrack, ForgotPasswordRequest, IdentityInfo, LoginAnswer, LoginMfaRequest,
     LoginRequest, LoginResponse, MainResponse, MfaRequiredResponse, OAuthErrorResponse, OAuthTokenRequest,
-    OAuthTokenResponse, PasskeyInfo, ReauthRequest, ReauthResponse, RecoveryCodesResponse, RefreshResponse,
-    RegisterRequest, ResetPasswordRequest, RevokedResponse, SecurityResponse, SessionInfo, SessionListResponse,
-    TaskInfo, TaskListResponse, TaskState, TokenRequest, TotpConfirmRequest, TotpEnrollResponse, UpdateRequest,
-    UserListResponse, UserResponse, UserSummary,
+    OAuthTokenResponse, PasskeyCreatedResponse, PasskeyInfo, PasskeyLoginRequest, PasskeyLoginStartRequest,
+    PasskeyOptionsResponse, PasskeyRegisterRequest, PasskeyRenameRequest, ReauthRequest, ReauthResponse,
+    RecoveryCodesResponse, RefreshResponse, RegisterRequest, ResetPasswordRequest, RevokedResponse, SecurityResponse,
+    SessionInfo, SessionListResponse, TaskInfo, TaskListResponse, TaskState, TokenRequest, TotpConfirmRequest,
+    TotpEnrollResponse, UpdateRequest, UserListResponse, UserResponse, UserSummary,
 };
 use user_core::domain::{Locale, Role};
 use utoipa::openapi::path::{HttpMethod, Operation};
@@ -31,7 +32,10 @@ pub(crate) fn document<'a>(
     non_empty_subset(&mut doc, "UpdateRequest", &["username", "email", "password"]);
     non_empty_subset(&mut doc, "AccountPatch", &["role", "disabled", "email_verified"]);
     optional_not_null(&mut doc, "CurrentPasswordRequest");
-    exactly_one(&mut doc, "ReauthRequest", &["password", "code"]);
+    exactly_one(&mut doc, "ReauthRequest", &[&["password"], &["code"], &["ceremony", "credential"]]);
+    exactly_one(&mut doc, "LoginMfaRequest", &[&["mfa_token", "code"], &["ceremony", "credential"]]);
+    optional_not_null(&mut doc, "PasskeyRegisterRequest");
+    optional_not_null(&mut doc, "PasskeyLoginStartRequest");
     optional_bodies(&mut doc);
     doc
 }
@@ -71,13 +75,13 @@ fn non_empty_subset(doc: &mut serde_json::Value, schema: &str, fields: &[&str]) 
     object.insert("anyOf".into(), any_of.into());
 }
 
-/// "Exactly one of these fields" (each may be absent, never `null`).
-fn exactly_one(doc: &mut serde_json::Value, schema: &str, fields: &[&str]) {
+/// "Exactly one of these groups of fields" (each may be absent, never `null`).
+fn exactly_one(doc: &mut serde_json::Value, schema: &str, groups: &[&[&str]]) {
     optional_not_null(doc, schema);
     let Some(object) = doc.pointer_mut(&format!("/components/schemas/{schema}")).and_then(|s| s.as_object_mut()) else {
         panic!("no schema {schema}");
     };
-    let one_of: Vec<_> = fields.iter().map(|f| serde_json::json!({"required": [f]})).collect();
+    let one_of: Vec<_> = groups.iter().map(|g| serde_json::json!({"required": g})).collect();
     object.insert("oneOf".into(), one_of.into());
 }
 
@@ -116,7 +120,9 @@ fn optional_not_null(doc: &mut serde_json::Value, schema: &str) {
         ForgotPasswordRequest, ResetPasswordRequest, DeviceCodeRequest, DeviceCodeResponse, OAuthTokenRequest,
         OAuthTokenResponse, OAuthErrorResponse, DeviceApproveRequest, CurrentPasswordRequest, LoginAnswer,
         MfaRequiredResponse, LoginMfaRequest, SecurityResponse, PasskeyInfo, IdentityInfo, TotpEnrollResponse,
-        TotpConfirmRequest, RecoveryCodesResponse, ReauthRequest, ReauthResponse
+        TotpConfirmRequest, RecoveryCodesResponse, ReauthRequest, ReauthResponse, PasskeyOptionsResponse,
+        PasskeyRegisterRequest, PasskeyCreatedResponse, PasskeyRenameRequest, PasskeyLoginStartRequest,
+        PasskeyLoginRequest
     )),
     modifiers(&Security)
 )]

@@ -10,7 +10,7 @@ use clap::Args;
 use user_core::ServiceConfig;
 use user_core::auth::DataKeys;
 use user_core::auth::{HashingConfig, SigningConfig, TokenConfig};
-use user_core::service::{BreachCheck, DevicePolicy, LockoutPolicy, MailPolicy, MfaPolicy, MfaRequired};
+use user_core::service::{BreachCheck, DevicePolicy, LockoutPolicy, MailPolicy, MfaPolicy, MfaRequired, PasskeyConfig};
 
 use crate::{DurationOrOff, JwtAlgorithm, LoadError, Secret, read_secret_file};
 
@@ -128,6 +128,14 @@ pub struct ServiceSettings {
           value_parser = clap::builder::TypedValueParser::try_map(
               clap::builder::PossibleValuesParser::new(["none", "admins", "all"]), |s| s.parse::<MfaRequired>()))]
     pub mfa_required: MfaRequired,
+
+    /// Passkeys: the registrable domain the apps share (e.g. `music.example`; `localhost` in development). Unset: passkeys are off. It cannot change while passkeys exist (start refuses).
+    #[arg(long, env = "USER_WEBAUTHN_RP_ID", global = true)]
+    pub webauthn_rp_id: Option<String>,
+
+    /// Passkeys: the origins (comma-separated) allowed to use them: `https://HOST[:PORT]` on the RP id or a subdomain (`http://` only for localhost) and Android `android:apk-key-hash:…`.
+    #[arg(long, env = "USER_WEBAUTHN_ORIGINS", global = true, value_delimiter = ',')]
+    pub webauthn_origins: Vec<String>,
 
     /// The name authenticator apps show beside the account (default: the
     /// server's USER_MAIL_PRODUCT_NAME).
@@ -273,6 +281,16 @@ impl ServiceSettings {
                 .map(|url| BreachCheck { url: url.clone(), timeout: self.password_breach_check_timeout.into() }),
             mfa: MfaPolicy {
                 required: self.mfa_required,
+                passkeys: match (&self.webauthn_rp_id, self.webauthn_origins.is_empty()) {
+                    (Some(rp_id), false) => Some(PasskeyConfig {
+                        rp_id: rp_id.clone(),
+                        rp_name: self.totp_issuer.clone().unwrap_or_else(|| MfaPolicy::default().totp_issuer),
+                        origins: self.webauthn_origins.clone(),
+                    }),
+                    (None, true) => None,
+                    (Some(_), true) => return Err("USER_WEBAUTHN_RP_ID is set: list USER_WEBAUTHN_ORIGINS too".into()),
+                    (None, false) => return Err("USER_WEBAUTHN_ORIGINS is set: set USER_WEBAUTHN_RP_ID too".into()),
+                },
                 totp_issuer: self.totp_issuer.clone().unwrap_or_else(|| MfaPolicy::default().totp_issuer),
                 data_keys: self
                     .data_key

@@ -83,3 +83,54 @@ async fn a_restricted_admin_enrolls_then_steps_up_through_the_sdk() {
     let done = alice.reauth_with_password("correct horse").await.unwrap();
     assert_eq!((done.message.as_str(), done.status), ("success", 200));
 }
+
+#[tokio::test]
+async fn passkeys_through_the_sdk_with_a_software_authenticator() {
+    use user_client::PasskeySignInFor;
+    use user_core::testing::{Algorithm, Authenticator};
+
+    let srv = crate::common::server_with(|config| {
+        config.service.webauthn_rp_id = Some("localhost".into());
+        config.service.webauthn_origins = vec!["http://localhost:8080".into()];
+    })
+    .await;
+    let alice = srv.user("alice").await;
+    let mut key = Authenticator::new("http://localhost:8080", Algorithm::EdDsa);
+    let start = alice.passkey_register_start(None).await.unwrap();
+    let added =
+        alice.passkey_register_finish(&start.ceremony, Some("Laptop"), &key.create(&start.options)).await.unwrap();
+    assert_eq!(added.name, "Laptop");
+    assert_eq!(alice.security().await.unwrap().passkeys[0].id, added.id);
+
+    // Alone, on a new client.
+    let laptop = srv.client();
+    let start = laptop.passkey_login_start(PasskeySignInFor::Alone).await.unwrap();
+    laptop.passkey_login_finish(&start.ceremony, &key.get(&start.options)).await.unwrap();
+    assert_eq!(laptop.me().await.unwrap().username, "alice");
+    let start = laptop.passkey_login_start(PasskeySignInFor::StepUp).await.unwrap();
+    let stepped = laptop.reauth_with_passkey(&start.ceremony, &key.get(&start.options)).await.unwrap();
+    assert!(stepped.reauth_until > chrono::Utc::now());
+
+    // Second, after the password.
+    let phone = srv.client();
+    let pending = match phone.login("alice", "correct horse").await {
+        Err(user_client::Error::MfaRequired(pending)) => pending,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(pending.methods, ["passkey"]);
+    let start =
+        phone.passkey_login_start(PasskeySignInFor::SecondStep { mfa_token: &pending.mfa_token }).await.unwrap();
+    phone.login_mfa_with_passkey(&start.ceremony, &key.get(&start.options)).await.unwrap();
+    phone.me().await.unwrap();
+
+    // A failed check is a 401 that does not make the client refresh.
+    let start = phone.passkey_login_start(PasskeySignInFor::Alone).await.unwrap();
+    let replayed = key.get(&start.options);
+    phone.passkey_login_finish(&start.ceremony, &replayed).await.unwrap();
+    let again = phone.passkey_login_finish(&start.ceremony, &replayed).await.unwrap_err();
+    assert_eq!(again.status(), Some(401));
+
+    phone.rename_passkey(added.id, "Old laptop").await.unwrap();
+    phone.remove_passkey(added.id, None).await.unwrap();
+    assert!(phone.remove_passkey(added.id, None).await.unwrap_err().is_not_found());
+}

@@ -75,6 +75,16 @@ pub enum AuditEvent {
     Reauthenticated,
     /// A wrong password or code at a step-up.
     ReauthFailed,
+    /// A passkey was added.
+    PasskeyAdded,
+    /// A passkey was removed.
+    PasskeyRemoved,
+    /// A passkey signed in (or completed a sign-in, or stepped up).
+    PasskeySignIn,
+    /// A passkey assertion was refused.
+    PasskeySignInFailed,
+    /// A passkey's signature counter went back: a cloned authenticator.
+    PasskeyCounterRegression,
 }
 
 impl AuditEvent {
@@ -113,6 +123,11 @@ impl AuditEvent {
             AuditEvent::SecondFactorsReset => "mfa.reset",
             AuditEvent::Reauthenticated => "reauth",
             AuditEvent::ReauthFailed => "reauth.failure",
+            AuditEvent::PasskeyAdded => "passkey.add",
+            AuditEvent::PasskeyRemoved => "passkey.remove",
+            AuditEvent::PasskeySignIn => "passkey.login",
+            AuditEvent::PasskeySignInFailed => "passkey.login.failure",
+            AuditEvent::PasskeyCounterRegression => "passkey.counter_regression",
         }
     }
 }

@@ -9,8 +9,8 @@ use zeroize::Zeroizing;
 use super::recovery::{new_secret, token_digest};
 use super::sessions::SignInProof;
 use super::{AuditEvent, ClientInfo, LoginOutcome, UserService};
-use crate::auth::{DataKeys, RecoveryCode, TotpCode, TotpSecret};
-use crate::domain::{Amr, AuthMethod, Password, Role, SessionId, UserId, Username};
+use crate::auth::{DataKeys, RecoveryCode, RelyingParty, TotpCode, TotpSecret};
+use crate::domain::{Amr, AuthMethod, Password, Role, SessionId, UserId, Username, ValidationError};
 use crate::error::{Error, Result, SecondFactorChallenge, SecondFactorMethod};
 use crate::service::settings::MfaPolicy;
 use crate::store::{MailPayload, NewMail, NewMfaChallenge, Store, TaskKind, UserKey, UserRecord};
@@ -26,6 +26,8 @@ pub(super) struct Factors {
     generated_key: bool,
     recovery_key: Zeroizing<Vec<u8>>,
     policy: MfaPolicy,
+    /// Passkeys' relying party; `None` when they are off.
+    pub(super) relying_party: Option<RelyingParty>,
 }
 
 impl std::fmt::Debug for Factors {
@@ -50,7 +52,29 @@ impl Factors {
             }
         };
         let recovery_key = store.get_or_insert_secret(RECOVERY_CODE_KEY, &crate::auth::generate_secret(), now).await?;
-        Ok(Self { data_keys, generated_key, recovery_key: Zeroizing::new(recovery_key), policy })
+        let relying_party =
+            policy.passkeys.as_ref().map(|p| RelyingParty::new(&p.rp_id, &p.rp_name, &p.origins)).transpose()?;
+        // A passkey works only for the RP id it was made for: another one
+        // (or none) would lock out everyone who signs in with one.
+        let configured = relying_party.as_ref().map(RelyingParty::id);
+        if let Some(other) = store.passkey_rp_ids().await?.into_iter().find(|id| Some(id.as_str()) != configured) {
+            let rule = format!(
+                "is {}, but passkeys exist for {other}: they would stop working; set it back to {other}",
+                configured.unwrap_or("unset")
+            );
+            return Err(ValidationError::new("USER_WEBAUTHN_RP_ID", rule).into());
+        }
+        Ok(Self { data_keys, generated_key, recovery_key: Zeroizing::new(recovery_key), policy, relying_party })
+    }
+
+    /// How long a WebAuthn ceremony may take.
+    pub(super) fn ceremony_ttl(&self) -> chrono::TimeDelta {
+        chrono::TimeDelta::from_std(self.policy.ceremony_ttl).unwrap_or(chrono::TimeDelta::minutes(5))
+    }
+
+    /// Wrong answers one two-step sign-in allows.
+    pub(super) fn max_wrong_codes(&self) -> u32 {
+        self.policy.max_wrong_codes
     }
 
     /// Whether the policy makes an account with `role` sign in with a
@@ -184,9 +208,10 @@ impl UserService {
         Ok(codes)
     }
 
-    /// Whether the account has a second factor (a confirmed TOTP).
+    /// Whether the account has a second factor: a confirmed TOTP or a passkey.
     pub(super) async fn has_second_factor(&self, user: UserId) -> Result<bool> {
-        Ok(self.store.totp(user).await?.is_some_and(|t| t.confirmed_at.is_some()))
+        Ok(self.store.totp(user).await?.is_some_and(|t| t.confirmed_at.is_some())
+            || !self.store.passkeys(user).await?.is_empty())
     }
 
     /// The active admins the policy makes use a second factor who have
@@ -311,7 +336,7 @@ impl UserService {
 
     /// An admin's (`client.actor`) or an operator's reset of an account's
     /// second factors, for someone who lost the authenticator and the
-    /// recovery codes: TOTP and the codes go, every session ends, the owner
+    /// recovery codes: TOTP, the codes and the passkeys go, every session ends, the owner
     /// is told (verified address), audited `mfa.reset`. An admin acting
     /// from `actor_session` must have signed in recently; nobody resets
     /// their own.
@@ -334,7 +359,7 @@ impl UserService {
         let record = self.store.find_user(UserKey::Id(id)).await?.ok_or(Error::UserNotFound)?;
         let now = self.clock.now();
         let mails = self.security_notice(&record, AuditEvent::SecondFactorsReset);
-        if !self.store.remove_totp(id, &mails, now).await? {
+        if !self.store.remove_second_factors(id, &mails, now).await? {
             return Err(Error::NoSecondFactor);
         }
         self.wake_if(!mails.is_empty());
@@ -347,12 +372,19 @@ impl UserService {
     /// when the account has a second factor.
     pub(super) async fn second_factor_challenge(&self, record: &UserRecord) -> Result<Option<SecondFactorChallenge>> {
         let factors = self.second_factors(record.user.id).await?;
-        if !factors.totp {
+        let passkeys = !self.store.passkeys(record.user.id).await?.is_empty();
+        if !factors.totp && !passkeys {
             return Ok(None);
         }
-        let mut methods = vec![SecondFactorMethod::Totp];
+        let mut methods = Vec::new();
+        if factors.totp {
+            methods.push(SecondFactorMethod::Totp);
+        }
         if factors.recovery_codes_left > 0 {
             methods.push(SecondFactorMethod::RecoveryCode);
+        }
+        if passkeys {
+            methods.push(SecondFactorMethod::Passkey);
         }
         let now = self.clock.now();
         let expires_at = now + self.factors.policy.challenge_ttl;
@@ -459,7 +491,7 @@ impl UserService {
 
     /// The `email.security_changed` mail for `change`, when mail is on and
     /// the address is verified (a notice never goes to an address nobody proved).
-    fn security_notice(&self, record: &UserRecord, change: AuditEvent) -> Vec<NewMail> {
+    pub(super) fn security_notice(&self, record: &UserRecord, change: AuditEvent) -> Vec<NewMail> {
         if !self.mail.enabled || !record.user.email_verified {
             return Vec::new();
         }
@@ -467,7 +499,7 @@ impl UserService {
         vec![NewMail { kind: TaskKind::EmailSecurityChanged, payload, token: None }]
     }
 
-    fn wake_if(&self, wrote_tasks: bool) {
+    pub(super) fn wake_if(&self, wrote_tasks: bool) {
         if wrote_tasks {
             self.task_waker.wake();
         }

@@ -7,6 +7,7 @@ mod device;
 mod device_cookies;
 mod factors;
 mod favorites;
+mod passkeys;
 mod recovery;
 mod sessions;
 mod settings;
@@ -19,8 +20,11 @@ pub use device_cookies::{
     DEVICE_COOKIE_LIFETIME, DEVICE_COOKIE_PREFIX, DeviceCookies, MAX_DEVICE_COOKIES, NewDeviceCookie,
 };
 pub use factors::{SecondFactors, StepUp, TotpEnrollment};
+pub use passkeys::{PasskeyCeremony, PasskeySignIn};
 pub use sessions::{Caller, ClientInfo, LoginOutcome};
-pub use settings::{BreachCheck, DevicePolicy, LockoutPolicy, MailPolicy, MfaPolicy, MfaRequired, ServiceConfig};
+pub use settings::{
+    BreachCheck, DevicePolicy, LockoutPolicy, MailPolicy, MfaPolicy, MfaRequired, PasskeyConfig, ServiceConfig,
+};
 
 use std::sync::Arc;
 

@@ -58,6 +58,26 @@ pub struct MfaPolicy {
     pub max_wrong_codes: u32,
     /// How long a TOTP enrollment waits for its first code (default 10 min).
     pub enrollment_ttl: Duration,
+    /// Passkeys: the relying party (`USER_WEBAUTHN_RP_ID`,
+    /// `USER_WEBAUTHN_ORIGINS`). `None` (the default) turns them off.
+    pub passkeys: Option<PasskeyConfig>,
+    /// How long a WebAuthn ceremony may take (default 5 min).
+    pub ceremony_ttl: Duration,
+}
+
+/// Where passkeys work: the relying party's id and the origins that speak
+/// for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PasskeyConfig {
+    /// The registrable domain the apps share, e.g. `music.example`
+    /// (`localhost` in development). Passkeys are bound to it for good: the
+    /// service refuses to start with another while passkeys exist.
+    pub rp_id: String,
+    /// The name authenticators show (the product name).
+    pub rp_name: String,
+    /// Web origins (`https://music.example`) and Android app origins
+    /// (`android:apk-key-hash:…`) allowed to use them.
+    pub origins: Vec<String>,
 }
 
 impl Default for MfaPolicy {
@@ -69,6 +89,8 @@ impl Default for MfaPolicy {
             challenge_ttl: Duration::from_secs(300),
             max_wrong_codes: 5,
             enrollment_ttl: Duration::from_secs(600),
+            passkeys: None,
+            ceremony_ttl: Duration::from_secs(300),
         }
     }
 }

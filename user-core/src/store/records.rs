@@ -756,6 +756,8 @@ pub struct PasskeyRecord {
     pub id: Uuid,
     /// The account.
     pub user_id: UserId,
+    /// The RP id it was registered for.
+    pub rp_id: String,
     /// The WebAuthn credential id (unique across accounts).
     pub credential_id: Vec<u8>,
     /// The COSE public key.

@@ -172,6 +172,7 @@ forward! {
         fn rename_passkey(&self, user: UserId, id: Uuid, name: &str) -> Result<bool>;
         fn remove_passkey(&self, user: UserId, id: Uuid, mails: &[NewMail], now: DateTime<Utc>) -> Result<bool>;
         fn remove_second_factors(&self, user: UserId, mails: &[NewMail], now: DateTime<Utc>) -> Result<bool>;
+        fn passkey_rp_ids(&self) -> Result<Vec<String>>;
         fn insert_ceremony(&self, ceremony: &Ceremony) -> Result<()>;
         fn take_ceremony(&self, digest: &[u8; 32], purpose: CeremonyPurpose, now: DateTime<Utc>) -> Result<Option<Ceremony>>;
     }

@@ -213,6 +213,9 @@ pub trait PasskeyStore: Send + Sync {
     /// passkeys — with its mails, in one transaction; `false` if it had none.
     async fn remove_second_factors(&self, user: UserId, mails: &[NewMail], now: DateTime<Utc>) -> Result<bool>;
 
+    /// The RP ids passkeys were registered for (at most a few, distinct).
+    async fn passkey_rp_ids(&self) -> Result<Vec<String>>;
+
     /// Stores a ceremony.
     async fn insert_ceremony(&self, ceremony: &Ceremony) -> Result<()>;
 

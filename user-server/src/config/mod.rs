@@ -365,6 +365,9 @@ impl Config {
         let mut config = self.service.service_config()?;
         if self.service.totp_issuer.is_none() {
             config.mfa.totp_issuer = self.mail_product_name.clone();
+            if let Some(passkeys) = &mut config.mfa.passkeys {
+                passkeys.rp_name = self.mail_product_name.clone();
+            }
         }
         Ok(config)
     }

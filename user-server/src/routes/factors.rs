@@ -2,7 +2,7 @@
 //! recovery codes.
 
 use user_core::api::{
-    CurrentPasswordRequest, MainResponse, RecoveryCodesResponse, SecurityResponse, TotpConfirmRequest,
+    CurrentPasswordRequest, MainResponse, PasskeyInfo, RecoveryCodesResponse, SecurityResponse, TotpConfirmRequest,
     TotpEnrollResponse,
 };
 use user_core::auth::RecoveryCode;
@@ -21,9 +21,13 @@ use crate::http::json;
 ))]
 pub(super) async fn security(call: Call<AnySession>) -> Result<Response, ApiError> {
     let factors = call.state.service.second_factors(call.caller.id()).await?;
+    let passkeys = call.state.service.passkeys(call.caller.id()).await?;
     Ok(json(&SecurityResponse {
         response: MainResponse::success(),
-        passkeys: Vec::new(),
+        passkeys: passkeys
+            .into_iter()
+            .map(|p| PasskeyInfo { id: p.id, name: p.name, created_at: p.created_at, last_used_at: p.last_used_at })
+            .collect(),
         totp: factors.totp,
         recovery_codes_left: factors.recovery_codes_left,
         identities: Vec::new(),

@@ -237,6 +237,20 @@ impl Guard for Admin {
     }
 }
 
+/// A caller who may or may not have a session (any, restricted included):
+/// never refuses; a duplicated or invalid token is "no session".
+pub(crate) struct MaybeSession(pub Option<AnySession>);
+
+impl Guard for MaybeSession {
+    async fn check(state: &AppState, creds: &Credentials) -> Result<Self, ApiError> {
+        Ok(MaybeSession(AnySession::check(state, creds).await.ok()))
+    }
+
+    fn user_id(&self) -> Option<UserId> {
+        self.0.as_ref().map(|s| s.id())
+    }
+}
+
 /// A session stepping up (`POST /user/reauth`): any session (see
 /// [`AnySession`]), and a browser's refresh cookie, rotated once the
 /// session proved more.

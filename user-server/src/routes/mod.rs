@@ -25,6 +25,7 @@ mod favorites;
 mod guard;
 mod ops;
 mod pages;
+mod passkeys;
 mod pattern;
 mod recovery;
 mod router;

@@ -67,7 +67,15 @@ pub(super) async fn login(mut call: Call<SigningIn>) -> Result<Response, ApiErro
 pub(super) async fn login_mfa(mut call: Call<SigningIn>) -> Result<Response, ApiError> {
     let client = call.ctx.client();
     let req: LoginMfaRequest = call.json()?;
-    match call.state.service.complete_sign_in(&req.mfa_token, &req.code, &client).await {
+    let service = &call.state.service;
+    let completed = match (&req.mfa_token, &req.code, &req.ceremony, &req.credential) {
+        (Some(token), Some(code), None, None) => service.complete_sign_in(token, code, &client).await,
+        (token, None, Some(ceremony), Some(credential)) => {
+            service.complete_sign_in_with_passkey(token.as_deref(), ceremony, credential, &client).await
+        }
+        _ => Err(ValidationError::new("body", "give mfa_token and code, or ceremony and credential").into()),
+    };
+    match completed {
         Ok(outcome) => {
             crate::telemetry::record_login("success");
             Ok(signed_in(&call, &client, &outcome))
@@ -92,7 +100,11 @@ fn record_failed_login(e: &user_core::Error) {
 
 /// The answer to a completed sign-in: the access token, the token cookies
 /// and, the first time this browser signs in to the account, its device cookie.
-fn signed_in<G: super::guard::Guard>(call: &Call<G>, client: &ClientInfo, outcome: &LoginOutcome) -> Response {
+pub(super) fn signed_in<G: super::guard::Guard>(
+    call: &Call<G>,
+    client: &ClientInfo,
+    outcome: &LoginOutcome,
+) -> Response {
     let mut response = json(&LoginResponse {
         response: MainResponse::new("success login", 200),
         token: outcome.tokens.access.clone(),
@@ -154,14 +166,23 @@ pub(super) async fn refresh(call: Call<RefreshCookie>) -> Result<Response, ApiEr
 pub(super) async fn reauth(mut call: Call<SteppingUp>) -> Result<Response, ApiError> {
     let req: ReauthRequest = call.json()?;
     let password = req.password.as_deref().map(|p| Password::presented("password", p)).transpose()?;
-    let proof = match (&password, &req.code) {
-        (Some(password), None) => StepUp::Password(password),
-        (None, Some(code)) => StepUp::Code(code),
-        _ => return Err(ValidationError::new("body", "give exactly one of password and code").into()),
-    };
     let claims = call.caller.session.claims();
     let client = call.ctx.client();
-    let until = call.state.service.reauthenticate(claims.sub, claims.sid, proof, &client).await?;
+    let service = &call.state.service;
+    let (user, session) = (claims.sub, claims.sid);
+    let until = match (&password, &req.code, &req.ceremony, &req.credential) {
+        (Some(password), None, None, None) => {
+            service.reauthenticate(user, session, StepUp::Password(password), &client).await?
+        }
+        (None, Some(code), None, None) => service.reauthenticate(user, session, StepUp::Code(code), &client).await?,
+        (None, None, Some(ceremony), Some(credential)) => {
+            service.reauthenticate_with_passkey(user, session, ceremony, credential, &client).await?
+        }
+        _ => {
+            let rule = "give exactly one of password, code, or ceremony with credential";
+            return Err(ValidationError::new("body", rule).into());
+        }
+    };
     let mut response = json(&ReauthResponse { message: "success".into(), status: 200, reauth_until: until });
     // A browser's session changed what it may do: new cookies, so a copy
     // of the old ones taken before the step-up is worth less.

@@ -19,7 +19,10 @@ use crate::security::Action;
 /// handler (with its `#[utoipa::path]` documentation) in the module of its
 /// resource and add one line here.
 fn table() -> Vec<Endpoint> {
-    use super::{account::*, admin::*, device::*, factors::*, favorites::*, ops::*, pages::*, recovery::*, session::*};
+    use super::{
+        account::*, admin::*, device::*, factors::*, favorites::*, ops::*, pages::*, passkeys::*, recovery::*,
+        session::*,
+    };
     vec![
         Endpoint::of::<__path_register, _, _, _>(register).throttled(Action::Register),
         Endpoint::of::<__path_login, _, _, _>(login).throttled(Action::Login),
@@ -29,6 +32,12 @@ fn table() -> Vec<Endpoint> {
         Endpoint::of::<__path_totp_confirm, _, _, _>(totp_confirm).throttled(Action::Update),
         Endpoint::of::<__path_totp_disable, _, _, _>(totp_disable).throttled(Action::Update),
         Endpoint::of::<__path_new_recovery_codes, _, _, _>(new_recovery_codes).throttled(Action::Update),
+        Endpoint::of::<__path_passkey_register_start, _, _, _>(passkey_register_start).throttled(Action::Update),
+        Endpoint::of::<__path_passkey_register_finish, _, _, _>(passkey_register_finish).throttled(Action::Update),
+        Endpoint::of::<__path_passkey_rename, _, _, _>(passkey_rename).throttled(Action::Update),
+        Endpoint::of::<__path_passkey_remove, _, _, _>(passkey_remove).throttled(Action::Update),
+        Endpoint::of::<__path_passkey_login_start, _, _, _>(passkey_login_start).throttled(Action::Login),
+        Endpoint::of::<__path_passkey_login_finish, _, _, _>(passkey_login_finish).throttled(Action::Login),
         Endpoint::of::<__path_logout, _, _, _>(logout),
         Endpoint::of::<__path_refresh, _, _, _>(refresh).throttled(Action::Refresh),
         Endpoint::of::<__path_reauth, _, _, _>(reauth).throttled(Action::Login),

@@ -14,6 +14,7 @@ fn passkey(user: UserId, credential: u8) -> PasskeyRecord {
     PasskeyRecord {
         id: Uuid::now_v7(),
         user_id: user,
+        rp_id: "music.example".into(),
         credential_id: vec![credential; 16],
         public_key: vec![0xa5, 1, 2],
         sign_count: 1,
@@ -69,6 +70,7 @@ pub(crate) async fn a_passkey_is_one_account_s_and_its_counter_moves_once(store:
     assert!(store.insert_passkey(&laptop, &[]).await.unwrap());
     assert_eq!(store.passkeys(alice).await.unwrap(), [phone.clone(), laptop.clone()]);
     assert!(store.passkeys(bob).await.unwrap().is_empty());
+    assert_eq!(store.passkey_rp_ids().await.unwrap(), ["music.example"]);
     let (found, found_handle) = store.passkey_by_credential(&[7; 16]).await.unwrap().unwrap();
     assert_eq!((found, found_handle), (phone.clone(), vec![1; 32]));
     assert!(store.passkey_by_credential(&[9; 16]).await.unwrap().is_none());

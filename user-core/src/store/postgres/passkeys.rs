@@ -13,7 +13,7 @@ use crate::domain::{SessionId, UserId};
 use crate::error::{Error, Result};
 use crate::store::{Ceremony, CeremonyPurpose, NewMail, PasskeyRecord, PasskeyStore};
 
-const PASSKEY_COLUMNS: &str = "p.id, p.user_id, p.credential_id, p.public_key, p.sign_count, p.backup_eligible, \
+const PASSKEY_COLUMNS: &str = "p.id, p.user_id, p.rp_id, p.credential_id, p.public_key, p.sign_count, p.backup_eligible, \
                                p.backed_up, p.transports, p.name, p.created_at, p.last_used_at";
 
 fn passkey(row: &PgRow) -> Result<PasskeyRecord> {
@@ -21,6 +21,7 @@ fn passkey(row: &PgRow) -> Result<PasskeyRecord> {
     Ok(PasskeyRecord {
         id: get(row, "id")?,
         user_id: UserId::from_uuid(get(row, "user_id")?),
+        rp_id: get(row, "rp_id")?,
         credential_id: get(row, "credential_id")?,
         public_key: get(row, "public_key")?,
         sign_count: u32::try_from(get::<i64>(row, "sign_count")?).map_err(Error::internal)?,
@@ -74,9 +75,9 @@ impl PasskeyStore for PostgresStore {
     async fn insert_passkey(&self, p: &PasskeyRecord, mails: &[NewMail]) -> Result<bool> {
         let mut tx = self.begin().await?;
         let inserted = sqlx::query(
-            "insert into passkeys (id, user_id, credential_id, public_key, sign_count, backup_eligible, backed_up, \
+            "insert into passkeys (id, user_id, rp_id, credential_id, public_key, sign_count, backup_eligible, backed_up, \
                transports, name, created_at) \
-             select $1, id, $3, $4, $5, $6, $7, $8, $9, $10 from users where id = $2 \
+             select $1, id, $11, $3, $4, $5, $6, $7, $8, $9, $10 from users where id = $2 \
              on conflict (credential_id) do nothing",
         )
         .bind(p.id)
@@ -89,6 +90,7 @@ impl PasskeyStore for PostgresStore {
         .bind(p.transports.join(","))
         .bind(&p.name)
         .bind(p.created_at)
+        .bind(&p.rp_id)
         .execute(&mut *tx)
         .await
         .map_err(map_err)?
@@ -173,6 +175,12 @@ impl PasskeyStore for PostgresStore {
         }
         tx.commit().await.map_err(map_err)?;
         Ok(any)
+    }
+
+    async fn passkey_rp_ids(&self) -> Result<Vec<String>> {
+        let rows =
+            sqlx::query("select distinct rp_id from passkeys limit 10").fetch_all(&self.pool).await.map_err(map_err)?;
+        rows.iter().map(|row| get(row, "rp_id")).collect()
     }
 
     async fn insert_ceremony(&self, c: &Ceremony) -> Result<()> {

@@ -12,7 +12,7 @@ use crate::domain::{SessionId, UserId};
 use crate::error::{Error, Result};
 use crate::store::{Ceremony, CeremonyPurpose, NewMail, PasskeyRecord, PasskeyStore};
 
-const PASSKEY_COLUMNS: &str = "p.id, p.user_id, p.credential_id, p.public_key, p.sign_count, p.backup_eligible, \
+const PASSKEY_COLUMNS: &str = "p.id, p.user_id, p.rp_id, p.credential_id, p.public_key, p.sign_count, p.backup_eligible, \
                                p.backed_up, p.transports, p.name, p.created_at, p.last_used_at";
 
 fn passkey(row: &Row<'_>) -> Result<PasskeyRecord> {
@@ -20,6 +20,7 @@ fn passkey(row: &Row<'_>) -> Result<PasskeyRecord> {
     Ok(PasskeyRecord {
         id: col(row, "id")?,
         user_id: UserId::from_uuid(col(row, "user_id")?),
+        rp_id: col(row, "rp_id")?,
         credential_id: col(row, "credential_id")?,
         public_key: col(row, "public_key")?,
         sign_count: u32::try_from(col::<i64>(row, "sign_count")?).map_err(Error::internal)?,
@@ -77,9 +78,9 @@ impl PasskeyStore for SqliteStore {
         self.write(move |conn| {
             let inserted = execute(
                 conn,
-                "insert into passkeys (id, user_id, credential_id, public_key, sign_count, backup_eligible, backed_up, \
+                "insert into passkeys (id, user_id, rp_id, credential_id, public_key, sign_count, backup_eligible, backed_up, \
                    transports, name, created_at) \
-                 select ?1, id, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10 from users where id = ?2 \
+                 select ?1, id, ?11, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10 from users where id = ?2 \
                  on conflict (credential_id) do nothing",
                 params![
                     p.id,
@@ -92,6 +93,7 @@ impl PasskeyStore for SqliteStore {
                     p.transports.join(","),
                     p.name,
                     millis(p.created_at),
+                    p.rp_id,
                 ],
             )?;
             if inserted == 1 {
@@ -163,6 +165,10 @@ impl PasskeyStore for SqliteStore {
             Ok(removed > 0)
         })
         .await
+    }
+
+    async fn passkey_rp_ids(&self) -> Result<Vec<String>> {
+        self.read(|conn| query_all(conn, "select distinct rp_id from passkeys limit 10", [], |row| col(row, "rp_id")))
     }
 
     async fn insert_ceremony(&self, c: &Ceremony) -> Result<()> {

@@ -15,6 +15,7 @@ mod admin_ops;
 mod device;
 mod factors;
 mod favorites;
+mod passkeys;
 mod protection;
 mod recovery;
 mod sessions;
