@@ -355,3 +355,35 @@ async fn an_admin_resets_a_lost_factor_for_someone_else_never_for_themselves() {
     let unknown = app.service.reset_second_factors(UserId::new(), None, &ClientInfo::default()).await;
     assert!(matches!(unknown, Err(Error::UserNotFound)), "{unknown:?}");
 }
+
+#[tokio::test]
+async fn the_service_refuses_to_start_with_another_rp_id_while_passkeys_exist() {
+    use user_core::service::PasskeyConfig;
+    use user_core::testing::{Algorithm, Authenticator};
+
+    let passkeys = |rp_id: &str, origin: &str| {
+        let mut config = config();
+        config.mfa.passkeys =
+            Some(PasskeyConfig { rp_id: rp_id.into(), rp_name: "Music".into(), origins: vec![origin.into()] });
+        config
+    };
+    // Before any passkey exists, the RP id may be chosen freely.
+    let app = app_with(passkeys("music.example", "https://music.example")).await;
+    let alice = app.service.register(registration("alice"), &ClientInfo::default()).await.unwrap().id;
+    let tokens = app.login("alice").await;
+    let client = ClientInfo::default();
+    let start = app.service.start_passkey_registration(alice, Some(tokens.session_id), None, &client).await.unwrap();
+    let mut key = Authenticator::new("https://music.example", Algorithm::Es256);
+    let credential = key.create(&start.options);
+    let session = Some(tokens.session_id);
+    app.service.finish_passkey_registration(alice, session, &start.ceremony, None, &credential, &client).await.unwrap();
+
+    let moved = UserService::new(app.store.clone(), passkeys("other.example", "https://other.example")).await;
+    let message = moved.unwrap_err().to_string();
+    assert!(message.contains("USER_WEBAUTHN_RP_ID") && message.contains("music.example"), "{message}");
+    let off = UserService::new(app.store.clone(), config()).await.unwrap_err().to_string();
+    assert!(off.contains("unset") && off.contains("music.example"), "{off}");
+    UserService::new(app.store.clone(), passkeys("music.example", "https://music.example")).await.unwrap();
+    let bad_origin = UserService::new(app.store.clone(), passkeys("music.example", "https://evil.example")).await;
+    assert!(bad_origin.unwrap_err().to_string().contains("USER_WEBAUTHN_ORIGINS"));
+}
