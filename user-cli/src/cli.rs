@@ -131,6 +131,9 @@ pub enum Command {
         #[command(flatten)]
         password: PasswordSource,
     },
+    /// Two-factor authentication of the logged-in account with an authenticator app (remote).
+    #[command(subcommand)]
+    Totp(TotpCommand),
     /// Favorite tracks of the logged-in account (remote).
     #[command(subcommand)]
     Favorite(FavoriteCommand),
@@ -293,6 +296,38 @@ pub enum UserCommand {
         #[arg(long)]
         yes: bool,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TotpCommand {
+    /// Turn TOTP on: prints a QR code, the secret and the otpauth:// URI for
+    /// the authenticator app, reads the app's first code (the next line of
+    /// stdin), and prints ten recovery codes once.
+    Enroll {
+        #[command(flatten)]
+        proof: CurrentPassword,
+    },
+    /// Turn TOTP off (the recovery codes stop working too).
+    Disable {
+        #[command(flatten)]
+        proof: CurrentPassword,
+    },
+    /// Ten new recovery codes in place of the old ones.
+    RecoveryCodes {
+        #[command(flatten)]
+        proof: CurrentPassword,
+    },
+}
+
+/// Proof of a recent sign-in for a change of sign-in methods.
+#[derive(Debug, Args)]
+pub struct CurrentPassword {
+    /// Confirm with the current password (asked for; with --password-stdin, the first line):
+    /// needed when the login is older than the server's re-authentication window (10 min).
+    #[arg(long)]
+    pub current_password: bool,
+    #[command(flatten)]
+    pub password: PasswordSource,
 }
 
 #[derive(Debug, Subcommand)]

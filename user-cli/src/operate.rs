@@ -15,7 +15,7 @@ use uuid::Uuid;
 use crate::cli::{AuditCommand, MfaCommand, Page, PasswordSource, RoleArg, StatusArg, TasksCommand, UserCommand};
 use crate::failure::Failure;
 use crate::input::{confirm, line, secrets};
-use crate::output::{Output, account_json, print_account, print_audit, print_tasks, print_users};
+use crate::output::{Output, account_json, print_account, print_audit, print_enrollment, print_tasks, print_users};
 
 /// One page of a listing and the cursor of the next.
 pub type Paged<T> = (Vec<T>, Option<String>);
@@ -132,15 +132,10 @@ pub async fn user(ops: &impl Operations, command: UserCommand, out: &Output) -> 
         UserCommand::Mfa(MfaCommand::Enroll { user }) => {
             let target = ops.account(&user).await?;
             let enrollment = ops.start_totp(target.id).await?;
-            if out.json {
-                let value =
-                    json!({"id": target.id, "secret": enrollment.secret, "otpauth_uri": enrollment.otpauth_uri});
-                println!("{value}");
-            } else {
+            if !out.json {
                 println!("Add this account to the authenticator app of {}:", target.username);
-                println!("  secret: {}", enrollment.secret);
-                println!("  URI:    {}", enrollment.otpauth_uri);
             }
+            print_enrollment(out, &enrollment.secret, &enrollment.otpauth_uri, json!({"id": target.id}));
             let code = line("Code from the app")?;
             let codes = ops.confirm_totp(target.id, &code).await?;
             let message = format!(

@@ -42,6 +42,33 @@ impl Output {
     }
 }
 
+/// `text` as a QR code of Unicode half blocks, light on dark (as most
+/// terminals are), with its quiet zone; `None` if it does not fit one.
+pub fn qr_code(text: &str) -> Option<String> {
+    use qrcode::render::unicode::Dense1x2;
+    let code = qrcode::QrCode::new(text.as_bytes()).ok()?;
+    Some(code.render::<Dense1x2>().dark_color(Dense1x2::Light).light_color(Dense1x2::Dark).quiet_zone(true).build())
+}
+
+/// Prints a TOTP enrollment for a person to scan or type, or as JSON
+/// (`{"secret", "otpauth_uri"}` and `extra`).
+pub fn print_enrollment(out: &Output, secret: &str, uri: &str, extra: Value) {
+    if out.json {
+        let mut value = json!({"secret": secret, "otpauth_uri": uri});
+        if let (Some(map), Some(more)) = (value.as_object_mut(), extra.as_object()) {
+            map.extend(more.clone());
+        }
+        println!("{value}");
+        return;
+    }
+    if let Some(qr) = qr_code(uri) {
+        println!("{qr}");
+    }
+    println!("Scan the code with an authenticator app, or type the secret:");
+    println!("  secret: {secret}");
+    println!("  URI:    {uri}");
+}
+
 /// Prints accounts as a table or JSON (`{"users", "next_cursor"}`).
 pub fn print_users(out: &Output, users: &[UserSummary], next: Option<&str>) {
     let rows = users

@@ -11,12 +11,12 @@ use user_client::api::{
 use user_client::{AuditQuery, Client};
 use uuid::Uuid;
 
-use crate::cli::{Command, FavoriteCommand, PasswordCommand, SessionsCommand};
+use crate::cli::{Command, CurrentPassword, FavoriteCommand, PasswordCommand, SessionsCommand, TotpCommand};
 use crate::credentials;
 use crate::failure::Failure;
-use crate::input::{confirm, secrets};
+use crate::input::{confirm, line, secrets};
 use crate::operate::{self, Operations, Paged, no_user};
-use crate::output::{Output, print_next, print_sessions};
+use crate::output::{Output, print_enrollment, print_next, print_sessions};
 
 pub async fn run(server: &str, ca_cert: Option<&Path>, command: Command, out: &Output) -> Result<(), Failure> {
     let mut builder = Client::builder(server);
@@ -168,6 +168,30 @@ async fn execute(client: &Client, command: Command, out: &Output) -> Result<(), 
             credentials::remove()?;
             out.done(&json!({"status": "deleted", "id": me.id}), &format!("deleted {}", me.username));
         }
+        Command::Totp(TotpCommand::Enroll { proof }) => {
+            let current = current_password(&proof)?;
+            let enrollment = client.totp_enroll(current.as_deref()).await.map_err(reauth_hint)?;
+            print_enrollment(out, &enrollment.secret, &enrollment.otpauth_uri, json!({}));
+            let code = line("Code from the app")?;
+            let codes = client.totp_confirm(&code).await?.recovery_codes;
+            let message = format!(
+                "two-factor authentication is on. Recovery codes (each works once; shown only now):\n  {}",
+                codes.join("\n  ")
+            );
+            out.done(&json!({"recovery_codes": codes}), &message);
+        }
+        Command::Totp(TotpCommand::Disable { proof }) => {
+            let current = current_password(&proof)?;
+            client.totp_disable(current.as_deref()).await.map_err(reauth_hint)?;
+            out.done(&json!({"status": "totp off"}), "two-factor authentication is off; the recovery codes are void");
+        }
+        Command::Totp(TotpCommand::RecoveryCodes { proof }) => {
+            let current = current_password(&proof)?;
+            let codes = client.new_recovery_codes(current.as_deref()).await.map_err(reauth_hint)?.recovery_codes;
+            let message =
+                format!("new recovery codes (the old ones are void; shown only now):\n  {}", codes.join("\n  "));
+            out.done(&json!({"recovery_codes": codes}), &message);
+        }
         Command::Favorite(FavoriteCommand::Add { track_ids }) => {
             client.add_favorites(&track_ids).await?;
             out.done(&json!({"status": "added", "track_ids": track_ids}), &format!("added {}", track_ids.join(", ")));
@@ -315,4 +339,21 @@ impl Operations for Remote<'_> {
         let page = self.0.admin().audit(&AuditQuery { user, event }, Some(limit), cursor.as_deref()).await?;
         Ok((page.events, page.next_cursor))
     }
+}
+
+/// The current password, when `--current-password` asks for it.
+fn current_password(proof: &CurrentPassword) -> Result<Option<String>, Failure> {
+    Ok(if proof.current_password { secrets(&proof.password, &["Current password"])?.pop() } else { None })
+}
+
+/// A `reauth_required` refusal, with what to do about it.
+fn reauth_hint(e: user_client::Error) -> Failure {
+    if e.is_reauth_required() {
+        return Failure::Refused(
+            "this needs a recent sign-in: run `user-cli login` again, or add --current-password (an account with \
+             two-factor authentication on must sign in again)"
+                .into(),
+        );
+    }
+    e.into()
 }

@@ -744,3 +744,50 @@ async fn login_asks_for_the_second_factor_when_the_account_has_one() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_turns_totp_on_from_the_shell_with_a_qr_code() {
+    let env = std::sync::Arc::new(Env::new());
+    let (url, _stop) = serve(&env.database).await;
+    blocking(move || {
+        use std::io::{BufRead, Read, Write};
+        let r = |args: &[&str]| env.remote(&url, args);
+        r(&["register", "alice", "--email", "alice@example.com", "--password-stdin"])
+            .write_stdin("correct horse\n")
+            .assert()
+            .success();
+        r(&["login", "alice", "--password-stdin"]).write_stdin("correct horse\n").assert().success();
+        let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("user-cli"))
+            .env("USER_CLI_CREDENTIALS", env.credentials())
+            .args(["--server", &url, "totp", "enroll"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut shown = String::new();
+        let secret = loop {
+            let mut line = String::new();
+            assert!(stdout.read_line(&mut line).unwrap() > 0, "no secret in {shown}");
+            shown.push_str(&line);
+            if let Some(secret) = line.trim().strip_prefix("secret: ") {
+                break secret.to_owned();
+            }
+        };
+        assert!(shown.contains('▀') || shown.contains('▄') || shown.contains('█'), "a QR code: {shown}");
+        writeln!(child.stdin.take().unwrap(), "{}", app_code(&secret)).unwrap();
+        let mut rest = String::new();
+        stdout.read_to_string(&mut rest).unwrap();
+        assert!(child.wait().unwrap().success(), "{rest}");
+        assert!(rest.contains("two-factor authentication is on") && rest.matches('-').count() >= 10, "{rest}");
+
+        let codes = json(&mut r(&["totp", "recovery-codes"]));
+        assert_eq!(codes["recovery_codes"].as_array().unwrap().len(), 10);
+        let again = stderr(&mut r(&["totp", "enroll"]), 1);
+        assert!(again.contains("already on"), "{again}");
+        assert_eq!(json(&mut r(&["totp", "disable"]))["status"], "totp off");
+        let local = stderr(&mut env.local(&["totp", "disable"]), 2);
+        assert!(!local.is_empty());
+    })
+    .await;
+}
