@@ -426,6 +426,7 @@ impl Client {
             code: Some(code.into()),
             ceremony: None,
             credential: None,
+            revoke_other_sessions: None,
         };
         let reply: LoginResponse = self.send(self.http.post(self.url("/user/login/mfa")).json(&body)).await?;
         self.set_access_token(Some(reply.token.clone())).await;
@@ -486,6 +487,7 @@ impl Client {
             code: None,
             ceremony: Some(ceremony.into()),
             credential: Some(credential.clone()),
+            revoke_other_sessions: None,
         };
         let reply: LoginResponse = self.send(self.http.post(self.url("/user/login/mfa")).json(&body)).await?;
         self.set_access_token(Some(reply.token.clone())).await;
@@ -517,6 +519,7 @@ impl Client {
             ceremony: ceremony.into(),
             name: name.map(Into::into),
             credential: credential.clone(),
+            revoke_other_sessions: None,
         };
         self.authed(Method::POST, "/user/passkeys/register/finish", |r| r.json(&body)).await
     }
@@ -563,7 +566,7 @@ impl Client {
     /// # Errors
     /// 401 `invalid_code`; 409 `factor_active`.
     pub async fn totp_confirm(&self, code: &str) -> Result<RecoveryCodesResponse> {
-        let body = TotpConfirmRequest { code: code.into() };
+        let body = TotpConfirmRequest { code: code.into(), revoke_other_sessions: None };
         self.authed(Method::POST, "/user/totp/confirm", |r| r.json(&body)).await
     }
 
@@ -632,7 +635,10 @@ impl Client {
         path: &str,
         current_password: Option<&str>,
     ) -> Result<T> {
-        let body = CurrentPasswordRequest { current_password: current_password.map(str::to_owned) };
+        let body = CurrentPasswordRequest {
+            current_password: current_password.map(str::to_owned),
+            revoke_other_sessions: None,
+        };
         self.authed(method, path, |r| if body.current_password.is_some() { r.json(&body) } else { r }).await
     }
 

@@ -163,6 +163,10 @@ pub struct LoginMfaRequest {
     #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub credential: Option<serde_json::Value>,
+    /// (v1.2) `true`: once signed in (with a recovery code, say), every other session of the
+    /// account ends (a lost or stolen device signed out with it).
+    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
+    pub revoke_other_sessions: Option<bool>,
 }
 
 /// `GET /user/security` (v1.2): the caller's ways to sign in.
@@ -227,6 +231,10 @@ pub struct PasskeyRegisterRequest {
     /// The authenticator's answer: `RegistrationResponseJSON` (`credential.toJSON()`).
     #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub credential: serde_json::Value,
+    /// (v1.2) `true`: once the change is made, every other session of the
+    /// account ends (a lost or stolen device signed out with it).
+    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
+    pub revoke_other_sessions: Option<bool>,
 }
 
 /// `POST /user/passkeys/register/finish` success (v1.2, 201).
@@ -310,6 +318,10 @@ pub struct TotpConfirmRequest {
     /// Six digits from the authenticator app (spaces ignored).
     #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 64))]
     pub code: String,
+    /// (v1.2) `true`: once the change is made, every other session of the
+    /// account ends (a lost or stolen device signed out with it).
+    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
+    pub revoke_other_sessions: Option<bool>,
 }
 
 /// `POST /user/reauth` request (v1.2): exactly one proof. An account with
@@ -511,6 +523,10 @@ pub struct CurrentPasswordRequest {
     #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 128))]
     pub current_password: Option<String>,
+    /// (v1.2) `true`: once the change is made, every other session of the
+    /// account ends (a lost or stolen device signed out with it).
+    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
+    pub revoke_other_sessions: Option<bool>,
 }
 
 /// `POST /user/email/verify` request: the token from a verification mail.
@@ -1003,16 +1019,16 @@ debug_redacting! {
     LoginResponse { response, id; token }
     RefreshResponse { message, status, session_expires_at; token }
     UpdateRequest { username, email, locale; password, current_password }
-    CurrentPasswordRequest { ; current_password }
+    CurrentPasswordRequest { revoke_other_sessions; current_password }
     TokenRequest { ; token }
     DeviceCodeResponse { user_code, verification_uri, verification_uri_complete, expires_in, interval; device_code }
     OAuthTokenRequest { grant_type, client_id; device_code, refresh_token }
     ResetPasswordRequest { ; token, password }
     CreateAccountRequest { username, email, role; password }
     MfaRequiredResponse { response, mfa_required, methods; mfa_token }
-    LoginMfaRequest { ceremony, credential; mfa_token, code }
+    LoginMfaRequest { ceremony, credential, revoke_other_sessions; mfa_token, code }
     TotpEnrollResponse { response; secret, otpauth_uri }
-    TotpConfirmRequest { ; code }
+    TotpConfirmRequest { revoke_other_sessions; code }
     ReauthRequest { ceremony, credential; password, code }
     PasskeyOptionsResponse { response, options; ceremony }
     RecoveryCodesResponse { response; recovery_codes }
@@ -1043,15 +1059,24 @@ mod tests {
         assert_redacted(format!("{refresh:?}"));
         let update = UpdateRequest { password: Some(s()), current_password: Some(s()), ..Default::default() };
         assert_redacted(format!("{update:?}"));
-        assert_redacted(format!("{:?}", CurrentPasswordRequest { current_password: Some(s()) }));
+        assert_redacted(format!(
+            "{:?}",
+            CurrentPasswordRequest { current_password: Some(s()), revoke_other_sessions: None }
+        ));
         let ok = || MainResponse::new("success", 200);
         let mfa =
             MfaRequiredResponse { response: ok(), mfa_required: true, mfa_token: s(), methods: vec!["totp".into()] };
         assert_redacted(format!("{mfa:?}"));
-        let mfa = LoginMfaRequest { mfa_token: Some(s()), code: Some(s()), ceremony: None, credential: None };
+        let mfa = LoginMfaRequest {
+            mfa_token: Some(s()),
+            code: Some(s()),
+            ceremony: None,
+            credential: None,
+            revoke_other_sessions: None,
+        };
         assert_redacted(format!("{mfa:?}"));
         assert_redacted(format!("{:?}", TotpEnrollResponse { response: ok(), secret: s(), otpauth_uri: s() }));
-        assert_redacted(format!("{:?}", TotpConfirmRequest { code: s() }));
+        assert_redacted(format!("{:?}", TotpConfirmRequest { code: s(), revoke_other_sessions: None }));
         let reauth = ReauthRequest { password: Some(s()), code: Some(s()), ceremony: None, credential: None };
         assert_redacted(format!("{reauth:?}"));
         let options = PasskeyOptionsResponse { response: ok(), ceremony: s(), options: serde_json::json!({}) };

@@ -104,7 +104,7 @@ pub(super) async fn update(mut call: Call<Authenticated>) -> Result<Response, Ap
     (status = 429, description = "This account after repeated wrong current passwords; see Retry-After", body = MainResponse),
 ))]
 pub(super) async fn delete(mut call: Call<Authenticated>) -> Result<Response, ApiError> {
-    let current = call.current_password()?;
+    let current = call.change_proof()?.current_password;
     let claims = call.caller.claims();
     call.state.service.delete_own_account(claims.sub, claims.sid, current.as_ref(), &call.ctx.client()).await?;
     let mut response = success();

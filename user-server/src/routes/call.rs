@@ -11,6 +11,14 @@ use crate::AppState;
 use crate::error::ApiError;
 use crate::http::{Body, Query, RequestCtx, parse_form, parse_json};
 
+/// The optional body of a change of sign-in methods.
+pub(crate) struct ChangeProof {
+    /// Stands for a recent sign-in.
+    pub current_password: Option<Password>,
+    /// End every other session of the account once the change is made.
+    pub revoke_other_sessions: bool,
+}
+
 /// What a handler gets: the request, the state, and what its guard established.
 pub(crate) struct Call<G> {
     pub ctx: RequestCtx,
@@ -44,14 +52,17 @@ impl<G> Call<G> {
         if body.bytes.is_empty() && !body.form { Ok(None) } else { parse_json(&body.bytes).map(Some) }
     }
 
-    /// The `current_password` of a sensitive change's optional body
-    /// (`CurrentPasswordRequest`), which stands for a recent sign-in.
+    /// A sensitive change's optional body (`CurrentPasswordRequest`): the
+    /// `current_password` standing for a recent sign-in, and whether the
+    /// other sessions end with the change.
     ///
     /// # Errors
     /// 400 for a malformed body or an empty or overlong password.
-    pub(super) fn current_password(&mut self) -> Result<Option<Password>, ApiError> {
+    pub(super) fn change_proof(&mut self) -> Result<ChangeProof, ApiError> {
         let req: CurrentPasswordRequest = self.optional_json()?.unwrap_or_default();
-        Ok(req.current_password.as_deref().map(|p| Password::presented("current_password", p)).transpose()?)
+        let current_password =
+            req.current_password.as_deref().map(|p| Password::presented("current_password", p)).transpose()?;
+        Ok(ChangeProof { current_password, revoke_other_sessions: req.revoke_other_sessions.unwrap_or(false) })
     }
 
     /// The body as `T`, from a form or JSON, whichever was sent (only routes
@@ -91,4 +102,23 @@ pub(super) struct PageParams {
     /// Opaque, from the previous page's next_cursor; any other value is 400
     #[param(pattern = "^[A-Za-z0-9_-]+$")]
     cursor: Option<String>,
+}
+
+impl<G: super::guard::Guard> Call<G> {
+    /// Ends every session of `user` but `keep`, when `asked`: the
+    /// `"revoke_other_sessions": true` of a change of sign-in methods.
+    ///
+    /// # Errors
+    /// 500 if the store fails.
+    pub(super) async fn revoke_others_if(
+        &self,
+        asked: bool,
+        user: user_core::domain::UserId,
+        keep: user_core::domain::SessionId,
+    ) -> Result<(), ApiError> {
+        if asked {
+            self.state.service.revoke_other_sessions(user, keep, &self.ctx.client()).await?;
+        }
+        Ok(())
+    }
 }

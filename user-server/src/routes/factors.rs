@@ -47,7 +47,7 @@ pub(super) async fn security(call: Call<AnySession>) -> Result<Response, ApiErro
     (status = 429, description = "This account after repeated wrong current passwords; see Retry-After", body = MainResponse),
 ))]
 pub(super) async fn totp_enroll(mut call: Call<AnySession>) -> Result<Response, ApiError> {
-    let current = call.current_password()?;
+    let current = call.change_proof()?.current_password;
     let claims = call.caller.claims();
     let client = call.ctx.client();
     let enrollment =
@@ -73,6 +73,7 @@ pub(super) async fn totp_confirm(mut call: Call<AnySession>) -> Result<Response,
     let req: TotpConfirmRequest = call.json()?;
     let claims = call.caller.claims();
     let codes = call.state.service.confirm_totp(claims.sub, Some(claims.sid), &req.code, &call.ctx.client()).await?;
+    call.revoke_others_if(req.revoke_other_sessions.unwrap_or(false), claims.sub, claims.sid).await?;
     Ok(recovery_codes(&codes))
 }
 
@@ -87,9 +88,11 @@ pub(super) async fn totp_confirm(mut call: Call<AnySession>) -> Result<Response,
     (status = 429, description = "This account after repeated wrong current passwords; see Retry-After", body = MainResponse),
 ))]
 pub(super) async fn totp_disable(mut call: Call<Authenticated>) -> Result<Response, ApiError> {
-    let current = call.current_password()?;
+    let proof = call.change_proof()?;
     let claims = call.caller.claims();
-    call.state.service.disable_totp(claims.sub, Some(claims.sid), current.as_ref(), &call.ctx.client()).await?;
+    let current = proof.current_password.as_ref();
+    call.state.service.disable_totp(claims.sub, Some(claims.sid), current, &call.ctx.client()).await?;
+    call.revoke_others_if(proof.revoke_other_sessions, claims.sub, claims.sid).await?;
     Ok(success())
 }
 
@@ -104,10 +107,12 @@ pub(super) async fn totp_disable(mut call: Call<Authenticated>) -> Result<Respon
     (status = 429, description = "This account after repeated wrong current passwords; see Retry-After", body = MainResponse),
 ))]
 pub(super) async fn new_recovery_codes(mut call: Call<Authenticated>) -> Result<Response, ApiError> {
-    let current = call.current_password()?;
+    let proof = call.change_proof()?;
     let claims = call.caller.claims();
     let client = call.ctx.client();
-    let codes = call.state.service.new_recovery_codes(claims.sub, Some(claims.sid), current.as_ref(), &client).await?;
+    let current = proof.current_password.as_ref();
+    let codes = call.state.service.new_recovery_codes(claims.sub, Some(claims.sid), current, &client).await?;
+    call.revoke_others_if(proof.revoke_other_sessions, claims.sub, claims.sid).await?;
     Ok(recovery_codes(&codes))
 }
 

@@ -43,7 +43,7 @@ impl<G> Call<G> {
     (status = 503, description = "Passkeys are not configured (`USER_WEBAUTHN_RP_ID`)", body = MainResponse),
 ))]
 pub(super) async fn passkey_register_start(mut call: Call<AnySession>) -> Result<Response, ApiError> {
-    let current = call.current_password()?;
+    let current = call.change_proof()?.current_password;
     let claims = call.caller.claims();
     let client = call.ctx.client();
     let service = &call.state.service;
@@ -69,6 +69,7 @@ pub(super) async fn passkey_register_finish(mut call: Call<AnySession>) -> Resul
         .service
         .finish_passkey_registration(user, session, &req.ceremony, name, &req.credential, &client)
         .await?;
+    call.revoke_others_if(req.revoke_other_sessions.unwrap_or(false), claims.sub, claims.sid).await?;
     let mut response =
         json(&PasskeyCreatedResponse { response: MainResponse::new("success", 201), id: added.id, name: added.name });
     *response.status_mut() = StatusCode::CREATED;
@@ -107,10 +108,12 @@ pub(super) async fn passkey_rename(mut call: Call<Authenticated>) -> Result<Resp
 ))]
 pub(super) async fn passkey_remove(mut call: Call<Authenticated>) -> Result<Response, ApiError> {
     let id = call.passkey_id()?;
-    let current = call.current_password()?;
+    let proof = call.change_proof()?;
     let claims = call.caller.claims();
     let client = call.ctx.client();
-    call.state.service.remove_passkey(claims.sub, Some(claims.sid), current.as_ref(), id, &client).await?;
+    let current = proof.current_password.as_ref();
+    call.state.service.remove_passkey(claims.sub, Some(claims.sid), current, id, &client).await?;
+    call.revoke_others_if(proof.revoke_other_sessions, claims.sub, claims.sid).await?;
     Ok(success())
 }
 

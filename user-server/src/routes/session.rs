@@ -78,6 +78,9 @@ pub(super) async fn login_mfa(mut call: Call<SigningIn>) -> Result<Response, Api
     match completed {
         Ok(outcome) => {
             crate::telemetry::record_login("success");
+            let tokens = &outcome.tokens;
+            call.revoke_others_if(req.revoke_other_sessions.unwrap_or(false), tokens.user_id, tokens.session_id)
+                .await?;
             Ok(signed_in(&call, &client, &outcome))
         }
         Err(e) => {

@@ -189,3 +189,35 @@ async fn a_foreign_page_cannot_sign_a_browser_in_by_either_step() {
         .header("origin", "https://evil.example");
     app.send(forged).await.error(403);
 }
+
+#[tokio::test]
+async fn a_change_of_sign_in_methods_can_sign_every_other_session_out() {
+    let app = app().await;
+    let alice = app.user("alice").await;
+    let lost_phone = app.login("alice").await;
+    let enroll = app.send(req("POST", "/user/totp/enroll").bearer(&alice.access)).await;
+    let secret = enroll.body["secret"].as_str().unwrap().to_owned();
+    let body = json!({"code": app_code(&app, &secret), "revoke_other_sessions": true});
+    let confirm = app.send(req("POST", "/user/totp/confirm").bearer(&alice.access).json(body)).await;
+    assert_eq!(confirm.status, 200, "{}", confirm.body);
+    app.send(req("GET", "/user/get").bearer(&lost_phone.access)).await.error(401);
+    assert_eq!(app.send(req("GET", "/user/get").bearer(&alice.access)).await.status, 200, "the caller's stays");
+
+    // A sign-in with a recovery code can end the others too (the phone was lost).
+    let codes = confirm.body["recovery_codes"].as_array().unwrap();
+    let token = password_step(&app).await;
+    let body = json!({"mfa_token": token, "code": codes[0], "revoke_other_sessions": true});
+    let rescued = app.send(req("POST", "/user/login/mfa").json(body)).await;
+    assert_eq!(rescued.status, 200, "{}", rescued.body);
+    app.send(req("GET", "/user/get").bearer(&alice.access)).await.error(401);
+    let access = rescued.body["token"].as_str().unwrap();
+    assert_eq!(app.send(req("GET", "/user/get").bearer(access)).await.status, 200);
+
+    let other = app.login_with_second_factor("alice", &secret).await;
+    let body = json!({"revoke_other_sessions": true});
+    let fresh = app.send(req("POST", "/user/recovery-codes").bearer(access).json(body)).await;
+    assert_eq!(fresh.status, 200, "{}", fresh.body);
+    app.send(req("GET", "/user/get").bearer(&other)).await.error(401);
+    let null = json!({"revoke_other_sessions": null});
+    app.send(req("POST", "/user/recovery-codes").bearer(access).json(null)).await.error(400);
+}

@@ -186,6 +186,18 @@ impl TestApp {
         session
     }
 
+    /// Signs `name` in with the password and a TOTP code of `secret` (the
+    /// clock moves a step first, so the code is a new one): the access token.
+    pub async fn login_with_second_factor(&self, name: &str, secret: &str) -> String {
+        self.clock.advance(std::time::Duration::from_secs(30));
+        let login = self.send(req("POST", "/user/login").json(json!({"username": name, "password": PASSWORD}))).await;
+        let token = login.body["mfa_token"].as_str().expect("an mfa_token").to_owned();
+        let code = TotpSecret::from_base32(secret).unwrap().code_at(self.clock.now());
+        let done = self.send(req("POST", "/user/login/mfa").json(json!({"mfa_token": token, "code": code}))).await;
+        assert_eq!(done.status, 200, "{}", done.body);
+        done.body["token"].as_str().unwrap().to_owned()
+    }
+
     /// Turns TOTP on from `session`: its secret (base32).
     pub async fn enroll_totp(&self, session: &Session) -> String {
         let enroll = self.send(req("POST", "/user/totp/enroll").bearer(&session.access)).await;
