@@ -162,20 +162,31 @@ const RESTRICTED_OR_CROSS_SITE: &str =
 /// Any caller with a valid access token of a live session, including one
 /// the second-factor policy restricts: for the few routes such a session
 /// may use (see the account, enroll a factor, step up, sign out).
-pub(crate) struct AnySession(Authenticated);
+pub(crate) struct AnySession {
+    caller: Authenticated,
+    restricted: bool,
+}
+
+impl AnySession {
+    /// Whether the second-factor policy restricts this session.
+    pub fn restricted(&self) -> bool {
+        self.restricted
+    }
+}
 
 impl std::ops::Deref for AnySession {
     type Target = Authenticated;
 
     fn deref(&self) -> &Authenticated {
-        &self.0
+        &self.caller
     }
 }
 
 impl Guard for AnySession {
     async fn check(state: &AppState, creds: &Credentials) -> Result<Self, ApiError> {
         let caller = state.service.caller(creds.access()?).await?;
-        Ok(AnySession(Authenticated { claims: caller.claims, user: caller.user }))
+        let restricted = caller.restricted;
+        Ok(AnySession { caller: Authenticated { claims: caller.claims, user: caller.user }, restricted })
     }
 
     fn user_id(&self) -> Option<UserId> {

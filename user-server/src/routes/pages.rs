@@ -13,7 +13,7 @@ use warp::reply::{Reply as _, Response};
 
 use super::Call;
 use super::account::preferred_locale;
-use super::guard::{Open, Visitor};
+use super::guard::{AnySession, MaybeSession, Open, Visitor};
 use crate::error::ApiError;
 use crate::http::Query;
 
@@ -142,6 +142,7 @@ fn templates() -> &'static Environment<'static> {
         env.add_template("layout.html", include_str!("../../pages/layout.html")).expect("the layout parses");
         env.add_template("page.html", include_str!("../../pages/page.html")).expect("the built-in page parses");
         env.add_template("device.html", include_str!("../../pages/device.html")).expect("the device page parses");
+        env.add_template("security.html", include_str!("../../pages/security.html")).expect("the security page parses");
         env
     })
 }
@@ -389,4 +390,206 @@ pub(super) async fn device_page(call: Call<Visitor>) -> Result<Response, ApiErro
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// The words of the security page, as the template reads them (`w.title`, …).
+fn security_words(locale: Locale) -> minijinja::Value {
+    let words: &[(&str, &str)] = match locale {
+        Locale::En => &[
+            ("title", "Sign-in and security"),
+            ("failed", "That did not work"),
+            ("reauth", "sign in again first: this needs a recent sign-in"),
+            ("sign_in_intro", "Sign in to see and change how you sign in."),
+            ("login_label", "Username or email"),
+            ("password_label", "Password"),
+            ("sign_in", "Sign in"),
+            ("passkey_sign_in", "Sign in with a passkey"),
+            ("second_step_intro", "Your account has two-factor authentication: one more step."),
+            ("code_label", "Code from your authenticator app, or a recovery code"),
+            ("confirm", "Continue"),
+            ("passkey_second_step", "Use a passkey"),
+            ("signed_in_as", "Signed in as"),
+            ("sign_out", "Sign out"),
+            ("restricted", "This account must use a second factor: add a passkey or an authenticator app to continue."),
+            ("passkeys", "Passkeys"),
+            ("added", "added"),
+            ("last_used", "last used"),
+            ("rename", "Rename"),
+            ("remove", "Remove"),
+            ("no_passkeys", "No passkeys yet. A passkey signs you in with your fingerprint, face or screen lock."),
+            ("passkey_name", "Name"),
+            ("default_name", "Passkey"),
+            ("add_passkey", "Add a passkey"),
+            ("totp", "Authenticator app"),
+            ("scan", "Scan this code with your authenticator app, or type the secret. Then enter the code it shows."),
+            ("qr_label", "QR code of the authenticator app's secret"),
+            ("secret", "Secret:"),
+            ("first_code", "Code from the app"),
+            ("turn_on", "Turn on"),
+            ("codes_once", "Your recovery codes, each good once. Keep them somewhere safe: they are shown only now."),
+            ("totp_on", "On."),
+            ("codes_left", "recovery codes left."),
+            ("new_codes", "New recovery codes"),
+            ("turn_off", "Turn off"),
+            ("totp_off", "Off."),
+            ("set_up", "Set up an authenticator app"),
+            ("identities", "Linked accounts"),
+            ("no_identities", "None."),
+            ("sessions", "Where you are signed in"),
+            ("since", "since"),
+            ("this_one", "this browser"),
+            ("noscript", "This page needs JavaScript."),
+        ],
+        Locale::Ru => &[
+            ("title", "Вход и безопасность"),
+            ("failed", "Не получилось"),
+            ("reauth", "сначала войдите заново: нужен недавний вход"),
+            ("sign_in_intro", "Войдите, чтобы увидеть и изменить способы входа."),
+            ("login_label", "Имя пользователя или email"),
+            ("password_label", "Пароль"),
+            ("sign_in", "Войти"),
+            ("passkey_sign_in", "Войти с ключом доступа"),
+            ("second_step_intro", "В аккаунте включена двухфакторная аутентификация: ещё один шаг."),
+            ("code_label", "Код из приложения-аутентификатора или резервный код"),
+            ("confirm", "Продолжить"),
+            ("passkey_second_step", "Использовать ключ доступа"),
+            ("signed_in_as", "Вы вошли как"),
+            ("sign_out", "Выйти"),
+            ("restricted", "Этому аккаунту нужен второй фактор: добавьте ключ доступа или приложение-аутентификатор."),
+            ("passkeys", "Ключи доступа"),
+            ("added", "добавлен"),
+            ("last_used", "последний вход"),
+            ("rename", "Переименовать"),
+            ("remove", "Удалить"),
+            (
+                "no_passkeys",
+                "Ключей доступа пока нет. Ключ доступа — это вход по отпечатку, лицу или блокировке экрана.",
+            ),
+            ("passkey_name", "Название"),
+            ("default_name", "Ключ доступа"),
+            ("add_passkey", "Добавить ключ доступа"),
+            ("totp", "Приложение-аутентификатор"),
+            ("scan", "Отсканируйте код приложением-аутентификатором или введите секрет, затем введите показанный код."),
+            ("qr_label", "QR-код секрета для приложения-аутентификатора"),
+            ("secret", "Секрет:"),
+            ("first_code", "Код из приложения"),
+            ("turn_on", "Включить"),
+            ("codes_once", "Резервные коды, каждый действует один раз. Сохраните их: они показываются только сейчас."),
+            ("totp_on", "Включено."),
+            ("codes_left", "резервных кодов осталось."),
+            ("new_codes", "Новые резервные коды"),
+            ("turn_off", "Выключить"),
+            ("totp_off", "Выключено."),
+            ("set_up", "Подключить приложение-аутентификатор"),
+            ("identities", "Связанные аккаунты"),
+            ("no_identities", "Нет."),
+            ("sessions", "Где выполнен вход"),
+            ("since", "с"),
+            ("this_one", "этот браузер"),
+            ("noscript", "Для этой страницы нужен JavaScript."),
+        ],
+    };
+    minijinja::Value::from_pairs(words.iter().copied())
+}
+
+/// A moment as the page shows it: date and minute, UTC.
+fn shown_time(at: chrono::DateTime<chrono::Utc>) -> String {
+    at.format("%Y-%m-%d %H:%M UTC").to_string()
+}
+
+/// Renders the security page for `visitor` (signed out: the sign-in forms),
+/// with a TOTP enrollment to scan when one was just started.
+async fn security_page_for(
+    state: &crate::AppState,
+    headers: &warp::http::HeaderMap,
+    visitor: Option<&super::guard::Authenticated>,
+    restricted: bool,
+    enrollment: Option<user_core::service::TotpEnrollment>,
+) -> Result<Response, ApiError> {
+    let locale = preferred_locale(headers).unwrap_or_default();
+    let words = security_words(locale);
+    let Some(visitor) = visitor else {
+        return render("security.html", locale, context! { lang => locale.as_str(), w => words, signed_in => false });
+    };
+    let service = &state.service;
+    let id = visitor.id();
+    let passkeys: Vec<minijinja::Value> = service
+        .passkeys(id)
+        .await?
+        .into_iter()
+        .map(|p| {
+            context! {
+                id => p.id.to_string(), name => p.name, created_at => shown_time(p.created_at),
+                last_used_at => p.last_used_at.map(shown_time),
+            }
+        })
+        .collect();
+    let factors = service.second_factors(id).await?;
+    let current = visitor.claims().sid;
+    let sessions: Vec<minijinja::Value> = service
+        .sessions(id)
+        .await?
+        .into_iter()
+        .map(|s| {
+            let device = s.device_name.clone().or(s.user_agent.clone()).unwrap_or_else(|| "?".into());
+            context! {
+                device => device, ip => s.ip.unwrap_or_default(), created_at => shown_time(s.created_at),
+                current => s.id == current,
+            }
+        })
+        .collect();
+    let enrollment = enrollment.map(|e| {
+        let svg = qrcode::QrCode::new(e.otpauth_uri.as_bytes())
+            .map(|code| code.render::<qrcode::render::svg::Color<'_>>().min_dimensions(200, 200).build())
+            .unwrap_or_default();
+        // The renderer's XML declaration has no place inside HTML.
+        let svg = svg.find("<svg").map_or(String::new(), |at| svg[at..].to_owned());
+        context! { qr_svg => svg, secret => e.secret }
+    });
+    render(
+        "security.html",
+        locale,
+        context! {
+            lang => locale.as_str(), w => words, signed_in => true, username => visitor.user().username.as_str(),
+            restricted => restricted, passkeys => passkeys, totp => factors.totp,
+            codes_left => factors.recovery_codes_left, sessions => sessions, enrollment => enrollment,
+        },
+    )
+}
+
+/// The account's sign-in methods, for the person: sign in (password,
+/// second factor, passkey); add, rename and remove passkeys; turn TOTP on
+/// (a QR code drawn here) and off; new recovery codes; linked accounts;
+/// where they are signed in.
+#[utoipa::path(get, path = "/account/security", tag = "pages", responses(
+    (status = 200, description = "An HTML page in the reader's language (Accept-Language): the sign-in forms, or the account's sign-in methods", content_type = "text/html"),
+))]
+pub(super) async fn security_page(call: Call<MaybeSession>) -> Result<Response, ApiError> {
+    let session = call.caller.0.as_ref();
+    let restricted = session.is_some_and(AnySession::restricted);
+    security_page_for(&call.state, &call.ctx.headers, session.map(|s| &**s), restricted, None).await
+}
+
+/// Starts turning TOTP on from the security page: the same page with the
+/// new secret as a QR code to scan (a form post of the page, so the
+/// secret never sits in a URL).
+#[utoipa::path(post, path = "/account/security/totp", tag = "pages", responses(
+    (status = 200, description = "The security page with the new secret to scan or type", content_type = "text/html"),
+    (status = 401, description = "Unauthorized; or `code: reauth_required`: sign in again", body = user_core::api::MainResponse),
+    (status = 409, description = "`code: factor_active`: TOTP is on already", body = user_core::api::MainResponse),
+))]
+pub(super) async fn security_totp(call: Call<AnySession>) -> Result<Response, ApiError> {
+    let claims = call.caller.claims();
+    let client = call.ctx.client();
+    let enrollment = call.state.service.start_totp_enrollment(claims.sub, Some(claims.sid), None, &client).await?;
+    let restricted = call.caller.restricted();
+    security_page_for(&call.state, &call.ctx.headers, Some(&*call.caller), restricted, Some(enrollment)).await
+}
+
+/// The security page's script.
+#[utoipa::path(get, path = "/account/assets/security.js", tag = "pages", responses(
+    (status = 200, description = "JavaScript", content_type = "text/javascript"),
+))]
+pub(super) async fn security_script(_: Call<Open>) -> Result<Response, ApiError> {
+    Ok(with_type(include_str!("../../pages/security.js").into_response(), "text/javascript; charset=utf-8"))
 }

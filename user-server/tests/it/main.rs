@@ -8,6 +8,7 @@ mod common;
 mod device_e2e;
 mod mail_e2e;
 mod nats;
+mod passkeys_e2e;
 mod relay_e2e;
 mod replicas;
 mod security;

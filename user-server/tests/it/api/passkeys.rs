@@ -331,3 +331,37 @@ async fn one_answer_signs_in_once_even_sent_twelve_times_at_once() {
     assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 1, "{statuses:?}");
     assert!(statuses.iter().all(|s| [200, 401, 429].contains(s)), "{statuses:?}");
 }
+
+#[tokio::test]
+async fn the_security_page_shows_the_sign_in_forms_then_the_account_s_methods() {
+    let app = passkey_app().await;
+    let signed_out = app.send(req("GET", "/account/security").header("accept-language", "ru")).await;
+    assert_eq!(signed_out.status, 200);
+    assert_eq!(signed_out.header("content-type"), Some("text/html; charset=utf-8"));
+    assert_eq!(signed_out.header("content-language"), Some("ru"));
+    let csp = signed_out.header("content-security-policy").unwrap();
+    assert!(csp.contains("frame-ancestors 'none'") && csp.contains("script-src 'self'"), "{csp}");
+    let html = String::from_utf8_lossy(&signed_out.raw).into_owned();
+    assert!(html.contains("id=\"password-form\"") && html.contains("Войти с ключом доступа"), "{html}");
+    assert!(html.contains("/account/assets/security.js"));
+
+    let alice = app.user("alice").await;
+    add_passkey(&app, &alice, &mut Authenticator::new(ORIGIN, Algorithm::Es256)).await;
+    let page = app.send(req("GET", "/account/security").cookie("access_token", &alice.access)).await;
+    let html = String::from_utf8_lossy(&page.raw).into_owned();
+    assert!(html.contains("Signed in as") && html.contains(">alice<") && html.contains(">Phone<"), "{html}");
+    assert!(html.contains("Set up an authenticator app") && html.contains("this browser"), "{html}");
+
+    // Turning TOTP on from the page draws the secret as a QR code, in the page.
+    let totp = app.send(req("POST", "/account/security/totp").cookie("access_token", &alice.access)).await;
+    assert_eq!(totp.status, 200, "{}", String::from_utf8_lossy(&totp.raw));
+    let html = String::from_utf8_lossy(&totp.raw).into_owned();
+    assert!(html.contains("<svg") && html.contains("id=\"totp-secret\"") && !html.contains("<?xml"), "{html}");
+    let forged = req("POST", "/account/security/totp")
+        .cookie("access_token", &alice.access)
+        .header("origin", "https://evil.example");
+    app.send(forged).await.error(403);
+    app.send(req("POST", "/account/security/totp")).await.error(401);
+    let script = app.send(req("GET", "/account/assets/security.js")).await;
+    assert_eq!(script.header("content-type"), Some("text/javascript; charset=utf-8"));
+}
