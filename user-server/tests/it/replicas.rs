@@ -379,3 +379,71 @@ async fn wrong_device_codes_sent_at_once_to_three_replicas_get_no_more_lookups_t
     assert_eq!(looked_up, 10, "the account's allowance, across replicas and at once: {statuses:?}");
     assert!(statuses.iter().all(|s| [StatusCode::BAD_REQUEST, StatusCode::TOO_MANY_REQUESTS].contains(s)));
 }
+
+/// Passkeys on PostgreSQL, each step of each ceremony on another replica:
+/// ceremonies are rows the replicas share, and a finished one is gone for all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_passkey_is_added_and_signs_in_with_each_step_on_another_replica() {
+    use user_core::testing::{Algorithm, Authenticator};
+
+    let Some(database) = user_core::testing::postgres_schema_url().await else { return };
+    let origin = "https://music.example";
+    let env = [
+        ("USER_DATABASE_URL", database),
+        ("USER_RATE_LIMIT", "off".to_owned()),
+        ("USER_WEBAUTHN_RP_ID", "music.example".to_owned()),
+        ("USER_WEBAUTHN_ORIGINS", origin.to_owned()),
+    ];
+    let cluster = Cluster::start_with(&env);
+    let client = &cluster.client;
+    assert_eq!(cluster.register("alice").await, StatusCode::OK);
+    let login: Value = client
+        .post(format!("{}/user/login", cluster.base()))
+        .json(&json!({"username": "alice", "password": "correct horse"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let access = login["token"].as_str().unwrap().to_owned();
+    let post = |path: &str, body: Value, bearer: Option<&str>| {
+        let mut request = client.post(format!("{}{path}", cluster.base())).json(&body);
+        if let Some(token) = bearer {
+            request = request.bearer_auth(token);
+        }
+        async move {
+            let reply = request.send().await.unwrap();
+            (reply.status(), reply.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    for algorithm in [Algorithm::Es256, Algorithm::EdDsa] {
+        let mut key = Authenticator::new(origin, algorithm);
+        let (status, start) = post("/user/passkeys/register/start", json!({}), Some(&access)).await;
+        assert_eq!(status, StatusCode::OK, "{start}");
+        let body = json!({"ceremony": start["ceremony"], "credential": key.create(&start["options"])});
+        let (status, added) = post("/user/passkeys/register/finish", body, Some(&access)).await;
+        assert_eq!(status, StatusCode::CREATED, "{added}");
+
+        let (_, start) = post("/user/passkeys/login/start", json!({}), None).await;
+        let body = json!({"ceremony": start["ceremony"], "credential": key.get(&start["options"])});
+        let (status, signed_in) = post("/user/passkeys/login/finish", body.clone(), None).await;
+        assert_eq!(status, StatusCode::OK, "{signed_in}");
+        // The same answer on the other replicas: the ceremony is spent for all.
+        for _ in 0..2 {
+            let (status, _) = post("/user/passkeys/login/finish", body.clone(), None).await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED);
+        }
+        // A clone's answer, on yet another replica, is caught by the shared counter.
+        let mut clone = key.clone();
+        let (_, start) = post("/user/passkeys/login/start", json!({}), None).await;
+        let body = json!({"ceremony": start["ceremony"], "credential": key.get(&start["options"])});
+        assert_eq!(post("/user/passkeys/login/finish", body, None).await.0, StatusCode::OK);
+        let (_, start) = post("/user/passkeys/login/start", json!({}), None).await;
+        let body = json!({"ceremony": start["ceremony"], "credential": clone.get(&start["options"])});
+        assert_eq!(post("/user/passkeys/login/finish", body, None).await.0, StatusCode::UNAUTHORIZED);
+    }
+    // With passkeys, the password asks for one second, across replicas.
+    let (_, login) = post("/user/login", json!({"username": "alice", "password": "correct horse"}), None).await;
+    assert_eq!(login["methods"], json!(["passkey"]));
+}
