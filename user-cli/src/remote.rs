@@ -84,6 +84,14 @@ async fn execute(client: &Client, command: Command, out: &Output) -> Result<(), 
                 // The account has a second factor: its code is the next
                 // prompt (or the next line of --password-stdin).
                 Err(user_client::Error::MfaRequired(pending)) => {
+                    // A passkey needs a browser or the platform's authenticator.
+                    if !pending.methods.iter().any(|m| m == "totp" || m == "recovery_code") {
+                        return Err(Failure::Refused(
+                            "this account's second factor is a passkey, which a shell cannot use: sign in with \
+                             `user-cli login --device` and approve it in a browser"
+                                .into(),
+                        ));
+                    }
                     let prompt = "Code from the authenticator app, or a recovery code";
                     let code = secrets(&password, &[prompt])?.remove(0);
                     client.login_mfa(&pending.mfa_token, &code).await?

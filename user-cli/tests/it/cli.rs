@@ -791,3 +791,25 @@ async fn a_person_turns_totp_on_from_the_shell_with_a_qr_code() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_account_whose_second_factor_is_a_passkey_is_sent_to_the_device_sign_in() {
+    use user_core::testing::{Algorithm, Authenticator};
+    let env = std::sync::Arc::new(Env::new());
+    let mut config = user_server::Config::for_tests(&env.database);
+    config.service.webauthn_rp_id = Some("localhost".into());
+    config.service.webauthn_origins = vec!["http://localhost".into()];
+    let (url, _stop) = serve_config(config).await;
+    let alice = user_client::Client::new(&url).unwrap();
+    alice.register("alice", "alice@example.com", "correct horse").await.unwrap();
+    alice.login("alice", "correct horse").await.unwrap();
+    let start = alice.passkey_register_start(None).await.unwrap();
+    let mut key = Authenticator::new("http://localhost", Algorithm::EdDsa);
+    alice.passkey_register_finish(&start.ceremony, None, &key.create(&start.options)).await.unwrap();
+    blocking(move || {
+        let refused =
+            stderr(env.remote(&url, &["login", "alice", "--password-stdin"]).write_stdin("correct horse\n"), 1);
+        assert!(refused.contains("passkey") && refused.contains("--device"), "{refused}");
+    })
+    .await;
+}
