@@ -428,7 +428,8 @@ impl UserService {
         let verified = match rp.verify_assertion(&assertion, &started.challenge, stored, require_uv) {
             Ok(verified) => verified,
             Err(AssertionFailure::CounterRegression) => {
-                let detail = format!("{}: counter {} after {}", passkey.name, "≤", passkey.sign_count);
+                let detail =
+                    format!("{}: the signature counter did not grow past {}", passkey.name, passkey.sign_count);
                 self.audit(AuditEvent::PasskeyCounterRegression, owner, client, Some(detail)).await;
                 return Err(Error::PasskeyRefused);
             }
