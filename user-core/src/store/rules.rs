@@ -102,6 +102,19 @@ pub(crate) fn refused_attempt(locked_until: Option<Option<DateTime<Utc>>>, now: 
 pub(crate) const EXPIRING: [&str; 5] =
     ["account_tokens", "device_cookies", "email_reverts", "mfa_challenges", "webauthn_ceremonies"];
 
+/// The active admins with no second factor (no confirmed TOTP, no passkey),
+/// by name, at most `{placeholder}1` of them: what counts as a second
+/// factor, written once for both backends.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) fn admins_without_second_factor_statement(placeholder: char) -> String {
+    format!(
+        "select username from users u where role = 'admin' and disabled_at is null \
+           and not exists (select 1 from totp_factors t where t.user_id = u.id and t.confirmed_at is not null) \
+           and not exists (select 1 from passkeys p where p.user_id = u.id) \
+         order by username limit {placeholder}1"
+    )
+}
+
 /// The statement deleting up to a batch of `table`'s rows that expired
 /// (`$1`/`?1`: the time, `$2`/`?2`: the batch); `table` is one of ours, never input.
 #[cfg(any(feature = "sqlite", feature = "postgres"))]

@@ -10,6 +10,7 @@ use super::sessions::insert_session;
 use super::tokens::enqueue_mails;
 use crate::domain::{UserId, Username};
 use crate::error::{Error, Result};
+use crate::store::rules::admins_without_second_factor_statement;
 use crate::store::{FactorStore, MfaChallenge, NewMail, NewMfaChallenge, NewSession, TotpFactor};
 
 #[async_trait]
@@ -178,16 +179,11 @@ impl FactorStore for PostgresStore {
     }
 
     async fn admins_without_second_factor(&self, limit: u32) -> Result<Vec<Username>> {
-        let rows = sqlx::query(
-            "select username from users u where role = 'admin' and disabled_at is null \
-             and not exists (select 1 from totp_factors t where t.user_id = u.id and t.confirmed_at is not null) \
-                 and not exists (select 1 from passkeys p where p.user_id = u.id) \
-             order by username limit $1",
-        )
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(map_err)?;
+        let rows = sqlx::query(sqlx::AssertSqlSafe(admins_without_second_factor_statement('$')))
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
         rows.iter()
             .map(|row| {
                 Username::try_from(row.try_get::<String, _>("username").map_err(map_err)?).map_err(Error::internal)

@@ -10,6 +10,7 @@ use super::sessions::insert_session;
 use super::tokens::enqueue_mails;
 use crate::domain::{UserId, Username};
 use crate::error::{Error, Result};
+use crate::store::rules::admins_without_second_factor_statement;
 use crate::store::{FactorStore, MfaChallenge, NewMail, NewMfaChallenge, NewSession, TotpFactor};
 
 #[async_trait]
@@ -161,15 +162,8 @@ impl FactorStore for SqliteStore {
 
     async fn admins_without_second_factor(&self, limit: u32) -> Result<Vec<Username>> {
         self.read(move |conn| {
-            let names: Vec<String> = query_all(
-                conn,
-                "select username from users u where role = 'admin' and disabled_at is null \
-                 and not exists (select 1 from totp_factors t where t.user_id = u.id and t.confirmed_at is not null) \
-                 and not exists (select 1 from passkeys p where p.user_id = u.id) \
-                 order by username limit ?1",
-                [limit],
-                |row| col(row, "username"),
-            )?;
+            let names: Vec<String> =
+                query_all(conn, &admins_without_second_factor_statement('?'), [limit], |row| col(row, "username"))?;
             names.into_iter().map(|n| Username::try_from(n).map_err(Error::internal)).collect()
         })
     }

@@ -259,6 +259,7 @@ async fn adding_a_passkey_needs_a_recent_sign_in_and_the_session_that_started_it
     let removed = app.send(req("DELETE", &format!("/user/passkeys/{id}")).bearer(&alice.access)).await;
     assert_eq!(removed.status, 200, "{}", removed.body);
     app.send(req("DELETE", &format!("/user/passkeys/{id}")).bearer(&alice.access)).await.error(404);
+    assert!(audit_events(&app).await.contains(&"passkey.remove".into()), "the removal is audited");
     app.send(req("DELETE", "/user/passkeys/not-an-id").bearer(&alice.access)).await.error(400);
     let rename = req("PATCH", &format!("/user/passkeys/{id}")).bearer(&alice.access).json(json!({"name": "x"}));
     app.send(rename).await.error(404);
