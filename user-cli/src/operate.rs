@@ -90,7 +90,7 @@ pub async fn user(ops: &impl Operations, command: UserCommand, out: &Output) -> 
             let role = if admin { Role::Admin } else { Role::User };
             let password = new_password(&password)?;
             let account = ops.create(CreateAccountRequest { username, email, password, role: Some(role) }).await?;
-            let message = format!("created {} ({}) as {role}", account.username, account.id);
+            let message = format!("created {} ({}) as {role}", account.display_name(), account.id);
             out.done(&account_json(&account), &message);
         }
         UserCommand::SetRole { user, role } => {
@@ -101,46 +101,53 @@ pub async fn user(ops: &impl Operations, command: UserCommand, out: &Output) -> 
             };
             let account = ops.change(target.id, AccountPatch { role: Some(role), ..AccountPatch::default() }).await?;
             let message = if target.role == role {
-                format!("{} is already {role}", account.username)
+                format!("{} is already {role}", account.display_name())
             } else {
-                format!("{} is now {role}; their sessions have ended", account.username)
+                format!("{} is now {role}; their sessions have ended", account.display_name())
             };
             out.done(&account_json(&account), &message);
         }
         UserCommand::Disable { user } => {
             let target = ops.account(&user).await?;
             ops.change(target.id, AccountPatch { disabled: Some(true), ..AccountPatch::default() }).await?;
-            let message = format!("disabled {}; their sessions have ended", target.username);
+            let message = format!("disabled {}; their sessions have ended", target.display_name());
             out.done(&json!({"id": target.id, "status": "disabled"}), &message);
         }
         UserCommand::Enable { user } => {
             let target = ops.account(&user).await?;
             ops.change(target.id, AccountPatch { disabled: Some(false), ..AccountPatch::default() }).await?;
-            out.done(&json!({"id": target.id, "status": "enabled"}), &format!("enabled {}", target.username));
+            out.done(&json!({"id": target.id, "status": "enabled"}), &format!("enabled {}", target.display_name()));
         }
         UserCommand::Verify { user } => {
             let target = ops.account(&user).await?;
             ops.change(target.id, AccountPatch { email_verified: Some(true), ..AccountPatch::default() }).await?;
-            let message = format!("{} ({}) is verified", target.email, target.username);
+            let message = format!(
+                "{} ({}) is verified",
+                target.email.as_deref().unwrap_or("(no address)"),
+                target.display_name()
+            );
             out.done(&json!({"id": target.id, "status": "email verified"}), &message);
         }
         UserCommand::RevokeSessions { user } => {
             let target = ops.account(&user).await?;
             let n = ops.revoke_sessions(target.id).await?;
-            out.done(&json!({"id": target.id, "revoked": n}), &format!("ended {n} session(s) of {}", target.username));
+            out.done(
+                &json!({"id": target.id, "revoked": n}),
+                &format!("ended {n} session(s) of {}", target.display_name()),
+            );
         }
         UserCommand::Mfa(MfaCommand::Enroll { user }) => {
             let target = ops.account(&user).await?;
             let enrollment = ops.start_totp(target.id).await?;
             if !out.json {
-                println!("Add this account to the authenticator app of {}:", target.username);
+                println!("Add this account to the authenticator app of {}:", target.display_name());
             }
             print_enrollment(out, &enrollment.secret, &enrollment.otpauth_uri, json!({"id": target.id}));
             let code = line("Code from the app")?;
             let codes = ops.confirm_totp(target.id, &code).await?;
             let message = format!(
                 "two-factor authentication is on for {}. Recovery codes (each works once; shown only now):\n  {}",
-                target.username,
+                target.display_name(),
                 codes.join("\n  ")
             );
             out.done(&json!({"id": target.id, "recovery_codes": codes}), &message);
@@ -148,17 +155,17 @@ pub async fn user(ops: &impl Operations, command: UserCommand, out: &Output) -> 
         UserCommand::Mfa(MfaCommand::Reset { user, yes }) | UserCommand::MfaReset { user, yes } => {
             let target = ops.account(&user).await?;
             let question =
-                format!("Remove the two-factor authentication of {} and end their sessions?", target.username);
+                format!("Remove the two-factor authentication of {} and end their sessions?", target.display_name());
             confirm(&question, yes)?;
             ops.reset_mfa(target.id).await?;
-            let message = format!("removed the second factors of {}; their sessions have ended", target.username);
+            let message = format!("removed the second factors of {}; their sessions have ended", target.display_name());
             out.done(&json!({"id": target.id, "status": "second factors removed"}), &message);
         }
         UserCommand::Delete { user, yes } => {
             let target = ops.account(&user).await?;
-            confirm(&format!("Delete the account {} and all its favorites?", target.username), yes)?;
+            confirm(&format!("Delete the account {} and all its favorites?", target.display_name()), yes)?;
             ops.delete(target.id).await?;
-            out.done(&json!({"id": target.id, "status": "deleted"}), &format!("deleted {}", target.username));
+            out.done(&json!({"id": target.id, "status": "deleted"}), &format!("deleted {}", target.display_name()));
         }
     }
     Ok(())

@@ -74,7 +74,13 @@ pub fn print_users(out: &Output, users: &[UserSummary], next: Option<&str>) {
     let rows = users
         .iter()
         .map(|u| {
-            vec![u.id.to_string(), u.username.clone(), u.email.clone(), u.role.to_string(), u.created_at.to_rfc3339()]
+            vec![
+                u.id.to_string(),
+                u.username.clone().unwrap_or_default(),
+                u.email.clone().unwrap_or_default(),
+                u.role.to_string(),
+                u.created_at.to_rfc3339(),
+            ]
         })
         .collect();
     out.table(&json!({"users": users, "next_cursor": next}), &["id", "username", "email", "role", "created_at"], rows);
@@ -101,8 +107,8 @@ pub fn account_json(account: &AdminAccountResponse) -> Value {
 pub fn print_account(out: &Output, a: &AdminAccountResponse) {
     let row = vec![
         a.id.to_string(),
-        a.username.clone(),
-        a.email.clone(),
+        a.username.clone().unwrap_or_default(),
+        a.email.clone().unwrap_or_default(),
         a.role.to_string(),
         a.email_verified.to_string(),
         a.disabled.to_string(),

@@ -65,7 +65,7 @@ async fn device_login(client: &Client, client_id: &str, out: &Output) -> Result<
     let signed_in = login.wait().await?;
     client.restore_session(&signed_in.save_session().await).await;
     let me = client.me().await?;
-    out.done(&json!({"id": me.id, "status": "logged in"}), &format!("logged in as {}", me.username));
+    out.done(&json!({"id": me.id, "status": "logged in"}), &format!("logged in as {}", me.display_name()));
     Ok(())
 }
 
@@ -140,8 +140,8 @@ async fn execute(client: &Client, command: Command, out: &Output) -> Result<(), 
                 &["id", "username", "email", "verified", "locale", "role", "created_at"],
                 vec![vec![
                     me.id.to_string(),
-                    me.username,
-                    me.email,
+                    me.username.clone().unwrap_or_default(),
+                    me.email.clone().unwrap_or_default(),
                     if me.email_verified { "yes" } else { "no" }.to_owned(),
                     me.locale.to_string(),
                     me.role.to_string(),
@@ -170,11 +170,11 @@ async fn execute(client: &Client, command: Command, out: &Output) -> Result<(), 
         }
         Command::DeleteAccount { yes, current_password, password } => {
             let me = client.me().await?;
-            confirm(&format!("Delete the account {} and all its favorites?", me.username), yes)?;
+            confirm(&format!("Delete the account {} and all its favorites?", me.display_name()), yes)?;
             let current = if current_password { secrets(&password, &["Current password"])?.pop() } else { None };
             client.delete_account(current.as_deref()).await?;
             credentials::remove()?;
-            out.done(&json!({"status": "deleted", "id": me.id}), &format!("deleted {}", me.username));
+            out.done(&json!({"status": "deleted", "id": me.id}), &format!("deleted {}", me.display_name()));
         }
         Command::Totp(TotpCommand::Enroll { proof }) => {
             let current = current_password(&proof)?;
@@ -242,8 +242,9 @@ impl Operations for Remote<'_> {
             Ok(id) => id,
             // By name or email: the prefix search, narrowed to the one exact match.
             Err(_) => {
-                let matches =
-                    |u: &UserSummary| u.username.eq_ignore_ascii_case(who) || u.email.eq_ignore_ascii_case(who);
+                let matches = |u: &UserSummary| {
+                    [&u.username, &u.email].iter().any(|v| v.as_deref().is_some_and(|v| v.eq_ignore_ascii_case(who)))
+                };
                 let mut users = std::pin::pin!(admin.users(Some(who), 100));
                 loop {
                     match users.try_next().await? {

@@ -25,7 +25,7 @@ const SLOW_DOWN_STEP: Duration = Duration::from_secs(5);
 /// let login = client.start_device_login("tv-app").await?;
 /// println!("Go to {} and type {}", login.verification_uri(), login.user_code());
 /// let signed_in = login.wait().await?; // polls at the server's pace until approved
-/// println!("Hello, {}", signed_in.me().await?.username);
+/// println!("Hello, {}", signed_in.me().await?.display_name());
 /// # Ok(()) }
 /// ```
 #[derive(Debug)]

@@ -52,8 +52,8 @@ async fn seeded(url: &str) -> (Arc<dyn Store>, UserId) {
     let record = UserRecord {
         user: User {
             id,
-            username: Username::parse("bench").unwrap(),
-            email: Email::parse("bench@example.com").unwrap(),
+            username: Some(Username::parse("bench").unwrap()),
+            email: Some(Email::parse("bench@example.com").unwrap()),
             role: Role::User,
             disabled_at: None,
             email_verified: false,
@@ -62,7 +62,7 @@ async fn seeded(url: &str) -> (Arc<dyn Store>, UserId) {
             created_at: now,
             updated_at: now,
         },
-        password_hash: "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaA".into(),
+        password_hash: Some("$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaA".into()),
         failed_logins: 0,
         locked_until: None,
         credential_version: 0,

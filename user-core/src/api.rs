@@ -71,8 +71,9 @@ pub struct AccountResponse {
     pub response: MainResponse,
     /// The username.
     pub username: String,
-    /// The email, lower-cased.
-    pub email: String,
+    /// The email, lower-cased; `null` for an account a provider created
+    /// without an address it vouched for.
+    pub email: Option<String>,
     /// The user id.
     pub id: Uuid,
 }
@@ -392,12 +393,13 @@ pub struct RefreshResponse {
 pub struct UserResponse {
     /// `{"message": "success", "status": 200}`.
     pub response: MainResponse,
-    /// The username.
-    pub username: String,
+    /// The username; `null` for a guest.
+    pub username: Option<String>,
     /// The user id.
     pub id: Uuid,
-    /// (extension) The email.
-    pub email: String,
+    /// (extension) The email; `null` for a guest, or an account a provider
+    /// created without an address it vouched for.
+    pub email: Option<String>,
     /// (extension) The role.
     pub role: Role,
     /// (extension) When the account was created, RFC 3339 UTC.
@@ -406,6 +408,9 @@ pub struct UserResponse {
     pub email_verified: bool,
     /// (v1.1) The language of the account's mails.
     pub locale: Locale,
+    /// (v1.2) `true` for a guest account (`POST /user/guest`); absent otherwise.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub guest: bool,
 }
 
 /// `PUT /user/update` request: any non-empty subset of the first three fields.
@@ -439,10 +444,11 @@ pub struct UpdateRequest {
 pub struct UserSummary {
     /// The user id.
     pub id: Uuid,
-    /// The username.
-    pub username: String,
-    /// The email.
-    pub email: String,
+    /// The username; `null` only for a guest (`/admin/users`; `/user/all`
+    /// never lists guests).
+    pub username: Option<String>,
+    /// The email; `null` for a guest or a provider account without one.
+    pub email: Option<String>,
     /// The role.
     pub role: Role,
     /// When the account was created, RFC 3339 UTC.
@@ -451,6 +457,10 @@ pub struct UserSummary {
     pub email_verified: bool,
     /// (v1.1) The language of the account's mails.
     pub locale: Locale,
+    /// (v1.2, `/admin/users` only) Whether this is a guest account;
+    /// `/user/all` keeps v1's fields (it never lists guests).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guest: Option<bool>,
 }
 
 /// `GET /user/all` success.
@@ -502,12 +512,13 @@ impl From<&crate::store::User> for UserSummary {
     fn from(u: &crate::store::User) -> Self {
         Self {
             id: u.id.as_uuid(),
-            username: u.username.to_string(),
-            email: u.email.to_string(),
+            username: u.username.as_ref().map(ToString::to_string),
+            email: u.email.as_ref().map(ToString::to_string),
             role: u.role,
             created_at: u.created_at,
             email_verified: u.email_verified,
             locale: u.locale,
+            guest: None,
         }
     }
 }
@@ -755,12 +766,15 @@ pub struct AdminAccountResponse {
     pub response: MainResponse,
     /// The user id.
     pub id: Uuid,
-    /// The username.
-    pub username: String,
-    /// The email, lower-cased.
-    pub email: String,
+    /// The username; `null` for a guest.
+    pub username: Option<String>,
+    /// The email, lower-cased; `null` for a guest or a provider account without one.
+    pub email: Option<String>,
     /// The role.
     pub role: Role,
+    /// (v1.2) Whether this is a guest account.
+    #[serde(default)]
+    pub guest: bool,
     /// Whether the address is verified.
     pub email_verified: bool,
     /// Whether an operator disabled the account.
@@ -769,6 +783,26 @@ pub struct AdminAccountResponse {
     pub created_at: DateTime<Utc>,
     /// The last successful login; `null` if none.
     pub last_login_at: Option<DateTime<Utc>>,
+}
+
+impl AdminAccountResponse {
+    /// What to call the account to a person: its username, else its
+    /// address, else `guest <id>`.
+    pub fn display_name(&self) -> String {
+        display_name(self.username.as_deref(), self.email.as_deref(), self.id)
+    }
+}
+
+impl UserResponse {
+    /// What to call the account to a person: its username, else its
+    /// address, else `guest <id>`.
+    pub fn display_name(&self) -> String {
+        display_name(self.username.as_deref(), self.email.as_deref(), self.id)
+    }
+}
+
+fn display_name(username: Option<&str>, email: Option<&str>, id: Uuid) -> String {
+    username.or(email).map_or_else(|| format!("guest {id}"), ToOwned::to_owned)
 }
 
 /// Where an outbox task is in its life.
@@ -873,9 +907,10 @@ impl From<&crate::store::User> for AdminAccountResponse {
         Self {
             response: MainResponse::success(),
             id: u.id.as_uuid(),
-            username: u.username.to_string(),
-            email: u.email.to_string(),
+            username: u.username.as_ref().map(ToString::to_string),
+            email: u.email.as_ref().map(ToString::to_string),
             role: u.role,
+            guest: u.is_guest(),
             email_verified: u.email_verified,
             disabled: u.disabled_at.is_some(),
             created_at: u.created_at,

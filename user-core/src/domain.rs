@@ -578,14 +578,30 @@ pub enum Role {
     User,
     /// May list every user (`GET /user/all`).
     Admin,
+    /// (v1.2) An anonymous account from `POST /user/guest`: no username,
+    /// address or password; favorites and sessions only, until it upgrades.
+    Guest,
 }
 
 impl Role {
-    /// `"user"` or `"admin"`, as stored and as put in tokens.
+    /// `"user"`, `"admin"` or `"guest"`, as stored and as put in tokens.
     pub fn as_str(&self) -> &'static str {
         match self {
             Role::User => "user",
             Role::Admin => "admin",
+            Role::Guest => "guest",
+        }
+    }
+
+    /// A role an operator may give: `user` or `admin` (a guest becomes a
+    /// user only by upgrading itself).
+    ///
+    /// # Errors
+    /// A [`ValidationError`] naming `role` for anything else.
+    pub fn assignable(s: &str) -> Result<Self, ValidationError> {
+        match s.parse()? {
+            Role::Guest => Err(ValidationError::new("role", "must be user or admin")),
+            role => Ok(role),
         }
     }
 }
@@ -603,6 +619,7 @@ impl FromStr for Role {
         match s {
             "user" => Ok(Role::User),
             "admin" => Ok(Role::Admin),
+            "guest" => Ok(Role::Guest),
             _ => Err(ValidationError::new("role", "must be user or admin")),
         }
     }

@@ -315,13 +315,15 @@ impl Mailer {
     /// otherwise what the transport says.
     pub async fn deliver(&self, task: &DeferredTask, user: &User) -> Result<(), DeliveryError> {
         let payload = task.payload.clone().unwrap_or_default();
-        let to = payload.to.clone().unwrap_or_else(|| user.email.clone());
+        let Some(to) = payload.to.clone().or_else(|| user.email.clone()) else {
+            return Err(DeliveryError::Permanent("the account has no address".into()));
+        };
         let needs_link = matches!(task.kind, TaskKind::EmailVerify | TaskKind::EmailPasswordReset);
         if needs_link && payload.token.is_none() {
             return Err(DeliveryError::Permanent("the mail's token is gone; the user must ask for a new mail".into()));
         }
         let mail = self
-            .render(task.kind, user.locale, &to, user.username.as_str(), &payload, task.id)
+            .render(task.kind, user.locale, &to, user.display_name(), &payload, task.id)
             .map_err(|e| DeliveryError::Permanent(e.to_string()))?;
         self.transport.send(&mail).await
     }
@@ -445,8 +447,8 @@ mod tests {
     fn user(locale: Locale) -> User {
         User {
             id: UserId::new(),
-            username: Username::parse("alice").unwrap(),
-            email: Email::parse("alice@example.com").unwrap(),
+            username: Some(Username::parse("alice").unwrap()),
+            email: Some(Email::parse("alice@example.com").unwrap()),
             role: crate::domain::Role::User,
             disabled_at: None,
             email_verified: false,

@@ -89,8 +89,8 @@ async fn seed_users(store: &Arc<dyn Store>, n: usize) -> Result<()> {
                 let record = UserRecord {
                     user: User {
                         id: UserId::new(),
-                        username: Username::parse(&format!("seed{i}"))?,
-                        email: Email::parse(&format!("seed{i}@example.com"))?,
+                        username: Some(Username::parse(&format!("seed{i}"))?),
+                        email: Some(Email::parse(&format!("seed{i}@example.com"))?),
                         role: Role::User,
                         disabled_at: None,
                         email_verified: false,
@@ -99,7 +99,7 @@ async fn seed_users(store: &Arc<dyn Store>, n: usize) -> Result<()> {
                         created_at: now,
                         updated_at: now,
                     },
-                    password_hash: hash.clone(),
+                    password_hash: Some(hash.clone()),
                     failed_logins: 0,
                     locked_until: None,
                     credential_version: 0,
@@ -318,7 +318,7 @@ async fn sessions(url: &str, store: Arc<dyn Store>, users: usize, file: &str) ->
         if !store.open_session(&login).await? {
             return Err("a seeded account changed while its session was opened".into());
         }
-        writeln!(out, "{} {} {} {access} {refresh}", user.username, user.id, favorites_of(u, users, rows))?;
+        writeln!(out, "{} {} {} {access} {refresh}", user.display_name(), user.id, favorites_of(u, users, rows))?;
     }
     out.flush()?;
     Ok(())

@@ -67,7 +67,7 @@ impl AccessClaims {
     pub fn require_admin(&self) -> Result<()> {
         match self.role {
             Role::Admin => Ok(()),
-            Role::User => Err(Error::Forbidden(crate::error::ForbiddenReason::AdminOnly)),
+            Role::User | Role::Guest => Err(Error::Forbidden(crate::error::ForbiddenReason::AdminOnly)),
         }
     }
 }

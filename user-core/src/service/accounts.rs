@@ -65,8 +65,8 @@ impl UserService {
         let now = self.clock.now();
         let user = User {
             id: UserId::new(),
-            username: reg.username,
-            email: reg.email,
+            username: Some(reg.username),
+            email: Some(reg.email),
             role,
             disabled_at: None,
             email_verified: false,
@@ -77,12 +77,13 @@ impl UserService {
         };
         let record = UserRecord {
             user: user.clone(),
-            password_hash,
+            password_hash: Some(password_hash),
             failed_logins: 0,
             locked_until: None,
             credential_version: 0,
         };
-        let mails = if self.mail.enabled { vec![self.verification_mail(&user.email, None)?] } else { Vec::new() };
+        let mails =
+            if self.mail.enabled { vec![self.verification_mail(user.require_email()?, None)?] } else { Vec::new() };
         self.store.insert_user(&record, &mails).await?;
         if !mails.is_empty() {
             self.task_waker.wake();
@@ -156,12 +157,16 @@ impl UserService {
                 Some(user) => user,
                 None => self.get(id).await?,
             };
-            if *email != before.email {
+            if Some(email) != before.email.as_ref() {
                 mails.push(self.verification_mail(email, Some(email))?);
-                let (raw, link) = self.revert_link(&before.email)?;
-                let payload = MailPayload { to: Some(before.email), token: Some(raw), change: None };
-                mails.push(NewMail { kind: TaskKind::EmailChanged, payload, token: None });
-                revert = Some(link);
+                // An account without an address (a provider's) has no old
+                // address to notify, nor anything to undo.
+                if let Some(old) = before.email {
+                    let (raw, link) = self.revert_link(&old)?;
+                    let payload = MailPayload { to: Some(old), token: Some(raw), change: None };
+                    mails.push(NewMail { kind: TaskKind::EmailChanged, payload, token: None });
+                    revert = Some(link);
+                }
             }
         }
         if update.password.is_some() && self.mail.enabled {

@@ -164,7 +164,7 @@ impl UserService {
         }
         Ok(TotpEnrollment {
             secret: secret.to_base32(),
-            otpauth_uri: secret.otpauth_uri(&self.factors.policy.totp_issuer, record.user.email.as_str()),
+            otpauth_uri: secret.otpauth_uri(&self.factors.policy.totp_issuer, record.user.account_label()),
         })
     }
 

@@ -135,7 +135,7 @@ impl UserService {
         let handle = self.store.webauthn_handle(user, &candidate).await?.ok_or(Error::UserNotFound)?;
         let exclude: Vec<Vec<u8>> = self.store.passkeys(user).await?.into_iter().map(|p| p.credential_id).collect();
         let (ceremony, challenge) = self.begin_ceremony(CeremonyPurpose::Register, Some(user), session, None).await?;
-        let (name, display) = (record.user.email.as_str(), record.user.username.as_str());
+        let (name, display) = (record.user.account_label(), record.user.display_name());
         Ok(PasskeyCeremony { ceremony, options: rp.creation_options(&challenge, &handle, name, display, &exclude) })
     }
 
@@ -448,5 +448,5 @@ impl UserService {
 
 /// Whether the account can sign in with a password.
 fn has_password(record: &UserRecord) -> bool {
-    !record.password_hash.is_empty()
+    record.password_hash.is_some()
 }

@@ -30,7 +30,7 @@ impl UserService {
         if user.email_verified {
             return Err(Error::EmailAlreadyVerified);
         }
-        let mail = self.verification_mail(&user.email, None)?;
+        let mail = self.verification_mail(user.require_email()?, None)?;
         match self
             .store
             .send_token_mail(TokenOwner::Id(id), &mail, Some(self.resend_horizon()?), self.clock.now())

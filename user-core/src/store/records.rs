@@ -14,10 +14,11 @@ use crate::error::{Error, Result};
 pub struct User {
     /// Time-ordered id.
     pub id: UserId,
-    /// The name as the user typed it.
-    pub username: Username,
-    /// The lower-cased email.
-    pub email: Email,
+    /// The name as the user typed it; `None` for a guest.
+    pub username: Option<Username>,
+    /// The lower-cased email; `None` for a guest, or an account a provider
+    /// created without an address it could vouch for.
+    pub email: Option<Email>,
     /// What the account may do.
     pub role: Role,
     /// Set when an operator disabled the account; it can then neither log in
@@ -36,13 +37,48 @@ pub struct User {
     pub updated_at: DateTime<Utc>,
 }
 
+impl User {
+    /// What to call the account in a mail or an authenticator's list: the
+    /// username, else the address, else nothing.
+    pub fn display_name(&self) -> &str {
+        match (&self.username, &self.email) {
+            (Some(name), _) => name.as_str(),
+            (None, Some(email)) => email.as_str(),
+            (None, None) => "",
+        }
+    }
+
+    /// What an authenticator app or a passkey list shows for the account:
+    /// the address, else the username.
+    pub fn account_label(&self) -> &str {
+        self.email.as_ref().map_or_else(|| self.display_name(), Email::as_str)
+    }
+
+    /// Whether this is a guest account (`POST /user/guest`).
+    pub fn is_guest(&self) -> bool {
+        self.role == Role::Guest
+    }
+
+    /// The address, or a validation error naming `email` for an account
+    /// without one (a guest, or a provider account that brought none).
+    ///
+    /// # Errors
+    /// As above.
+    pub fn require_email(&self) -> Result<&Email> {
+        self.email.as_ref().ok_or_else(|| {
+            Error::Validation(crate::domain::ValidationError::new("email", "the account has no address"))
+        })
+    }
+}
+
 /// A stored user with its password hash and login-protection state.
 #[derive(Clone, PartialEq, Eq)]
 pub struct UserRecord {
     /// The account.
     pub user: User,
-    /// The argon2 PHC string.
-    pub password_hash: String,
+    /// The argon2 PHC string; `None` for an account without a password (a
+    /// guest, or one that signs in only with a provider or passkey).
+    pub password_hash: Option<String>,
     /// Consecutive failed logins since the last success.
     pub failed_logins: u32,
     /// Until when login attempts are refused (account protection).

@@ -16,8 +16,9 @@ use crate::http::json;
 fn account_response(user: &User) -> Response {
     json(&AccountResponse {
         response: MainResponse::success(),
-        username: user.username.to_string(),
-        email: user.email.to_string(),
+        // Registration and update are for accounts, never guests: a username is there.
+        username: user.display_name().to_owned(),
+        email: user.email.as_ref().map(ToString::to_string),
         id: user.id.as_uuid(),
     })
 }
@@ -54,13 +55,14 @@ pub(super) async fn get_user(call: Call<AnySession>) -> Result<Response, ApiErro
     let user = call.caller.user();
     Ok(json(&UserResponse {
         response: MainResponse::success(),
-        username: user.username.to_string(),
+        username: user.username.as_ref().map(ToString::to_string),
         id: user.id.as_uuid(),
-        email: user.email.to_string(),
+        email: user.email.as_ref().map(ToString::to_string),
         role: user.role,
         created_at: user.created_at,
         email_verified: user.email_verified,
         locale: user.locale,
+        guest: user.is_guest(),
     }))
 }
 

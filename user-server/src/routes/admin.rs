@@ -36,10 +36,13 @@ fn account(user: &user_core::store::User) -> Response {
     json(&AdminAccountResponse::from(user))
 }
 
-fn users(page: Page<user_core::store::User>) -> Response {
+/// A page of accounts; `guest` marks each for `/admin/users`.
+fn users(page: Page<user_core::store::User>, mark_guests: bool) -> Response {
+    let summary =
+        |u: &user_core::store::User| UserSummary { guest: mark_guests.then(|| u.is_guest()), ..UserSummary::from(u) };
     json(&UserListResponse {
         response: MainResponse::success(),
-        users: page.items.iter().map(UserSummary::from).collect(),
+        users: page.items.iter().map(summary).collect(),
         next_cursor: page.next_cursor,
     })
 }
@@ -52,7 +55,7 @@ fn users(page: Page<user_core::store::User>) -> Response {
     (status = 400, description = "Bad limit or cursor", body = MainResponse),
 ))]
 pub(super) async fn all_users(call: Call<Admin>) -> Result<Response, ApiError> {
-    Ok(users(call.state.service.list_users(&call.page()?).await?))
+    Ok(users(call.state.service.list_users(&call.page()?).await?, false))
 }
 
 /// Accounts whose username or email starts with `query` (any case), oldest first.
@@ -65,7 +68,7 @@ pub(super) async fn all_users(call: Call<Admin>) -> Result<Response, ApiError> {
 ))]
 pub(super) async fn search_users(call: Call<Admin>) -> Result<Response, ApiError> {
     let query = call.query.single("query")?.unwrap_or_default();
-    Ok(users(call.state.service.search_users(query, &call.page()?).await?))
+    Ok(users(call.state.service.search_users(query, &call.page()?).await?, true))
 }
 
 /// Create an account with a role.

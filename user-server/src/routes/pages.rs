@@ -379,7 +379,7 @@ pub(super) async fn device_page(call: Call<Visitor>) -> Result<Response, ApiErro
             let age = (chrono::Utc::now() - grant.created_at).num_minutes().max(0);
             let asking = context! {
                 client => grant.client_id, device_name => grant.device_name, ip => grant.request_ip,
-                minutes => age, username => visitor.user().username.as_str(),
+                minutes => age, username => visitor.user().display_name(),
             };
             page("confirm", None, Some(asking))
         }
@@ -550,7 +550,7 @@ async fn security_page_for(
         "security.html",
         locale,
         context! {
-            lang => locale.as_str(), w => words, signed_in => true, username => visitor.user().username.as_str(),
+            lang => locale.as_str(), w => words, signed_in => true, username => visitor.user().display_name(),
             restricted => restricted, passkeys => passkeys, totp => factors.totp,
             codes_left => factors.recovery_codes_left, sessions => sessions, enrollment => enrollment,
         },

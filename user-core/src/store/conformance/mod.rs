@@ -122,8 +122,8 @@ fn record(name: &str) -> UserRecord {
     UserRecord {
         user: User {
             id: UserId::new(),
-            username: Username::parse(name).unwrap(),
-            email: Email::parse(&format!("{name}@example.com")).unwrap(),
+            username: Some(Username::parse(name).unwrap()),
+            email: Some(Email::parse(&format!("{name}@example.com")).unwrap()),
             role: Role::User,
             disabled_at: None,
             email_verified: false,
@@ -132,7 +132,7 @@ fn record(name: &str) -> UserRecord {
             created_at: now,
             updated_at: now,
         },
-        password_hash: "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaA".to_owned(),
+        password_hash: Some("$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaA".to_owned()),
         failed_logins: 0,
         locked_until: None,
         credential_version: 0,

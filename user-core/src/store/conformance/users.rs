@@ -8,7 +8,7 @@ pub(crate) async fn usernames_are_unique_case_insensitively_under_concurrent_ins
             let store = store.clone();
             tokio::spawn(async move {
                 let mut r = record(if i % 2 == 0 { "Racer" } else { "rACER" });
-                r.user.email = Email::parse(&format!("racer{i}@example.com")).unwrap();
+                r.user.email = Some(Email::parse(&format!("racer{i}@example.com")).unwrap());
                 store.insert_user(&r, &[]).await
             })
         })
@@ -28,7 +28,7 @@ pub(crate) async fn usernames_are_unique_case_insensitively_under_concurrent_ins
 pub(crate) async fn emails_are_unique(store: Arc<dyn Store>) {
     user(&store, "alice").await;
     let mut other = record("bob");
-    other.user.email = Email::parse("ALICE@example.com").unwrap();
+    other.user.email = Some(Email::parse("ALICE@example.com").unwrap());
     assert!(matches!(store.insert_user(&other, &[]).await, Err(Error::Conflict(ConflictField::Email))));
 }
 
@@ -39,7 +39,10 @@ pub(crate) async fn users_are_found_by_id_username_in_any_case_and_email(store: 
     assert_eq!(by_id, r, "the stored record reads back unchanged");
     let lower = Username::parse("alice").unwrap();
     assert_eq!(store.find_user(UserKey::Username(&lower)).await.unwrap().unwrap().user.id, r.user.id);
-    assert_eq!(store.find_user(UserKey::Email(&r.user.email)).await.unwrap().unwrap().user.id, r.user.id);
+    assert_eq!(
+        store.find_user(UserKey::Email(r.user.email.as_ref().unwrap())).await.unwrap().unwrap().user.id,
+        r.user.id
+    );
     assert!(store.find_user(UserKey::Id(UserId::new())).await.unwrap().is_none());
 }
 
@@ -53,7 +56,10 @@ pub(crate) async fn updates_report_conflicts_and_keep_the_row_intact(store: Arc<
     let own_case = UserChanges { username: Some(Username::parse("ALICE").unwrap()), ..Default::default() };
     let later = t0() + Duration::from_secs(1);
     let updated = store.update_user(alice, &own_case, later).await.unwrap().unwrap();
-    assert_eq!((updated.user.username.as_str(), updated.user.email.as_str()), ("ALICE", "alice@example.com"));
+    assert_eq!(
+        (updated.user.username.as_ref().unwrap().as_str(), updated.user.email.as_ref().unwrap().as_str()),
+        ("ALICE", "alice@example.com")
+    );
     assert_eq!(updated.user.updated_at, later);
     assert!(store.update_user(UserId::new(), &own_case, later).await.unwrap().is_none());
 }
@@ -121,7 +127,10 @@ pub(crate) async fn an_update_bound_to_a_credential_version_loses_to_a_change_in
     };
     assert!(store.update_user(alice, &second, t0()).await.unwrap().is_none());
     let now = store.find_user(UserKey::Id(alice)).await.unwrap().unwrap();
-    assert_eq!((now.password_hash.as_str(), now.user.email.as_str()), ("$argon2id$first", "alice@example.com"));
+    assert_eq!(
+        (now.password_hash.as_deref().unwrap(), now.user.email.as_ref().unwrap().as_str()),
+        ("$argon2id$first", "alice@example.com")
+    );
     // Unbound changes (no current password given) apply as before.
     let rename = UserChanges { username: Some(Username::parse("alicia").unwrap()), ..UserChanges::default() };
     assert!(store.update_user(alice, &rename, t0()).await.unwrap().is_some());
@@ -193,11 +202,11 @@ pub(crate) async fn search_finds_username_or_email_prefixes_oldest_first_in_page
         ("carol", "carol@example.com"),
     ] {
         let mut r = record(name);
-        r.user.email = Email::parse(email).unwrap();
+        r.user.email = Some(Email::parse(email).unwrap());
         store.insert_user(&r, &[]).await.unwrap();
         made.push(r.user.id);
     }
-    let names = |users: Vec<User>| users.into_iter().map(|u| u.username.to_string()).collect::<Vec<_>>();
+    let names = |users: Vec<User>| users.into_iter().map(|u| u.display_name().to_owned()).collect::<Vec<_>>();
     let all_al = store.search_users("al", None, 10).await.unwrap();
     assert_eq!(names(all_al.clone()), ["Alice", "bob", "Al_x", "alfred"], "by username in any case, or email");
     let first = store.search_users("al", None, 2).await.unwrap();
@@ -219,7 +228,7 @@ pub(crate) async fn search_pages_through_a_prefix_most_accounts_share(store: Arc
             tokio::spawn(async move {
                 for i in 0..520 {
                     let mut r = record(&format!("many_{t}x{i}"));
-                    r.user.email = Email::parse(&format!("many_{t}x{i}@example.com")).unwrap();
+                    r.user.email = Some(Email::parse(&format!("many_{t}x{i}@example.com")).unwrap());
                     store.insert_user(&r, &[]).await.unwrap();
                 }
             })
@@ -236,7 +245,7 @@ pub(crate) async fn search_pages_through_a_prefix_most_accounts_share(store: Arc
         let mut after = None;
         loop {
             let page = store.search_users(prefix, after, 100).await.unwrap();
-            assert!(page.iter().all(|u| u.id != odd && u.username.as_str().starts_with(prefix)));
+            assert!(page.iter().all(|u| u.id != odd && u.username.as_ref().unwrap().as_str().starts_with(prefix)));
             seen.extend(page.iter().map(|u| u.id));
             match page.last() {
                 Some(last) if page.len() == 100 => after = Some(last.id),

@@ -30,8 +30,11 @@ pub(super) fn user_record(row: &PgRow) -> Result<UserRecord> {
     Ok(UserRecord {
         user: User {
             id: UserId::from_uuid(get(row, "id")?),
-            username: get::<String>(row, "username")?.try_into().map_err(Error::internal)?,
-            email: get::<String>(row, "email")?.try_into().map_err(Error::internal)?,
+            username: get::<Option<String>>(row, "username")?
+                .map(TryInto::try_into)
+                .transpose()
+                .map_err(Error::internal)?,
+            email: get::<Option<String>>(row, "email")?.map(TryInto::try_into).transpose().map_err(Error::internal)?,
             role: get::<String>(row, "role")?.parse::<Role>().map_err(Error::internal)?,
             disabled_at: get(row, "disabled_at")?,
             email_verified: get(row, "email_verified")?,

@@ -10,7 +10,7 @@ use super::rows::{get, map_err, user_record};
 use super::sessions::revoke_sessions;
 use super::tasks::enqueue;
 use super::tokens::{enqueue_mails, void_stale_verification, void_tokens};
-use crate::domain::{Email, Role, UserId};
+use crate::domain::{Email, Role, UserId, Username};
 use crate::error::{ConflictField, Error, Result};
 use crate::store::{
     AccountChanges, LockRule, LoginAttempt, NewMail, TaskKind, TokenPurpose, User, UserChanges, UserKey, UserRecord,
@@ -22,15 +22,17 @@ impl UserStore for PostgresStore {
     async fn insert_user(&self, record: &UserRecord, mails: &[NewMail]) -> Result<()> {
         let u = &record.user;
         let mut tx = self.begin().await?;
-        check_reserved(&mut tx, &u.email, u.id, u.created_at).await?;
+        if let Some(email) = &u.email {
+            check_reserved(&mut tx, email, u.id, u.created_at).await?;
+        }
         sqlx::query(
             "insert into users (id, username, email, password_hash, role, disabled_at, created_at, updated_at, \
              credential_version, email_verified, last_login_at, locale) \
              values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
         )
         .bind(u.id.as_uuid())
-        .bind(u.username.as_str())
-        .bind(u.email.as_str())
+        .bind(u.username.as_ref().map(Username::as_str))
+        .bind(u.email.as_ref().map(Email::as_str))
         .bind(&record.password_hash)
         .bind(u.role.as_str())
         .bind(u.disabled_at)

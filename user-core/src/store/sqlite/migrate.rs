@@ -2,7 +2,7 @@
 
 use std::time::Instant;
 
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, TransactionBehavior, params};
 
 use super::rows::{col, execute, map_err, query_all};
 use crate::error::{Error, Result};
@@ -11,7 +11,24 @@ use crate::error::{Error, Result};
 /// sqlx's bookkeeping table, so a database migrated by either stays valid.
 pub(super) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
 
-pub(super) fn migrate(conn: &Connection) -> Result<()> {
+/// Applies the pending migrations in one transaction (a failing one leaves
+/// nothing half-applied), with foreign keys off so a migration may rebuild a
+/// table others reference; they are checked before the commit.
+pub(super) fn migrate(conn: &mut Connection) -> Result<()> {
+    conn.execute_batch("pragma foreign_keys = off").map_err(map_err)?;
+    let applied = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(map_err).and_then(|tx| {
+        apply(&tx)?;
+        let broken = query_all(&tx, "pragma foreign_key_check", [], |row| col::<String>(row, "table"))?;
+        if let Some(table) = broken.first() {
+            return Err(Error::internal(format!("a migration left rows of {table} without their parent")));
+        }
+        tx.commit().map_err(map_err)
+    });
+    conn.execute_batch("pragma foreign_keys = on").map_err(map_err)?;
+    applied
+}
+
+fn apply(conn: &Connection) -> Result<()> {
     conn.execute_batch(
         "create table if not exists _sqlx_migrations ( \
            version bigint primary key, description text not null, \

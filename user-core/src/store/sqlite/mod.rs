@@ -116,8 +116,15 @@ impl SqliteStore {
 #[async_trait]
 impl Store for SqliteStore {
     async fn migrate(&self) -> Result<()> {
-        // One group, one transaction: a failing migration leaves nothing half-applied.
-        self.write(migrate::migrate).await
+        // On the writer connection, outside the group commits: the runner
+        // needs foreign keys off around its own transaction.
+        let writer = self.inner.writer.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = writer.lock().map_err(|_| Error::internal("the SQLite writer lock is poisoned"))?;
+            migrate::migrate(&mut conn)
+        })
+        .await
+        .map_err(Error::internal)?
     }
 
     async fn ping(&self) -> Result<()> {
@@ -161,8 +168,8 @@ mod tests {
         crate::store::UserRecord {
             user: crate::store::User {
                 id: crate::domain::UserId::new(),
-                username: name.to_owned().try_into().unwrap(),
-                email: format!("{name}@example.com").try_into().unwrap(),
+                username: Some(name.to_owned().try_into().unwrap()),
+                email: Some(format!("{name}@example.com").try_into().unwrap()),
                 role: crate::domain::Role::User,
                 disabled_at: None,
                 email_verified: false,
@@ -171,7 +178,7 @@ mod tests {
                 created_at: now,
                 updated_at: now,
             },
-            password_hash: "x".into(),
+            password_hash: Some("x".into()),
             failed_logins: 0,
             locked_until: None,
             credential_version: 0,

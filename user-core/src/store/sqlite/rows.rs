@@ -146,8 +146,8 @@ pub(super) fn user_record(row: &Row<'_>) -> Result<UserRecord> {
     Ok(UserRecord {
         user: User {
             id: UserId::from_uuid(at_col(row, 0)?),
-            username: at_col::<String>(row, 1)?.try_into().map_err(Error::internal)?,
-            email: at_col::<String>(row, 2)?.try_into().map_err(Error::internal)?,
+            username: at_col::<Option<String>>(row, 1)?.map(TryInto::try_into).transpose().map_err(Error::internal)?,
+            email: at_col::<Option<String>>(row, 2)?.map(TryInto::try_into).transpose().map_err(Error::internal)?,
             role: at_col::<String>(row, 3)?.parse::<Role>().map_err(Error::internal)?,
             disabled_at: opt_time(at_col(row, 4)?)?,
             email_verified: at_col(row, 5)?,

@@ -9,7 +9,7 @@ use super::rows::{col, execute, millis, opt_time, query_all, query_opt, user_col
 use super::sessions::revoke_sessions;
 use super::tasks::enqueue;
 use super::tokens::{enqueue_mails, void_stale_verification, void_tokens};
-use crate::domain::{Email, UserId};
+use crate::domain::{Email, UserId, Username};
 use crate::error::{ConflictField, Error, Result};
 use crate::store::{
     AccountChanges, LockRule, LoginAttempt, NewMail, TaskKind, TokenPurpose, User, UserChanges, UserKey, UserRecord,
@@ -23,7 +23,9 @@ impl UserStore for SqliteStore {
         let mails = mails.to_vec();
         self.write(move |conn| {
             let u = &record.user;
-            check_reserved(conn, &u.email, u.id, u.created_at)?;
+            if let Some(email) = &u.email {
+                check_reserved(conn, email, u.id, u.created_at)?;
+            }
             execute(
                 conn,
                 "insert into users (id, username, email, password_hash, role, disabled_at, created_at, updated_at, \
@@ -31,8 +33,8 @@ impl UserStore for SqliteStore {
                  values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
                 params![
                     u.id.as_uuid(),
-                    u.username.as_str(),
-                    u.email.as_str(),
+                    u.username.as_ref().map(Username::as_str),
+                    u.email.as_ref().map(Email::as_str),
                     record.password_hash,
                     u.role.as_str(),
                     u.disabled_at.map(millis),
