@@ -10,7 +10,7 @@ use user_core::UserService;
 use user_core::domain::{Email, Password, UserId, Username};
 use user_core::page::PageRequest;
 use user_core::service::{ClientInfo, Registration};
-use user_core::store::{self, AuditFilter, User, UserKey};
+use user_core::store::{self, AuditFilter, GuestFilter, User, UserKey};
 use user_settings::ServiceSettings;
 use uuid::Uuid;
 
@@ -87,8 +87,10 @@ impl Operations for Local {
         limit: u32,
         cursor: Option<String>,
     ) -> Result<Paged<UserSummary>, Failure> {
-        let found = self.service.search_users(query.unwrap_or_default(), &page(limit, cursor)?).await?;
-        Ok((found.items.iter().map(UserSummary::from).collect(), found.next_cursor))
+        let query = query.unwrap_or_default();
+        let found = self.service.search_users(query, &page(limit, cursor)?, GuestFilter::Include).await?;
+        let summary = |u: &User| UserSummary { guest: Some(u.is_guest()), ..UserSummary::from(u) };
+        Ok((found.items.iter().map(summary).collect(), found.next_cursor))
     }
 
     async fn create(&self, account: CreateAccountRequest) -> Result<AdminAccountResponse, Failure> {

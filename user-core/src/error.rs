@@ -101,6 +101,10 @@ pub enum Error {
     /// Removing this would leave the account no way to sign in (HTTP 409).
     #[error("this is the account's last way to sign in")]
     LastSignInMethod,
+    /// (v1.2) A guest account was asked for by a client that is signed in
+    /// already (409, `already_signed_in`).
+    #[error("already signed in: sign out first, or keep using this session")]
+    AlreadySignedIn,
     /// The account already has this second factor (HTTP 409); remove it first.
     #[error("two-factor authentication is already on")]
     FactorActive,
@@ -156,7 +160,8 @@ impl Error {
             | Error::FactorActive
             | Error::NoSecondFactor
             | Error::OwnSecondFactors
-            | Error::LastSignInMethod => 409,
+            | Error::LastSignInMethod
+            | Error::AlreadySignedIn => 409,
             Error::Throttled { .. } => 429,
             Error::Overloaded | Error::MailNotConfigured | Error::PasskeysNotConfigured => 503,
             Error::Internal(_) => 500,
@@ -174,8 +179,14 @@ impl Error {
             Error::NoSecondFactor => Some("no_second_factor"),
             Error::OwnSecondFactors => Some("own_account"),
             Error::Forbidden(ForbiddenReason::MfaEnrollmentRequired) => Some("mfa_enrollment_required"),
+            Error::Forbidden(ForbiddenReason::GuestNotAllowed) => Some("registration_required"),
+            Error::Forbidden(ForbiddenReason::NotAGuest) => Some("not_a_guest"),
+            Error::Forbidden(ForbiddenReason::GuestLimit(_)) => Some("guest_limit"),
             Error::SecondFactorNeeded => Some("mfa_required"),
             Error::LastSignInMethod => Some("last_sign_in_method"),
+            Error::AlreadySignedIn => Some("already_signed_in"),
+            Error::Forbidden(ForbiddenReason::GuestsOff) => Some("guests_off"),
+            Error::Forbidden(ForbiddenReason::GuestAccessDenied) => Some("access_denied"),
             _ => None,
         }
     }
@@ -361,6 +372,16 @@ pub enum ForbiddenReason {
     /// ([`crate::service::MfaRequired`]) and this session has not proved
     /// one: it may only enroll a factor or step up.
     MfaEnrollmentRequired,
+    /// A guest account may not do this: it must register (upgrade) first.
+    GuestNotAllowed,
+    /// Only a guest account can upgrade.
+    NotAGuest,
+    /// A guest holds at most this many favorites.
+    GuestLimit(u64),
+    /// Guest accounts are off (`USER_GUEST_MAX_PER_HOUR=0`).
+    GuestsOff,
+    /// A guest account may not let another device in (`access_denied`).
+    GuestAccessDenied,
 }
 
 impl fmt::Display for ForbiddenReason {
@@ -371,6 +392,13 @@ impl fmt::Display for ForbiddenReason {
             ForbiddenReason::EmailNotVerified => "email not verified",
             ForbiddenReason::MfaEnrollmentRequired => {
                 "this account must use a second factor: add a passkey or an authenticator app first"
+            }
+            ForbiddenReason::GuestNotAllowed => "a guest account cannot do this: register first",
+            ForbiddenReason::NotAGuest => "only a guest account can upgrade",
+            ForbiddenReason::GuestsOff => "guest accounts are off on this service",
+            ForbiddenReason::GuestAccessDenied => "a guest account cannot let a device in: register first",
+            ForbiddenReason::GuestLimit(n) => {
+                return write!(f, "a guest account keeps at most {n} favorites: register to keep more");
             }
         })
     }

@@ -31,13 +31,13 @@ use crate::error::Result;
 #[cfg(feature = "postgres")]
 pub use postgres::PostgresStore;
 pub use records::{
-    AccountChanges, AuditFilter, AuditRecord, Ceremony, CeremonyPurpose, DeferredTask, Favorite, MailPayload,
-    PasskeyRecord, SessionRecord, TaskCounts, TaskKind, TaskStatus, User, UserKey,
+    AccountChanges, AuditFilter, AuditRecord, Ceremony, CeremonyPurpose, DeferredTask, Favorite, GuestFilter,
+    MailPayload, PasskeyRecord, SessionRecord, TaskCounts, TaskKind, TaskStatus, User, UserKey,
 };
 pub(crate) use records::{
-    Approval, Claim, DeviceDecision, DeviceGrant, DevicePoll, EmailRevert, LoginAttempt, MfaChallenge, NewDeviceGrant,
-    NewEmailRevert, NewMail, NewMfaChallenge, NewSession, NewToken, Rotation, SessionUser, TaskChannel, TokenPurpose,
-    TotpFactor, UserChanges, UserCodeAction, UserRecord, WaitingTasks,
+    Approval, Claim, DeviceDecision, DeviceGrant, DevicePoll, EmailRevert, GuestUpgrade, LoginAttempt, MfaChallenge,
+    NewDeviceGrant, NewEmailRevert, NewMail, NewMfaChallenge, NewSession, NewToken, Rotation, SessionUser, TaskChannel,
+    TokenPurpose, TotpFactor, UserChanges, UserCodeAction, UserRecord, WaitingTasks,
 };
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;

@@ -105,6 +105,11 @@ pub struct RelayConfig {
     /// (`None` keeps them forever). Dead tasks are never deleted: they wait
     /// for an operator.
     pub retention: Option<Duration>,
+    /// How long a guest account may stay idle (no sign-in or refresh of
+    /// any of its sessions) before the relay's periodic pass deletes it,
+    /// with a `user.deleted` task (`USER_GUEST_TTL`, default 30 days);
+    /// `None` keeps guests forever.
+    pub guest_ttl: Option<Duration>,
 }
 
 impl Default for RelayConfig {
@@ -118,6 +123,7 @@ impl Default for RelayConfig {
             backoff_base: Duration::from_secs(1),
             backoff_cap: Duration::from_secs(300),
             retention: Some(Duration::from_secs(7 * 24 * 3600)),
+            guest_ttl: Some(Duration::from_secs(30 * 24 * 3600)),
         }
     }
 }
@@ -382,11 +388,30 @@ impl Relay {
         in_batches(PURGE_MAX_BATCHES, |limit| self.store.purge_expired_tokens(now, limit)).await
     }
 
+    /// Deletes guests idle for longer than [`RelayConfig::guest_ttl`], a
+    /// batch at a time, each with a `user.deleted` task; returns how many.
+    ///
+    /// # Errors
+    /// [`crate::Error::Internal`] if the store fails (batches deleted before
+    /// that stay deleted).
+    pub async fn purge_idle_guests(&self) -> Result<u64> {
+        let Some(ttl) = self.config.guest_ttl else { return Ok(0) };
+        let now = self.clock.now();
+        let idle_since = now - chrono::Duration::from_std(ttl).map_err(crate::Error::internal)?;
+        let deleted =
+            in_batches(PURGE_MAX_BATCHES, |limit| self.store.delete_idle_guests(idle_since, limit, now)).await?;
+        if deleted > 0 {
+            metrics::counter!("guests_expired_total").increment(deleted);
+            self.waker.wake();
+        }
+        Ok(deleted)
+    }
+
     /// Delivers until `shutdown` completes: a full batch is followed at once
     /// by the next, otherwise the relay sleeps until woken (then lingers for
     /// more tasks to gather) or the poll interval passes. Once a minute it
-    /// also deletes delivered tasks past their retention and expired mail
-    /// tokens. A batch in flight at
+    /// also deletes delivered tasks past their retention, expired mail
+    /// tokens and idle guests. A batch in flight at
     /// shutdown is finished (its deliveries are bounded by the sink's
     /// timeout); nothing is lost if the process dies instead, as leases run out.
     pub async fn run(&self, shutdown: impl Future<Output = ()>) {
@@ -411,6 +436,13 @@ impl Relay {
                     Ok(0) => {}
                     Ok(purged) => tracing::info!(purged, "deleted expired mail tokens"),
                     Err(e) => tracing::warn!(error = %e, "could not delete expired mail tokens"),
+                }
+                match self.purge_idle_guests().await {
+                    Ok(0) => {}
+                    Ok(deleted) => {
+                        tracing::info!(target: "audit", event = "guest.expire", deleted, "deleted idle guests")
+                    }
+                    Err(e) => tracing::warn!(error = %e, "could not delete idle guests"),
                 }
                 last_purge = Some(Instant::now());
             }

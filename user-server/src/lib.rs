@@ -163,6 +163,7 @@ pub async fn start(config: &Config) -> Result<RunningServer, StartError> {
             tracing::info!("per-client rate limits are kept in the database, shared by every replica");
         }
         policy.throttle = policy.throttle.map(|t| t.shared_through(store.clone()));
+        policy.guest_cap = policy.guest_cap.shared_through(store.clone());
     }
     let state = AppState {
         service,

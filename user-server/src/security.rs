@@ -58,6 +58,8 @@ pub enum Action {
     Update,
     /// `POST /user/password/forgot` (it may send a mail)
     Forgot,
+    /// `POST /user/guest` (it creates an account)
+    Guest,
 }
 
 impl Action {
@@ -69,6 +71,7 @@ impl Action {
             Action::Refresh => "refresh",
             Action::Update => "update",
             Action::Forgot => "forgot",
+            Action::Guest => "guest",
         }
     }
 }
@@ -82,10 +85,11 @@ pub struct Throttle {
     refresh: DefaultKeyedRateLimiter<IpAddr>,
     update: DefaultKeyedRateLimiter<IpAddr>,
     forgot: DefaultKeyedRateLimiter<IpAddr>,
+    guest: DefaultKeyedRateLimiter<IpAddr>,
     /// One reset mail per address a minute, whether or not the address has
     /// an account (a limit that held only for accounts would tell).
     forgot_address: DefaultKeyedRateLimiter<String>,
-    rates: [Rate; 5],
+    rates: [Rate; 6],
     /// Where the limits live when every replica shares them.
     shared: Option<Arc<dyn Store>>,
     checks: AtomicU64,
@@ -108,17 +112,20 @@ fn limiter<K: std::hash::Hash + Eq + Clone>(rate: Rate) -> DefaultKeyedRateLimit
 const ONE_A_MINUTE: Rate = Rate { count: NonZeroU32::MIN, per: Duration::from_secs(60) };
 
 impl Throttle {
-    /// Limits of `register`, `login`, `refresh`, `update` and `forgot`
-    /// requests per client address (an IPv6 /64 counting as one address).
-    pub fn new(register: Rate, login: Rate, refresh: Rate, update: Rate, forgot: Rate) -> Self {
+    /// Limits of `register`, `login`, `refresh`, `update`, `forgot` and
+    /// `guest` requests per client address (an IPv6 /64 counting as one
+    /// address), in that order.
+    pub fn new(rates: [Rate; 6]) -> Self {
+        let [register, login, refresh, update, forgot, guest] = rates;
         Self {
             register: limiter(register),
             login: limiter(login),
             refresh: limiter(refresh),
             update: limiter(update),
             forgot: limiter(forgot),
+            guest: limiter(guest),
             forgot_address: limiter(ONE_A_MINUTE),
-            rates: [register, login, refresh, update, forgot],
+            rates,
             shared: None,
             checks: AtomicU64::new(0),
         }
@@ -164,6 +171,7 @@ impl Throttle {
             Action::Refresh => (&self.refresh, self.rates[2]),
             Action::Update => (&self.update, self.rates[3]),
             Action::Forgot => (&self.forgot, self.rates[4]),
+            Action::Guest => (&self.guest, self.rates[5]),
         };
         // Forget idle addresses now and then, so memory (or the table) stays bounded.
         if self.checks.fetch_add(1, Ordering::Relaxed) % 4096 == 4095 {
@@ -186,6 +194,7 @@ impl Throttle {
         self.refresh.retain_recent();
         self.update.retain_recent();
         self.forgot.retain_recent();
+        self.guest.retain_recent();
         self.forgot_address.retain_recent();
         if let Some(store) = self.shared.clone() {
             tokio::spawn(async move {
@@ -215,11 +224,74 @@ async fn shared_hit(store: &dyn Store, key: &str, rate: Rate) -> Option<Duration
     }
 }
 
+/// How many guest accounts the whole service creates an hour
+/// (`USER_GUEST_MAX_PER_HOUR`), in this process or, like [`Throttle`],
+/// shared by every replica through the database. Unlike the per-IP limits
+/// it stays on with `USER_RATE_LIMIT=off`: it bounds what anonymous
+/// requests may store.
+pub struct GuestCap {
+    /// `None`: guest accounts are off.
+    rate: Option<Rate>,
+    local: DefaultKeyedRateLimiter<()>,
+    shared: Option<Arc<dyn Store>>,
+}
+
+impl std::fmt::Debug for GuestCap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GuestCap").field("rate", &self.rate).finish_non_exhaustive()
+    }
+}
+
+impl GuestCap {
+    /// At most `per_hour` new guests an hour; 0 turns guest accounts off.
+    pub fn new(per_hour: u32) -> Self {
+        let rate = NonZeroU32::new(per_hour).map(|count| Rate { count, per: Duration::from_secs(3600) });
+        Self { rate, local: limiter(rate.unwrap_or(ONE_A_MINUTE)), shared: None }
+    }
+
+    /// The cap kept in `store`, shared by every replica.
+    #[must_use]
+    pub fn shared_through(mut self, store: Arc<dyn Store>) -> Self {
+        self.shared = Some(store);
+        self
+    }
+
+    /// Counts one new guest.
+    ///
+    /// # Errors
+    /// 403 `guests_off` when guest accounts are off; 429 with the wait
+    /// when the hour's guests are all made.
+    pub async fn check(&self) -> Result<(), ApiError> {
+        let Some(rate) = self.rate else {
+            return Err(user_core::Error::Forbidden(user_core::ForbiddenReason::GuestsOff).into());
+        };
+        let wait = match &self.shared {
+            Some(store) => shared_hit(store.as_ref(), "guest:all", rate).await,
+            None => local_hit(&self.local, &()),
+        };
+        match wait {
+            None => Ok(()),
+            Some(wait) => {
+                metrics::counter!("throttled_total", "action" => "guest_all").increment(1);
+                Err(ApiError::Core(user_core::Error::Throttled { retry_after: wait.max(Duration::from_secs(1)) }))
+            }
+        }
+    }
+}
+
+impl Default for GuestCap {
+    fn default() -> Self {
+        Self::new(1000)
+    }
+}
+
 /// Who may talk to the service from where.
 #[derive(Debug, Default)]
 pub struct Policy {
     /// Per-IP throttling; `None` when `USER_RATE_LIMIT=off`.
     pub throttle: Option<Throttle>,
+    /// New guest accounts an hour, overall.
+    pub guest_cap: GuestCap,
     /// Peers whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<IpNet>,
     /// Origins allowed to call with credentials (CORS); empty: CORS off.
@@ -415,7 +487,7 @@ mod tests {
         assert_ne!(rate_key(a), rate_key(other));
         assert_eq!(rate_key("192.0.2.1".parse().unwrap()), "192.0.2.1".parse::<IpAddr>().unwrap());
         let rate = "1/min".parse().unwrap();
-        let t = Throttle::new(rate, rate, rate, rate, rate);
+        let t = Throttle::new([rate; 6]);
         assert!(t.check(Action::Login, a).await.is_ok());
         assert!(t.check(Action::Login, b).await.is_err(), "one /64, one budget");
         assert!(t.check(Action::Login, other).await.is_ok());
@@ -438,7 +510,7 @@ mod tests {
     #[tokio::test]
     async fn the_throttle_refuses_past_the_burst_with_a_wait() {
         let rate = "2/min".parse().unwrap();
-        let t = Throttle::new(rate, rate, rate, rate, rate);
+        let t = Throttle::new([rate; 6]);
         let ip: IpAddr = "192.0.2.1".parse().unwrap();
         assert!(t.check(Action::Login, ip).await.is_ok());
         assert!(t.check(Action::Login, ip).await.is_ok());

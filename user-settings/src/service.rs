@@ -10,7 +10,9 @@ use clap::Args;
 use user_core::ServiceConfig;
 use user_core::auth::DataKeys;
 use user_core::auth::{HashingConfig, SigningConfig, TokenConfig};
-use user_core::service::{BreachCheck, DevicePolicy, LockoutPolicy, MailPolicy, MfaPolicy, MfaRequired, PasskeyConfig};
+use user_core::service::{
+    BreachCheck, DevicePolicy, GuestPolicy, LockoutPolicy, MailPolicy, MfaPolicy, MfaRequired, PasskeyConfig,
+};
 
 use crate::{DurationOrOff, JwtAlgorithm, LoadError, Secret, read_secret_file};
 
@@ -136,6 +138,10 @@ pub struct ServiceSettings {
     /// Passkeys: the origins (comma-separated) allowed to use them: `https://HOST[:PORT]` on the RP id or a subdomain (`http://` only for localhost) and Android `android:apk-key-hash:…`.
     #[arg(long, env = "USER_WEBAUTHN_ORIGINS", global = true, value_delimiter = ',')]
     pub webauthn_origins: Vec<String>,
+
+    /// Favorites a guest account may hold (`POST /user/guest`); past it, adding is 403 `guest_limit` until it registers.
+    #[arg(long, env = "USER_GUEST_MAX_FAVORITES", global = true, default_value_t = GuestPolicy::default().max_favorites)]
+    pub guest_max_favorites: u64,
 
     /// The name authenticator apps show beside the account (default: the
     /// server's USER_MAIL_PRODUCT_NAME).
@@ -300,6 +306,7 @@ impl ServiceSettings {
                     .map_err(|e| format!("USER_DATA_KEY: {e}"))?,
                 ..MfaPolicy::default()
             },
+            guests: GuestPolicy { max_favorites: self.guest_max_favorites },
         })
     }
 }

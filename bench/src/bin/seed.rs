@@ -60,7 +60,7 @@ async fn users(store: &Arc<dyn Store>, n: usize, deep: usize) -> Result<()> {
         let mut page = PageRequest::first(100)?;
         let mut seen = 0;
         while seen < deep {
-            let result = service.list_users(&page).await?;
+            let result = service.list_users(&page, user_core::store::GuestFilter::Include).await?;
             seen += result.items.len();
             match result.next_cursor {
                 Some(cursor) => page = PageRequest::first(100)?.after(cursor),

@@ -54,6 +54,9 @@ impl UserService {
     /// # Errors
     /// As [`UserService::register`].
     pub async fn create_user(&self, reg: Registration, role: Role, client: &ClientInfo) -> Result<User> {
+        if role == Role::Guest {
+            return Err(ValidationError::new("role", "must be user or admin").into());
+        }
         let user = self.insert_user(reg, role).await?;
         let detail = format!("by an operator, role {role}");
         self.audit(AuditEvent::Registered, Some(user.id), client, Some(detail)).await;
@@ -307,6 +310,11 @@ impl UserService {
         let (Some(window), Some(session)) = (self.reauth_window, session) else { return Ok(()) };
         let now = self.clock.now();
         let record = self.active_session(session, id).await?;
+        // A guest has no credential to prove: its session always counts
+        // (upgrading, linking and deleting are all a guest may do here).
+        if record.amr == Amr::NONE && self.is_guest(id).await? {
+            return Ok(());
+        }
         let recent = record.authenticated_at.is_some_and(|at| now - at <= window)
             && (record.amr.is_multi_factor() || !self.has_second_factor(id).await?);
         if recent { Ok(()) } else { Err(Error::ReauthRequired { max_age: window }) }

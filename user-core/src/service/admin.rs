@@ -2,22 +2,22 @@
 //! Each takes the caller's [`ClientInfo`], whose `actor` the audit trail keeps.
 
 use super::{AuditEvent, ClientInfo, UserService};
-use crate::domain::{UserId, ValidationError};
+use crate::domain::{Role, UserId, ValidationError};
 use crate::error::{Error, Result};
 use crate::page::{self, Page, PageRequest};
-use crate::store::{AccountChanges, User};
+use crate::store::{AccountChanges, GuestFilter, User};
 
 /// The longest search prefix: the longest email.
 const MAX_QUERY_CHARS: usize = 254;
 
 impl UserService {
-    /// Every account, oldest first, one page at a time. Callers decide who may
+    /// Every account (guests as `guests` says), oldest first, one page at a time. Callers decide who may
     /// list (the server requires [`AccessClaims::require_admin`](crate::auth::AccessClaims::require_admin)).
     ///
     /// # Errors
     /// [`Error::Validation`] on `cursor` for a cursor of another listing.
-    pub async fn list_users(&self, page: &PageRequest) -> Result<Page<User>> {
-        let rows = self.store.list_users(page.user_cursor()?, page.limit() + 1).await?;
+    pub async fn list_users(&self, page: &PageRequest, guests: GuestFilter) -> Result<Page<User>> {
+        let rows = self.store.list_users(page.user_cursor()?, page.limit() + 1, guests).await?;
         Ok(Page::from_overfetch(rows, page.limit(), |u| page::user_cursor(u.id)))
     }
 
@@ -29,7 +29,7 @@ impl UserService {
     /// [`Error::Validation`] on `query` longer than 254 characters or with
     /// a control character, or on
     /// `cursor` for a cursor of another listing.
-    pub async fn search_users(&self, query: &str, page: &PageRequest) -> Result<Page<User>> {
+    pub async fn search_users(&self, query: &str, page: &PageRequest, guests: GuestFilter) -> Result<Page<User>> {
         if query.chars().count() > MAX_QUERY_CHARS || query.chars().any(char::is_control) {
             return Err(ValidationError::new(
                 "query",
@@ -38,7 +38,11 @@ impl UserService {
             .into());
         }
         if query.is_empty() {
-            return self.list_users(page).await;
+            return self.list_users(page, guests).await;
+        }
+        if guests == GuestFilter::Only {
+            // A guest has neither a name nor an address to match.
+            return Ok(Page::from_overfetch(Vec::new(), page.limit(), |u: &User| page::user_cursor(u.id)));
         }
         let prefix = query.to_lowercase();
         let rows = self.store.search_users(&prefix, page.user_cursor()?, page.limit() + 1).await?;
@@ -59,6 +63,16 @@ impl UserService {
             return Err(ValidationError::new("body", "give at least one of role, disabled, email_verified").into());
         }
         let before = self.get(id).await?;
+        if let Some(role) = changes.role
+            && (role == Role::Guest || before.is_guest())
+            && role != before.role
+        {
+            // A guest has no name, address or password: it becomes an
+            // account only by upgrading itself, and no account becomes one.
+            return Err(
+                ValidationError::new("role", "must be user or admin; a guest becomes a user by upgrading").into()
+            );
+        }
         let after = self.store.change_account(id, &changes, self.clock.now()).await?.ok_or(Error::UserNotFound)?;
         if after.role != before.role {
             let detail = Some(format!("{} to {}; sessions revoked", before.role, after.role));

@@ -85,6 +85,12 @@ pub enum AuditEvent {
     PasskeySignInFailed,
     /// A passkey's signature counter went back: a cloned authenticator.
     PasskeyCounterRegression,
+    /// A guest account was created.
+    GuestCreated,
+    /// A guest became an account (password or provider).
+    GuestUpgraded,
+    /// A guest's favorites moved to the account that signed in; the guest is gone.
+    GuestMerged,
 }
 
 impl AuditEvent {
@@ -128,6 +134,9 @@ impl AuditEvent {
             AuditEvent::PasskeySignIn => "passkey.login",
             AuditEvent::PasskeySignInFailed => "passkey.login.failure",
             AuditEvent::PasskeyCounterRegression => "passkey.counter_regression",
+            AuditEvent::GuestCreated => "guest.create",
+            AuditEvent::GuestUpgraded => "guest.upgrade",
+            AuditEvent::GuestMerged => "guest.merge",
         }
     }
 }

@@ -4,7 +4,7 @@ use super::UserService;
 use crate::domain::{TrackBatch, UserId};
 use crate::error::Result;
 use crate::page::{self, Page, PageRequest};
-use crate::store::Favorite;
+use crate::store::{Favorite, User};
 
 impl UserService {
     /// Marks 1–50 tracks favorite, each newly added one with a
@@ -15,6 +15,20 @@ impl UserService {
     /// [`Error::UserNotFound`](crate::Error::UserNotFound) if the account is gone.
     pub async fn add_favorites(&self, user: UserId, tracks: &TrackBatch) -> Result<()> {
         if self.store.add_favorites(user, tracks, self.clock.now()).await? > 0 {
+            self.task_waker.wake();
+        }
+        Ok(())
+    }
+
+    /// [`UserService::add_favorites`] for the account as read with its
+    /// session: a guest keeps at most [`GuestPolicy::max_favorites`](super::GuestPolicy).
+    ///
+    /// # Errors
+    /// As [`UserService::add_favorites`]; [`Error::Forbidden`](crate::Error::Forbidden)
+    /// past a guest's limit.
+    pub async fn add_favorites_for(&self, user: &User, tracks: &TrackBatch) -> Result<()> {
+        self.check_guest_favorites(user, tracks.len()).await?;
+        if self.store.add_favorites(user.id, tracks, self.clock.now()).await? > 0 {
             self.task_waker.wake();
         }
         Ok(())

@@ -7,6 +7,7 @@ mod device;
 mod device_cookies;
 mod factors;
 mod favorites;
+mod guests;
 mod passkeys;
 mod recovery;
 mod sessions;
@@ -20,6 +21,7 @@ pub use device_cookies::{
     DEVICE_COOKIE_LIFETIME, DEVICE_COOKIE_PREFIX, DeviceCookies, MAX_DEVICE_COOKIES, NewDeviceCookie,
 };
 pub use factors::{SecondFactors, StepUp, TotpEnrollment};
+pub use guests::GuestPolicy;
 pub use passkeys::{PasskeyCeremony, PasskeySignIn};
 pub use sessions::{Caller, ClientInfo, LoginOutcome};
 pub use settings::{
@@ -85,6 +87,7 @@ pub struct UserService {
     task_waker: TaskWaker,
     /// Second factors: the sealing keys, the recovery codes' HMAC key, the policy.
     factors: Arc<factors::Factors>,
+    guests: GuestPolicy,
 }
 
 impl UserService {
@@ -141,6 +144,7 @@ impl UserService {
             device: Arc::new(device::DeviceLogins::new(config.device)),
             task_waker: TaskWaker::default(),
             factors,
+            guests: config.guests,
         })
     }
 

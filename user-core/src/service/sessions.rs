@@ -273,29 +273,8 @@ impl UserService {
                 Some(record) if record.user.disabled_at.is_none() => record.user,
                 _ => return Err(Error::Unauthorized(UnauthorizedReason::SessionRevoked)),
             };
-            let new_jti = Uuid::now_v7();
-            // The session's methods as they are now: a step-up since shows.
-            let (access, access_expires_at) =
-                self.tokens.issue_access(user.id, session.id, user.role, session.amr, now)?;
-            let (refresh, refresh_expires_at) =
-                self.tokens.issue_refresh(user.id, session.id, new_jti, session.created_at, now)?;
-            let rotation = Rotation {
-                session: session.id,
-                expected_jti: claims.jti,
-                new_jti,
-                now,
-                expires_at: refresh_expires_at,
-            };
-            if self.store.rotate_session(&rotation).await? {
-                return Ok(IssuedTokens {
-                    access,
-                    access_expires_at,
-                    refresh,
-                    refresh_expires_at,
-                    session_expires_at: self.tokens.session_end(session.created_at),
-                    session_id: session.id,
-                    user_id: user.id,
-                });
+            if let Some(tokens) = self.rotate(&user, &session, claims.jti).await? {
+                return Ok(tokens);
             }
             // Another refresh with the same token won the race: judge the token again.
             session = self.active_session(claims.sid, claims.sub).await?;
@@ -309,6 +288,38 @@ impl UserService {
         let detail = format!("session {} revoked", session.id);
         self.audit(AuditEvent::RefreshReuseDetected, Some(claims.sub), client, Some(detail)).await;
         Err(Error::Unauthorized(UnauthorizedReason::RefreshReused))
+    }
+
+    /// New tokens for `session` of `user`, rotating its refresh token by
+    /// compare-and-swap from `expected_jti`; `None` if another rotation won.
+    /// The access token carries the session's methods as they are now (a
+    /// step-up since shows). A guest's session has no absolute end: its
+    /// lifetime counts from now, not from its sign-in.
+    pub(super) async fn rotate(
+        &self,
+        user: &User,
+        session: &SessionRecord,
+        expected_jti: Uuid,
+    ) -> Result<Option<IssuedTokens>> {
+        let now = self.clock.now();
+        let new_jti = Uuid::now_v7();
+        let signed_in_at = if user.is_guest() { now } else { session.created_at };
+        let (access, access_expires_at) = self.tokens.issue_access(user.id, session.id, user.role, session.amr, now)?;
+        let (refresh, refresh_expires_at) =
+            self.tokens.issue_refresh(user.id, session.id, new_jti, signed_in_at, now)?;
+        let rotation = Rotation { session: session.id, expected_jti, new_jti, now, expires_at: refresh_expires_at };
+        if !self.store.rotate_session(&rotation).await? {
+            return Ok(None);
+        }
+        Ok(Some(IssuedTokens {
+            access,
+            access_expires_at,
+            refresh,
+            refresh_expires_at,
+            session_expires_at: self.tokens.session_end(signed_in_at),
+            session_id: session.id,
+            user_id: user.id,
+        }))
     }
 
     pub(super) async fn active_session(&self, sid: SessionId, user: UserId) -> Result<SessionRecord> {
@@ -358,6 +369,7 @@ impl UserService {
             return Err(Error::Unauthorized(UnauthorizedReason::SessionRevoked));
         };
         let user = found.record.user;
+        // `required` covers no guest: a guest has no factor to prove.
         let restricted = self.factors.required(user.role) && !found.amr.is_multi_factor();
         Ok(Caller { claims, user, amr: found.amr, restricted })
     }

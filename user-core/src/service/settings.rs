@@ -36,6 +36,8 @@ pub struct ServiceConfig {
     pub breach_check: Option<BreachCheck>,
     /// Second factors: how TOTP secrets are sealed, what apps call us.
     pub mfa: MfaPolicy,
+    /// What guest accounts may keep.
+    pub guests: super::GuestPolicy,
 }
 
 /// Second factors (TOTP, recovery codes).
@@ -113,7 +115,8 @@ impl MfaRequired {
         match self {
             MfaRequired::None => false,
             MfaRequired::Admins => role == crate::domain::Role::Admin,
-            MfaRequired::All => true,
+            // A guest has no credential to add a factor to.
+            MfaRequired::All => role != crate::domain::Role::Guest,
         }
     }
 
@@ -167,6 +170,7 @@ impl Default for ServiceConfig {
             device: DevicePolicy::default(),
             breach_check: None,
             mfa: MfaPolicy::default(),
+            guests: super::GuestPolicy::default(),
         }
     }
 }

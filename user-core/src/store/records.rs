@@ -95,6 +95,53 @@ impl std::fmt::Debug for UserRecord {
     }
 }
 
+/// Which accounts a listing includes, as to guests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum GuestFilter {
+    /// Every account.
+    #[default]
+    Include,
+    /// Every account but guests (`/user/all`).
+    Exclude,
+    /// Guests only.
+    Only,
+}
+
+impl GuestFilter {
+    /// The SQL condition on `users.role` this filter adds (`and …`), the
+    /// same on both backends.
+    pub(crate) fn sql(self) -> &'static str {
+        match self {
+            GuestFilter::Include => "",
+            GuestFilter::Exclude => " and role <> 'guest'",
+            GuestFilter::Only => " and role = 'guest'",
+        }
+    }
+}
+
+/// A guest becoming an account (see [`UserStore::upgrade_guest`]).
+#[derive(Clone)]
+pub struct GuestUpgrade {
+    /// The guest.
+    pub id: UserId,
+    /// Its username from now on.
+    pub username: Username,
+    /// Its address (unverified).
+    pub email: Email,
+    /// Its password's hash.
+    pub password_hash: String,
+    /// Mails to enqueue with it (the verification mail).
+    pub mails: Vec<NewMail>,
+    /// When.
+    pub now: DateTime<Utc>,
+}
+
+impl std::fmt::Debug for GuestUpgrade {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GuestUpgrade").field("id", &self.id).field("username", &self.username).finish_non_exhaustive()
+    }
+}
+
 /// How to find one user.
 #[derive(Debug, Clone, Copy)]
 pub enum UserKey<'a> {

@@ -9,9 +9,9 @@ use uuid::Uuid;
 
 use super::records::{
     AccountChanges, AuditFilter, AuditRecord, Ceremony, CeremonyPurpose, Claim, DeferredTask, DeviceGrant, DevicePoll,
-    EmailRevert, Favorite, LoginAttempt, MfaChallenge, NewDeviceGrant, NewMail, NewMfaChallenge, NewSession,
-    PasskeyRecord, Rotation, SessionRecord, SessionUser, TaskCounts, TaskStatus, TotpFactor, User, UserChanges,
-    UserCodeAction, UserKey, UserRecord, WaitingTasks,
+    EmailRevert, Favorite, GuestFilter, GuestUpgrade, LoginAttempt, MfaChallenge, NewDeviceGrant, NewMail,
+    NewMfaChallenge, NewSession, PasskeyRecord, Rotation, SessionRecord, SessionUser, TaskCounts, TaskStatus,
+    TotpFactor, User, UserChanges, UserCodeAction, UserKey, UserRecord, WaitingTasks,
 };
 use super::traits::{
     AuditStore, DeviceStore, FactorStore, FavoriteStore, LockRule, PasskeyStore, SecretStore, SessionStore, Store,
@@ -85,7 +85,9 @@ forward! {
         ) -> Result<bool>;
         fn change_account(&self, id: UserId, changes: &AccountChanges, now: DateTime<Utc>) -> Result<Option<User>>;
         fn delete_user(&self, id: UserId, now: DateTime<Utc>) -> Result<bool>;
-        fn list_users(&self, after: Option<UserId>, limit: u32) -> Result<Vec<User>>;
+        fn list_users(&self, after: Option<UserId>, limit: u32, guests: GuestFilter) -> Result<Vec<User>>;
+        fn upgrade_guest(&self, upgrade: &GuestUpgrade) -> Result<Option<UserRecord>>;
+        fn delete_idle_guests(&self, idle_since: DateTime<Utc>, limit: u32, now: DateTime<Utc>) -> Result<u64>;
         fn search_users(&self, prefix: &str, after: Option<UserId>, limit: u32) -> Result<Vec<User>>;
     }
     SessionStore {
@@ -102,6 +104,7 @@ forward! {
         fn add_favorites(&self, user: UserId, tracks: &[TrackId], now: DateTime<Utc>) -> Result<u64>;
         fn remove_favorites(&self, user: UserId, tracks: &[TrackId], now: DateTime<Utc>) -> Result<u64>;
         fn favorites_contain(&self, user: UserId, tracks: &[TrackId]) -> Result<Vec<bool>>;
+        fn count_favorites(&self, user: UserId) -> Result<u64>;
         fn list_favorites(&self, user: UserId, before: Option<i64>, limit: u32) -> Result<Vec<Favorite>>;
     }
     TaskStore {

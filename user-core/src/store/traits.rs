@@ -10,9 +10,9 @@ use uuid::Uuid;
 
 use super::records::{
     AccountChanges, AuditFilter, AuditRecord, Ceremony, CeremonyPurpose, Claim, DeferredTask, DeviceGrant, DevicePoll,
-    EmailRevert, Favorite, LoginAttempt, MfaChallenge, NewDeviceGrant, NewMail, NewMfaChallenge, NewSession,
-    PasskeyRecord, Rotation, SessionRecord, SessionUser, TaskCounts, TaskStatus, TotpFactor, User, UserChanges,
-    UserCodeAction, UserKey, UserRecord, WaitingTasks,
+    EmailRevert, Favorite, GuestFilter, GuestUpgrade, LoginAttempt, MfaChallenge, NewDeviceGrant, NewMail,
+    NewMfaChallenge, NewSession, PasskeyRecord, Rotation, SessionRecord, SessionUser, TaskCounts, TaskStatus,
+    TotpFactor, User, UserChanges, UserCodeAction, UserKey, UserRecord, WaitingTasks,
 };
 use crate::domain::{Amr, Email, SessionId, TrackId, UserCode, UserId, Username};
 #[cfg(doc)]
@@ -103,8 +103,24 @@ pub trait UserStore: Send + Sync {
     /// `user.deleted` task, in one transaction; `false` if it did not exist.
     async fn delete_user(&self, id: UserId, now: DateTime<Utc>) -> Result<bool>;
 
-    /// Up to `limit` accounts with ids greater than `after`, oldest first.
-    async fn list_users(&self, after: Option<UserId>, limit: u32) -> Result<Vec<User>>;
+    /// Up to `limit` accounts with ids greater than `after`, oldest first;
+    /// guests as `guests` says.
+    async fn list_users(&self, after: Option<UserId>, limit: u32, guests: GuestFilter) -> Result<Vec<User>>;
+
+    /// Makes the guest `upgrade.id` a `user` with a username, address and
+    /// password, keeping its id, favorites and sessions, and enqueues
+    /// `upgrade.mails`, in one transaction; the account as it is now, or
+    /// `None` if it is not (or no longer) a guest.
+    ///
+    /// # Errors
+    /// [`Error::Conflict`](crate::Error::Conflict) for a username or address
+    /// another account has (or reserves).
+    async fn upgrade_guest(&self, upgrade: &GuestUpgrade) -> Result<Option<UserRecord>>;
+
+    /// Deletes up to `limit` guests created before `idle_since` none of whose
+    /// sessions was used (signed in or refreshed) since, each with a
+    /// `user.deleted` task, in one transaction; how many.
+    async fn delete_idle_guests(&self, idle_since: DateTime<Utc>, limit: u32, now: DateTime<Utc>) -> Result<u64>;
 
     /// Like [`UserStore::list_users`], only accounts whose lower-cased
     /// username or email starts with `prefix` (given lower-cased). Served by
@@ -168,6 +184,9 @@ pub trait FavoriteStore: Send + Sync {
 
     /// For each track, in order, whether it is a favorite.
     async fn favorites_contain(&self, user: UserId, tracks: &[TrackId]) -> Result<Vec<bool>>;
+
+    /// How many favorites `user` holds.
+    async fn count_favorites(&self, user: UserId) -> Result<u64>;
 
     /// Up to `limit` favorites with `seq` below `before`, newest first.
     async fn list_favorites(&self, user: UserId, before: Option<i64>, limit: u32) -> Result<Vec<Favorite>>;

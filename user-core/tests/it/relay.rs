@@ -627,3 +627,28 @@ async fn mail_flows_while_the_event_webhook_is_down_and_waits_without_a_mailer()
     assert_eq!((stats.delivered, stats.retried), (0, 1));
     assert_eq!(g.counts().await.pending, 1);
 }
+
+#[tokio::test]
+async fn idle_guests_are_deleted_by_the_periodic_pass_with_a_user_deleted_task() {
+    let f = fixture().await;
+    let day = Duration::from_secs(24 * 3600);
+    let client = Default::default();
+    let idle = f.service.create_guest(Default::default(), &client).await.unwrap();
+    let active = f.service.create_guest(Default::default(), &client).await.unwrap();
+    f.add(idle.user.id, "1").await;
+    let relay = f.relay(Recorder::ok(), config());
+    f.relay(Recorder::ok(), config()).run_once().await.unwrap();
+    f.clock.advance(29 * day);
+    f.service.refresh(&active.tokens.refresh, &client).await.unwrap();
+    f.clock.advance(2 * day);
+    assert_eq!(relay.purge_idle_guests().await.unwrap(), 1, "31 days idle: gone; refreshed 2 days ago: kept");
+    assert!(f.service.get(idle.user.id).await.is_err());
+    assert!(f.service.get(active.user.id).await.is_ok());
+    let sink = Recorder::ok();
+    f.relay(sink.clone(), config()).run_once().await.unwrap();
+    assert_eq!(sink.delivered(), [("user.deleted".to_owned(), None)]);
+    let kept = RelayConfig { guest_ttl: None, ..config() };
+    f.clock.advance(60 * day);
+    assert_eq!(f.relay(Recorder::ok(), kept).purge_idle_guests().await.unwrap(), 0, "`off` keeps guests");
+    assert_eq!(relay.purge_idle_guests().await.unwrap(), 1);
+}

@@ -12,7 +12,7 @@ use user_core::ServiceConfig;
 use user_core::mail::{LogTransport, MailSettings, MailTransport, Mailer, SmtpTransport};
 use user_core::tasks::{LogSink, NatsConfig, NatsSink, RelayConfig, TaskSink, WebhookSink};
 
-use crate::security::{Hsts, Policy, Rate, Throttle};
+use crate::security::{GuestCap, Hsts, Policy, Rate, Throttle};
 
 mod values;
 
@@ -226,6 +226,10 @@ pub struct Config {
     #[arg(long, env = "USER_RATE_LIMIT_FORGOT", default_value = "5/min")]
     pub rate_limit_forgot: Rate,
 
+    /// Guest accounts one client address (an IPv6 /64 counting as one) may create.
+    #[arg(long, env = "USER_RATE_LIMIT_GUEST", default_value = "10/h")]
+    pub rate_limit_guest: Rate,
+
     /// Webhook request timeout.
     #[arg(long, env = "USER_TASKS_WEBHOOK_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub tasks_webhook_timeout: Duration,
@@ -261,6 +265,14 @@ pub struct Config {
     /// How long delivered tasks are kept before the relay deletes them; `off` keeps them forever. Dead tasks are always kept.
     #[arg(long, env = "USER_TASKS_RETENTION", default_value_t = Retention(relay().retention))]
     pub tasks_retention: Retention,
+
+    /// How long a guest account may stay idle (no sign-in or refresh) before the relay deletes it with a `user.deleted` task; `off` keeps guests.
+    #[arg(long, env = "USER_GUEST_TTL", default_value_t = Retention(relay().guest_ttl))]
+    pub guest_ttl: Retention,
+
+    /// New guest accounts (`POST /user/guest`) the whole service creates an hour, shared by replicas on PostgreSQL; stays on with USER_RATE_LIMIT=off. 0 turns guest accounts off.
+    #[arg(long, env = "USER_GUEST_MAX_PER_HOUR", default_value_t = 1000)]
+    pub guest_max_per_hour: u32,
 
     /// Log format.
     #[arg(long, env = "USER_LOG_FORMAT", value_enum, default_value = "text")]
@@ -375,17 +387,19 @@ impl Config {
     /// Throttling, trusted proxies and CORS as configured.
     pub fn policy(&self) -> Policy {
         let throttle = match self.rate_limit {
-            RateLimitSetting::On => Some(Throttle::new(
+            RateLimitSetting::On => Some(Throttle::new([
                 self.rate_limit_register,
                 self.rate_limit_login,
                 self.rate_limit_refresh,
                 self.rate_limit_update,
                 self.rate_limit_forgot,
-            )),
+                self.rate_limit_guest,
+            ])),
             RateLimitSetting::Off => None,
         };
         Policy {
             throttle,
+            guest_cap: GuestCap::new(self.guest_max_per_hour),
             trusted_proxies: self.trusted_proxies.clone(),
             cors_origins: self.cors_origins.clone(),
             hsts: self.hsts.clone(),
@@ -420,6 +434,7 @@ impl Config {
             backoff_base: self.tasks_backoff_base.into(),
             backoff_cap: self.tasks_backoff_cap.into(),
             retention: self.tasks_retention.0,
+            guest_ttl: self.guest_ttl.0,
         }
     }
 

@@ -8,7 +8,7 @@ use user_core::service::{ProfileUpdate, Registration};
 use user_core::store::User;
 use warp::reply::Response;
 
-use super::guard::{AnySession, Authenticated, Open};
+use super::guard::{Authenticated, Listener, Open, SessionHolder};
 use super::{Call, success};
 use crate::error::ApiError;
 use crate::http::json;
@@ -51,7 +51,7 @@ pub(super) async fn register(mut call: Call<Open>) -> Result<Response, ApiError>
     (status = 400, description = "A token cookie sent more than once", body = MainResponse),
     (status = 404, description = "The user no longer exists", body = MainResponse),
 ))]
-pub(super) async fn get_user(call: Call<AnySession>) -> Result<Response, ApiError> {
+pub(super) async fn get_user(call: Call<SessionHolder>) -> Result<Response, ApiError> {
     let user = call.caller.user();
     Ok(json(&UserResponse {
         response: MainResponse::success(),
@@ -105,7 +105,7 @@ pub(super) async fn update(mut call: Call<Authenticated>) -> Result<Response, Ap
     (status = 415, description = "A body that is not JSON", body = MainResponse),
     (status = 429, description = "This account after repeated wrong current passwords; see Retry-After", body = MainResponse),
 ))]
-pub(super) async fn delete(mut call: Call<Authenticated>) -> Result<Response, ApiError> {
+pub(super) async fn delete(mut call: Call<Listener>) -> Result<Response, ApiError> {
     let current = call.change_proof()?.current_password;
     let claims = call.caller.claims();
     call.state.service.delete_own_account(claims.sub, claims.sid, current.as_ref(), &call.ctx.client()).await?;

@@ -10,7 +10,7 @@ use user_core::api::{
 use user_core::domain::{Email, Locale, Password, Role, UserId, Username, ValidationError};
 use user_core::page::Page;
 use user_core::service::{ClientInfo, Registration};
-use user_core::store::{AuditFilter, TaskStatus};
+use user_core::store::{AuditFilter, GuestFilter, TaskStatus};
 use warp::http::StatusCode;
 use warp::reply::Response;
 
@@ -55,12 +55,14 @@ fn users(page: Page<user_core::store::User>, mark_guests: bool) -> Response {
     (status = 400, description = "Bad limit or cursor", body = MainResponse),
 ))]
 pub(super) async fn all_users(call: Call<Admin>) -> Result<Response, ApiError> {
-    Ok(users(call.state.service.list_users(&call.page()?).await?, false))
+    // Guests have no name or address to list: `/user/all` is v1's list of accounts.
+    Ok(users(call.state.service.list_users(&call.page()?, GuestFilter::Exclude).await?, false))
 }
 
 /// Accounts whose username or email starts with `query` (any case), oldest first.
 #[utoipa::path(get, path = "/admin/users", tag = "admin", params(
     ("query" = Option<String>, Query, description = "A username or email prefix, compared case-insensitively; empty or absent lists every account", max_length = 254, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$"),
+    ("guest" = Option<bool>, Query, description = "(v1.2) `true`: guests only; `false`: no guests; absent: both"),
     PageParams,
 ), responses(
     (status = 200, description = "One page", body = UserListResponse),
@@ -68,7 +70,13 @@ pub(super) async fn all_users(call: Call<Admin>) -> Result<Response, ApiError> {
 ))]
 pub(super) async fn search_users(call: Call<Admin>) -> Result<Response, ApiError> {
     let query = call.query.single("query")?.unwrap_or_default();
-    Ok(users(call.state.service.search_users(query, &call.page()?).await?, true))
+    let guests = match call.query.single("guest")? {
+        None => GuestFilter::Include,
+        Some("true") => GuestFilter::Only,
+        Some("false") => GuestFilter::Exclude,
+        Some(_) => return Err(ApiError::BadRequest("guest: must be true or false".into())),
+    };
+    Ok(users(call.state.service.search_users(query, &call.page()?, guests).await?, true))
 }
 
 /// Create an account with a role.

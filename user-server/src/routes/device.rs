@@ -14,7 +14,7 @@ use user_core::service::ClientInfo;
 use user_core::{Error, GrantError};
 use warp::reply::Response;
 
-use super::guard::{Authenticated, Open};
+use super::guard::{Listener, Open};
 use super::{Call, success};
 use crate::error::ApiError;
 use crate::http::json;
@@ -108,7 +108,11 @@ fn token_response(state: &crate::AppState, tokens: &IssuedTokens) -> Response {
     (status = 415, description = "Not JSON", body = MainResponse),
     (status = 429, description = "Too many wrong codes from this account or address; see Retry-After", body = MainResponse),
 ))]
-pub(super) async fn approve_device(mut call: Call<Authenticated>) -> Result<Response, ApiError> {
+pub(super) async fn approve_device(mut call: Call<Listener>) -> Result<Response, ApiError> {
+    // A guest has nothing to lend another device (API.md: `access_denied`).
+    if call.caller.user().is_guest() {
+        return Err(Error::Forbidden(user_core::ForbiddenReason::GuestAccessDenied).into());
+    }
     let req: DeviceApproveRequest = call.json()?;
     // Anything that is not a code we could have made is wrong like an unknown one.
     let code = UserCode::parse(&req.user_code).map_err(|_| Error::InvalidUserCode)?;

@@ -5,7 +5,7 @@ use user_core::domain::{TrackBatch, TrackId};
 use warp::reply::Response;
 
 use super::call::PageParams;
-use super::guard::Authenticated;
+use super::guard::Listener;
 use super::{Call, success};
 use crate::error::ApiError;
 use crate::http::json;
@@ -35,7 +35,7 @@ impl utoipa::ToSchema for TrackIdInPath {}
 
 /// Which tracks a favorites call is about: the query's `track_id` (a
 /// comma-separated batch) or the single id in the path, never both.
-fn track_ids(call: &Call<Authenticated>) -> Result<TrackBatch, ApiError> {
+fn track_ids(call: &Call<Listener>) -> Result<TrackBatch, ApiError> {
     match (&call.path_param, call.query.joined("track_id")) {
         (Some(_), Some(_)) => {
             Err(ApiError::BadRequest("track_id: give it in the path or in the query, not both".into()))
@@ -52,13 +52,13 @@ fn track_ids(call: &Call<Authenticated>) -> Result<TrackBatch, ApiError> {
     }
 }
 
-async fn add(call: Call<Authenticated>) -> Result<Response, ApiError> {
+async fn add(call: Call<Listener>) -> Result<Response, ApiError> {
     let ids = track_ids(&call)?;
-    call.state.service.add_favorites(call.caller.id(), &ids).await?;
+    call.state.service.add_favorites_for(call.caller.user(), &ids).await?;
     Ok(success())
 }
 
-async fn remove(call: Call<Authenticated>) -> Result<Response, ApiError> {
+async fn remove(call: Call<Listener>) -> Result<Response, ApiError> {
     let ids = track_ids(&call)?;
     call.state.service.remove_favorites(call.caller.id(), &ids).await?;
     Ok(success())
@@ -71,7 +71,7 @@ async fn remove(call: Call<Authenticated>) -> Result<Response, ApiError> {
     (status = 200, description = "Added (idempotent)", body = MainResponse),
     (status = 400, description = "Missing or invalid track_id", body = MainResponse),
 ))]
-pub(super) async fn add_favorite(call: Call<Authenticated>) -> Result<Response, ApiError> {
+pub(super) async fn add_favorite(call: Call<Listener>) -> Result<Response, ApiError> {
     add(call).await
 }
 
@@ -82,7 +82,7 @@ pub(super) async fn add_favorite(call: Call<Authenticated>) -> Result<Response, 
     (status = 200, description = "Removed (idempotent)", body = MainResponse),
     (status = 400, description = "Missing or invalid track_id", body = MainResponse),
 ))]
-pub(super) async fn remove_favorite(call: Call<Authenticated>) -> Result<Response, ApiError> {
+pub(super) async fn remove_favorite(call: Call<Listener>) -> Result<Response, ApiError> {
     remove(call).await
 }
 
@@ -93,7 +93,7 @@ pub(super) async fn remove_favorite(call: Call<Authenticated>) -> Result<Respons
     (status = 200, description = "Added (idempotent)", body = MainResponse),
     (status = 400, description = "Invalid track_id, or also given in the query", body = MainResponse),
 ))]
-pub(super) async fn add_favorite_by_path(call: Call<Authenticated>) -> Result<Response, ApiError> {
+pub(super) async fn add_favorite_by_path(call: Call<Listener>) -> Result<Response, ApiError> {
     add(call).await
 }
 
@@ -104,7 +104,7 @@ pub(super) async fn add_favorite_by_path(call: Call<Authenticated>) -> Result<Re
     (status = 200, description = "Removed (idempotent)", body = MainResponse),
     (status = 400, description = "Invalid track_id, or also given in the query", body = MainResponse),
 ))]
-pub(super) async fn remove_favorite_by_path(call: Call<Authenticated>) -> Result<Response, ApiError> {
+pub(super) async fn remove_favorite_by_path(call: Call<Listener>) -> Result<Response, ApiError> {
     remove(call).await
 }
 
@@ -115,7 +115,7 @@ pub(super) async fn remove_favorite_by_path(call: Call<Authenticated>) -> Result
     (status = 200, description = "One page", body = FavoriteListResponse),
     (status = 400, description = "Bad limit or cursor", body = MainResponse),
 ))]
-pub(super) async fn list_favorites(call: Call<Authenticated>) -> Result<Response, ApiError> {
+pub(super) async fn list_favorites(call: Call<Listener>) -> Result<Response, ApiError> {
     let page = call.page()?;
     let favorites = call.state.service.list_favorites(call.caller.id(), &page).await?;
     Ok(json(&FavoriteListResponse {
@@ -136,7 +136,7 @@ pub(super) async fn list_favorites(call: Call<Authenticated>) -> Result<Response
     (status = 200, description = "Flags in request order", body = ContainsResponse),
     (status = 400, description = "Missing or invalid track_id", body = MainResponse),
 ))]
-pub(super) async fn contains_favorites(call: Call<Authenticated>) -> Result<Response, ApiError> {
+pub(super) async fn contains_favorites(call: Call<Listener>) -> Result<Response, ApiError> {
     let ids = track_ids(&call)?;
     let contains = call.state.service.contains(call.caller.id(), &ids).await?;
     Ok(json(&ContainsResponse { response: MainResponse::success(), contains }))

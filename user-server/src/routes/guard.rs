@@ -115,7 +115,8 @@ impl Guard for SigningIn {
 }
 
 /// A caller with a valid access token (bearer or cookie) of a live
-/// session that the second-factor policy does not restrict (403
+/// session of an account (403 `registration_required` for a guest: see
+/// [`Listener`]) that the second-factor policy does not restrict (403
 /// `mfa_enrollment_required` for one it does: see [`AnySession`]).
 pub(crate) struct Authenticated {
     claims: AccessClaims,
@@ -140,8 +141,9 @@ impl Authenticated {
 
 impl Guard for Authenticated {
     async fn check(state: &AppState, creds: &Credentials) -> Result<Self, ApiError> {
-        let (claims, user) = state.service.me(creds.access()?).await?;
-        Ok(Authenticated { claims, user })
+        let caller = Listener::check(state, creds).await?.0;
+        refuse_guest(&caller.user)?;
+        Ok(caller)
     }
 
     fn user_id(&self) -> Option<UserId> {
@@ -154,10 +156,108 @@ impl Guard for Authenticated {
     }
 }
 
+/// 403 `registration_required` for a guest account.
+fn refuse_guest(user: &User) -> Result<(), ApiError> {
+    if user.is_guest() {
+        return Err(user_core::Error::Forbidden(user_core::ForbiddenReason::GuestNotAllowed).into());
+    }
+    Ok(())
+}
+
+/// An account or a guest (v1.2): what [`Authenticated`] lets in, and
+/// guests too, for what a guest may do (favorites, its sessions, deleting
+/// itself).
+pub(crate) struct Listener(Authenticated);
+
+impl std::ops::Deref for Listener {
+    type Target = Authenticated;
+
+    fn deref(&self) -> &Authenticated {
+        &self.0
+    }
+}
+
+impl Guard for Listener {
+    async fn check(state: &AppState, creds: &Credentials) -> Result<Self, ApiError> {
+        let (claims, user) = state.service.me(creds.access()?).await?;
+        Ok(Listener(Authenticated { claims, user }))
+    }
+
+    fn user_id(&self) -> Option<UserId> {
+        Some(self.id())
+    }
+
+    fn document(operation: &mut Operation, writes: bool) {
+        Authenticated::document(operation, writes);
+    }
+}
+
+/// A guest (v1.2), for upgrading itself: 403 `not_a_guest` for an account.
+pub(crate) struct Guest(Authenticated);
+
+impl std::ops::Deref for Guest {
+    type Target = Authenticated;
+
+    fn deref(&self) -> &Authenticated {
+        &self.0
+    }
+}
+
+impl Guard for Guest {
+    async fn check(state: &AppState, creds: &Credentials) -> Result<Self, ApiError> {
+        let caller = state.service.caller(creds.access()?).await?;
+        if !caller.user.is_guest() {
+            return Err(user_core::Error::Forbidden(user_core::ForbiddenReason::NotAGuest).into());
+        }
+        Ok(Guest(Authenticated { claims: caller.claims, user: caller.user }))
+    }
+
+    fn user_id(&self) -> Option<UserId> {
+        Some(self.id())
+    }
+
+    fn document(operation: &mut Operation, writes: bool) {
+        let forbidden = if writes { "`code: not_a_guest`; or a cross-site request" } else { "`code: not_a_guest`" };
+        document_guard(operation, ACCESS_TOKEN, &[(401, "Unauthorized"), (403, forbidden)]);
+    }
+}
+
+/// Anyone asking for a guest account (v1.2): like [`SigningIn`] (the
+/// answer sets session cookies, so another site's page is refused), and
+/// whether the request already carries a live session (an access token, or
+/// a refresh cookie, of any account or guest).
+pub(crate) struct NewGuest {
+    pub signed_in: bool,
+}
+
+impl Guard for NewGuest {
+    async fn check(state: &AppState, creds: &Credentials) -> Result<Self, ApiError> {
+        let by_access = match creds.access_opt()? {
+            Some(token) => state.service.caller(token).await.is_ok(),
+            None => false,
+        };
+        let signed_in = by_access
+            || match creds.refresh_opt()? {
+                Some(refresh) => state.service.authenticate_refresh(refresh).await.is_ok(),
+                None => false,
+            };
+        Ok(NewGuest { signed_in })
+    }
+
+    fn check_origin(ctx: &RequestCtx, _: &Credentials) -> Result<(), ApiError> {
+        ctx.policy.check_same_site(&ctx.headers)
+    }
+
+    fn document(operation: &mut Operation, _: bool) {
+        SigningIn::document(operation, true);
+    }
+}
+
 /// What a session the second-factor policy restricts hears in the OpenAPI document.
-const RESTRICTED: &str = "`code: mfa_enrollment_required`: this account must add a second factor first";
-const RESTRICTED_OR_CROSS_SITE: &str =
-    "`code: mfa_enrollment_required`: this account must add a second factor first; or a cross-site request";
+const RESTRICTED: &str = "`code: mfa_enrollment_required`: this account must add a second factor first; \
+    `code: registration_required`: a guest account must register first";
+const RESTRICTED_OR_CROSS_SITE: &str = "`code: mfa_enrollment_required`: this account must add a second factor first; \
+    `code: registration_required`: a guest account must register first; or a cross-site request";
 
 /// Any caller with a valid access token of a live session, including one
 /// the second-factor policy restricts: for the few routes such a session
@@ -184,9 +284,42 @@ impl std::ops::Deref for AnySession {
 
 impl Guard for AnySession {
     async fn check(state: &AppState, creds: &Credentials) -> Result<Self, ApiError> {
+        let session = SessionHolder::check(state, creds).await?.0;
+        refuse_guest(session.user())?;
+        Ok(session)
+    }
+
+    fn user_id(&self) -> Option<UserId> {
+        Some(self.id())
+    }
+
+    fn document(operation: &mut Operation, writes: bool) {
+        let forbidden = if writes {
+            "`code: registration_required`: a guest account must register first; or a cross-site request"
+        } else {
+            "`code: registration_required`: a guest account must register first"
+        };
+        document_guard(operation, ACCESS_TOKEN, &[(401, "Unauthorized"), (403, forbidden)]);
+    }
+}
+
+/// Any live session at all: an account's (restricted or not) or a
+/// guest's. For `/user/get`, which every session may read.
+pub(crate) struct SessionHolder(AnySession);
+
+impl std::ops::Deref for SessionHolder {
+    type Target = AnySession;
+
+    fn deref(&self) -> &AnySession {
+        &self.0
+    }
+}
+
+impl Guard for SessionHolder {
+    async fn check(state: &AppState, creds: &Credentials) -> Result<Self, ApiError> {
         let caller = state.service.caller(creds.access()?).await?;
         let restricted = caller.restricted;
-        Ok(AnySession { caller: Authenticated { claims: caller.claims, user: caller.user }, restricted })
+        Ok(SessionHolder(AnySession { caller: Authenticated { claims: caller.claims, user: caller.user }, restricted }))
     }
 
     fn user_id(&self) -> Option<UserId> {

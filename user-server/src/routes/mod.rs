@@ -23,6 +23,7 @@ mod endpoint;
 mod factors;
 mod favorites;
 mod guard;
+mod guests;
 mod ops;
 mod pages;
 mod passkeys;

@@ -9,7 +9,7 @@ use user_core::domain::{DeviceName, Login, Password, SessionId, ValidationError}
 use user_core::service::{ClientInfo, LoginOutcome, StepUp};
 use warp::reply::Response;
 
-use super::guard::{Authenticated, RefreshCookie, SessionToEnd, SigningIn, SteppingUp};
+use super::guard::{Listener, RefreshCookie, SessionToEnd, SigningIn, SteppingUp};
 use super::{Call, success};
 use crate::AppState;
 use crate::error::ApiError;
@@ -204,7 +204,7 @@ pub(super) async fn reauth(mut call: Call<SteppingUp>) -> Result<Response, ApiEr
     (status = 200, description = "Live sessions, newest first; `current` marks the caller's", body = SessionListResponse),
     (status = 400, description = "A token cookie sent more than once", body = MainResponse),
 ))]
-pub(super) async fn list_sessions(call: Call<Authenticated>) -> Result<Response, ApiError> {
+pub(super) async fn list_sessions(call: Call<Listener>) -> Result<Response, ApiError> {
     let current = call.caller.claims().sid;
     let sessions = call.state.service.sessions(call.caller.id()).await?;
     Ok(json(&SessionListResponse {
@@ -221,7 +221,7 @@ pub(super) async fn list_sessions(call: Call<Authenticated>) -> Result<Response,
     (status = 400, description = "Not a session id, or a token cookie sent more than once", body = MainResponse),
     (status = 404, description = "Not a live session of the caller", body = MainResponse),
 ))]
-pub(super) async fn revoke_session(call: Call<Authenticated>) -> Result<Response, ApiError> {
+pub(super) async fn revoke_session(call: Call<Listener>) -> Result<Response, ApiError> {
     let id: SessionId = call.path_param.as_deref().unwrap_or_default().parse()?;
     call.state.service.revoke_own_session(call.caller.id(), id, &call.ctx.client()).await?;
     Ok(success())
@@ -232,7 +232,7 @@ pub(super) async fn revoke_session(call: Call<Authenticated>) -> Result<Response
     (status = 200, description = "The others ended; how many", body = RevokedResponse),
     (status = 400, description = "A token cookie sent more than once", body = MainResponse),
 ))]
-pub(super) async fn revoke_other_sessions(call: Call<Authenticated>) -> Result<Response, ApiError> {
+pub(super) async fn revoke_other_sessions(call: Call<Listener>) -> Result<Response, ApiError> {
     let claims = call.caller.claims();
     let revoked = call.state.service.revoke_other_sessions(claims.sub, claims.sid, &call.ctx.client()).await?;
     Ok(json(&RevokedResponse { message: "success".into(), status: 200, revoked }))

@@ -20,12 +20,14 @@ use crate::security::Action;
 /// resource and add one line here.
 fn table() -> Vec<Endpoint> {
     use super::{
-        account::*, admin::*, device::*, factors::*, favorites::*, ops::*, pages::*, passkeys::*, recovery::*,
-        session::*,
+        account::*, admin::*, device::*, factors::*, favorites::*, guests::*, ops::*, pages::*, passkeys::*,
+        recovery::*, session::*,
     };
     vec![
         Endpoint::of::<__path_register, _, _, _>(register).throttled(Action::Register),
         Endpoint::of::<__path_login, _, _, _>(login).throttled(Action::Login),
+        Endpoint::of::<__path_create_guest, _, _, _>(create_guest).throttled(Action::Guest),
+        Endpoint::of::<__path_upgrade_guest, _, _, _>(upgrade_guest).throttled(Action::Register),
         Endpoint::of::<__path_login_mfa, _, _, _>(login_mfa).throttled(Action::Login),
         Endpoint::of::<__path_security, _, _, _>(security),
         Endpoint::of::<__path_totp_enroll, _, _, _>(totp_enroll).throttled(Action::Update),

@@ -61,13 +61,14 @@ async fn the_lockout_wait_is_capped_at_fifteen_minutes() {
 async fn logins_are_throttled_per_client_ip_with_retry_after() {
     let mut app = app().await;
     app.register("alice").await;
-    let throttle = Throttle::new(
+    let throttle = Throttle::new([
         "100/min".parse().unwrap(),
         "3/min".parse().unwrap(),
         "100/min".parse().unwrap(),
         "100/min".parse().unwrap(),
         "100/min".parse().unwrap(),
-    );
+        "100/min".parse().unwrap(),
+    ]);
     with_policy(&mut app, Policy { throttle: Some(throttle), ..Policy::default() });
     for _ in 0..3 {
         app.send(login("nobody", "correct horse")).await.error(404);
@@ -83,13 +84,14 @@ async fn logins_are_throttled_per_client_ip_with_retry_after() {
 async fn behind_a_trusted_proxy_each_forwarded_client_has_its_own_limit() {
     let mut app = app().await;
     app.register("alice").await;
-    let throttle = Throttle::new(
+    let throttle = Throttle::new([
         "100/min".parse().unwrap(),
         "1/min".parse().unwrap(),
         "100/min".parse().unwrap(),
         "100/min".parse().unwrap(),
         "100/min".parse().unwrap(),
-    );
+        "100/min".parse().unwrap(),
+    ]);
     let trusted = vec!["127.0.0.0/8".parse().unwrap()];
     with_policy(&mut app, Policy { throttle: Some(throttle), trusted_proxies: trusted, ..Policy::default() });
     let from = |ip: &str| login("alice", "correct horse").header("x-forwarded-for", ip);
@@ -196,7 +198,7 @@ async fn profile_updates_are_throttled_per_client_ip() {
     let (plenty, one) = ("100/min".parse().unwrap(), "2/min".parse().unwrap());
     with_policy(
         &mut app,
-        Policy { throttle: Some(Throttle::new(plenty, plenty, plenty, one, plenty)), ..Policy::default() },
+        Policy { throttle: Some(Throttle::new([plenty, plenty, plenty, one, plenty, plenty])), ..Policy::default() },
     );
     let guess = |n: u32| {
         req("PUT", "/user/update")

@@ -8,8 +8,8 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::{
-    AccountChanges, AuditFilter, AuditRecord, LoginAttempt, NewSession, Rotation, SessionRecord, Store, TaskCounts,
-    TaskKind, TaskStatus, User, UserChanges, UserKey, UserRecord, WaitingTasks,
+    AccountChanges, AuditFilter, AuditRecord, GuestFilter, GuestUpgrade, LoginAttempt, NewSession, Rotation,
+    SessionRecord, Store, TaskCounts, TaskKind, TaskStatus, User, UserChanges, UserKey, UserRecord, WaitingTasks,
 };
 use crate::domain::{Amr, AuthMethod, Email, Role, SessionId, TrackBatch, TrackId, UserId, Username};
 use crate::error::{ConflictField, Error};
@@ -79,7 +79,10 @@ macro_rules! suite {
             an_mfa_sign_in_completes_once_and_dies_after_too_many_wrong_codes,
             admins_without_a_second_factor_are_listed_by_name,
             a_passkey_is_one_account_s_and_its_counter_moves_once,
-            a_ceremony_is_taken_once_for_its_purpose_before_it_expires
+            a_ceremony_is_taken_once_for_its_purpose_before_it_expires,
+            a_guest_upgrades_once_keeping_its_id_sessions_and_favorites,
+            listings_include_exclude_or_only_take_guests,
+            idle_guests_are_deleted_with_a_task_and_active_ones_kept
         );
     };
     (@cases $make:expr; $($name:ident),* $(,)?) => {
@@ -98,6 +101,7 @@ pub(crate) use suite;
 mod devices;
 mod factors;
 mod favorites;
+mod guests;
 mod passkeys;
 mod sessions;
 mod tasks;
@@ -107,11 +111,35 @@ mod users;
 pub(crate) use devices::*;
 pub(crate) use factors::*;
 pub(crate) use favorites::*;
+pub(crate) use guests::*;
 pub(crate) use passkeys::*;
 pub(crate) use sessions::*;
 pub(crate) use tasks::*;
 pub(crate) use tokens::*;
 pub(crate) use users::*;
+
+/// Runs `f` twelve times at once, released by a barrier; how many said yes.
+async fn at_once<F, Fut>(f: F) -> usize
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = bool> + Send + 'static,
+{
+    let barrier = Arc::new(tokio::sync::Barrier::new(12));
+    let tasks: Vec<_> = (0..12)
+        .map(|_| {
+            let (barrier, attempt) = (barrier.clone(), f());
+            tokio::spawn(async move {
+                barrier.wait().await;
+                attempt.await
+            })
+        })
+        .collect();
+    let mut yes = 0;
+    for task in tasks {
+        yes += usize::from(task.await.unwrap());
+    }
+    yes
+}
 
 fn t0() -> DateTime<Utc> {
     DateTime::from_timestamp_millis(1_800_000_000_123).unwrap()

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use uuid::Uuid;
 
-use super::{t0, user};
+use super::{at_once, t0, user};
 use crate::domain::{SessionId, UserId};
 use crate::store::{Ceremony, CeremonyPurpose, MailPayload, NewMail, PasskeyRecord, Store, TaskKind};
 
@@ -29,29 +29,6 @@ fn passkey(user: UserId, credential: u8) -> PasskeyRecord {
 
 fn notice() -> NewMail {
     NewMail { kind: TaskKind::EmailSecurityChanged, payload: MailPayload::default(), token: None }
-}
-
-/// Runs `f` twelve times at once, released by a barrier; how many said yes.
-async fn at_once<F, Fut>(f: F) -> usize
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = bool> + Send + 'static,
-{
-    let barrier = Arc::new(tokio::sync::Barrier::new(12));
-    let tasks: Vec<_> = (0..12)
-        .map(|_| {
-            let (barrier, attempt) = (barrier.clone(), f());
-            tokio::spawn(async move {
-                barrier.wait().await;
-                attempt.await
-            })
-        })
-        .collect();
-    let mut yes = 0;
-    for task in tasks {
-        yes += usize::from(task.await.unwrap());
-    }
-    yes
 }
 
 pub(crate) async fn a_passkey_is_one_account_s_and_its_counter_moves_once(store: Arc<dyn Store>) {

@@ -22,7 +22,7 @@ pub(crate) async fn usernames_are_unique_case_insensitively_under_concurrent_ins
         }
     }
     assert_eq!(ok, 1);
-    assert_eq!(store.list_users(None, 100).await.unwrap().len(), 1);
+    assert_eq!(store.list_users(None, 100, GuestFilter::Include).await.unwrap().len(), 1);
 }
 
 pub(crate) async fn emails_are_unique(store: Arc<dyn Store>) {
@@ -88,9 +88,9 @@ pub(crate) async fn users_list_oldest_first_with_keyset_pages(store: Arc<dyn Sto
     for name in ["user1", "user2", "user3", "user4", "user5"] {
         ids.push(user(&store, name).await);
     }
-    let first = store.list_users(None, 2).await.unwrap();
+    let first = store.list_users(None, 2, GuestFilter::Include).await.unwrap();
     assert_eq!(first.iter().map(|u| u.id).collect::<Vec<_>>(), ids[..2]);
-    let rest = store.list_users(Some(first[1].id), 10).await.unwrap();
+    let rest = store.list_users(Some(first[1].id), 10, GuestFilter::Include).await.unwrap();
     assert_eq!(rest.iter().map(|u| u.id).collect::<Vec<_>>(), ids[2..]);
 }
 

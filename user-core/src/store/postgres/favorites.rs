@@ -135,6 +135,15 @@ impl FavoriteStore for PostgresStore {
         Ok(self.favorite_removes.call(change).await?.1)
     }
 
+    async fn count_favorites(&self, user: UserId) -> Result<u64> {
+        let n: i64 = sqlx::query_scalar("select count(*) from favorites where user_id = $1")
+            .bind(user.as_uuid())
+            .fetch_one(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(n as u64)
+    }
+
     async fn favorites_contain(&self, user: UserId, tracks: &[TrackId]) -> Result<Vec<bool>> {
         let ids: Vec<&str> = tracks.iter().map(TrackId::as_str).collect();
         let found: Vec<String> =

@@ -13,8 +13,8 @@ use super::tokens::{enqueue_mails, void_stale_verification, void_tokens};
 use crate::domain::{Email, Role, UserId, Username};
 use crate::error::{ConflictField, Error, Result};
 use crate::store::{
-    AccountChanges, LockRule, LoginAttempt, NewMail, TaskKind, TokenPurpose, User, UserChanges, UserKey, UserRecord,
-    UserStore,
+    AccountChanges, GuestFilter, GuestUpgrade, LockRule, LoginAttempt, NewMail, TaskKind, TokenPurpose, User,
+    UserChanges, UserKey, UserRecord, UserStore,
 };
 
 #[async_trait]
@@ -306,15 +306,54 @@ impl UserStore for PostgresStore {
         Ok(true)
     }
 
-    async fn list_users(&self, after: Option<UserId>, limit: u32) -> Result<Vec<User>> {
+    async fn list_users(&self, after: Option<UserId>, limit: u32, guests: GuestFilter) -> Result<Vec<User>> {
         // A plain range (the nil UUID sorts first) keeps the scan on the index at any depth.
-        let rows = sqlx::query("select * from users where id > $1 order by id limit $2")
+        let sql = format!("select * from users where id > $1{} order by id limit $2", guests.sql());
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(after.map_or(Uuid::nil(), |a| a.as_uuid()))
             .bind(i64::from(limit))
             .fetch_all(&self.pool)
             .await
             .map_err(map_err)?;
         rows.iter().map(|r| user_record(r).map(|r| r.user)).collect()
+    }
+
+    async fn upgrade_guest(&self, upgrade: &GuestUpgrade) -> Result<Option<UserRecord>> {
+        let mut tx = self.begin().await?;
+        check_reserved(&mut tx, &upgrade.email, upgrade.id, upgrade.now).await?;
+        let row = sqlx::query(
+            "update users set username = $2, email = $3, email_verified = false, password_hash = $4,                role = 'user', updated_at = $5              where id = $1 and role = 'guest' returning *",
+        )
+        .bind(upgrade.id.as_uuid())
+        .bind(upgrade.username.as_str())
+        .bind(upgrade.email.as_str())
+        .bind(&upgrade.password_hash)
+        .bind(upgrade.now)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        let Some(row) = row else { return Ok(None) };
+        enqueue_mails(&mut tx, upgrade.id, &upgrade.mails, upgrade.now).await?;
+        tx.commit().await.map_err(map_err)?;
+        user_record(&row).map(Some)
+    }
+
+    async fn delete_idle_guests(&self, idle_since: DateTime<Utc>, limit: u32, now: DateTime<Utc>) -> Result<u64> {
+        let mut tx = self.begin().await?;
+        // `skip locked`: replicas running the pass at once take different guests.
+        let deleted: Vec<Uuid> = sqlx::query_scalar(
+            "delete from users where id in (                select id from users u where role = 'guest' and created_at < $1                  and not exists (select 1 from sessions s where s.user_id = u.id and s.last_used_at >= $1)                order by created_at limit $2 for update skip locked)              and role = 'guest' returning id",
+        )
+        .bind(idle_since)
+        .bind(i64::from(limit))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        for id in &deleted {
+            enqueue(&mut tx, TaskKind::UserDeleted, UserId::from_uuid(*id), None, now).await?;
+        }
+        tx.commit().await.map_err(map_err)?;
+        Ok(deleted.len() as u64)
     }
 
     async fn search_users(&self, prefix: &str, after: Option<UserId>, limit: u32) -> Result<Vec<User>> {

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::params;
 
 use super::SqliteStore;
-use super::rows::{col, execute, favorite_columns, favorite_record, millis, query_all, query_first};
+use super::rows::{col, execute, favorite_columns, favorite_record, millis, query_all, query_first, query_opt};
 use super::tasks::enqueue;
 use crate::domain::{TrackId, UserId};
 use crate::error::{Error, Result};
@@ -57,6 +57,16 @@ impl FavoriteStore for SqliteStore {
             Ok(removed)
         })
         .await
+    }
+
+    async fn count_favorites(&self, user: UserId) -> Result<u64> {
+        self.read(move |conn| {
+            let n =
+                query_opt(conn, "select count(*) as n from favorites where user_id = ?1", [user.as_uuid()], |row| {
+                    col::<i64>(row, "n")
+                })?;
+            Ok(n.unwrap_or_default() as u64)
+        })
     }
 
     async fn favorites_contain(&self, user: UserId, tracks: &[TrackId]) -> Result<Vec<bool>> {

@@ -212,7 +212,7 @@ mod tests {
             let name: crate::domain::Username = format!("user{i}").try_into().unwrap();
             assert!(store.find_user(UserKey::Username(&name)).await.unwrap().is_some(), "user{i} lost");
         }
-        assert_eq!(store.list_users(None, 1000).await.unwrap().len(), 1 + 133);
+        assert_eq!(store.list_users(None, 1000, crate::store::GuestFilter::Include).await.unwrap().len(), 1 + 133);
     }
 
     /// A page of favorites is read by a statement prepared once: with its

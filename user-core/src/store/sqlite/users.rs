@@ -12,8 +12,8 @@ use super::tokens::{enqueue_mails, void_stale_verification, void_tokens};
 use crate::domain::{Email, UserId, Username};
 use crate::error::{ConflictField, Error, Result};
 use crate::store::{
-    AccountChanges, LockRule, LoginAttempt, NewMail, TaskKind, TokenPurpose, User, UserChanges, UserKey, UserRecord,
-    UserStore,
+    AccountChanges, GuestFilter, GuestUpgrade, LockRule, LoginAttempt, NewMail, TaskKind, TokenPurpose, User,
+    UserChanges, UserKey, UserRecord, UserStore,
 };
 
 #[async_trait]
@@ -302,17 +302,61 @@ impl UserStore for SqliteStore {
         .await
     }
 
-    async fn list_users(&self, after: Option<UserId>, limit: u32) -> Result<Vec<User>> {
+    async fn list_users(&self, after: Option<UserId>, limit: u32, guests: GuestFilter) -> Result<Vec<User>> {
         // A plain range (the nil UUID sorts first) keeps the scan on the index
         // at any depth; `?1 is null or …` would scan from the start.
-        self.read(|conn| {
-            query_all(
-                conn,
-                concat!("select ", user_columns!(), " from users where id > ?1 order by id limit ?2"),
-                params![after.map_or(uuid::Uuid::nil(), |a| a.as_uuid()), i64::from(limit)],
-                |row| user_record(row).map(|r| r.user),
-            )
+        let sql = format!("select {} from users where id > ?1{} order by id limit ?2", user_columns!(), guests.sql());
+        self.read(move |conn| {
+            query_all(conn, &sql, params![after.map_or(uuid::Uuid::nil(), |a| a.as_uuid()), i64::from(limit)], |row| {
+                user_record(row).map(|r| r.user)
+            })
         })
+    }
+
+    async fn upgrade_guest(&self, upgrade: &GuestUpgrade) -> Result<Option<UserRecord>> {
+        let upgrade = upgrade.clone();
+        self.write(move |conn| {
+            let id = upgrade.id;
+            check_reserved(conn, &upgrade.email, id, upgrade.now)?;
+            let record = query_opt(
+                conn,
+                concat!(
+                    "update users set username = ?2, email = ?3, email_verified = 0, password_hash = ?4,                        role = 'user', updated_at = ?5                      where id = ?1 and role = 'guest' returning ",
+                    user_columns!()
+                ),
+                params![
+                    id.as_uuid(),
+                    upgrade.username.as_str(),
+                    upgrade.email.as_str(),
+                    upgrade.password_hash,
+                    millis(upgrade.now)
+                ],
+                user_record,
+            )?;
+            if record.is_some() {
+                enqueue_mails(conn, id, &upgrade.mails, upgrade.now)?;
+            }
+            Ok(record)
+        })
+        .await
+    }
+
+    async fn delete_idle_guests(&self, idle_since: DateTime<Utc>, limit: u32, now: DateTime<Utc>) -> Result<u64> {
+        self.write(move |conn| {
+            let idle = query_all(
+                conn,
+                "select id from users u where role = 'guest' and created_at < ?1                    and not exists (select 1 from sessions s where s.user_id = u.id and s.last_used_at >= ?1)                  order by created_at limit ?2",
+                params![millis(idle_since), i64::from(limit)],
+                |row| col::<uuid::Uuid>(row, "id"),
+            )?;
+            for id in &idle {
+                // Sessions and favorites go with the guest by `on delete cascade`.
+                execute(conn, "delete from users where id = ?1 and role = 'guest'", [id])?;
+                enqueue(conn, TaskKind::UserDeleted, UserId::from_uuid(*id), None, now)?;
+            }
+            Ok(idle.len() as u64)
+        })
+        .await
     }
 
     async fn search_users(&self, prefix: &str, after: Option<UserId>, limit: u32) -> Result<Vec<User>> {

@@ -143,7 +143,7 @@ async fn users_are_listed_oldest_first_page_by_page() {
     let mut seen = Vec::new();
     let mut page = PageRequest::first(2).unwrap();
     loop {
-        let result = app.service.list_users(&page).await.unwrap();
+        let result = app.service.list_users(&page, GuestFilter::Include).await.unwrap();
         seen.extend(result.items.iter().map(|u| u.id));
         match result.next_cursor {
             Some(c) => page = PageRequest::first(2).unwrap().after(c),
@@ -151,7 +151,7 @@ async fn users_are_listed_oldest_first_page_by_page() {
         }
     }
     assert_eq!(seen, ids);
-    let exact = app.service.list_users(&PageRequest::first(5).unwrap()).await.unwrap();
+    let exact = app.service.list_users(&PageRequest::first(5).unwrap(), GuestFilter::Include).await.unwrap();
     assert_eq!((exact.items.len(), exact.next_cursor), (5, None));
 }
 
@@ -162,7 +162,9 @@ async fn a_foreign_cursor_is_a_validation_error() {
     app.service.add_favorites(user.id, &TrackBatch::parse("1,2").unwrap()).await.unwrap();
     let favs = app.service.list_favorites(user.id, &PageRequest::first(1).unwrap()).await.unwrap();
     let foreign = PageRequest::first(1).unwrap().after(favs.next_cursor.unwrap());
-    assert!(matches!(app.service.list_users(&foreign).await, Err(Error::Validation(e)) if e.field == "cursor"));
+    assert!(
+        matches!(app.service.list_users(&foreign, GuestFilter::Include).await, Err(Error::Validation(e)) if e.field == "cursor")
+    );
 }
 
 #[tokio::test]

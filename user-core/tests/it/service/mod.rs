@@ -9,7 +9,7 @@ use user_core::clock::ManualClock;
 use user_core::domain::{DeviceName, Email, Login, Password, Role, TrackBatch, TrackId, UserId, Username};
 use user_core::page::PageRequest;
 use user_core::service::{ClientInfo, ProfileUpdate, Registration};
-use user_core::store::{self, AccountChanges, AuditFilter, Store, TaskKind, User, UserKey};
+use user_core::store::{self, AccountChanges, AuditFilter, GuestFilter, Store, TaskKind, User, UserKey};
 use user_core::{ConflictField, Error, ForbiddenReason, ServiceConfig, UnauthorizedReason, UserService};
 
 mod accounts;

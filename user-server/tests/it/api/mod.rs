@@ -15,6 +15,7 @@ mod admin_ops;
 mod device;
 mod factors;
 mod favorites;
+mod guests;
 mod passkeys;
 mod protection;
 mod recovery;

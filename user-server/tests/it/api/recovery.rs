@@ -220,9 +220,9 @@ async fn the_locale_comes_from_the_body_else_accept_language_else_english() {
 async fn each_address_gets_one_reset_mail_a_minute_known_or_not() {
     let mut app = mail_app().await;
     app.register("alice").await;
-    let rate = "100/min".parse().unwrap();
+    let rate: user_server::security::Rate = "100/min".parse().unwrap();
     app.state.policy = std::sync::Arc::new(Policy {
-        throttle: Some(Throttle::new(rate, rate, rate, rate, rate)),
+        throttle: Some(Throttle::new([rate, rate, rate, rate, rate, rate])),
         ..Policy::default()
     });
     for email in ["alice@example.com", "nobody@example.com"] {
@@ -275,9 +275,9 @@ async fn the_account_pages_show_a_form_in_the_readers_language_and_use_nothing_o
 #[tokio::test]
 async fn forgot_is_limited_per_client_address() {
     let mut app = mail_app().await;
-    let (plenty, two) = ("100/min".parse().unwrap(), "2/min".parse().unwrap());
+    let (plenty, two): (user_server::security::Rate, _) = ("100/min".parse().unwrap(), "2/min".parse().unwrap());
     app.state.policy = std::sync::Arc::new(Policy {
-        throttle: Some(Throttle::new(plenty, plenty, plenty, plenty, two)),
+        throttle: Some(Throttle::new([plenty, plenty, plenty, plenty, two, plenty])),
         ..Policy::default()
     });
     for n in 0..2 {

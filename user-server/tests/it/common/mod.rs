@@ -108,6 +108,12 @@ pub fn req(method: &str, path: &str) -> Req {
     Req(warp::test::request().method(method).path(path).remote_addr("127.0.0.1:40000".parse().unwrap()))
 }
 
+impl From<warp::test::RequestBuilder> for Req {
+    fn from(builder: warp::test::RequestBuilder) -> Self {
+        Req(builder)
+    }
+}
+
 impl Req {
     pub fn json(self, body: Value) -> Self {
         Req(self.0.header("content-type", "application/json").body(body.to_string()))
