@@ -413,6 +413,53 @@ impl Client {
         }
     }
 
+    /// `POST /user/guest` (v1.2): starts as a guest account (no username,
+    /// address or password) and keeps its session. A guest may read
+    /// [`Client::me`] (`guest: true`), keep favorites, see and end its
+    /// sessions, delete itself and [upgrade](Client::upgrade_guest); other
+    /// calls answer 403 `registration_required` ([`Error::code`]).
+    ///
+    /// ```no_run
+    /// # async fn run(client: user_client::Client) -> Result<(), user_client::Error> {
+    /// client.guest().await?;
+    /// client.add_favorites(&["42"]).await?;                  // listen first…
+    /// client.upgrade_guest("alice", "alice@example.com", "correct horse").await?; // …register later
+    /// assert_eq!(client.list_favorites(None, None).await?.tracks[0].track_id, "42");
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// 409 `already_signed_in` when this client holds a session; 429 past
+    /// the per-address or overall limit; 403 `guests_off`.
+    pub async fn guest(&self) -> Result<LoginResponse> {
+        let reply: LoginResponse = self.send(self.http.post(self.url("/user/guest"))).await?;
+        self.set_access_token(Some(reply.token.clone())).await;
+        Ok(reply)
+    }
+
+    /// `POST /user/guest/upgrade` (v1.2): makes the signed-in guest an
+    /// account with this username, address and password, keeping its id,
+    /// favorites and sessions; keeps the new tokens (role `user`).
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] for a field that breaks a rule (checked before
+    /// sending; the server also refuses common passwords); 409 when the name
+    /// or address is taken; 403 `not_a_guest` for an account.
+    pub async fn upgrade_guest(&self, username: &str, email: &str, password: &str) -> Result<LoginResponse> {
+        Username::parse(username)?;
+        Email::parse(email)?;
+        Password::parse(password)?;
+        let body = RegisterRequest {
+            username: username.into(),
+            password: password.into(),
+            email: email.into(),
+            locale: self.locale,
+        };
+        let reply: LoginResponse = self.authed(Method::POST, "/user/guest/upgrade", |r| r.json(&body)).await?;
+        self.set_access_token(Some(reply.token.clone())).await;
+        Ok(reply)
+    }
+
     /// `POST /user/login/mfa` (v1.2): completes a sign-in [`Client::login`]
     /// answered with [`Error::MfaRequired`], with a code from the
     /// authenticator app or a recovery code; keeps the session.

@@ -354,3 +354,25 @@ async fn a_client_can_bring_its_own_http_client_and_user_agent() {
     // No mail transport is configured: a call that sends mail is 503.
     assert!(named.forgot_password("dave@example.com").await.unwrap_err().is_unavailable());
 }
+
+#[tokio::test]
+async fn a_guest_listens_then_upgrades_in_place() {
+    let srv = server().await;
+    let client = srv.client();
+    let started = client.guest().await.unwrap();
+    client.add_favorites(&["42"]).await.unwrap();
+    let me = client.me().await.unwrap();
+    assert!(me.guest && me.username.is_none() && me.email.is_none(), "{me:?}");
+    let refused = client.update(&UpdateRequest { username: Some("sneaky".into()), ..Default::default() }).await;
+    assert_eq!(refused.unwrap_err().code(), Some("registration_required"));
+    let again = client.guest().await.unwrap_err();
+    assert_eq!((again.status(), again.code()), (Some(409), Some("already_signed_in")));
+    assert!(matches!(client.upgrade_guest("al", "a@example.com", "correct horse").await, Err(Error::Invalid(_))));
+    let upgraded = client.upgrade_guest("alice", "alice@example.com", "correct horse").await.unwrap();
+    assert_eq!(upgraded.id, started.id, "the same account");
+    let me = client.me().await.unwrap();
+    assert_eq!((me.username.as_deref(), me.guest), (Some("alice"), false));
+    assert_eq!(client.list_favorites(None, None).await.unwrap().tracks[0].track_id, "42");
+    let not_a_guest = client.upgrade_guest("bob", "bob@example.com", "correct horse").await.unwrap_err();
+    assert_eq!(not_a_guest.code(), Some("not_a_guest"));
+}
