@@ -57,3 +57,9 @@ create table identities (
     primary key (issuer, subject)
 );
 create unique index identities_user_provider on identities (user_id, provider);
+
+-- WebAuthn ceremonies, provider sign-ins in flight and identities held for
+-- linking are all short, single-use, purpose-bound exchanges: one table.
+-- `challenge` carries what the purpose needs (the WebAuthn challenge; a
+-- provider sign-in's nonce, PKCE verifier and return address).
+alter table webauthn_ceremonies rename to ceremonies;

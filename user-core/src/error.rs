@@ -101,6 +101,10 @@ pub enum Error {
     /// Removing this would leave the account no way to sign in (HTTP 409).
     #[error("this is the account's last way to sign in")]
     LastSignInMethod,
+    /// (v1.2) The identity belongs to another account, or the account has
+    /// one at that provider already (409, `identity_in_use`).
+    #[error("this identity is linked to another account, or this account has one at that provider")]
+    IdentityInUse,
     /// (v1.2) A guest account was asked for by a client that is signed in
     /// already (409, `already_signed_in`).
     #[error("already signed in: sign out first, or keep using this session")]
@@ -161,7 +165,8 @@ impl Error {
             | Error::NoSecondFactor
             | Error::OwnSecondFactors
             | Error::LastSignInMethod
-            | Error::AlreadySignedIn => 409,
+            | Error::AlreadySignedIn
+            | Error::IdentityInUse => 409,
             Error::Throttled { .. } => 429,
             Error::Overloaded | Error::MailNotConfigured | Error::PasskeysNotConfigured => 503,
             Error::Internal(_) => 500,
@@ -185,6 +190,7 @@ impl Error {
             Error::SecondFactorNeeded => Some("mfa_required"),
             Error::LastSignInMethod => Some("last_sign_in_method"),
             Error::AlreadySignedIn => Some("already_signed_in"),
+            Error::IdentityInUse => Some("identity_in_use"),
             Error::Forbidden(ForbiddenReason::GuestsOff) => Some("guests_off"),
             Error::Forbidden(ForbiddenReason::GuestAccessDenied) => Some("access_denied"),
             _ => None,

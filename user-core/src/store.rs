@@ -32,7 +32,8 @@ use crate::error::Result;
 pub use postgres::PostgresStore;
 pub use records::{
     AccountChanges, AuditFilter, AuditRecord, Ceremony, CeremonyPurpose, DeferredTask, Favorite, GuestFilter,
-    MailPayload, PasskeyRecord, SessionRecord, TaskCounts, TaskKind, TaskStatus, User, UserKey,
+    IdentityRecord, MailPayload, PasskeyRecord, SessionRecord, TaskCounts, TaskKind, TaskStatus, Unlinked, User,
+    UserKey,
 };
 pub(crate) use records::{
     Approval, Claim, DeviceDecision, DeviceGrant, DevicePoll, EmailRevert, GuestUpgrade, LoginAttempt, MfaChallenge,
@@ -44,8 +45,8 @@ pub use sqlite::SqliteStore;
 pub use traced::traced;
 pub use traits::Store;
 pub(crate) use traits::{
-    AuditStore, DEVICE_GRANT_KEPT, DeviceStore, FactorStore, FavoriteStore, LockRule, PasskeyStore, SecretStore,
-    SessionStore, TaskStore, TokenMail, TokenOwner, TokenStore, UserStore,
+    AuditStore, DEVICE_GRANT_KEPT, DeviceStore, FactorStore, FavoriteStore, IdentityStore, LockRule, PasskeyStore,
+    SecretStore, SessionStore, TaskStore, TokenMail, TokenOwner, TokenStore, UserStore,
 };
 
 /// The storage traits and the records they carry (feature `backend`), for
@@ -60,8 +61,8 @@ pub mod backend {
         TokenPurpose, TotpFactor, UserChanges, UserCodeAction, UserRecord, WaitingTasks,
     };
     pub use crate::store::traits::{
-        AuditStore, DEVICE_GRANT_KEPT, DeviceStore, FactorStore, FavoriteStore, LockRule, PasskeyStore, SecretStore,
-        SessionStore, TaskStore, TokenMail, TokenOwner, TokenStore, UserStore,
+        AuditStore, DEVICE_GRANT_KEPT, DeviceStore, FactorStore, FavoriteStore, IdentityStore, LockRule, PasskeyStore,
+        SecretStore, SessionStore, TaskStore, TokenMail, TokenOwner, TokenStore, UserStore,
     };
 }
 

@@ -873,6 +873,12 @@ pub enum CeremonyPurpose {
     Mfa,
     /// A step-up of a session.
     Reauth,
+    /// A sign-in at another provider in flight (`/auth/{provider}/start`
+    /// to its callback): the challenge holds its [`ProviderState`](crate::auth::oidc::ProviderState).
+    ProviderSignIn,
+    /// A provider identity held until the account with its verified
+    /// address signs in and links it (`link_required`).
+    IdentityLink,
 }
 
 impl CeremonyPurpose {
@@ -883,18 +889,22 @@ impl CeremonyPurpose {
             CeremonyPurpose::Login => "login",
             CeremonyPurpose::Mfa => "mfa",
             CeremonyPurpose::Reauth => "reauth",
+            CeremonyPurpose::ProviderSignIn => "provider",
+            CeremonyPurpose::IdentityLink => "identity_link",
         }
     }
 }
 
-/// A WebAuthn ceremony as started: single use, minutes long.
+/// A short exchange as started — a WebAuthn ceremony, a provider sign-in,
+/// an identity held for linking: single use, bound to its purpose, minutes long.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ceremony {
     /// The SHA-256 of the token the client holds.
     pub digest: [u8; 32],
     /// What it is for.
     pub purpose: CeremonyPurpose,
-    /// The challenge the authenticator must sign.
+    /// The challenge the authenticator must sign; for the other purposes,
+    /// what they carry (JSON).
     pub challenge: Vec<u8>,
     /// The account, where known (registration, second step, step-up).
     pub user: Option<UserId>,
@@ -906,4 +916,35 @@ pub struct Ceremony {
     pub created_at: DateTime<Utc>,
     /// When it stops working.
     pub expires_at: DateTime<Utc>,
+}
+
+/// An account's identity at another provider, keyed as the provider keys
+/// it: (issuer, subject).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdentityRecord {
+    /// The provider's issuer URL (GitHub: `https://github.com`).
+    pub issuer: String,
+    /// The provider's id of the person.
+    pub subject: String,
+    /// The configured provider name (`google`, `apple`, …).
+    pub provider: String,
+    /// The account it signs in to.
+    pub user: UserId,
+    /// The address the provider named (lower-cased), if any.
+    pub email: Option<Email>,
+    /// Whether the provider said it verified that address.
+    pub email_verified: bool,
+    /// When it was linked.
+    pub linked_at: DateTime<Utc>,
+}
+
+/// What removing an identity did (see [`super::IdentityStore::unlink_identity`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unlinked {
+    /// Removed.
+    Removed,
+    /// The account has no identity at that provider.
+    NotFound,
+    /// It is the account's last way to sign in: kept.
+    LastSignInMethod,
 }

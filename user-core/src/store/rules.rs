@@ -100,7 +100,21 @@ pub(crate) fn refused_attempt(locked_until: Option<Option<DateTime<Utc>>>, now: 
 /// longer: [`crate::store::DEVICE_GRANT_KEPT`].)
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub(crate) const EXPIRING: [&str; 5] =
-    ["account_tokens", "device_cookies", "email_reverts", "mfa_challenges", "webauthn_ceremonies"];
+    ["account_tokens", "device_cookies", "email_reverts", "mfa_challenges", "ceremonies"];
+
+/// Removes the identity of account `{p}1` at provider `{p}2` only if the
+/// account keeps another way to sign in — a password, a passkey, another
+/// identity: what "the last way to sign in" means, written once for both
+/// backends.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) fn unlink_identity_statement(p: char) -> String {
+    format!(
+        "delete from identities where user_id = {p}1 and provider = {p}2 \
+           and (exists (select 1 from users u where u.id = {p}1 and u.password_hash is not null) \
+             or exists (select 1 from passkeys k where k.user_id = {p}1) \
+             or exists (select 1 from identities o where o.user_id = {p}1 and o.provider <> {p}2))"
+    )
+}
 
 /// The active admins with no second factor (no confirmed TOTP, no passkey),
 /// by name, at most `{placeholder}1` of them: what counts as a second

@@ -9,15 +9,15 @@ use uuid::Uuid;
 
 use super::records::{
     AccountChanges, AuditFilter, AuditRecord, Ceremony, CeremonyPurpose, Claim, DeferredTask, DeviceGrant, DevicePoll,
-    EmailRevert, Favorite, GuestFilter, GuestUpgrade, LoginAttempt, MfaChallenge, NewDeviceGrant, NewMail,
-    NewMfaChallenge, NewSession, PasskeyRecord, Rotation, SessionRecord, SessionUser, TaskCounts, TaskStatus,
-    TotpFactor, User, UserChanges, UserCodeAction, UserKey, UserRecord, WaitingTasks,
+    EmailRevert, Favorite, GuestFilter, GuestUpgrade, IdentityRecord, LoginAttempt, MfaChallenge, NewDeviceGrant,
+    NewMail, NewMfaChallenge, NewSession, PasskeyRecord, Rotation, SessionRecord, SessionUser, TaskCounts, TaskStatus,
+    TotpFactor, Unlinked, User, UserChanges, UserCodeAction, UserKey, UserRecord, WaitingTasks,
 };
 use super::traits::{
-    AuditStore, DeviceStore, FactorStore, FavoriteStore, LockRule, PasskeyStore, SecretStore, SessionStore, Store,
-    TaskStore, TokenMail, TokenOwner, TokenStore, UserStore,
+    AuditStore, DeviceStore, FactorStore, FavoriteStore, IdentityStore, LockRule, PasskeyStore, SecretStore,
+    SessionStore, Store, TaskStore, TokenMail, TokenOwner, TokenStore, UserStore,
 };
-use crate::domain::{Amr, SessionId, TrackId, UserCode, UserId, Username};
+use crate::domain::{Amr, Email, SessionId, TrackId, UserCode, UserId, Username};
 use crate::error::Result;
 
 /// Wraps `store` so that each call runs in a span of its own: target
@@ -178,6 +178,14 @@ forward! {
         fn passkey_rp_ids(&self) -> Result<Vec<String>>;
         fn insert_ceremony(&self, ceremony: &Ceremony) -> Result<()>;
         fn take_ceremony(&self, digest: &[u8; 32], purpose: CeremonyPurpose, now: DateTime<Utc>) -> Result<Option<Ceremony>>;
+    }
+    IdentityStore {
+        fn identity(&self, issuer: &str, subject: &str) -> Result<Option<IdentityRecord>>;
+        fn identities(&self, user: UserId) -> Result<Vec<IdentityRecord>>;
+        fn link_identity(&self, identity: &IdentityRecord, mails: &[NewMail]) -> Result<bool>;
+        fn insert_provider_account(&self, record: &UserRecord, identity: &IdentityRecord) -> Result<()>;
+        fn claim_unverified_account(&self, identity: &IdentityRecord, email: &Email, now: DateTime<Utc>) -> Result<bool>;
+        fn unlink_identity(&self, user: UserId, provider: &str, mails: &[NewMail], now: DateTime<Utc>) -> Result<Unlinked>;
     }
     FactorStore {
         fn start_totp(&self, user: UserId, sealed: &str, now: DateTime<Utc>) -> Result<bool>;

@@ -10,9 +10,9 @@ use uuid::Uuid;
 
 use super::records::{
     AccountChanges, AuditFilter, AuditRecord, Ceremony, CeremonyPurpose, Claim, DeferredTask, DeviceGrant, DevicePoll,
-    EmailRevert, Favorite, GuestFilter, GuestUpgrade, LoginAttempt, MfaChallenge, NewDeviceGrant, NewMail,
-    NewMfaChallenge, NewSession, PasskeyRecord, Rotation, SessionRecord, SessionUser, TaskCounts, TaskStatus,
-    TotpFactor, User, UserChanges, UserCodeAction, UserKey, UserRecord, WaitingTasks,
+    EmailRevert, Favorite, GuestFilter, GuestUpgrade, IdentityRecord, LoginAttempt, MfaChallenge, NewDeviceGrant,
+    NewMail, NewMfaChallenge, NewSession, PasskeyRecord, Rotation, SessionRecord, SessionUser, TaskCounts, TaskStatus,
+    TotpFactor, Unlinked, User, UserChanges, UserCodeAction, UserKey, UserRecord, WaitingTasks,
 };
 use crate::domain::{Amr, Email, SessionId, TrackId, UserCode, UserId, Username};
 #[cfg(doc)]
@@ -247,6 +247,53 @@ pub trait PasskeyStore: Send + Sync {
         purpose: CeremonyPurpose,
         now: DateTime<Utc>,
     ) -> Result<Option<Ceremony>>;
+}
+
+/// Identities at other providers (sign in with Google, Apple, …).
+#[async_trait]
+pub trait IdentityStore: Send + Sync {
+    /// The identity `(issuer, subject)`, whoever's it is.
+    async fn identity(&self, issuer: &str, subject: &str) -> Result<Option<IdentityRecord>>;
+
+    /// The account's identities, oldest link first.
+    async fn identities(&self, user: UserId) -> Result<Vec<IdentityRecord>>;
+
+    /// Links `identity` to its account with `mails`, in one transaction;
+    /// `false` (nothing written) when the identity belongs to an account
+    /// already, or the account has one at that provider.
+    async fn link_identity(&self, identity: &IdentityRecord, mails: &[NewMail]) -> Result<bool>;
+
+    /// Creates the account `record` with its first identity, in one transaction.
+    ///
+    /// # Errors
+    /// [`Error::Conflict`] for a taken username or address;
+    /// [`Error::IdentityInUse`] when the identity was linked meanwhile.
+    async fn insert_provider_account(&self, record: &UserRecord, identity: &IdentityRecord) -> Result<()>;
+
+    /// Pre-account takeover, in one transaction: links `identity` to its
+    /// account, whose address `email` was never verified, marks the address
+    /// verified, and removes what whoever registered it may have set: the
+    /// password, passkeys, TOTP, recovery codes, other identities, every
+    /// session and device cookie (the credential version moves on).
+    /// `false` (nothing written) if the account's address is no longer
+    /// `email` unverified, or the identity is linked meanwhile.
+    async fn claim_unverified_account(
+        &self,
+        identity: &IdentityRecord,
+        email: &Email,
+        now: DateTime<Utc>,
+    ) -> Result<bool>;
+
+    /// Removes the account's identity at `provider` with `mails`, unless it
+    /// is the account's last way to sign in (no password, no passkey, no
+    /// other identity), decided in the same statement.
+    async fn unlink_identity(
+        &self,
+        user: UserId,
+        provider: &str,
+        mails: &[NewMail],
+        now: DateTime<Utc>,
+    ) -> Result<Unlinked>;
 }
 
 /// The deferred-task outbox.
@@ -560,6 +607,7 @@ pub trait Store:
     + SecretStore
     + FactorStore
     + PasskeyStore
+    + IdentityStore
     + AuditStore
     + std::fmt::Debug
 {

@@ -82,7 +82,11 @@ macro_rules! suite {
             a_ceremony_is_taken_once_for_its_purpose_before_it_expires,
             a_guest_upgrades_once_keeping_its_id_sessions_and_favorites,
             listings_include_exclude_or_only_take_guests,
-            idle_guests_are_deleted_with_a_task_and_active_ones_kept
+            idle_guests_are_deleted_with_a_task_and_active_ones_kept,
+            an_identity_is_one_account_s_and_one_per_provider,
+            a_provider_account_is_created_with_its_identity_or_not_at_all,
+            the_last_way_to_sign_in_is_never_unlinked,
+            an_unverified_account_claimed_by_a_provider_loses_what_its_registrant_set
         );
     };
     (@cases $make:expr; $($name:ident),* $(,)?) => {
@@ -102,6 +106,7 @@ mod devices;
 mod factors;
 mod favorites;
 mod guests;
+mod identities;
 mod passkeys;
 mod sessions;
 mod tasks;
@@ -112,6 +117,7 @@ pub(crate) use devices::*;
 pub(crate) use factors::*;
 pub(crate) use favorites::*;
 pub(crate) use guests::*;
+pub(crate) use identities::*;
 pub(crate) use passkeys::*;
 pub(crate) use sessions::*;
 pub(crate) use tasks::*;

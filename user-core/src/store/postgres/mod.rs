@@ -25,6 +25,7 @@ mod batch;
 mod devices;
 mod factors;
 mod favorites;
+mod identities;
 mod passkeys;
 mod rows;
 mod secrets;

@@ -185,7 +185,7 @@ impl PasskeyStore for PostgresStore {
 
     async fn insert_ceremony(&self, c: &Ceremony) -> Result<()> {
         sqlx::query(
-            "insert into webauthn_ceremonies (digest, purpose, challenge, user_id, session_id, mfa_digest, \
+            "insert into ceremonies (digest, purpose, challenge, user_id, session_id, mfa_digest, \
                created_at, expires_at) values ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(c.digest.as_slice())
@@ -209,7 +209,7 @@ impl PasskeyStore for PostgresStore {
         now: DateTime<Utc>,
     ) -> Result<Option<Ceremony>> {
         let row = sqlx::query(
-            "delete from webauthn_ceremonies where digest = $1 and purpose = $2 and expires_at > $3 \
+            "delete from ceremonies where digest = $1 and purpose = $2 and expires_at > $3 \
              returning challenge, user_id, session_id, mfa_digest, created_at, expires_at",
         )
         .bind(digest.as_slice())

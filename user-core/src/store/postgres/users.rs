@@ -20,32 +20,9 @@ use crate::store::{
 #[async_trait]
 impl UserStore for PostgresStore {
     async fn insert_user(&self, record: &UserRecord, mails: &[NewMail]) -> Result<()> {
-        let u = &record.user;
         let mut tx = self.begin().await?;
-        if let Some(email) = &u.email {
-            check_reserved(&mut tx, email, u.id, u.created_at).await?;
-        }
-        sqlx::query(
-            "insert into users (id, username, email, password_hash, role, disabled_at, created_at, updated_at, \
-             credential_version, email_verified, last_login_at, locale) \
-             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-        )
-        .bind(u.id.as_uuid())
-        .bind(u.username.as_ref().map(Username::as_str))
-        .bind(u.email.as_ref().map(Email::as_str))
-        .bind(&record.password_hash)
-        .bind(u.role.as_str())
-        .bind(u.disabled_at)
-        .bind(u.created_at)
-        .bind(u.updated_at)
-        .bind(record.credential_version)
-        .bind(u.email_verified)
-        .bind(u.last_login_at)
-        .bind(u.locale.as_str())
-        .execute(&mut *tx)
-        .await
-        .map_err(map_err)?;
-        enqueue_mails(&mut tx, u.id, mails, u.created_at).await?;
+        insert_user_row(&mut tx, record).await?;
+        enqueue_mails(&mut tx, record.user.id, mails, record.user.created_at).await?;
         tx.commit().await.map_err(map_err)
     }
 
@@ -450,6 +427,35 @@ async fn keep_an_admin(tx: &mut Transaction<'_, Postgres>, id: UserId) -> Result
 }
 
 /// Refuses `email` for `user` while another account's undo link reserves it.
+/// Inserts the account `record`, unless its address is reserved by an undo link.
+pub(super) async fn insert_user_row(tx: &mut Transaction<'_, Postgres>, record: &UserRecord) -> Result<()> {
+    let u = &record.user;
+    if let Some(email) = &u.email {
+        check_reserved(tx, email, u.id, u.created_at).await?;
+    }
+    sqlx::query(
+        "insert into users (id, username, email, password_hash, role, disabled_at, created_at, updated_at, \
+         credential_version, email_verified, last_login_at, locale) \
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+    )
+    .bind(u.id.as_uuid())
+    .bind(u.username.as_ref().map(Username::as_str))
+    .bind(u.email.as_ref().map(Email::as_str))
+    .bind(&record.password_hash)
+    .bind(u.role.as_str())
+    .bind(u.disabled_at)
+    .bind(u.created_at)
+    .bind(u.updated_at)
+    .bind(record.credential_version)
+    .bind(u.email_verified)
+    .bind(u.last_login_at)
+    .bind(u.locale.as_str())
+    .execute(&mut **tx)
+    .await
+    .map_err(map_err)?;
+    Ok(())
+}
+
 async fn check_reserved(
     tx: &mut Transaction<'_, Postgres>,
     email: &Email,

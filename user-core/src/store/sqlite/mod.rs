@@ -26,6 +26,7 @@ mod audit;
 mod devices;
 mod factors;
 mod favorites;
+mod identities;
 mod migrate;
 mod passkeys;
 mod pool;

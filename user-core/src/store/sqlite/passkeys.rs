@@ -176,7 +176,7 @@ impl PasskeyStore for SqliteStore {
         self.write(move |conn| {
             execute(
                 conn,
-                "insert into webauthn_ceremonies (digest, purpose, challenge, user_id, session_id, mfa_digest, \
+                "insert into ceremonies (digest, purpose, challenge, user_id, session_id, mfa_digest, \
                    created_at, expires_at) values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                 params![
                     c.digest.as_slice(),
@@ -204,7 +204,7 @@ impl PasskeyStore for SqliteStore {
         self.write(move |conn| {
             query_opt(
                 conn,
-                "delete from webauthn_ceremonies where digest = ?1 and purpose = ?2 and expires_at > ?3 \
+                "delete from ceremonies where digest = ?1 and purpose = ?2 and expires_at > ?3 \
                  returning challenge, user_id, session_id, mfa_digest, created_at, expires_at",
                 params![digest.as_slice(), purpose.as_str(), millis(now)],
                 |row| {

@@ -22,31 +22,8 @@ impl UserStore for SqliteStore {
         let record = record.clone();
         let mails = mails.to_vec();
         self.write(move |conn| {
-            let u = &record.user;
-            if let Some(email) = &u.email {
-                check_reserved(conn, email, u.id, u.created_at)?;
-            }
-            execute(
-                conn,
-                "insert into users (id, username, email, password_hash, role, disabled_at, created_at, updated_at, \
-                 credential_version, email_verified, last_login_at, locale) \
-                 values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-                params![
-                    u.id.as_uuid(),
-                    u.username.as_ref().map(Username::as_str),
-                    u.email.as_ref().map(Email::as_str),
-                    record.password_hash,
-                    u.role.as_str(),
-                    u.disabled_at.map(millis),
-                    millis(u.created_at),
-                    millis(u.updated_at),
-                    record.credential_version,
-                    u.email_verified,
-                    u.last_login_at.map(millis),
-                    u.locale.as_str(),
-                ],
-            )?;
-            enqueue_mails(conn, u.id, &mails, u.created_at)
+            insert_user_row(conn, &record)?;
+            enqueue_mails(conn, record.user.id, &mails, record.user.created_at)
         })
         .await
     }
@@ -404,6 +381,35 @@ impl UserStore for SqliteStore {
             })
         })
     }
+}
+
+/// Inserts the account `record`, unless its address is reserved by an undo link.
+pub(super) fn insert_user_row(conn: &Connection, record: &UserRecord) -> Result<()> {
+    let u = &record.user;
+    if let Some(email) = &u.email {
+        check_reserved(conn, email, u.id, u.created_at)?;
+    }
+    execute(
+        conn,
+        "insert into users (id, username, email, password_hash, role, disabled_at, created_at, updated_at, \
+         credential_version, email_verified, last_login_at, locale) \
+         values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+        params![
+            u.id.as_uuid(),
+            u.username.as_ref().map(Username::as_str),
+            u.email.as_ref().map(Email::as_str),
+            record.password_hash,
+            u.role.as_str(),
+            u.disabled_at.map(millis),
+            millis(u.created_at),
+            millis(u.updated_at),
+            record.credential_version,
+            u.email_verified,
+            u.last_login_at.map(millis),
+            u.locale.as_str(),
+        ],
+    )?;
+    Ok(())
 }
 
 /// From this many matches of a search prefix (username and email together),
