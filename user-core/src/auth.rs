@@ -7,6 +7,8 @@
 mod breach;
 pub(crate) mod cbor;
 mod data_key;
+#[cfg(feature = "oidc")]
+pub mod oidc;
 mod password;
 mod recovery_codes;
 #[cfg(any(test, feature = "testing"))]
