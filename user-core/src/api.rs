@@ -300,6 +300,28 @@ pub struct IdentityInfo {
     pub linked_at: DateTime<Utc>,
 }
 
+#[cfg(feature = "service")]
+impl From<&crate::store::IdentityRecord> for IdentityInfo {
+    fn from(i: &crate::store::IdentityRecord) -> Self {
+        Self {
+            provider: i.provider.clone(),
+            subject: i.subject.clone(),
+            email: i.email.as_ref().map(ToString::to_string),
+            linked_at: i.linked_at,
+        }
+    }
+}
+
+/// `POST /user/identities/link` success (v1.2): the account's identities now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct IdentitiesResponse {
+    /// `{"message": "success", "status": 200}`.
+    pub response: MainResponse,
+    /// The linked identities, oldest first.
+    pub identities: Vec<IdentityInfo>,
+}
+
 /// `POST /user/totp/enroll` success (v1.2): the new secret, shown once.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

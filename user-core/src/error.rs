@@ -105,6 +105,16 @@ pub enum Error {
     /// one at that provider already (409, `identity_in_use`).
     #[error("this identity is linked to another account, or this account has one at that provider")]
     IdentityInUse,
+    /// (v1.2) No provider of that name is configured (404).
+    #[error("no such provider")]
+    UnknownProvider,
+    /// (v1.2) The provider cannot be reached or answered nonsense (503,
+    /// `provider_error`); the detail is logged.
+    #[error("the provider is unavailable")]
+    ProviderUnavailable(String),
+    /// (v1.2) The account has no identity at that provider (404).
+    #[error("no identity at that provider")]
+    IdentityNotFound,
     /// (v1.2) A guest account was asked for by a client that is signed in
     /// already (409, `already_signed_in`).
     #[error("already signed in: sign out first, or keep using this session")]
@@ -167,6 +177,8 @@ impl Error {
             | Error::LastSignInMethod
             | Error::AlreadySignedIn
             | Error::IdentityInUse => 409,
+            Error::UnknownProvider | Error::IdentityNotFound => 404,
+            Error::ProviderUnavailable(_) => 503,
             Error::Throttled { .. } => 429,
             Error::Overloaded | Error::MailNotConfigured | Error::PasskeysNotConfigured => 503,
             Error::Internal(_) => 500,
@@ -191,6 +203,7 @@ impl Error {
             Error::LastSignInMethod => Some("last_sign_in_method"),
             Error::AlreadySignedIn => Some("already_signed_in"),
             Error::IdentityInUse => Some("identity_in_use"),
+            Error::ProviderUnavailable(_) => Some("provider_error"),
             Error::Forbidden(ForbiddenReason::GuestsOff) => Some("guests_off"),
             Error::Forbidden(ForbiddenReason::GuestAccessDenied) => Some("access_denied"),
             _ => None,

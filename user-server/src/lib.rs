@@ -131,6 +131,16 @@ pub async fn start(config: &Config) -> Result<RunningServer, StartError> {
              terminal"
         );
     }
+    if !service.provider_names().is_empty() {
+        // In the background: a provider that is down must not hold the
+        // server's start; its sign-ins answer provider_error and retry.
+        let discovering = service.clone();
+        tokio::spawn(async move {
+            for (provider, error) in discovering.discover_providers().await {
+                tracing::warn!(provider, %error, "provider disabled until it can be discovered (retried at each sign-in)");
+            }
+        });
+    }
     let listener = TcpListener::bind(config.listen).await?;
     let addr = listener.local_addr()?;
     // Built (and its templates checked) whether or not this process relays.

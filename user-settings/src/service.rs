@@ -307,6 +307,8 @@ impl ServiceSettings {
                 ..MfaPolicy::default()
             },
             guests: GuestPolicy { max_favorites: self.guest_max_favorites },
+            // Providers are the server's to configure (`USER_OIDC_*`).
+            ..ServiceConfig::default()
         })
     }
 }

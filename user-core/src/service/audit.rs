@@ -91,6 +91,15 @@ pub enum AuditEvent {
     GuestUpgraded,
     /// A guest's favorites moved to the account that signed in; the guest is gone.
     GuestMerged,
+    /// An identity at another provider was linked.
+    IdentityLinked,
+    /// An identity at another provider was removed.
+    IdentityUnlinked,
+    /// A sign-in with another provider.
+    ProviderSignIn,
+    /// A provider's verified owner of an address took over the account
+    /// registered with it unverified: its credentials were removed.
+    PreTakeoverCleared,
 }
 
 impl AuditEvent {
@@ -137,6 +146,10 @@ impl AuditEvent {
             AuditEvent::GuestCreated => "guest.create",
             AuditEvent::GuestUpgraded => "guest.upgrade",
             AuditEvent::GuestMerged => "guest.merge",
+            AuditEvent::IdentityLinked => "identity.link",
+            AuditEvent::IdentityUnlinked => "identity.unlink",
+            AuditEvent::ProviderSignIn => "login.oidc",
+            AuditEvent::PreTakeoverCleared => "account.pre_takeover_cleared",
         }
     }
 }

@@ -9,6 +9,8 @@ mod factors;
 mod favorites;
 mod guests;
 mod passkeys;
+#[cfg(feature = "oidc")]
+mod providers;
 mod recovery;
 mod sessions;
 mod settings;
@@ -23,6 +25,8 @@ pub use device_cookies::{
 pub use factors::{SecondFactors, StepUp, TotpEnrollment};
 pub use guests::GuestPolicy;
 pub use passkeys::{PasskeyCeremony, PasskeySignIn};
+#[cfg(feature = "oidc")]
+pub use providers::{ProviderFailure, ProviderMode, ProviderOutcome, ProviderRedirect};
 pub use sessions::{Caller, ClientInfo, LoginOutcome};
 pub use settings::{
     BreachCheck, DevicePolicy, LockoutPolicy, MailPolicy, MfaPolicy, MfaRequired, PasskeyConfig, ServiceConfig,
@@ -88,6 +92,9 @@ pub struct UserService {
     /// Second factors: the sealing keys, the recovery codes' HMAC key, the policy.
     factors: Arc<factors::Factors>,
     guests: GuestPolicy,
+    /// Providers to sign in with (`USER_OIDC_PROVIDERS`).
+    #[cfg(feature = "oidc")]
+    providers: crate::auth::oidc::Providers,
 }
 
 impl UserService {
@@ -145,6 +152,8 @@ impl UserService {
             task_waker: TaskWaker::default(),
             factors,
             guests: config.guests,
+            #[cfg(feature = "oidc")]
+            providers: crate::auth::oidc::Providers::new(config.providers, std::time::Duration::from_secs(10))?,
         })
     }
 

@@ -38,6 +38,9 @@ pub struct ServiceConfig {
     pub mfa: MfaPolicy,
     /// What guest accounts may keep.
     pub guests: super::GuestPolicy,
+    /// Providers to sign in with (`USER_OIDC_PROVIDERS`); none by default.
+    #[cfg(feature = "oidc")]
+    pub providers: Vec<crate::auth::oidc::ProviderConfig>,
 }
 
 /// Second factors (TOTP, recovery codes).
@@ -171,6 +174,8 @@ impl Default for ServiceConfig {
             breach_check: None,
             mfa: MfaPolicy::default(),
             guests: super::GuestPolicy::default(),
+            #[cfg(feature = "oidc")]
+            providers: Vec::new(),
         }
     }
 }

@@ -14,7 +14,10 @@ use user_core::tasks::{LogSink, NatsConfig, NatsSink, RelayConfig, TaskSink, Web
 
 use crate::security::{GuestCap, Hsts, Policy, Rate, Throttle};
 
+mod providers;
 mod values;
+
+use providers::provider_from_env;
 
 use crate::serve::TransportLimits;
 pub use crate::telemetry::LogFormat;
@@ -189,6 +192,10 @@ pub struct Config {
     /// The service's public base URL, where links in mails point (`/account/verify`, `/account/reset`) [default: http:// and the listen address].
     #[arg(long, env = "USER_PUBLIC_URL")]
     pub public_url: Option<String>,
+
+    /// Providers to sign in with, comma-separated (`google,apple,example`); each is configured by `USER_OIDC_<NAME>_*` variables (docs/configuration.md, "Sign in with another provider").
+    #[arg(long, env = "USER_OIDC_PROVIDERS", value_delimiter = ',')]
+    pub oidc_providers: Vec<String>,
 
     /// An app's own verification page for links in mails, with `{token}` where the token goes (instead of /account/verify).
     #[arg(long, env = "USER_MAIL_VERIFY_URL")]
@@ -375,6 +382,11 @@ impl Config {
     /// A message naming the setting that is wrong.
     pub fn service_config(&self) -> Result<ServiceConfig, String> {
         let mut config = self.service.service_config()?;
+        config.providers = self
+            .oidc_providers
+            .iter()
+            .map(|name| provider_from_env(name.trim(), |key| std::env::var(key).ok()))
+            .collect::<Result<_, _>>()?;
         if self.service.totp_issuer.is_none() {
             config.mfa.totp_issuer = self.mail_product_name.clone();
             if let Some(passkeys) = &mut config.mfa.passkeys {

@@ -33,6 +33,36 @@ pub(crate) struct Call<G> {
 }
 
 impl<G> Call<G> {
+    /// This service's address as the world sees it: `USER_PUBLIC_URL`,
+    /// else the request's scheme and `Host`; no trailing slash.
+    pub(super) fn public_base(&self) -> String {
+        match &self.state.public_url {
+            Some(base) => base.trim_end_matches('/').to_owned(),
+            None => {
+                let host = self.ctx.headers.get(warp::http::header::HOST).and_then(|h| h.to_str().ok());
+                let scheme = if self.ctx.https { "https" } else { "http" };
+                format!("{scheme}://{}", host.unwrap_or("localhost"))
+            }
+        }
+    }
+
+    /// The value of the cookie `name`, if the request sent exactly one.
+    pub(super) fn cookie(&self, name: &str) -> Option<String> {
+        let mut found = self
+            .ctx
+            .headers
+            .get_all(warp::http::header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .filter_map(|pair| pair.trim().split_once('='))
+            .filter(|(n, _)| *n == name)
+            .map(|(_, v)| v.to_owned());
+        let first = found.next();
+        // Two of one name (a sibling subdomain tossed one in): trust neither.
+        if found.next().is_some() { None } else { first }
+    }
+
     /// The JSON body, parsed into `T`.
     ///
     /// # Errors

@@ -52,14 +52,7 @@ pub(super) async fn device_code(mut call: Call<Open>) -> Result<Response, ApiErr
 
 /// Where people type codes: `USER_PUBLIC_URL`'s `/device`, else this host's.
 fn verification_uri<G>(call: &Call<G>) -> String {
-    match &call.state.public_url {
-        Some(base) => format!("{}/device", base.trim_end_matches('/')),
-        None => {
-            let host = call.ctx.headers.get(warp::http::header::HOST).and_then(|h| h.to_str().ok());
-            let scheme = if call.ctx.https { "https" } else { "http" };
-            format!("{scheme}://{}/device", host.unwrap_or("localhost"))
-        }
-    }
+    format!("{}/device", call.public_base())
 }
 
 /// Exchange a device code (once approved) or a refresh token for tokens.

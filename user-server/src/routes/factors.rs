@@ -2,8 +2,8 @@
 //! recovery codes.
 
 use user_core::api::{
-    CurrentPasswordRequest, MainResponse, PasskeyInfo, RecoveryCodesResponse, SecurityResponse, TotpConfirmRequest,
-    TotpEnrollResponse,
+    CurrentPasswordRequest, IdentityInfo, MainResponse, PasskeyInfo, RecoveryCodesResponse, SecurityResponse,
+    TotpConfirmRequest, TotpEnrollResponse,
 };
 use user_core::auth::RecoveryCode;
 use warp::reply::Response;
@@ -22,6 +22,7 @@ use crate::http::json;
 pub(super) async fn security(call: Call<AnySession>) -> Result<Response, ApiError> {
     let factors = call.state.service.second_factors(call.caller.id()).await?;
     let passkeys = call.state.service.passkeys(call.caller.id()).await?;
+    let (identities, has_password) = call.state.service.identities(call.caller.id()).await?;
     Ok(json(&SecurityResponse {
         response: MainResponse::success(),
         passkeys: passkeys
@@ -30,8 +31,8 @@ pub(super) async fn security(call: Call<AnySession>) -> Result<Response, ApiErro
             .collect(),
         totp: factors.totp,
         recovery_codes_left: factors.recovery_codes_left,
-        identities: Vec::new(),
-        has_password: true,
+        identities: identities.iter().map(IdentityInfo::from).collect(),
+        has_password,
     }))
 }
 

@@ -381,13 +381,14 @@ impl Guard for Admin {
     }
 }
 
-/// A caller who may or may not have a session (any, restricted included):
-/// never refuses; a duplicated or invalid token is "no session".
+/// A caller who may or may not have a session (any, restricted and
+/// guests' included): never refuses; a duplicated or invalid token is "no
+/// session".
 pub(crate) struct MaybeSession(pub Option<AnySession>);
 
 impl Guard for MaybeSession {
     async fn check(state: &AppState, creds: &Credentials) -> Result<Self, ApiError> {
-        Ok(MaybeSession(AnySession::check(state, creds).await.ok()))
+        Ok(MaybeSession(SessionHolder::check(state, creds).await.ok().map(|s| s.0)))
     }
 
     fn user_id(&self) -> Option<UserId> {

@@ -28,6 +28,7 @@ mod ops;
 mod pages;
 mod passkeys;
 mod pattern;
+mod providers;
 mod recovery;
 mod router;
 mod session;

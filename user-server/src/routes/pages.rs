@@ -565,7 +565,8 @@ async fn security_page_for(
     (status = 200, description = "An HTML page in the reader's language (Accept-Language): the sign-in forms, or the account's sign-in methods", content_type = "text/html"),
 ))]
 pub(super) async fn security_page(call: Call<MaybeSession>) -> Result<Response, ApiError> {
-    let session = call.caller.0.as_ref();
+    // A guest has no sign-in methods to manage: it sees the sign-in forms.
+    let session = call.caller.0.as_ref().filter(|s| !s.user().is_guest());
     let restricted = session.is_some_and(AnySession::restricted);
     security_page_for(&call.state, &call.ctx.headers, session.map(|s| &**s), restricted, None).await
 }

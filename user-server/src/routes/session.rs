@@ -239,7 +239,7 @@ pub(super) async fn revoke_other_sessions(call: Call<Listener>) -> Result<Respon
 }
 
 impl AppState {
-    fn set_token_cookies(&self, response: &mut Response, ctx: &RequestCtx, tokens: &IssuedTokens) {
+    pub(super) fn set_token_cookies(&self, response: &mut Response, ctx: &RequestCtx, tokens: &IssuedTokens) {
         let ttl = self.service.tokens().config();
         self.cookies.set(response, ctx, "access_token", &tokens.access, ttl.access_ttl.as_secs());
         // The refresh token may end sooner than its lifetime (at the

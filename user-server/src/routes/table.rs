@@ -21,7 +21,7 @@ use crate::security::Action;
 fn table() -> Vec<Endpoint> {
     use super::{
         account::*, admin::*, device::*, factors::*, favorites::*, guests::*, ops::*, pages::*, passkeys::*,
-        recovery::*, session::*,
+        providers::*, recovery::*, session::*,
     };
     vec![
         Endpoint::of::<__path_register, _, _, _>(register).throttled(Action::Register),
@@ -40,6 +40,11 @@ fn table() -> Vec<Endpoint> {
         Endpoint::of::<__path_passkey_remove, _, _, _>(passkey_remove).throttled(Action::Update),
         Endpoint::of::<__path_passkey_login_start, _, _, _>(passkey_login_start).throttled(Action::Login),
         Endpoint::of::<__path_passkey_login_finish, _, _, _>(passkey_login_finish).throttled(Action::Login),
+        Endpoint::of::<__path_provider_start, _, _, _>(provider_start).throttled(Action::Login),
+        Endpoint::of::<__path_provider_callback, _, _, _>(provider_callback).throttled(Action::Login),
+        Endpoint::of::<__path_provider_callback_post, _, _, _>(provider_callback_post).throttled(Action::Login),
+        Endpoint::of::<__path_link_identity, _, _, _>(link_identity).throttled(Action::Update),
+        Endpoint::of::<__path_unlink_identity, _, _, _>(unlink_identity).throttled(Action::Update),
         Endpoint::of::<__path_logout, _, _, _>(logout),
         Endpoint::of::<__path_refresh, _, _, _>(refresh).throttled(Action::Refresh),
         Endpoint::of::<__path_reauth, _, _, _>(reauth).throttled(Action::Login),

@@ -6,8 +6,10 @@
 mod api;
 mod common;
 mod device_e2e;
+mod github_flow;
 mod mail_e2e;
 mod nats;
+mod oidc_flow;
 mod passkeys_e2e;
 mod relay_e2e;
 mod replicas;
