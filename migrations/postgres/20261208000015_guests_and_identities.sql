@@ -35,3 +35,7 @@ create unique index identities_user_provider on identities (user_id, provider);
 -- `challenge` carries what the purpose needs (the WebAuthn challenge; a
 -- provider sign-in's nonce, PKCE verifier and return address).
 alter table webauthn_ceremonies rename to ceremonies;
+
+-- What a sign-in waiting for its second factor proved first (`amr` bits:
+-- the password, or a provider), so the session opens with both.
+alter table mfa_challenges add column first_factor bigint not null default 1;

@@ -368,9 +368,14 @@ impl UserService {
         Ok(())
     }
 
-    /// After a right password: the challenge to complete the sign-in with,
-    /// when the account has a second factor.
-    pub(super) async fn second_factor_challenge(&self, record: &UserRecord) -> Result<Option<SecondFactorChallenge>> {
+    /// After a right first step (`first`: the password, or a provider): the
+    /// challenge to complete the sign-in with, when the account has a
+    /// second factor.
+    pub(super) async fn second_factor_challenge(
+        &self,
+        record: &UserRecord,
+        first: Amr,
+    ) -> Result<Option<SecondFactorChallenge>> {
         let factors = self.second_factors(record.user.id).await?;
         let passkeys = !self.store.passkeys(record.user.id).await?.is_empty();
         if !factors.totp && !passkeys {
@@ -393,6 +398,7 @@ impl UserService {
             digest,
             user: record.user.id,
             credential_version: record.credential_version,
+            first_factor: first,
             created_at: now,
             expires_at,
         };
@@ -440,7 +446,7 @@ impl UserService {
             self.audit(AuditEvent::RecoveryCodeUsed, Some(id), client, None).await;
         }
         self.refuse_closed_account(&record, client).await?;
-        let amr = Amr::of(&[AuthMethod::Pwd, AuthMethod::Otp]);
+        let amr = challenge.first_factor.with(AuthMethod::Otp);
         let (mut login, tokens) = self.new_session(&record, None, client, SignInProof::credential(amr))?;
         login.credential_version = challenge.credential_version;
         if !self.store.complete_mfa_challenge(&digest, max_wrong, &login).await? {

@@ -339,7 +339,7 @@ impl UserService {
         };
         let record = self.store.find_user(UserKey::Id(challenge.user)).await?.ok_or(Error::InvalidCode)?;
         self.refuse_closed_account(&record, client).await?;
-        let amr = Amr::PASSWORD.union(passkey_amr(&verified));
+        let amr = challenge.first_factor.union(passkey_amr(&verified));
         let (mut login, tokens) = self.new_session(&record, None, client, SignInProof::credential(amr))?;
         login.credential_version = challenge.credential_version;
         if !self.store.complete_mfa_challenge(&digest, max_wrong, &login).await? {

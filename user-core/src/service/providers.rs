@@ -71,6 +71,16 @@ pub enum ProviderOutcome {
         /// Where to go.
         redirect_to: String,
     },
+    /// The account has a second factor: the sign-in waits for it. The
+    /// browser gets the `mfa_token` in the `mfa_pending` cookie and goes to
+    /// `redirect_to?error=mfa_required`; `POST /user/login/mfa` with a code
+    /// completes it (`amr` `["fed","otp","mfa"]`).
+    SecondFactor {
+        /// The sign-in's token (five minutes, single use).
+        mfa_token: String,
+        /// Where to go (with `?error=mfa_required`).
+        redirect_to: String,
+    },
     /// A local account has this verified address: it must sign in and link
     /// (`POST /user/identities/link` with the link cookie).
     LinkRequired {
@@ -376,13 +386,14 @@ impl UserService {
         redirect_to: &str,
         client: &ClientInfo,
     ) -> Result<ProviderOutcome> {
-        if self.second_factor_challenge_needed(&record).await? {
-            // The second step after a provider (`mfa_pending`) is not built
-            // yet: refused rather than skipped.
-            return Err(Error::SecondFactorNeeded);
+        // Every factor first (API.md's one pipeline), then the account's state.
+        let fed = Amr::of(&[AuthMethod::Fed]);
+        if let Some(challenge) = self.second_factor_challenge(&record, fed).await? {
+            let redirect_to = redirect_to.to_owned();
+            return Ok(ProviderOutcome::SecondFactor { mfa_token: challenge.mfa_token, redirect_to });
         }
         self.refuse_closed_account(&record, client).await?;
-        let proof = SignInProof::credential(Amr::of(&[AuthMethod::Fed]));
+        let proof = SignInProof::credential(fed);
         let (login, tokens) = self.new_session(&record, None, client, proof)?;
         if !self.store.open_session(&login).await? {
             return Err(Error::InvalidCredentials);
@@ -510,11 +521,6 @@ impl UserService {
     async fn identity_notice(&self, user: UserId, change: AuditEvent) -> Result<Vec<NewMail>> {
         let record = self.store.find_user(UserKey::Id(user)).await?.ok_or(Error::UserNotFound)?;
         Ok(self.security_notice(&record, change))
-    }
-
-    /// Whether the account has a second factor a sign-in must ask for.
-    async fn second_factor_challenge_needed(&self, record: &UserRecord) -> Result<bool> {
-        self.has_second_factor(record.user.id).await
     }
 }
 

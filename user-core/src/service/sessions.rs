@@ -110,7 +110,7 @@ impl UserService {
         // sign-in pipeline). The attempt stays counted until the second
         // factor completes: a right password alone never clears what wrong
         // codes counted, or password, five codes, password, … would guess on.
-        if let Some(challenge) = self.second_factor_challenge(&record).await? {
+        if let Some(challenge) = self.second_factor_challenge(&record, Amr::PASSWORD).await? {
             return Err(Error::SecondFactorRequired(Box::new(challenge)));
         }
         self.refuse_closed_account(&record, client).await?;

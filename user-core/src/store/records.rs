@@ -637,7 +637,9 @@ pub struct NewMfaChallenge {
     /// The account's credential version the password check saw: a change
     /// since (password, factors) voids the sign-in.
     pub credential_version: i64,
-    /// When the password proved right.
+    /// What the first step proved: the password, or a provider.
+    pub first_factor: Amr,
+    /// When the first step proved right.
     pub created_at: DateTime<Utc>,
     /// When the token stops working.
     pub expires_at: DateTime<Utc>,
@@ -650,6 +652,8 @@ pub struct MfaChallenge {
     pub user: UserId,
     /// The credential version the password check saw.
     pub credential_version: i64,
+    /// What the first step proved.
+    pub first_factor: Amr,
     /// Wrong codes so far.
     pub failures: u32,
 }

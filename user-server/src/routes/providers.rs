@@ -8,6 +8,7 @@ use warp::http::{HeaderValue, StatusCode, header};
 use warp::reply::Response;
 
 use super::guard::{Authenticated, Listener, MaybeSession, Open};
+use super::session::MFA_PENDING_COOKIE;
 use super::{Call, success};
 use crate::error::ApiError;
 use crate::http::json;
@@ -117,7 +118,7 @@ struct CallbackParams {
     ("code" = Option<String>, Query, description = "The authorization code"),
     ("error" = Option<String>, Query, description = "The provider's error, if the person declined"),
 ), responses(
-    (status = 303, description = "To `redirect_to`: signed in (session cookies set); or `?link_required=1` (an account has this verified address: sign in to it, then `POST /user/identities/link`); or `?error=access_denied|provider_error|account_disabled|email_not_verified|identity_in_use|mfa_required|server_error`"),
+    (status = 303, description = "To `redirect_to`: signed in (session cookies set); or `?link_required=1` (an account has this verified address: sign in to it, then `POST /user/identities/link`); or `?error=access_denied|provider_error|account_disabled|email_not_verified|identity_in_use|mfa_required|server_error`; with `mfa_required` the `mfa_pending` cookie (`Path=/user/login/mfa`, HttpOnly) holds the sign-in: `POST /user/login/mfa` `{\"code\"}` completes it"),
     (status = 400, description = "A state that is missing, unknown, used, expired, another provider's or another browser's: an HTML page, no redirect", content_type = "text/html"),
 ))]
 pub(super) async fn provider_callback(call: Call<Open>) -> Result<Response, ApiError> {
@@ -164,6 +165,11 @@ async fn finish_callback<G>(call: &Call<G>, params: CallbackParams) -> Result<Re
             if let Some(device) = &outcome.device_cookie {
                 call.state.cookies.set(&mut response, &call.ctx, &device.name, &device.value, device.max_age.as_secs());
             }
+            response
+        }
+        Ok(ProviderOutcome::SecondFactor { mfa_token, redirect_to }) => {
+            let mut response = see_other(&with_param(&redirect_to, "error", "mfa_required"));
+            call.flow_cookie(&mut response, MFA_PENDING_COOKIE, &mfa_token, "/user/login/mfa", false);
             response
         }
         Ok(ProviderOutcome::LinkRequired { link_token, redirect_to }) => {

@@ -68,7 +68,10 @@ pub(super) async fn login_mfa(mut call: Call<SigningIn>) -> Result<Response, Api
     let client = call.ctx.client();
     let req: LoginMfaRequest = call.json()?;
     let service = &call.state.service;
-    let completed = match (&req.mfa_token, &req.code, &req.ceremony, &req.credential) {
+    // A provider sign-in left its token in the `mfa_pending` cookie (a
+    // browser redirect carries no body); a token in the body comes first.
+    let mfa_token = req.mfa_token.clone().or_else(|| call.cookie(MFA_PENDING_COOKIE));
+    let completed = match (&mfa_token, &req.code, &req.ceremony, &req.credential) {
         (Some(token), Some(code), None, None) => service.complete_sign_in(token, code, &client).await,
         (token, None, Some(ceremony), Some(credential)) => {
             service.complete_sign_in_with_passkey(token.as_deref(), ceremony, credential, &client).await
@@ -81,7 +84,14 @@ pub(super) async fn login_mfa(mut call: Call<SigningIn>) -> Result<Response, Api
             let tokens = &outcome.tokens;
             call.revoke_others_if(req.revoke_other_sessions.unwrap_or(false), tokens.user_id, tokens.session_id)
                 .await?;
-            Ok(signed_in(&call, &client, &outcome))
+            let mut response = signed_in(&call, &client, &outcome);
+            if req.mfa_token.is_none() {
+                let clear = format!("{MFA_PENDING_COOKIE}=; HttpOnly; SameSite=Lax; Path=/user/login/mfa; Max-Age=0");
+                if let Ok(v) = warp::http::HeaderValue::from_str(&clear) {
+                    response.headers_mut().append(warp::http::header::SET_COOKIE, v);
+                }
+            }
+            Ok(response)
         }
         Err(e) => {
             record_failed_login(&e);
@@ -89,6 +99,9 @@ pub(super) async fn login_mfa(mut call: Call<SigningIn>) -> Result<Response, Api
         }
     }
 }
+
+/// Where a provider sign-in waiting for its second factor keeps its token.
+pub(super) const MFA_PENDING_COOKIE: &str = "mfa_pending";
 
 fn record_failed_login(e: &user_core::Error) {
     crate::telemetry::record_login(match e {

@@ -11,6 +11,7 @@ use serde_json::json;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use user_core::auth::oidc::{ClientAuth, ProviderConfig};
+use user_core::clock::Clock as _;
 
 use crate::common::browser::free_port;
 use crate::common::{Reply, TestApp, app_with, config, req};
@@ -410,4 +411,35 @@ async fn a_signed_in_account_links_the_provider_once() {
     assert_eq!(stale.status, 302, "a fresh login is recent");
     let old = app.send(req("GET", &format!("/auth/example/start?{link}")).bearer(&hank.access)).await;
     assert_eq!(old.status, 401, "{}", old.body);
+}
+
+#[tokio::test]
+async fn an_account_with_a_second_factor_finishes_a_provider_sign_in_with_it() {
+    let Some(op) = op().await else { return };
+    let app = service(&op, true).await;
+    let first = access_of(&Browser::new().sign_in(&app, "ivy").await);
+    let session = crate::common::Session { id: String::new(), access: first, refresh: String::new() };
+    let secret = app.enroll_totp(&session).await;
+
+    let held = Browser::new().sign_in(&app, "ivy").await;
+    assert_eq!(held.status, 303);
+    assert_eq!(held.header("location"), Some(format!("{DONE}?error=mfa_required").as_str()));
+    assert!(held.cookie("access_token").is_empty(), "no session before the second factor");
+    let pending = held.cookie("mfa_pending");
+    assert!(pending.contains("HttpOnly") && pending.contains("Path=/user/login/mfa"), "{pending}");
+    let token = held.cookie_value("mfa_pending");
+
+    app.clock.advance(Duration::from_secs(30));
+    let code = user_core::auth::TotpSecret::from_base32(&secret).unwrap().code_at(app.clock.now());
+    let wrong =
+        app.send(req("POST", "/user/login/mfa").cookie("mfa_pending", &token).json(json!({"code": "000000"}))).await;
+    assert_eq!(wrong.status, 401);
+    let done = app.send(req("POST", "/user/login/mfa").cookie("mfa_pending", &token).json(json!({"code": code}))).await;
+    assert_eq!(done.status, 200, "{}", done.body);
+    let access = done.body["token"].as_str().unwrap();
+    assert_eq!(crate::common::claims(access)["amr"], json!(["fed", "otp", "mfa"]));
+    assert!(done.cookie("mfa_pending").contains("Max-Age=0"), "the cookie goes");
+    let again =
+        app.send(req("POST", "/user/login/mfa").cookie("mfa_pending", &token).json(json!({"code": code}))).await;
+    assert_eq!(again.status, 401, "single use");
 }

@@ -151,6 +151,7 @@ fn challenge(user: UserId, byte: u8, credential_version: i64) -> NewMfaChallenge
         digest: [byte; 32],
         user,
         credential_version,
+        first_factor: crate::domain::Amr::of(&[crate::domain::AuthMethod::Fed]),
         created_at: t0(),
         expires_at: t0() + Duration::from_secs(300),
     }
@@ -160,6 +161,7 @@ pub(crate) async fn an_mfa_sign_in_completes_once_and_dies_after_too_many_wrong_
     let alice = user(&store, "alice").await;
     store.insert_mfa_challenge(&challenge(alice, 1, 0)).await.unwrap();
     let live = store.mfa_challenge(&[1; 32], 5, t0()).await.unwrap().unwrap();
+    assert_eq!(live.first_factor, crate::domain::Amr::of(&[crate::domain::AuthMethod::Fed]), "the first step is kept");
     assert_eq!((live.user, live.credential_version, live.failures), (alice, 0, 0));
     assert_eq!(store.mfa_challenge(&[9; 32], 5, t0()).await.unwrap(), None, "unknown token");
     let late = t0() + Duration::from_secs(300);

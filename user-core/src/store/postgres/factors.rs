@@ -8,7 +8,7 @@ use super::PostgresStore;
 use super::rows::{get, map_err};
 use super::sessions::insert_session;
 use super::tokens::enqueue_mails;
-use crate::domain::{UserId, Username};
+use crate::domain::{Amr, UserId, Username};
 use crate::error::{Error, Result};
 use crate::store::rules::admins_without_second_factor_statement;
 use crate::store::{FactorStore, MfaChallenge, NewMail, NewMfaChallenge, NewSession, TotpFactor};
@@ -193,14 +193,15 @@ impl FactorStore for PostgresStore {
 
     async fn insert_mfa_challenge(&self, challenge: &NewMfaChallenge) -> Result<()> {
         sqlx::query(
-            "insert into mfa_challenges (digest, user_id, credential_version, created_at, expires_at) \
-             values ($1, $2, $3, $4, $5)",
+            "insert into mfa_challenges (digest, user_id, credential_version, created_at, expires_at, first_factor) \
+             values ($1, $2, $3, $4, $5, $6)",
         )
         .bind(challenge.digest.as_slice())
         .bind(challenge.user.as_uuid())
         .bind(challenge.credential_version)
         .bind(challenge.created_at)
         .bind(challenge.expires_at)
+        .bind(challenge.first_factor.bits())
         .execute(&self.pool)
         .await
         .map_err(map_err)?;
@@ -214,7 +215,7 @@ impl FactorStore for PostgresStore {
         now: DateTime<Utc>,
     ) -> Result<Option<MfaChallenge>> {
         let row = sqlx::query(
-            "select user_id, credential_version, failures from mfa_challenges \
+            "select user_id, credential_version, failures, first_factor from mfa_challenges \
              where digest = $1 and expires_at > $2 and failures < $3",
         )
         .bind(digest.as_slice())
@@ -227,6 +228,7 @@ impl FactorStore for PostgresStore {
             Ok(MfaChallenge {
                 user: UserId::from_uuid(get(&row, "user_id")?),
                 credential_version: get(&row, "credential_version")?,
+                first_factor: Amr::from_bits(get(&row, "first_factor")?),
                 failures: get::<i32>(&row, "failures")? as u32,
             })
         })

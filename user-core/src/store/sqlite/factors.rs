@@ -8,7 +8,7 @@ use super::SqliteStore;
 use super::rows::{col, execute, millis, opt_time, query_all, query_opt, time};
 use super::sessions::insert_session;
 use super::tokens::enqueue_mails;
-use crate::domain::{UserId, Username};
+use crate::domain::{Amr, UserId, Username};
 use crate::error::{Error, Result};
 use crate::store::rules::admins_without_second_factor_statement;
 use crate::store::{FactorStore, MfaChallenge, NewMail, NewMfaChallenge, NewSession, TotpFactor};
@@ -173,14 +173,15 @@ impl FactorStore for SqliteStore {
         self.write(move |conn| {
             execute(
                 conn,
-                "insert into mfa_challenges (digest, user_id, credential_version, created_at, expires_at) \
-                 values (?1, ?2, ?3, ?4, ?5)",
+                "insert into mfa_challenges (digest, user_id, credential_version, created_at, expires_at, first_factor) \
+                 values (?1, ?2, ?3, ?4, ?5, ?6)",
                 params![
                     c.digest.as_slice(),
                     c.user.as_uuid(),
                     c.credential_version,
                     millis(c.created_at),
-                    millis(c.expires_at)
+                    millis(c.expires_at),
+                    c.first_factor.bits()
                 ],
             )?;
             Ok(())
@@ -197,13 +198,14 @@ impl FactorStore for SqliteStore {
         self.read(|conn| {
             query_opt(
                 conn,
-                "select user_id, credential_version, failures from mfa_challenges \
+                "select user_id, credential_version, failures, first_factor from mfa_challenges \
                  where digest = ?1 and expires_at > ?2 and failures < ?3",
                 params![digest.as_slice(), millis(now), max_failures],
                 |row| {
                     Ok(MfaChallenge {
                         user: UserId::from_uuid(col(row, "user_id")?),
                         credential_version: col(row, "credential_version")?,
+                        first_factor: Amr::from_bits(col(row, "first_factor")?),
                         failures: col::<i64>(row, "failures")? as u32,
                     })
                 },
