@@ -78,6 +78,19 @@ pub struct AccountResponse {
     pub id: Uuid,
 }
 
+/// `POST /auth/{provider}/token` request (v1.2): a native app's ID token
+/// from the platform's sign-in SDK, and the nonce the app gave that SDK.
+#[derive(Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ProviderTokenRequest {
+    /// The provider's ID token (a JWT).
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 8192))]
+    pub id_token: String,
+    /// The nonce the app passed to the provider's SDK; the token must carry it.
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 512))]
+    pub nonce: String,
+}
+
 /// `POST /user/login` request.
 #[derive(Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -1073,6 +1086,7 @@ impl Secretive for Vec<String> {
 debug_redacting! {
     RegisterRequest { username, email, locale; password }
     LoginRequest { username, device_name; password }
+    ProviderTokenRequest { nonce; id_token }
     LoginResponse { response, id; token }
     RefreshResponse { message, status, session_expires_at; token }
     UpdateRequest { username, email, locale; password, current_password }

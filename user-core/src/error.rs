@@ -112,6 +112,15 @@ pub enum Error {
     /// `provider_error`); the detail is logged.
     #[error("the provider is unavailable")]
     ProviderUnavailable(String),
+    /// (v1.2) A native app's ID token failed a check (401,
+    /// `invalid_id_token`); the detail is logged.
+    #[error("the ID token is not valid for this service")]
+    InvalidIdToken,
+    /// (v1.2) The provider's identity must be linked by the account that
+    /// has its verified address: sign in to it, then
+    /// `POST /user/identities/link` (409, `link_required`).
+    #[error("an account has this address: sign in to it, then link this provider")]
+    LinkRequired,
     /// (v1.2) The account has no identity at that provider (404).
     #[error("no identity at that provider")]
     IdentityNotFound,
@@ -164,6 +173,7 @@ impl Error {
             | Error::SecondFactorRequired(_)
             | Error::SecondFactorNeeded
             | Error::PasskeyRefused
+            | Error::InvalidIdToken
             | Error::InvalidCode => 401,
             Error::Forbidden(_) => 403,
             Error::UserNotFound | Error::SessionNotFound | Error::TaskNotFound | Error::PasskeyNotFound => 404,
@@ -176,7 +186,8 @@ impl Error {
             | Error::OwnSecondFactors
             | Error::LastSignInMethod
             | Error::AlreadySignedIn
-            | Error::IdentityInUse => 409,
+            | Error::IdentityInUse
+            | Error::LinkRequired => 409,
             Error::UnknownProvider | Error::IdentityNotFound => 404,
             Error::ProviderUnavailable(_) => 503,
             Error::Throttled { .. } => 429,
@@ -204,6 +215,8 @@ impl Error {
             Error::AlreadySignedIn => Some("already_signed_in"),
             Error::IdentityInUse => Some("identity_in_use"),
             Error::ProviderUnavailable(_) => Some("provider_error"),
+            Error::InvalidIdToken => Some("invalid_id_token"),
+            Error::LinkRequired => Some("link_required"),
             Error::Forbidden(ForbiddenReason::GuestsOff) => Some("guests_off"),
             Error::Forbidden(ForbiddenReason::GuestAccessDenied) => Some("access_denied"),
             _ => None,

@@ -9,10 +9,11 @@ use user_core::api::{
     FavoriteListResponse, FavoriteTrack, ForgotPasswordRequest, IdentitiesResponse, IdentityInfo, LoginAnswer,
     LoginMfaRequest, LoginRequest, LoginResponse, MainResponse, MfaRequiredResponse, OAuthErrorResponse,
     OAuthTokenRequest, OAuthTokenResponse, PasskeyCreatedResponse, PasskeyInfo, PasskeyLoginRequest,
-    PasskeyLoginStartRequest, PasskeyOptionsResponse, PasskeyRegisterRequest, PasskeyRenameRequest, ReauthRequest,
-    ReauthResponse, RecoveryCodesResponse, RefreshResponse, RegisterRequest, ResetPasswordRequest, RevokedResponse,
-    SecurityResponse, SessionInfo, SessionListResponse, TaskInfo, TaskListResponse, TaskState, TokenRequest,
-    TotpConfirmRequest, TotpEnrollResponse, UpdateRequest, UserListResponse, UserResponse, UserSummary,
+    PasskeyLoginStartRequest, PasskeyOptionsResponse, PasskeyRegisterRequest, PasskeyRenameRequest,
+    ProviderTokenRequest, ReauthRequest, ReauthResponse, RecoveryCodesResponse, RefreshResponse, RegisterRequest,
+    ResetPasswordRequest, RevokedResponse, SecurityResponse, SessionInfo, SessionListResponse, TaskInfo,
+    TaskListResponse, TaskState, TokenRequest, TotpConfirmRequest, TotpEnrollResponse, UpdateRequest, UserListResponse,
+    UserResponse, UserSummary,
 };
 use user_core::domain::{Locale, Role};
 use utoipa::openapi::path::{HttpMethod, Operation};
@@ -122,7 +123,7 @@ fn optional_not_null(doc: &mut serde_json::Value, schema: &str) {
         MfaRequiredResponse, LoginMfaRequest, SecurityResponse, PasskeyInfo, IdentityInfo, TotpEnrollResponse,
         TotpConfirmRequest, RecoveryCodesResponse, ReauthRequest, ReauthResponse, PasskeyOptionsResponse,
         PasskeyRegisterRequest, PasskeyCreatedResponse, PasskeyRenameRequest, PasskeyLoginStartRequest,
-        PasskeyLoginRequest, IdentitiesResponse
+        PasskeyLoginRequest, IdentitiesResponse, ProviderTokenRequest
     )),
     modifiers(&Security)
 )]

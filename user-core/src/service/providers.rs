@@ -78,6 +78,8 @@ pub enum ProviderOutcome {
     SecondFactor {
         /// The sign-in's token (five minutes, single use).
         mfa_token: String,
+        /// The factors that may complete it (`totp`, `recovery_code`, `passkey`).
+        methods: Vec<String>,
         /// Where to go (with `?error=mfa_required`).
         redirect_to: String,
     },
@@ -268,6 +270,40 @@ impl UserService {
         result.map_err(|e| fail(failure_code(&e)))
     }
 
+    /// A native app's sign-in (`POST /auth/{provider}/token`): the ID token
+    /// the platform's SDK (Sign in with Apple, Google Identity) obtained,
+    /// checked like the callback's, with `nonce` the one the app sent, then
+    /// the same linking rules and pipeline.
+    ///
+    /// # Errors
+    /// [`Error::UnknownProvider`]; [`Error::InvalidIdToken`];
+    /// [`Error::ProviderUnavailable`]; [`Error::SecondFactorRequired`] (complete
+    /// with [`UserService::complete_sign_in`]); [`Error::LinkRequired`] (the
+    /// `link_token` for `POST /user/identities/link` is in the error's
+    /// place: see the server); [`Error::Forbidden`]; [`Error::IdentityInUse`].
+    pub async fn provider_token_sign_in(
+        &self,
+        provider: &str,
+        id_token: &str,
+        nonce: &str,
+        client: &ClientInfo,
+    ) -> Result<ProviderOutcome> {
+        let p = self.providers.get(provider).ok_or(Error::UnknownProvider)?;
+        if p.config().kind != crate::auth::oidc::ProviderKind::OpenIdConnect {
+            return Err(ValidationError::new("provider", "only an OpenID provider gives ID tokens").into());
+        }
+        let identity = match p.verify_id_token(id_token, nonce, self.clock.now()).await {
+            Ok(identity) => identity,
+            Err(crate::auth::oidc::ProviderError::Unavailable(e)) => return Err(Error::ProviderUnavailable(e)),
+            Err(e) => {
+                tracing::info!(provider, error = %e, "ID token refused");
+                return Err(Error::InvalidIdToken);
+            }
+        };
+        let trusted = p.config().trust_email;
+        self.sign_in_with_identity(provider, identity, trusted, "", client).await
+    }
+
     /// Signs in with an identity the provider vouched for (rules 1–4 of
     /// API.md), ending in the sign-in pipeline.
     async fn sign_in_with_identity(
@@ -390,7 +426,8 @@ impl UserService {
         let fed = Amr::of(&[AuthMethod::Fed]);
         if let Some(challenge) = self.second_factor_challenge(&record, fed).await? {
             let redirect_to = redirect_to.to_owned();
-            return Ok(ProviderOutcome::SecondFactor { mfa_token: challenge.mfa_token, redirect_to });
+            let methods = challenge.methods.iter().map(|m| m.as_str().to_owned()).collect();
+            return Ok(ProviderOutcome::SecondFactor { mfa_token: challenge.mfa_token, methods, redirect_to });
         }
         self.refuse_closed_account(&record, client).await?;
         let proof = SignInProof::credential(fed);

@@ -2,13 +2,17 @@
 //! callback, linking a held identity, unlinking one.
 
 use serde::Deserialize;
-use user_core::api::{IdentitiesResponse, IdentityInfo, MainResponse};
+use user_core::api::{
+    IdentitiesResponse, IdentityInfo, LoginAnswer, MainResponse, MfaRequiredResponse, ProviderTokenRequest,
+};
 use user_core::service::{ProviderFailure, ProviderMode, ProviderOutcome};
+use warp::Reply as _;
 use warp::http::{HeaderValue, StatusCode, header};
 use warp::reply::Response;
 
-use super::guard::{Authenticated, Listener, MaybeSession, Open};
+use super::guard::{Authenticated, Listener, MaybeSession, Open, SigningIn};
 use super::session::MFA_PENDING_COOKIE;
+use super::session::signed_in;
 use super::{Call, success};
 use crate::error::ApiError;
 use crate::http::json;
@@ -167,7 +171,7 @@ async fn finish_callback<G>(call: &Call<G>, params: CallbackParams) -> Result<Re
             }
             response
         }
-        Ok(ProviderOutcome::SecondFactor { mfa_token, redirect_to }) => {
+        Ok(ProviderOutcome::SecondFactor { mfa_token, redirect_to, .. }) => {
             let mut response = see_other(&with_param(&redirect_to, "error", "mfa_required"));
             call.flow_cookie(&mut response, MFA_PENDING_COOKIE, &mfa_token, "/user/login/mfa", false);
             response
@@ -188,6 +192,45 @@ async fn finish_callback<G>(call: &Call<G>, params: CallbackParams) -> Result<Re
             response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
             response
         }
+    })
+}
+
+/// Sign in from a native app with the ID token the platform's SDK (Sign in
+/// with Apple, Google Identity Services) obtained; answers like
+/// `POST /user/login`.
+#[utoipa::path(post, path = "/auth/{provider}/token", tag = "providers", params(
+    ("provider" = String, Path, description = "A configured OpenID provider"),
+), request_body = ProviderTokenRequest, responses(
+    (status = 200, description = "Signed in (`LoginResponse`, cookies as for `POST /user/login`); or `MfaRequiredResponse` for an account with a second factor (complete with `POST /user/login/mfa`)", body = LoginAnswer),
+    (status = 400, description = "Invalid body, or a provider without ID tokens (GitHub)", body = MainResponse),
+    (status = 401, description = "`code: invalid_id_token`: a bad signature, issuer, audience, nonce, or an expired token", body = MainResponse),
+    (status = 403, description = "Account disabled, or its address not verified when that is required; or a cross-site request", body = MainResponse),
+    (status = 404, description = "No such provider", body = MainResponse),
+    (status = 409, description = "`code: link_required` (an account has this verified address: sign in to it, then `POST /user/identities/link` with the `identity_link` cookie set here), or `code: identity_in_use`", body = MainResponse),
+    (status = 413, description = "Body too large", body = MainResponse),
+    (status = 415, description = "Not JSON", body = MainResponse),
+    (status = 429, description = "Throttled per client; see Retry-After", body = MainResponse),
+    (status = 503, description = "`code: provider_error`: the provider's keys cannot be fetched", body = MainResponse),
+))]
+pub(super) async fn provider_token(mut call: Call<SigningIn>) -> Result<Response, ApiError> {
+    let req: ProviderTokenRequest = call.json()?;
+    let client = call.ctx.client();
+    let outcome =
+        call.state.service.provider_token_sign_in(&call.provider(), &req.id_token, &req.nonce, &client).await?;
+    Ok(match outcome {
+        ProviderOutcome::SignedIn { outcome, .. } => signed_in(&call, &client, &outcome),
+        ProviderOutcome::SecondFactor { mfa_token, methods, .. } => json(&MfaRequiredResponse {
+            response: MainResponse::new("second factor required", 200),
+            mfa_required: true,
+            methods,
+            mfa_token,
+        }),
+        ProviderOutcome::LinkRequired { link_token, .. } => {
+            let mut response = ApiError::Core(user_core::Error::LinkRequired).into_response();
+            call.flow_cookie(&mut response, LINK_COOKIE, &link_token, "/user/identities/link", false);
+            response
+        }
+        ProviderOutcome::Done { .. } => success(),
     })
 }
 

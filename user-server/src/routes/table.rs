@@ -43,6 +43,7 @@ fn table() -> Vec<Endpoint> {
         Endpoint::of::<__path_provider_start, _, _, _>(provider_start).throttled(Action::Login),
         Endpoint::of::<__path_provider_callback, _, _, _>(provider_callback).throttled(Action::Login),
         Endpoint::of::<__path_provider_callback_post, _, _, _>(provider_callback_post).throttled(Action::Login),
+        Endpoint::of::<__path_provider_token, _, _, _>(provider_token).throttled(Action::Login),
         Endpoint::of::<__path_link_identity, _, _, _>(link_identity).throttled(Action::Update),
         Endpoint::of::<__path_unlink_identity, _, _, _>(unlink_identity).throttled(Action::Update),
         Endpoint::of::<__path_logout, _, _, _>(logout),

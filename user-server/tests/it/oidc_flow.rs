@@ -129,13 +129,18 @@ impl Browser {
 
     /// Follows the provider's pages from `url` as `login` would (signing in
     /// and consenting): the service callback's path and query.
-    async fn at_provider(&self, mut url: String, login: &str) -> String {
+    async fn at_provider(&self, url: String, login: &str) -> String {
+        self.at_provider_until(url, login, SERVICE).await
+    }
+
+    /// As [`Browser::at_provider`], stopping at a redirect to `back`.
+    async fn at_provider_until(&self, mut url: String, login: &str, back: &str) -> String {
         for _ in 0..20 {
             let response = self.http.get(&url).send().await.unwrap();
             if response.status().is_redirection() {
                 let next = response.headers()["location"].to_str().unwrap().to_owned();
                 let next = reqwest::Url::parse(&url).unwrap().join(&next).unwrap().to_string();
-                if let Some(callback) = next.strip_prefix(SERVICE) {
+                if let Some(callback) = next.strip_prefix(back) {
                     return callback.to_owned();
                 }
                 url = next;
@@ -442,4 +447,98 @@ async fn an_account_with_a_second_factor_finishes_a_provider_sign_in_with_it() {
     let again =
         app.send(req("POST", "/user/login/mfa").cookie("mfa_pending", &token).json(json!({"code": code}))).await;
     assert_eq!(again.status, 401, "single use");
+}
+
+/// An ID token straight from the provider, as a native app's SDK gets one:
+/// code + PKCE for `client` (secret `{client}-secret`) with `nonce`.
+async fn native_id_token(op: &Op, client: &str, redirect: &str, login: &str, nonce: &str) -> String {
+    let verifier = user_core::auth::oidc::random_token();
+    let mut url = reqwest::Url::parse(&format!("{}/auth", op.issuer)).unwrap();
+    url.query_pairs_mut().extend_pairs([
+        ("response_type", "code"),
+        ("client_id", client),
+        ("redirect_uri", redirect),
+        ("scope", "openid email profile"),
+        ("state", "app-state"),
+        ("nonce", nonce),
+        ("code_challenge", &user_core::auth::oidc::pkce_challenge(&verifier)),
+        ("code_challenge_method", "S256"),
+    ]);
+    let browser = Browser::new();
+    let back = browser.at_provider_until(url.to_string(), login, redirect).await;
+    let code = reqwest::Url::parse(&format!("{redirect}{back}"))
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .unwrap()
+        .1
+        .into_owned();
+    let secret = if client == "svc" { "svc-secret".to_owned() } else { format!("{client}-secret") };
+    let form = [
+        ("grant_type", "authorization_code"),
+        ("code", &code),
+        ("redirect_uri", redirect),
+        ("client_id", client),
+        ("client_secret", &secret),
+        ("code_verifier", &verifier),
+    ];
+    let answer: serde_json::Value =
+        browser.http.post(format!("{}/token", op.issuer)).form(&form).send().await.unwrap().json().await.unwrap();
+    answer["id_token"].as_str().unwrap_or_else(|| panic!("{answer}")).to_owned()
+}
+
+#[tokio::test]
+async fn a_native_app_signs_in_with_the_platform_s_id_token_and_nothing_else_passes() {
+    let Some(op) = op().await else { return };
+    let app = service(&op, true).await;
+    let callback = format!("{SERVICE}/auth/example/callback");
+    let post =
+        |token: &str, nonce: &str| req("POST", "/auth/example/token").json(json!({"id_token": token, "nonce": nonce}));
+    let token = native_id_token(&op, "svc", &callback, "jane", "n-app-1").await;
+    let signed_in = app.send(post(&token, "n-app-1")).await;
+    assert_eq!(signed_in.status, 200, "{}", signed_in.body);
+    assert_eq!(signed_in.body["response"]["message"], "success login");
+    let access = signed_in.body["token"].as_str().unwrap();
+    assert_eq!(me(&app, access).await["username"], "jane");
+    assert_eq!(crate::common::claims(access)["amr"], json!(["fed"]));
+
+    let refused = |reply: Reply, why: &str| {
+        assert_eq!(
+            (reply.status, reply.body["code"].as_str()),
+            (401, Some("invalid_id_token")),
+            "{why}: {}",
+            reply.body
+        );
+    };
+    // The nonce the app gave is not the token's.
+    refused(app.send(post(&token, "n-app-2")).await, "wrong nonce");
+    // A token the provider made for another client.
+    let foreign = native_id_token(&op, "other", "http://127.0.0.1:9/cb", "jane", "n-app-3").await;
+    refused(app.send(post(&foreign, "n-app-3")).await, "foreign aud");
+    // The same claims signed by a key the provider never published.
+    let claims: serde_json::Value = {
+        let payload = token.split('.').nth(1).unwrap();
+        use base64::Engine as _;
+        serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
+    };
+    let kid = jsonwebtoken::decode_header(&token).unwrap().kid;
+    let pkcs8 = ring::signature::Ed25519KeyPair::generate_pkcs8(&ring::rand::SystemRandom::new()).unwrap();
+    let header = jsonwebtoken::Header { kid, ..jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA) };
+    let forged =
+        jsonwebtoken::encode(&header, &claims, &jsonwebtoken::EncodingKey::from_ed_der(pkcs8.as_ref())).unwrap();
+    refused(app.send(post(&forged, "n-app-1")).await, "unknown key");
+    let mut tampered: Vec<&str> = token.split('.').collect();
+    let other_payload = foreign.split('.').nth(1).unwrap();
+    tampered[1] = other_payload;
+    refused(app.send(post(&tampered.join("."), "n-app-3")).await, "a payload swapped under the signature");
+    // An hour and a half later the provider's token has expired.
+    app.clock.advance(Duration::from_secs(90 * 60));
+    refused(app.send(post(&token, "n-app-1")).await, "expired");
+    // Bad input is the contract's 400/404, and GitHub gives no ID tokens.
+    app.send(req("POST", "/auth/example/token").json(json!({"nonce": "x"}))).await.error(400);
+    app.send(req("POST", "/auth/nope/token").json(json!({"id_token": "x", "nonce": "y"}))).await.error(404);
+    let foreign_page = req("POST", "/auth/example/token")
+        .header("origin", "https://evil.example")
+        .json(json!({"id_token": token, "nonce": "n-app-1"}));
+    assert_eq!(app.send(foreign_page).await.status, 403, "login CSRF");
 }
