@@ -137,6 +137,11 @@ pub enum Command {
     /// Favorite tracks of the logged-in account (remote).
     #[command(subcommand)]
     Favorite(FavoriteCommand),
+    /// The logged-in account's identities at other providers (Google, Apple, …); `unlink` removes one (remote).
+    Identities {
+        #[command(subcommand)]
+        command: Option<IdentitiesCommand>,
+    },
     /// The logged-in account's sessions, newest first; `revoke` signs devices out (remote).
     Sessions {
         #[command(subcommand)]
@@ -169,6 +174,15 @@ pub enum PasswordCommand {
         token: String,
         #[command(flatten)]
         password: PasswordSource,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum IdentitiesCommand {
+    /// Remove the identity at a provider (a recent sign-in; never the last way to sign in).
+    Unlink {
+        /// The provider, as `user-cli identities` lists it.
+        provider: String,
     },
 }
 
@@ -279,6 +293,11 @@ pub enum UserCommand {
     /// this terminal, or remove an account's factors.
     #[command(subcommand)]
     Mfa(MfaCommand),
+    /// An account's identities at other providers, and whether it has a password (local).
+    Identities {
+        /// Id, username or email.
+        user: String,
+    },
     /// Same as `user mfa reset`.
     #[command(hide = true)]
     MfaReset {

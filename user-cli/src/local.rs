@@ -3,7 +3,7 @@
 
 use serde_json::json;
 use user_client::api::{
-    AccountPatch, AdminAccountResponse, AuditEventInfo, CreateAccountRequest, Role, TaskInfo, TaskState,
+    AccountPatch, AdminAccountResponse, AuditEventInfo, CreateAccountRequest, IdentityInfo, Role, TaskInfo, TaskState,
     TotpEnrollResponse, UserSummary,
 };
 use user_core::UserService;
@@ -116,6 +116,11 @@ impl Operations for Local {
 
     async fn reset_mfa(&self, id: Uuid) -> Result<(), Failure> {
         Ok(self.service.reset_second_factors(UserId::from_uuid(id), None, &ClientInfo::default()).await?)
+    }
+
+    async fn identities(&self, id: Uuid) -> Result<(Vec<IdentityInfo>, bool), Failure> {
+        let (identities, has_password) = self.service.identities(UserId::from_uuid(id)).await?;
+        Ok((identities.iter().map(IdentityInfo::from).collect(), has_password))
     }
 
     async fn start_totp(&self, id: Uuid) -> Result<TotpEnrollResponse, Failure> {

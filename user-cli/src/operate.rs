@@ -7,7 +7,7 @@ use std::future::Future;
 
 use serde_json::json;
 use user_client::api::{
-    AccountPatch, AdminAccountResponse, AuditEventInfo, CreateAccountRequest, Role, TaskInfo, TaskState,
+    AccountPatch, AdminAccountResponse, AuditEventInfo, CreateAccountRequest, IdentityInfo, Role, TaskInfo, TaskState,
     TotpEnrollResponse, UserSummary,
 };
 use uuid::Uuid;
@@ -15,7 +15,9 @@ use uuid::Uuid;
 use crate::cli::{AuditCommand, MfaCommand, Page, PasswordSource, RoleArg, StatusArg, TasksCommand, UserCommand};
 use crate::failure::Failure;
 use crate::input::{confirm, line, secrets};
-use crate::output::{Output, account_json, print_account, print_audit, print_enrollment, print_tasks, print_users};
+use crate::output::{
+    Output, account_json, print_account, print_audit, print_enrollment, print_identities, print_tasks, print_users,
+};
 
 /// One page of a listing and the cursor of the next.
 pub type Paged<T> = (Vec<T>, Option<String>);
@@ -34,6 +36,8 @@ pub trait Operations {
     fn change(&self, id: Uuid, patch: AccountPatch) -> impl Future<Output = Result<AdminAccountResponse, Failure>>;
     fn revoke_sessions(&self, id: Uuid) -> impl Future<Output = Result<u64, Failure>>;
     fn reset_mfa(&self, id: Uuid) -> impl Future<Output = Result<(), Failure>>;
+    /// The account's identities at other providers, and whether it has a password.
+    fn identities(&self, id: Uuid) -> impl Future<Output = Result<(Vec<IdentityInfo>, bool), Failure>>;
     /// Begins TOTP for the account: its secret and `otpauth://` URI.
     fn start_totp(&self, id: Uuid) -> impl Future<Output = Result<TotpEnrollResponse, Failure>>;
     /// Turns the pending TOTP on with the app's first code: the recovery codes.
@@ -135,6 +139,11 @@ pub async fn user(ops: &impl Operations, command: UserCommand, out: &Output) -> 
                 &json!({"id": target.id, "revoked": n}),
                 &format!("ended {n} session(s) of {}", target.display_name()),
             );
+        }
+        UserCommand::Identities { user } => {
+            let target = ops.account(&user).await?;
+            let (identities, has_password) = ops.identities(target.id).await?;
+            print_identities(out, &identities, Some(has_password));
         }
         UserCommand::Mfa(MfaCommand::Enroll { user }) => {
             let target = ops.account(&user).await?;

@@ -1,7 +1,7 @@
 //! Aligned tables for people, JSON for scripts; every printer both modes share.
 
 use serde_json::{Value, json};
-use user_client::api::{AdminAccountResponse, AuditEventInfo, SessionInfo, TaskInfo, UserSummary};
+use user_client::api::{AdminAccountResponse, AuditEventInfo, IdentityInfo, SessionInfo, TaskInfo, UserSummary};
 
 /// How to print results.
 pub struct Output {
@@ -167,6 +167,26 @@ pub fn print_audit(out: &Output, events: &[AuditEventInfo], next: Option<&str>) 
 }
 
 /// Prints sessions as a table or JSON (`{"sessions"}`); `*` marks this one.
+/// Prints identities at other providers as a table or JSON
+/// (`{"identities", "has_password"}`, the latter when known).
+pub fn print_identities(out: &Output, identities: &[IdentityInfo], has_password: Option<bool>) {
+    let rows = identities
+        .iter()
+        .map(|i| {
+            vec![i.provider.clone(), i.subject.clone(), i.email.clone().unwrap_or_default(), i.linked_at.to_rfc3339()]
+        })
+        .collect();
+    let mut value = json!({ "identities": identities });
+    if let Some(has_password) = has_password {
+        value["has_password"] = json!(has_password);
+    }
+    out.table(&value, &["provider", "subject", "email", "linked_at"], rows);
+    if let (false, Some(has_password)) = (out.json, has_password) {
+        println!("password: {}", if has_password { "set" } else { "none" });
+    }
+}
+
+/// Prints sessions as a table or JSON.
 pub fn print_sessions(out: &Output, sessions: &[SessionInfo]) {
     let rows = sessions
         .iter()

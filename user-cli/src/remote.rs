@@ -5,18 +5,20 @@ use std::path::Path;
 use futures_util::TryStreamExt;
 use serde_json::json;
 use user_client::api::{
-    AccountPatch, AdminAccountResponse, AuditEventInfo, CreateAccountRequest, TaskInfo, TaskState, TotpEnrollResponse,
-    UpdateRequest, UserSummary,
+    AccountPatch, AdminAccountResponse, AuditEventInfo, CreateAccountRequest, IdentityInfo, TaskInfo, TaskState,
+    TotpEnrollResponse, UpdateRequest, UserSummary,
 };
 use user_client::{AuditQuery, Client};
 use uuid::Uuid;
 
-use crate::cli::{Command, CurrentPassword, FavoriteCommand, PasswordCommand, SessionsCommand, TotpCommand};
+use crate::cli::{
+    Command, CurrentPassword, FavoriteCommand, IdentitiesCommand, PasswordCommand, SessionsCommand, TotpCommand,
+};
 use crate::credentials;
 use crate::failure::Failure;
 use crate::input::{confirm, line, secrets};
 use crate::operate::{self, Operations, Paged, no_user};
-use crate::output::{Output, print_enrollment, print_next, print_sessions};
+use crate::output::{Output, print_enrollment, print_identities, print_next, print_sessions};
 
 pub async fn run(server: &str, ca_cert: Option<&Path>, command: Command, out: &Output) -> Result<(), Failure> {
     let mut builder = Client::builder(server);
@@ -109,6 +111,14 @@ async fn execute(client: &Client, command: Command, out: &Output) -> Result<(), 
                 Err(e) if e.is_unauthorized() => out.done(&json!({"status": "logged out"}), "logged out"),
                 Err(e) => return Err(e.into()),
             }
+        }
+        Command::Identities { command: None } => {
+            let security = client.security().await?;
+            print_identities(out, &security.identities, Some(security.has_password));
+        }
+        Command::Identities { command: Some(IdentitiesCommand::Unlink { provider }) } => {
+            client.unlink_identity(&provider).await?;
+            out.done(&json!({"provider": provider, "status": "unlinked"}), &format!("removed the {provider} identity"));
         }
         Command::Sessions { command: None } => print_sessions(out, &client.sessions().await?),
         Command::Sessions { command: Some(SessionsCommand::Revoke { id: Some(id), .. }) } => {
@@ -282,6 +292,14 @@ impl Operations for Remote<'_> {
 
     async fn reset_mfa(&self, id: Uuid) -> Result<(), Failure> {
         Ok(self.0.admin().reset_mfa(id).await?)
+    }
+
+    async fn identities(&self, _: Uuid) -> Result<(Vec<IdentityInfo>, bool), Failure> {
+        Err(Failure::Usage(
+            "user identities works on the database host only (--database); a person sees their own with \
+             `user-cli identities`"
+                .into(),
+        ))
     }
 
     async fn start_totp(&self, _: Uuid) -> Result<TotpEnrollResponse, Failure> {

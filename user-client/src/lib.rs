@@ -40,12 +40,12 @@ use serde::de::DeserializeOwned;
 use tokio::sync::{Mutex, RwLock};
 use user_core::api::{
     AccountResponse, ContainsResponse, CurrentPasswordRequest, FavoriteListResponse, FavoriteTrack,
-    ForgotPasswordRequest, LoginAnswer, LoginMfaRequest, LoginRequest, LoginResponse, MainResponse, OAuthErrorResponse,
-    OAuthTokenRequest, OAuthTokenResponse, PasskeyCreatedResponse, PasskeyLoginRequest, PasskeyLoginStartRequest,
-    PasskeyOptionsResponse, PasskeyRegisterRequest, PasskeyRenameRequest, ReauthRequest, ReauthResponse,
-    RecoveryCodesResponse, RefreshResponse, RegisterRequest, ResetPasswordRequest, RevokedResponse, SecurityResponse,
-    SessionInfo, SessionListResponse, TokenRequest, TotpConfirmRequest, TotpEnrollResponse, UpdateRequest,
-    UserListResponse, UserResponse, UserSummary,
+    ForgotPasswordRequest, IdentitiesResponse, IdentityInfo, LoginAnswer, LoginMfaRequest, LoginRequest, LoginResponse,
+    MainResponse, OAuthErrorResponse, OAuthTokenRequest, OAuthTokenResponse, PasskeyCreatedResponse,
+    PasskeyLoginRequest, PasskeyLoginStartRequest, PasskeyOptionsResponse, PasskeyRegisterRequest,
+    PasskeyRenameRequest, ProviderTokenRequest, ReauthRequest, ReauthResponse, RecoveryCodesResponse, RefreshResponse,
+    RegisterRequest, ResetPasswordRequest, RevokedResponse, SecurityResponse, SessionInfo, SessionListResponse,
+    TokenRequest, TotpConfirmRequest, TotpEnrollResponse, UpdateRequest, UserListResponse, UserResponse, UserSummary,
 };
 use user_core::domain::{DeviceName, Email, Locale, Login, Password, TrackBatch, TrackId, Username, ValidationError};
 
@@ -595,6 +595,66 @@ impl Client {
     /// 401 without a session.
     pub async fn security(&self) -> Result<SecurityResponse> {
         self.authed(Method::GET, "/user/security", |r| r).await
+    }
+
+    /// `POST /auth/{provider}/token` (v1.2): signs in with the ID token a
+    /// platform SDK (Sign in with Apple, Google Identity Services) gave the
+    /// app, and the nonce the app gave that SDK; keeps the session.
+    ///
+    /// ```no_run
+    /// # async fn run(client: user_client::Client, id_token: &str) -> Result<(), user_client::Error> {
+    /// match client.sign_in_with_id_token("apple", id_token, "the-nonce-the-app-made").await {
+    ///     Ok(_) => {}
+    ///     // An account has this verified address: sign in to it, then link.
+    ///     Err(e) if e.code() == Some("link_required") => {
+    ///         client.login("alice", "correct horse").await?;
+    ///         client.link_identity().await?;
+    ///     }
+    ///     Err(e) => return Err(e),
+    /// }
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// 401 `invalid_id_token`; [`Error::MfaRequired`] for an account with a
+    /// second factor (finish with [`Client::login_mfa`]); 409 `link_required`
+    /// (the held identity's cookie is kept for [`Client::link_identity`]) or
+    /// `identity_in_use`; 403 for a disabled account.
+    pub async fn sign_in_with_id_token(&self, provider: &str, id_token: &str, nonce: &str) -> Result<LoginResponse> {
+        let body = ProviderTokenRequest { id_token: id_token.into(), nonce: nonce.into() };
+        let url = self.url(&format!("/auth/{provider}/token"));
+        let reply: LoginAnswer = self.send(self.http.post(url).json(&body)).await?;
+        match reply {
+            LoginAnswer::SignedIn(reply) => {
+                self.set_access_token(Some(reply.token.clone())).await;
+                Ok(reply)
+            }
+            LoginAnswer::SecondFactorRequired(pending) => {
+                Err(Error::MfaRequired(MfaPending { mfa_token: pending.mfa_token, methods: pending.methods }))
+            }
+        }
+    }
+
+    /// `POST /user/identities/link` (v1.2): links the identity a provider
+    /// sign-in held for this account (after `link_required`), from a
+    /// recent sign-in; the account's identities.
+    ///
+    /// # Errors
+    /// 400 when no identity is held for this account (or it expired);
+    /// [`Error::is_reauth_required`]; 409 `identity_in_use`.
+    pub async fn link_identity(&self) -> Result<Vec<IdentityInfo>> {
+        let reply: IdentitiesResponse = self.authed(Method::POST, "/user/identities/link", |r| r).await?;
+        Ok(reply.identities)
+    }
+
+    /// `DELETE /user/identities/{provider}` (v1.2): removes the account's
+    /// identity at `provider` (a recent sign-in).
+    ///
+    /// # Errors
+    /// 404 without one; 409 `last_sign_in_method` when nothing else could
+    /// sign in; [`Error::is_reauth_required`].
+    pub async fn unlink_identity(&self, provider: &str) -> Result<MainResponse> {
+        self.authed(Method::DELETE, &format!("/user/identities/{provider}"), |r| r).await
     }
 
     /// `POST /user/totp/enroll` (v1.2): a new TOTP secret and its

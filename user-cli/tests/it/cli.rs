@@ -821,3 +821,29 @@ async fn an_account_whose_second_factor_is_a_passkey_is_sent_to_the_device_sign_
     })
     .await;
 }
+
+#[tokio::test]
+async fn identities_are_listed_for_a_person_and_an_operator() {
+    let env = std::sync::Arc::new(Env::new());
+    let e = env.clone();
+    blocking(move || e.local(&["migrate"]).assert().success()).await;
+    let (url, _stop) = serve(&env.database).await;
+    let sdk = user_client::Client::new(&url).unwrap();
+    sdk.register("alice", "alice@example.com", "correct horse").await.unwrap();
+    blocking(move || {
+        let r = |args: &[&str]| env.remote(&url, args);
+        r(&["login", "alice", "--password-stdin"]).write_stdin("correct horse\n").assert().success();
+        let mine = json(&mut r(&["identities"]));
+        assert_eq!((mine["identities"].clone(), mine["has_password"].clone()), (serde_json::json!([]), true.into()));
+        let msg = stderr(&mut r(&["identities", "unlink", "google"]), 1);
+        assert!(msg.contains("no identity"), "{msg}");
+        let operator = json(&mut env.local(&["user", "identities", "alice"]));
+        assert_eq!(operator["has_password"], true);
+        let table = env.local(&["user", "identities", "alice"]).assert().success().get_output().stdout.clone();
+        assert!(String::from_utf8(table).unwrap().contains("password: set"));
+        // Remotely, a non-admin is refused; an admin hears it is the database host's.
+        let msg = stderr(&mut r(&["user", "identities", "alice"]), 1);
+        assert!(msg.contains("admin"), "{msg}");
+    })
+    .await;
+}

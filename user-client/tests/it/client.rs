@@ -376,3 +376,16 @@ async fn a_guest_listens_then_upgrades_in_place() {
     let not_a_guest = client.upgrade_guest("bob", "bob@example.com", "correct horse").await.unwrap_err();
     assert_eq!(not_a_guest.code(), Some("not_a_guest"));
 }
+
+#[tokio::test]
+async fn provider_calls_answer_typed_errors() {
+    let srv = server().await;
+    let client = srv.client();
+    let unknown = client.sign_in_with_id_token("google", "header.payload.signature", "n").await.unwrap_err();
+    assert_eq!(unknown.status(), Some(404), "no provider configured");
+    client.register("alice", "alice@example.com", "correct horse").await.unwrap();
+    client.login("alice", "correct horse").await.unwrap();
+    assert_eq!(client.link_identity().await.unwrap_err().status(), Some(400), "nothing held");
+    assert_eq!(client.unlink_identity("google").await.unwrap_err().status(), Some(404));
+    assert!(client.security().await.unwrap().identities.is_empty());
+}
