@@ -91,6 +91,12 @@ document.addEventListener("DOMContentLoaded", () => {
     await call("POST", "/user/passkeys/register/finish", { ceremony: start.ceremony, name, credential });
     reload();
   }));
+  document.querySelectorAll("#identities li").forEach((item) => {
+    item.querySelector(".unlink").addEventListener("click", guarded(async () => {
+      await call("DELETE", `/user/identities/${encodeURIComponent(item.dataset.provider)}`);
+      reload();
+    }));
+  });
   document.querySelectorAll("#passkeys li").forEach((item) => {
     const path = `/user/passkeys/${item.dataset.id}`;
     item.querySelector(".remove").addEventListener("click", guarded(async () => {

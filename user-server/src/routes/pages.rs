@@ -525,6 +525,15 @@ async fn security_page_for(
         })
         .collect();
     let factors = service.second_factors(id).await?;
+    let (identities, _) = service.identities(id).await?;
+    let identities: Vec<minijinja::Value> = identities
+        .into_iter()
+        .map(|i| {
+            context! {
+                provider => i.provider, email => i.email.map(|e| e.to_string()), linked_at => shown_time(i.linked_at),
+            }
+        })
+        .collect();
     let current = visitor.claims().sid;
     let sessions: Vec<minijinja::Value> = service
         .sessions(id)
@@ -553,6 +562,7 @@ async fn security_page_for(
             lang => locale.as_str(), w => words, signed_in => true, username => visitor.user().display_name(),
             restricted => restricted, passkeys => passkeys, totp => factors.totp,
             codes_left => factors.recovery_codes_left, sessions => sessions, enrollment => enrollment,
+            identities => identities,
         },
     )
 }

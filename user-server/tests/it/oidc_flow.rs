@@ -224,6 +224,10 @@ async fn a_new_person_gets_an_account_and_comes_back_to_it() {
     assert_eq!(security.body["has_password"], false);
     assert_eq!(security.body["identities"][0]["provider"], "example");
     assert_eq!(security.body["identities"][0]["subject"], "alice");
+    let page = app.send(req("GET", "/account/security").cookie("access_token", &first)).await;
+    let html = String::from_utf8_lossy(&page.raw);
+    assert!(html.contains("data-provider=\"example\"") && html.contains("alice@example.com"), "{html}");
+    assert!(html.contains("class=\"unlink secondary\""), "the page offers to remove it");
 
     let again = access_of(&Browser::new().sign_in(&app, "alice").await);
     assert_eq!(me(&app, &again).await["id"], account["id"], "the same account");
