@@ -79,8 +79,10 @@ impl UserService {
         let upgrade = GuestUpgrade {
             id: user,
             username: reg.username,
-            email: reg.email,
-            password_hash,
+            email: Some(reg.email),
+            email_verified: false,
+            password_hash: Some(password_hash),
+            identity: None,
             mails,
             now: self.clock.now(),
         };

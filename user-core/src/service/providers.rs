@@ -11,7 +11,9 @@ use super::{AuditEvent, ClientInfo, LoginOutcome, UserService};
 use crate::auth::oidc::{ProviderIdentity, ProviderState, random_token};
 use crate::domain::{Amr, AuthMethod, Role, SessionId, UserId, Username, ValidationError};
 use crate::error::{Error, ForbiddenReason, Result};
-use crate::store::{Ceremony, CeremonyPurpose, IdentityRecord, NewMail, Unlinked, User, UserKey, UserRecord};
+use crate::store::{
+    Ceremony, CeremonyPurpose, GuestUpgrade, IdentityRecord, NewMail, Unlinked, User, UserKey, UserRecord,
+};
 
 /// How long a provider sign-in may take, and how long an identity waits
 /// for its account to sign in and link it.
@@ -253,7 +255,7 @@ impl UserService {
                 let (Some(user), Some(session)) = (ceremony.user, ceremony.session) else {
                     return Err(ProviderFailure::InvalidState);
                 };
-                self.link_to_session(provider, identity, user, session, client)
+                self.link_to_session(provider, identity, trusted, user, session, client)
                     .await
                     .map(|()| ProviderOutcome::Done { redirect_to: redirect_to.clone() })
             }
@@ -375,12 +377,7 @@ impl UserService {
         let base = username_base(identity.preferred_username.as_deref());
         let mut email = verified_email;
         for attempt in 0..20 {
-            let name = match attempt {
-                0 => base.clone(),
-                n if n < 10 => suffixed(&base, &(n + 1).to_string()),
-                _ => suffixed(&base, &hex::encode(rand::random::<[u8; 3]>())),
-            };
-            let Ok(username) = Username::parse(&name) else { continue };
+            let Ok(username) = Username::parse(&username_candidate(&base, attempt)) else { continue };
             let user = User {
                 id: UserId::new(),
                 username: Some(username),
@@ -442,18 +439,53 @@ impl UserService {
         Ok(ProviderOutcome::SignedIn { outcome: Box::new(outcome), redirect_to: redirect_to.to_owned() })
     }
 
-    /// Links `identity` to the account of `session` (mode `link`).
+    /// Links `identity` to the account of `session` (mode `link`); a guest
+    /// becomes an account by it, in place.
     async fn link_to_session(
         &self,
         provider: &str,
         identity: ProviderIdentity,
+        trusted: bool,
         user: UserId,
         session: SessionId,
         client: &ClientInfo,
     ) -> Result<()> {
         self.active_session(session, user).await?;
-        let record = identity_record(provider, &identity, user, self.clock.now());
-        self.link(record, client).await
+        let now = self.clock.now();
+        let record = identity_record(provider, &identity, user, now);
+        if !self.is_guest(user).await? {
+            return self.link(record, client).await;
+        }
+        // The guest keeps its id, favorites and sessions, and gains a name,
+        // the provider's address if it vouches for it, and the identity.
+        let base = username_base(identity.preferred_username.as_deref());
+        let mut email = identity.email.clone().filter(|_| trusted && identity.email_verified);
+        for attempt in 0..20 {
+            let Ok(username) = Username::parse(&username_candidate(&base, attempt)) else { continue };
+            let upgrade = GuestUpgrade {
+                id: user,
+                username,
+                email_verified: email.is_some(),
+                email: email.clone(),
+                password_hash: None,
+                identity: Some(record.clone()),
+                mails: Vec::new(),
+                now,
+            };
+            match self.store.upgrade_guest(&upgrade).await {
+                Ok(Some(_)) => {
+                    self.audit(AuditEvent::GuestUpgraded, Some(user), client, Some(format!("by {provider}"))).await;
+                    self.audit(AuditEvent::IdentityLinked, Some(user), client, Some(provider.to_owned())).await;
+                    return Ok(());
+                }
+                // Upgraded meanwhile (by a password): an account's link.
+                Ok(None) => return self.link(record, client).await,
+                Err(Error::Conflict(crate::error::ConflictField::Username)) => {}
+                Err(Error::Conflict(crate::error::ConflictField::Email)) => email = None,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Error::internal("no free username for an upgraded guest"))
     }
 
     /// Links `record` to its account, with a notice to the account's
@@ -646,6 +678,16 @@ fn username_base(preferred: Option<&str>) -> String {
         .take(32)
         .collect();
     if Username::parse(&mapped).is_ok() { mapped } else { format!("user-{}", hex::encode(rand::random::<[u8; 4]>())) }
+}
+
+/// The `attempt`th username to try for `base`: itself, then `-2` … `-10`,
+/// then random suffixes.
+fn username_candidate(base: &str, attempt: u32) -> String {
+    match attempt {
+        0 => base.to_owned(),
+        n if n < 10 => suffixed(base, &(n + 1).to_string()),
+        _ => suffixed(base, &hex::encode(rand::random::<[u8; 3]>())),
+    }
 }
 
 /// `base` with `-suffix`, cut so the whole fits 32 characters.

@@ -126,10 +126,14 @@ pub struct GuestUpgrade {
     pub id: UserId,
     /// Its username from now on.
     pub username: Username,
-    /// Its address (unverified).
-    pub email: Email,
-    /// Its password's hash.
-    pub password_hash: String,
+    /// Its address, if it has one now.
+    pub email: Option<Email>,
+    /// Whether that address is verified (a provider vouched for it).
+    pub email_verified: bool,
+    /// Its password's hash (none when a provider's identity signs it in).
+    pub password_hash: Option<String>,
+    /// The identity it upgrades by, linked in the same transaction.
+    pub identity: Option<IdentityRecord>,
     /// Mails to enqueue with it (the verification mail).
     pub mails: Vec<NewMail>,
     /// When.

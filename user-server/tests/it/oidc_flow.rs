@@ -546,3 +546,30 @@ async fn a_native_app_signs_in_with_the_platform_s_id_token_and_nothing_else_pas
         .json(json!({"id_token": token, "nonce": "n-app-1"}));
     assert_eq!(app.send(foreign_page).await.status, 403, "login CSRF");
 }
+
+#[tokio::test]
+async fn a_guest_linking_a_provider_becomes_an_account_in_place() {
+    let Some(op) = op().await else { return };
+    let app = service(&op, true).await;
+    let guest = app.send(req("POST", "/user/guest")).await;
+    let access = guest.body["token"].as_str().unwrap().to_owned();
+    app.send(req("POST", "/user/track/favorite?track_id=7").bearer(&access)).await;
+    let mut browser = Browser::new();
+    let link = format!("redirect_to={}&mode=link", urlencode(DONE));
+    let start = browser.start(&app, &link, Some(&access)).await;
+    assert_eq!(start.status, 302, "a guest may link: {}", start.body);
+    let callback = browser.at_provider(start.header("location").unwrap().to_owned(), "kim").await;
+    let done = browser.callback(&app, &callback).await;
+    assert_eq!((done.status, done.header("location")), (303, Some(DONE)));
+    let account = me(&app, &access).await;
+    assert_eq!(account["id"], guest.body["id"], "the same account");
+    assert_eq!((account["role"].as_str(), account["username"].as_str()), (Some("user"), Some("kim")));
+    assert_eq!((account["email"].as_str(), account.get("guest")), (Some("kim@example.com"), None));
+    let favorites = app.send(req("GET", "/user/track/favorite").bearer(&access)).await;
+    assert_eq!(favorites.body["tracks"][0]["track_id"], "7", "favorites kept");
+    // The provider signs in to it from now on.
+    let again = access_of(&Browser::new().sign_in(&app, "kim").await);
+    assert_eq!(me(&app, &again).await["id"], guest.body["id"]);
+    let audit = app.store.list_audit(&Default::default(), None, 50).await.unwrap();
+    assert!(audit.iter().any(|e| e.event == "guest.upgrade" && e.detail.as_deref() == Some("by example")));
+}

@@ -19,8 +19,10 @@ fn upgrade(id: UserId, name: &str) -> GuestUpgrade {
     GuestUpgrade {
         id,
         username: Username::parse(name).unwrap(),
-        email: Email::parse(&format!("{name}@example.com")).unwrap(),
-        password_hash: "$argon2id$upgraded".into(),
+        email: Some(Email::parse(&format!("{name}@example.com")).unwrap()),
+        email_verified: false,
+        password_hash: Some("$argon2id$upgraded".into()),
+        identity: None,
         mails: Vec::new(),
         now: t0() + secs(60),
     }
@@ -35,11 +37,11 @@ pub(crate) async fn a_guest_upgrades_once_keeping_its_id_sessions_and_favorites(
     store.add_favorites(id, &tracks("a,b"), t0()).await.unwrap();
     user(&store, "taken").await;
     let mut same_name = upgrade(id, "TAKEN");
-    same_name.email = Email::parse("other@example.com").unwrap();
+    same_name.email = Some(Email::parse("other@example.com").unwrap());
     let taken = store.upgrade_guest(&same_name).await;
     assert!(matches!(taken, Err(Error::Conflict(ConflictField::Username))), "{taken:?}");
     let mut same_address = upgrade(id, "fresh");
-    same_address.email = Email::parse("taken@example.com").unwrap();
+    same_address.email = Some(Email::parse("taken@example.com").unwrap());
     assert!(matches!(store.upgrade_guest(&same_address).await, Err(Error::Conflict(ConflictField::Email))));
     // Twelve upgrades at once: one wins, the rest find no guest.
     let n = Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -55,6 +57,32 @@ pub(crate) async fn a_guest_upgrades_once_keeping_its_id_sessions_and_favorites(
     assert!(store.session(s.id).await.unwrap().unwrap().revoked_at.is_none(), "its session lives on");
     assert_eq!(store.count_favorites(id).await.unwrap(), 2, "its favorites stay");
     assert!(store.upgrade_guest(&upgrade(second, "racer_late")).await.unwrap().is_some(), "another guest may");
+    // By a provider: no password, the identity linked in the same step, or nothing.
+    let third = guest(&store, t0()).await;
+    let taken = crate::store::IdentityRecord {
+        issuer: "https://id.example".into(),
+        subject: "s".into(),
+        provider: "example".into(),
+        user: id,
+        email: None,
+        email_verified: false,
+        linked_at: t0(),
+    };
+    assert!(store.link_identity(&taken, &[]).await.unwrap());
+    let by_provider = GuestUpgrade {
+        password_hash: None,
+        email: None,
+        identity: Some(crate::store::IdentityRecord { user: third, ..taken.clone() }),
+        ..upgrade(third, "via_provider")
+    };
+    assert!(matches!(store.upgrade_guest(&by_provider).await, Err(Error::IdentityInUse)));
+    let still = store.find_user(UserKey::Id(third)).await.unwrap().unwrap();
+    assert_eq!((still.user.role, still.user.username), (Role::Guest, None), "nothing changed");
+    let fresh = crate::store::IdentityRecord { subject: "fresh".into(), user: third, ..taken };
+    let by_provider = GuestUpgrade { identity: Some(fresh), ..by_provider };
+    let now = store.upgrade_guest(&by_provider).await.unwrap().unwrap();
+    assert_eq!((now.user.role, now.password_hash), (Role::User, None));
+    assert_eq!(store.identities(third).await.unwrap().len(), 1);
 }
 
 pub(crate) async fn listings_include_exclude_or_only_take_guests(store: Arc<dyn Store>) {

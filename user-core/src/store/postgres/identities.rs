@@ -28,7 +28,7 @@ fn identity(row: &PgRow) -> Result<IdentityRecord> {
 }
 
 /// Inserts `i`; `false` when its key or its account's provider is taken.
-async fn insert_identity(tx: &mut Transaction<'_, Postgres>, i: &IdentityRecord) -> Result<bool> {
+pub(super) async fn insert_identity(tx: &mut Transaction<'_, Postgres>, i: &IdentityRecord) -> Result<bool> {
     let inserted = sqlx::query(
         "insert into identities (issuer, subject, provider, user_id, email, email_verified, linked_at) \
          values ($1, $2, $3, $4, $5, $6, $7) on conflict do nothing",

@@ -297,19 +297,29 @@ impl UserStore for PostgresStore {
 
     async fn upgrade_guest(&self, upgrade: &GuestUpgrade) -> Result<Option<UserRecord>> {
         let mut tx = self.begin().await?;
-        check_reserved(&mut tx, &upgrade.email, upgrade.id, upgrade.now).await?;
+        if let Some(email) = &upgrade.email {
+            check_reserved(&mut tx, email, upgrade.id, upgrade.now).await?;
+        }
         let row = sqlx::query(
-            "update users set username = $2, email = $3, email_verified = false, password_hash = $4,                role = 'user', updated_at = $5              where id = $1 and role = 'guest' returning *",
+            "update users set username = $2, email = $3, email_verified = $6, password_hash = $4, \
+               role = 'user', updated_at = $5 \
+             where id = $1 and role = 'guest' returning *",
         )
         .bind(upgrade.id.as_uuid())
         .bind(upgrade.username.as_str())
-        .bind(upgrade.email.as_str())
+        .bind(upgrade.email.as_ref().map(Email::as_str))
         .bind(&upgrade.password_hash)
         .bind(upgrade.now)
+        .bind(upgrade.email_verified)
         .fetch_optional(&mut *tx)
         .await
         .map_err(map_err)?;
         let Some(row) = row else { return Ok(None) };
+        if let Some(identity) = &upgrade.identity
+            && !super::identities::insert_identity(&mut tx, identity).await?
+        {
+            return Err(Error::IdentityInUse);
+        }
         enqueue_mails(&mut tx, upgrade.id, &upgrade.mails, upgrade.now).await?;
         tx.commit().await.map_err(map_err)?;
         user_record(&row).map(Some)
@@ -319,7 +329,11 @@ impl UserStore for PostgresStore {
         let mut tx = self.begin().await?;
         // `skip locked`: replicas running the pass at once take different guests.
         let deleted: Vec<Uuid> = sqlx::query_scalar(
-            "delete from users where id in (                select id from users u where role = 'guest' and created_at < $1                  and not exists (select 1 from sessions s where s.user_id = u.id and s.last_used_at >= $1)                order by created_at limit $2 for update skip locked)              and role = 'guest' returning id",
+            "delete from users where id in ( \
+               select id from users u where role = 'guest' and created_at < $1 \
+                 and not exists (select 1 from sessions s where s.user_id = u.id and s.last_used_at >= $1) \
+               order by created_at limit $2 for update skip locked) \
+             and role = 'guest' returning id",
         )
         .bind(idle_since)
         .bind(i64::from(limit))

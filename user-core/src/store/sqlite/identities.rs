@@ -29,7 +29,7 @@ fn identity(row: &Row<'_>) -> Result<IdentityRecord> {
 }
 
 /// Inserts `i`; `false` when its key or its account's provider is taken.
-fn insert_identity(conn: &Connection, i: &IdentityRecord) -> Result<bool> {
+pub(super) fn insert_identity(conn: &Connection, i: &IdentityRecord) -> Result<bool> {
     let inserted = execute(
         conn,
         "insert into identities (issuer, subject, provider, user_id, email, email_verified, linked_at) \

@@ -294,23 +294,33 @@ impl UserStore for SqliteStore {
         let upgrade = upgrade.clone();
         self.write(move |conn| {
             let id = upgrade.id;
-            check_reserved(conn, &upgrade.email, id, upgrade.now)?;
+            if let Some(email) = &upgrade.email {
+                check_reserved(conn, email, id, upgrade.now)?;
+            }
             let record = query_opt(
                 conn,
                 concat!(
-                    "update users set username = ?2, email = ?3, email_verified = 0, password_hash = ?4,                        role = 'user', updated_at = ?5                      where id = ?1 and role = 'guest' returning ",
+                    "update users set username = ?2, email = ?3, email_verified = ?6, password_hash = ?4, \
+                       role = 'user', updated_at = ?5 \
+                     where id = ?1 and role = 'guest' returning ",
                     user_columns!()
                 ),
                 params![
                     id.as_uuid(),
                     upgrade.username.as_str(),
-                    upgrade.email.as_str(),
+                    upgrade.email.as_ref().map(Email::as_str),
                     upgrade.password_hash,
-                    millis(upgrade.now)
+                    millis(upgrade.now),
+                    upgrade.email_verified
                 ],
                 user_record,
             )?;
             if record.is_some() {
+                if let Some(identity) = &upgrade.identity
+                    && !super::identities::insert_identity(conn, identity)?
+                {
+                    return Err(Error::IdentityInUse);
+                }
                 enqueue_mails(conn, id, &upgrade.mails, upgrade.now)?;
             }
             Ok(record)
@@ -322,7 +332,9 @@ impl UserStore for SqliteStore {
         self.write(move |conn| {
             let idle = query_all(
                 conn,
-                "select id from users u where role = 'guest' and created_at < ?1                    and not exists (select 1 from sessions s where s.user_id = u.id and s.last_used_at >= ?1)                  order by created_at limit ?2",
+                "select id from users u where role = 'guest' and created_at < ?1 \
+                   and not exists (select 1 from sessions s where s.user_id = u.id and s.last_used_at >= ?1) \
+                 order by created_at limit ?2",
                 params![millis(idle_since), i64::from(limit)],
                 |row| col::<uuid::Uuid>(row, "id"),
             )?;
