@@ -5,6 +5,7 @@ use serde::Deserialize;
 use user_core::api::{
     IdentitiesResponse, IdentityInfo, LoginAnswer, MainResponse, MfaRequiredResponse, ProviderTokenRequest,
 };
+use user_core::domain::ValidationError;
 use user_core::service::{ProviderFailure, ProviderMode, ProviderOutcome};
 use warp::Reply as _;
 use warp::http::{HeaderValue, StatusCode, header};
@@ -214,6 +215,11 @@ async fn finish_callback<G>(call: &Call<G>, params: CallbackParams) -> Result<Re
 ))]
 pub(super) async fn provider_token(mut call: Call<SigningIn>) -> Result<Response, ApiError> {
     let req: ProviderTokenRequest = call.json()?;
+    for (field, value, max) in [("id_token", &req.id_token, 8192), ("nonce", &req.nonce, 512)] {
+        if value.is_empty() || value.len() > max {
+            return Err(ValidationError::new(field, &format!("must be 1–{max} characters")).into());
+        }
+    }
     let client = call.ctx.client();
     let outcome =
         call.state.service.provider_token_sign_in(&call.provider(), &req.id_token, &req.nonce, &client).await?;

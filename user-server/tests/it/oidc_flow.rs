@@ -540,6 +540,12 @@ async fn a_native_app_signs_in_with_the_platform_s_id_token_and_nothing_else_pas
     refused(app.send(post(&token, "n-app-1")).await, "expired");
     // Bad input is the contract's 400/404, and GitHub gives no ID tokens.
     app.send(req("POST", "/auth/example/token").json(json!({"nonce": "x"}))).await.error(400);
+    let long = "x".repeat(8193);
+    let msg =
+        app.send(req("POST", "/auth/example/token").json(json!({"id_token": long, "nonce": "x"}))).await.error(400);
+    assert!(msg.starts_with("id_token:"), "{msg}");
+    let msg = app.send(req("POST", "/auth/example/token").json(json!({"id_token": "x", "nonce": ""}))).await.error(400);
+    assert!(msg.starts_with("nonce:"), "{msg}");
     app.send(req("POST", "/auth/nope/token").json(json!({"id_token": "x", "nonce": "y"}))).await.error(404);
     let foreign_page = req("POST", "/auth/example/token")
         .header("origin", "https://evil.example")
