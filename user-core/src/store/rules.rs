@@ -116,6 +116,14 @@ pub(crate) fn unlink_identity_statement(p: char) -> String {
     )
 }
 
+/// Whoever proves the mailbox `{p}2` of account `{p}1` (a verification
+/// or reset link) owns the account: identities whose provider did not
+/// verify that same address go (a squatter's, linked before the owner came).
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) fn stale_identities_statement(p: char) -> String {
+    format!("delete from identities where user_id = {p}1 and not (email_verified and coalesce(email, '') = {p}2)")
+}
+
 /// The active admins with no second factor (no confirmed TOTP, no passkey),
 /// by name, at most `{placeholder}1` of them: what counts as a second
 /// factor, written once for both backends.

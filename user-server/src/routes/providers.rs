@@ -217,7 +217,7 @@ pub(super) async fn provider_token(mut call: Call<SigningIn>) -> Result<Response
     let req: ProviderTokenRequest = call.json()?;
     for (field, value, max) in [("id_token", &req.id_token, 8192), ("nonce", &req.nonce, 512)] {
         if value.is_empty() || value.len() > max {
-            return Err(ValidationError::new(field, &format!("must be 1–{max} characters")).into());
+            return Err(ValidationError::new(field, format!("must be 1–{max} characters")).into());
         }
     }
     let client = call.ctx.client();

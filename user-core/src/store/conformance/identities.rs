@@ -112,3 +112,30 @@ pub(crate) async fn an_unverified_account_claimed_by_a_provider_loses_what_its_r
     assert!(!store.claim_unverified_account(&identity(other, "github", "y"), &wrong, t0()).await.unwrap());
     assert!(store.identity("https://github.example", "y").await.unwrap().is_none(), "nothing written");
 }
+
+pub(crate) async fn proving_the_mailbox_removes_identities_that_did_not_verify_it(store: Arc<dyn Store>) {
+    use super::tokens::{reset, verify};
+    use crate::store::{MailPayload, NewMail, TaskKind, TokenOwner};
+    // person@example.com registered; someone linked identities meanwhile.
+    let mut r = record("person");
+    r.user.email = Some(Email::parse("person@example.com").unwrap());
+    store.insert_user(&r, &[verify("person@example.com", 1)]).await.unwrap();
+    let id = r.user.id;
+    let same = identity(id, "google", "owner");
+    let unverified = IdentityRecord { email_verified: false, ..identity(id, "apple", "squatter") };
+    let other =
+        IdentityRecord { email: Some(Email::parse("else@example.com").unwrap()), ..identity(id, "github", "x") };
+    for i in [&same, &unverified, &other] {
+        assert!(store.link_identity(i, &[]).await.unwrap());
+    }
+    assert_eq!(store.verify_email(&[1; 32], t0()).await.unwrap(), Some(id));
+    let left: Vec<_> = store.identities(id).await.unwrap().into_iter().map(|i| i.provider).collect();
+    assert_eq!(left, ["google"], "only the one whose provider verified this address");
+    // A reset link proves the mailbox too.
+    assert!(store.link_identity(&other, &[]).await.unwrap());
+    store.send_token_mail(TokenOwner::Id(id), &reset("person@example.com", 2), None, t0()).await.unwrap();
+    let notice = NewMail { kind: TaskKind::EmailPasswordChanged, payload: MailPayload::default(), token: None };
+    assert_eq!(store.reset_password(&[2; 32], "new-hash", &notice, t0()).await.unwrap(), Some(id));
+    let left: Vec<_> = store.identities(id).await.unwrap().into_iter().map(|i| i.provider).collect();
+    assert_eq!(left, ["google"]);
+}

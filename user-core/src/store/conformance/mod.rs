@@ -86,7 +86,8 @@ macro_rules! suite {
             an_identity_is_one_account_s_and_one_per_provider,
             a_provider_account_is_created_with_its_identity_or_not_at_all,
             the_last_way_to_sign_in_is_never_unlinked,
-            an_unverified_account_claimed_by_a_provider_loses_what_its_registrant_set
+            an_unverified_account_claimed_by_a_provider_loses_what_its_registrant_set,
+            proving_the_mailbox_removes_identities_that_did_not_verify_it
         );
     };
     (@cases $make:expr; $($name:ident),* $(,)?) => {

@@ -24,11 +24,11 @@ fn token_mail(kind: TaskKind, purpose: TokenPurpose, email: &str, byte: u8) -> N
     }
 }
 
-fn verify(email: &str, byte: u8) -> NewMail {
+pub(super) fn verify(email: &str, byte: u8) -> NewMail {
     token_mail(TaskKind::EmailVerify, TokenPurpose::Verify, email, byte)
 }
 
-fn reset(email: &str, byte: u8) -> NewMail {
+pub(super) fn reset(email: &str, byte: u8) -> NewMail {
     token_mail(TaskKind::EmailPasswordReset, TokenPurpose::Reset, email, byte)
 }
 

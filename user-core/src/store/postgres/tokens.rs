@@ -11,7 +11,7 @@ use super::sessions::revoke_sessions;
 use super::tasks::enqueue_with;
 use crate::domain::UserId;
 use crate::error::Result;
-use crate::store::rules::{EXPIRING, purge_statement};
+use crate::store::rules::{EXPIRING, purge_statement, stale_identities_statement};
 use crate::store::{DEVICE_GRANT_KEPT, EmailRevert, NewMail, TokenMail, TokenOwner, TokenPurpose, TokenStore};
 
 #[async_trait]
@@ -73,11 +73,14 @@ impl TokenStore for PostgresStore {
         let verified =
             sqlx::query("update users set email_verified = true, updated_at = $3 where id = $1 and email = $2")
                 .bind(user.as_uuid())
-                .bind(email)
+                .bind(&email)
                 .bind(now)
                 .execute(&mut *tx)
                 .await
                 .map_err(map_err)?;
+        if verified.rows_affected() == 1 {
+            remove_stale_identities(&mut tx, user, &email).await?;
+        }
         tx.commit().await.map_err(map_err)?;
         Ok((verified.rows_affected() == 1).then_some(user))
     }
@@ -90,7 +93,8 @@ impl TokenStore for PostgresStore {
         now: DateTime<Utc>,
     ) -> Result<Option<UserId>> {
         let mut tx = self.begin().await?;
-        let Some((user, _)) = take_token(&mut tx, digest, TokenPurpose::Reset, now).await? else { return Ok(None) };
+        let Some((user, email)) = take_token(&mut tx, digest, TokenPurpose::Reset, now).await? else { return Ok(None) };
+        remove_stale_identities(&mut tx, user, &email).await?;
         sqlx::query(
             "update users set password_hash = $2, credential_version = credential_version + 1, \
                failed_logins = 0, locked_until = null, updated_at = $3 where id = $1",
@@ -249,6 +253,17 @@ pub(super) async fn void_tokens(tx: &mut Transaction<'_, Postgres>, user: UserId
     sqlx::query("delete from account_tokens where user_id = $1 and purpose = $2")
         .bind(user.as_uuid())
         .bind(purpose.as_str())
+        .execute(&mut **tx)
+        .await
+        .map_err(map_err)?;
+    Ok(())
+}
+
+/// See [`stale_identities_statement`].
+async fn remove_stale_identities(tx: &mut Transaction<'_, Postgres>, user: UserId, email: &str) -> Result<()> {
+    sqlx::query(sqlx::AssertSqlSafe(stale_identities_statement('$')))
+        .bind(user.as_uuid())
+        .bind(email)
         .execute(&mut **tx)
         .await
         .map_err(map_err)?;

@@ -10,7 +10,7 @@ use super::sessions::revoke_sessions;
 use super::tasks::enqueue_with;
 use crate::domain::UserId;
 use crate::error::Result;
-use crate::store::rules::{EXPIRING, purge_statement};
+use crate::store::rules::{EXPIRING, purge_statement, stale_identities_statement};
 use crate::store::{DEVICE_GRANT_KEPT, EmailRevert, NewMail, TokenMail, TokenOwner, TokenPurpose, TokenStore};
 
 #[async_trait]
@@ -68,6 +68,9 @@ impl TokenStore for SqliteStore {
                 "update users set email_verified = 1, updated_at = ?3 where id = ?1 and email = ?2",
                 params![user.as_uuid(), email, millis(now)],
             )?;
+            if verified == 1 {
+                execute(conn, &stale_identities_statement('?'), params![user.as_uuid(), email])?;
+            }
             Ok((verified == 1).then_some(user))
         })
         .await
@@ -84,7 +87,8 @@ impl TokenStore for SqliteStore {
         let password_hash = password_hash.to_owned();
         let mail = mail.clone();
         self.write(move |conn| {
-            let Some((user, _)) = take_token(conn, &digest, TokenPurpose::Reset, now)? else { return Ok(None) };
+            let Some((user, email)) = take_token(conn, &digest, TokenPurpose::Reset, now)? else { return Ok(None) };
+            execute(conn, &stale_identities_statement('?'), params![user.as_uuid(), email])?;
             execute(
                 conn,
                 "update users set password_hash = ?2, credential_version = credential_version + 1, \
