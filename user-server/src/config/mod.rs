@@ -197,6 +197,11 @@ pub struct Config {
     #[arg(long, env = "USER_OIDC_PROVIDERS", value_delimiter = ',')]
     pub oidc_providers: Vec<String>,
 
+    /// Providers given directly by a program that starts the server (not
+    /// a setting), beside those of `USER_OIDC_PROVIDERS`.
+    #[arg(skip)]
+    pub providers: Vec<user_core::auth::oidc::ProviderConfig>,
+
     /// An app's own verification page for links in mails, with `{token}` where the token goes (instead of /account/verify).
     #[arg(long, env = "USER_MAIL_VERIFY_URL")]
     pub mail_verify_url: Option<String>,
@@ -387,6 +392,7 @@ impl Config {
             .iter()
             .map(|name| provider_from_env(name.trim(), |key| std::env::var(key).ok()))
             .collect::<Result<_, _>>()?;
+        config.providers.extend(self.providers.iter().cloned());
         if self.service.totp_issuer.is_none() {
             config.mfa.totp_issuer = self.mail_product_name.clone();
             if let Some(passkeys) = &mut config.mfa.passkeys {

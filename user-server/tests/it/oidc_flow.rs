@@ -43,6 +43,11 @@ fn npm_dir() -> PathBuf {
 /// Starts the provider, or says why it cannot (a skip, unless
 /// `USER_TEST_REQUIRE_OIDC=1`).
 async fn op() -> Option<Op> {
+    op_for(&format!("{SERVICE}/auth/example/callback")).await
+}
+
+/// The provider, its client `svc` returning to `callback`.
+async fn op_for(callback: &str) -> Option<Op> {
     let dir = npm_dir();
     let installed = dir.join("node_modules/oidc-provider/package.json").exists();
     let node = std::process::Command::new("node").arg("--version").output().is_ok_and(|o| o.status.success());
@@ -62,7 +67,7 @@ async fn op() -> Option<Op> {
     let mut child = Command::new("node")
         .arg(&script)
         .arg(port.to_string())
-        .arg(format!("{SERVICE}/auth/example/callback"))
+        .arg(callback)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .kill_on_drop(true)
@@ -578,4 +583,55 @@ async fn a_guest_linking_a_provider_becomes_an_account_in_place() {
     assert_eq!(me(&app, &again).await["id"], guest.body["id"]);
     let audit = app.store.list_audit(&Default::default(), None, 50).await.unwrap();
     assert!(audit.iter().any(|e| e.event == "guest.upgrade" && e.detail.as_deref() == Some("by example")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_a_browser_a_person_signs_in_at_the_provider_and_comes_back_signed_in() {
+    use crate::common::browser::{browser, browser_available, start_chromedriver};
+    use fantoccini::Locator;
+    if !browser_available() {
+        return;
+    }
+    let port = free_port();
+    let origin = format!("http://127.0.0.1:{port}");
+    let Some(op) = op_for(&format!("{origin}/auth/example/callback")).await else { return };
+    let back = format!("{origin}/account/security");
+    let mut config = user_server::Config::for_tests("memory:");
+    config.listen = format!("127.0.0.1:{port}").parse().unwrap();
+    config.public_url = Some(origin.clone());
+    config.providers = vec![ProviderConfig {
+        issuer: op.issuer.clone(),
+        client_id: "svc".into(),
+        client_auth: ClientAuth::Secret("svc-secret".into()),
+        allowed_redirects: vec![back.clone()],
+        trust_email: true,
+        ..ProviderConfig::preset("example")
+    }];
+    let server = user_server::start(&config).await.unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(server.run(async move {
+        let _ = stopped.await;
+    }));
+
+    let dir = tempfile::tempdir().unwrap();
+    let driver = start_chromedriver().await;
+    let page = browser(&driver, &dir.path().join("profile")).await;
+    let wait_for = |css: &'static str| {
+        let page = page.clone();
+        async move { page.wait().at_most(Duration::from_secs(20)).for_element(Locator::Css(css)).await.unwrap() }
+    };
+    page.goto(&format!("{origin}/auth/example/start?redirect_to={}", urlencode(&back))).await.unwrap();
+    // The provider's own sign-in page, then its consent page.
+    wait_for("input[name=login]").await.send_keys("lena").await.unwrap();
+    page.find(Locator::Css("input[name=password]")).await.unwrap().send_keys("anything").await.unwrap();
+    page.find(Locator::Css("button[type=submit]")).await.unwrap().click().await.unwrap();
+    wait_for("button.login-submit").await.click().await.unwrap();
+    // Back at the service, signed in (a same-site visit carries the session cookies).
+    page.wait().at_most(Duration::from_secs(20)).for_url(&reqwest::Url::parse(&back).unwrap()).await.unwrap();
+    page.goto(&back).await.unwrap();
+    let name = wait_for("#username").await.text().await.unwrap();
+    assert_eq!(name, "lena");
+    wait_for("#identities li[data-provider=example]").await;
+    page.close().await.unwrap();
+    let _ = stop.send(());
 }
