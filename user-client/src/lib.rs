@@ -400,7 +400,12 @@ impl Client {
         Login::parse(username_or_email)?;
         Password::presented("password", password)?;
         let device_name = self.device_name.as_deref().map(DeviceName::parse).transpose()?.map(|d| d.to_string());
-        let body = LoginRequest { username: username_or_email.into(), password: password.into(), device_name };
+        let body = LoginRequest {
+            username: username_or_email.into(),
+            password: password.into(),
+            device_name,
+            merge_guest: None,
+        };
         let reply: LoginAnswer = self.send(self.http.post(self.url("/user/login")).json(&body)).await?;
         match reply {
             LoginAnswer::SignedIn(reply) => {

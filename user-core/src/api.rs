@@ -113,6 +113,10 @@ pub struct LoginRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(schema_with = crate::domain::openapi::device_name))]
     pub device_name: Option<String>,
+    /// (v1.2) With the request's live guest session (its access token):
+    /// the guest's favorites move to this account and the guest is deleted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merge_guest: Option<bool>,
 }
 
 /// `POST /user/login` success.
@@ -1085,7 +1089,7 @@ impl Secretive for Vec<String> {
 
 debug_redacting! {
     RegisterRequest { username, email, locale; password }
-    LoginRequest { username, device_name; password }
+    LoginRequest { username, device_name, merge_guest; password }
     ProviderTokenRequest { nonce; id_token }
     LoginResponse { response, id; token }
     RefreshResponse { message, status, session_expires_at; token }
@@ -1123,7 +1127,10 @@ mod tests {
             "{:?}",
             RegisterRequest { username: "a".into(), password: s(), email: "e".into(), locale: None }
         ));
-        assert_redacted(format!("{:?}", LoginRequest { username: "alice".into(), password: s(), device_name: None }));
+        assert_redacted(format!(
+            "{:?}",
+            LoginRequest { username: "alice".into(), password: s(), device_name: None, merge_guest: None }
+        ));
         let ok = MainResponse::new("success login", 200);
         assert_redacted(format!("{:?}", LoginResponse { response: ok, token: s(), id: Uuid::nil() }));
         let refresh = RefreshResponse { message: "success".into(), status: 200, token: s(), session_expires_at: None };

@@ -97,6 +97,27 @@ impl UserService {
         Ok(LoginOutcome { user: record.user, tokens, device_cookie: None })
     }
 
+    /// After a sign-in to `into` made while the guest session of
+    /// `guest_access` was live (`"merge_guest": true`): the guest's
+    /// favorites move to the account (`favorite.added` for new ones) and
+    /// the guest is deleted, in one transaction; how many moved. A token
+    /// that is not a live guest's merges nothing.
+    ///
+    /// # Errors
+    /// [`Error::Internal`] if the store fails.
+    pub async fn merge_guest(&self, guest_access: &str, into: UserId, client: &ClientInfo) -> Result<u64> {
+        let Ok(caller) = self.caller(guest_access).await else { return Ok(0) };
+        if !caller.user.is_guest() {
+            return Ok(0);
+        }
+        let guest = caller.user.id;
+        let Some(moved) = self.store.merge_guest(guest, into, self.clock.now()).await? else { return Ok(0) };
+        self.task_waker.wake();
+        let detail = Some(format!("{moved} favorite(s) from guest {guest}"));
+        self.audit(AuditEvent::GuestMerged, Some(into), client, detail).await;
+        Ok(moved)
+    }
+
     /// New tokens for `session` of `user` as the account is now (its role
     /// changed), rotating the session's refresh token: the one the client
     /// held is refused from now on (without harm within the grace period).

@@ -88,6 +88,7 @@ forward! {
         fn list_users(&self, after: Option<UserId>, limit: u32, guests: GuestFilter) -> Result<Vec<User>>;
         fn upgrade_guest(&self, upgrade: &GuestUpgrade) -> Result<Option<UserRecord>>;
         fn delete_idle_guests(&self, idle_since: DateTime<Utc>, limit: u32, now: DateTime<Utc>) -> Result<u64>;
+        fn merge_guest(&self, guest: UserId, into: UserId, now: DateTime<Utc>) -> Result<Option<u64>>;
         fn search_users(&self, prefix: &str, after: Option<UserId>, limit: u32) -> Result<Vec<User>>;
     }
     SessionStore {

@@ -117,6 +117,12 @@ pub trait UserStore: Send + Sync {
     /// another account has (or reserves).
     async fn upgrade_guest(&self, upgrade: &GuestUpgrade) -> Result<Option<UserRecord>>;
 
+    /// Moves the guest `guest`'s favorites to the account `into` (a
+    /// `favorite.added` task for each it did not have) and deletes the
+    /// guest (a `user.deleted` task), in one transaction: how many moved,
+    /// or `None` if `guest` is not (or no longer) a guest.
+    async fn merge_guest(&self, guest: UserId, into: UserId, now: DateTime<Utc>) -> Result<Option<u64>>;
+
     /// Deletes up to `limit` guests created before `idle_since` none of whose
     /// sessions was used (signed in or refreshed) since, each with a
     /// `user.deleted` task, in one transaction; how many.

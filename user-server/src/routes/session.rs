@@ -50,6 +50,11 @@ pub(super) async fn login(mut call: Call<SigningIn>) -> Result<Response, ApiErro
         }
     };
     crate::telemetry::record_login("success");
+    if req.merge_guest == Some(true)
+        && let Ok(Some(guest)) = crate::http::Credentials::from_headers(&call.ctx.headers).access_opt()
+    {
+        call.state.service.merge_guest(guest, outcome.user.id, &client).await?;
+    }
     Ok(signed_in(&call, &client, &outcome))
 }
 

@@ -122,3 +122,24 @@ pub(crate) async fn idle_guests_are_deleted_with_a_task_and_active_ones_kept(sto
     assert_eq!(after.pending, before.pending + 1, "one user.deleted task");
     assert_eq!(store.delete_idle_guests(cutoff, 100, later).await.unwrap(), 0, "nothing left to delete");
 }
+
+pub(crate) async fn a_guest_merges_into_an_account_once_with_its_favorites(store: Arc<dyn Store>) {
+    let alice = user(&store, "alice").await;
+    let g = guest(&store, t0()).await;
+    store.add_favorites(alice, &tracks("a"), t0()).await.unwrap();
+    store.add_favorites(g, &tracks("a,b,c"), t0()).await.unwrap();
+    let before = store.count_tasks().await.unwrap().pending;
+    assert_eq!(store.merge_guest(alice, alice, t0()).await.unwrap(), None, "an account is no guest");
+    assert_eq!(store.merge_guest(g, g, t0()).await.unwrap(), None, "not into itself");
+    // Twelve merges at once: one moves the favorites.
+    let merged = at_once(|| {
+        let store = store.clone();
+        async move { store.merge_guest(g, alice, t0()).await.unwrap().is_some() }
+    })
+    .await;
+    assert_eq!(merged, 1);
+    assert_eq!(store.count_favorites(alice).await.unwrap(), 3, "a, b, c: the one she had counts once");
+    assert!(store.find_user(UserKey::Id(g)).await.unwrap().is_none(), "the guest is gone");
+    let after = store.count_tasks().await.unwrap().pending;
+    assert_eq!(after - before, 3, "favorite.added for b and c, user.deleted for the guest");
+}

@@ -83,6 +83,7 @@ macro_rules! suite {
             a_guest_upgrades_once_keeping_its_id_sessions_and_favorites,
             listings_include_exclude_or_only_take_guests,
             idle_guests_are_deleted_with_a_task_and_active_ones_kept,
+            a_guest_merges_into_an_account_once_with_its_favorites,
             an_identity_is_one_account_s_and_one_per_provider,
             a_provider_account_is_created_with_its_identity_or_not_at_all,
             the_last_way_to_sign_in_is_never_unlinked,

@@ -325,6 +325,45 @@ impl UserStore for PostgresStore {
         user_record(&row).map(Some)
     }
 
+    async fn merge_guest(&self, guest: UserId, into: UserId, now: DateTime<Utc>) -> Result<Option<u64>> {
+        if guest == into {
+            return Ok(None);
+        }
+        let mut tx = self.begin().await?;
+        // The guest's row, locked: two merges (or a merge and an upgrade) of
+        // one guest cannot both go on.
+        let locked: Option<i32> = sqlx::query_scalar("select 1 from users where id = $1 and role = 'guest' for update")
+            .bind(guest.as_uuid())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        if locked.is_none() {
+            return Ok(None);
+        }
+        let moved: Vec<String> = sqlx::query_scalar(
+            "insert into favorites (user_id, track_id, created_at) \
+               select $2, track_id, created_at from favorites where user_id = $1 order by created_at \
+             on conflict (user_id, track_id) do nothing returning track_id",
+        )
+        .bind(guest.as_uuid())
+        .bind(into.as_uuid())
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        for track in &moved {
+            let track = crate::domain::TrackId::parse(track).map_err(Error::internal)?;
+            enqueue(&mut tx, TaskKind::FavoriteAdded, into, Some(&track), now).await?;
+        }
+        sqlx::query("delete from users where id = $1")
+            .bind(guest.as_uuid())
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        enqueue(&mut tx, TaskKind::UserDeleted, guest, None, now).await?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(Some(moved.len() as u64))
+    }
+
     async fn delete_idle_guests(&self, idle_since: DateTime<Utc>, limit: u32, now: DateTime<Utc>) -> Result<u64> {
         let mut tx = self.begin().await?;
         // `skip locked`: replicas running the pass at once take different guests.

@@ -328,6 +328,44 @@ impl UserStore for SqliteStore {
         .await
     }
 
+    async fn merge_guest(&self, guest: UserId, into: UserId, now: DateTime<Utc>) -> Result<Option<u64>> {
+        self.write(move |conn| {
+            let is_guest = query_opt(
+                conn,
+                "select 1 as found from users where id = ?1 and role = 'guest'",
+                [guest.as_uuid()],
+                |row| col::<i64>(row, "found"),
+            )?;
+            if is_guest.is_none() || guest == into {
+                return Ok(None);
+            }
+            let tracks = query_all(
+                conn,
+                "select track_id, created_at from favorites where user_id = ?1 order by created_at",
+                [guest.as_uuid()],
+                |row| Ok((col::<String>(row, "track_id")?, col::<i64>(row, "created_at")?)),
+            )?;
+            let mut moved = 0;
+            for (track, added_at) in &tracks {
+                let inserted = execute(
+                    conn,
+                    "insert into favorites (user_id, track_id, created_at) values (?1, ?2, ?3) \
+                     on conflict (user_id, track_id) do nothing",
+                    params![into.as_uuid(), track, added_at],
+                )?;
+                if inserted == 1 {
+                    let track = crate::domain::TrackId::parse(track).map_err(Error::internal)?;
+                    enqueue(conn, TaskKind::FavoriteAdded, into, Some(&track), now)?;
+                    moved += 1;
+                }
+            }
+            execute(conn, "delete from users where id = ?1 and role = 'guest'", [guest.as_uuid()])?;
+            enqueue(conn, TaskKind::UserDeleted, guest, None, now)?;
+            Ok(Some(moved))
+        })
+        .await
+    }
+
     async fn delete_idle_guests(&self, idle_since: DateTime<Utc>, limit: u32, now: DateTime<Utc>) -> Result<u64> {
         self.write(move |conn| {
             let idle = query_all(

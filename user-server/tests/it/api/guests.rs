@@ -299,3 +299,34 @@ async fn a_guest_session_has_no_absolute_end_and_is_exempt_from_the_mfa_policy()
         refresh = reply.cookie_value("refresh_token");
     }
 }
+
+#[tokio::test]
+async fn signing_in_with_merge_guest_moves_the_guest_s_favorites_and_deletes_it() {
+    let app = app().await;
+    app.register("alice").await;
+    let created = guest(&app).await;
+    let access = token(&created);
+    app.send(req("POST", "/user/track/favorite?track_id=1,2").bearer(&access)).await;
+    let login = json!({"username": "alice", "password": "correct horse", "merge_guest": true});
+    let signed_in = app.send(req("POST", "/user/login").bearer(&access).json(login)).await;
+    assert_eq!(signed_in.status, 200, "{}", signed_in.body);
+    let alice = signed_in.body["token"].as_str().unwrap();
+    let favorites = app.send(req("GET", "/user/track/favorite").bearer(alice)).await;
+    assert_eq!(favorites.body["tracks"].as_array().unwrap().len(), 2, "moved");
+    app.send(req("GET", "/user/get").bearer(&access)).await.error(401);
+    let audit = app.store.list_audit(&Default::default(), None, 50).await.unwrap();
+    assert!(audit.iter().any(|e| e.event == "guest.merge"));
+    // Without the flag, or without a guest session, nothing merges.
+    let other = guest(&app).await;
+    let plain = json!({"username": "alice", "password": "correct horse"});
+    app.send(req("POST", "/user/login").bearer(&token(&other)).json(plain)).await;
+    assert_eq!(me_status(&app, &token(&other)).await, 200, "the guest lives on");
+    let bob = app.user("bob").await;
+    let not_a_guest = json!({"username": "alice", "password": "correct horse", "merge_guest": true});
+    assert_eq!(app.send(req("POST", "/user/login").bearer(&bob.access).json(not_a_guest)).await.status, 200);
+    assert_eq!(me_status(&app, &bob.access).await, 200, "an account is never merged");
+}
+
+async fn me_status(app: &TestApp, access: &str) -> u16 {
+    app.send(req("GET", "/user/get").bearer(access)).await.status
+}
