@@ -365,16 +365,21 @@ impl Client {
     /// [`Error::Invalid`] or 400 naming the field; 409 when the username or
     /// email is taken ([`Error::is_conflict`]).
     pub async fn register(&self, username: &str, email: &str, password: &str) -> Result<AccountResponse> {
+        let body = self.registration(username, email, password)?;
+        self.send(self.http.post(self.url("/user/register")).json(&body)).await
+    }
+
+    /// A registration body, each field checked as the server will.
+    fn registration(&self, username: &str, email: &str, password: &str) -> Result<RegisterRequest> {
         Username::parse(username)?;
         Email::parse(email)?;
         Password::parse(password)?;
-        let body = RegisterRequest {
+        Ok(RegisterRequest {
             username: username.into(),
             password: password.into(),
             email: email.into(),
             locale: self.locale,
-        };
-        self.send(self.http.post(self.url("/user/register")).json(&body)).await
+        })
     }
 
     /// `POST /user/login` by username or email; keeps the session for the
@@ -451,15 +456,7 @@ impl Client {
     /// sending; the server also refuses common passwords); 409 when the name
     /// or address is taken; 403 `not_a_guest` for an account.
     pub async fn upgrade_guest(&self, username: &str, email: &str, password: &str) -> Result<LoginResponse> {
-        Username::parse(username)?;
-        Email::parse(email)?;
-        Password::parse(password)?;
-        let body = RegisterRequest {
-            username: username.into(),
-            password: password.into(),
-            email: email.into(),
-            locale: self.locale,
-        };
+        let body = self.registration(username, email, password)?;
         let reply: LoginResponse = self.authed(Method::POST, "/user/guest/upgrade", |r| r.json(&body)).await?;
         self.set_access_token(Some(reply.token.clone())).await;
         Ok(reply)

@@ -562,30 +562,25 @@ impl Provider {
             // GitHub Enterprise Server (and test doubles) serve the API here.
             format!("{}/api/v3", self.config.issuer)
         };
-        let get = |path: &str| {
+        let api = api.as_str();
+        let get = |path: &'static str| async move {
+            let unavailable = |e: reqwest::Error| ProviderError::Unavailable(format!("GitHub API {path}: {e}"));
             self.http
                 .get(format!("{api}{path}"))
                 .bearer_auth(access_token)
                 .header("accept", "application/vnd.github+json")
                 .header("user-agent", "user-service")
+                .send()
+                .await
+                .and_then(reqwest::Response::error_for_status)
+                .map_err(unavailable)?
+                .bytes()
+                .await
+                .map_err(unavailable)
         };
-        let unavailable = |e: reqwest::Error| ProviderError::Unavailable(format!("GitHub API: {e}"));
-        let user: GitHubUser = get("/user")
-            .send()
-            .await
-            .and_then(reqwest::Response::error_for_status)
-            .map_err(unavailable)?
-            .json()
-            .await
-            .map_err(unavailable)?;
-        let emails: Vec<GitHubEmail> = get("/user/emails")
-            .send()
-            .await
-            .and_then(reqwest::Response::error_for_status)
-            .map_err(unavailable)?
-            .json()
-            .await
-            .map_err(unavailable)?;
+        let invalid = |e: serde_json::Error| ProviderError::Unavailable(format!("GitHub API: {e}"));
+        let user: GitHubUser = serde_json::from_slice(&get("/user").await?).map_err(invalid)?;
+        let emails: Vec<GitHubEmail> = serde_json::from_slice(&get("/user/emails").await?).map_err(invalid)?;
         let primary = emails.into_iter().find(|e| e.primary && e.verified).and_then(|e| Email::parse(&e.email).ok());
         Ok(ProviderIdentity {
             issuer: self.config.issuer.clone(),
