@@ -635,3 +635,58 @@ async fn in_a_browser_a_person_signs_in_at_the_provider_and_comes_back_signed_in
     page.close().await.unwrap();
     let _ = stop.send(());
 }
+
+#[tokio::test]
+async fn a_session_steps_up_at_its_provider_and_a_form_posted_callback_signs_in() {
+    let Some(op) = op().await else { return };
+    // A one-minute window, so the provider's tokens (checked against the
+    // service's clock) are still fresh when the sign-in is no longer recent.
+    let mut app = service(&op, true).await;
+    let provider = ProviderConfig {
+        issuer: op.issuer.clone(),
+        client_id: "svc".into(),
+        client_auth: ClientAuth::Secret("svc-secret".into()),
+        allowed_redirects: vec![DONE.into()],
+        trust_email: true,
+        ..ProviderConfig::preset("example")
+    };
+    let short = user_core::ServiceConfig {
+        providers: vec![provider],
+        reauth_window: Some(Duration::from_secs(60)),
+        ..config()
+    };
+    app.state.service = user_core::UserService::with_clock(app.store.clone(), short, app.clock.clone()).await.unwrap();
+    let access = access_of(&Browser::new().sign_in(&app, "max").await);
+    app.clock.advance(Duration::from_secs(2 * 60));
+    let stale = app.send(req("POST", "/user/totp/enroll").bearer(&access)).await;
+    assert_eq!((stale.status, stale.body["code"].as_str()), (401, Some("reauth_required")), "{}", stale.body);
+    let reauth = format!("redirect_to={}&mode=reauth", urlencode(DONE));
+    // Someone else's identity at the provider does not step this session up.
+    let mut browser = Browser::new();
+    let start = browser.start(&app, &reauth, Some(&access)).await;
+    let to = reqwest::Url::parse(start.header("location").unwrap()).unwrap();
+    assert!(to.query_pairs().any(|(k, v)| k == "prompt" && v == "login"), "the provider asks again: {to}");
+    let callback = browser.at_provider(to.to_string(), "not-max").await;
+    let refused = browser.callback(&app, &callback).await;
+    assert_eq!(refused.header("location"), Some(format!("{DONE}?error=identity_in_use").as_str()));
+    // Max himself: the session is recent again.
+    let mut browser = Browser::new();
+    let start = browser.start(&app, &reauth, Some(&access)).await;
+    let callback = browser.at_provider(start.header("location").unwrap().to_owned(), "max").await;
+    let done = browser.callback(&app, &callback).await;
+    assert_eq!((done.status, done.header("location")), (303, Some(DONE)));
+    let fresh = app.send(req("POST", "/user/totp/enroll").bearer(&access)).await;
+    assert_eq!(fresh.status, 200, "{}", fresh.body);
+
+    // A provider that posts its answer (response_mode=form_post, as Apple does).
+    let mut browser = Browser::new();
+    let start = browser.start(&app, &format!("redirect_to={}", urlencode(DONE)), None).await;
+    let callback = browser.at_provider(start.header("location").unwrap().to_owned(), "nina").await;
+    let (path, query) = callback.split_once('?').unwrap();
+    let posted = req("POST", path)
+        .cookie("auth_state", browser.state_cookie.as_deref().unwrap())
+        .raw("application/x-www-form-urlencoded", query);
+    let signed_in = app.send(posted).await;
+    let access = access_of(&signed_in);
+    assert_eq!(me(&app, &access).await["username"], "nina");
+}
