@@ -369,6 +369,20 @@ impl Client {
         self.send(self.http.post(self.url("/user/register")).json(&body)).await
     }
 
+    /// Keeps a login answer's session, or hands its second step back as
+    /// [`Error::MfaRequired`].
+    async fn keep_login_answer(&self, reply: LoginAnswer) -> Result<LoginResponse> {
+        match reply {
+            LoginAnswer::SignedIn(reply) => {
+                self.set_access_token(Some(reply.token.clone())).await;
+                Ok(reply)
+            }
+            LoginAnswer::SecondFactorRequired(pending) => {
+                Err(Error::MfaRequired(MfaPending { mfa_token: pending.mfa_token, methods: pending.methods }))
+            }
+        }
+    }
+
     /// A registration body, each field checked as the server will.
     fn registration(&self, username: &str, email: &str, password: &str) -> Result<RegisterRequest> {
         Username::parse(username)?;
@@ -412,15 +426,7 @@ impl Client {
             merge_guest: None,
         };
         let reply: LoginAnswer = self.send(self.http.post(self.url("/user/login")).json(&body)).await?;
-        match reply {
-            LoginAnswer::SignedIn(reply) => {
-                self.set_access_token(Some(reply.token.clone())).await;
-                Ok(reply)
-            }
-            LoginAnswer::SecondFactorRequired(pending) => {
-                Err(Error::MfaRequired(MfaPending { mfa_token: pending.mfa_token, methods: pending.methods }))
-            }
-        }
+        self.keep_login_answer(reply).await
     }
 
     /// `POST /user/guest` (v1.2): starts as a guest account (no username,
@@ -626,15 +632,7 @@ impl Client {
         let body = ProviderTokenRequest { id_token: id_token.into(), nonce: nonce.into() };
         let url = self.url(&format!("/auth/{provider}/token"));
         let reply: LoginAnswer = self.send(self.http.post(url).json(&body)).await?;
-        match reply {
-            LoginAnswer::SignedIn(reply) => {
-                self.set_access_token(Some(reply.token.clone())).await;
-                Ok(reply)
-            }
-            LoginAnswer::SecondFactorRequired(pending) => {
-                Err(Error::MfaRequired(MfaPending { mfa_token: pending.mfa_token, methods: pending.methods }))
-            }
-        }
+        self.keep_login_answer(reply).await
     }
 
     /// `POST /user/identities/link` (v1.2): links the identity a provider
